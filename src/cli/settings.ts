@@ -1,0 +1,76 @@
+import { InvalidArgumentError, type Command } from 'commander';
+import { resolvePostgresUrl } from '../db/connection.js';
+import { UsageError } from '../errors.js';
+import { createLogger, parseLogLevel, type Logger } from '../observe/logger.js';
+
+/** Options every command accepts (DESIGN.md "Command line"). */
+export interface CommonSettings {
+  /** undefined: fall back to the PG* environment variables, as libpq does. */
+  postgresUrl: string | undefined;
+  schema: string;
+  stateSchema: string;
+  lockTimeoutMs: number;
+  backfillBatchSize: number;
+  backfillBatchDelayMs: number;
+  logger: Logger;
+}
+
+export function positiveInteger(name: string) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value) || Number(value) <= 0) {
+      throw new InvalidArgumentError(`${name} must be a positive whole number, got "${value}"`);
+    }
+    return Number(value);
+  };
+}
+
+export function nonNegativeInteger(name: string) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`${name} must be a whole number, got "${value}"`);
+    return Number(value);
+  };
+}
+
+/** Adds the common options to the root program; subcommands read them with optsWithGlobals(). */
+export function addCommonOptions(program: Command): Command {
+  return program
+    .option('--postgres-url <url>', 'PostgreSQL connection string (else DATABASE_URL, else the PG* variables)')
+    .option('--schema <name>', 'the schema whose tables tandem migrates', 'public')
+    .option('--state-schema <name>', 'where tandem keeps its state', 'tandem')
+    .option('--lock-timeout <ms>', 'lock_timeout for every DDL statement, in milliseconds', positiveInteger('--lock-timeout'), 500)
+    .option('--backfill-batch-size <rows>', 'rows per backfill batch', positiveInteger('--backfill-batch-size'), 1000)
+    .option('--backfill-batch-delay <ms>', 'pause between backfill batches, in milliseconds', nonNegativeInteger('--backfill-batch-delay'), 0)
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (else TANDEM_LOG_LEVEL, else info)');
+}
+
+interface RawCommonOptions {
+  postgresUrl?: string;
+  schema: string;
+  stateSchema: string;
+  lockTimeout: number;
+  backfillBatchSize: number;
+  backfillBatchDelay: number;
+  logLevel?: string;
+}
+
+export function commonSettings(command: Command): CommonSettings {
+  const raw = command.optsWithGlobals<RawCommonOptions>();
+  let level;
+  try {
+    level = parseLogLevel(raw.logLevel);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  for (const [flag, value] of [['--schema', raw.schema], ['--state-schema', raw.stateSchema]] as const) {
+    if (!value) throw new UsageError(`${flag} must not be empty`);
+  }
+  return {
+    postgresUrl: resolvePostgresUrl(raw.postgresUrl),
+    schema: raw.schema,
+    stateSchema: raw.stateSchema,
+    lockTimeoutMs: raw.lockTimeout,
+    backfillBatchSize: raw.backfillBatchSize,
+    backfillBatchDelayMs: raw.backfillBatchDelay,
+    logger: createLogger({ level }),
+  };
+}

