@@ -1,0 +1,15 @@
+import { startTestPostgres } from '/work/wt-proxy/test/support/postgres.js';
+import { startProxy } from '/work/wt-proxy/src/proxy/server.js';
+import { createLogger } from '/work/wt-proxy/src/observe/logger.js';
+import pg from 'pg';
+const server = await startTestPostgres();
+const url = server.url('postgres');
+const proxy = await startProxy({ listen: {host:'127.0.0.1', port: 0}, postgresUrl: url, defaultVersion:'latest', maxClientConn: 100, shutdownGraceMs: 0, clientLoginTimeoutMs: 5000, serverConnectTimeoutMs: 5000, heartbeatIntervalMs: 100000, heartbeatExpireMs: 1000000, versionCacheTtlMs: 10000, schema:'public', stateSchema:'tandem', logger: createLogger({level:'debug', pretty:false}) });
+console.log('proxy on', proxy.address.port, 'pg on', server.port);
+const c = new pg.Client({ connectionString: `postgres://postgres@127.0.0.1:${proxy.address.port}/postgres` });
+await c.connect();
+console.log((await c.query('select 1 as x, current_setting($1) as sp', ['search_path'])).rows);
+await c.end();
+if (process.argv[2] === 'wait') await new Promise(r => setTimeout(r, 600000));
+await proxy.shutdown(0);
+await server.stop();
