@@ -155,3 +155,48 @@ export async function connectThrough(url: string, extra: Partial<pg.ClientConfig
   await client.connect();
   return client;
 }
+
+/** The ErrorResponses in a byte stream from the proxy, as field maps (e.g. `C` = SQLSTATE, `M` = message). */
+export function errorsIn(bytes: Buffer): Array<Record<string, string>> {
+  const errors: Array<Record<string, string>> = [];
+  let offset = 0;
+  // A lone 'N' or 'S' answers an SSLRequest; typed messages follow.
+  while (offset + 5 <= bytes.length) {
+    const type = bytes[offset]!;
+    const length = bytes.readInt32BE(offset + 1);
+    if (length < 4) break;
+    if (type === 0x45) {
+      const fields: Record<string, string> = {};
+      for (const part of bytes.subarray(offset + 5, offset + 1 + length).toString('utf8').split('\0')) {
+        if (part) fields[part[0]!] = part.slice(1);
+      }
+      errors.push(fields);
+    }
+    offset += 1 + length;
+  }
+  return errors;
+}
+
+/**
+ * A raw protocol session through the proxy (trust auth): sends a StartupMessage and resolves once
+ * ReadyForQuery arrives, so a test can then write arbitrary frames.
+ */
+export async function rawSession(port: number, database: string, user = 'postgres'): Promise<net.Socket> {
+  const socket = await rawConnect(port);
+  const { encodeStartupMessage, PROTOCOL_3_0 } = await import('../../src/proxy/protocol/messages.js');
+  socket.write(encodeStartupMessage(PROTOCOL_3_0, [['user', user], ['database', database]]));
+  await new Promise<void>((resolve, reject) => {
+    let seen = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      seen = Buffer.concat([seen, chunk]);
+      // ReadyForQuery is 'Z', length 5, status: the last 6 bytes of the startup answer.
+      if (seen.length >= 6 && seen[seen.length - 6] === 0x5a) {
+        socket.removeListener('data', onData);
+        resolve();
+      }
+    };
+    socket.on('data', onData);
+    socket.once('close', () => reject(new Error(`session closed during startup: ${JSON.stringify(errorsIn(seen))}`)));
+  });
+  return socket;
+}
