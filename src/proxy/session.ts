@@ -97,6 +97,8 @@ export class Session implements SessionUsage {
   /** The type of the last message the server started sending, to tell whether it already sent an error. */
   private lastServerType = 0;
   private retiredMessage: string | undefined;
+  /** The client sent Terminate: the server hanging up next is the normal end, not a failure. */
+  private clientTerminated = false;
   private closeReason = 'client disconnected';
 
   constructor(
@@ -444,6 +446,8 @@ export class Session implements SessionUsage {
     if (type === MessageType.Query || type === MessageType.Execute) {
       this.queries++;
       this.lastQueryAt = Date.now();
+    } else if (type === MessageType.Terminate) {
+      this.clientTerminated = true;
     }
   };
 
@@ -544,7 +548,8 @@ export class Session implements SessionUsage {
 
   private readonly onUpstreamClose = (): void => {
     if (this.phase === 'closed') return;
-    const serverExplained = this.lastServerType === MessageType.ErrorResponse;
+    const serverExplained = this.lastServerType === MessageType.ErrorResponse || this.clientTerminated;
+    if (this.clientTerminated) this.closeReason = 'client disconnected';
     if (!serverExplained) {
       this.ctx.metrics.error('upstream_lost');
       this.closeReason = 'server closed the connection';
