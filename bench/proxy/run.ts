@@ -3,7 +3,7 @@
  * against PostgreSQL, through PgBouncer (session mode) and through tandem proxy, all in one run on
  * one machine over loopback; then tandem's memory per idle client. Prints a Markdown table.
  *
- *   npm run build && npx tsx bench/proxy/run.ts [--duration 15] [--idle 1000] [--clients 1,8,32]
+ *   npm run build && npx tsx bench/proxy/run.ts [--duration 10] [--rounds 3] [--idle 1000] [--clients 1,8,32]
  *
  * Needs pgbench and pgbouncer (Debian: apt-get install -y postgresql-client pgbouncer). As root,
  * PgBouncer runs as the postgres user (it refuses to run as root). Not run by the test suite.
@@ -19,13 +19,15 @@ import { freePort, startTestPostgres } from '../../test/support/postgres.js';
 
 const { values: args } = parseArgs({
   options: {
-    duration: { type: 'string', default: '15' },
+    duration: { type: 'string', default: '10' },
+    rounds: { type: 'string', default: '3' },
     idle: { type: 'string', default: '1000' },
     clients: { type: 'string', default: '1,8,32' },
     scale: { type: 'string', default: '10' },
   },
 });
 const DURATION = Number(args.duration);
+const ROUNDS = Number(args.rounds);
 const IDLE = Number(args.idle);
 const CLIENTS = args.clients.split(',').map(Number);
 const SCALE = Number(args.scale);
@@ -44,13 +46,18 @@ function run(command: string, argv: string[], env: NodeJS.ProcessEnv = {}): stri
 
 function pgbench(port: number, clients: number, script: 'select-only' | 'tpcb-like'): Result {
   const output = run('pgbench', [
-    '-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-n',
+    '-h', '127.0.0.1', '-p', String(port), '-U', 'postgres',
     '-b', script, '-c', String(clients), '-j', String(Math.min(clients, 2)), '-T', String(DURATION), DATABASE,
   ]);
   const tps = /tps = ([\d.]+) \(without initial connection time\)/.exec(output);
   const latency = /latency average = ([\d.]+) ms/.exec(output);
   if (!tps || !latency) throw new Error(`cannot read pgbench output:\n${output}`);
   return { tps: Number(tps[1]), latencyMs: Number(latency[1]) };
+}
+
+function median(results: Result[]): Result {
+  const sorted = [...results].sort((a, b) => a.tps - b.tps);
+  return sorted[Math.floor(sorted.length / 2)]!;
 }
 
 function waitForPort(port: number, child: ChildProcess, name: string): Promise<void> {
@@ -103,6 +110,9 @@ async function startPgBouncer(pgPort: number): Promise<{ port: number; stop(): v
   return {
     port,
     stop() {
+      // runuser does not pass signals on; PgBouncer's own pid file names the process to stop.
+      const pid = Number(readFileSync(join(dir, 'pgbouncer.pid'), 'utf8').trim());
+      if (pid > 0) process.kill(pid, 'SIGINT');
       child.kill('SIGINT');
       rmSync(dir, { recursive: true, force: true });
     },
@@ -166,11 +176,19 @@ async function main(): Promise<void> {
   try {
     for (const script of ['select-only', 'tpcb-like'] as const) {
       for (const clients of CLIENTS) {
-        const results: Record<string, Result> = {};
-        for (const [name, port] of Object.entries(targets)) {
-          results[name] = pgbench(port, clients, script);
-          process.stderr.write(`${script} c=${clients} ${name}: ${results[name]!.tps.toFixed(0)} tps, ${results[name]!.latencyMs.toFixed(3)} ms\n`);
+        // Rounds rotate the order of the three targets, and each figure is the median of its
+        // rounds, so that drift on a shared 2-core machine does not favour whoever runs first.
+        const runs: Record<string, Result[]> = { direct: [], pgbouncer: [], tandem: [] };
+        const names = Object.keys(targets) as Array<keyof typeof targets>;
+        for (let round = 0; round < ROUNDS; round++) {
+          for (let i = 0; i < names.length; i++) {
+            const name = names[(i + round) % names.length]!;
+            const result = pgbench(targets[name], clients, script);
+            runs[name]!.push(result);
+            process.stderr.write(`${script} c=${clients} round ${round + 1} ${name}: ${result.tps.toFixed(0)} tps, ${result.latencyMs.toFixed(3)} ms\n`);
+          }
         }
+        const results: Record<string, Result> = Object.fromEntries(Object.entries(runs).map(([name, list]) => [name, median(list)]));
         const d = results.direct!;
         const b = results.pgbouncer!;
         const t = results.tandem!;
@@ -182,7 +200,7 @@ async function main(): Promise<void> {
       }
     }
     const memory = await idleMemory(tandem.port, tandem.pid);
-    console.log(`\nMachine: ${cpuModel()}, ${spawnSync('nproc', { encoding: 'utf8' }).stdout.trim()} cores; PostgreSQL ${server.major}; pgbench -T ${DURATION}, scale ${SCALE}\n`);
+    console.log(`\nMachine: ${cpuModel()}, ${spawnSync('nproc', { encoding: 'utf8' }).stdout.trim()} cores; PostgreSQL ${server.major}; pgbench -T ${DURATION} -j min(clients,2), scale ${SCALE}, median of ${ROUNDS} rotating rounds\n`);
     console.log('| script | clients | direct TPS | PgBouncer TPS | tandem TPS | PgBouncer/direct | tandem/direct | tandem/PgBouncer | direct ms | PgBouncer ms | tandem ms |');
     console.log('|---|---|---|---|---|---|---|---|---|---|---|');
     for (const row of rows) console.log(row);

@@ -28,7 +28,13 @@ export class HeartbeatLoop {
     private readonly identity: HeartbeatIdentity,
     private readonly catalogs: Catalogs,
     private readonly ledger: UsageLedger,
-    private readonly options: { intervalMs: number; expireAfterMs: number; logger: Logger },
+    private readonly options: {
+      intervalMs: number;
+      expireAfterMs: number;
+      /** The database of the proxy's own URL: it gets a heartbeat even before its first client, so status sees the proxy. */
+      homeDatabase: string;
+      logger: Logger;
+    },
   ) {}
 
   start(): void {
@@ -59,6 +65,7 @@ export class HeartbeatLoop {
   }
 
   private async beatAll(): Promise<void> {
+    this.catalogs.get(this.options.homeDatabase);
     const usage = this.ledger.snapshot().versions;
     await Promise.all(
       this.catalogs.all().map(async (catalog) => {

@@ -129,7 +129,8 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
       ledger.remove(session);
       if (session.cancelKey) cancelKeys.remove(session.cancelKey, session);
       if (!session.cancelKey && session.reason !== 'cancel request') metrics.connection('failed');
-      const level = session.cancelKey ? 'info' : 'debug';
+      // Cancel requests are connections too, but one line each would drown the sessions' lines.
+      const level = session.reason === 'cancel request' ? 'debug' : 'info';
       logger[level](
         {
           event: 'close',
@@ -177,10 +178,8 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     { proxyId, hostname: os.hostname(), pid: process.pid, listen: formatHostPort(address), schema: options.schema, stateSchema: options.stateSchema, startedAt },
     catalogs,
     ledger,
-    { intervalMs: options.heartbeatIntervalMs, expireAfterMs: options.heartbeatExpireMs, logger },
+    { intervalMs: options.heartbeatIntervalMs, expireAfterMs: options.heartbeatExpireMs, homeDatabase, logger },
   );
-  // The home database gets a heartbeat even before its first client, so status sees this proxy.
-  catalogs.get(homeDatabase);
   heartbeats.start();
   void heartbeats.beat();
 

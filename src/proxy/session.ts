@@ -411,6 +411,8 @@ export class Session implements SessionUsage {
   }
 
   private readonly forwardToServer = (chunk: Buffer): void => {
+    // Bytes can still arrive after the proxy ended the session; they have nowhere to go.
+    if (this.phase === 'closed') return;
     const scanner = this.clientScanner!;
     if (this.retiredMessage !== undefined && scanner.atBoundary) {
       this.closeReason = 'version retired';
@@ -429,6 +431,7 @@ export class Session implements SessionUsage {
   };
 
   private readonly forwardToClient = (chunk: Buffer): void => {
+    if (this.phase === 'closed') return;
     this.bytesOut += chunk.length;
     try {
       this.serverScanner!.scan(chunk);
