@@ -1,8 +1,12 @@
 import type { Command } from 'commander';
 import type { CliIO } from '../io.js';
+import { registerComplete } from './complete.js';
 import { registerInit } from './init.js';
+import { registerLatest } from './latest.js';
+import { registerRollback } from './rollback.js';
+import { registerStart } from './start.js';
 
 /** Each command lives in its own file and registers itself on the program. */
 export type RegisterCommand = (program: Command, io: CliIO) => void;
 
-export const COMMANDS: RegisterCommand[] = [registerInit];
+export const COMMANDS: RegisterCommand[] = [registerInit, registerStart, registerComplete, registerRollback, registerLatest];
