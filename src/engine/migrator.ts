@@ -129,20 +129,40 @@ export class Migrator {
         this.logger.info({ migration: name, versionSchema: planned.versionSchema, steps: planned.plan.start.length }, `starting ${name}`);
       }
 
-      try {
-        await this.runSteps(record, 'start', record.step);
-      } catch (error) {
-        await this.undoFailedStart(record, error);
-        throw this.failure('start', record, error, loaded.file);
-      }
-      await this.store.setStatus(record.id, 'active', { step: 0 });
-      record = { ...record, status: 'active', step: 0 };
-      this.logger.info({ migration: name, versionSchema: record.versionSchema }, `${name} is active: version schema ${record.versionSchema} is ready`);
-      if (options.complete) {
-        record = await this.completeRecord(record);
-      }
+      record = await this.runStart(record, loaded.file);
+      if (options.complete) record = await this.completeRecord(record);
       return { record, resumed, warnings, completed: Boolean(options.complete) };
     });
+  }
+
+  /**
+   * Continues an interrupted start (its backfill, typically) from the stored plan, without the file:
+   * what `tandem backfill` does after a crash.
+   */
+  async resume(): Promise<MigrationRecord> {
+    await this.prepareSession();
+    return this.exclusively(async () => {
+      const record = await this.store.inFlight();
+      if (!record || record.status !== 'starting') {
+        throw new TandemError('nothing_to_resume', record ? `migration "${record.name}" is ${describeStatus(record.status)}: its start is finished` : 'no migration is being started', {
+          hint: 'tandem status shows where things stand',
+        });
+      }
+      this.logger.info({ migration: record.name, step: record.step }, `resuming start of ${record.name} at step ${record.step + 1}`);
+      return this.runStart(record, record.file ?? undefined);
+    });
+  }
+
+  private async runStart(record: MigrationRecord, file: string | undefined): Promise<MigrationRecord> {
+    try {
+      await this.runSteps(record, 'start', record.step);
+    } catch (error) {
+      await this.undoFailedStart(record, error);
+      throw this.failure('start', record, error, file);
+    }
+    await this.store.setStatus(record.id, 'active', { step: 0 });
+    this.logger.info({ migration: record.name, versionSchema: record.versionSchema }, `${record.name} is active: version schema ${record.versionSchema} is ready`);
+    return { ...record, status: 'active', step: 0 };
   }
 
   async complete(): Promise<MigrationRecord> {
