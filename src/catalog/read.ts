@@ -1,5 +1,5 @@
 import type { Queryable } from '../db/connection.js';
-import type { ColumnInfo, ConstraintInfo, ConstraintType, Grant, IndexInfo, SchemaInfo, TableInfo } from './types.js';
+import type { ColumnInfo, ConstraintInfo, ConstraintType, Grant, InboundForeignKey, IndexInfo, SchemaInfo, TableInfo } from './types.js';
 
 const CONSTRAINT_TYPES: Record<string, ConstraintType> = {
   p: 'primary_key',
@@ -45,7 +45,8 @@ export async function readSchema(db: Queryable, schema: string): Promise<SchemaI
       `SELECT a.attrelid::int AS table_oid, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
               NOT a.attnotnull AS nullable, pg_get_expr(d.adbin, d.adrelid) AS default,
               a.attidentity::text AS identity, a.attgenerated::text AS generated,
-              col_description(a.attrelid, a.attnum) AS comment
+              col_description(a.attrelid, a.attnum) AS comment,
+              pg_get_serial_sequence(a.attrelid::regclass::text, a.attname) AS sequence
          FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
         WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
         ORDER BY a.attrelid, a.attnum`,
@@ -106,6 +107,18 @@ export async function readSchema(db: Queryable, schema: string): Promise<SchemaI
         ORDER BY ic.relname`,
       [oids],
     );
+  const inbound = await db.query<InboundForeignKey & { table_oid: number }>(
+    `SELECT con.confrelid::int AS table_oid, con.conrelid::regclass::text AS table, con.conname AS name,
+            (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
+               JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum) AS columns,
+            (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM unnest(con.confkey) WITH ORDINALITY k(attnum, ord)
+               JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum) AS "referencedColumns",
+            pg_get_constraintdef(con.oid) AS definition
+       FROM pg_constraint con
+      WHERE con.contype = 'f' AND con.confrelid = ANY($1::oid[])
+      ORDER BY con.conname`,
+    [oids],
+  );
   const indexNames = await db.query<{ relname: string }>(
       `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = $1 AND c.relkind IN ('i', 'I')`,
@@ -132,11 +145,13 @@ export async function readSchema(db: Queryable, schema: string): Promise<SchemaI
       estimatedRows: row.reltuples,
       partitioned: row.relkind === 'p',
       grants: row.grants ?? [],
+      inboundForeignKeys: [],
     };
     byOid.set(row.oid, table);
     result.tables.set(row.name, table);
   }
   for (const { table_oid, ...column } of columns.rows) byOid.get(table_oid)?.columns.push(column);
+  for (const { table_oid, ...foreignKey } of inbound.rows) byOid.get(table_oid)?.inboundForeignKeys.push(foreignKey);
   for (const row of constraints.rows) {
     const constraint: ConstraintInfo = {
       name: row.name,

@@ -12,6 +12,8 @@ export interface ColumnInfo {
   /** 's' for a stored generated column, '' otherwise. */
   generated: '' | 's';
   comment: string | null;
+  /** The sequence behind an identity or serial column, schema-qualified and quoted, else null. */
+  sequence: string | null;
 }
 
 export type ConstraintType = 'primary_key' | 'unique' | 'check' | 'foreign_key' | 'exclude' | 'not_null';
@@ -58,6 +60,19 @@ export interface TableInfo {
   partitioned: boolean;
   /** Privileges granted on the table to roles other than its owner, copied onto version views. */
   grants: Grant[];
+  /** Foreign keys of other tables (any schema) that reference this one. */
+  inboundForeignKeys: InboundForeignKey[];
+}
+
+export interface InboundForeignKey {
+  /** The referencing table, schema-qualified and quoted. */
+  table: string;
+  name: string;
+  columns: string[];
+  /** Columns of this table it references. */
+  referencedColumns: string[];
+  /** pg_get_constraintdef() */
+  definition: string;
 }
 
 export interface Grant {

@@ -7,7 +7,8 @@
  * - rollback: the new version schema and triggers go first, then each operation's undo, last first.
  */
 import type { Logger } from '../observe/logger.js';
-import { type SchemaModel } from './model.js';
+import { physicalColumnTaken, type ModelColumn, type ModelTable, type SchemaModel } from './model.js';
+import { ShadowTable, shadowName, type ShadowColumn } from './shadow.js';
 import {
   COMPLETE_PHASES,
   START_PHASES,
@@ -19,7 +20,15 @@ import {
   type StepOrigin,
 } from './plan.js';
 import { derivedIdent, qualified, quoteIdent } from './sql.js';
-import { createSyncTriggerSql, dropSyncTriggerSql, expressionProbeSql, SYNC_TRIGGER_NAME, type SyncRule, type SyncTrigger } from './triggers.js';
+import {
+  createSyncTriggerSql,
+  dropSyncTriggerSql,
+  expressionProbeSql,
+  SYNC_TRIGGER_NAME,
+  type SyncExpression,
+  type SyncRule,
+  type SyncTrigger,
+} from './triggers.js';
 import { createVersionSchemaSql, dropVersionSchemaSql } from './views.js';
 
 export interface MigrationContext {
@@ -86,17 +95,54 @@ export class Planner {
     this.rollbackByOperation[this.origin.operation]!.push(this.stamp(step));
   }
 
+  private readonly shadowTables = new Map<ModelTable, ShadowTable>();
+
+  /** The shadow of `column`, created on first use: the model column then points at it. */
+  shadowColumn(table: ModelTable, column: ModelColumn): ShadowColumn {
+    let shadows = this.shadowTables.get(table);
+    if (!shadows) {
+      shadows = new ShadowTable(this.context.schema, table);
+      this.shadowTables.set(table, shadows);
+    }
+    const existing = shadows.find(column);
+    if (existing) return existing;
+    if (!column.original) throw new Error(`column ${column.name} has no original column to shadow`);
+    let shadow = shadowName(column.original);
+    while (physicalColumnTaken(table, shadow, shadows.columns.map((s) => s.shadow))) shadow = derivedIdent('_', shadow);
+    const state: ShadowColumn = {
+      column,
+      original: column.original,
+      shadow,
+      type: column.type,
+      nullable: column.nullable,
+      default: column.default,
+      comment: column.comment,
+      up: [],
+      down: [],
+      origin: this.origin,
+    };
+    shadows.columns.push(state);
+    column.physical = shadow;
+    return state;
+  }
+
+  shadowTable(table: ModelTable): ShadowTable | undefined {
+    return this.shadowTables.get(table);
+  }
+
   /** Keeps a pair of columns in step while both versions write (see triggers.ts). */
   sync(table: string, rule: SyncRule): void {
     const rules = this.syncRules.get(table) ?? [];
-    rules.push({ ...rule, origin: this.origin });
+    rules.push({ ...rule, origin: rule.origin ?? this.origin });
     this.syncRules.set(table, rules);
-    if (rule.up !== undefined && rule.newColumn) {
-      this.probe(expressionProbeSql(rule.up, rule.upNames, rule.newType), 'up');
+    for (const expression of [...(rule.up ?? []), ...(rule.down ?? [])]) {
+      this.probes.push({ sql: expressionProbeSql(expression.sql, expression.names, expression.resultType), origin: expression.origin });
     }
-    if (rule.down !== undefined && rule.oldColumn) {
-      this.probe(expressionProbeSql(rule.down, rule.downNames, rule.oldType), 'down');
-    }
+  }
+
+  /** An `up` or `down` expression of the current operation. */
+  expression(sql: string, names: SyncExpression['names'], resultType: string, field: string): SyncExpression {
+    return { sql, names, resultType, origin: { ...this.origin, field } };
   }
 
   /** Existing rows of `table` need the sync triggers run on them once. */
@@ -128,6 +174,32 @@ export class Planner {
     }));
   }
 
+  /** Turns each table's shadow columns into steps, in the phases where they belong. */
+  private addShadowSteps(): void {
+    for (const shadows of this.shadowTables.values()) {
+      const table = shadows.table;
+      const steps = shadows.steps((kind, name) => derivedIdent(`_tandem_${kind}_`, name));
+      const origin = shadows.columns[0]!.origin;
+      const add = <T>(list: T[], item: T) => list.push(item);
+      for (const step of steps.expand) add(this.startSteps.get('expand')!, step);
+      for (const rule of steps.rules) this.sync(table.physical, rule);
+      for (const step of steps.constrain) add(this.startSteps.get('constrain')!, step);
+      this.backfills.set(table.physical, { touchColumn: steps.touchColumn, origin });
+      for (const step of steps.indexes) add(this.startSteps.get('backfill')!, step);
+      for (const step of steps.validate) add(this.completeSteps.get('validate')!, step);
+      add(this.completeSteps.get('contract')!, steps.swap);
+      for (const step of steps.afterSwap) add(this.completeSteps.get('finish')!, step);
+      this.indexRenames.push(...steps.indexRenames);
+      for (const step of steps.rollback) {
+        const operation = step.origin?.operation ?? origin.operation;
+        (this.rollbackByOperation[operation] ??= []).push(step);
+      }
+    }
+  }
+
+  /** Indexes built under temporary names that take their final names at complete. */
+  private readonly indexRenames: { from: string; to: string }[] = [];
+
   /**
    * Renames that give every column, constraint and table its final name at complete, read from the
    * finished model so that renames, temporary names and shadow columns all land the same way. A rename
@@ -147,6 +219,9 @@ export class Planner {
         steps.push(sqlStep(`rename constraint ${from} to ${to}`, `ALTER TABLE ${tableSql} RENAME CONSTRAINT ${quoteIdent(from)} TO ${quoteIdent(to)}`, { lockTarget }));
       }
     }
+    for (const { from, to } of this.indexRenames) {
+      steps.push(sqlStep(`rename index ${from} to ${to}`, `ALTER INDEX ${qualified(this.context.schema, from)} RENAME TO ${quoteIdent(to)}`));
+    }
     return steps;
   }
 
@@ -162,6 +237,7 @@ export class Planner {
   /** The whole plan, in execution order. */
   build(): Plan {
     const { schema, versionSchema, previousVersionSchema } = this.context;
+    this.addShadowSteps();
     const triggers = this.syncTriggers();
     const at = (phase: StartPhase) => this.startSteps.get(phase)!;
     const lockTarget = (table: string) => `${schema}.${table}`;

@@ -30,8 +30,7 @@ export async function planMigration(db: Queryable, migration: Migration, context
         hint: 'tandem cannot see what raw SQL changes, so put it in a migration of its own (or set onComplete: true)',
       });
     }
-    const plan = OPERATIONS[operation.kind] as ((body: unknown, planner: Planner) => void | Promise<void>) | undefined;
-    if (!plan) throw new TandemError('operation_unsupported', `operation "${operation.kind}" is not supported`, location);
+    const plan = OPERATIONS[operation.kind] as (body: unknown, planner: Planner) => void | Promise<void>;
     planner.beginOperation(index, operation.kind);
     try {
       await plan(operation.body, planner);
@@ -39,6 +38,7 @@ export async function planMigration(db: Queryable, migration: Migration, context
       throw error instanceof TandemError ? error.at(location) : error;
     }
   }
+  const plan = planner.build();
   for (const probe of planner.probes) {
     try {
       await db.query(probe.sql);
@@ -52,5 +52,5 @@ export async function planMigration(db: Queryable, migration: Migration, context
       });
     }
   }
-  return { plan: planner.build(), warnings: planner.warnings };
+  return { plan, warnings: planner.warnings };
 }

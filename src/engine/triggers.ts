@@ -20,24 +20,28 @@ export interface SyncRule {
   oldColumn?: string;
   /** The physical column the new version writes (absent for columns it no longer sees). */
   newColumn?: string;
-  /** Computes the new column from the old version's columns. */
-  up?: string;
+  /**
+   * Computes the new column from the old version's row. Several expressions (several operations on
+   * one column) apply in order, each seeing the value so far under the column's name.
+   */
+  up?: SyncExpression[];
   /** Apply `up` only where the new column is still NULL (a volatile default filling existing rows). */
   fillOnly?: boolean;
-  /** Computes the old column from the new version's columns. */
-  down?: string;
-  /** Names `up` may use, mapped to physical columns (the old version's view of the row). */
-  upNames: Record<string, NameBinding>;
-  /** Names `down` may use, mapped to physical columns (the new version's view of the row). */
-  downNames: Record<string, NameBinding>;
-  /** Types of the target columns, for validating the expressions before anything runs. */
-  oldType?: string;
-  newType?: string;
+  /** Computes the old column from the new version's row, last operation first. */
+  down?: SyncExpression[];
   /** The operation the rule came from, for error messages. */
   origin?: { operation: number; kind: string };
 }
 
-
+export interface SyncExpression {
+  sql: string;
+  /** The names it may use, bound to physical columns. */
+  names: Record<string, NameBinding>;
+  /** The type its result is assigned to, for checking it before anything runs. */
+  resultType: string;
+  /** Where it came from, for error messages. */
+  origin: { operation: number; kind: string; field: string };
+}
 
 export interface SyncTrigger {
   schema: string;
@@ -98,19 +102,23 @@ function ruleBlock(rule: SyncRule, trigger: SyncTrigger): string {
     `    _tandem_direction := 'up';`,
     `  END IF;`,
   ];
-  if (rule.up !== undefined && n) {
+  if (rule.up?.length && n) {
     const when = rule.fillOnly ? ` AND ${n} IS NULL` : '';
-    lines.push(`  IF _tandem_direction = 'up'${when} THEN`, assignment(n, rule.up, rule.upNames, trigger), `  END IF;`);
+    lines.push(`  IF _tandem_direction = 'up'${when} THEN`, ...rule.up.map((e) => assignment(n, e, trigger)), `  END IF;`);
   }
-  if (rule.down !== undefined && o) {
-    lines.push(`  IF _tandem_direction = 'down' THEN`, assignment(o, rule.down, rule.downNames, trigger), `  END IF;`);
+  if (rule.down?.length && o) {
+    lines.push(`  IF _tandem_direction = 'down' THEN`, ...rule.down.map((e) => assignment(o, e, trigger)), `  END IF;`);
   }
   return lines.join('\n');
 }
 
-/** A nested block that binds the row's columns to the names the expression uses, then assigns. */
-function assignment(target: string, expression: string, names: Record<string, NameBinding>, trigger: SyncTrigger): string {
-  const used = referencedNames(expression, Object.keys(names));
+/**
+ * A nested block that binds the row's columns to the names the expression uses, then assigns. The
+ * explicit CAST is the conversion the expression was checked with before start (expressionProbeSql).
+ */
+function assignment(target: string, expression: SyncExpression, trigger: SyncTrigger): string {
+  const names = expression.names;
+  const used = referencedNames(expression.sql, Object.keys(names));
   const declarations = used.map((name) => {
     const column = quoteIdent(names[name]!.column);
     return `      ${quoteIdent(name)} ${qualified(trigger.schema, trigger.table)}.${column}%TYPE := NEW.${column};`;
@@ -119,7 +127,7 @@ function assignment(target: string, expression: string, names: Record<string, Na
     `    DECLARE`,
     ...declarations,
     `    BEGIN`,
-    `      ${target} := (${expression});`,
+    `      ${target} := CAST((${expression.sql}) AS ${expression.resultType});`,
     `    END;`,
   ].join('\n');
 }

@@ -3,6 +3,7 @@ import { oldVersionNames, physicalColumnTaken, requireNewColumnName, type ModelC
 import { sqlStep } from '../engine/plan.js';
 import { derivedIdent, qualified, quoteIdent, quoteLiteral } from '../engine/sql.js';
 import { TandemError } from '../errors.js';
+import { dropInvalidIndexSql } from '../engine/shadow.js';
 import { checkSql, columnForeignKeySql, generatedSql, isIdentity } from './sql-fragments.js';
 
 /**
@@ -113,11 +114,8 @@ export const addColumn: OperationPlanner<'add_column'> = async (body, planner) =
     planner.sync(table.physical, {
       description: `${table.name}.${definition.name} from up`,
       newColumn: physical,
-      up,
+      up: [planner.expression(up, oldVersionNames(table), definition.type, fillOnly ? 'column.default' : 'up')],
       fillOnly,
-      newType: definition.type,
-      upNames: oldVersionNames(table),
-      downNames: {},
     });
     planner.backfill(table.physical, physical);
   }
@@ -173,13 +171,3 @@ export const addColumn: OperationPlanner<'add_column'> = async (body, planner) =
   // A temporary physical name is renamed to the final one at complete (the planner does all renames).
   table.columns.push(added);
 };
-
-/** Removes an index left INVALID by an interrupted CREATE INDEX CONCURRENTLY, so the build can run again. */
-export function dropInvalidIndexSql(schema: string, index: string): string {
-  return `DO $tandem$ BEGIN
-  IF EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE n.nspname = ${quoteLiteral(schema)} AND c.relname = ${quoteLiteral(index)} AND NOT i.indisvalid) THEN
-    EXECUTE ${quoteLiteral(`DROP INDEX ${qualified(schema, index)}`)};
-  END IF;
-END $tandem$`;
-}

@@ -3,7 +3,7 @@ import { column } from '../engine/model.js';
 import { sqlStep } from '../engine/plan.js';
 import { qualified, quoteIdent } from '../engine/sql.js';
 import { TandemError } from '../errors.js';
-import { dropInvalidIndexSql } from './add_column.js';
+import { dropInvalidIndexSql } from '../engine/shadow.js';
 
 /** Built CONCURRENTLY, so writes continue; an interrupted build's invalid index is removed before a retry. */
 export const createIndex: OperationPlanner<'create_index'> = (body, planner) => {

@@ -28,10 +28,7 @@ export const dropColumn: OperationPlanner<'drop_column'> = (body, planner) => {
     planner.sync(table.physical, {
       description: `${table.name}.${body.column} for the old version, from down`,
       oldColumn: dropped.original,
-      down: body.down,
-      oldType: dropped.type,
-      upNames: {},
-      downNames: newVersionNames(table),
+      down: [planner.expression(body.down, newVersionNames(table), dropped.type, 'down')],
     });
   } else if (!dropped.nullable && dropped.default === null && dropped.identity === '' && dropped.generated === '') {
     planner.warn(

@@ -33,14 +33,16 @@ export function deferrable(options: { deferrable?: boolean; initially_deferred?:
   return options.deferrable ? ' DEFERRABLE' : '';
 }
 
-/** `CONSTRAINT name FOREIGN KEY (cols) REFERENCES t (cols) …` for a column-level reference. */
+/** `CONSTRAINT name FOREIGN KEY (col) REFERENCES t (col) …` for a column-level reference. */
 export function columnForeignKeySql(model: SchemaModel, physicalColumn: string, reference: ForeignKeyReference, field: string): string {
+  return `CONSTRAINT ${quoteIdent(reference.name)} ${columnForeignKeyBody(model, physicalColumn, reference, field)}`;
+}
+
+/** `FOREIGN KEY (col) REFERENCES t (col) …`, without the constraint name. */
+export function columnForeignKeyBody(model: SchemaModel, physicalColumn: string, reference: ForeignKeyReference, field: string): string {
   const target = referencedTable(model, reference.table, `${field}.table`);
   const targetColumn = target.physicalColumn(reference.column, `${field}.column`);
-  return (
-    `CONSTRAINT ${quoteIdent(reference.name)} FOREIGN KEY (${quoteIdent(physicalColumn)}) ` +
-    `REFERENCES ${target.sql} (${quoteIdent(targetColumn)})${foreignKeyActions(reference)}${deferrable(reference)}`
-  );
+  return `FOREIGN KEY (${quoteIdent(physicalColumn)}) REFERENCES ${target.sql} (${quoteIdent(targetColumn)})${foreignKeyActions(reference)}${deferrable(reference)}`;
 }
 
 export function tableForeignKeySql(
@@ -65,7 +67,11 @@ export function tableForeignKeySql(
 }
 
 export function checkSql(name: string, expression: string, noInherit?: boolean): string {
-  return `CONSTRAINT ${quoteIdent(name)} CHECK (${expression})${noInherit ? ' NO INHERIT' : ''}`;
+  return `CONSTRAINT ${quoteIdent(name)} ${checkBody(expression, noInherit)}`;
+}
+
+export function checkBody(expression: string, noInherit?: boolean): string {
+  return `CHECK (${expression})${noInherit ? ' NO INHERIT' : ''}`;
 }
 
 export function indexParametersSql(parameters: TableConstraintDefinition['index_parameters']): string {
