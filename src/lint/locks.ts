@@ -37,8 +37,8 @@ export function blockingTargets(node: Node): RelationName[] {
   const truncate = asNode(node, 'TruncateStmt');
   if (truncate) return (truncate.relations ?? []).flatMap((r) => listOf(relationOf(asNode(r, 'RangeVar'))));
   const lock = asNode(node, 'LockStmt');
-  // Modes 1-2 (ACCESS SHARE, ROW SHARE) and 3 (ROW EXCLUSIVE) let writers through; 4 and up do not.
-  if (lock && (lock.mode ?? 0) >= 4) return (lock.relations ?? []).flatMap((r) => listOf(relationOf(asNode(r, 'RangeVar'))));
+  // Modes 1-4 (ACCESS SHARE up to SHARE UPDATE EXCLUSIVE) let writers through; 5 (SHARE) and up do not.
+  if (lock && (lock.mode ?? 0) >= 5) return (lock.relations ?? []).flatMap((r) => listOf(relationOf(asNode(r, 'RangeVar'))));
   const vacuum = asNode(node, 'VacuumStmt');
   if (vacuum && (vacuum.options ?? []).some((o) => asNode(o, 'DefElem')?.defname === 'full')) {
     return (vacuum.rels ?? []).flatMap((r) => listOf(relationOf(asNode(r, 'VacuumRelation')?.relation)));

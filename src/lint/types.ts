@@ -57,6 +57,6 @@ export interface Rule {
   why: string;
   fix: string;
   /** A statement the rule flags and a safe way to write it; documented and tested. */
-  example: { bad: string; good: string };
+  example: { bad: string; good: string; /** The server version the example assumes, when it matters. */ pgVersion?: number };
   check(context: RuleContext): Problem[];
 }

@@ -96,7 +96,7 @@ export const lockTable: Rule = {
   },
   check(context) {
     const lock = asNode(context.statement.node, 'LockStmt');
-    if (!lock || (lock.mode ?? 0) < 4) return [];
+    if (!lock || (lock.mode ?? 0) < 5) return [];
     const tables = (lock.relations ?? []).flatMap((r) => {
       const table = relationOf(asNode(r, 'RangeVar'));
       return table && !context.state.isNewTable(table) ? [table] : [];

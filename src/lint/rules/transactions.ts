@@ -65,6 +65,7 @@ export const addEnumValueInTransaction: Rule = {
   example: {
     bad: ['BEGIN;', "ALTER TYPE order_status ADD VALUE 'refunded';", 'COMMIT;'].join('\n'),
     good: "ALTER TYPE order_status ADD VALUE 'refunded';",
+    pgVersion: 11,
   },
   check(context) {
     const alter = asNode(context.statement.node, 'AlterEnumStmt');
