@@ -1,10 +1,28 @@
 import type { Command } from 'commander';
 import type { CliIO } from '../io.js';
-import { registerInit } from './init.js';
-import { registerLint } from './lint.js';
+import { registerBackfill } from './backfill.js';
+import { registerComplete } from './complete.js';
 import { registerConvert } from './convert.js';
+import { registerInit } from './init.js';
+import { registerLatest } from './latest.js';
+import { registerLint } from './lint.js';
+import { registerMigrate } from './migrate.js';
+import { registerRollback } from './rollback.js';
+import { registerStart } from './start.js';
+import { registerStatus } from './status.js';
 
 /** Each command lives in its own file and registers itself on the program. */
 export type RegisterCommand = (program: Command, io: CliIO) => void;
 
-export const COMMANDS: RegisterCommand[] = [registerInit, registerLint, registerConvert];
+export const COMMANDS: RegisterCommand[] = [
+  registerInit,
+  registerStart,
+  registerComplete,
+  registerRollback,
+  registerStatus,
+  registerMigrate,
+  registerLatest,
+  registerBackfill,
+  registerLint,
+  registerConvert,
+];
