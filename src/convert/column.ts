@@ -46,7 +46,7 @@ export function convertColumn(context: ConvertContext, table: string, definition
       case 'CONSTR_PRIMARY':
       case 'CONSTR_UNIQUE': {
         const primary = constraint.contype === 'CONSTR_PRIMARY';
-        if (constraint.options?.length || constraint.indexspace || constraint.deferrable || hasAttributes(constraints)) {
+        if (constraint.options?.length || constraint.indexspace || constraint.deferrable || makesDeferrable(constraints[index + 1])) {
           throw new Unconvertible(`the ${primary ? 'PRIMARY KEY' : 'UNIQUE'} clause on "${name}" has index options the column form cannot carry`);
         }
         if (constraint.conname) {
@@ -63,6 +63,19 @@ export function convertColumn(context: ConvertContext, table: string, definition
       }
       case 'CONSTR_FOREIGN':
         column.references = reference(context, table, name, constraint);
+        break;
+      // DEFERRABLE, INITIALLY DEFERRED and friends follow the constraint they modify as entries of their own.
+      case 'CONSTR_ATTR_DEFERRABLE':
+      case 'CONSTR_ATTR_DEFERRED':
+        if (modified(constraints, index)?.contype !== 'CONSTR_FOREIGN' || !column.references) {
+          throw new Unconvertible(`a deferrable constraint on "${name}" other than a foreign key has no column form`);
+        }
+        if (constraint.contype === 'CONSTR_ATTR_DEFERRABLE') column.references.deferrable = true;
+        else column.references.initially_deferred = true;
+        break;
+      case 'CONSTR_ATTR_NOT_DEFERRABLE':
+      case 'CONSTR_ATTR_IMMEDIATE':
+      case 'CONSTR_ATTR_ENFORCED':
         break;
       case 'CONSTR_GENERATED':
         if (constraint.generated_kind === 'v') throw new Unconvertible(`"${name}" is a VIRTUAL generated column; the migration format has stored ones only`);
@@ -84,9 +97,13 @@ export function convertColumn(context: ConvertContext, table: string, definition
   return { column, constraints: tableConstraints, notes };
 }
 
-/** DEFERRABLE / INITIALLY ... clauses arrive as separate constraint entries after the one they modify. */
-function hasAttributes(constraints: Constraint[]): boolean {
-  return constraints.some((c) => c.contype?.startsWith('CONSTR_ATTR_'));
+/** The constraint an attribute entry at `index` modifies: the nearest one before it that is not an attribute. */
+function modified(constraints: Constraint[], index: number): Constraint | undefined {
+  return constraints.slice(0, index).reverse().find((c) => !c.contype?.startsWith('CONSTR_ATTR_'));
+}
+
+function makesDeferrable(next: Constraint | undefined): boolean {
+  return next?.contype === 'CONSTR_ATTR_DEFERRABLE' || next?.contype === 'CONSTR_ATTR_DEFERRED';
 }
 
 function defaultText(context: ConvertContext, constraint: Constraint, stopByte: number): string {
