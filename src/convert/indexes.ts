@@ -22,7 +22,9 @@ export function convertCreateIndex(context: ConvertContext, index: IndexStmt): C
     if (!element?.name) throw new Unconvertible('expression indexes have no create_index form (it takes column names only)');
     const field: IndexField = { column: element.name };
     const collation = stringList(element.collation);
-    if (collation.length) field.collate = collation.map(identifierSql).join('.');
+    // tandem's create_index quotes `collate` as one identifier, so it takes the bare name.
+    if (collation.length > 1) throw new Unconvertible('create_index takes a collation name without a schema');
+    if (collation.length) field.collate = collation[0]!;
     const opclass = stringList(element.opclass);
     if (opclass.length) {
       field.opclass = { name: opclass.map(identifierSql).join('.') };

@@ -5,24 +5,31 @@
  */
 import { describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { convertSql, migrationDocument } from '../../src/convert/convert.js';
-import { toYaml } from '../../src/convert/emit.js';
+import { convertSql, migrationDocument, type Conversion } from '../../src/convert/convert.js';
+import { renderConversion, toYaml } from '../../src/convert/emit.js';
 import { parseMigration } from '../../src/migration/load.js';
 
 async function convert(sql: string, schema = 'public') {
   const conversion = await convertSql(sql, 'case.sql', { name: 'case', schema });
   // What a user gets must load exactly as tandem start would load it.
-  const loaded = parseMigration(toYaml(conversion, 'case.sql'), { file: 'case.yaml', format: 'yaml' });
-  expect(loaded.migration.operations.map((op) => ({ [op.kind]: op.body }))).toEqual(migrationDocument(conversion).operations);
+  for (const migration of conversion.migrations) {
+    const loaded = parseMigration(toYaml(migration), { file: `${migration.name}.yaml`, format: 'yaml' });
+    expect(loaded.migration.operations.map((op) => ({ [op.kind]: op.body }))).toEqual(migrationDocument(migration).operations);
+  }
   return conversion;
 }
 
+/** Every operation of every migration, in order. */
+function allOperations(conversion: Conversion) {
+  return conversion.migrations.flatMap((migration) => migrationDocument(migration).operations);
+}
+
 async function operations(sql: string, schema?: string) {
-  return migrationDocument(await convert(sql, schema)).operations;
+  return allOperations(await convert(sql, schema));
 }
 
 async function notes(sql: string) {
-  return (await convert(sql)).operations.flatMap((op) => op.notes.map((n) => `${n.level}: ${n.text}`));
+  return (await convert(sql)).migrations.flatMap((m) => m.operations.flatMap((op) => op.notes.map((n) => `${n.level}: ${n.text}`)));
 }
 
 describe('convert: one operation per statement kind', () => {
@@ -171,7 +178,7 @@ describe('convert: one operation per statement kind', () => {
           table: 'orders',
           unique: true,
           columns: [
-            { column: 'code', collate: '"C"', opclass: { name: 'text_pattern_ops' }, sort: 'DESC', nulls: 'LAST' },
+            { column: 'code', collate: 'C', opclass: { name: 'text_pattern_ops' }, sort: 'DESC', nulls: 'LAST' },
             { column: 'region', sort: 'ASC', nulls: 'FIRST' },
           ],
           storage_parameters: 'fillfactor = 70',
@@ -236,7 +243,17 @@ describe('convert: statements without a safe equivalent', () => {
       'ALTER TABLE orders ADD CONSTRAINT o_fk FOREIGN KEY (user_id) REFERENCES users;',
     ].join('\n');
     const conversion = await convert(sql);
-    expect(migrationDocument(conversion).operations).toEqual([
+    // Raw SQL must run alone: the file becomes consecutive migrations around each sql operation.
+    expect(conversion.migrations.map((m) => [m.name, m.operations.map((op) => op.kind)])).toEqual([
+      ['case_1', ['sql']],
+      ['case_2', ['sql']],
+      ['case_3', ['add_column']],
+      ['case_4', ['sql']],
+      ['case_5', ['sql']],
+      ['case_6', ['sql']],
+      ['case_7', ['sql']],
+    ]);
+    expect(allOperations(conversion)).toEqual([
       { sql: { up: "CREATE TYPE mood AS ENUM ('sad', 'ok')" } },
       { sql: { up: 'CREATE INDEX orders_lower_email ON orders (lower(email))' } },
       { add_column: { table: 'orders', column: { name: 'a', type: 'integer', nullable: true } } },
@@ -245,7 +262,7 @@ describe('convert: statements without a safe equivalent', () => {
       { sql: { up: 'CREATE TABLE other.things (id bigint)' } },
       { sql: { up: 'ALTER TABLE orders ADD CONSTRAINT o_fk FOREIGN KEY (user_id) REFERENCES users' } },
     ]);
-    const reasons = conversion.operations.filter((op) => op.kind === 'sql').map((op) => op.notes[0]!.text);
+    const reasons = conversion.migrations.flatMap((m) => m.operations).filter((op) => op.kind === 'sql').map((op) => op.notes[0]!.text);
     expect(reasons).toEqual([
       expect.stringContaining('no operation for CreateEnum'),
       expect.stringContaining('expression indexes'),
@@ -264,7 +281,7 @@ describe('convert: statements without a safe equivalent', () => {
 
   it('skips transaction control and lock_timeout, saying so once', async () => {
     const conversion = await convert("BEGIN;\nSET lock_timeout = '1s';\nALTER TABLE t DROP COLUMN a;\nCOMMIT;");
-    expect(migrationDocument(conversion).operations).toEqual([{ drop_column: { table: 't', column: 'a' } }]);
+    expect(allOperations(conversion)).toEqual([{ drop_column: { table: 't', column: 'a' } }]);
     expect(conversion.skipped).toHaveLength(2);
   });
 
@@ -280,9 +297,17 @@ describe('convert: statements without a safe equivalent', () => {
 describe('convert: output', () => {
   it('YAML carries the notes as comments above their operation', async () => {
     const conversion = await convert('ALTER TABLE orders ALTER COLUMN total TYPE bigint;\nDROP INDEX i;');
-    const text = toYaml(conversion, 'case.sql');
+    const text = renderConversion(conversion, 'yaml', 'case.sql');
     expect(text).toMatch(/^# Converted by tandem convert from case\.sql\.\n# 2 REVIEW notes below/);
     expect(text).toContain('operations:\n  # REVIEW: "up" converts existing values');
-    expect(YAML.parse(text)).toEqual(migrationDocument(conversion));
+    expect(YAML.parse(text)).toEqual(migrationDocument(conversion.migrations[0]!));
+  });
+
+  it('several migrations become a YAML stream or a JSON array', async () => {
+    const conversion = await convert('DROP INDEX a;\nCREATE EXTENSION pgcrypto;');
+    const yaml = renderConversion(conversion, 'yaml', 'case.sql');
+    expect(yaml).toContain('# The SQL needs 2 migrations, to run in order (case_1, case_2)');
+    expect(YAML.parseAllDocuments(yaml).map((d) => d.toJS())).toEqual(conversion.migrations.map(migrationDocument));
+    expect(JSON.parse(renderConversion(conversion, 'json', 'case.sql'))).toEqual(conversion.migrations.map(migrationDocument));
   });
 });

@@ -1,9 +1,9 @@
-import { readFile, writeFile } from 'node:fs/promises';
-import { basename, extname } from 'node:path';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { basename, extname, join, sep } from 'node:path';
 import { Option, type Command } from 'commander';
 import { TandemError, UsageError } from '../../errors.js';
-import { convertSql } from '../../convert/convert.js';
-import { noteLines, toJson, toYaml, type OutputFormat } from '../../convert/emit.js';
+import { convertSql, type Conversion } from '../../convert/convert.js';
+import { conversionHeader, noteLines, renderConversion, toJson, toYaml, type OutputFormat } from '../../convert/emit.js';
 import { writeLine, type CliIO } from '../io.js';
 
 interface ConvertFlags {
@@ -15,9 +15,9 @@ interface ConvertFlags {
 export function registerConvert(program: Command, io: CliIO): void {
   program
     .command('convert')
-    .description('turn a plain SQL migration into a tandem (pgroll-format) migration')
+    .description('turn a plain SQL migration into tandem (pgroll-format) migrations')
     .argument('<file>', 'the .sql file')
-    .option('-o, --output <file>', 'write the migration here instead of stdout')
+    .option('-o, --output <path>', 'write the migration to this file, or one file per migration into this directory (ending in /)')
     .addOption(new Option('--format <format>', 'yaml or json (default: from the --output extension, else yaml)').choices(['yaml', 'json']))
     .option('--name <name>', 'the migration name (default: the file name without .sql)')
     .action(async (file: string, flags: ConvertFlags, command: Command) => {
@@ -26,21 +26,46 @@ export function registerConvert(program: Command, io: CliIO): void {
       const name = flags.name ?? basename(file, extname(file));
       if (!name) throw new UsageError('--name must not be empty');
       const conversion = await convertSql(await readSource(file), file, { name, schema });
-      const text = format === 'json' ? toJson(conversion) : toYaml(conversion, basename(file));
       // YAML carries the notes as comments; JSON cannot, so they go to stderr.
       if (format === 'json') for (const line of noteLines(conversion, file)) writeLine(io.stderr, line);
+      const count = conversion.migrations.length;
       if (!flags.output) {
-        io.stdout.write(text);
+        io.stdout.write(renderConversion(conversion, format, basename(file)));
+        if (count > 1) writeLine(io.stderr, `tandem convert: the SQL needs ${count} migrations; -o DIR/ writes one file each`);
         return;
       }
-      await writeFile(flags.output, text);
-      const reviews = conversion.operations.flatMap((op) => op.notes).filter((note) => note.level === 'review').length;
-      const count = conversion.operations.length;
-      writeLine(
-        io.stderr,
-        `wrote ${flags.output}: ${count} operation${count === 1 ? '' : 's'}` + (reviews ? `, ${reviews} REVIEW note${reviews === 1 ? '' : 's'} to check` : ''),
-      );
+      const written = await writeMigrations(conversion, flags.output, format, basename(file));
+      const reviews = conversion.migrations.flatMap((m) => m.operations.flatMap((op) => op.notes)).filter((n) => n.level === 'review').length;
+      writeLine(io.stderr, `wrote ${written.join(', ')}${reviews ? `: ${reviews} REVIEW note${reviews === 1 ? '' : 's'} to check` : ''}`);
     });
+}
+
+/** Writes to a file, or to `<dir>/<migration name>.<ext>` per migration when `output` is a directory. */
+async function writeMigrations(conversion: Conversion, output: string, format: OutputFormat, source: string): Promise<string[]> {
+  const isDirectory = output.endsWith('/') || output.endsWith(sep) || (await stat(output).catch(() => undefined))?.isDirectory() === true;
+  const header = conversionHeader(conversion, source);
+  const text = (index: number) => {
+    const migration = conversion.migrations[index]!;
+    return format === 'json' ? toJson(migration) : toYaml(migration, index === 0 ? header : []);
+  };
+  if (!isDirectory) {
+    if (conversion.migrations.length > 1) {
+      throw new UsageError(
+        `the SQL converts to ${conversion.migrations.length} migrations (raw SQL that runs at start must be alone in its migration)`,
+        'give -o a directory (ending in /) to get one file per migration',
+      );
+    }
+    await writeFile(output, text(0));
+    return [output];
+  }
+  await mkdir(output, { recursive: true });
+  const files: string[] = [];
+  for (const [index, migration] of conversion.migrations.entries()) {
+    const path = join(output, `${migration.name}.${format}`);
+    await writeFile(path, text(index));
+    files.push(path);
+  }
+  return files;
 }
 
 async function readSource(file: string): Promise<string> {
