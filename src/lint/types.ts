@@ -56,7 +56,15 @@ export interface Rule {
   summary: string;
   why: string;
   fix: string;
-  /** A statement the rule flags and a safe way to write it; documented and tested. */
-  example: { bad: string; good: string; /** The server version the example assumes, when it matters. */ pgVersion?: number };
+  /** A statement the rule flags and safe ways to get the same result; documented and tested. */
+  example: {
+    bad: string;
+    /** Plain SQL the rule does not flag, when there is a safe plain-SQL way. */
+    good?: string;
+    /** A tandem migration (YAML) that makes the change safely. */
+    tandem?: string;
+    /** The server version the example assumes, when it matters. */
+    pgVersion?: number;
+  };
   check(context: RuleContext): Problem[];
 }

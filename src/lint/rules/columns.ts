@@ -117,7 +117,15 @@ export const changingColumnType: Rule = {
     'with triggers and backfills in batches, so old and new versions both work.',
   example: {
     bad: 'ALTER TABLE accounts ALTER COLUMN balance TYPE numeric(20,2);',
-    good: "-- tandem migration: alter_column {table: accounts, column: balance, type: 'numeric(20,2)', up: balance, down: balance}",
+    tandem: [
+      'operations:',
+      '  - alter_column:',
+      '      table: accounts',
+      '      column: balance',
+      "      type: 'numeric(20,2)'",
+      "      up: 'CAST(balance AS numeric(20,2))'",
+      "      down: 'CAST(balance AS numeric(12,2))'",
+    ].join('\n'),
   },
   check(context) {
     return existingTableCommands(context, 'AT_AlterColumnType').map(({ cmd, at, relation }) => {
@@ -137,7 +145,7 @@ export const droppingColumn: Rule = {
     'version\'s schema at start and drops it only at complete, when no old version is left.',
   example: {
     bad: 'ALTER TABLE users DROP COLUMN nickname;',
-    good: '-- tandem migration: drop_column {table: users, column: nickname}',
+    tandem: ['operations:', '  - drop_column:', '      table: users', '      column: nickname'].join('\n'),
   },
   check(context) {
     return existingTableCommands(context, 'AT_DropColumn').map(({ cmd, at, relation }) => ({
@@ -157,7 +165,7 @@ export const renamingColumn: Rule = {
     'keep the old one, and the physical rename happens at complete.',
   example: {
     bad: 'ALTER TABLE users RENAME COLUMN email TO email_address;',
-    good: '-- tandem migration: rename_column {table: users, from: email, to: email_address}',
+    tandem: ['operations:', '  - rename_column:', '      table: users', '      from: email', '      to: email_address'].join('\n'),
   },
   check(context) {
     const rename = asNode(context.statement.node, 'RenameStmt');

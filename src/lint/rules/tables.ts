@@ -10,7 +10,7 @@ export const renamingTable: Rule = {
   fix: 'Use tandem\'s rename_table: each version schema shows the table under the name its version expects.',
   example: {
     bad: 'ALTER TABLE customers RENAME TO clients;',
-    good: '-- tandem migration: rename_table {from: customers, to: clients}',
+    tandem: ['operations:', '  - rename_table:', '      from: customers', '      to: clients'].join('\n'),
   },
   check(context) {
     const rename = asNode(context.statement.node, 'RenameStmt');
@@ -28,7 +28,7 @@ export const droppingTable: Rule = {
   fix: 'Remove every use of the table from the application and deploy that first; tandem\'s drop_table hides the table from the new version at start and drops it only at complete.',
   example: {
     bad: 'DROP TABLE legacy_sessions;',
-    good: '-- tandem migration: drop_table {name: legacy_sessions}',
+    tandem: ['operations:', '  - drop_table:', '      name: legacy_sessions'].join('\n'),
   },
   check(context) {
     const drop = asNode(context.statement.node, 'DropStmt');
