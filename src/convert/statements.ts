@@ -41,14 +41,32 @@ export function convertStatement(context: ConvertContext, earlier: readonly Conv
   if (set && (set.name === 'lock_timeout' || set.name === 'statement_timeout')) {
     return { operations: [], skipped: `SET ${set.name}: tandem sets lock_timeout for every statement itself (--lock-timeout)` };
   }
-  return { operations: [rawSql(context, reasonFor(kindOf(node)))] };
+  return { operations: [rawSql(context, reasonFor(context, kindOf(node)))] };
 }
 
-function reasonFor(kind: string): string {
+function reasonFor(context: ConvertContext, kind: string): string {
   if (kind === 'UpdateStmt' || kind === 'InsertStmt' || kind === 'DeleteStmt') {
     return 'data changes run once at start, in one statement; for backfills prefer the `up` of add_column or alter_column, which runs in batches and keeps running for rows old versions write';
   }
-  return `tandem has no operation for ${kind.replace(/Stmt$/, '')}; it runs as written at start, and every running version sees its effect at once`;
+  return `tandem has no operation for ${leadingKeywords(context)}; it runs as written at start, and every running version sees its effect at once`;
+}
+
+/** Keywords that end a statement's name: `CREATE SCHEMA IF NOT EXISTS`, `GRANT SELECT ON`. */
+const NOT_PART_OF_NAME = new Set(['IF', 'ON', 'CONCURRENTLY', 'ONLY', 'TO', 'FROM', 'IN', 'SELECT', 'INSERT', 'UPDATE', 'DELETE', 'ALL', 'USAGE']);
+
+/** How the statement starts (`CREATE TRIGGER`, `GRANT`, `ALTER TYPE`): the words a reader knows it by. */
+function leadingKeywords(context: ConvertContext): string {
+  const { node } = context.statement;
+  if (asNode(node, 'AlterObjectSchemaStmt')) return 'ALTER ... SET SCHEMA';
+  if (asNode(node, 'CreateTableAsStmt')?.objtype === 'OBJECT_TABLE') return 'CREATE TABLE ... AS';
+  const words: string[] = [];
+  for (let i = context.statement.firstToken; i < context.statement.endToken && words.length < 3; i++) {
+    const token = context.parsed.tokens[i]!;
+    const word = token.text.toUpperCase();
+    if (!token.keyword || token.text.startsWith('"') || (words.length > 0 && NOT_PART_OF_NAME.has(word))) break;
+    words.push(word);
+  }
+  return words.join(' ') || 'this statement';
 }
 
 function convertRename(context: ConvertContext, rename: RenameStmt): ConvertedOperation {
@@ -60,7 +78,7 @@ function convertRename(context: ConvertContext, rename: RenameStmt): ConvertedOp
   }
   if (rename.renameType === 'OBJECT_TABLE') return operation('rename_table', { from: target.name, to });
   if (rename.renameType === 'OBJECT_TABCONSTRAINT') return operation('rename_constraint', { table: target.name, from: rename.subname ?? '', to });
-  throw new Unconvertible(`renaming a ${rename.renameType?.replace('OBJECT_', '').toLowerCase()} has no tandem operation`);
+  throw new Unconvertible(`RENAME of ${rename.renameType?.replace('OBJECT_', '').toLowerCase()} objects has no tandem operation`);
 }
 
 function convertDrop(context: ConvertContext, drop: DropStmt): ConvertedOperation[] {

@@ -16,6 +16,8 @@ export class LintState {
   /** The open transaction has run an UPDATE. */
   transactionUpdated = false;
   lockTimeoutSet = false;
+  /** Set with SET LOCAL: gone when the transaction ends. */
+  private lockTimeoutLocal = false;
   private readonly newTables: RelationName[] = [];
   /** Indexes this file created on its new tables. */
   private readonly newIndexes: RelationName[] = [];
@@ -53,6 +55,7 @@ export class LintState {
         this.inTransaction = false;
         this.transactionHoldsLocks = false;
         this.transactionUpdated = false;
+        if (this.lockTimeoutLocal) this.lockTimeoutSet = this.lockTimeoutLocal = false;
       }
       return;
     }
@@ -76,10 +79,13 @@ export class LintState {
     const set = asNode(node, 'VariableSetStmt');
     if (!set || set.name !== 'lock_timeout') return;
     if (set.kind === 'VAR_SET_VALUE') {
+      // SET LOCAL outside a transaction block does nothing (PostgreSQL only warns).
+      if (set.is_local && !this.inTransaction) return;
       const value = asNode(set.args?.[0], 'A_Const');
       const text = value?.sval?.sval ?? String(value?.ival?.ival ?? 0);
       // lock_timeout = 0 means "wait forever", the very thing the rule is about.
       this.lockTimeoutSet = !/^\s*0+\s*(ms|s|min)?\s*$/i.test(text);
+      this.lockTimeoutLocal = set.is_local === true;
     } else {
       this.lockTimeoutSet = false;
     }

@@ -264,7 +264,7 @@ describe('convert: statements without a safe equivalent', () => {
     ]);
     const reasons = conversion.migrations.flatMap((m) => m.operations).filter((op) => op.kind === 'sql').map((op) => op.notes[0]!.text);
     expect(reasons).toEqual([
-      expect.stringContaining('no operation for CreateEnum'),
+      expect.stringContaining('no operation for CREATE TYPE;'),
       expect.stringContaining('expression indexes'),
       expect.stringContaining('CLUSTER ON has no tandem operation'),
       expect.stringContaining('in batches'),

@@ -149,6 +149,11 @@ const CORPUS: Record<string, Case> = {
   'no lock_timeout': { sql: 'ALTER TABLE users ADD COLUMN bio text;\nALTER TABLE users ADD COLUMN age int;', findings: ['missing-lock-timeout@1:1'], raw: true },
   'lock_timeout set to 0': { sql: 'SET lock_timeout = 0;\nALTER TABLE users ADD COLUMN bio text;', findings: ['missing-lock-timeout@2:1'], raw: true },
   'lock_timeout set locally': { sql: "BEGIN;\nSET LOCAL lock_timeout = '1s';\nALTER TABLE users ADD COLUMN bio text;\nCOMMIT;", findings: [], raw: true },
+  'SET LOCAL lock_timeout ends with its transaction': {
+    sql: "BEGIN;\nSET LOCAL lock_timeout = '1s';\nCOMMIT;\nALTER TABLE users ADD COLUMN bio text;",
+    findings: ['missing-lock-timeout@4:1'],
+    raw: true,
+  },
   'only new tables': { sql: 'CREATE TABLE t (a bigint PRIMARY KEY);\nCREATE INDEX ON t (a);', findings: [], raw: true },
   'foreign key to an existing table locks it': {
     sql: 'CREATE TABLE t (user_id bigint REFERENCES users (id));',
