@@ -134,3 +134,16 @@ describe('tandem lint', () => {
     expect((await runCli(['lint'])).code).toBe(2);
   });
 });
+
+describe('text report colour', () => {
+  it('colours severity and caret only when asked (a terminal without NO_COLOR)', async () => {
+    const { formatReport } = await import('../../src/lint/report/index.js');
+    const finding = { rule: 'vacuum-full', severity: 'error' as const, file: 'a.sql', line: 1, column: 3, message: 'm', why: 'w', fix: 'f' };
+    const input = { findings: [finding], files: 1, lines: () => '\tVACUUM FULL t;', version: '0' };
+    const coloured = formatReport('text', { ...input, color: true });
+    expect(coloured).toContain('\x1b[31merror\x1b[39m');
+    expect(formatReport('text', { ...input, color: false })).not.toContain('\x1b[');
+    // A tab before the column stays a tab under the source line, so the caret lines up.
+    expect(formatReport('text', { ...input, color: false })).toContain('       | \t ^');
+  });
+});
