@@ -38,7 +38,8 @@ export class LintState {
 
   /** The statement's blocking lock targets that existed before this file. */
   existingBlockingTargets(node: Node): RelationName[] {
-    return blockingTargets(node).filter((relation) => !this.isNewTable(relation));
+    // DROP INDEX names the index, not its table: an index this file built on a new table is new too.
+    return blockingTargets(node).filter((relation) => !this.isNewTable(relation) && !this.isNewIndex(relation));
   }
 
   /** A validated CHECK (column IS NOT NULL) on this column: SET NOT NULL can skip its table scan. */

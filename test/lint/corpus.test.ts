@@ -154,7 +154,7 @@ const CORPUS: Record<string, Case> = {
     findings: ['missing-lock-timeout@4:1'],
     raw: true,
   },
-  'only new tables': { sql: 'CREATE TABLE t (a bigint PRIMARY KEY);\nCREATE INDEX ON t (a);', findings: [], raw: true },
+  'only new tables': { sql: 'CREATE TABLE t (a bigint PRIMARY KEY);\nCREATE INDEX t_a ON t (a);\nDROP INDEX t_a;', findings: [], raw: true },
   'foreign key to an existing table locks it': {
     sql: 'CREATE TABLE t (user_id bigint REFERENCES users (id));',
     findings: ['missing-lock-timeout@1:1'],
