@@ -1,5 +1,6 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { connect } from '../db/connection.js';
+import { DEFAULT_RETRY } from '../engine/executor.js';
 import { Migrator } from '../engine/migrator.js';
 import { createBackfillMetrics } from '../observe/backfill-metrics.js';
 import { backfillReporter } from '../observe/progress.js';
@@ -27,6 +28,7 @@ export async function withMigrator<T>(command: Command, io: CliIO, body: (migrat
       schema: settings.schema,
       stateSchema: settings.stateSchema,
       lockTimeoutMs: settings.lockTimeoutMs,
+      retry: { ...DEFAULT_RETRY, attempts: settings.lockRetries },
       backfillBatchSize: settings.backfillBatchSize,
       backfillBatchDelayMs: settings.backfillBatchDelayMs,
       stallTimeoutMs: (options.stallTimeout ?? 60) * 1000,

@@ -10,7 +10,7 @@ import type { LoadedMigration } from '../migration/load.js';
 import type { BackfillMetrics } from '../observe/backfill-metrics.js';
 import type { Logger } from '../observe/logger.js';
 import { MigrationStore, type MigrationRecord } from '../state/migrations.js';
-import { ADVISORY_LOCK_CLASS, initStateSchema } from '../state/schema.js';
+import { ADVISORY_LOCK_CLASS, initStateSchema, stateSchemaExists } from '../state/schema.js';
 import { listVersions } from '../state/versions.js';
 import { Backfill, type BackfillProgress } from './backfill.js';
 import { Executor, type RetryPolicy } from './executor.js';
@@ -81,12 +81,20 @@ export class Migrator {
 
   async start(loaded: LoadedMigration, options: { complete?: boolean } = {}): Promise<StartOutcome> {
     await this.prepareSession();
+    // Validate before anything is written, even the state schema: a migration that does not fit the
+    // schema leaves the database exactly as it was. (A start being resumed is not planned again: the
+    // schema is half-changed by then, and its plan is stored.)
+    const { name } = loaded.migration;
+    const stateExists = await stateSchemaExists(this.db, this.settings.stateSchema);
+    const resuming = stateExists && (await this.store.inFlight())?.name === name;
+    if (stateExists && !resuming) await this.refuseIfApplied(loaded);
+    let planned = resuming ? undefined : await this.plan(loaded);
+    await initStateSchema(this.db, this.settings.stateSchema);
     return this.exclusively(async () => {
-      const { name } = loaded.migration;
       const inFlight = await this.store.inFlight();
       let record: MigrationRecord;
       let resumed = false;
-      let warnings: string[] = [];
+      const warnings: string[] = [];
       if (inFlight) {
         if (inFlight.name !== name) {
           throw new TandemError('migration_in_flight', `migration "${inFlight.name}" is ${describeStatus(inFlight.status)}`, {
@@ -110,12 +118,10 @@ export class Migrator {
         resumed = true;
         this.logger.info({ migration: name, step: record.step, steps: record.plan.start.length }, `resuming start of ${name} at step ${record.step + 1}`);
       } else {
-        const applied = await this.store.applied();
-        if (applied.some((m) => m.name === name)) {
-          throw new TandemError('migration_applied', `migration "${name}" was already applied`, { file: loaded.file });
-        }
-        const planned = await this.plan(loaded);
-        warnings = planned.warnings;
+        const applied = await this.refuseIfApplied(loaded);
+        // Another process may have changed the schema between planning and the lock.
+        planned ??= await this.plan(loaded);
+        warnings.push(...planned.warnings);
         for (const warning of warnings) this.logger.warn({ migration: name }, warning);
         record = await this.store.insert({
           name,
@@ -141,6 +147,7 @@ export class Migrator {
    */
   async resume(): Promise<MigrationRecord> {
     await this.prepareSession();
+    await this.requireState();
     return this.exclusively(async () => {
       const record = await this.store.inFlight();
       if (!record || record.status !== 'starting') {
@@ -167,6 +174,7 @@ export class Migrator {
 
   async complete(): Promise<MigrationRecord> {
     await this.prepareSession();
+    await this.requireState();
     return this.exclusively(async () => {
       const record = await this.store.inFlight();
       if (!record) throw new TandemError('nothing_active', `no migration is active in schema "${this.settings.schema}"`, { hint: 'start one with tandem start FILE' });
@@ -184,6 +192,7 @@ export class Migrator {
 
   async rollback(): Promise<MigrationRecord> {
     await this.prepareSession();
+    await this.requireState();
     return this.exclusively(async () => {
       const record = await this.store.inFlight();
       if (!record) throw new TandemError('nothing_active', `no migration is active in schema "${this.settings.schema}"`, { hint: 'there is nothing to roll back' });
@@ -226,12 +235,25 @@ export class Migrator {
     return { ...record, status: 'complete' };
   }
 
-  /** After a failed start: run the rollback plan so the database is as it was. */
+  /**
+   * After a failed start: undo what it did, so the database is as it was. Steps that start never
+   * reached are not undone (the failed step itself was rolled back by its own transaction, unless it
+   * could not run in one).
+   */
   private async undoFailedStart(record: MigrationRecord, cause: unknown): Promise<void> {
     this.logger.error({ migration: record.name, error: formatError(cause) }, `start of ${record.name} failed; rolling back what it did`);
+    const failedAt = cause instanceof StepFailure ? cause.index : record.plan.start.length;
+    const failed = record.plan.start[failedAt];
+    const reached = new Set(
+      record.plan.start
+        .slice(0, failedAt + (failed && !(failed.kind === 'sql' && failed.transactional) ? 1 : 0))
+        .map((s) => s.id),
+    );
+    const needed = (step: Step) => step.kind !== 'sql' || !step.undoes || step.undoes.some((id) => reached.has(id));
+    const undo = { ...record, plan: { ...record.plan, rollback: record.plan.rollback.filter(needed) } };
     await this.store.setStatus(record.id, 'rolling_back', { step: 0, error: formatError(cause) });
     try {
-      await this.runSteps(record, 'rollback', 0);
+      await this.runSteps(undo, 'rollback', 0);
       await this.store.setStatus(record.id, 'rolled_back', { error: formatError(cause) });
     } catch (rollbackError) {
       throw this.failure('rollback', record, rollbackError);
@@ -322,12 +344,26 @@ export class Migrator {
     }
   }
 
-  /** Session settings every run needs, and the state schema (created on first use). */
+  /** Session settings every run needs. */
   private async prepareSession(): Promise<void> {
     // A role-level statement_timeout would cut a long CREATE INDEX CONCURRENTLY or backfill batch short.
     await this.db.query(`SET statement_timeout = 0`);
     await this.db.query(`SET lock_timeout = ${this.settings.lockTimeoutMs}`);
-    await initStateSchema(this.db, this.settings.stateSchema);
+  }
+
+  private async requireState(): Promise<void> {
+    if (!(await stateSchemaExists(this.db, this.settings.stateSchema))) {
+      throw new TandemError('nothing_active', `no migration is active in schema "${this.settings.schema}" (tandem has not been used on this database yet)`);
+    }
+  }
+
+  /** The applied migrations, or an error when `loaded` is one of them. */
+  private async refuseIfApplied(loaded: LoadedMigration): Promise<MigrationRecord[]> {
+    const applied = await this.store.applied();
+    if (applied.some((m) => m.name === loaded.migration.name)) {
+      throw new TandemError('migration_applied', `migration "${loaded.migration.name}" was already applied`, { file: loaded.file });
+    }
+    return applied;
   }
 
   /**

@@ -24,6 +24,9 @@ export interface SqlStep {
   destructive?: boolean;
   /** The operation that asked for this step, so a failure names it. */
   origin?: StepOrigin;
+  /** Start steps are numbered; a rollback step lists the start steps it undoes. */
+  id?: number;
+  undoes?: number[];
 }
 
 export interface StepOrigin {
@@ -41,6 +44,7 @@ export interface BackfillStep {
   /** A column this migration owns; `SET col = col` fires the triggers without changing the row. */
   touchColumn: string;
   origin?: StepOrigin;
+  id?: number;
 }
 
 /**
@@ -52,6 +56,7 @@ export interface LiveViewsStep {
   description: string;
   versionSchema: string;
   origin?: StepOrigin;
+  id?: number;
 }
 
 export type Step = SqlStep | BackfillStep | LiveViewsStep;

@@ -166,7 +166,7 @@ export class Planner {
     const at = (phase: StartPhase) => this.startSteps.get(phase)!;
     const lockTarget = (table: string) => `${schema}.${table}`;
 
-    const start: Step[] = [
+    const unnumbered: Step[] = [
       ...at('expand'),
       ...triggers.map((t) =>
         sqlStep(`install sync trigger on ${t.table}`, createSyncTriggerSql(t), { lockTarget: lockTarget(t.table), origin: t.rules[0]!.origin }),
@@ -181,6 +181,10 @@ export class Planner {
         : sqlStep(`create version schema ${versionSchema}`, createVersionSchemaSql(this.model, versionSchema)),
       ...at('views'),
     ];
+    const start = unnumbered.map((step, id): Step => ({ ...step, id }));
+    const viewsStep = start.find((s) => s.description === `create version schema ${versionSchema}`)!;
+    const triggerStep = (table: string) => start.find((s) => s.description === `install sync trigger on ${table}`)!;
+    const startIdsOf = (operation: number) => start.filter((s) => s.origin?.operation === operation && s.kind === 'sql').map((s) => s.id!);
 
     const retire: Step[] = [];
     if (previousVersionSchema) {
@@ -199,10 +203,18 @@ export class Planner {
       ...this.renameTableSteps(),
     ];
 
+    // Each rollback step says which start steps it undoes, so undoing a start that failed half-way
+    // touches only what was done (and needs no lock on tables that start never reached).
     const rollback: Step[] = [
-      sqlStep(`drop version schema ${versionSchema}`, dropVersionSchemaSql(versionSchema)),
-      ...triggers.map((t) => sqlStep(`drop sync trigger on ${t.table}`, dropSyncTriggerSql(t), { lockTarget: lockTarget(t.table) })),
-      ...[...this.rollbackByOperation].reverse().flatMap((steps) => steps ?? []),
+      { ...sqlStep(`drop version schema ${versionSchema}`, dropVersionSchemaSql(versionSchema)), undoes: [viewsStep.id!] },
+      ...triggers.map((t) => ({
+        ...sqlStep(`drop sync trigger on ${t.table}`, dropSyncTriggerSql(t), { lockTarget: lockTarget(t.table) }),
+        undoes: [triggerStep(t.table).id!],
+      })),
+      ...[...this.rollbackByOperation]
+        .map((steps, operation) => (steps ?? []).map((step): Step => (step.kind === 'sql' ? { ...step, undoes: startIdsOf(operation) } : step)))
+        .reverse()
+        .flat(),
     ];
     return { start, complete, rollback };
   }
