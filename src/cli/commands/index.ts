@@ -2,8 +2,10 @@ import type { Command } from 'commander';
 import type { CliIO } from '../io.js';
 import { registerBackfill } from './backfill.js';
 import { registerComplete } from './complete.js';
+import { registerConvert } from './convert.js';
 import { registerInit } from './init.js';
 import { registerLatest } from './latest.js';
+import { registerLint } from './lint.js';
 import { registerMigrate } from './migrate.js';
 import { registerRollback } from './rollback.js';
 import { registerStart } from './start.js';
@@ -21,4 +23,6 @@ export const COMMANDS: RegisterCommand[] = [
   registerMigrate,
   registerLatest,
   registerBackfill,
+  registerLint,
+  registerConvert,
 ];
