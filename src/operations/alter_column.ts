@@ -36,6 +36,11 @@ export const alterColumn: OperationPlanner<'alter_column'> = (body, planner) => 
     alterInPlace(body, planner, table, column);
     return;
   }
+  const earlier = planner.shadowTable(table)?.find(column);
+  if (changes.length === 1 && changes[0] === 'comment' && earlier) {
+    earlier.comment = column.comment = body.comment ?? null;
+    return;
+  }
   if (changes.length === 1 && changes[0] === 'comment') {
     // A comment changes nothing either version reads or writes.
     const tableSql = qualified(model.schema, table.physical);
@@ -48,7 +53,6 @@ export const alterColumn: OperationPlanner<'alter_column'> = (body, planner) => 
 
   // Names for `up` are bound before this operation changes anything; chained operations on one
   // column see the value so far (held in the shadow) under the column's name.
-  const earlier = planner.shadowTable(table)?.find(column);
   const upNames = oldVersionNames(table);
   if (earlier) upNames[column.name] = { column: earlier.shadow, type: earlier.type };
   const shadow = planner.shadowColumn(table, column);
