@@ -15,6 +15,7 @@ import type { BackfillMetrics } from '../observe/backfill-metrics.js';
 import { backoff, isLockTimeout, sleep, type Executor } from './executor.js';
 import type { BackfillStep } from './plan.js';
 import { qualified, quoteIdent } from './sql.js';
+import { BACKFILL_SETTING } from './triggers.js';
 
 export interface BackfillOptions {
   batchSize: number;
@@ -205,25 +206,30 @@ export class Backfill {
     return `(${this.keys.map((k) => quoteIdent(k.name)).join(', ')}) ${op} (${placeholders.join(', ')})`;
   }
 
-  /** One batch, committed with its progress. Returns true when the table has been walked through. */
+  /**
+   * One batch, committed with its progress. Returns true when the table has been walked through.
+   *
+   * The first try updates the batch's rows directly: a row an application transaction holds makes it
+   * wait, at most lock_timeout. If that happens, the retry locks the batch's rows first with SKIP
+   * LOCKED and leaves the held ones for the end (`pending`). Rows whose ctid changed since they were
+   * scanned were updated by the application meanwhile, through the trigger: nothing left to do there.
+   */
   private async batch(): Promise<boolean> {
-    const touch = quoteIdent(this.step.touchColumn);
+    const set = this.setClause();
     const params: unknown[] = [];
-    let sql: string;
+    let scanned: string;
+    let last: (alias: string) => string;
+    let skippedRange: string;
     if (this.row.method === 'ctid') {
       const from = (this.row.cursor as number | null) ?? 0;
       const upper = this.row.upper_bound as number;
       if (from >= upper) return true;
       const perPage = Math.max(1, Number(this.row.rows_total ?? 0) / Math.max(1, upper));
       const to = Math.min(upper, from + Math.max(1, Math.floor(this.options.batchSize / perPage)));
-      const inRange = `ctid >= '(${from},0)'::tid AND ctid < '(${to},0)'::tid`;
-      sql = `WITH scanned AS MATERIALIZED (SELECT ctid AS tid FROM ${this.table} WHERE ${inRange}),
-                  locked AS MATERIALIZED (SELECT ctid AS tid FROM ${this.table} WHERE ${inRange} FOR NO KEY UPDATE SKIP LOCKED),
-                  touched AS (UPDATE ${this.table} SET ${touch} = ${touch} WHERE ctid = ANY (ARRAY(SELECT tid FROM locked)) RETURNING 1)
-             SELECT (SELECT count(*) FROM scanned)::int AS scanned, (SELECT count(*) FROM touched)::int AS touched,
-                    to_json(${to}) AS last,
-                    CASE WHEN (SELECT count(*) FROM scanned) > (SELECT count(*) FROM locked)
-                         THEN json_build_array(json_build_array(${from}, ${to})) ELSE '[]'::json END AS skipped`;
+      scanned = `SELECT ctid AS tid FROM ${this.table} WHERE ctid >= '(${from},0)'::tid AND ctid < '(${to},0)'::tid`;
+      last = () => `to_json(${to})`;
+      skippedRange = `CASE WHEN EXISTS (SELECT 1 FROM scanned s WHERE s.tid NOT IN (SELECT tid FROM locked))
+                           THEN json_build_array(json_build_array(${from}, ${to})) ELSE '[]'::json END`;
     } else {
       const conditions: string[] = [];
       if (this.row.cursor) conditions.push(this.keyComparison('>', this.row.cursor as string[], params));
@@ -231,35 +237,50 @@ export class Backfill {
       params.push(this.options.batchSize);
       const order = this.keys.map((k) => quoteIdent(k.name)).join(', ');
       const orderDesc = this.keys.map((k) => `${quoteIdent(k.name)} DESC`).join(', ');
-      sql = `WITH scanned AS MATERIALIZED (
-               SELECT ctid AS tid, ${order} FROM ${this.table} WHERE ${conditions.join(' AND ')} ORDER BY ${order} LIMIT $${params.length}
-             ), locked AS MATERIALIZED (
-               SELECT ctid AS tid FROM ${this.table} WHERE ctid = ANY (ARRAY(SELECT tid FROM scanned)) FOR NO KEY UPDATE SKIP LOCKED
-             ), touched AS (
-               UPDATE ${this.table} SET ${touch} = ${touch} WHERE ctid = ANY (ARRAY(SELECT tid FROM locked)) RETURNING 1
-             )
-             SELECT (SELECT count(*) FROM scanned)::int AS scanned,
-                    (SELECT count(*) FROM touched)::int AS touched,
-                    (SELECT to_json(${this.keyArray('s')}) FROM scanned s ORDER BY ${orderDesc} LIMIT 1) AS last,
-                    (SELECT coalesce(json_agg(${this.keyArray('s')}), '[]'::json) FROM scanned s WHERE s.tid NOT IN (SELECT tid FROM locked)) AS skipped`;
+      scanned = `SELECT ctid AS tid, ${order} FROM ${this.table} WHERE ${conditions.join(' AND ')} ORDER BY ${order} LIMIT $${params.length}`;
+      last = (alias) =>
+        this.keys.length === 1
+          ? `(SELECT to_json(ARRAY[max(${alias}.${quoteIdent(this.keys[0]!.name)})::text]) FROM scanned ${alias})`
+          : `(SELECT to_json(${this.keyArray(alias)}) FROM scanned ${alias} ORDER BY ${orderDesc} LIMIT 1)`;
+      skippedRange = `(SELECT coalesce(json_agg(${this.keyArray('s')}), '[]'::json) FROM scanned s WHERE s.tid NOT IN (SELECT tid FROM locked))`;
     }
+    // The batch records its own progress in the same statement, so both commit (or not) together.
+    params.push(this.migrationId, this.step.table);
+    const progress = `progress AS (
+             UPDATE ${this.progressTable} p
+                SET cursor = s.last::jsonb, rows_done = p.rows_done + s.touched, batches = p.batches + 1,
+                    pending = p.pending || s.skipped::jsonb, status = 'running', last_progress_at = now(),
+                    rate = (p.rows_done + s.touched) / greatest(extract(epoch FROM now() - p.started_at), 0.001)
+               FROM summary s
+              WHERE p.migration_id = $${params.length - 1} AND p.table_name = $${params.length} AND s.scanned > 0
+             RETURNING 1)
+      SELECT * FROM summary`;
+    const direct = `WITH scanned AS MATERIALIZED (${scanned}),
+           touched AS (UPDATE ${this.table} SET ${set} WHERE ctid = ANY (ARRAY(SELECT tid FROM scanned)) RETURNING 1),
+           summary AS (SELECT (SELECT count(*) FROM scanned)::int AS scanned, (SELECT count(*) FROM touched)::int AS touched,
+                              ${last('s')} AS last, '[]'::json AS skipped),
+           ${progress}`;
+    const skipLocked = `WITH scanned AS MATERIALIZED (${scanned}),
+           locked AS MATERIALIZED (
+             SELECT ctid AS tid FROM ${this.table} WHERE ctid = ANY (ARRAY(SELECT tid FROM scanned)) FOR NO KEY UPDATE SKIP LOCKED),
+           touched AS (UPDATE ${this.table} SET ${set} WHERE ctid = ANY (ARRAY(SELECT tid FROM locked)) RETURNING 1),
+           summary AS (SELECT (SELECT count(*) FROM scanned)::int AS scanned, (SELECT count(*) FROM touched)::int AS touched,
+                              ${last('s')} AS last, ${skippedRange} AS skipped),
+           ${progress}`;
 
-    const result = await this.withLockRetries(async () =>
+    // A batch and its progress commit together; if a crash loses the last few commits, it loses
+    // both and the resumed backfill redoes exactly those batches. So no commit needs to wait for its
+    // WAL flush (the application's own commits are unaffected).
+    const settings: Record<string, string> = { synchronous_commit: 'off' };
+    if (this.step.assignments) settings[BACKFILL_SETTING] = 'on';
+    const result = await this.withLockRetries(async (attempt) =>
       this.executor.inTransaction(async () => {
-        const { rows } = await this.db.query<{ scanned: number; touched: number; last: string[] | number | null; skipped: ProgressRow['pending'] }>(sql, params);
-        const outcome = rows[0]!;
-        if (outcome.scanned > 0) {
-          await this.db.query(
-            `UPDATE ${this.progressTable}
-                SET cursor = $3, rows_done = rows_done + $4, batches = batches + 1, pending = pending || $5::jsonb,
-                    status = 'running', last_progress_at = now(),
-                    rate = (rows_done + $4) / greatest(extract(epoch FROM now() - started_at), 0.001)
-              WHERE migration_id = $1 AND table_name = $2`,
-            [this.migrationId, this.step.table, JSON.stringify(outcome.last), outcome.touched, JSON.stringify(outcome.skipped)],
-          );
-        }
-        return outcome;
-      }),
+        const { rows } = await this.db.query<{ scanned: number; touched: number; last: string[] | number | null; skipped: ProgressRow['pending'] }>(
+          attempt === 1 ? direct : skipLocked,
+          params,
+        );
+        return rows[0]!;
+      }, settings),
     );
 
     if (result.scanned === 0) return true;
@@ -268,8 +289,7 @@ export class Backfill {
     this.row.batches = String(Number(this.row.batches) + 1);
     this.row.pending = [...this.row.pending, ...result.skipped];
     this.madeProgress(result.touched);
-    const finished = this.row.method === 'ctid' ? (result.last as number) >= (this.row.upper_bound as number) : result.scanned < this.options.batchSize;
-    return finished;
+    return this.row.method === 'ctid' ? (result.last as number) >= (this.row.upper_bound as number) : result.scanned < this.options.batchSize;
   }
 
   /** Rows that were locked when their batch ran: now wait for them, at most lock_timeout each try. */
@@ -277,31 +297,40 @@ export class Backfill {
     const pending = this.row.pending;
     if (!pending.length) return;
     this.options.logger.info({ table: this.step.table, rows: pending.length }, `revisiting ${pending.length} skipped ${this.row.method === 'ctid' ? 'page ranges' : 'rows'} of ${this.step.table}`);
-    const touch = quoteIdent(this.step.touchColumn);
+    const set = this.setClause();
     for (let i = 0; i < pending.length; i += this.options.batchSize) {
       const chunk = pending.slice(i, i + this.options.batchSize);
       let sql: string;
       let params: unknown[];
       if (this.row.method === 'ctid') {
         const ranges = (chunk as [number, number][]).map(([from, to]) => `(ctid >= '(${from},0)'::tid AND ctid < '(${to},0)'::tid)`);
-        sql = `UPDATE ${this.table} SET ${touch} = ${touch} WHERE ${ranges.join(' OR ')}`;
+        sql = `UPDATE ${this.table} SET ${set} WHERE ${ranges.join(' OR ')}`;
         params = [];
       } else {
         const columns = this.keys.map((k) => quoteIdent(k.name)).join(', ');
         const arrays = this.keys.map((k, j) => `$${j + 1}::text[]::${k.type}[]`).join(', ');
-        sql = `UPDATE ${this.table} SET ${touch} = ${touch} WHERE (${columns}) IN (SELECT * FROM unnest(${arrays}))`;
+        sql = `UPDATE ${this.table} SET ${set} WHERE (${columns}) IN (SELECT * FROM unnest(${arrays}))`;
         params = this.keys.map((_, j) => (chunk as string[][]).map((key) => key[j]));
       }
-      await this.withLockRetries(() => this.executor.inTransaction(() => this.db.query(sql, params)));
+      await this.withLockRetries(() =>
+        this.executor.inTransaction(() => this.db.query(sql, params), this.step.assignments ? { [BACKFILL_SETTING]: 'on' } : {}),
+      );
       this.madeProgress(0);
     }
   }
 
+  /** What each backfilled row gets: the synced columns computed here, or a no-op that fires the trigger. */
+  private setClause(): string {
+    if (this.step.assignments) return this.step.assignments;
+    const touch = quoteIdent(this.step.touchColumn);
+    return `${touch} = ${touch}`;
+  }
+
   /** Retries forever on lock timeouts (reporting a stall when it lasts); other errors end the backfill. */
-  private async withLockRetries<T>(body: () => Promise<T>): Promise<T> {
+  private async withLockRetries<T>(body: (attempt: number) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await body();
+        return await body(attempt);
       } catch (error) {
         if (!isLockTimeout(error)) throw describeBackfillError(error, this.step.table);
         this.row.retries = String(Number(this.row.retries) + 1);
@@ -310,7 +339,8 @@ export class Backfill {
           .query(`UPDATE ${this.progressTable} SET retries = retries + 1 WHERE migration_id = $1 AND table_name = $2`, [this.migrationId, this.step.table])
           .catch(() => {});
         await this.checkStall();
-        const delay = backoff(Math.min(attempt, 8), { attempts: Infinity, baseDelayMs: 50, maxDelayMs: 2000 });
+        // The first retry comes at once: it skips locked rows instead of waiting for them.
+        const delay = attempt === 1 ? 0 : backoff(Math.min(attempt, 8), { attempts: Infinity, baseDelayMs: 50, maxDelayMs: 2000 });
         this.options.logger.debug({ table: this.step.table, attempt, retryInMs: delay }, 'backfill batch hit a lock; retrying');
         await sleep(delay);
       }

@@ -71,10 +71,11 @@ export class Executor {
   }
 
   /** BEGIN; SET LOCAL lock_timeout; body; COMMIT — or ROLLBACK and rethrow. */
-  async inTransaction<T>(body: () => Promise<T>): Promise<T> {
-    await this.db.query('BEGIN');
+  async inTransaction<T>(body: () => Promise<T>, settings: Record<string, string> = {}): Promise<T> {
+    // One round trip: BEGIN and the transaction's settings together.
+    const locals = Object.entries({ lock_timeout: String(this.lockTimeoutMs), ...settings }).map(([name, value]) => `SET LOCAL ${name} = ${value}`);
+    await this.db.query(['BEGIN', ...locals].join('; '));
     try {
-      await this.db.query(`SET LOCAL lock_timeout = ${this.lockTimeoutMs}`);
       const result = await body();
       await this.db.query('COMMIT');
       return result;

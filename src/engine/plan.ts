@@ -43,6 +43,11 @@ export interface BackfillStep {
   table: string;
   /** A column this migration owns; `SET col = col` fires the triggers without changing the row. */
   touchColumn: string;
+  /**
+   * When set, the backfill computes the synced columns in its own UPDATE (`SET <this>`) with the
+   * sync trigger held off, which is faster than running the trigger on each row.
+   */
+  assignments?: string;
   origin?: StepOrigin;
   id?: number;
 }

@@ -21,6 +21,7 @@ import {
 } from './plan.js';
 import { derivedIdent, qualified, quoteIdent } from './sql.js';
 import {
+  backfillAssignments,
   createSyncTriggerSql,
   dropSyncTriggerSql,
   expressionProbeSql,
@@ -248,9 +249,10 @@ export class Planner {
         sqlStep(`install sync trigger on ${t.table}`, createSyncTriggerSql(t), { lockTarget: lockTarget(t.table), origin: t.rules[0]!.origin }),
       ),
       ...at('constrain'),
-      ...[...this.backfills.entries()].map(
-        ([table, { touchColumn, origin }]): Step => ({ kind: 'backfill', description: `backfill ${table}`, table, touchColumn, origin }),
-      ),
+      ...[...this.backfills.entries()].map(([table, { touchColumn, origin }]): Step => {
+        const assignments = backfillAssignments(this.syncRules.get(table) ?? []);
+        return { kind: 'backfill', description: `backfill ${table}`, table, touchColumn, ...(assignments ? { assignments } : {}), origin };
+      }),
       ...at('backfill'),
       this.viewsFromLiveSchema
         ? { kind: 'live_views', description: `create version schema ${versionSchema}`, versionSchema }

@@ -5,6 +5,14 @@
  * qualified names (after a dot), type names (after ::) and function names (before an opening paren).
  */
 export function renameColumnRefs(sql: string, mapping: ReadonlyMap<string, string>): string {
+  return substituteColumnRefs(sql, (name) => {
+    const renamed = mapping.get(name);
+    return renamed === undefined ? undefined : `"${renamed.replace(/"/g, '""')}"`;
+  });
+}
+
+/** Replaces each column reference for which `replacement` returns SQL text; see renameColumnRefs. */
+export function substituteColumnRefs(sql: string, replacement: (name: string) => string | undefined): string {
   let out = '';
   let i = 0;
   let previous = '';
@@ -29,8 +37,8 @@ export function renameColumnRefs(sql: string, mapping: ReadonlyMap<string, strin
       const name = quoted ? quoted[1]!.replace(/""/g, '"') : token.toLowerCase();
       const after = sql.slice(i + token.length).trimStart();
       const isReference = previous !== '.' && previous !== '::' && !after.startsWith('(') && !after.startsWith('.');
-      const replacement = isReference ? mapping.get(name) : undefined;
-      out += replacement !== undefined ? `"${replacement.replace(/"/g, '""')}"` : token;
+      const substitute = isReference ? replacement(name) : undefined;
+      out += substitute ?? token;
       i += token.length;
       previous = 'word';
       continue;

@@ -12,6 +12,7 @@
  * applies a pair twice, whichever way a write arrives (proxy, version view, plain search_path).
  */
 import type { NameBinding } from './model.js';
+import { substituteColumnRefs } from './rewrite.js';
 import { qualified, quoteIdent, quoteLiteral } from './sql.js';
 
 export interface SyncRule {
@@ -56,6 +57,36 @@ export interface SyncTrigger {
 
 export const SYNC_TRIGGER_NAME = '_tandem_sync';
 
+/** Set (locally) by a backfill transaction that computes the synced columns in its own UPDATE. */
+export const BACKFILL_SETTING = 'tandem.backfill';
+
+/**
+ * The SET clause that gives a row what the trigger's `up` direction would, for a backfill that runs
+ * with the trigger held off: each new column from its `up` expressions, written over the physical
+ * columns. Undefined when an expression holds a subquery, whose names PL/pgSQL resolves by its own
+ * rules (the backfill then fires the trigger instead).
+ */
+export function backfillAssignments(rules: SyncRule[]): string | undefined {
+  const assignments: string[] = [];
+  for (const rule of rules) {
+    if (!rule.newColumn || !rule.up?.length) continue;
+    let value: string | undefined;
+    for (const expression of rule.up) {
+      if (/\bselect\b/i.test(expression.sql)) return undefined;
+      const previous = value;
+      const sql = substituteColumnRefs(expression.sql, (name) => {
+        const binding = expression.names[name];
+        if (!binding) return undefined;
+        return binding.column === rule.newColumn && previous !== undefined ? `(${previous})` : quoteIdent(binding.column);
+      });
+      value = `CAST((${sql}) AS ${expression.resultType})`;
+    }
+    const column = quoteIdent(rule.newColumn);
+    assignments.push(`${column} = ${rule.fillOnly ? `COALESCE(${column}, ${value})` : value}`);
+  }
+  return assignments.length ? assignments.join(', ') : undefined;
+}
+
 export function createSyncTriggerSql(trigger: SyncTrigger): string[] {
   const fn = qualified(trigger.functionSchema, trigger.functionName);
   const table = qualified(trigger.schema, trigger.table);
@@ -72,9 +103,11 @@ ${blocks}
   RETURN NEW;
 END
 $tandem$`;
+  // The backfill computes the columns itself, in its UPDATE, and tells the trigger to stay out.
   const triggerSql = `CREATE OR REPLACE TRIGGER ${quoteIdent(trigger.triggerName)}
   BEFORE INSERT OR UPDATE ON ${table}
-  FOR EACH ROW EXECUTE FUNCTION ${fn}()`;
+  FOR EACH ROW WHEN (pg_catalog.current_setting(${quoteLiteral(BACKFILL_SETTING)}, true) IS DISTINCT FROM 'on')
+  EXECUTE FUNCTION ${fn}()`;
   return [functionSql, triggerSql];
 }
 
