@@ -7,6 +7,7 @@ import { registerInit } from './init.js';
 import { registerLatest } from './latest.js';
 import { registerLint } from './lint.js';
 import { registerMigrate } from './migrate.js';
+import { registerProxy } from './proxy.js';
 import { registerRollback } from './rollback.js';
 import { registerStart } from './start.js';
 import { registerStatus } from './status.js';
@@ -23,6 +24,7 @@ export const COMMANDS: RegisterCommand[] = [
   registerMigrate,
   registerLatest,
   registerBackfill,
+  registerProxy,
   registerLint,
   registerConvert,
 ];

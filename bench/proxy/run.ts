@@ -1,0 +1,199 @@
+/**
+ * Proxy benchmark: pgbench -S and the default TPC-B-like script at 1, 8 and 32 clients, directly
+ * against PostgreSQL, through PgBouncer (session mode) and through tandem proxy, all in one run on
+ * one machine over loopback; then tandem's memory per idle client. Prints a Markdown table.
+ *
+ *   npm run build && npx tsx bench/proxy/run.ts [--duration 15] [--idle 1000] [--clients 1,8,32]
+ *
+ * Needs pgbench and pgbouncer (Debian: apt-get install -y postgresql-client pgbouncer). As root,
+ * PgBouncer runs as the postgres user (it refuses to run as root). Not run by the test suite.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { freePort, startTestPostgres } from '../../test/support/postgres.js';
+
+const { values: args } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '15' },
+    idle: { type: 'string', default: '1000' },
+    clients: { type: 'string', default: '1,8,32' },
+    scale: { type: 'string', default: '10' },
+  },
+});
+const DURATION = Number(args.duration);
+const IDLE = Number(args.idle);
+const CLIENTS = args.clients.split(',').map(Number);
+const SCALE = Number(args.scale);
+const DATABASE = 'bench';
+
+interface Result {
+  tps: number;
+  latencyMs: number;
+}
+
+function run(command: string, argv: string[], env: NodeJS.ProcessEnv = {}): string {
+  const result = spawnSync(command, argv, { encoding: 'utf8', env: { ...process.env, ...env } });
+  if (result.status !== 0) throw new Error(`${command} ${argv.join(' ')} failed:\n${result.stderr}\n${result.stdout}`);
+  return result.stdout + result.stderr;
+}
+
+function pgbench(port: number, clients: number, script: 'select-only' | 'tpcb-like'): Result {
+  const output = run('pgbench', [
+    '-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-n',
+    '-b', script, '-c', String(clients), '-j', String(Math.min(clients, 2)), '-T', String(DURATION), DATABASE,
+  ]);
+  const tps = /tps = ([\d.]+) \(without initial connection time\)/.exec(output);
+  const latency = /latency average = ([\d.]+) ms/.exec(output);
+  if (!tps || !latency) throw new Error(`cannot read pgbench output:\n${output}`);
+  return { tps: Number(tps[1]), latencyMs: Number(latency[1]) };
+}
+
+function waitForPort(port: number, child: ChildProcess, name: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const deadline = Date.now() + 15_000;
+    const attempt = () => {
+      if (child.exitCode !== null) return reject(new Error(`${name} exited with ${child.exitCode}`));
+      const socket = net.connect({ host: '127.0.0.1', port }, () => {
+        socket.destroy();
+        resolve();
+      });
+      socket.on('error', () => {
+        if (Date.now() > deadline) reject(new Error(`${name} did not listen on ${port}`));
+        else setTimeout(attempt, 100);
+      });
+    };
+    attempt();
+  });
+}
+
+async function startPgBouncer(pgPort: number): Promise<{ port: number; stop(): void }> {
+  const dir = mkdtempSync(join(tmpdir(), 'tandem-bench-pgbouncer-'));
+  chmodSync(dir, 0o777);
+  const port = await freePort();
+  writeFileSync(join(dir, 'userlist.txt'), '"postgres" ""\n');
+  writeFileSync(
+    join(dir, 'pgbouncer.ini'),
+    [
+      '[databases]',
+      `${DATABASE} = host=127.0.0.1 port=${pgPort} dbname=${DATABASE}`,
+      '[pgbouncer]',
+      'listen_addr = 127.0.0.1',
+      `listen_port = ${port}`,
+      'unix_socket_dir =',
+      'auth_type = trust',
+      `auth_file = ${join(dir, 'userlist.txt')}`,
+      'pool_mode = session',
+      'max_client_conn = 2000',
+      'default_pool_size = 100',
+      `logfile = ${join(dir, 'pgbouncer.log')}`,
+      `pidfile = ${join(dir, 'pgbouncer.pid')}`,
+      'log_connections = 0',
+      'log_disconnections = 0',
+      '',
+    ].join('\n'),
+  );
+  for (const file of ['userlist.txt', 'pgbouncer.ini']) chmodSync(join(dir, file), 0o644);
+  const child = spawn('runuser', ['-u', 'postgres', '--', 'pgbouncer', join(dir, 'pgbouncer.ini')], { stdio: 'ignore' });
+  await waitForPort(port, child, 'pgbouncer');
+  return {
+    port,
+    stop() {
+      child.kill('SIGINT');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function startTandem(pgUrl: string): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ['bin/tandem.js', '--postgres-url', pgUrl, '--log-level', 'warn', 'proxy', '--listen', `127.0.0.1:${port}`, '--max-client-conn', '2000', '--shutdown-grace', '0s'], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  await waitForPort(port, child, 'tandem proxy');
+  return {
+    port,
+    pid: child.pid!,
+    stop: () =>
+      new Promise((resolve) => {
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+function rssKb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]);
+}
+
+async function idleMemory(port: number, pid: number): Promise<{ beforeKb: number; afterKb: number; perClientBytes: number }> {
+  const beforeKb = rssKb(pid);
+  const clients: pg.Client[] = [];
+  for (let i = 0; i < IDLE; i += 50) {
+    const batch = Array.from({ length: Math.min(50, IDLE - i) }, async () => {
+      const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: DATABASE });
+      client.on('error', () => {});
+      await client.connect();
+      clients.push(client);
+    });
+    await Promise.all(batch);
+  }
+  await new Promise((resolve) => setTimeout(resolve, 2000));
+  const afterKb = rssKb(pid);
+  await Promise.all(clients.map((c) => c.end().catch(() => {})));
+  return { beforeKb, afterKb, perClientBytes: Math.round(((afterKb - beforeKb) * 1024) / IDLE) };
+}
+
+function cpuModel(): string {
+  const info = readFileSync('/proc/cpuinfo', 'utf8');
+  return /model name\s*:\s*(.*)/.exec(info)?.[1] ?? 'unknown CPU';
+}
+
+async function main(): Promise<void> {
+  const server = await startTestPostgres({ settings: { max_connections: String(IDLE + 200) } });
+  const pgUrl = server.url(DATABASE);
+  await server.admin(`CREATE DATABASE ${DATABASE}`);
+  run('pgbench', ['-h', '127.0.0.1', '-p', String(server.port), '-U', 'postgres', '-i', '-q', '-s', String(SCALE), DATABASE]);
+  const bouncer = await startPgBouncer(server.port);
+  const tandem = await startTandem(pgUrl);
+  const targets = { direct: server.port, pgbouncer: bouncer.port, tandem: tandem.port } as const;
+  const rows: string[] = [];
+  try {
+    for (const script of ['select-only', 'tpcb-like'] as const) {
+      for (const clients of CLIENTS) {
+        const results: Record<string, Result> = {};
+        for (const [name, port] of Object.entries(targets)) {
+          results[name] = pgbench(port, clients, script);
+          process.stderr.write(`${script} c=${clients} ${name}: ${results[name]!.tps.toFixed(0)} tps, ${results[name]!.latencyMs.toFixed(3)} ms\n`);
+        }
+        const d = results.direct!;
+        const b = results.pgbouncer!;
+        const t = results.tandem!;
+        rows.push(
+          `| ${script === 'select-only' ? '-S' : 'TPC-B'} | ${clients} | ${d.tps.toFixed(0)} | ${b.tps.toFixed(0)} | ${t.tps.toFixed(0)} | ` +
+            `${(b.tps / d.tps).toFixed(2)} | ${(t.tps / d.tps).toFixed(2)} | **${(t.tps / b.tps).toFixed(2)}** | ` +
+            `${d.latencyMs.toFixed(3)} | ${b.latencyMs.toFixed(3)} | ${t.latencyMs.toFixed(3)} |`,
+        );
+      }
+    }
+    const memory = await idleMemory(tandem.port, tandem.pid);
+    console.log(`\nMachine: ${cpuModel()}, ${spawnSync('nproc', { encoding: 'utf8' }).stdout.trim()} cores; PostgreSQL ${server.major}; pgbench -T ${DURATION}, scale ${SCALE}\n`);
+    console.log('| script | clients | direct TPS | PgBouncer TPS | tandem TPS | PgBouncer/direct | tandem/direct | tandem/PgBouncer | direct ms | PgBouncer ms | tandem ms |');
+    console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+    for (const row of rows) console.log(row);
+    console.log(
+      `\ntandem RSS: ${memory.beforeKb} kB before, ${memory.afterKb} kB with ${IDLE} idle clients: ${memory.perClientBytes} bytes per idle client`,
+    );
+  } finally {
+    await tandem.stop();
+    bouncer.stop();
+    await server.stop();
+  }
+}
+
+await main();

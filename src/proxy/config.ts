@@ -1,0 +1,71 @@
+/**
+ * The proxy's settings as typed values, and the parsers that turn flag text into them (once, at the
+ * edge: the CLI calls these, the proxy only ever sees ProxyOptions).
+ */
+import type { Logger } from '../observe/logger.js';
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface ProxyOptions {
+  listen: HostPort;
+  /** The proxy's own connection string: where the server is, and whose credentials read the state. */
+  postgresUrl: string;
+  http?: HostPort;
+  tlsCert?: string;
+  tlsKey?: string;
+  /** What plain `app` (no `@version`) gets. */
+  defaultVersion: string;
+  /** Client connections served at once; more get "too many connections" (53300). */
+  maxClientConn: number;
+  /** How long SIGTERM waits for sessions to end before closing them. */
+  shutdownGraceMs: number;
+  /** A client must be logged in (ReadyForQuery) this soon after connecting. */
+  clientLoginTimeoutMs: number;
+  /** Connecting (TCP and TLS) to PostgreSQL must take no longer than this. */
+  serverConnectTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  /** Heartbeat rows older than this are deleted (by any proxy). */
+  heartbeatExpireMs: number;
+  /** A version list is re-read after this long even without a notification. */
+  versionCacheTtlMs: number;
+  schema: string;
+  stateSchema: string;
+  logger: Logger;
+  /** Defaults to `<hostname>:<pid>:<random>`. */
+  proxyId?: string;
+}
+
+export const PROXY_DEFAULTS = {
+  listen: '127.0.0.1:6432',
+  defaultVersion: 'latest',
+  maxClientConn: 1000,
+  shutdownGrace: '30s',
+  clientLoginTimeout: '60s',
+  serverConnectTimeout: '15s',
+  heartbeatInterval: '5s',
+  versionCacheTtl: '10s',
+} as const;
+
+/** `HOST:PORT`, `[v6]:PORT` or `:PORT` (all interfaces); port 0 picks a free one. */
+export function parseHostPort(text: string, flag: string): HostPort {
+  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text.trim());
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port > 65535) throw new Error(`${flag} must be HOST:PORT (e.g. 127.0.0.1:6432), got "${text}"`);
+  return { host: match[1] ?? (match[2] || '0.0.0.0'), port };
+}
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** `30s`, `500ms`, `2m`, `1h`, or a bare number of seconds (as PgBouncer's settings). */
+export function parseDuration(text: string, flag: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!match) throw new Error(`${flag} must be a duration such as 30s, 500ms or 2m, got "${text}"`);
+  return Math.round(Number(match[1]) * UNITS[match[2] ?? 's']!);
+}
+
+export function formatHostPort(address: HostPort): string {
+  return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
+}

@@ -1,0 +1,120 @@
+/**
+ * The proxy's Prometheus metrics. Rare events (a connection, a failure) increment counters directly;
+ * per-message figures (bytes, queries) are read from the usage ledger at scrape time, so the
+ * forwarding path never touches a labelled metric.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { UsageLedger } from './usage.js';
+
+/** Label for sessions on the server's defaults (no version routed). */
+const NO_VERSION = 'none';
+
+export type RejectReason = 'max_client_conn' | 'shutting_down' | 'unknown_version' | 'catalog_unavailable';
+export type ErrorKind = 'protocol' | 'login_timeout' | 'upstream_connect' | 'upstream_lost' | 'tls' | 'retired_version' | 'internal';
+
+export class ProxyMetrics {
+  readonly registry = new Registry();
+  private readonly connections: Counter<'result'>;
+  private readonly rejected: Counter<'reason'>;
+  private readonly errors: Counter<'kind'>;
+  private readonly authFailures: Counter;
+  private readonly connectSeconds: Histogram;
+
+  constructor(ledger: UsageLedger) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'tandem_proxy_process_' });
+    this.connections = new Counter({
+      name: 'tandem_proxy_connections_total',
+      help: 'Client connections accepted, by outcome (established, failed, rejected, cancel)',
+      labelNames: ['result'],
+      registers,
+    });
+    this.rejected = new Counter({
+      name: 'tandem_proxy_rejected_connections_total',
+      help: 'Client connections refused by the proxy itself, by reason',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.errors = new Counter({
+      name: 'tandem_proxy_errors_total',
+      help: 'Sessions ended by a failure, by kind',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.authFailures = new Counter({
+      name: 'tandem_proxy_auth_failures_total',
+      help: 'Authentication failures reported by the server (SQLSTATE class 28)',
+      registers,
+    });
+    this.connectSeconds = new Histogram({
+      name: 'tandem_proxy_upstream_connect_seconds',
+      help: 'Time to open a connection to PostgreSQL (TCP and TLS), before authentication',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    new Gauge({
+      name: 'tandem_proxy_client_connections',
+      help: 'Authenticated client sessions now open, by database and version schema',
+      labelNames: ['database', 'version'],
+      registers,
+      collect() {
+        this.reset();
+        for (const v of ledger.snapshot().versions) {
+          if (v.clients > 0) this.set({ database: v.database, version: v.version || NO_VERSION }, v.clients);
+        }
+      },
+    });
+    new Counter({
+      name: 'tandem_proxy_queries_total',
+      help: 'Query and Execute messages sent by clients, by database and version schema',
+      labelNames: ['database', 'version'],
+      registers,
+      collect() {
+        this.reset();
+        for (const v of ledger.snapshot().versions) this.inc({ database: v.database, version: v.version || NO_VERSION }, v.queries);
+      },
+    });
+    new Counter({
+      name: 'tandem_proxy_client_received_bytes_total',
+      help: 'Bytes received from clients',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(ledger.snapshot().bytesIn);
+      },
+    });
+    new Counter({
+      name: 'tandem_proxy_client_sent_bytes_total',
+      help: 'Bytes sent to clients',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(ledger.snapshot().bytesOut);
+      },
+    });
+  }
+
+  connection(result: 'established' | 'failed' | 'rejected' | 'cancel'): void {
+    this.connections.inc({ result });
+  }
+
+  reject(reason: RejectReason): void {
+    this.rejected.inc({ reason });
+  }
+
+  error(kind: ErrorKind): void {
+    this.errors.inc({ kind });
+  }
+
+  authFailure(): void {
+    this.authFailures.inc();
+  }
+
+  upstreamConnected(seconds: number): void {
+    this.connectSeconds.observe(seconds);
+  }
+
+  async text(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}

@@ -1,0 +1,208 @@
+/**
+ * Codecs for the few messages the proxy has to read or write itself. Everything else passes through
+ * as opaque frames. Pure functions over Buffers: no sockets, no state.
+ */
+import { ProtocolError } from './frames.js';
+
+/** Startup-phase request codes (the int32 after the length). */
+export const SSL_REQUEST_CODE = 80877103;
+export const GSSENC_REQUEST_CODE = 80877104;
+export const CANCEL_REQUEST_CODE = 80877102;
+/** Protocol 3.0; 3.2 (PostgreSQL 18) is 196610. The major is the high 16 bits. */
+export const PROTOCOL_3_0 = 196608;
+
+/** Message type bytes the proxy looks at. */
+export const MessageType = {
+  // backend → frontend
+  Authentication: 0x52, // 'R'
+  BackendKeyData: 0x4b, // 'K'
+  ReadyForQuery: 0x5a, // 'Z'
+  ErrorResponse: 0x45, // 'E'
+  NoticeResponse: 0x4e, // 'N'
+  ParameterStatus: 0x53, // 'S'
+  NegotiateProtocolVersion: 0x76, // 'v'
+  // frontend → backend
+  Query: 0x51, // 'Q'
+  Execute: 0x45, // 'E' (same byte as ErrorResponse, other direction)
+  PasswordFamily: 0x70, // 'p': password, SASLInitialResponse, SASLResponse, GSS response
+  Terminate: 0x58, // 'X'
+} as const;
+
+/** Authentication request codes inside an 'R' message. */
+export const AuthCode = {
+  Ok: 0,
+  CleartextPassword: 3,
+  MD5Password: 5,
+  SASL: 10,
+  SASLContinue: 11,
+  SASLFinal: 12,
+} as const;
+
+export type StartupPacket =
+  | { kind: 'ssl' }
+  | { kind: 'gssenc' }
+  /** `key` is everything after the request code: process id and secret (longer secrets in 3.2). */
+  | { kind: 'cancel'; key: Buffer }
+  | { kind: 'startup'; protocol: number; params: StartupParams };
+
+/** Startup parameters in the order the client sent them (order is kept when they are passed on). */
+export type StartupParams = Array<[name: string, value: string]>;
+
+/** Reads the body (after the length) of a startup-phase packet. */
+export function parseStartupPacket(body: Buffer): StartupPacket {
+  if (body.length < 4) throw new ProtocolError('startup packet too short');
+  const code = body.readInt32BE(0);
+  if (code === SSL_REQUEST_CODE) return { kind: 'ssl' };
+  if (code === GSSENC_REQUEST_CODE) return { kind: 'gssenc' };
+  if (code === CANCEL_REQUEST_CODE) {
+    // 4 bytes of pid and at least 4 of secret; protocol 3.2 allows secrets up to 256 bytes.
+    if (body.length < 12 || body.length > 4 + 4 + 256) throw new ProtocolError('malformed cancel request');
+    return { kind: 'cancel', key: Buffer.from(body.subarray(4)) };
+  }
+  const major = code >>> 16;
+  if (major !== 3) {
+    throw new ProtocolError(`unsupported frontend protocol ${major}.${code & 0xffff}: the proxy speaks protocol 3`, '0A000');
+  }
+  return { kind: 'startup', protocol: code, params: parseParams(body.subarray(4)) };
+}
+
+function parseParams(data: Buffer): StartupParams {
+  const params: StartupParams = [];
+  const seen = new Set<string>();
+  let offset = 0;
+  for (;;) {
+    if (offset >= data.length) throw new ProtocolError('startup packet is not terminated by a zero byte');
+    if (data[offset] === 0) {
+      if (offset !== data.length - 1) throw new ProtocolError('startup packet has bytes after its terminator');
+      break;
+    }
+    const name = readCString(data, offset);
+    offset = name.next;
+    if (offset >= data.length) throw new ProtocolError(`startup parameter "${name.value}" has no value`);
+    const value = readCString(data, offset);
+    offset = value.next;
+    if (seen.has(name.value)) throw new ProtocolError(`startup parameter "${name.value}" given twice`);
+    seen.add(name.value);
+    params.push([name.value, value.value]);
+  }
+  if (!seen.has('user')) throw new ProtocolError('no PostgreSQL user name specified in startup packet', '28000');
+  return params;
+}
+
+function readCString(data: Buffer, offset: number): { value: string; next: number } {
+  const end = data.indexOf(0, offset);
+  if (end < 0) throw new ProtocolError('unterminated string in message');
+  return { value: data.toString('utf8', offset, end), next: end + 1 };
+}
+
+export function encodeStartupMessage(protocol: number, params: StartupParams): Buffer {
+  const parts: Buffer[] = [];
+  for (const [name, value] of params) parts.push(Buffer.from(`${name}\0${value}\0`, 'utf8'));
+  parts.push(Buffer.from([0]));
+  const payload = Buffer.concat(parts);
+  const header = Buffer.alloc(8);
+  header.writeInt32BE(8 + payload.length, 0);
+  header.writeInt32BE(protocol, 4);
+  return Buffer.concat([header, payload]);
+}
+
+export function encodeSSLRequest(): Buffer {
+  const packet = Buffer.alloc(8);
+  packet.writeInt32BE(8, 0);
+  packet.writeInt32BE(SSL_REQUEST_CODE, 4);
+  return packet;
+}
+
+export function encodeCancelRequest(key: Buffer): Buffer {
+  const packet = Buffer.alloc(8 + key.length);
+  packet.writeInt32BE(packet.length, 0);
+  packet.writeInt32BE(CANCEL_REQUEST_CODE, 4);
+  key.copy(packet, 8);
+  return packet;
+}
+
+/** A typed message: type byte, length, payload. */
+export function encodeMessage(type: number, payload: Buffer): Buffer {
+  const frame = Buffer.alloc(5 + payload.length);
+  frame[0] = type;
+  frame.writeInt32BE(4 + payload.length, 1);
+  payload.copy(frame, 5);
+  return frame;
+}
+
+export const TERMINATE = encodeMessage(MessageType.Terminate, Buffer.alloc(0));
+
+export interface ErrorFields {
+  severity: 'FATAL' | 'ERROR';
+  /** SQLSTATE, e.g. 3D000. */
+  code: string;
+  message: string;
+  detail?: string;
+  hint?: string;
+}
+
+/** An ErrorResponse as PostgreSQL sends it, so drivers show it like any server error. */
+export function encodeErrorResponse(fields: ErrorFields): Buffer {
+  const entries: Array<[string, string | undefined]> = [
+    ['S', fields.severity],
+    ['V', fields.severity],
+    ['C', fields.code],
+    ['M', fields.message],
+    ['D', fields.detail],
+    ['H', fields.hint],
+  ];
+  const text = entries
+    .filter((entry): entry is [string, string] => entry[1] !== undefined)
+    .map(([tag, value]) => `${tag}${value}\0`)
+    .join('');
+  return encodeMessage(MessageType.ErrorResponse, Buffer.from(`${text}\0`, 'utf8'));
+}
+
+/** The fields of an ErrorResponse or NoticeResponse body, keyed by their one-letter tag. */
+export function parseErrorFields(body: Buffer): Map<string, string> {
+  const fields = new Map<string, string>();
+  let offset = 0;
+  while (offset < body.length && body[offset] !== 0) {
+    const tag = String.fromCharCode(body[offset]!);
+    const value = readCString(body, offset + 1);
+    fields.set(tag, value.value);
+    offset = value.next;
+  }
+  return fields;
+}
+
+export type AuthRequest =
+  | { code: typeof AuthCode.SASL; mechanisms: string[] }
+  | { code: number; mechanisms?: undefined };
+
+/** Reads an Authentication ('R') body: its code and, for SASL, the mechanisms on offer. */
+export function parseAuthRequest(body: Buffer): AuthRequest {
+  if (body.length < 4) throw new ProtocolError('authentication message too short');
+  const code = body.readInt32BE(0);
+  if (code !== AuthCode.SASL) return { code };
+  const mechanisms: string[] = [];
+  let offset = 4;
+  while (offset < body.length && body[offset] !== 0) {
+    const name = readCString(body, offset);
+    mechanisms.push(name.value);
+    offset = name.next;
+  }
+  return { code, mechanisms };
+}
+
+export function encodeAuthenticationSASL(mechanisms: readonly string[]): Buffer {
+  const payload = Buffer.concat([Buffer.from([0, 0, 0, AuthCode.SASL]), Buffer.from(mechanisms.map((m) => `${m}\0`).join('') + '\0', 'utf8')]);
+  return encodeMessage(MessageType.Authentication, payload);
+}
+
+/**
+ * The mechanism a SASLInitialResponse picks and its GS2 channel-binding flag:
+ * 'n' (client cannot bind), 'y' (client could, but thinks the server cannot), 'p' (binding in use).
+ */
+export function parseSASLInitialResponse(body: Buffer): { mechanism: string; channelBindingFlag: string } {
+  const mechanism = readCString(body, 0);
+  const dataStart = mechanism.next + 4;
+  if (dataStart > body.length) throw new ProtocolError('malformed SASLInitialResponse');
+  const flag = dataStart < body.length ? String.fromCharCode(body[dataStart]!) : '';
+  return { mechanism: mechanism.value, channelBindingFlag: flag };
+}

@@ -1,0 +1,292 @@
+/**
+ * The proxy process: accepts client connections, admits or refuses them, hands each to a Session,
+ * and owns what sessions share (version catalogs, cancel keys, usage, metrics, heartbeats, HTTP).
+ */
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import os from 'node:os';
+import type tls from 'node:tls';
+import { startHttpServer, type HttpServer, type Readiness } from '../observe/http.js';
+import { redactUrl } from '../observe/logger.js';
+import { CancelRegistry } from './cancel.js';
+import { Catalogs, type RetiredVersion } from './catalog.js';
+import { formatHostPort, type HostPort, type ProxyOptions } from './config.js';
+import { HeartbeatLoop } from './heartbeat.js';
+import { ProxyMetrics } from './metrics.js';
+import type { ErrorFields } from './protocol/messages.js';
+import { Session, type SessionContext } from './session.js';
+import { loadServerTls } from './tls.js';
+import { describeTarget, upstreamTarget } from './upstream.js';
+import { UsageLedger } from './usage.js';
+
+/**
+ * Beyond max-client-conn the proxy still reads a startup packet to answer with a proper error; past
+ * this many sockets in total it just closes new ones, so a flood cannot exhaust memory or descriptors.
+ */
+const HARD_LIMIT_FACTOR = 2;
+const HARD_LIMIT_SLACK = 100;
+
+export interface ProxyStatus {
+  proxyId: string;
+  listen: string;
+  upstream: string;
+  uptimeSeconds: number;
+  draining: boolean;
+  clients: number;
+  /** Per database, per version schema ('' = server defaults): live clients, queries, last query. */
+  databases: Record<string, { versions: string[]; clients: Record<string, { clients: number; queries: number; lastQueryAt: string | null }> }>;
+}
+
+export interface Proxy {
+  readonly proxyId: string;
+  readonly address: HostPort;
+  readonly httpAddress: HostPort | undefined;
+  readonly metrics: ProxyMetrics;
+  status(): ProxyStatus;
+  readiness(): Promise<Readiness>;
+  /** Writes the heartbeat rows now (the loop does it every interval). */
+  heartbeat(): Promise<void>;
+  /** Re-reads every version list now (as a notification would). */
+  refreshVersions(): Promise<void>;
+  /**
+   * Stops accepting, waits up to `graceMs` (default --shutdown-grace) for sessions to end, then ends
+   * the rest with 57P01, deletes the heartbeat rows and releases everything. Idempotent; a later
+   * call with 0 ends the grace period at once.
+   */
+  shutdown(graceMs?: number): Promise<void>;
+  /** Resolves when shutdown has finished, however it was started. */
+  readonly closed: Promise<void>;
+}
+
+export async function startProxy(options: ProxyOptions): Promise<Proxy> {
+  const logger = options.logger;
+  const upstream = upstreamTarget(options.postgresUrl, options.serverConnectTimeoutMs);
+  const secureContext: tls.SecureContext | undefined =
+    options.tlsCert && options.tlsKey ? loadServerTls(options.tlsCert, options.tlsKey) : undefined;
+  const proxyId = options.proxyId ?? `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+  const startedAt = new Date();
+  const ledger = new UsageLedger();
+  const metrics = new ProxyMetrics(ledger);
+  const sessions = new Set<Session>();
+  const cancelKeys = new CancelRegistry(upstream, logger);
+  let draining = false;
+
+  const onRetired = (retired: RetiredVersion[]) => {
+    for (const gone of retired) {
+      logger.info({ database: gone.database, version: gone.versionSchema }, 'version retired; its sessions will be closed on their next message');
+      for (const session of sessions) {
+        if (session.database === gone.database && session.versionSchema === gone.versionSchema) session.retire(gone.message);
+      }
+    }
+  };
+  const catalogs = new Catalogs({
+    postgresUrl: options.postgresUrl,
+    stateSchema: options.stateSchema,
+    schema: options.schema,
+    ttlMs: options.versionCacheTtlMs,
+    logger,
+    onRetired,
+  });
+  const homeDatabase = decodeURIComponent(new URL(options.postgresUrl).pathname.slice(1)) || new URL(options.postgresUrl).username || 'postgres';
+
+  const context: SessionContext = {
+    tls: secureContext,
+    loginTimeoutMs: options.clientLoginTimeoutMs,
+    routing: { defaultVersion: options.defaultVersion, schema: options.schema },
+    upstream,
+    catalogs,
+    metrics,
+    logger,
+    admissionError(): ErrorFields | undefined {
+      if (draining) {
+        metrics.reject('shutting_down');
+        return { severity: 'FATAL', code: '57P03', message: 'the tandem proxy is shutting down', hint: 'Reconnect; another proxy instance or this one after restart will take the connection.' };
+      }
+      // Count established and logging-in sessions alike: each will hold a server connection.
+      const others = sessions.size - 1;
+      if (others >= options.maxClientConn) {
+        metrics.reject('max_client_conn');
+        return { severity: 'FATAL', code: '53300', message: `sorry, too many clients already: the tandem proxy serves at most ${options.maxClientConn} (--max-client-conn)` };
+      }
+      return undefined;
+    },
+    cancel(key, from) {
+      metrics.connection('cancel');
+      cancelKeys.cancel(key, from);
+    },
+    registerCancelKey(key, session) {
+      cancelKeys.add(key, session);
+    },
+    ready(session) {
+      metrics.connection('established');
+      logger.info(
+        { event: 'open', session: session.id, client: session.clientAddress, user: session.user, database: session.database, version: session.versionSchema ?? null },
+        'client connected',
+      );
+    },
+    closed(session) {
+      sessions.delete(session);
+      ledger.remove(session);
+      if (session.cancelKey) cancelKeys.remove(session.cancelKey, session);
+      if (!session.cancelKey && session.reason !== 'cancel request') metrics.connection('failed');
+      const level = session.cancelKey ? 'info' : 'debug';
+      logger[level](
+        {
+          event: 'close',
+          session: session.id,
+          client: session.clientAddress,
+          user: session.user,
+          database: session.database,
+          version: session.versionSchema ?? null,
+          durationMs: Date.now() - session.startedAt,
+          bytesIn: session.bytesIn,
+          bytesOut: session.bytesOut,
+          queries: session.queries,
+          reason: session.reason,
+        },
+        'client disconnected',
+      );
+      if (draining && sessions.size === 0) drained?.();
+    },
+  };
+
+  const server = net.createServer({ noDelay: true, keepAlive: true }, (socket) => {
+    if (draining || sessions.size >= options.maxClientConn * HARD_LIMIT_FACTOR + HARD_LIMIT_SLACK) {
+      metrics.reject(draining ? 'shutting_down' : 'max_client_conn');
+      logger.warn({ client: `${socket.remoteAddress}:${socket.remotePort}`, open: sessions.size }, 'connection closed unread: proxy is over its hard limit or shutting down');
+      socket.on('error', () => {});
+      socket.destroy();
+      return;
+    }
+    const session = new Session(socket, context);
+    sessions.add(session);
+    ledger.add(session);
+  });
+  server.on('error', (error) => logger.error({ err: error.message }, 'listener error'));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.listen.port, options.listen.host, () => {
+      server.removeListener('error', reject);
+      resolve();
+    });
+  });
+  const bound = server.address() as net.AddressInfo;
+  const address: HostPort = { host: bound.address, port: bound.port };
+
+  const heartbeats = new HeartbeatLoop(
+    { proxyId, hostname: os.hostname(), pid: process.pid, listen: formatHostPort(address), schema: options.schema, stateSchema: options.stateSchema, startedAt },
+    catalogs,
+    ledger,
+    { intervalMs: options.heartbeatIntervalMs, expireAfterMs: options.heartbeatExpireMs, logger },
+  );
+  // The home database gets a heartbeat even before its first client, so status sees this proxy.
+  catalogs.get(homeDatabase);
+  heartbeats.start();
+  void heartbeats.beat();
+
+  const status = (): ProxyStatus => {
+    const snapshot = ledger.snapshot();
+    const databases: ProxyStatus['databases'] = {};
+    for (const catalog of catalogs.all()) databases[catalog.database] = { versions: catalog.cached().map((v) => v.versionSchema), clients: {} };
+    for (const used of snapshot.versions) {
+      const entry = (databases[used.database] ??= { versions: [], clients: {} });
+      entry.clients[used.version] = {
+        clients: used.clients,
+        queries: used.queries,
+        lastQueryAt: used.lastQueryAt ? new Date(used.lastQueryAt).toISOString() : null,
+      };
+    }
+    return {
+      proxyId,
+      listen: formatHostPort(address),
+      upstream: describeTarget(upstream),
+      uptimeSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
+      draining,
+      clients: sessions.size,
+      databases,
+    };
+  };
+
+  const readiness = async (): Promise<Readiness> => {
+    if (draining) return { ready: false, detail: { reason: 'shutting down' } };
+    try {
+      const versions = await catalogs.get(homeDatabase).refresh();
+      return { ready: true, detail: { upstream: describeTarget(upstream), database: homeDatabase, versions: versions.length } };
+    } catch (error) {
+      return { ready: false, detail: { upstream: describeTarget(upstream), database: homeDatabase, reason: (error as Error).message } };
+    }
+  };
+
+  let http: HttpServer | undefined;
+  if (options.http) {
+    http = await startHttpServer(options.http, { readiness, metrics: () => metrics.text(), status }, logger);
+  }
+
+  let drained: (() => void) | undefined;
+  let closing: Promise<void> | undefined;
+  let markClosed!: () => void;
+  const closed = new Promise<void>((resolve) => (markClosed = resolve));
+
+  let cutGrace: (() => void) | undefined;
+  const shutdown = (graceMs = options.shutdownGraceMs): Promise<void> => {
+    if (closing) {
+      if (graceMs === 0) cutGrace?.();
+      return closing;
+    }
+    closing = (async () => {
+      draining = true;
+      logger.info({ sessions: sessions.size, graceMs }, 'shutting down: no new connections; waiting for sessions to end');
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      if (sessions.size > 0) {
+        await new Promise<void>((resolve) => {
+          drained = resolve;
+          cutGrace = resolve;
+          setTimeout(resolve, graceMs).unref();
+        });
+      }
+      if (sessions.size > 0) {
+        logger.info({ sessions: sessions.size }, 'grace period over: closing the remaining sessions');
+        const fields: ErrorFields = { severity: 'FATAL', code: '57P01', message: 'terminating connection: the tandem proxy is shutting down', hint: 'Reconnect.' };
+        for (const session of [...sessions]) session.terminate(fields, 'proxy shutdown');
+      }
+      await stopped;
+      await withTimeout(heartbeats.stop(), options.serverConnectTimeoutMs);
+      await catalogs.close();
+      await http?.close();
+      logger.info({ proxyId }, 'proxy stopped');
+      markClosed();
+    })();
+    return closing;
+  };
+
+  logger.info(
+    { listen: formatHostPort(address), upstream: describeTarget(upstream), http: http ? formatHostPort(http) : null, tls: Boolean(secureContext), proxyId, postgresUrl: redactUrl(options.postgresUrl) },
+    'tandem proxy listening',
+  );
+
+  return {
+    proxyId,
+    address,
+    httpAddress: http ? { host: http.host, port: http.port } : undefined,
+    metrics,
+    status,
+    readiness,
+    heartbeat: () => heartbeats.beat(),
+    refreshVersions: async () => {
+      await Promise.all(catalogs.all().map((c) => c.refresh().catch(() => [])));
+    },
+    shutdown,
+    closed,
+  };
+}
+
+function withTimeout(promise: Promise<void>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    timer.unref();
+    promise.finally(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,610 @@
+/**
+ * One client session: the client socket, its upstream socket, and the state machine between them.
+ *
+ *   startup     reading SSLRequest / GSSENCRequest / CancelRequest / StartupMessage
+ *   routing     resolving the version and opening the upstream connection
+ *   auth        relaying the server's authentication exchange, message by message
+ *   forwarding  bytes both ways, only frame headers looked at
+ *   closed
+ *
+ * Every failure ends this session only: it becomes an ErrorResponse to the client where the protocol
+ * allows one, a log line, and a metric.
+ */
+import type net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type tls from 'node:tls';
+import type { Logger } from '../observe/logger.js';
+import type { VersionInfo } from '../state/versions.js';
+import type { Catalogs } from './catalog.js';
+import type { ProxyMetrics } from './metrics.js';
+import { FrameReader, FrameScanner, MAX_STARTUP_PACKET_LENGTH, ProtocolError, type TypedFrame } from './protocol/frames.js';
+import {
+  AuthCode,
+  MessageType,
+  TERMINATE,
+  encodeAuthenticationSASL,
+  encodeErrorResponse,
+  encodeStartupMessage,
+  parseAuthRequest,
+  parseErrorFields,
+  parseSASLInitialResponse,
+  parseStartupPacket,
+  type ErrorFields,
+  type StartupParams,
+} from './protocol/messages.js';
+import { chooseRoute, routeRequest, type RoutingOptions } from './routing.js';
+import { TLS_HANDSHAKE_BYTE, acceptDirectTls, acceptTls, ALPN_POSTGRESQL } from './tls.js';
+import { describeTarget, openUpstream, type UpstreamTarget } from './upstream.js';
+import type { SessionUsage } from './usage.js';
+
+/** Client messages before authentication completes are small (passwords, SASL); PostgreSQL caps them alike. */
+const MAX_AUTH_MESSAGE_LENGTH = 65_536;
+/** Server messages before ReadyForQuery (ParameterStatus, notices, auth requests). */
+const MAX_SERVER_STARTUP_MESSAGE_LENGTH = 1_048_576;
+/** How long a client that was sent a FATAL error may take to hang up before the socket is destroyed. */
+const FATAL_LINGER_MS = 2_000;
+
+const SSL_YES = Buffer.from('S');
+const SSL_NO = Buffer.from('N');
+
+export type Phase = 'startup' | 'routing' | 'auth' | 'forwarding' | 'closed';
+
+/** What a session needs from the proxy around it. */
+export interface SessionContext {
+  readonly tls: tls.SecureContext | undefined;
+  readonly loginTimeoutMs: number;
+  readonly routing: RoutingOptions;
+  readonly upstream: UpstreamTarget;
+  readonly catalogs: Catalogs;
+  readonly metrics: ProxyMetrics;
+  readonly logger: Logger;
+  /** Non-null when this session must be refused once its startup packet is read. */
+  admissionError(): ErrorFields | undefined;
+  cancel(key: Buffer, from: string): void;
+  registerCancelKey(key: Buffer, session: Session): void;
+  ready(session: Session): void;
+  closed(session: Session): void;
+}
+
+let nextId = 1;
+
+export class Session implements SessionUsage {
+  readonly id = nextId++;
+  readonly clientAddress: string;
+  readonly startedAt = Date.now();
+  phase: Phase = 'startup';
+  database: string | undefined;
+  user: string | undefined;
+  version: VersionInfo | undefined;
+  queries = 0;
+  lastQueryAt = 0;
+  bytesIn = 0;
+  bytesOut = 0;
+  cancelKey: Buffer | undefined;
+
+  private client: net.Socket | tls.TLSSocket;
+  private upstream: net.Socket | undefined;
+  private readonly clientReader = new FrameReader(MAX_STARTUP_PACKET_LENGTH);
+  private upstreamReader: FrameReader | undefined;
+  private clientScanner: FrameScanner | undefined;
+  private serverScanner: FrameScanner | undefined;
+  private loginTimer: NodeJS.Timeout | undefined;
+  private tlsState: 'none' | 'handshake' | 'established' = 'none';
+  private firstChunk = true;
+  private saslOffered = false;
+  private saslAnswered = false;
+  private serverOfferedPlus = false;
+  /** The type of the last message the server started sending, to tell whether it already sent an error. */
+  private lastServerType = 0;
+  private retiredMessage: string | undefined;
+  /** The client sent Terminate: the server hanging up next is the normal end, not a failure. */
+  private clientTerminated = false;
+  private closeReason = 'client disconnected';
+
+  constructor(
+    socket: net.Socket,
+    private readonly ctx: SessionContext,
+  ) {
+    this.client = socket;
+    this.clientAddress = `${socket.remoteAddress ?? 'unix'}:${socket.remotePort ?? 0}`;
+    socket.setNoDelay(true);
+    this.attachClient(socket);
+    this.loginTimer = setTimeout(this.onLoginTimeout, ctx.loginTimeoutMs);
+  }
+
+  get established(): boolean {
+    return this.phase === 'forwarding';
+  }
+
+  get versionSchema(): string | undefined {
+    return this.version?.versionSchema;
+  }
+
+  /** Marks the session's version as gone: its next message gets this error instead of an answer. */
+  retire(message: string): void {
+    if (this.phase === 'closed') return;
+    this.retiredMessage = message;
+    // A session that has not finished logging in is told at once; it has sent nothing to spoil.
+    if (this.phase !== 'forwarding') this.fatal({ severity: 'FATAL', code: '57P01', message }, 'retired_version');
+  }
+
+  /** Ends the session from the proxy's side (shutdown after the grace period). */
+  terminate(fields: ErrorFields, reason: string): void {
+    if (this.phase === 'closed') return;
+    if (this.phase !== 'forwarding') {
+      this.fatal(fields, undefined, reason);
+      return;
+    }
+    this.closeReason = reason;
+    this.endForwarding(fields);
+  }
+
+  // ---- startup -------------------------------------------------------------------------------
+
+  private attachClient(socket: net.Socket | tls.TLSSocket): void {
+    socket.on('data', this.onClientData);
+    socket.on('error', this.onClientError);
+    socket.on('close', this.onClientClose);
+  }
+
+  private readonly onClientData = (chunk: Buffer): void => {
+    if (this.firstChunk) {
+      this.firstChunk = false;
+      if (chunk[0] === TLS_HANDSHAKE_BYTE && this.ctx.tls && this.tlsState === 'none') {
+        this.startTls(acceptDirectTls(this.client as net.Socket, chunk, this.ctx.tls), true);
+        return;
+      }
+    }
+    this.clientReader.push(chunk);
+    try {
+      if (this.phase === 'startup') this.readStartup();
+      else if (this.phase === 'auth') this.relayClientAuth();
+      // In 'routing' the bytes wait in the reader until the upstream connection exists.
+    } catch (error) {
+      this.failOnInput(error);
+    }
+  };
+
+  private readStartup(): void {
+    while (this.phase === 'startup') {
+      const body = this.clientReader.nextUntyped();
+      if (!body) return;
+      const packet = parseStartupPacket(body);
+      if (packet.kind === 'ssl') {
+        if (this.clientReader.pending > 0) {
+          // Bytes sent before the handshake could be injected by a man in the middle (CVE-2021-23214).
+          throw new ProtocolError('received unencrypted data after SSL request');
+        }
+        if (this.ctx.tls && this.tlsState === 'none') {
+          this.client.write(SSL_YES);
+          this.startTls(acceptTls(this.client as net.Socket, this.ctx.tls), false);
+          return;
+        }
+        this.client.write(SSL_NO);
+      } else if (packet.kind === 'gssenc') {
+        this.client.write(SSL_NO);
+      } else if (packet.kind === 'cancel') {
+        this.ctx.cancel(packet.key, this.clientAddress);
+        this.closeReason = 'cancel request';
+        this.finish();
+        return;
+      } else {
+        this.phase = 'routing';
+        this.clientReader.setMaxLength(MAX_AUTH_MESSAGE_LENGTH);
+        void this.connectUpstream(packet.protocol, packet.params).catch((error: unknown) => {
+          this.ctx.logger.error({ session: this.id, err: (error as Error).message }, 'unexpected failure while opening a session');
+          this.fatal({ severity: 'FATAL', code: 'XX000', message: 'internal error in the tandem proxy' }, 'internal');
+        });
+        return;
+      }
+    }
+  }
+
+  private startTls(secure: tls.TLSSocket, direct: boolean): void {
+    const raw = this.client;
+    raw.removeListener('data', this.onClientData);
+    raw.removeListener('error', this.onClientError);
+    raw.removeListener('close', this.onClientClose);
+    // The TLS socket reports errors of the connection beneath it; this keeps a stray one from throwing.
+    raw.on('error', () => {});
+    this.client = secure;
+    this.tlsState = 'handshake';
+    this.attachClient(secure);
+    secure.once('secure', () => {
+      // A direct-TLS client must name the protocol, as PostgreSQL 17 requires, so that a TLS
+      // connection meant for another service is not taken for a PostgreSQL session.
+      if (direct && secure.alpnProtocol !== ALPN_POSTGRESQL) {
+        this.closeReason = 'direct TLS without ALPN "postgresql"';
+        this.ctx.metrics.error('tls');
+        this.finish();
+        return;
+      }
+      this.tlsState = 'established';
+    });
+  }
+
+  private async connectUpstream(protocol: number, params: StartupParams): Promise<void> {
+    const request = routeRequest(params);
+    this.database = request.database;
+    this.user = params.find(([name]) => name === 'user')?.[1];
+    const refusal = this.ctx.admissionError();
+    if (refusal) {
+      this.fatal(refusal);
+      return;
+    }
+    let versions;
+    try {
+      versions = await this.ctx.catalogs.versions(request.database);
+    } catch (error) {
+      this.ctx.metrics.reject('catalog_unavailable');
+      this.fatal(catalogError(error, request.database, this.ctx.upstream));
+      return;
+    }
+    if (this.isClosed()) return;
+    const route = chooseRoute(request, versions, this.ctx.routing);
+    if (!route.ok) {
+      this.ctx.metrics.reject('unknown_version');
+      this.fatal(route.error);
+      return;
+    }
+    this.version = route.version;
+    const upstreamParams: StartupParams = params.map(([name, value]) => [name, name === 'database' ? request.database : value]);
+    if (route.searchPath) upstreamParams.push(['search_path', route.searchPath]);
+
+    const started = performance.now();
+    let upstream: net.Socket;
+    try {
+      upstream = await openUpstream(this.ctx.upstream);
+    } catch (error) {
+      this.fatal(
+        {
+          severity: 'FATAL',
+          code: '08006',
+          message: `the tandem proxy could not connect to PostgreSQL at ${describeTarget(this.ctx.upstream)}: ${(error as Error).message}`,
+          hint: 'The server may be down or restarting; try again shortly.',
+        },
+        'upstream_connect',
+      );
+      return;
+    }
+    this.ctx.metrics.upstreamConnected((performance.now() - started) / 1000);
+    if (this.isClosed()) {
+      upstream.destroy();
+      return;
+    }
+    this.upstream = upstream;
+    this.upstreamReader = new FrameReader(MAX_SERVER_STARTUP_MESSAGE_LENGTH);
+    upstream.on('data', this.onUpstreamData);
+    upstream.on('error', this.onUpstreamError);
+    upstream.on('close', this.onUpstreamClose);
+    upstream.on('drain', this.resumeClient);
+    this.client.on('drain', this.resumeUpstream);
+    // TLS negotiation may have paused it; a 'data' listener alone does not undo an explicit pause.
+    upstream.resume();
+    upstream.write(encodeStartupMessage(protocol, upstreamParams));
+    this.phase = 'auth';
+    this.relayClientAuth();
+  }
+
+  // ---- authentication relay ------------------------------------------------------------------
+
+  private relayClientAuth(): void {
+    let frame: TypedFrame | undefined;
+    while (this.phase === 'auth' && (frame = this.clientReader.nextTyped())) {
+      if (frame.type === MessageType.Terminate) {
+        this.closeReason = 'client gave up during authentication';
+        this.finish();
+        return;
+      }
+      if (frame.type === MessageType.PasswordFamily && this.saslOffered && !this.saslAnswered) {
+        this.saslAnswered = true;
+        const refusal = this.channelBindingRefusal(frame.body);
+        if (refusal) {
+          this.fatal(refusal);
+          return;
+        }
+      }
+      this.upstream!.write(frame.frame);
+    }
+  }
+
+  /**
+   * SCRAM channel binding ties the exchange to the TLS certificate the client saw; behind a proxy
+   * that terminates TLS that is the proxy's, never the server's, so binding cannot succeed.
+   */
+  private channelBindingRefusal(body: Buffer): ErrorFields | undefined {
+    const { mechanism, channelBindingFlag } = parseSASLInitialResponse(body);
+    const why =
+      'TLS from the client ends at the tandem proxy, so SCRAM channel binding (which binds to the certificate the client sees) cannot match the server';
+    if (mechanism.endsWith('-PLUS') || channelBindingFlag === 'p') {
+      return { severity: 'FATAL', code: '28000', message: 'channel binding is not possible through the tandem proxy', detail: why, hint: 'Connect with channel_binding=prefer or channel_binding=disable.' };
+    }
+    if (channelBindingFlag === 'y' && this.serverOfferedPlus) {
+      // The client saw no -PLUS mechanism (we removed it) but the server, reached over TLS, offered
+      // one: it would reject this as a downgrade attack with a confusing message. Say why instead.
+      return {
+        severity: 'FATAL',
+        code: '28000',
+        message: 'SCRAM authentication over TLS on both sides of the tandem proxy needs channel binding disabled',
+        detail: `${why}; the server, reached over TLS, refuses a client that could bind but does not.`,
+        hint: 'Connect with channel_binding=disable, or reach the proxy without TLS (it is a local sidecar).',
+      };
+    }
+    return undefined;
+  }
+
+  private readonly onUpstreamData = (chunk: Buffer): void => {
+    const reader = this.upstreamReader!;
+    reader.push(chunk);
+    this.client.cork();
+    try {
+      let frame: TypedFrame | undefined;
+      while (this.phase === 'auth' && (frame = reader.nextTyped())) this.relayServerAuth(frame);
+    } catch (error) {
+      this.ctx.logger.warn({ session: this.id, err: (error as Error).message }, 'the server broke the protocol during startup');
+      this.fatal({ severity: 'FATAL', code: '08P01', message: `protocol error from the server: ${(error as Error).message}` }, 'protocol');
+    } finally {
+      this.client.uncork();
+    }
+  };
+
+  private relayServerAuth(frame: TypedFrame): void {
+    switch (frame.type) {
+      case MessageType.Authentication: {
+        const request = parseAuthRequest(frame.body);
+        if (request.code === AuthCode.SASL) {
+          const offered = request.mechanisms ?? [];
+          const usable = offered.filter((m) => !m.endsWith('-PLUS'));
+          this.saslOffered = true;
+          this.serverOfferedPlus = usable.length < offered.length;
+          if (usable.length === 0) {
+            this.fatal({ severity: 'FATAL', code: '28000', message: `the server offers only SASL mechanisms that need channel binding (${offered.join(', ')}), which cannot pass through the tandem proxy` });
+            return;
+          }
+          this.client.write(encodeAuthenticationSASL(usable));
+          return;
+        }
+        this.client.write(frame.frame);
+        return;
+      }
+      case MessageType.BackendKeyData:
+        this.cancelKey = Buffer.from(frame.body);
+        this.ctx.registerCancelKey(this.cancelKey, this);
+        this.client.write(frame.frame);
+        return;
+      case MessageType.ErrorResponse: {
+        const code = parseErrorFields(frame.body).get('C') ?? '';
+        if (code.startsWith('28')) this.ctx.metrics.authFailure();
+        this.closeReason = `server refused the session (${code})`;
+        this.lastServerType = frame.type;
+        this.client.write(frame.frame);
+        return;
+      }
+      case MessageType.ReadyForQuery:
+        this.client.write(frame.frame);
+        this.startForwarding();
+        return;
+      default:
+        this.client.write(frame.frame);
+    }
+  }
+
+  // ---- forwarding ----------------------------------------------------------------------------
+
+  private startForwarding(): void {
+    this.phase = 'forwarding';
+    clearTimeout(this.loginTimer);
+    const upstream = this.upstream!;
+    this.client.removeListener('data', this.onClientData);
+    upstream.removeListener('data', this.onUpstreamData);
+    this.clientScanner = new FrameScanner(this.onClientFrame);
+    this.serverScanner = new FrameScanner(this.onServerFrame);
+    const fromServer = this.upstreamReader!.takeRest();
+    const fromClient = this.clientReader.takeRest();
+    this.upstreamReader = undefined;
+    this.ctx.ready(this);
+    if (fromServer.length > 0) this.forwardToClient(fromServer);
+    if (fromClient.length > 0) this.forwardToServer(fromClient);
+    if (this.phase !== 'forwarding') return;
+    this.client.on('data', this.forwardToServer);
+    upstream.on('data', this.forwardToClient);
+  }
+
+  private readonly forwardToServer = (chunk: Buffer): void => {
+    const scanner = this.clientScanner!;
+    if (this.retiredMessage !== undefined && scanner.atBoundary) {
+      this.closeReason = 'version retired';
+      this.endForwarding({ severity: 'FATAL', code: '57P01', message: this.retiredMessage }, 'retired_version');
+      return;
+    }
+    this.bytesIn += chunk.length;
+    try {
+      scanner.scan(chunk);
+    } catch (error) {
+      this.failOnInput(error);
+      return;
+    }
+    // Backpressure: stop reading the client while the server has not taken what we gave it.
+    if (!this.upstream!.write(chunk)) this.client.pause();
+  };
+
+  private readonly forwardToClient = (chunk: Buffer): void => {
+    this.bytesOut += chunk.length;
+    try {
+      this.serverScanner!.scan(chunk);
+    } catch (error) {
+      this.ctx.logger.warn({ session: this.id, err: (error as Error).message }, 'the server broke the protocol');
+      this.closeReason = 'server protocol error';
+      this.ctx.metrics.error('protocol');
+      this.finish();
+      return;
+    }
+    if (!this.client.write(chunk)) this.upstream!.pause();
+  };
+
+  private readonly onClientFrame = (type: number): void => {
+    if (type === MessageType.Query || type === MessageType.Execute) {
+      this.queries++;
+      this.lastQueryAt = Date.now();
+    } else if (type === MessageType.Terminate) {
+      this.clientTerminated = true;
+    }
+  };
+
+  private readonly onServerFrame = (type: number): void => {
+    this.lastServerType = type;
+  };
+
+  private readonly resumeClient = (): void => {
+    if (this.phase !== 'closed') this.client.resume();
+  };
+
+  private readonly resumeUpstream = (): void => {
+    if (this.phase !== 'closed') this.upstream?.resume();
+  };
+
+  /**
+   * Closes a forwarding session with an error to the client, written only between two server
+   * messages (anywhere else it would corrupt the stream) and a Terminate to the server when the
+   * client's stream is between messages too.
+   */
+  private endForwarding(fields: ErrorFields, kind?: Parameters<ProxyMetrics['error']>[0]): void {
+    if (kind) this.ctx.metrics.error(kind);
+    const upstream = this.upstream!;
+    if (this.serverScanner?.atBoundary && !this.client.destroyed) {
+      this.client.end(encodeErrorResponse(fields));
+      this.lingerThenDestroy();
+    } else {
+      this.client.destroy();
+    }
+    if (this.clientScanner?.atBoundary) upstream.end(TERMINATE);
+    else upstream.destroy();
+    this.finish();
+  }
+
+  // ---- endings -------------------------------------------------------------------------------
+
+  private readonly onLoginTimeout = (): void => {
+    if (this.phase === 'forwarding' || this.phase === 'closed') return;
+    this.ctx.logger.warn({ session: this.id, client: this.clientAddress, phase: this.phase, timeoutMs: this.ctx.loginTimeoutMs }, 'client login timeout');
+    if (this.tlsState === 'handshake') {
+      // Mid-handshake there is no way to send the client a message it can read.
+      this.ctx.metrics.error('login_timeout');
+      this.closeReason = 'login timeout during TLS handshake';
+      this.finish();
+      return;
+    }
+    this.fatal(
+      { severity: 'FATAL', code: '08006', message: `client login timeout: the session was not established within ${this.ctx.loginTimeoutMs} ms` },
+      'login_timeout',
+    );
+  };
+
+  private failOnInput(error: unknown): void {
+    if (error instanceof ProtocolError) {
+      this.ctx.logger.warn({ session: this.id, client: this.clientAddress, phase: this.phase, err: error.message }, 'client broke the protocol');
+      this.fatal({ severity: 'FATAL', code: error.code, message: error.message }, 'protocol');
+      return;
+    }
+    this.ctx.logger.error({ session: this.id, err: (error as Error).message }, 'unexpected failure in a session');
+    this.fatal({ severity: 'FATAL', code: 'XX000', message: 'internal error in the tandem proxy' }, 'internal');
+  }
+
+  /** Sends a FATAL error to the client (where the stream allows one) and ends the session. */
+  private fatal(fields: ErrorFields, kind?: Parameters<ProxyMetrics['error']>[0], reason?: string): void {
+    if (this.phase === 'closed') return;
+    if (kind) this.ctx.metrics.error(kind);
+    this.closeReason = reason ?? `${fields.code}: ${fields.message}`;
+    if (this.phase === 'forwarding') {
+      this.endForwarding(fields);
+      return;
+    }
+    if (!this.client.destroyed && this.tlsState !== 'handshake') {
+      this.client.end(encodeErrorResponse(fields));
+      this.lingerThenDestroy();
+    }
+    this.finish();
+  }
+
+  private lingerThenDestroy(): void {
+    const client = this.client;
+    setTimeout(() => client.destroy(), FATAL_LINGER_MS).unref();
+  }
+
+  private readonly onClientError = (error: Error): void => {
+    this.closeReason = `client socket error: ${error.message}`;
+  };
+
+  private readonly onClientClose = (): void => {
+    if (this.phase === 'closed') return;
+    // The client is gone: let the server see end-of-stream after whatever is still queued for it.
+    this.upstream?.end();
+    this.finish();
+  };
+
+  private readonly onUpstreamError = (error: Error): void => {
+    this.closeReason = `server connection error: ${error.message}`;
+  };
+
+  private readonly onUpstreamClose = (): void => {
+    if (this.phase === 'closed') return;
+    const serverExplained = this.lastServerType === MessageType.ErrorResponse || this.clientTerminated;
+    if (this.clientTerminated) this.closeReason = 'client disconnected';
+    if (!serverExplained) {
+      this.ctx.metrics.error('upstream_lost');
+      this.closeReason = 'server closed the connection';
+      const canWrite = (this.phase !== 'forwarding' || this.serverScanner!.atBoundary) && !this.client.destroyed;
+      if (canWrite) {
+        this.client.end(
+          encodeErrorResponse({
+            severity: 'FATAL',
+            code: '08006',
+            message: 'the PostgreSQL server closed the connection unexpectedly',
+            hint: 'The server may have been restarted; reconnect.',
+          }),
+        );
+        this.lingerThenDestroy();
+      } else {
+        this.client.destroy();
+      }
+    } else {
+      this.client.end();
+      this.lingerThenDestroy();
+    }
+    this.finish();
+  };
+
+  /** Releases everything; idempotent. */
+  private finish(): void {
+    if (this.phase === 'closed') return;
+    this.phase = 'closed';
+    clearTimeout(this.loginTimer);
+    this.upstreamReader = undefined;
+    if (this.upstream && !this.upstream.destroyed && !this.upstream.writableEnded) this.upstream.destroy();
+    if (!this.client.writableEnded) this.client.destroy();
+    this.ctx.closed(this);
+  }
+
+  /** A method, not a comparison, so TypeScript does not narrow `phase` across an await. */
+  private isClosed(): boolean {
+    return this.phase === 'closed';
+  }
+
+  get reason(): string {
+    return this.closeReason;
+  }
+}
+
+function catalogError(error: unknown, database: string, target: UpstreamTarget): ErrorFields {
+  const code = (error as { code?: unknown }).code;
+  // The server's own verdict (no such database, no permission) reads best unchanged.
+  if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) {
+    return { severity: 'FATAL', code, message: (error as Error).message };
+  }
+  return {
+    severity: 'FATAL',
+    code: '08006',
+    message: `the tandem proxy cannot read the versions of database "${database}" at ${describeTarget(target)}: ${(error as Error).message}`,
+    hint: 'The server may be down or restarting; try again shortly.',
+  };
+}

@@ -1,0 +1,127 @@
+/**
+ * Bad input and bad days: each case ends one socket with a clear error and leaves every other
+ * session, and the proxy, working.
+ */
+import { describe, expect, it } from 'vitest';
+import { encodeMessage, encodeStartupMessage, PROTOCOL_3_0 } from '../../src/proxy/protocol/messages.js';
+import { usePostgres } from '../support/harness.js';
+import { connectThrough, databaseOf, errorsIn, rawConnect, rawSession, readUntilClose, startTestProxy } from './support.js';
+
+describe('fault handling', () => {
+  const pg = usePostgres();
+
+  it('answers garbage and oversized lengths with a protocol error, and keeps serving', async () => {
+    const proxy = await startTestProxy(pg.url);
+    const bystander = await connectThrough(proxy.url(databaseOf(pg.url)));
+
+    const http = await rawConnect(proxy.port);
+    const httpAnswer = readUntilClose(http);
+    http.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    expect(errorsIn(await httpAnswer)[0]).toMatchObject({ S: 'FATAL', C: '08P01', M: expect.stringContaining('invalid startup packet length') });
+
+    const huge = await rawConnect(proxy.port);
+    const hugeAnswer = readUntilClose(huge);
+    huge.write(Buffer.from([0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0]));
+    expect(errorsIn(await hugeAnswer)[0]).toMatchObject({ C: '08P01' });
+
+    // After login: a frame claiming 2 GB, and one claiming less than its own length field.
+    for (const length of [0x7ffffff0, 2]) {
+      const session = await rawSession(proxy.port, databaseOf(pg.url));
+      const answer = readUntilClose(session);
+      const frame = Buffer.from([0x51, 0, 0, 0, 0]);
+      frame.writeInt32BE(length, 1);
+      session.write(frame);
+      expect(errorsIn(await answer)[0]).toMatchObject({ C: '08P01', M: expect.stringContaining(`invalid length ${length}`) });
+    }
+    expect((await bystander.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
+    await bystander.end();
+  });
+
+  it('times out a client that sends half a startup packet and stalls', async () => {
+    const proxy = await startTestProxy(pg.url, { clientLoginTimeoutMs: 200 });
+    const stalled = await rawConnect(proxy.port);
+    const answer = readUntilClose(stalled);
+    stalled.write(encodeStartupMessage(PROTOCOL_3_0, [['user', 'postgres']]).subarray(0, 6));
+    expect(errorsIn(await answer)[0]).toMatchObject({ C: '08006', M: expect.stringContaining('login timeout') });
+    const client = await connectThrough(proxy.url(databaseOf(pg.url)));
+    await client.end();
+  });
+
+  it('refuses connections beyond --max-client-conn with 53300 and serves again once one leaves', async () => {
+    const proxy = await startTestProxy(pg.url, { maxClientConn: 5 });
+    const url = proxy.url(databaseOf(pg.url));
+    const held = await Promise.all(Array.from({ length: 5 }, () => connectThrough(url)));
+    const flood = await Promise.allSettled(Array.from({ length: 40 }, () => connectThrough(url)));
+    expect(flood.every((r) => r.status === 'rejected' && (r.reason as { code?: string }).code === '53300')).toBe(true);
+    expect((await held[0]!.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
+    await held.pop()!.end();
+    const next = await connectThrough(url);
+    expect((await next.query('SELECT 2 AS ok')).rows).toEqual([{ ok: 2 }]);
+    expect((await proxy.metrics.text()).body).toMatch(/tandem_proxy_rejected_connections_total\{reason="max_client_conn"\} 40/);
+    await Promise.all([...held, next].map((c) => c.end()));
+  });
+
+  it('gives clients an error, not a hang, while the server is down, and recovers when it is back', async () => {
+    const server = pg.server;
+    if (server.kind !== 'embedded') return;
+    const proxy = await startTestProxy(pg.url);
+    const url = proxy.url(databaseOf(pg.url));
+    const connected = await connectThrough(url);
+    const lost = new Promise<unknown>((resolve) => connected.once('error', resolve));
+    await server.pause();
+    try {
+      // The server's fast shutdown tells the session itself (57P01), passed through untouched.
+      expect(await lost).toMatchObject({ code: '57P01' });
+      await expect(connectThrough(url)).rejects.toMatchObject({ code: '08006', message: expect.stringContaining('the tandem proxy') });
+    } finally {
+      await server.resume();
+    }
+    const again = await connectThrough(url);
+    expect((await again.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
+    await again.end();
+  });
+
+  it('survives a seeded protocol fuzz and then serves a well-behaved client', async () => {
+    // Short login timeout: a mutated packet that promises more bytes than it sends ends promptly.
+    const proxy = await startTestProxy(pg.url, { clientLoginTimeoutMs: 300 });
+    const database = databaseOf(pg.url);
+    const random = mulberry32(20_250_101);
+    const byte = () => Math.floor(random() * 256);
+    const startup = encodeStartupMessage(PROTOCOL_3_0, [['user', 'postgres'], ['database', database]]);
+    const query = encodeMessage(0x51, Buffer.from('SELECT 1\0'));
+    const mutate = (source: Buffer): Buffer => {
+      const copy = Buffer.from(source);
+      const edits = 1 + Math.floor(random() * 4);
+      for (let i = 0; i < edits; i++) copy[Math.floor(random() * copy.length)] = byte();
+      return random() < 0.3 ? copy.subarray(0, Math.floor(random() * copy.length)) : copy;
+    };
+    const cases = 300;
+    for (let n = 0; n < cases; n++) {
+      const kind = n % 3;
+      let payload: Buffer;
+      if (kind === 0) payload = Buffer.from(Array.from({ length: 1 + Math.floor(random() * 64) }, byte));
+      else payload = mutate(kind === 1 ? startup : query);
+      // Mutated query frames go to an authenticated session; the rest to a fresh connection.
+      const socket = kind === 2 && n % 6 === 2 ? await rawSession(proxy.port, database) : await rawConnect(proxy.port);
+      const closed = readUntilClose(socket);
+      socket.write(payload);
+      socket.end();
+      await closed;
+    }
+    const client = await connectThrough(proxy.url(database));
+    expect((await client.query('SELECT 42 AS answer')).rows).toEqual([{ answer: 42 }]);
+    await client.end();
+  });
+});
+
+/** A tiny seeded PRNG, so the fuzz cases are the same on every run. */
+function mulberry32(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
