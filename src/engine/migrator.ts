@@ -13,6 +13,8 @@ import { MigrationStore, type MigrationRecord } from '../state/migrations.js';
 import { ADVISORY_LOCK_CLASS, initStateSchema, stateSchemaExists } from '../state/schema.js';
 import { listVersions } from '../state/versions.js';
 import { Backfill, type BackfillProgress } from './backfill.js';
+import { checkRetirement, type RetirementCheck } from './drain.js';
+import { DEFAULT_STALE_AFTER_MS } from '../state/heartbeats.js';
 import { Executor, type RetryPolicy } from './executor.js';
 import { SchemaModel } from './model.js';
 import type { Plan, Step } from './plan.js';
@@ -41,6 +43,17 @@ export interface StartOutcome {
 }
 
 type Phase = 'start' | 'complete' | 'rollback';
+
+export interface CompleteOptions {
+  /** Retire the previous version even while clients use it. */
+  force?: boolean;
+  /** Wait this long for the previous version's clients to leave before refusing. */
+  waitForDrainMs?: number;
+  /** Heartbeats older than this are not trusted. */
+  staleAfterMs?: number;
+  /** Called each time the wait finds clients still there. */
+  onDrainWait?: (check: RetirementCheck) => void;
+}
 
 export class Migrator {
   private readonly executor: Executor;
@@ -79,7 +92,7 @@ export class Migrator {
     return { ...planned, versionSchema };
   }
 
-  async start(loaded: LoadedMigration, options: { complete?: boolean } = {}): Promise<StartOutcome> {
+  async start(loaded: LoadedMigration, options: { complete?: boolean; completeOptions?: CompleteOptions } = {}): Promise<StartOutcome> {
     await this.prepareSession();
     // Validate before anything is written, even the state schema: a migration that does not fit the
     // schema leaves the database exactly as it was. (A start being resumed is not planned again: the
@@ -136,7 +149,10 @@ export class Migrator {
       }
 
       record = await this.runStart(record, loaded.file);
-      if (options.complete) record = await this.completeRecord(record);
+      if (options.complete) {
+        await this.ensureRetirable(record, options.completeOptions ?? {});
+        record = await this.completeRecord(record);
+      }
       return { record, resumed, warnings, completed: Boolean(options.complete) };
     });
   }
@@ -172,7 +188,7 @@ export class Migrator {
     return { ...record, status: 'active', step: 0 };
   }
 
-  async complete(): Promise<MigrationRecord> {
+  async complete(options: CompleteOptions = {}): Promise<MigrationRecord> {
     await this.prepareSession();
     await this.requireState();
     return this.exclusively(async () => {
@@ -186,6 +202,7 @@ export class Migrator {
       if (record.status === 'rolling_back') {
         throw new TandemError('rollback_unfinished', `migration "${record.name}" is being rolled back`, { hint: 'run tandem rollback again to finish' });
       }
+      if (record.status === 'active') await this.ensureRetirable(record, options);
       return this.completeRecord(record);
     });
   }
@@ -215,6 +232,36 @@ export class Migrator {
       this.logger.info({ migration: record.name }, `${record.name} rolled back`);
       return { ...record, status: 'rolled_back' };
     });
+  }
+
+  /**
+   * Refuses to retire a version that clients still use (see drain.ts), or waits for them to leave
+   * with `waitForDrainMs`. `force` skips the check.
+   */
+  private async ensureRetirable(record: MigrationRecord, options: CompleteOptions): Promise<void> {
+    const versionSchema = record.plan.retires;
+    if (!versionSchema || options.force) return;
+    const staleAfterMs = options.staleAfterMs ?? DEFAULT_STALE_AFTER_MS;
+    const deadline = Date.now() + (options.waitForDrainMs ?? 0);
+    for (;;) {
+      const check = await checkRetirement(this.db, this.settings.stateSchema, this.settings.schema, versionSchema, staleAfterMs);
+      if (check.safe) {
+        if (check.noProxies) {
+          this.logger.warn({ version: versionSchema }, `no tandem proxy reports on schema "${this.settings.schema}": cannot tell whether anything still uses ${versionSchema}`);
+        }
+        return;
+      }
+      options.onDrainWait?.(check);
+      if (Date.now() >= deadline) {
+        const count = check.clients === null ? 'an unknown number of clients (no live proxy reports it)' : `${check.clients} live client${check.clients === 1 ? '' : 's'}`;
+        throw new TandemError('version_in_use', `version ${versionSchema} still has ${count}: ${check.details.join('; ')}`, {
+          hint: options.waitForDrainMs
+            ? 'the clients did not leave in time; retire them (deploy the new version) and try again, or --force'
+            : 'move its clients to the new version first, or wait with --wait-for-drain DURATION; --force retires it anyway',
+        });
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.min(1000, Math.max(50, deadline - Date.now()))));
+    }
   }
 
   private async completeRecord(record: MigrationRecord): Promise<MigrationRecord> {

@@ -70,6 +70,8 @@ export interface Plan {
   start: Step[];
   complete: Step[];
   rollback: Step[];
+  /** The version schema `complete` retires (the one the old app uses), if any. */
+  retires: string | null;
 }
 
 export function sqlStep(description: string, statements: string | string[], options: Partial<Omit<SqlStep, 'kind' | 'description' | 'statements'>> = {}): SqlStep {

@@ -294,7 +294,7 @@ export class Planner {
         .reverse()
         .flat(),
     ];
-    return { start, complete, rollback };
+    return { start, complete, rollback, retires: previousVersionSchema };
   }
 }
 

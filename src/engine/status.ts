@@ -2,6 +2,8 @@ import type { Queryable } from '../db/connection.js';
 import { MigrationStore, type MigrationRecord } from '../state/migrations.js';
 import { stateSchemaExists } from '../state/schema.js';
 import { listVersions, type VersionInfo } from '../state/versions.js';
+import { DEFAULT_STALE_AFTER_MS, readLiveClients } from '../state/heartbeats.js';
+import { checkRetirement, type RetirementCheck } from './drain.js';
 import { quoteIdent } from './sql.js';
 
 export interface BackfillStatus {
@@ -39,6 +41,16 @@ export interface ActiveMigration extends MigrationSummary {
   backfills: BackfillStatus[];
   /** What `tandem complete` would do now, step by step. */
   completeWouldRun: string[];
+  /** Whether complete would go ahead now, judged on the proxies' heartbeats. */
+  completeCheck: RetirementCheck | null;
+}
+
+export interface VersionStatus extends VersionInfo {
+  role: 'latest' | 'previous' | 'older';
+  /** Live clients across the proxies that report it; null when none does. */
+  clients: number | null;
+  lastQueryAt: Date | null;
+  proxies: { proxyId: string; hostname: string; pid: number; listen: string; clients: number; lastQueryAt: Date | null }[];
 }
 
 export interface EngineStatus {
@@ -46,7 +58,9 @@ export interface EngineStatus {
   stateSchema: string;
   initialized: boolean;
   active: ActiveMigration | null;
-  versions: (VersionInfo & { role: 'latest' | 'previous' | 'older' })[];
+  versions: VersionStatus[];
+  /** Proxies with a fresh heartbeat for this schema, and those gone quiet. */
+  proxies: { live: number; stale: { hostname: string; pid: number; listen: string; heartbeatAt: Date }[] };
   history: MigrationSummary[];
 }
 
@@ -63,8 +77,8 @@ function summary(record: MigrationRecord): MigrationSummary {
   };
 }
 
-export async function readStatus(db: Queryable, stateSchema: string, schema: string): Promise<EngineStatus> {
-  const empty: EngineStatus = { schema, stateSchema, initialized: false, active: null, versions: [], history: [] };
+export async function readStatus(db: Queryable, stateSchema: string, schema: string, staleAfterMs = DEFAULT_STALE_AFTER_MS): Promise<EngineStatus> {
+  const empty: EngineStatus = { schema, stateSchema, initialized: false, active: null, versions: [], proxies: { live: 0, stale: [] }, history: [] };
   if (!(await stateSchemaExists(db, stateSchema))) return empty;
   const store = new MigrationStore(db, stateSchema, schema);
   const inFlight = await store.inFlight();
@@ -79,14 +93,30 @@ export async function readStatus(db: Queryable, stateSchema: string, schema: str
       steps: inFlight.status === 'active' ? inFlight.plan.start.length : phaseSteps.length,
       backfills: await readBackfills(db, stateSchema, inFlight.id),
       completeWouldRun: inFlight.plan.complete.map((s) => s.description),
+      completeCheck:
+        inFlight.status === 'active' && inFlight.plan.retires
+          ? await checkRetirement(db, stateSchema, schema, inFlight.plan.retires, staleAfterMs)
+          : null,
     };
   }
+  const live = await readLiveClients(db, stateSchema, schema, { staleAfterMs });
   return {
     schema,
     stateSchema,
     initialized: true,
     active,
-    versions: versions.map((v, i) => ({ ...v, role: i === 0 ? 'latest' : i === 1 ? 'previous' : 'older' })),
+    versions: versions.map((v, i) => {
+      const usage = live.versions[v.versionSchema];
+      const reported = usage !== undefined && usage.proxies.length > 0;
+      return {
+        ...v,
+        role: i === 0 ? 'latest' : i === 1 ? 'previous' : 'older',
+        clients: reported ? usage.clients : null,
+        lastQueryAt: usage?.lastQueryAt ?? null,
+        proxies: (usage?.proxies ?? []).map(({ proxyId, hostname, pid, listen, clients, lastQueryAt }) => ({ proxyId, hostname, pid, listen, clients, lastQueryAt })),
+      };
+    }),
+    proxies: { live: live.proxies.length, stale: live.staleProxies.map(({ hostname, pid, listen, heartbeatAt }) => ({ hostname, pid, listen, heartbeatAt })) },
     history,
   };
 }

@@ -36,8 +36,15 @@ export function statusText(status: EngineStatus): string {
       lines.push(`  backfill ${b.table}: ${b.status}, ${b.rowsDone}${total} rows${pct}${rate}, by ${b.method}${b.keyColumns.length ? ` (${b.keyColumns.join(', ')})` : ''}${idle}`);
     }
     if (active.status === 'active') {
-      lines.push('  tandem complete would now:');
-      for (const step of active.completeWouldRun) lines.push(`    - ${step}`);
+      const check = active.completeCheck;
+      if (check && !check.safe) {
+        const count = check.clients === null ? 'an unknown number of clients' : `${check.clients} live client${check.clients === 1 ? '' : 's'}`;
+        lines.push(`  tandem complete would refuse now: ${check.versionSchema} has ${count} (${check.details.join('; ')})`);
+      } else {
+        if (check?.noProxies) lines.push(`  (no tandem proxy reports on this schema: clients of ${check.versionSchema} cannot be counted)`);
+        lines.push('  tandem complete would now:');
+        for (const step of active.completeWouldRun) lines.push(`    - ${step}`);
+      }
     }
   } else {
     lines.push('', 'no active migration');
@@ -45,8 +52,12 @@ export function statusText(status: EngineStatus): string {
   lines.push('', 'versions:');
   if (!status.versions.length) lines.push('  none yet (clients use the tables directly)');
   for (const v of status.versions) {
-    lines.push(`  ${v.versionSchema.padEnd(40)} ${v.role.padEnd(8)} ${v.migration} (${v.status})`);
+    const clients = v.clients === null ? 'clients: unknown' : `clients: ${v.clients}`;
+    const last = v.lastQueryAt ? `, last query ${when(v.lastQueryAt)}` : '';
+    lines.push(`  ${v.versionSchema.padEnd(40)} ${v.role.padEnd(8)} ${v.migration} (${v.status}) — ${clients}${last}`);
+    for (const p of v.proxies.filter((p) => p.clients > 0)) lines.push(`      ${p.clients} via proxy ${p.hostname} pid ${p.pid} (${p.listen})`);
   }
+  lines.push('', `proxies: ${status.proxies.live} live${status.proxies.stale.length ? `, ${status.proxies.stale.length} silent (${status.proxies.stale.map((p) => `${p.hostname} pid ${p.pid}, last heartbeat ${when(p.heartbeatAt)}`).join('; ')})` : ''}`);
   if (status.history.length) {
     lines.push('', 'history (newest first):');
     for (const m of status.history.slice(0, 10)) {
