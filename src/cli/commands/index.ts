@@ -3,6 +3,7 @@ import type { CliIO } from '../io.js';
 import { registerBackfill } from './backfill.js';
 import { registerComplete } from './complete.js';
 import { registerConvert } from './convert.js';
+import { registerDev } from './dev.js';
 import { registerInit } from './init.js';
 import { registerLatest } from './latest.js';
 import { registerLint } from './lint.js';
@@ -25,6 +26,7 @@ export const COMMANDS: RegisterCommand[] = [
   registerLatest,
   registerBackfill,
   registerProxy,
+  registerDev,
   registerLint,
   registerConvert,
 ];
