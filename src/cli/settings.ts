@@ -10,6 +10,8 @@ export interface CommonSettings {
   schema: string;
   stateSchema: string;
   lockTimeoutMs: number;
+  /** Attempts for each DDL statement that times out waiting for its lock. */
+  lockRetries: number;
   backfillBatchSize: number;
   backfillBatchDelayMs: number;
   logger: Logger;
@@ -38,6 +40,7 @@ export function addCommonOptions(program: Command): Command {
     .option('--schema <name>', 'the schema whose tables tandem migrates', 'public')
     .option('--state-schema <name>', 'where tandem keeps its state', 'tandem')
     .option('--lock-timeout <ms>', 'lock_timeout for every DDL statement, in milliseconds', positiveInteger('--lock-timeout'), 500)
+    .option('--lock-retries <n>', 'attempts per DDL statement when its lock does not come in time', positiveInteger('--lock-retries'), 25)
     .option('--backfill-batch-size <rows>', 'rows per backfill batch', positiveInteger('--backfill-batch-size'), 1000)
     .option('--backfill-batch-delay <ms>', 'pause between backfill batches, in milliseconds', nonNegativeInteger('--backfill-batch-delay'), 0)
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (else TANDEM_LOG_LEVEL, else info)');
@@ -48,6 +51,7 @@ interface RawCommonOptions {
   schema: string;
   stateSchema: string;
   lockTimeout: number;
+  lockRetries: number;
   backfillBatchSize: number;
   backfillBatchDelay: number;
   logLevel?: string;
@@ -69,6 +73,7 @@ export function commonSettings(command: Command): CommonSettings {
     schema: raw.schema,
     stateSchema: raw.stateSchema,
     lockTimeoutMs: raw.lockTimeout,
+    lockRetries: raw.lockRetries,
     backfillBatchSize: raw.backfillBatchSize,
     backfillBatchDelayMs: raw.backfillBatchDelay,
     logger: createLogger({ level }),

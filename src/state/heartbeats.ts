@@ -127,9 +127,9 @@ export async function readLiveClients(
   const staleAfterMs = options.staleAfterMs ?? DEFAULT_STALE_AFTER_MS;
   const result: LiveClients = { checkedAt: new Date(), staleAfterMs, versions: {}, unreported: [], proxies: [], staleProxies: [] };
   if (!(await stateSchemaExists(db, stateSchema))) return result;
-  const [live, { rows }] = await Promise.all([
-    listVersions(db, stateSchema, schema),
-    db.query<ProxyRow>(
+  // One connection, one query at a time.
+  const live = await listVersions(db, stateSchema, schema);
+  const { rows } = await db.query<ProxyRow>(
       `SELECT proxy_id, hostname, pid, listen, heartbeat_at, versions,
               heartbeat_at >= now() - make_interval(secs => $2::double precision / 1000) AS fresh,
               now() AS checked_at
@@ -137,8 +137,7 @@ export async function readLiveClients(
         WHERE schema_name = $1
         ORDER BY proxy_id`,
       [schema, staleAfterMs],
-    ),
-  ]);
+    );
   for (const version of live) result.versions[version.versionSchema] = { clients: 0, lastQueryAt: null, proxies: [] };
   const reported = new Set<string>();
   for (const row of rows) {

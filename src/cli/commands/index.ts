@@ -1,9 +1,32 @@
 import type { Command } from 'commander';
 import type { CliIO } from '../io.js';
+import { registerBackfill } from './backfill.js';
+import { registerComplete } from './complete.js';
+import { registerConvert } from './convert.js';
+import { registerDev } from './dev.js';
 import { registerInit } from './init.js';
+import { registerLatest } from './latest.js';
+import { registerLint } from './lint.js';
+import { registerMigrate } from './migrate.js';
 import { registerProxy } from './proxy.js';
+import { registerRollback } from './rollback.js';
+import { registerStart } from './start.js';
+import { registerStatus } from './status.js';
 
 /** Each command lives in its own file and registers itself on the program. */
 export type RegisterCommand = (program: Command, io: CliIO) => void;
 
-export const COMMANDS: RegisterCommand[] = [registerInit, registerProxy];
+export const COMMANDS: RegisterCommand[] = [
+  registerInit,
+  registerStart,
+  registerComplete,
+  registerRollback,
+  registerStatus,
+  registerMigrate,
+  registerLatest,
+  registerBackfill,
+  registerProxy,
+  registerDev,
+  registerLint,
+  registerConvert,
+];

@@ -1,0 +1,57 @@
+/** Shared by the benchmarks: a throwaway embedded PostgreSQL tuned like the tests', and timing helpers. */
+import { mkdtemp, rm, chmod } from 'node:fs/promises';
+import { tmpdir, cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { createServer } from 'node:net';
+import { EmbeddedPostgres } from '../src/dev/embedded.js';
+
+export interface BenchServer {
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+export async function startBenchServer(settings: Record<string, string> = {}): Promise<BenchServer> {
+  const dir = await mkdtemp(join(tmpdir(), 'tandem-bench-'));
+  await chmod(dir, 0o755);
+  const port = await new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+  const server = new EmbeddedPostgres({
+    dataDir: join(dir, 'data'),
+    port,
+    settings: { shared_buffers: '512MB', max_wal_size: '4GB', checkpoint_timeout: '30min', max_connections: '200', ...settings },
+  });
+  await server.initialize();
+  await server.start();
+  return {
+    url: server.url(),
+    port,
+    async stop() {
+      await server.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function timed<T>(body: () => Promise<T>): Promise<{ result: T; seconds: number }> {
+  const started = performance.now();
+  const result = await body();
+  return { result, seconds: (performance.now() - started) / 1000 };
+}
+
+export function machine(): string {
+  return `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+}
+
+export function table(headers: string[], rows: (string | number)[][]): string {
+  const cells = [headers, ...rows.map((r) => r.map(String))];
+  const widths = headers.map((_, i) => Math.max(...cells.map((row) => row[i]!.length)));
+  const line = (row: string[]) => `| ${row.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
+  return [line(headers), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...cells.slice(1).map(line)].join('\n');
+}
+
+export const fmt = (n: number) => Math.round(n).toLocaleString('en-US');

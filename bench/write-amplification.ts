@@ -1,0 +1,93 @@
+/**
+ * What the sync triggers cost the application's writes: UPDATE throughput on a table before
+ * `tandem start` and while a migration keeps an old and a new column in step, in one run.
+ * Single-row UPDATEs by primary key from pgbench (the app's usual write), and one bulk UPDATE.
+ *
+ *   npx tsx bench/write-amplification.ts [seconds per pgbench run, default 10]
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { Migrator } from '../src/engine/migrator.js';
+import { parseMigration } from '../src/migration/load.js';
+import { silentLogger } from '../src/observe/logger.js';
+import { fmt, machine, startBenchServer, table, timed } from './support.js';
+
+const run = promisify(execFile);
+const seconds = Number(process.argv[2] ?? 10);
+const rows = 1_000_000;
+
+async function pgbench(port: number, script: string, searchPath: string | null): Promise<number> {
+  const dir = await mkdtemp(join(tmpdir(), 'tandem-pgbench-'));
+  const file = join(dir, 'update.sql');
+  await writeFile(file, script);
+  const env = { ...process.env, ...(searchPath ? { PGOPTIONS: `-c search_path=${searchPath}` } : {}) };
+  const { stdout } = await run('pgbench', ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-n', '-c', '4', '-j', '2', '-T', String(seconds), '-f', file, 'postgres'], { env });
+  return Number(/tps = ([\d.]+)/.exec(stdout)![1]);
+}
+
+async function main() {
+  // Commits that do not wait for their WAL flush: the figures measure the triggers' CPU cost, not the disk.
+  const server = await startBenchServer({ synchronous_commit: 'off' });
+  const db = new pg.Client({ connectionString: server.url });
+  await db.connect();
+  await db.query(`CREATE TABLE accounts (id bigint PRIMARY KEY, email text NOT NULL, balance int NOT NULL, note text)`);
+  await db.query(`INSERT INTO accounts SELECT g, 'user' || g || '@example.com', g % 1000, 'n' FROM generate_series(1, ${rows}) g`);
+  await db.query('VACUUM ANALYZE accounts');
+  const oldScript = `\\set id random(1, ${rows})\nUPDATE accounts SET balance = balance + 1, email = 'u' || :id || '@example.com' WHERE id = :id;\n`;
+  const newScript = `\\set id random(1, ${rows})\nUPDATE accounts SET balance = balance + 1, email_address = 'u' || :id || '@example.com' WHERE id = :id;\n`;
+  const bulk = (column: string) => db.query(`UPDATE accounts SET balance = balance + 1, ${column} = ${column} WHERE id <= 100000`);
+
+  await db.query('SELECT count(*) FROM accounts');
+  await pgbench(server.port, oldScript, null); // warm-up: caches, hint bits
+  await db.query('VACUUM accounts');
+  const before = await pgbench(server.port, oldScript, null);
+  await db.query('VACUUM accounts');
+  const bulkBefore = await timed(() => bulk('email'));
+  await db.query('VACUUM accounts');
+
+  // A migration that keeps two pairs of columns in step: a renamed-and-constrained email and a widened balance.
+  const migrator = new Migrator(db, {
+    schema: 'public', stateSchema: 'tandem', lockTimeoutMs: 500, backfillBatchSize: 1000, backfillBatchDelayMs: 0, stallTimeoutMs: 60_000, logger: silentLogger(),
+  });
+  const migration = {
+    name: '01_accounts',
+    operations: [
+      { rename_column: { table: 'accounts', from: 'email', to: 'email_address' } },
+      { alter_column: { table: 'accounts', column: 'email_address', check: { name: 'email_has_at', constraint: "email_address LIKE '%@%'" }, up: 'lower(email)', down: 'email_address' } },
+      { alter_column: { table: 'accounts', column: 'balance', type: 'bigint', up: 'balance', down: 'balance' } },
+    ],
+  };
+  await migrator.start(parseMigration(JSON.stringify(migration), { file: '01_accounts.json', format: 'json' }));
+  await db.query('VACUUM accounts');
+  const oldVersion = await pgbench(server.port, oldScript, null);
+  await db.query('VACUUM accounts');
+  const newVersion = await pgbench(server.port, newScript, 'public_01_accounts,public');
+  await db.query('VACUUM accounts');
+  const bulkAfter = await timed(() => bulk('email'));
+  // And once more without triggers, after rolling back, so the baseline is not an accident of order.
+  await migrator.rollback();
+  await db.query('VACUUM accounts');
+  const after = await pgbench(server.port, oldScript, null);
+  const baseline = (before + after) / 2;
+  await db.end();
+  await server.stop();
+
+  console.error(`baseline runs: ${fmt(before)} and ${fmt(after)} tps`);
+  console.log(`\nWrite amplification of the sync triggers (${fmt(rows)} rows, pgbench 4 clients × ${seconds} s) on ${machine()}\n`);
+  console.log(
+    table(
+      ['writes', 'without triggers', 'with triggers', 'cost'],
+      [
+        ['single-row UPDATE, old version (tps)', fmt(baseline), fmt(oldVersion), `${(baseline / oldVersion).toFixed(2)}×`],
+        ['single-row UPDATE, new version via its view (tps)', fmt(baseline), fmt(newVersion), `${(baseline / newVersion).toFixed(2)}×`],
+        ['bulk UPDATE of 100k rows (rows/s)', fmt(100_000 / bulkBefore.seconds), fmt(100_000 / bulkAfter.seconds), `${(bulkAfter.seconds / bulkBefore.seconds).toFixed(2)}×`],
+      ],
+    ),
+  );
+}
+
+await main();

@@ -1,0 +1,58 @@
+import type { Command } from 'commander';
+import { loadMigrationFolder, unappliedMigrations } from '../../migration/folder.js';
+import { MigrationStore } from '../../state/migrations.js';
+import { addEngineOptions, withMigrator } from '../engine.js';
+import { writeLine, type CliIO } from '../io.js';
+import { connect } from '../../db/connection.js';
+import { commonSettings } from '../settings.js';
+import { stateSchemaExists } from '../../state/schema.js';
+import { TandemError } from '../../errors.js';
+
+export function registerMigrate(program: Command, io: CliIO): void {
+  const command = program
+    .command('migrate')
+    .description('start (and complete) every migration in DIR not applied yet, in name order')
+    .argument('<dir>', 'folder of migration files (.json, .yaml, .yml)')
+    .option('--complete', 'complete the last migration too (the others are always completed, one active at a time)')
+    .action(async (dir: string, options: { complete?: boolean }, cmd: Command) => {
+      const folder = await loadMigrationFolder(dir);
+      const settings = commonSettings(cmd);
+      const db = await connect(settings.postgresUrl);
+      let applied;
+      try {
+        applied = (await stateSchemaExists(db, settings.stateSchema)) ? await new MigrationStore(db, settings.stateSchema, settings.schema).applied() : [];
+      } finally {
+        await db.end().catch(() => {});
+      }
+      const pending = unappliedMigrations(folder, applied);
+      await withMigrator(cmd, io, async (migrator) => {
+        const active = applied.at(-1);
+        if (active && active.status !== 'complete') {
+          if (active.status === 'rolling_back') {
+            throw new TandemError('rollback_unfinished', `migration "${active.name}" is being rolled back`, { hint: 'run tandem rollback to finish it first' });
+          }
+          if (active.status === 'starting') {
+            writeLine(io.stdout, `${active.name}: resuming its interrupted start`);
+            await migrator.resume();
+          }
+          if (pending.length || options.complete) {
+            await migrator.complete();
+            writeLine(io.stdout, `${active.name}: completed`);
+          } else {
+            writeLine(io.stdout, `${active.name} is active; nothing else to apply (use --complete to complete it)`);
+            return;
+          }
+        }
+        if (!pending.length) {
+          writeLine(io.stdout, `up to date: ${folder.length} migration${folder.length === 1 ? '' : 's'} applied`);
+          return;
+        }
+        for (const [i, loaded] of pending.entries()) {
+          const last = i === pending.length - 1;
+          const { record } = await migrator.start(loaded, { complete: !last || options.complete });
+          writeLine(io.stdout, `${record.name}: ${!last || options.complete ? 'started and completed' : 'started'} (${record.versionSchema})`);
+        }
+      });
+    });
+  addEngineOptions(command);
+}

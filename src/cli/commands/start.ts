@@ -1,0 +1,34 @@
+import type { Command } from 'commander';
+import { loadMigrationFile } from '../../migration/load.js';
+import { addEngineOptions, withMigrator } from '../engine.js';
+import { describePlan } from '../plan-text.js';
+import { writeLine, type CliIO } from '../io.js';
+
+export function registerStart(program: Command, io: CliIO): void {
+  const command = program
+    .command('start')
+    .description('start a migration (json, yaml or yml): expand the schema and create its version schema')
+    .argument('<file>', 'the migration file')
+    .option('--complete', 'complete the migration right after starting it')
+    .option('--dry-run', 'validate and print the plan (every SQL statement) without changing anything')
+    .action(async (file: string, options: { complete?: boolean; dryRun?: boolean }, cmd: Command) => {
+      const loaded = await loadMigrationFile(file);
+      await withMigrator(cmd, io, async (migrator) => {
+        if (options.dryRun) {
+          const { plan, warnings, versionSchema } = await migrator.plan(loaded);
+          for (const warning of warnings) writeLine(io.stdout, `-- warning: ${warning}`);
+          io.stdout.write(describePlan(loaded.migration.name, versionSchema, plan));
+          return;
+        }
+        const outcome = await migrator.start(loaded, { complete: options.complete });
+        const { record } = outcome;
+        if (outcome.completed) {
+          writeLine(io.stdout, `${record.name}: started and completed; version schema ${record.versionSchema}`);
+        } else {
+          writeLine(io.stdout, `${record.name}: ${outcome.resumed ? 'resumed and ' : ''}started; version schema ${record.versionSchema} is ready`);
+          writeLine(io.stdout, `next: point the new app version at it (search_path ${record.versionSchema}), then tandem complete`);
+        }
+      });
+    });
+  addEngineOptions(command);
+}

@@ -1,0 +1,73 @@
+import type { Command } from 'commander';
+import { withConnection } from '../../db/connection.js';
+import { readStatus, type EngineStatus } from '../../engine/status.js';
+import { writeLine, type CliIO } from '../io.js';
+import { commonSettings } from '../settings.js';
+
+export function registerStatus(program: Command, io: CliIO): void {
+  program
+    .command('status')
+    .description('active migration, versions, backfill progress, live clients per version')
+    .option('--json', 'machine-readable output')
+    .action(async (options: { json?: boolean }, cmd: Command) => {
+      const settings = commonSettings(cmd);
+      const status = await withConnection(settings.postgresUrl, (db) => readStatus(db, settings.stateSchema, settings.schema));
+      if (options.json) writeLine(io.stdout, JSON.stringify(status, null, 2));
+      else io.stdout.write(statusText(status));
+    });
+}
+
+export function statusText(status: EngineStatus): string {
+  const lines: string[] = [];
+  if (!status.initialized) {
+    return `schema "${status.schema}": tandem has not been used here yet (no state schema "${status.stateSchema}"); run tandem init or tandem start\n`;
+  }
+  lines.push(`schema "${status.schema}" (state in "${status.stateSchema}")`);
+  const active = status.active;
+  if (active) {
+    lines.push('', `active migration: ${active.name} — ${active.status}, started ${when(active.startedAt)} by ${active.startedBy}`);
+    if (active.status !== 'active') lines.push(`  progress: step ${active.step} of ${active.steps}`);
+    if (active.error) lines.push(`  last error: ${active.error.split('\n')[0]}`);
+    for (const b of active.backfills) {
+      const total = b.rowsTotal ? `/${b.rowsTotal}` : '';
+      const pct = b.rowsTotal ? ` (${Math.min(100, Math.round((100 * b.rowsDone) / b.rowsTotal))}%)` : '';
+      const rate = b.rowsPerSecond ? `, ${Math.round(b.rowsPerSecond)} rows/s` : '';
+      const idle = b.status === 'stalled' ? `, STALLED: no progress for ${b.secondsSinceProgress}s` : '';
+      lines.push(`  backfill ${b.table}: ${b.status}, ${b.rowsDone}${total} rows${pct}${rate}, by ${b.method}${b.keyColumns.length ? ` (${b.keyColumns.join(', ')})` : ''}${idle}`);
+    }
+    if (active.status === 'active') {
+      const check = active.completeCheck;
+      if (check && !check.safe) {
+        const count = check.clients === null ? 'an unknown number of clients' : `${check.clients} live client${check.clients === 1 ? '' : 's'}`;
+        lines.push(`  tandem complete would refuse now: ${check.versionSchema} has ${count} (${check.details.join('; ')})`);
+      } else {
+        if (check?.noProxies) lines.push(`  (no tandem proxy reports on this schema: clients of ${check.versionSchema} cannot be counted)`);
+        lines.push('  tandem complete would now:');
+        for (const step of active.completeWouldRun) lines.push(`    - ${step}`);
+      }
+    }
+  } else {
+    lines.push('', 'no active migration');
+  }
+  lines.push('', 'versions:');
+  if (!status.versions.length) lines.push('  none yet (clients use the tables directly)');
+  for (const v of status.versions) {
+    const clients = v.clients === null ? 'clients: unknown' : `clients: ${v.clients}`;
+    const last = v.lastQueryAt ? `, last query ${when(v.lastQueryAt)}` : '';
+    lines.push(`  ${v.versionSchema.padEnd(40)} ${v.role.padEnd(8)} ${v.migration} (${v.status}) — ${clients}${last}`);
+    for (const p of v.proxies.filter((p) => p.clients > 0)) lines.push(`      ${p.clients} via proxy ${p.hostname} pid ${p.pid} (${p.listen})`);
+  }
+  lines.push('', `proxies: ${status.proxies.live} live${status.proxies.stale.length ? `, ${status.proxies.stale.length} silent (${status.proxies.stale.map((p) => `${p.hostname} pid ${p.pid}, last heartbeat ${when(p.heartbeatAt)}`).join('; ')})` : ''}`);
+  if (status.history.length) {
+    lines.push('', 'history (newest first):');
+    for (const m of status.history.slice(0, 10)) {
+      const end = m.completedAt ? `completed ${when(m.completedAt)}` : m.rolledBackAt ? `rolled back ${when(m.rolledBackAt)}` : m.status;
+      lines.push(`  ${m.name.padEnd(40)} ${end}`);
+    }
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function when(date: Date): string {
+  return date.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+}

@@ -1,0 +1,411 @@
+/**
+ * Backfill: runs the sync triggers once on every row that existed before start, in small batches
+ * that each commit on their own, so no lock is held for long and a killed run resumes where the
+ * last committed batch ended (the cursor is saved in the same transaction as the batch).
+ *
+ * Rows are walked by the primary key, else by a unique index over NOT NULL columns (an index range
+ * scan per batch: cost grows linearly with the table), else by physical position (ctid page ranges,
+ * a TID range scan). Rows an application transaction holds locked are skipped (SKIP LOCKED) and
+ * revisited at the end, waiting at most lock_timeout for each.
+ */
+import type pg from 'pg';
+import { isDatabaseError } from '../errors.js';
+import type { Logger } from '../observe/logger.js';
+import type { BackfillMetrics } from '../observe/backfill-metrics.js';
+import { backoff, isLockTimeout, sleep, type Executor } from './executor.js';
+import type { BackfillStep } from './plan.js';
+import { qualified, quoteIdent } from './sql.js';
+import { BACKFILL_SETTING } from './triggers.js';
+
+export interface BackfillOptions {
+  batchSize: number;
+  batchDelayMs: number;
+  /** No progress for this long: reported as stalled (log, metric, state). */
+  stallTimeoutMs: number;
+  logger: Logger;
+  metrics?: BackfillMetrics;
+  onProgress?: (progress: BackfillProgress) => void;
+}
+
+export interface BackfillProgress {
+  table: string;
+  method: string;
+  rowsDone: number;
+  rowsTotal: number | null;
+  rowsPerSecond: number | null;
+  batches: number;
+  retries: number;
+  stalled: boolean;
+  done: boolean;
+}
+
+type Method = 'primary key' | 'unique index' | 'ctid';
+
+interface KeyColumn {
+  name: string;
+  type: string;
+}
+
+interface ProgressRow {
+  method: Method;
+  key_columns: string[];
+  cursor: string[] | number | null;
+  upper_bound: string[] | number | null;
+  pending: (string[] | [number, number])[];
+  rows_done: string;
+  rows_total: string | null;
+  batches: string;
+  retries: string;
+  status: 'running' | 'stalled' | 'done';
+  elapsed_seconds: number;
+}
+
+export class Backfill {
+  private readonly table: string;
+  private readonly progressTable: string;
+  private keys: KeyColumn[] = [];
+  private stalled = false;
+  private lastProgressAt = Date.now();
+  private row!: ProgressRow;
+  private readonly startedAt = Date.now();
+  private rowsAtStart = 0;
+
+  constructor(
+    private readonly executor: Executor,
+    private readonly stateSchema: string,
+    private readonly migrationId: number,
+    private readonly schema: string,
+    private readonly step: BackfillStep,
+    private readonly options: BackfillOptions,
+  ) {
+    this.table = qualified(schema, step.table);
+    this.progressTable = `${quoteIdent(stateSchema)}.backfills`;
+  }
+
+  private get db(): pg.Client {
+    return this.executor.db;
+  }
+
+  async run(): Promise<BackfillProgress> {
+    this.row = (await this.load()) ?? (await this.begin());
+    this.rowsAtStart = Number(this.row.rows_done);
+    if (this.row.status !== 'done') {
+      this.keys = await this.keyColumns(this.row.key_columns);
+      this.options.logger.info(
+        { table: this.step.table, method: this.row.method, keys: this.row.key_columns, rowsTotal: numberOrNull(this.row.rows_total), resumedAt: this.row.cursor },
+        `backfilling ${this.step.table} by ${describeMethod(this.row)}${this.row.cursor !== null ? ' (resuming)' : ''}`,
+      );
+      while (!(await this.batch())) {
+        if (this.options.batchDelayMs > 0) await sleep(this.options.batchDelayMs);
+      }
+      await this.revisitPending();
+      await this.db.query(`UPDATE ${this.progressTable} SET status = 'done', finished_at = now(), pending = '[]' WHERE migration_id = $1 AND table_name = $2`, [
+        this.migrationId,
+        this.step.table,
+      ]);
+      this.row.status = 'done';
+    }
+    const progress = this.progress();
+    this.options.onProgress?.(progress);
+    this.options.logger.info({ ...progress }, `backfill of ${this.step.table} done: ${progress.rowsDone} rows`);
+    return progress;
+  }
+
+  private async load(): Promise<ProgressRow | undefined> {
+    const { rows } = await this.db.query<ProgressRow>(
+      `SELECT method, key_columns, cursor, upper_bound, pending, rows_done, rows_total, batches, retries, status,
+              extract(epoch FROM now() - started_at)::float8 AS elapsed_seconds
+         FROM ${this.progressTable} WHERE migration_id = $1 AND table_name = $2`,
+      [this.migrationId, this.step.table],
+    );
+    return rows[0];
+  }
+
+  /** Chooses how to walk the table and records the starting point. */
+  private async begin(): Promise<ProgressRow> {
+    const keyed = await this.chooseKey();
+    const estimate = await this.db.query<{ reltuples: number; pages: number }>(
+      `SELECT reltuples::float8 AS reltuples, (pg_relation_size(oid) / current_setting('block_size')::int)::float8 AS pages
+         FROM pg_class WHERE oid = $1::regclass`,
+      [this.table],
+    );
+    const { reltuples, pages } = estimate.rows[0]!;
+    let total = reltuples > 0 ? Math.round(reltuples) : null;
+    if (total === null) {
+      // Never analyzed: count, once. Only an AccessShareLock, which blocks nobody's writes.
+      const counted = await this.db.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.table}`);
+      total = Number(counted.rows[0]!.n);
+    }
+    let upper: string[] | number | null;
+    if (keyed) {
+      this.keys = keyed.columns;
+      const order = this.keys.map((k) => `${quoteIdent(k.name)} DESC`).join(', ');
+      const { rows } = await this.db.query<{ key: string[] }>(`SELECT ${this.keyArray('')} AS key FROM ${this.table} ORDER BY ${order} LIMIT 1`);
+      upper = rows[0]?.key ?? null;
+    } else {
+      upper = pages;
+    }
+    const method: Method = keyed ? keyed.method : 'ctid';
+    const empty = upper === null || upper === 0 || total === 0;
+    await this.db.query(
+      `INSERT INTO ${this.progressTable} (migration_id, table_name, method, key_columns, upper_bound, rows_total, status, finished_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $7 = 'done' THEN now() END)
+       ON CONFLICT (migration_id, table_name) DO NOTHING`,
+      [this.migrationId, this.step.table, method, this.keys.map((k) => k.name), JSON.stringify(upper), total, empty ? 'done' : 'running'],
+    );
+    if (empty) this.options.logger.info({ table: this.step.table }, `${this.step.table} is empty: nothing to backfill`);
+    return (await this.load())!;
+  }
+
+  /** The primary key, else the narrowest unique index whose columns are all NOT NULL. */
+  private async chooseKey(): Promise<{ method: Method; columns: KeyColumn[] } | undefined> {
+    const { rows } = await this.db.query<{ primary: boolean; columns: string[]; types: string[] }>(
+      `SELECT i.indisprimary AS primary,
+              array_agg(a.attname::text ORDER BY k.ord) AS columns,
+              array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY k.ord) AS types
+         FROM pg_index i
+         CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+        WHERE i.indrelid = $1::regclass AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
+          AND k.ord <= i.indnkeyatts
+        GROUP BY i.indexrelid, i.indisprimary
+       HAVING bool_and(a.attnotnull) AND bool_and(k.attnum > 0)
+        ORDER BY i.indisprimary DESC, count(*), i.indexrelid
+        LIMIT 1`,
+      [this.table],
+    );
+    const best = rows[0];
+    if (!best) return undefined;
+    return { method: best.primary ? 'primary key' : 'unique index', columns: best.columns.map((name, i) => ({ name, type: best.types[i]! })) };
+  }
+
+  private async keyColumns(names: string[]): Promise<KeyColumn[]> {
+    if (!names.length) return [];
+    const { rows } = await this.db.query<{ name: string; type: string }>(
+      `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type
+         FROM unnest($2::text[]) WITH ORDINALITY AS n(name, ord)
+         JOIN pg_attribute a ON a.attrelid = $1::regclass AND a.attname = n.name
+        ORDER BY n.ord`,
+      [this.table, names],
+    );
+    return rows;
+  }
+
+  /** `ARRAY[k1::text, k2::text]` over the given alias. */
+  private keyArray(alias: string): string {
+    const prefix = alias ? `${alias}.` : '';
+    return `ARRAY[${this.keys.map((k) => `${prefix}${quoteIdent(k.name)}::text`).join(', ')}]`;
+  }
+
+  /** `(k1, k2) op ($n::t1, $n+1::t2)`, parameters appended to `params`. */
+  private keyComparison(op: string, values: string[], params: unknown[]): string {
+    const placeholders = this.keys.map((k, i) => {
+      params.push(values[i]);
+      return `$${params.length}::${k.type}`;
+    });
+    return `(${this.keys.map((k) => quoteIdent(k.name)).join(', ')}) ${op} (${placeholders.join(', ')})`;
+  }
+
+  /**
+   * One batch, committed with its progress. Returns true when the table has been walked through.
+   *
+   * The first try updates the batch's rows directly: a row an application transaction holds makes it
+   * wait, at most lock_timeout. If that happens, the retry locks the batch's rows first with SKIP
+   * LOCKED and leaves the held ones for the end (`pending`). Rows whose ctid changed since they were
+   * scanned were updated by the application meanwhile, through the trigger: nothing left to do there.
+   */
+  private async batch(): Promise<boolean> {
+    const set = this.setClause();
+    const params: unknown[] = [];
+    let scanned: string;
+    let last: (alias: string) => string;
+    let skippedRange: string;
+    if (this.row.method === 'ctid') {
+      const from = (this.row.cursor as number | null) ?? 0;
+      const upper = this.row.upper_bound as number;
+      if (from >= upper) return true;
+      const perPage = Math.max(1, Number(this.row.rows_total ?? 0) / Math.max(1, upper));
+      const to = Math.min(upper, from + Math.max(1, Math.floor(this.options.batchSize / perPage)));
+      scanned = `SELECT ctid AS tid FROM ${this.table} WHERE ctid >= '(${from},0)'::tid AND ctid < '(${to},0)'::tid`;
+      last = () => `to_json(${to})`;
+      skippedRange = `CASE WHEN EXISTS (SELECT 1 FROM scanned s WHERE s.tid NOT IN (SELECT tid FROM locked))
+                           THEN json_build_array(json_build_array(${from}, ${to})) ELSE '[]'::json END`;
+    } else {
+      const conditions: string[] = [];
+      if (this.row.cursor) conditions.push(this.keyComparison('>', this.row.cursor as string[], params));
+      conditions.push(this.keyComparison('<=', this.row.upper_bound as string[], params));
+      params.push(this.options.batchSize);
+      const order = this.keys.map((k) => quoteIdent(k.name)).join(', ');
+      const orderDesc = this.keys.map((k) => `${quoteIdent(k.name)} DESC`).join(', ');
+      scanned = `SELECT ctid AS tid, ${order} FROM ${this.table} WHERE ${conditions.join(' AND ')} ORDER BY ${order} LIMIT $${params.length}`;
+      last = (alias) =>
+        this.keys.length === 1
+          ? `(SELECT to_json(ARRAY[max(${alias}.${quoteIdent(this.keys[0]!.name)})::text]) FROM scanned ${alias})`
+          : `(SELECT to_json(${this.keyArray(alias)}) FROM scanned ${alias} ORDER BY ${orderDesc} LIMIT 1)`;
+      skippedRange = `(SELECT coalesce(json_agg(${this.keyArray('s')}), '[]'::json) FROM scanned s WHERE s.tid NOT IN (SELECT tid FROM locked))`;
+    }
+    // The batch records its own progress in the same statement, so both commit (or not) together.
+    params.push(this.migrationId, this.step.table);
+    const progress = `progress AS (
+             UPDATE ${this.progressTable} p
+                SET cursor = s.last::jsonb, rows_done = p.rows_done + s.touched, batches = p.batches + 1,
+                    pending = p.pending || s.skipped::jsonb, status = 'running', last_progress_at = now(),
+                    rate = (p.rows_done + s.touched) / greatest(extract(epoch FROM now() - p.started_at), 0.001)
+               FROM summary s
+              WHERE p.migration_id = $${params.length - 1} AND p.table_name = $${params.length} AND s.scanned > 0
+             RETURNING 1)
+      SELECT * FROM summary`;
+    const direct = `WITH scanned AS MATERIALIZED (${scanned}),
+           touched AS (UPDATE ${this.table} SET ${set} WHERE ctid = ANY (ARRAY(SELECT tid FROM scanned)) RETURNING 1),
+           summary AS (SELECT (SELECT count(*) FROM scanned)::int AS scanned, (SELECT count(*) FROM touched)::int AS touched,
+                              ${last('s')} AS last, '[]'::json AS skipped),
+           ${progress}`;
+    const skipLocked = `WITH scanned AS MATERIALIZED (${scanned}),
+           locked AS MATERIALIZED (
+             SELECT ctid AS tid FROM ${this.table} WHERE ctid = ANY (ARRAY(SELECT tid FROM scanned)) FOR NO KEY UPDATE SKIP LOCKED),
+           touched AS (UPDATE ${this.table} SET ${set} WHERE ctid = ANY (ARRAY(SELECT tid FROM locked)) RETURNING 1),
+           summary AS (SELECT (SELECT count(*) FROM scanned)::int AS scanned, (SELECT count(*) FROM touched)::int AS touched,
+                              ${last('s')} AS last, ${skippedRange} AS skipped),
+           ${progress}`;
+
+    // A batch and its progress commit together; if a crash loses the last few commits, it loses
+    // both and the resumed backfill redoes exactly those batches. So no commit needs to wait for its
+    // WAL flush (the application's own commits are unaffected).
+    const settings: Record<string, string> = { synchronous_commit: 'off' };
+    if (this.step.assignments) settings[BACKFILL_SETTING] = 'on';
+    const result = await this.withLockRetries(async (attempt) =>
+      this.executor.inTransaction(async () => {
+        const { rows } = await this.db.query<{ scanned: number; touched: number; last: string[] | number | null; skipped: ProgressRow['pending'] }>(
+          attempt === 1 ? direct : skipLocked,
+          params,
+        );
+        return rows[0]!;
+      }, settings),
+    );
+
+    if (result.scanned === 0) return true;
+    this.row.cursor = result.last;
+    this.row.rows_done = String(Number(this.row.rows_done) + result.touched);
+    this.row.batches = String(Number(this.row.batches) + 1);
+    this.row.pending = [...this.row.pending, ...result.skipped];
+    this.madeProgress(result.touched);
+    return this.row.method === 'ctid' ? (result.last as number) >= (this.row.upper_bound as number) : result.scanned < this.options.batchSize;
+  }
+
+  /** Rows that were locked when their batch ran: now wait for them, at most lock_timeout each try. */
+  private async revisitPending(): Promise<void> {
+    const pending = this.row.pending;
+    if (!pending.length) return;
+    this.options.logger.info({ table: this.step.table, rows: pending.length }, `revisiting ${pending.length} skipped ${this.row.method === 'ctid' ? 'page ranges' : 'rows'} of ${this.step.table}`);
+    const set = this.setClause();
+    for (let i = 0; i < pending.length; i += this.options.batchSize) {
+      const chunk = pending.slice(i, i + this.options.batchSize);
+      let sql: string;
+      let params: unknown[];
+      if (this.row.method === 'ctid') {
+        const ranges = (chunk as [number, number][]).map(([from, to]) => `(ctid >= '(${from},0)'::tid AND ctid < '(${to},0)'::tid)`);
+        sql = `UPDATE ${this.table} SET ${set} WHERE ${ranges.join(' OR ')}`;
+        params = [];
+      } else {
+        const columns = this.keys.map((k) => quoteIdent(k.name)).join(', ');
+        const arrays = this.keys.map((k, j) => `$${j + 1}::text[]::${k.type}[]`).join(', ');
+        sql = `UPDATE ${this.table} SET ${set} WHERE (${columns}) IN (SELECT * FROM unnest(${arrays}))`;
+        params = this.keys.map((_, j) => (chunk as string[][]).map((key) => key[j]));
+      }
+      await this.withLockRetries(() =>
+        this.executor.inTransaction(() => this.db.query(sql, params), this.step.assignments ? { [BACKFILL_SETTING]: 'on' } : {}),
+      );
+      this.madeProgress(0);
+    }
+  }
+
+  /** What each backfilled row gets: the synced columns computed here, or a no-op that fires the trigger. */
+  private setClause(): string {
+    if (this.step.assignments) return this.step.assignments;
+    const touch = quoteIdent(this.step.touchColumn);
+    return `${touch} = ${touch}`;
+  }
+
+  /** Retries forever on lock timeouts (reporting a stall when it lasts); other errors end the backfill. */
+  private async withLockRetries<T>(body: (attempt: number) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await body(attempt);
+      } catch (error) {
+        if (!isLockTimeout(error)) throw describeBackfillError(error, this.step.table);
+        this.row.retries = String(Number(this.row.retries) + 1);
+        this.options.metrics?.retries.inc({ table: this.step.table });
+        await this.db
+          .query(`UPDATE ${this.progressTable} SET retries = retries + 1 WHERE migration_id = $1 AND table_name = $2`, [this.migrationId, this.step.table])
+          .catch(() => {});
+        await this.checkStall();
+        // The first retry comes at once: it skips locked rows instead of waiting for them.
+        const delay = attempt === 1 ? 0 : backoff(Math.min(attempt, 8), { attempts: Infinity, baseDelayMs: 50, maxDelayMs: 2000 });
+        this.options.logger.debug({ table: this.step.table, attempt, retryInMs: delay }, 'backfill batch hit a lock; retrying');
+        await sleep(delay);
+      }
+    }
+  }
+
+  private async checkStall(): Promise<void> {
+    if (this.stalled || Date.now() - this.lastProgressAt < this.options.stallTimeoutMs) return;
+    this.stalled = true;
+    this.options.metrics?.stalled.set({ table: this.step.table }, 1);
+    this.options.logger.warn(
+      { table: this.step.table, secondsWithoutProgress: Math.round((Date.now() - this.lastProgressAt) / 1000) },
+      `backfill of ${this.step.table} is stalled: no batch committed for ${Math.round(this.options.stallTimeoutMs / 1000)} s (another session holds a lock on the table)`,
+    );
+    await this.db
+      .query(`UPDATE ${this.progressTable} SET status = 'stalled' WHERE migration_id = $1 AND table_name = $2`, [this.migrationId, this.step.table])
+      .catch(() => {});
+    this.options.onProgress?.(this.progress());
+  }
+
+  private madeProgress(rows: number): void {
+    this.lastProgressAt = Date.now();
+    const metrics = this.options.metrics;
+    if (metrics) {
+      metrics.rows.inc({ table: this.step.table }, rows);
+      metrics.batches.inc({ table: this.step.table });
+      metrics.lastProgress.set({ table: this.step.table }, Date.now() / 1000);
+      metrics.stalled.set({ table: this.step.table }, 0);
+    }
+    if (this.stalled) {
+      this.stalled = false;
+      this.options.logger.info({ table: this.step.table }, `backfill of ${this.step.table} is moving again`);
+    }
+    this.options.onProgress?.(this.progress());
+  }
+
+  private progress(): BackfillProgress {
+    const rowsDone = Number(this.row.rows_done);
+    const seconds = (Date.now() - this.startedAt) / 1000;
+    return {
+      table: this.step.table,
+      method: describeMethod(this.row),
+      rowsDone,
+      rowsTotal: numberOrNull(this.row.rows_total),
+      rowsPerSecond: seconds > 0.05 ? (rowsDone - this.rowsAtStart) / seconds : null,
+      batches: Number(this.row.batches),
+      retries: Number(this.row.retries),
+      stalled: this.stalled,
+      done: this.row.status === 'done',
+    };
+  }
+}
+
+function describeMethod(row: Pick<ProgressRow, 'method' | 'key_columns'>): string {
+  if (row.method === 'ctid') return 'physical position (ctid ranges: the table has no primary key or unique NOT NULL columns)';
+  return `${row.method} (${row.key_columns.join(', ')})`;
+}
+
+function numberOrNull(value: string | null): number | null {
+  return value === null ? null : Number(value);
+}
+
+function describeBackfillError(error: unknown, table: string): unknown {
+  if (isDatabaseError(error)) {
+    error.message = `backfill of ${table} failed: ${error.message}`;
+  }
+  return error;
+}

@@ -1,0 +1,48 @@
+/**
+ * Is the version that `complete` retires still in use? The proxies' heartbeats say how many clients
+ * each version has. A version no live proxy reports is unknown, not safe: the proxy in front of its
+ * clients may be down or cut off from the database. Only when no proxy ever reported on the schema
+ * (tandem is used without its proxy) is there nothing to ask, and `complete` says so.
+ */
+import type { Queryable } from '../db/connection.js';
+import { readLiveClients } from '../state/heartbeats.js';
+
+export interface RetirementCheck {
+  versionSchema: string;
+  /** Live clients across fresh proxies; null when no fresh proxy reports the version. */
+  clients: number | null;
+  /** True when no proxy (fresh or stale) has ever reported on this schema. */
+  noProxies: boolean;
+  safe: boolean;
+  /** One line per proxy that reports clients, or why the count is unknown. */
+  details: string[];
+}
+
+export async function checkRetirement(
+  db: Queryable,
+  stateSchema: string,
+  schema: string,
+  versionSchema: string,
+  staleAfterMs: number,
+): Promise<RetirementCheck> {
+  const live = await readLiveClients(db, stateSchema, schema, { staleAfterMs });
+  const noProxies = live.proxies.length === 0 && live.staleProxies.length === 0;
+  const version = live.versions[versionSchema];
+  const reported = !live.unreported.includes(versionSchema) && version !== undefined && version.proxies.length > 0;
+  const details: string[] = [];
+  if (reported) {
+    for (const proxy of version.proxies.filter((p) => p.clients > 0)) {
+      const last = proxy.lastQueryAt ? `last query ${proxy.lastQueryAt.toISOString()}` : 'no query yet';
+      details.push(`proxy ${proxy.hostname} pid ${proxy.pid} (${proxy.listen}): ${proxy.clients} client${proxy.clients === 1 ? '' : 's'}, ${last}`);
+    }
+  } else if (!noProxies) {
+    const stale = live.staleProxies.map((p) => `${p.hostname} pid ${p.pid} (${p.listen}), last heartbeat ${p.heartbeatAt.toISOString()}`);
+    details.push(
+      live.proxies.length
+        ? `no live proxy reports "${versionSchema}" yet`
+        : `no proxy has sent a heartbeat in the last ${Math.round(staleAfterMs / 1000)} s${stale.length ? `: ${stale.join('; ')}` : ''}`,
+    );
+  }
+  const clients = reported ? version.clients : null;
+  return { versionSchema, clients, noProxies, safe: noProxies || clients === 0, details };
+}

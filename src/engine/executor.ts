@@ -1,0 +1,142 @@
+/**
+ * The one place that runs DDL. Every transactional step runs in its own short transaction under
+ * `lock_timeout`; when the lock does not come in time the transaction gives up (so the application's
+ * queries queued behind it go on), waits with exponential backoff and jitter, and tries again.
+ */
+import type pg from 'pg';
+import { isDatabaseError, TandemError } from '../errors.js';
+import type { Logger } from '../observe/logger.js';
+import type { SqlStep } from './plan.js';
+
+export interface RetryPolicy {
+  /** Attempts before giving up. */
+  attempts: number;
+  /** First backoff; doubles each time, with ±50% jitter. */
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { attempts: 25, baseDelayMs: 100, maxDelayMs: 5000 };
+
+export interface ExecutorOptions {
+  lockTimeoutMs: number;
+  logger: Logger;
+  retry?: RetryPolicy;
+}
+
+/** SQLSTATEs that mean "someone else holds what we need": worth waiting and trying again. */
+const RETRYABLE = new Set(['55P03', '40P01']);
+
+export function isLockTimeout(error: unknown): boolean {
+  return isDatabaseError(error) && RETRYABLE.has(error.code);
+}
+
+export class Executor {
+  readonly db: pg.Client;
+  readonly lockTimeoutMs: number;
+  private readonly logger: Logger;
+  private readonly retry: RetryPolicy;
+
+  constructor(db: pg.Client, options: ExecutorOptions) {
+    this.db = db;
+    this.lockTimeoutMs = options.lockTimeoutMs;
+    this.logger = options.logger;
+    this.retry = options.retry ?? DEFAULT_RETRY;
+  }
+
+  /**
+   * Runs a step. For a transactional step, `inTransaction` runs inside the same transaction after the
+   * statements (the caller records progress there, so progress and effect commit together).
+   */
+  async run(step: SqlStep, inTransaction?: (db: pg.Client) => Promise<void>): Promise<void> {
+    await this.withRetries(step.description, step.lockTarget, async () => {
+      if (step.transactional) {
+        await this.inTransaction(async () => {
+          for (const statement of step.statements) await this.db.query(statement);
+          await inTransaction?.(this.db);
+        });
+        return;
+      }
+      // CREATE/DROP INDEX CONCURRENTLY: take no lock that blocks writes, but wait for older
+      // transactions to finish; a lock_timeout would only make them start over, so none is set.
+      await this.db.query('SET lock_timeout = 0');
+      try {
+        for (const statement of step.cleanup ?? []) await this.db.query(statement);
+        for (const statement of step.statements) await this.db.query(statement);
+      } finally {
+        await this.db.query(`SET lock_timeout = ${this.lockTimeoutMs}`);
+      }
+      await inTransaction?.(this.db);
+    });
+  }
+
+  /** BEGIN; SET LOCAL lock_timeout; body; COMMIT — or ROLLBACK and rethrow. */
+  async inTransaction<T>(body: () => Promise<T>, settings: Record<string, string> = {}): Promise<T> {
+    // One round trip: BEGIN and the transaction's settings together.
+    const locals = Object.entries({ lock_timeout: String(this.lockTimeoutMs), ...settings }).map(([name, value]) => `SET LOCAL ${name} = ${value}`);
+    await this.db.query(['BEGIN', ...locals].join('; '));
+    try {
+      const result = await body();
+      await this.db.query('COMMIT');
+      return result;
+    } catch (error) {
+      await this.db.query('ROLLBACK').catch(() => {});
+      throw error;
+    }
+  }
+
+  /** Retries `body` on lock timeouts and deadlocks; anything else fails at once. */
+  async withRetries<T>(description: string, lockTarget: string | undefined, body: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await body();
+      } catch (error) {
+        if (!isLockTimeout(error)) throw error;
+        if (attempt >= this.retry.attempts) throw await this.lockFailure(description, lockTarget, attempt, error);
+        const delay = backoff(attempt, this.retry);
+        this.logger.warn(
+          { step: description, table: lockTarget, attempt, retryInMs: delay, lockTimeoutMs: this.lockTimeoutMs },
+          `lock not available for "${description}"; retrying`,
+        );
+        await sleep(delay);
+      }
+    }
+  }
+
+  /** A lock-timeout failure that says who holds the lock. */
+  private async lockFailure(description: string, lockTarget: string | undefined, attempts: number, cause: unknown): Promise<TandemError> {
+    let holders = '';
+    if (lockTarget) {
+      const { rows } = await this.db
+        .query<{ pid: number; mode: string; state: string | null; query: string | null }>(
+          `SELECT l.pid, l.mode, a.state, left(a.query, 120) AS query
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE l.relation = to_regclass($1) AND l.granted AND l.pid <> pg_backend_pid()
+            ORDER BY l.pid`,
+          [lockTarget],
+        )
+        .catch(() => ({ rows: [] }));
+      if (rows.length) {
+        holders = `; held by ${rows.map((r) => `pid ${r.pid} (${r.mode}, ${r.state ?? 'unknown state'}: ${JSON.stringify(r.query ?? '')})`).join(', ')}`;
+      }
+    }
+    const what = lockTarget ? `a lock on ${lockTarget}` : 'the locks it needs';
+    return new TandemError(
+      'lock_timeout',
+      `"${description}" could not get ${what} within lock_timeout ${this.lockTimeoutMs} ms, ${attempts} times${holders}`,
+      {
+        hint: 'nothing of this step was applied; retry once the blocking session is done, or raise --lock-timeout',
+        cause,
+      },
+    );
+  }
+}
+
+export function backoff(attempt: number, policy: RetryPolicy): number {
+  const exponential = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
+  return Math.round(exponential * (0.5 + Math.random()));
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,468 @@
+/**
+ * Runs migrations: start (expand), complete (contract) and rollback, each a walk over the steps of
+ * the stored plan. Progress is recorded after every step (inside the step's own transaction when it
+ * has one), so an interrupted run continues at the step where it stopped.
+ */
+import type pg from 'pg';
+import { readSchema } from '../catalog/read.js';
+import { formatError, TandemError } from '../errors.js';
+import type { LoadedMigration } from '../migration/load.js';
+import type { BackfillMetrics } from '../observe/backfill-metrics.js';
+import type { Logger } from '../observe/logger.js';
+import { MigrationStore, type MigrationRecord } from '../state/migrations.js';
+import { ADVISORY_LOCK_CLASS, initStateSchema, stateSchemaExists } from '../state/schema.js';
+import { listVersions } from '../state/versions.js';
+import { Backfill, type BackfillProgress } from './backfill.js';
+import { checkRetirement, type RetirementCheck } from './drain.js';
+import { DEFAULT_STALE_AFTER_MS } from '../state/heartbeats.js';
+import { Executor, type RetryPolicy } from './executor.js';
+import { SchemaModel } from './model.js';
+import type { Plan, Step } from './plan.js';
+import { planMigration } from './planning.js';
+import { MAX_IDENTIFIER_BYTES } from './sql.js';
+import { createVersionSchemaSql } from './views.js';
+
+export interface EngineSettings {
+  schema: string;
+  stateSchema: string;
+  lockTimeoutMs: number;
+  backfillBatchSize: number;
+  backfillBatchDelayMs: number;
+  stallTimeoutMs: number;
+  logger: Logger;
+  retry?: RetryPolicy;
+  metrics?: BackfillMetrics;
+  onBackfillProgress?: (progress: BackfillProgress) => void;
+}
+
+export interface StartOutcome {
+  record: MigrationRecord;
+  resumed: boolean;
+  warnings: string[];
+  completed: boolean;
+}
+
+type Phase = 'start' | 'complete' | 'rollback';
+
+export interface CompleteOptions {
+  /** Retire the previous version even while clients use it. */
+  force?: boolean;
+  /** Wait this long for the previous version's clients to leave before refusing. */
+  waitForDrainMs?: number;
+  /** Heartbeats older than this are not trusted. */
+  staleAfterMs?: number;
+  /** Called each time the wait finds clients still there. */
+  onDrainWait?: (check: RetirementCheck) => void;
+}
+
+export class Migrator {
+  private readonly executor: Executor;
+  private readonly store: MigrationStore;
+
+  constructor(
+    private readonly db: pg.Client,
+    private readonly settings: EngineSettings,
+  ) {
+    this.executor = new Executor(db, { lockTimeoutMs: settings.lockTimeoutMs, logger: settings.logger, retry: settings.retry });
+    this.store = new MigrationStore(db, settings.stateSchema, settings.schema);
+  }
+
+  get logger(): Logger {
+    return this.settings.logger;
+  }
+
+  /** Validates and plans without changing anything. */
+  async plan(loaded: LoadedMigration): Promise<{ plan: Plan; warnings: string[]; versionSchema: string }> {
+    await this.requireSchema();
+    const versionSchema = this.versionSchemaOf(loaded);
+    const previous = await this.previousVersionSchema();
+    const planned = await planMigration(
+      this.db,
+      loaded.migration,
+      {
+        schema: this.settings.schema,
+        stateSchema: this.settings.stateSchema,
+        migrationName: loaded.migration.name,
+        versionSchema,
+        previousVersionSchema: previous,
+        logger: this.logger,
+      },
+      loaded.file,
+    );
+    return { ...planned, versionSchema };
+  }
+
+  async start(loaded: LoadedMigration, options: { complete?: boolean; completeOptions?: CompleteOptions } = {}): Promise<StartOutcome> {
+    await this.prepareSession();
+    // Validate before anything is written, even the state schema: a migration that does not fit the
+    // schema leaves the database exactly as it was. (A start being resumed is not planned again: the
+    // schema is half-changed by then, and its plan is stored.)
+    const { name } = loaded.migration;
+    const stateExists = await stateSchemaExists(this.db, this.settings.stateSchema);
+    const resuming = stateExists && (await this.store.inFlight())?.name === name;
+    if (stateExists && !resuming) await this.refuseIfApplied(loaded);
+    let planned = resuming ? undefined : await this.plan(loaded);
+    await initStateSchema(this.db, this.settings.stateSchema);
+    return this.exclusively(async () => {
+      const inFlight = await this.store.inFlight();
+      let record: MigrationRecord;
+      let resumed = false;
+      const warnings: string[] = [];
+      if (inFlight) {
+        if (inFlight.name !== name) {
+          throw new TandemError('migration_in_flight', `migration "${inFlight.name}" is ${describeStatus(inFlight.status)}`, {
+            file: loaded.file,
+            hint: `complete it (tandem complete) or roll it back (tandem rollback) before starting "${name}"`,
+          });
+        }
+        if (inFlight.status !== 'starting') {
+          throw new TandemError('migration_already_started', `migration "${name}" is already ${describeStatus(inFlight.status)}`, {
+            file: loaded.file,
+            hint: inFlight.status === 'active' ? 'next: tandem complete, or tandem rollback' : 'run tandem complete or tandem rollback again to finish it',
+          });
+        }
+        if (inFlight.digest !== loaded.digest) {
+          throw new TandemError('migration_changed', `migration "${name}" was started from different content than this file has now`, {
+            file: loaded.file,
+            hint: 'restore the file as it was to resume, or run tandem rollback and start again',
+          });
+        }
+        record = inFlight;
+        resumed = true;
+        this.logger.info({ migration: name, step: record.step, steps: record.plan.start.length }, `resuming start of ${name} at step ${record.step + 1}`);
+      } else {
+        const applied = await this.refuseIfApplied(loaded);
+        // Another process may have changed the schema between planning and the lock.
+        planned ??= await this.plan(loaded);
+        warnings.push(...planned.warnings);
+        for (const warning of warnings) this.logger.warn({ migration: name }, warning);
+        record = await this.store.insert({
+          name,
+          versionSchema: planned.versionSchema,
+          parent: applied.at(-1)?.name ?? null,
+          digest: loaded.digest,
+          migration: loaded.raw,
+          file: loaded.file,
+          plan: planned.plan,
+        });
+        this.logger.info({ migration: name, versionSchema: planned.versionSchema, steps: planned.plan.start.length }, `starting ${name}`);
+      }
+
+      record = await this.runStart(record, loaded.file);
+      if (options.complete) {
+        await this.ensureRetirable(record, options.completeOptions ?? {});
+        record = await this.completeRecord(record);
+      }
+      return { record, resumed, warnings, completed: Boolean(options.complete) };
+    });
+  }
+
+  /**
+   * Continues an interrupted start (its backfill, typically) from the stored plan, without the file:
+   * what `tandem backfill` does after a crash.
+   */
+  async resume(): Promise<MigrationRecord> {
+    await this.prepareSession();
+    await this.requireState();
+    return this.exclusively(async () => {
+      const record = await this.store.inFlight();
+      if (!record || record.status !== 'starting') {
+        throw new TandemError('nothing_to_resume', record ? `migration "${record.name}" is ${describeStatus(record.status)}: its start is finished` : 'no migration is being started', {
+          hint: 'tandem status shows where things stand',
+        });
+      }
+      this.logger.info({ migration: record.name, step: record.step }, `resuming start of ${record.name} at step ${record.step + 1}`);
+      return this.runStart(record, record.file ?? undefined);
+    });
+  }
+
+  private async runStart(record: MigrationRecord, file: string | undefined): Promise<MigrationRecord> {
+    try {
+      await this.runSteps(record, 'start', record.step);
+    } catch (error) {
+      await this.undoFailedStart(record, error);
+      throw this.failure('start', record, error, file);
+    }
+    await this.store.setStatus(record.id, 'active', { step: 0 });
+    this.logger.info({ migration: record.name, versionSchema: record.versionSchema }, `${record.name} is active: version schema ${record.versionSchema} is ready`);
+    return { ...record, status: 'active', step: 0 };
+  }
+
+  async complete(options: CompleteOptions = {}): Promise<MigrationRecord> {
+    await this.prepareSession();
+    await this.requireState();
+    return this.exclusively(async () => {
+      const record = await this.store.inFlight();
+      if (!record) throw new TandemError('nothing_active', `no migration is active in schema "${this.settings.schema}"`, { hint: 'start one with tandem start FILE' });
+      if (record.status === 'starting') {
+        throw new TandemError('start_unfinished', `migration "${record.name}" did not finish starting (stopped at step ${record.step + 1})`, {
+          hint: 'run tandem start with the same file to resume it, or tandem rollback',
+        });
+      }
+      if (record.status === 'rolling_back') {
+        throw new TandemError('rollback_unfinished', `migration "${record.name}" is being rolled back`, { hint: 'run tandem rollback again to finish' });
+      }
+      if (record.status === 'active') await this.ensureRetirable(record, options);
+      return this.completeRecord(record);
+    });
+  }
+
+  async rollback(): Promise<MigrationRecord> {
+    await this.prepareSession();
+    await this.requireState();
+    return this.exclusively(async () => {
+      const record = await this.store.inFlight();
+      if (!record) throw new TandemError('nothing_active', `no migration is active in schema "${this.settings.schema}"`, { hint: 'there is nothing to roll back' });
+      if (record.status === 'completing') {
+        const firstDestructive = record.plan.complete.findIndex((s) => s.kind === 'sql' && s.destructive);
+        if (firstDestructive >= 0 && record.step > firstDestructive) {
+          throw new TandemError('complete_partly_done', `migration "${record.name}" is partly completed: "${record.plan.complete[firstDestructive]!.description}" already ran`, {
+            hint: 'run tandem complete again to finish it',
+          });
+        }
+      }
+      const from = record.status === 'rolling_back' ? record.step : 0;
+      await this.store.setStatus(record.id, 'rolling_back', { step: from });
+      try {
+        await this.runSteps(record, 'rollback', from);
+      } catch (error) {
+        throw this.failure('rollback', record, error);
+      }
+      await this.store.setStatus(record.id, 'rolled_back');
+      this.logger.info({ migration: record.name }, `${record.name} rolled back`);
+      return { ...record, status: 'rolled_back' };
+    });
+  }
+
+  /**
+   * Refuses to retire a version that clients still use (see drain.ts), or waits for them to leave
+   * with `waitForDrainMs`. `force` skips the check.
+   */
+  private async ensureRetirable(record: MigrationRecord, options: CompleteOptions): Promise<void> {
+    const versionSchema = record.plan.retires;
+    if (!versionSchema || options.force) return;
+    const staleAfterMs = options.staleAfterMs ?? DEFAULT_STALE_AFTER_MS;
+    const deadline = Date.now() + (options.waitForDrainMs ?? 0);
+    for (;;) {
+      const check = await checkRetirement(this.db, this.settings.stateSchema, this.settings.schema, versionSchema, staleAfterMs);
+      if (check.safe) {
+        if (check.noProxies) {
+          this.logger.warn({ version: versionSchema }, `no tandem proxy reports on schema "${this.settings.schema}": cannot tell whether anything still uses ${versionSchema}`);
+        }
+        return;
+      }
+      options.onDrainWait?.(check);
+      if (Date.now() >= deadline) {
+        const count = check.clients === null ? 'an unknown number of clients (no live proxy reports it)' : `${check.clients} live client${check.clients === 1 ? '' : 's'}`;
+        throw new TandemError('version_in_use', `version ${versionSchema} still has ${count}: ${check.details.join('; ')}`, {
+          hint: options.waitForDrainMs
+            ? 'the clients did not leave in time; retire them (deploy the new version) and try again, or --force'
+            : 'move its clients to the new version first, or wait with --wait-for-drain DURATION; --force retires it anyway',
+        });
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.min(1000, Math.max(50, deadline - Date.now()))));
+    }
+  }
+
+  private async completeRecord(record: MigrationRecord): Promise<MigrationRecord> {
+    const from = record.status === 'completing' ? record.step : 0;
+    await this.store.setStatus(record.id, 'completing', { step: from });
+    this.logger.info({ migration: record.name }, `completing ${record.name}`);
+    try {
+      await this.runSteps(record, 'complete', from);
+    } catch (error) {
+      const done = await this.store.inFlight();
+      const firstDestructive = record.plan.complete.findIndex((s) => s.kind === 'sql' && s.destructive);
+      const undamaged = firstDestructive < 0 || (done?.step ?? 0) <= firstDestructive;
+      if (undamaged) await this.store.setStatus(record.id, 'active', { step: 0, error: formatError(error) });
+      throw this.failure('complete', record, error, undefined, undamaged);
+    }
+    await this.store.setStatus(record.id, 'complete', { step: record.plan.complete.length });
+    this.logger.info({ migration: record.name, versionSchema: record.versionSchema }, `${record.name} is complete`);
+    return { ...record, status: 'complete' };
+  }
+
+  /**
+   * After a failed start: undo what it did, so the database is as it was. Steps that start never
+   * reached are not undone (the failed step itself was rolled back by its own transaction, unless it
+   * could not run in one).
+   */
+  private async undoFailedStart(record: MigrationRecord, cause: unknown): Promise<void> {
+    this.logger.error({ migration: record.name, error: formatError(cause) }, `start of ${record.name} failed; rolling back what it did`);
+    const failedAt = cause instanceof StepFailure ? cause.index : record.plan.start.length;
+    const failed = record.plan.start[failedAt];
+    const reached = new Set(
+      record.plan.start
+        .slice(0, failedAt + (failed && !(failed.kind === 'sql' && failed.transactional) ? 1 : 0))
+        .map((s) => s.id),
+    );
+    const needed = (step: Step) => step.kind !== 'sql' || !step.undoes || step.undoes.some((id) => reached.has(id));
+    const undo = { ...record, plan: { ...record.plan, rollback: record.plan.rollback.filter(needed) } };
+    await this.store.setStatus(record.id, 'rolling_back', { step: 0, error: formatError(cause) });
+    try {
+      await this.runSteps(undo, 'rollback', 0);
+      await this.store.setStatus(record.id, 'rolled_back', { error: formatError(cause) });
+    } catch (rollbackError) {
+      throw this.failure('rollback', record, rollbackError);
+    }
+  }
+
+  private async runSteps(record: MigrationRecord, phase: Phase, from: number): Promise<void> {
+    const steps = record.plan[phase];
+    for (let index = from; index < steps.length; index++) {
+      const step = steps[index]!;
+      const started = Date.now();
+      this.logger.debug({ migration: record.name, phase, step: index + 1, of: steps.length, description: step.description }, step.description);
+      try {
+        await this.runStep(record, step, (db) => this.store.setStep(record.id, index + 1, db));
+      } catch (error) {
+        throw new StepFailure(phase, index, steps.length, step, error);
+      }
+      this.logger.info({ migration: record.name, phase, step: index + 1, of: steps.length, ms: Date.now() - started }, step.description);
+    }
+  }
+
+  private async runStep(record: MigrationRecord, step: Step, markDone: (db: pg.Client) => Promise<void>): Promise<void> {
+    switch (step.kind) {
+      case 'sql':
+        await this.executor.run(step, markDone);
+        return;
+      case 'backfill':
+        await new Backfill(this.executor, this.settings.stateSchema, record.id, this.settings.schema, step, {
+          batchSize: this.settings.backfillBatchSize,
+          batchDelayMs: this.settings.backfillBatchDelayMs,
+          stallTimeoutMs: this.settings.stallTimeoutMs,
+          logger: this.logger,
+          metrics: this.settings.metrics,
+          onProgress: this.settings.onBackfillProgress,
+        }).run();
+        await markDone(this.db);
+        return;
+      case 'live_views': {
+        const model = new SchemaModel(await readSchema(this.db, this.settings.schema));
+        await this.executor.run(
+          { kind: 'sql', description: step.description, statements: createVersionSchemaSql(model, step.versionSchema), transactional: true },
+          markDone,
+        );
+        return;
+      }
+    }
+  }
+
+  private failure(phase: Phase, record: MigrationRecord, error: unknown, file?: string, stillActive = false): TandemError {
+    if (!(error instanceof StepFailure)) return error instanceof TandemError ? error : new TandemError(`${phase}_failed`, formatError(error), { cause: error });
+    const { index, total, step, cause } = error;
+    const reason = cause instanceof TandemError ? cause.message : formatError(cause);
+    const where = `step ${index + 1} of ${total} ("${step.description}")`;
+    const origin = step.origin ? { operation: step.origin.operation, kind: step.origin.kind, field: step.origin.field } : {};
+    const hints: Record<Phase, string> = {
+      start: 'everything start did was rolled back: the database is as it was before',
+      complete: stillActive
+        ? `nothing was dropped: "${record.name}" is still active; fix the cause and run tandem complete again, or tandem rollback`
+        : 'fix the cause and run tandem complete again: it resumes at this step',
+      rollback: 'fix the cause and run tandem rollback again: it resumes at this step',
+    };
+    const hint = cause instanceof TandemError && cause.hint ? `${cause.hint}; ${hints[phase]}` : hints[phase];
+    return new TandemError(`${phase}_failed`, `${phase} of "${record.name}" failed at ${where}: ${reason}`, { file, ...origin, hint, cause });
+  }
+
+  /** The version schema this migration creates: `version_schema`, else `<schema>_<name>`, as pgroll names it. */
+  private versionSchemaOf(loaded: LoadedMigration): string {
+    const name = loaded.migration.versionSchema ?? `${this.settings.schema}_${loaded.migration.name}`;
+    if (Buffer.byteLength(name) > MAX_IDENTIFIER_BYTES) {
+      throw new TandemError('version_schema_too_long', `the version schema name "${name}" is longer than PostgreSQL's 63 bytes`, {
+        file: loaded.file,
+        field: 'version_schema',
+        hint: 'shorten the migration name or set version_schema',
+      });
+    }
+    return name;
+  }
+
+  private async previousVersionSchema(): Promise<string | null> {
+    const versions = await listVersions(this.db, this.settings.stateSchema, this.settings.schema);
+    return versions[0]?.versionSchema ?? null;
+  }
+
+  private async requireSchema(): Promise<void> {
+    const { rows } = await this.db.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [this.settings.schema]);
+    if (!rows.length) {
+      throw new TandemError('schema_unknown', `schema "${this.settings.schema}" does not exist`, { hint: 'create it, or pass the right --schema' });
+    }
+  }
+
+  /** Session settings every run needs. */
+  private async prepareSession(): Promise<void> {
+    // A role-level statement_timeout would cut a long CREATE INDEX CONCURRENTLY or backfill batch short.
+    await this.db.query(`SET statement_timeout = 0`);
+    await this.db.query(`SET lock_timeout = ${this.settings.lockTimeoutMs}`);
+  }
+
+  private async requireState(): Promise<void> {
+    if (!(await stateSchemaExists(this.db, this.settings.stateSchema))) {
+      throw new TandemError('nothing_active', `no migration is active in schema "${this.settings.schema}" (tandem has not been used on this database yet)`);
+    }
+  }
+
+  /** The applied migrations, or an error when `loaded` is one of them. */
+  private async refuseIfApplied(loaded: LoadedMigration): Promise<MigrationRecord[]> {
+    const applied = await this.store.applied();
+    if (applied.some((m) => m.name === loaded.migration.name)) {
+      throw new TandemError('migration_applied', `migration "${loaded.migration.name}" was already applied`, { file: loaded.file });
+    }
+    return applied;
+  }
+
+  /**
+   * One tandem process at a time per schema: a session advisory lock, tried without waiting, so a
+   * second `start` fails at once with a clear message. It is released when the session ends, even on kill -9.
+   */
+  private async exclusively<T>(body: () => Promise<T>): Promise<T> {
+    const key = `${this.settings.stateSchema}.${this.settings.schema}`;
+    const { rows } = await this.db.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [ADVISORY_LOCK_CLASS, key]);
+    if (!rows[0]!.ok) {
+      const holder = await this.db.query<{ pid: number; who: string }>(
+        `SELECT a.pid, coalesce(nullif(a.application_name, ''), 'unknown') || ' from ' || coalesce(host(a.client_addr), 'local socket') AS who
+           FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+          WHERE l.locktype = 'advisory' AND l.classid = $1::int::oid AND l.objid = hashtext($2)::oid AND l.granted`,
+        [ADVISORY_LOCK_CLASS, key],
+      );
+      const who = holder.rows[0] ? ` (server pid ${holder.rows[0].pid}, ${holder.rows[0].who})` : '';
+      throw new TandemError('busy', `another tandem process is migrating schema "${this.settings.schema}" right now${who}`, {
+        hint: 'wait for it to finish; tandem status shows what it is doing',
+      });
+    }
+    try {
+      return await body();
+    } finally {
+      await this.db.query('SELECT pg_advisory_unlock($1, hashtext($2))', [ADVISORY_LOCK_CLASS, key]).catch(() => {});
+    }
+  }
+}
+
+class StepFailure extends Error {
+  constructor(
+    readonly phase: Phase,
+    readonly index: number,
+    readonly total: number,
+    readonly step: Step,
+    override readonly cause: unknown,
+  ) {
+    super(`${phase} step ${index + 1} failed`);
+  }
+}
+
+function describeStatus(status: MigrationRecord['status']): string {
+  switch (status) {
+    case 'starting':
+      return 'being started (or its start was interrupted)';
+    case 'active':
+      return 'active';
+    case 'completing':
+      return 'being completed (or its complete was interrupted)';
+    case 'rolling_back':
+      return 'being rolled back (or its rollback was interrupted)';
+    default:
+      return status;
+  }
+}

@@ -1,0 +1,203 @@
+/**
+ * The schema as the new version will see it, built from the live catalog and changed by each
+ * operation as it is planned. Every table and column knows two names: the one the new version
+ * uses (`name`) and the physical one that holds its data during the migration (`physical`).
+ * Version views are written from this model; `complete` makes the physical names match.
+ */
+import type { ColumnInfo, ConstraintType, Grant, SchemaInfo, TableInfo } from '../catalog/types.js';
+import { TandemError } from '../errors.js';
+
+export interface ModelColumn {
+  /** The name the new version sees. */
+  name: string;
+  /** The physical column holding the new version's value (a shadow column while it is being changed). */
+  physical: string;
+  type: string;
+  nullable: boolean;
+  default: string | null;
+  identity: ColumnInfo['identity'];
+  generated: ColumnInfo['generated'];
+  comment: string | null;
+  /** The physical column the old version reads, when the column existed before this migration. */
+  original: string | null;
+}
+
+export interface ModelConstraint {
+  /** The name after this migration. */
+  name: string;
+  /** The name in the database right now. */
+  physical: string;
+  type: ConstraintType;
+  /** Visible column names. */
+  columns: string[];
+  /** The unique/primary index behind it. */
+  indexName?: string;
+}
+
+export interface ModelTable {
+  /** The name the new version sees. */
+  name: string;
+  physical: string;
+  /** Created by this migration: nothing old reads it, so no version juggling is needed. */
+  created: boolean;
+  columns: ModelColumn[];
+  constraints: ModelConstraint[];
+  /** Visible names of the primary key columns. */
+  primaryKey: string[];
+  /** The catalog entry at the start of the migration (absent for created tables). */
+  info?: TableInfo;
+  grants: Grant[];
+}
+
+export class SchemaModel {
+  readonly schema: string;
+  readonly serverVersionNum: number;
+  readonly usageGrantees: string[];
+  private readonly tables = new Map<string, ModelTable>();
+  /** Index names in use, physical. */
+  readonly indexNames: Set<string>;
+  /** Physical table names in use, including tables hidden by drop_table until complete. */
+  readonly physicalTables: Set<string>;
+
+  constructor(info: SchemaInfo) {
+    this.schema = info.name;
+    this.serverVersionNum = info.serverVersionNum;
+    this.usageGrantees = info.usageGrantees;
+    this.indexNames = new Set(info.indexNames);
+    this.physicalTables = new Set(info.tables.keys());
+    for (const table of info.tables.values()) {
+      const primaryKey = table.constraints.find((c) => c.type === 'primary_key')?.columns ?? [];
+      this.tables.set(table.name, {
+        name: table.name,
+        physical: table.name,
+        created: false,
+        info: table,
+        grants: table.grants,
+        primaryKey: [...primaryKey],
+        columns: table.columns.map((c) => ({ ...c, physical: c.name, original: c.name })),
+        constraints: table.constraints
+          .filter((c) => c.type !== 'not_null')
+          .map((c) => ({
+            name: c.name,
+            physical: c.name,
+            type: c.type,
+            columns: [...c.columns],
+            ...(c.indexName ? { indexName: c.indexName } : {}),
+          })),
+      });
+    }
+  }
+
+  /** Tables the new version sees, in name order. */
+  visibleTables(): ModelTable[] {
+    return [...this.tables.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  findTable(name: string): ModelTable | undefined {
+    return this.tables.get(name);
+  }
+
+  /** The table, or a validation error naming `field`. */
+  table(name: string, field: string): ModelTable {
+    const table = this.tables.get(name);
+    if (!table) {
+      const known = [...this.tables.keys()];
+      throw new TandemError('table_unknown', `table "${name}" does not exist in schema "${this.schema}"`, {
+        field,
+        hint: known.length ? `tables the new version sees: ${known.sort().join(', ')}` : 'the schema has no tables yet',
+      });
+    }
+    return table;
+  }
+
+  addTable(table: ModelTable): void {
+    this.tables.set(table.name, table);
+    this.physicalTables.add(table.physical);
+  }
+
+  removeTable(name: string): void {
+    this.tables.delete(name);
+  }
+
+  renameTable(from: string, to: string): void {
+    const table = this.tables.get(from);
+    if (!table) return;
+    this.tables.delete(from);
+    table.name = to;
+    this.tables.set(to, table);
+  }
+
+  /** True when a physical table or index already uses `name` (they share one namespace). */
+  relationNameTaken(name: string): boolean {
+    return this.physicalTables.has(name) || this.indexNames.has(name);
+  }
+
+  /** True when the server is at least the given major version. */
+  atLeast(major: number): boolean {
+    return this.serverVersionNum >= major * 10000;
+  }
+}
+
+export function findColumn(table: ModelTable, name: string): ModelColumn | undefined {
+  return table.columns.find((c) => c.name === name);
+}
+
+/** The column, or a validation error naming `field`. */
+export function column(table: ModelTable, name: string, field: string): ModelColumn {
+  const found = findColumn(table, name);
+  if (!found) {
+    throw new TandemError('column_unknown', `column "${name}" does not exist in table "${table.name}"`, {
+      field,
+      hint: `columns the new version sees: ${table.columns.map((c) => c.name).join(', ')}`,
+    });
+  }
+  return found;
+}
+
+export function requireNewColumnName(table: ModelTable, name: string, field: string): void {
+  if (findColumn(table, name)) {
+    throw new TandemError('column_exists', `column "${name}" already exists in table "${table.name}"`, { field });
+  }
+}
+
+export function findConstraint(table: ModelTable, name: string): ModelConstraint | undefined {
+  return table.constraints.find((c) => c.name === name);
+}
+
+/** True when a physical column of this table already has `name` (visible, hidden or shadow). */
+export function physicalColumnTaken(table: ModelTable, name: string, extra: Iterable<string> = []): boolean {
+  if (table.columns.some((c) => c.physical === name || c.original === name)) return true;
+  if (table.info?.columns.some((c) => c.name === name)) return true;
+  for (const taken of extra) if (taken === name) return true;
+  return false;
+}
+
+/** A name an expression may use, bound to the physical column holding its value. */
+export interface NameBinding {
+  column: string;
+  type: string;
+}
+
+/**
+ * The names an `up` expression may use: the row as the old version sees it. Both the old name and
+ * the name the new version gives a column resolve, since pgroll users write either.
+ */
+export function oldVersionNames(table: ModelTable): Record<string, NameBinding> {
+  const names: Record<string, NameBinding> = {};
+  const oldColumns = new Map((table.info?.columns ?? []).map((c) => [c.name, c]));
+  for (const c of table.columns) {
+    if (!c.original) continue;
+    const binding = { column: c.original, type: oldColumns.get(c.original)?.type ?? c.type };
+    names[c.name] = binding;
+  }
+  for (const c of oldColumns.values()) names[c.name] = { column: c.name, type: c.type };
+  return names;
+}
+
+/** The names a `down` expression may use: the row as the new version sees it (old names too, where free). */
+export function newVersionNames(table: ModelTable): Record<string, NameBinding> {
+  const names: Record<string, NameBinding> = {};
+  for (const c of table.columns) if (c.original && c.original !== c.name) names[c.original] = { column: c.physical, type: c.type };
+  for (const c of table.columns) names[c.name] = { column: c.physical, type: c.type };
+  return names;
+}

@@ -1,0 +1,101 @@
+/**
+ * A migration's plan: every statement `start`, `complete` and `rollback` will run, computed before
+ * anything touches the database. It is stored with the migration, so an interrupted run resumes at
+ * the exact step where it stopped, and `--dry-run` can print it.
+ */
+
+/** One or more SQL statements run as a unit under lock_timeout, retried with backoff on lock timeouts. */
+export interface SqlStep {
+  kind: 'sql';
+  description: string;
+  statements: string[];
+  /**
+   * False for statements that cannot run in a transaction (CREATE/DROP INDEX CONCURRENTLY). Such a
+   * step must be safe to repeat, and `cleanup` runs before a retry to remove a half-built object.
+   */
+  transactional: boolean;
+  cleanup?: string[];
+  /** The table whose lock the step needs, physical and schema-qualified, for error messages. */
+  lockTarget?: string;
+  /**
+   * Set on a step that changes the database's data or structure beyond repair (drops); the plan before
+   * the first such step can still be rolled back.
+   */
+  destructive?: boolean;
+  /** The operation that asked for this step, so a failure names it. */
+  origin?: StepOrigin;
+  /** Start steps are numbered; a rollback step lists the start steps it undoes. */
+  id?: number;
+  undoes?: number[];
+}
+
+export interface StepOrigin {
+  operation: number;
+  kind: string;
+  field?: string;
+}
+
+/** Rewrites existing rows in batches so the sync triggers fill new and shadow columns. */
+export interface BackfillStep {
+  kind: 'backfill';
+  description: string;
+  /** Physical table name. */
+  table: string;
+  /** A column this migration owns; `SET col = col` fires the triggers without changing the row. */
+  touchColumn: string;
+  /**
+   * When set, the backfill computes the synced columns in its own UPDATE (`SET <this>`) with the
+   * sync trigger held off, which is faster than running the trigger on each row.
+   */
+  assignments?: string;
+  origin?: StepOrigin;
+  id?: number;
+}
+
+/**
+ * Creates the version schema from the live catalog when the step runs: used after raw SQL, whose
+ * effect on the schema only the database knows.
+ */
+export interface LiveViewsStep {
+  kind: 'live_views';
+  description: string;
+  versionSchema: string;
+  origin?: StepOrigin;
+  id?: number;
+}
+
+export type Step = SqlStep | BackfillStep | LiveViewsStep;
+
+export interface Plan {
+  start: Step[];
+  complete: Step[];
+  rollback: Step[];
+  /** The version schema `complete` retires (the one the old app uses), if any. */
+  retires: string | null;
+}
+
+export function sqlStep(description: string, statements: string | string[], options: Partial<Omit<SqlStep, 'kind' | 'description' | 'statements'>> = {}): SqlStep {
+  return {
+    kind: 'sql',
+    description,
+    statements: Array.isArray(statements) ? statements : [statements],
+    transactional: options.transactional ?? true,
+    ...(options.cleanup ? { cleanup: options.cleanup } : {}),
+    ...(options.lockTarget ? { lockTarget: options.lockTarget } : {}),
+    ...(options.destructive ? { destructive: true } : {}),
+    ...(options.origin ? { origin: options.origin } : {}),
+  };
+}
+
+/** Phases of `start`, in execution order. */
+export const START_PHASES = ['expand', 'sync', 'constrain', 'backfill', 'views'] as const;
+export type StartPhase = (typeof START_PHASES)[number];
+
+/**
+ * Phases of `complete`, in execution order. Everything that can fail on data (validating constraints)
+ * runs before anything is dropped, so a failed complete leaves a migration that can still be rolled back.
+ * Until the two rename phases, steps name tables and columns by their physical names of the migration;
+ * columns and constraints are renamed while their tables still have their old names, tables last.
+ */
+export const COMPLETE_PHASES = ['validate', 'retire', 'contract', 'finish', 'rename', 'rename_tables'] as const;
+export type CompletePhase = (typeof COMPLETE_PHASES)[number];

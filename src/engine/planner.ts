@@ -1,0 +1,318 @@
+/**
+ * Collects what each operation asks for and assembles the migration's plan in safe order:
+ * - start: expand (new columns, tables) → sync triggers → constraints (NOT VALID, indexes built
+ *   concurrently) → backfill → version schema;
+ * - complete: validate → retire the old version (its schema, the triggers) → contract (drops) →
+ *   finish (NOT NULL, constraints) → rename columns and constraints, then tables, into place;
+ * - rollback: the new version schema and triggers go first, then each operation's undo, last first.
+ */
+import type { Logger } from '../observe/logger.js';
+import { physicalColumnTaken, type ModelColumn, type ModelTable, type SchemaModel } from './model.js';
+import { ShadowTable, shadowName, type ShadowColumn } from './shadow.js';
+import {
+  COMPLETE_PHASES,
+  START_PHASES,
+  sqlStep,
+  type CompletePhase,
+  type Plan,
+  type StartPhase,
+  type Step,
+  type StepOrigin,
+} from './plan.js';
+import { derivedIdent, qualified, quoteIdent } from './sql.js';
+import {
+  backfillAssignments,
+  createSyncTriggerSql,
+  dropSyncTriggerSql,
+  expressionProbeSql,
+  SYNC_TRIGGER_NAME,
+  type SyncExpression,
+  type SyncRule,
+  type SyncTrigger,
+} from './triggers.js';
+import { createVersionSchemaSql, dropVersionSchemaSql } from './views.js';
+
+export interface MigrationContext {
+  /** The schema being migrated. */
+  schema: string;
+  stateSchema: string;
+  migrationName: string;
+  /** This migration's version schema. */
+  versionSchema: string;
+  /** The version schema the old app uses, if an earlier migration made one. */
+  previousVersionSchema: string | null;
+  logger?: Logger;
+}
+
+/** A query that must plan without error before the migration may touch the database. */
+export interface Probe {
+  sql: string;
+  origin: StepOrigin;
+}
+
+/** Questions about SQL text that only the server can answer, asked while planning. */
+export interface Inspector {
+  /** The volatility of an expression: whether it gives the same value for every row it fills. */
+  volatility(expression: string, type: string): Promise<'immutable' | 'stable' | 'volatile'>;
+}
+
+export class Planner {
+  readonly context: MigrationContext;
+  readonly model: SchemaModel;
+  readonly inspector: Inspector;
+  private readonly startSteps = new Map<StartPhase, Step[]>(START_PHASES.map((p) => [p, []]));
+  private readonly completeSteps = new Map<CompletePhase, Step[]>(COMPLETE_PHASES.map((p) => [p, []]));
+  private readonly rollbackByOperation: Step[][] = [];
+  private readonly syncRules = new Map<string, SyncRule[]>();
+  private readonly backfills = new Map<string, { touchColumn: string; origin: StepOrigin }>();
+  readonly probes: Probe[] = [];
+  /** Set by raw SQL: the version schema must be built from what the database looks like after it. */
+  viewsFromLiveSchema = false;
+  readonly warnings: string[] = [];
+  /** The operation being planned: its steps and errors carry this. */
+  origin: StepOrigin = { operation: 0, kind: '' };
+
+  constructor(model: SchemaModel, context: MigrationContext, inspector: Inspector) {
+    this.model = model;
+    this.context = context;
+    this.inspector = inspector;
+  }
+
+  beginOperation(operation: number, kind: string): void {
+    this.origin = { operation, kind };
+    this.rollbackByOperation[operation] = [];
+  }
+
+  start(phase: StartPhase, step: Step): void {
+    this.startSteps.get(phase)!.push(this.stamp(step));
+  }
+
+  complete(phase: CompletePhase, step: Step): void {
+    this.completeSteps.get(phase)!.push(this.stamp(step));
+  }
+
+  /** Undo steps of the current operation, in the order they should run. */
+  rollback(step: Step): void {
+    this.rollbackByOperation[this.origin.operation]!.push(this.stamp(step));
+  }
+
+  private readonly shadowTables = new Map<ModelTable, ShadowTable>();
+
+  /** The shadow of `column`, created on first use: the model column then points at it. */
+  shadowColumn(table: ModelTable, column: ModelColumn): ShadowColumn {
+    let shadows = this.shadowTables.get(table);
+    if (!shadows) {
+      shadows = new ShadowTable(this.context.schema, table);
+      this.shadowTables.set(table, shadows);
+    }
+    const existing = shadows.find(column);
+    if (existing) return existing;
+    if (!column.original) throw new Error(`column ${column.name} has no original column to shadow`);
+    let shadow = shadowName(column.original);
+    while (physicalColumnTaken(table, shadow, shadows.columns.map((s) => s.shadow))) shadow = derivedIdent('_', shadow);
+    const state: ShadowColumn = {
+      column,
+      original: column.original,
+      shadow,
+      type: column.type,
+      nullable: column.nullable,
+      default: column.default,
+      comment: column.comment,
+      up: [],
+      down: [],
+      origin: this.origin,
+    };
+    shadows.columns.push(state);
+    column.physical = shadow;
+    return state;
+  }
+
+  shadowTable(table: ModelTable): ShadowTable | undefined {
+    return this.shadowTables.get(table);
+  }
+
+  /** Keeps a pair of columns in step while both versions write (see triggers.ts). */
+  sync(table: string, rule: SyncRule): void {
+    const rules = this.syncRules.get(table) ?? [];
+    rules.push({ ...rule, origin: rule.origin ?? this.origin });
+    this.syncRules.set(table, rules);
+    for (const expression of [...(rule.up ?? []), ...(rule.down ?? [])]) {
+      this.probes.push({ sql: expressionProbeSql(expression.sql, expression.names, expression.resultType), origin: expression.origin });
+    }
+  }
+
+  /** An `up` or `down` expression of the current operation. */
+  expression(sql: string, names: SyncExpression['names'], resultType: string, field: string): SyncExpression {
+    return { sql, names, resultType, origin: { ...this.origin, field } };
+  }
+
+  /** Existing rows of `table` need the sync triggers run on them once. */
+  backfill(table: string, touchColumn: string): void {
+    if (!this.backfills.has(table)) this.backfills.set(table, { touchColumn, origin: this.origin });
+  }
+
+  probe(sql: string, field?: string): void {
+    this.probes.push({ sql, origin: { ...this.origin, ...(field ? { field } : {}) } });
+  }
+
+  warn(message: string): void {
+    this.warnings.push(`operation ${this.origin.operation} (${this.origin.kind}): ${message}`);
+  }
+
+  private stamp<S extends Step>(step: S): S {
+    return step.origin ? step : { ...step, origin: this.origin };
+  }
+
+  syncTriggers(): SyncTrigger[] {
+    return [...this.syncRules.entries()].map(([table, rules]) => ({
+      schema: this.context.schema,
+      table,
+      functionSchema: this.context.stateSchema,
+      functionName: derivedIdent('sync_', `${this.context.schema}_${table}`),
+      triggerName: SYNC_TRIGGER_NAME,
+      versionSchema: this.context.versionSchema,
+      rules,
+    }));
+  }
+
+  /** Turns each table's shadow columns into steps, in the phases where they belong. */
+  private addShadowSteps(): void {
+    for (const shadows of this.shadowTables.values()) {
+      const table = shadows.table;
+      const steps = shadows.steps((kind, name) => derivedIdent(`_tandem_${kind}_`, name));
+      const origin = shadows.columns[0]!.origin;
+      const add = <T>(list: T[], item: T) => list.push(item);
+      for (const step of steps.expand) add(this.startSteps.get('expand')!, step);
+      for (const rule of steps.rules) this.sync(table.physical, rule);
+      for (const step of steps.constrain) add(this.startSteps.get('constrain')!, step);
+      this.backfills.set(table.physical, { touchColumn: steps.touchColumn, origin });
+      for (const step of steps.indexes) add(this.startSteps.get('backfill')!, step);
+      for (const step of steps.validate) add(this.completeSteps.get('validate')!, step);
+      add(this.completeSteps.get('contract')!, steps.swap);
+      for (const step of steps.afterSwap) add(this.completeSteps.get('finish')!, step);
+      this.indexRenames.push(...steps.indexRenames);
+      for (const step of steps.rollback) {
+        const operation = step.origin?.operation ?? origin.operation;
+        (this.rollbackByOperation[operation] ??= []).push(step);
+      }
+    }
+  }
+
+  /** Indexes built under temporary names that take their final names at complete. */
+  private readonly indexRenames: { from: string; to: string }[] = [];
+
+  /**
+   * Renames that give every column, constraint and table its final name at complete, read from the
+   * finished model so that renames, temporary names and shadow columns all land the same way. A rename
+   * onto a name another pending rename still holds waits for it; a cycle goes through a temporary name.
+   */
+  private renameSteps(): Step[] {
+    const steps: Step[] = [];
+    for (const table of this.model.visibleTables()) {
+      const tableSql = qualified(this.context.schema, table.physical);
+      const lockTarget = `${this.context.schema}.${table.physical}`;
+      const columns = table.columns.map((c) => ({ from: c.physical, to: c.name }));
+      for (const { from, to } of orderRenames(columns, (n) => derivedIdent('_tandem_tmp_', n))) {
+        steps.push(sqlStep(`rename column ${table.physical}.${from} to ${to}`, `ALTER TABLE ${tableSql} RENAME COLUMN ${quoteIdent(from)} TO ${quoteIdent(to)}`, { lockTarget }));
+      }
+      const constraints = table.constraints.map((c) => ({ from: c.physical, to: c.name }));
+      for (const { from, to } of orderRenames(constraints, (n) => derivedIdent('_tandem_tmp_', n))) {
+        steps.push(sqlStep(`rename constraint ${from} to ${to}`, `ALTER TABLE ${tableSql} RENAME CONSTRAINT ${quoteIdent(from)} TO ${quoteIdent(to)}`, { lockTarget }));
+      }
+    }
+    for (const { from, to } of this.indexRenames) {
+      steps.push(sqlStep(`rename index ${from} to ${to}`, `ALTER INDEX ${qualified(this.context.schema, from)} RENAME TO ${quoteIdent(to)}`));
+    }
+    return steps;
+  }
+
+  private renameTableSteps(): Step[] {
+    const tables = this.model.visibleTables().map((t) => ({ from: t.physical, to: t.name }));
+    return orderRenames(tables, (n) => derivedIdent('_tandem_tmp_', n)).map(({ from, to }) =>
+      sqlStep(`rename table ${from} to ${to}`, `ALTER TABLE ${qualified(this.context.schema, from)} RENAME TO ${quoteIdent(to)}`, {
+        lockTarget: `${this.context.schema}.${from}`,
+      }),
+    );
+  }
+
+  /** The whole plan, in execution order. */
+  build(): Plan {
+    const { schema, versionSchema, previousVersionSchema } = this.context;
+    this.addShadowSteps();
+    const triggers = this.syncTriggers();
+    const at = (phase: StartPhase) => this.startSteps.get(phase)!;
+    const lockTarget = (table: string) => `${schema}.${table}`;
+
+    const unnumbered: Step[] = [
+      ...at('expand'),
+      ...triggers.map((t) =>
+        sqlStep(`install sync trigger on ${t.table}`, createSyncTriggerSql(t), { lockTarget: lockTarget(t.table), origin: t.rules[0]!.origin }),
+      ),
+      ...at('constrain'),
+      ...[...this.backfills.entries()].map(([table, { touchColumn, origin }]): Step => {
+        const assignments = backfillAssignments(this.syncRules.get(table) ?? []);
+        return { kind: 'backfill', description: `backfill ${table}`, table, touchColumn, ...(assignments ? { assignments } : {}), origin };
+      }),
+      ...at('backfill'),
+      this.viewsFromLiveSchema
+        ? { kind: 'live_views', description: `create version schema ${versionSchema}`, versionSchema }
+        : sqlStep(`create version schema ${versionSchema}`, createVersionSchemaSql(this.model, versionSchema)),
+      ...at('views'),
+    ];
+    const start = unnumbered.map((step, id): Step => ({ ...step, id }));
+    const viewsStep = start.find((s) => s.description === `create version schema ${versionSchema}`)!;
+    const triggerStep = (table: string) => start.find((s) => s.description === `install sync trigger on ${table}`)!;
+    const startIdsOf = (operation: number) => start.filter((s) => s.origin?.operation === operation && s.kind === 'sql').map((s) => s.id!);
+
+    const retire: Step[] = [];
+    if (previousVersionSchema) {
+      retire.push(sqlStep(`drop the previous version schema ${previousVersionSchema}`, dropVersionSchemaSql(previousVersionSchema), { destructive: true }));
+    }
+    retire.push(...triggers.map((t) => sqlStep(`drop sync trigger on ${t.table}`, dropSyncTriggerSql(t), { lockTarget: lockTarget(t.table), destructive: true })));
+    const complete: Step[] = [
+      ...this.completeSteps.get('validate')!,
+      ...retire,
+      ...this.completeSteps.get('retire')!,
+      ...this.completeSteps.get('contract')!,
+      ...this.completeSteps.get('finish')!,
+      ...this.completeSteps.get('rename')!,
+      ...this.renameSteps(),
+      ...this.completeSteps.get('rename_tables')!,
+      ...this.renameTableSteps(),
+    ];
+
+    // Each rollback step says which start steps it undoes, so undoing a start that failed half-way
+    // touches only what was done (and needs no lock on tables that start never reached).
+    const rollback: Step[] = [
+      { ...sqlStep(`drop version schema ${versionSchema}`, dropVersionSchemaSql(versionSchema)), undoes: [viewsStep.id!] },
+      ...triggers.map((t) => ({
+        ...sqlStep(`drop sync trigger on ${t.table}`, dropSyncTriggerSql(t), { lockTarget: lockTarget(t.table) }),
+        undoes: [triggerStep(t.table).id!],
+      })),
+      ...[...this.rollbackByOperation]
+        .map((steps, operation) => (steps ?? []).map((step): Step => (step.kind === 'sql' ? { ...step, undoes: startIdsOf(operation) } : step)))
+        .reverse()
+        .flat(),
+    ];
+    return { start, complete, rollback, retires: previousVersionSchema };
+  }
+}
+
+/** Orders renames so none lands on a name still in use by another pending one. */
+export function orderRenames(renames: { from: string; to: string }[], temporary: (name: string) => string): { from: string; to: string }[] {
+  const pending = renames.filter((r) => r.from !== r.to).map((r) => ({ ...r }));
+  const ordered: { from: string; to: string }[] = [];
+  while (pending.length) {
+    const free = pending.findIndex((r) => !pending.some((other) => other !== r && other.from === r.to));
+    if (free >= 0) {
+      ordered.push(pending.splice(free, 1)[0]!);
+      continue;
+    }
+    // Every pending target is held by another pending rename: move one aside first.
+    const first = pending[0]!;
+    const aside = temporary(first.from);
+    ordered.push({ from: first.from, to: aside });
+    first.from = aside;
+  }
+  return ordered;
+}

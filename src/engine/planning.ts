@@ -1,0 +1,56 @@
+import type { Queryable } from '../db/connection.js';
+import { readSchema } from '../catalog/read.js';
+import { TandemError } from '../errors.js';
+import type { Migration } from '../migration/format.js';
+import { OPERATIONS } from '../operations/index.js';
+import { databaseInspector } from './inspect.js';
+import { SchemaModel } from './model.js';
+import type { Plan } from './plan.js';
+import { Planner, type MigrationContext } from './planner.js';
+
+export interface PlannedMigration {
+  plan: Plan;
+  warnings: string[];
+}
+
+/**
+ * Validates a migration against the live schema and plans it, without changing anything: every
+ * operation is checked in order against the schema as the operations before it leave it, and every
+ * `up`/`down` expression is planned by the server. Errors name the file, operation, kind and field.
+ */
+export async function planMigration(db: Queryable, migration: Migration, context: MigrationContext, file?: string): Promise<PlannedMigration> {
+  const model = new SchemaModel(await readSchema(db, context.schema));
+  const planner = new Planner(model, context, databaseInspector(db));
+  const operations = migration.operations;
+  for (const [index, operation] of operations.entries()) {
+    const location = { file, operation: index, kind: operation.kind };
+    if (operation.kind === 'sql' && !operation.body.onComplete && operations.length > 1) {
+      throw new TandemError('sql_not_isolated', 'a sql operation that runs at start must be the only operation of its migration', {
+        ...location,
+        hint: 'tandem cannot see what raw SQL changes, so put it in a migration of its own (or set onComplete: true)',
+      });
+    }
+    const plan = OPERATIONS[operation.kind] as (body: unknown, planner: Planner) => void | Promise<void>;
+    planner.beginOperation(index, operation.kind);
+    try {
+      await plan(operation.body, planner);
+    } catch (error) {
+      throw error instanceof TandemError ? error.at(location) : error;
+    }
+  }
+  const plan = planner.build();
+  for (const probe of planner.probes) {
+    try {
+      await db.query(probe.sql);
+    } catch (error) {
+      throw new TandemError('expression_invalid', `the expression does not work: ${(error as Error).message}`, {
+        file,
+        operation: probe.origin.operation,
+        kind: probe.origin.kind,
+        field: probe.origin.field,
+        cause: error,
+      });
+    }
+  }
+  return { plan, warnings: planner.warnings };
+}

@@ -1,0 +1,299 @@
+/**
+ * Shadow columns: how a column changes while both versions use it. The new version gets a new
+ * physical column (the shadow) with the new definition; the sync trigger keeps old and shadow equal
+ * in both directions; the backfill fills the shadow for existing rows. Everything attached to the
+ * old column follows the shadow: CHECK and FOREIGN KEY constraints are recreated NOT VALID and
+ * validated at complete, unique and primary-key indexes and plain indexes are built concurrently,
+ * identity and defaults are carried over, and foreign keys of other tables that point at the column
+ * are moved onto it. At complete one short transaction per table swaps the shadows into place (all
+ * catalog changes: no scan happens under its ACCESS EXCLUSIVE lock); renames give back the names.
+ */
+import type { InboundForeignKey, TableInfo } from '../catalog/types.js';
+import type { ModelColumn, ModelTable } from './model.js';
+import { sqlStep, type SqlStep, type StepOrigin } from './plan.js';
+import { renameColumnRefs } from './rewrite.js';
+import { derivedIdent, qualified, quoteIdent, quoteLiteral } from './sql.js';
+import type { SyncExpression, SyncRule } from './triggers.js';
+
+export interface ShadowColumn {
+  /** The model column; its `physical` is the shadow while the migration is active. */
+  column: ModelColumn;
+  original: string;
+  shadow: string;
+  type: string;
+  nullable: boolean;
+  default: string | null;
+  comment: string | null;
+  up: SyncExpression[];
+  down: SyncExpression[];
+  origin: StepOrigin;
+}
+
+/** A constraint a migration adds on shadow columns, its SQL already in physical names. */
+export interface NewConstraint {
+  name: string;
+  kind: 'check' | 'foreign_key' | 'unique' | 'primary_key';
+  /** For checks and foreign keys: the constraint body (`CHECK (…)`, `FOREIGN KEY … REFERENCES …`). */
+  body?: string;
+  /** For unique and primary key: physical columns and index options. */
+  columns?: string[];
+  indexOptions?: string;
+  deferrable?: string;
+  origin: StepOrigin;
+}
+
+/** The steps a table's shadows need, by where they go in the plan. */
+export interface ShadowSteps {
+  expand: SqlStep[];
+  rules: SyncRule[];
+  constrain: SqlStep[];
+  touchColumn: string;
+  indexes: SqlStep[];
+  validate: SqlStep[];
+  swap: SqlStep;
+  afterSwap: SqlStep[];
+  indexRenames: { from: string; to: string }[];
+  rollback: SqlStep[];
+}
+
+export class ShadowTable {
+  readonly columns: ShadowColumn[] = [];
+  /** Constraints (physical names) that must not follow the shadows: drop_constraint dropped them. */
+  readonly dropped = new Set<string>();
+  readonly added: NewConstraint[] = [];
+
+  constructor(
+    readonly schema: string,
+    readonly table: ModelTable,
+  ) {}
+
+  find(column: ModelColumn): ShadowColumn | undefined {
+    return this.columns.find((s) => s.column === column);
+  }
+
+  private get info(): TableInfo {
+    return this.table.info!;
+  }
+
+  /** Old physical name → shadow. */
+  mapping(): Map<string, string> {
+    return new Map(this.columns.map((s) => [s.original, s.shadow]));
+  }
+
+  steps(temporaryName: (kind: string, name: string) => string): ShadowSteps {
+    const table = qualified(this.schema, this.table.physical);
+    const lockTarget = `${this.schema}.${this.table.physical}`;
+    const mapping = this.mapping();
+    const involves = (columns: (string | null)[]) => columns.some((c) => c !== null && mapping.has(c));
+    const origin = this.columns[0]!.origin;
+    const step = (description: string, statements: string[], options: Parameters<typeof sqlStep>[2] = {}) =>
+      sqlStep(description, statements, { lockTarget, origin, ...options });
+    const columnsOf = this.info.columns;
+
+    const result: Omit<ShadowSteps, 'swap'> = {
+      expand: [],
+      rules: [],
+      constrain: [],
+      touchColumn: this.columns[0]!.shadow,
+      indexes: [],
+      validate: [],
+      afterSwap: [],
+      indexRenames: [],
+      rollback: [],
+    };
+    const notValid: { name: string; table: string }[] = [];
+    // The swap transaction: what must happen before the old columns are dropped, then what attaches
+    // to the shadows once the old columns (and the constraints on them) are gone.
+    const beforeDrop: string[] = [];
+    const attach: string[] = [];
+    const afterSwapValidate: { name: string; table: string }[] = [];
+
+    for (const s of this.columns) {
+      const old = columnsOf.find((c) => c.name === s.original)!;
+      const shadow = quoteIdent(s.shadow);
+      // Added bare, so the table is never rewritten; defaults apply to new rows, the backfill fills old ones.
+      const statements = [`ALTER TABLE ${table} ADD COLUMN ${shadow} ${s.type}`];
+      const identity = old.identity !== '' && old.sequence;
+      const defaultSql = identity ? `nextval(${quoteLiteral(old.sequence!)}::regclass)` : s.default;
+      if (defaultSql) statements.push(`ALTER TABLE ${table} ALTER COLUMN ${shadow} SET DEFAULT ${defaultSql}`);
+      if (s.comment !== null) statements.push(`COMMENT ON COLUMN ${table}.${shadow} IS ${quoteLiteral(s.comment)}`);
+      result.expand.push(step(`add shadow column ${this.table.physical}.${s.shadow} for ${s.original}`, statements, { origin: s.origin }));
+      result.rollback.push(step(`drop shadow column ${this.table.physical}.${s.shadow}`, [`ALTER TABLE ${table} DROP COLUMN IF EXISTS ${shadow}`], { origin: s.origin }));
+
+      result.rules.push({
+        description: `${this.table.name}.${s.column.name}: ${s.original} <-> ${s.shadow}`,
+        oldColumn: s.original,
+        newColumn: s.shadow,
+        up: s.up.length ? s.up : [identityExpression(s.original, old.type, s.type, s.origin, 'up')],
+        down: s.down.length ? s.down : [identityExpression(s.shadow, s.type, old.type, s.origin, 'down')],
+        origin: { operation: s.origin.operation, kind: s.origin.kind },
+      });
+
+      if (!s.nullable) {
+        const check = temporaryName('nn', `${this.table.physical}_${s.original}`);
+        result.constrain.push(step(`add NOT NULL check on ${s.shadow} NOT VALID`, [`ALTER TABLE ${table} ADD CONSTRAINT ${quoteIdent(check)} CHECK (${shadow} IS NOT NULL) NOT VALID`]));
+        notValid.push({ name: check, table });
+        // The validated check lets SET NOT NULL skip its scan; then it has done its job.
+        beforeDrop.push(`ALTER TABLE ${table} ALTER COLUMN ${shadow} SET NOT NULL`, `ALTER TABLE ${table} DROP CONSTRAINT ${quoteIdent(check)}`);
+      }
+      if (identity) {
+        const setting = `tandem.identity_${s.shadow.replace(/[^a-z0-9_]/gi, '_')}`.slice(0, 60);
+        // Remember where the sequence is before the old column (and its identity sequence) goes.
+        beforeDrop.push(
+          `SELECT set_config(${quoteLiteral(setting)}, (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM ${old.sequence})::text, true)`,
+          // The shadow's default uses that sequence; it must let go before the old column takes it along.
+          `ALTER TABLE ${table} ALTER COLUMN ${shadow} DROP DEFAULT`,
+        );
+      }
+    }
+
+    // Constraints on the old columns follow the shadows (except those the migration drops).
+    for (const constraint of this.info.constraints) {
+      if (!involves(constraint.columns) || this.dropped.has(constraint.name)) continue;
+      if (constraint.type === 'check' || constraint.type === 'foreign_key') {
+        const temp = temporaryName('c', constraint.name);
+        const definition = constraint.definition.replace(/\s+NOT VALID$/, '');
+        const body =
+          constraint.type === 'foreign_key' ? rewriteHead(definition, 'REFERENCES', mapping) : renameColumnRefs(definition, mapping);
+        result.constrain.push(step(`recreate constraint ${constraint.name} on the shadow columns NOT VALID`, [`ALTER TABLE ${table} ADD CONSTRAINT ${quoteIdent(temp)} ${body} NOT VALID`]));
+        notValid.push({ name: temp, table });
+        const model = this.table.constraints.find((c) => c.physical === constraint.name);
+        if (model) model.physical = temp;
+      } else if (constraint.type === 'unique' || constraint.type === 'primary_key') {
+        const index = this.info.indexes.find((i) => i.name === constraint.indexName);
+        const temp = temporaryName('ix', constraint.name);
+        result.indexes.push(this.concurrentIndex(temp, index!.definition, mapping, constraint.type === 'primary_key'));
+        const deferrable = /DEFERRABLE( INITIALLY DEFERRED)?$/.exec(constraint.definition)?.[0] ?? '';
+        const kind = constraint.type === 'primary_key' ? 'PRIMARY KEY' : 'UNIQUE';
+        attach.push(`ALTER TABLE ${table} ADD CONSTRAINT ${quoteIdent(constraint.name)} ${kind} USING INDEX ${quoteIdent(temp)}${deferrable ? ` ${deferrable}` : ''}`);
+      }
+    }
+    for (const index of this.info.indexes) {
+      if (index.constraint || !involvesIndex(index.definition, index.columns, mapping)) continue;
+      const temp = temporaryName('ix', index.name);
+      result.indexes.push(this.concurrentIndex(temp, index.definition, mapping, false));
+      result.indexRenames.push({ from: temp, to: index.name });
+    }
+
+    // Constraints the migration adds.
+    for (const constraint of this.added) {
+      if (constraint.kind === 'check' || constraint.kind === 'foreign_key') {
+        result.constrain.push(step(`add constraint ${constraint.name} NOT VALID`, [`ALTER TABLE ${table} ADD CONSTRAINT ${quoteIdent(constraint.name)} ${constraint.body} NOT VALID`], { origin: constraint.origin }));
+        notValid.push({ name: constraint.name, table });
+      } else {
+        const temp = temporaryName('ix', constraint.name);
+        const columns = constraint.columns!.map(quoteIdent).join(', ');
+        result.indexes.push(
+          step(`build unique index ${temp} concurrently`, [`CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ${quoteIdent(temp)} ON ${table} (${columns})${constraint.indexOptions ?? ''}`], {
+            transactional: false,
+            cleanup: [dropInvalidIndexSql(this.schema, temp)],
+            origin: constraint.origin,
+          }),
+        );
+        const kind = constraint.kind === 'primary_key' ? 'PRIMARY KEY' : 'UNIQUE';
+        attach.push(`ALTER TABLE ${table} ADD CONSTRAINT ${quoteIdent(constraint.name)} ${kind} USING INDEX ${quoteIdent(temp)}${constraint.deferrable ?? ''}`);
+      }
+    }
+
+    for (const { name } of notValid) {
+      result.validate.push(step(`validate constraint ${name}`, [`ALTER TABLE ${table} VALIDATE CONSTRAINT ${quoteIdent(name)}`]));
+    }
+
+    // Foreign keys of other tables that point at an old column move to its shadow.
+    const inbound = this.info.inboundForeignKeys.filter((fk) => involves(fk.referencedColumns));
+    const dropInbound = inbound.map((fk) => `ALTER TABLE ${fk.table} DROP CONSTRAINT ${quoteIdent(fk.name)}`);
+    const addInbound = inbound.map((fk) => `ALTER TABLE ${fk.table} ADD CONSTRAINT ${quoteIdent(fk.name)} ${retargetForeignKey(fk, mapping)} NOT VALID`);
+    afterSwapValidate.push(...inbound.map((fk) => ({ name: fk.name, table: fk.table })));
+
+    const identities = this.columns.filter((s) => {
+      const old = columnsOf.find((c) => c.name === s.original)!;
+      return old.identity !== '' && old.sequence;
+    });
+    const identityStatements = identities.flatMap((s) => {
+      const old = columnsOf.find((c) => c.name === s.original)!;
+      const setting = `tandem.identity_${s.shadow.replace(/[^a-z0-9_]/gi, '_')}`.slice(0, 60);
+      const mode = old.identity === 'a' ? 'ALWAYS' : 'BY DEFAULT';
+      return [
+        `DO $tandem$ BEGIN EXECUTE format('ALTER TABLE ${table.replace(/'/g, "''")} ALTER COLUMN ${quoteIdent(s.shadow).replace(/'/g, "''")} ADD GENERATED ${mode} AS IDENTITY (START WITH %s)', current_setting(${quoteLiteral(setting)})); END $tandem$`,
+      ];
+    });
+
+    const swapStep = step(
+      `swap the shadow columns of ${this.table.physical} into place`,
+      [
+        ...beforeDrop,
+        ...dropInbound,
+        ...this.columns.map((s) => `ALTER TABLE ${table} DROP COLUMN ${quoteIdent(s.original)}`),
+        ...attach,
+        ...identityStatements,
+        ...addInbound,
+      ],
+      { destructive: true },
+    );
+    for (const { name, table: on } of afterSwapValidate) {
+      result.afterSwap.push(step(`validate moved foreign key ${name}`, [`ALTER TABLE ${on} VALIDATE CONSTRAINT ${quoteIdent(name)}`]));
+    }
+    return { ...result, swap: swapStep };
+  }
+
+  /** `CREATE INDEX` of an existing index, rewritten onto the shadow columns, concurrently, under a temporary name. */
+  private concurrentIndex(name: string, definition: string, mapping: Map<string, string>, primary: boolean): SqlStep {
+    const on = definition.indexOf(' ON ');
+    const using = definition.indexOf(' USING ', on);
+    const head = definition.slice(0, on).replace(/^CREATE (UNIQUE )?INDEX \S+/, (_m, unique: string | undefined) => `CREATE ${unique || primary ? 'UNIQUE ' : ''}INDEX CONCURRENTLY IF NOT EXISTS ${quoteIdent(name)}`);
+    const sql = `${head}${definition.slice(on, using)}${renameColumnRefs(definition.slice(using), mapping)}`;
+    return sqlStep(`build index ${name} concurrently on the shadow columns`, [sql], {
+      transactional: false,
+      cleanup: [dropInvalidIndexSql(this.schema, name)],
+      lockTarget: `${this.schema}.${this.table.physical}`,
+      origin: this.columns[0]!.origin,
+    });
+  }
+}
+
+function involvesIndex(definition: string, columns: (string | null)[], mapping: Map<string, string>): boolean {
+  if (columns.some((c) => c !== null && mapping.has(c))) return true;
+  const using = definition.indexOf(' USING ');
+  const tail = definition.slice(using);
+  return renameColumnRefs(tail, mapping) !== tail;
+}
+
+/** Renames column references in the part of a definition before `keyword` only. */
+function rewriteHead(definition: string, keyword: string, mapping: Map<string, string>): string {
+  const at = definition.indexOf(` ${keyword} `);
+  if (at < 0) return renameColumnRefs(definition, mapping);
+  return renameColumnRefs(definition.slice(0, at), mapping) + definition.slice(at);
+}
+
+/** An inbound foreign key's definition with the referenced columns moved to their shadows. */
+function retargetForeignKey(fk: InboundForeignKey, mapping: Map<string, string>): string {
+  const definition = fk.definition.replace(/\s+NOT VALID$/, '');
+  const match = /^(FOREIGN KEY \(.*?\) REFERENCES .*?\()(.*?)(\).*)$/s.exec(definition);
+  if (!match) return definition;
+  const referenced = fk.referencedColumns.map((c) => quoteIdent(mapping.get(c) ?? c)).join(', ');
+  return `${match[1]}${referenced}${match[3]}`;
+}
+
+/** The default `up`/`down`: the value itself, converted by assignment. */
+function identityExpression(column: string, fromType: string, toType: string, origin: StepOrigin, field: string): SyncExpression {
+  return {
+    sql: quoteIdent(column),
+    names: { [column]: { column, type: fromType } },
+    resultType: toType,
+    origin: { operation: origin.operation, kind: origin.kind, field },
+  };
+}
+
+/** Removes an index left INVALID by an interrupted CREATE INDEX CONCURRENTLY, so the build can run again. */
+export function dropInvalidIndexSql(schema: string, index: string): string {
+  return `DO $tandem$ BEGIN
+  IF EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = ${quoteLiteral(schema)} AND c.relname = ${quoteLiteral(index)} AND NOT i.indisvalid) THEN
+    EXECUTE ${quoteLiteral(`DROP INDEX ${qualified(schema, index)}`)};
+  END IF;
+END $tandem$`;
+}
+
+export function shadowName(column: string): string {
+  return derivedIdent('_tandem_new_', column);
+}

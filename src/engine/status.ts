@@ -1,0 +1,160 @@
+import type { Queryable } from '../db/connection.js';
+import { MigrationStore, type MigrationRecord } from '../state/migrations.js';
+import { stateSchemaExists } from '../state/schema.js';
+import { listVersions, type VersionInfo } from '../state/versions.js';
+import { DEFAULT_STALE_AFTER_MS, readLiveClients } from '../state/heartbeats.js';
+import { checkRetirement, type RetirementCheck } from './drain.js';
+import { quoteIdent } from './sql.js';
+
+export interface BackfillStatus {
+  table: string;
+  method: string;
+  keyColumns: string[];
+  rowsDone: number;
+  rowsTotal: number | null;
+  rowsPerSecond: number | null;
+  batches: number;
+  retries: number;
+  status: 'running' | 'stalled' | 'done';
+  startedAt: Date;
+  lastProgressAt: Date;
+  finishedAt: Date | null;
+  /** Seconds since the last committed batch, for a backfill that is not done. */
+  secondsSinceProgress: number | null;
+}
+
+export interface MigrationSummary {
+  name: string;
+  status: MigrationRecord['status'];
+  versionSchema: string;
+  startedAt: Date;
+  startedBy: string;
+  completedAt: Date | null;
+  rolledBackAt: Date | null;
+  error: string | null;
+}
+
+export interface ActiveMigration extends MigrationSummary {
+  /** Steps of the current phase done, and how many there are. */
+  step: number;
+  steps: number;
+  backfills: BackfillStatus[];
+  /** What `tandem complete` would do now, step by step. */
+  completeWouldRun: string[];
+  /** Whether complete would go ahead now, judged on the proxies' heartbeats. */
+  completeCheck: RetirementCheck | null;
+}
+
+export interface VersionStatus extends VersionInfo {
+  role: 'latest' | 'previous' | 'older';
+  /** Live clients across the proxies that report it; null when none does. */
+  clients: number | null;
+  lastQueryAt: Date | null;
+  proxies: { proxyId: string; hostname: string; pid: number; listen: string; clients: number; lastQueryAt: Date | null }[];
+}
+
+export interface EngineStatus {
+  schema: string;
+  stateSchema: string;
+  initialized: boolean;
+  active: ActiveMigration | null;
+  versions: VersionStatus[];
+  /** Proxies with a fresh heartbeat for this schema, and those gone quiet. */
+  proxies: { live: number; stale: { hostname: string; pid: number; listen: string; heartbeatAt: Date }[] };
+  history: MigrationSummary[];
+}
+
+function summary(record: MigrationRecord): MigrationSummary {
+  return {
+    name: record.name,
+    status: record.status,
+    versionSchema: record.versionSchema,
+    startedAt: record.startedAt,
+    startedBy: record.startedBy,
+    completedAt: record.completedAt,
+    rolledBackAt: record.rolledBackAt,
+    error: record.error,
+  };
+}
+
+export async function readStatus(db: Queryable, stateSchema: string, schema: string, staleAfterMs = DEFAULT_STALE_AFTER_MS): Promise<EngineStatus> {
+  const empty: EngineStatus = { schema, stateSchema, initialized: false, active: null, versions: [], proxies: { live: 0, stale: [] }, history: [] };
+  if (!(await stateSchemaExists(db, stateSchema))) return empty;
+  const store = new MigrationStore(db, stateSchema, schema);
+  const inFlight = await store.inFlight();
+  const versions = await listVersions(db, stateSchema, schema);
+  const history = (await store.history(20)).map(summary);
+  let active: ActiveMigration | null = null;
+  if (inFlight) {
+    const phaseSteps = inFlight.status === 'completing' ? inFlight.plan.complete : inFlight.status === 'rolling_back' ? inFlight.plan.rollback : inFlight.plan.start;
+    active = {
+      ...summary(inFlight),
+      step: inFlight.status === 'active' ? inFlight.plan.start.length : inFlight.step,
+      steps: inFlight.status === 'active' ? inFlight.plan.start.length : phaseSteps.length,
+      backfills: await readBackfills(db, stateSchema, inFlight.id),
+      completeWouldRun: inFlight.plan.complete.map((s) => s.description),
+      completeCheck:
+        inFlight.status === 'active' && inFlight.plan.retires
+          ? await checkRetirement(db, stateSchema, schema, inFlight.plan.retires, staleAfterMs)
+          : null,
+    };
+  }
+  const live = await readLiveClients(db, stateSchema, schema, { staleAfterMs });
+  return {
+    schema,
+    stateSchema,
+    initialized: true,
+    active,
+    versions: versions.map((v, i) => {
+      const usage = live.versions[v.versionSchema];
+      const reported = usage !== undefined && usage.proxies.length > 0;
+      return {
+        ...v,
+        role: i === 0 ? 'latest' : i === 1 ? 'previous' : 'older',
+        clients: reported ? usage.clients : null,
+        lastQueryAt: usage?.lastQueryAt ?? null,
+        proxies: (usage?.proxies ?? []).map(({ proxyId, hostname, pid, listen, clients, lastQueryAt }) => ({ proxyId, hostname, pid, listen, clients, lastQueryAt })),
+      };
+    }),
+    proxies: { live: live.proxies.length, stale: live.staleProxies.map(({ hostname, pid, listen, heartbeatAt }) => ({ hostname, pid, listen, heartbeatAt })) },
+    history,
+  };
+}
+
+export async function readBackfills(db: Queryable, stateSchema: string, migrationId: number): Promise<BackfillStatus[]> {
+  const { rows } = await db.query<{
+    table_name: string;
+    method: string;
+    key_columns: string[];
+    rows_done: string;
+    rows_total: string | null;
+    rate: number | null;
+    batches: string;
+    retries: string;
+    status: BackfillStatus['status'];
+    started_at: Date;
+    last_progress_at: Date;
+    finished_at: Date | null;
+    idle: number;
+  }>(
+    `SELECT table_name, method, key_columns, rows_done, rows_total, rate, batches, retries, status,
+            started_at, last_progress_at, finished_at, extract(epoch FROM now() - last_progress_at)::float8 AS idle
+       FROM ${quoteIdent(stateSchema)}.backfills WHERE migration_id = $1 ORDER BY started_at`,
+    [migrationId],
+  );
+  return rows.map((r) => ({
+    table: r.table_name,
+    method: r.method,
+    keyColumns: r.key_columns,
+    rowsDone: Number(r.rows_done),
+    rowsTotal: r.rows_total === null ? null : Number(r.rows_total),
+    rowsPerSecond: r.rate,
+    batches: Number(r.batches),
+    retries: Number(r.retries),
+    status: r.status,
+    startedAt: r.started_at,
+    lastProgressAt: r.last_progress_at,
+    finishedAt: r.finished_at,
+    secondsSinceProgress: r.status === 'done' ? null : Math.round(r.idle),
+  }));
+}

@@ -1,0 +1,193 @@
+/**
+ * Sync triggers: while a migration is active, old and new versions write the same rows, each
+ * through its own columns. One BEFORE INSERT OR UPDATE trigger per table keeps every pair in step:
+ * `up` computes the new version's column from the old one's, `down` the reverse.
+ *
+ * Which direction applies to a row:
+ * - an UPDATE that changed only one side of a pair was a write of that side: compute the other;
+ * - otherwise the writer decides: a session whose search_path starts with the new version schema is
+ *   the new version (down); anyone else (the old version's views, the bare tables, the backfill) is
+ *   the old version (up).
+ * Both tests read only NEW/OLD and the session's search_path, so the trigger never recurses and never
+ * applies a pair twice, whichever way a write arrives (proxy, version view, plain search_path).
+ */
+import type { NameBinding } from './model.js';
+import { substituteColumnRefs } from './rewrite.js';
+import { qualified, quoteIdent, quoteLiteral } from './sql.js';
+
+export interface SyncRule {
+  description: string;
+  /** The physical column the old version writes (absent for columns new in this migration). */
+  oldColumn?: string;
+  /** The physical column the new version writes (absent for columns it no longer sees). */
+  newColumn?: string;
+  /**
+   * Computes the new column from the old version's row. Several expressions (several operations on
+   * one column) apply in order, each seeing the value so far under the column's name.
+   */
+  up?: SyncExpression[];
+  /** Apply `up` only where the new column is still NULL (a volatile default filling existing rows). */
+  fillOnly?: boolean;
+  /** Computes the old column from the new version's row, last operation first. */
+  down?: SyncExpression[];
+  /** The operation the rule came from, for error messages. */
+  origin?: { operation: number; kind: string };
+}
+
+export interface SyncExpression {
+  sql: string;
+  /** The names it may use, bound to physical columns. */
+  names: Record<string, NameBinding>;
+  /** The type its result is assigned to, for checking it before anything runs. */
+  resultType: string;
+  /** Where it came from, for error messages. */
+  origin: { operation: number; kind: string; field: string };
+}
+
+export interface SyncTrigger {
+  schema: string;
+  table: string;
+  /** Where the function lives (the state schema, so the user's schema stays clean). */
+  functionSchema: string;
+  functionName: string;
+  triggerName: string;
+  versionSchema: string;
+  rules: SyncRule[];
+}
+
+export const SYNC_TRIGGER_NAME = '_tandem_sync';
+
+/** Set (locally) by a backfill transaction that computes the synced columns in its own UPDATE. */
+export const BACKFILL_SETTING = 'tandem.backfill';
+
+/**
+ * The SET clause that gives a row what the trigger's `up` direction would, for a backfill that runs
+ * with the trigger held off: each new column from its `up` expressions, written over the physical
+ * columns. Undefined when an expression holds a subquery, whose names PL/pgSQL resolves by its own
+ * rules (the backfill then fires the trigger instead).
+ */
+export function backfillAssignments(rules: SyncRule[]): string | undefined {
+  const assignments: string[] = [];
+  for (const rule of rules) {
+    if (!rule.newColumn || !rule.up?.length) continue;
+    let value: string | undefined;
+    for (const expression of rule.up) {
+      if (/\bselect\b/i.test(expression.sql)) return undefined;
+      const previous = value;
+      const sql = substituteColumnRefs(expression.sql, (name) => {
+        const binding = expression.names[name];
+        if (!binding) return undefined;
+        return binding.column === rule.newColumn && previous !== undefined ? `(${previous})` : quoteIdent(binding.column);
+      });
+      value = `CAST((${sql}) AS ${expression.resultType})`;
+    }
+    const column = quoteIdent(rule.newColumn);
+    assignments.push(`${column} = ${rule.fillOnly ? `COALESCE(${column}, ${value})` : value}`);
+  }
+  return assignments.length ? assignments.join(', ') : undefined;
+}
+
+export function createSyncTriggerSql(trigger: SyncTrigger): string[] {
+  const fn = qualified(trigger.functionSchema, trigger.functionName);
+  const table = qualified(trigger.schema, trigger.table);
+  const blocks = trigger.rules.map((rule) => ruleBlock(rule, trigger)).join('\n');
+  const functionSql = `CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger
+LANGUAGE plpgsql AS $tandem$
+#variable_conflict use_column
+DECLARE
+  -- The new version's clients have its schema first on their search_path (the proxy sets it).
+  _tandem_from_new boolean := (pg_catalog.current_schemas(false))[1] IS NOT DISTINCT FROM ${quoteLiteral(trigger.versionSchema)};
+  _tandem_direction text;
+BEGIN
+${blocks}
+  RETURN NEW;
+END
+$tandem$`;
+  // The backfill computes the columns itself, in its UPDATE, and tells the trigger to stay out.
+  const triggerSql = `CREATE OR REPLACE TRIGGER ${quoteIdent(trigger.triggerName)}
+  BEFORE INSERT OR UPDATE ON ${table}
+  FOR EACH ROW WHEN (pg_catalog.current_setting(${quoteLiteral(BACKFILL_SETTING)}, true) IS DISTINCT FROM 'on')
+  EXECUTE FUNCTION ${fn}()`;
+  return [functionSql, triggerSql];
+}
+
+export function dropSyncTriggerSql(trigger: Pick<SyncTrigger, 'schema' | 'table' | 'functionSchema' | 'functionName' | 'triggerName'>): string[] {
+  return [
+    `DROP TRIGGER IF EXISTS ${quoteIdent(trigger.triggerName)} ON ${qualified(trigger.schema, trigger.table)}`,
+    `DROP FUNCTION IF EXISTS ${qualified(trigger.functionSchema, trigger.functionName)}()`,
+  ];
+}
+
+function ruleBlock(rule: SyncRule, trigger: SyncTrigger): string {
+  const o = rule.oldColumn ? `NEW.${quoteIdent(rule.oldColumn)}` : undefined;
+  const n = rule.newColumn ? `NEW.${quoteIdent(rule.newColumn)}` : undefined;
+  const changed = (column: string | undefined) =>
+    column ? `NEW.${quoteIdent(column)} IS DISTINCT FROM OLD.${quoteIdent(column)}` : 'false';
+  const lines = [
+    `  -- ${rule.description.replace(/\n/g, ' ')}`,
+    `  IF TG_OP = 'UPDATE' AND ${changed(rule.newColumn)} AND NOT ${changed(rule.oldColumn)} THEN`,
+    `    _tandem_direction := 'down';`,
+    `  ELSIF TG_OP = 'UPDATE' AND ${changed(rule.oldColumn)} AND NOT ${changed(rule.newColumn)} THEN`,
+    `    _tandem_direction := 'up';`,
+    `  ELSIF _tandem_from_new THEN`,
+    `    _tandem_direction := 'down';`,
+    `  ELSE`,
+    `    _tandem_direction := 'up';`,
+    `  END IF;`,
+  ];
+  if (rule.up?.length && n) {
+    const when = rule.fillOnly ? ` AND ${n} IS NULL` : '';
+    lines.push(`  IF _tandem_direction = 'up'${when} THEN`, ...rule.up.map((e) => assignment(n, e, trigger)), `  END IF;`);
+  }
+  if (rule.down?.length && o) {
+    lines.push(`  IF _tandem_direction = 'down' THEN`, ...rule.down.map((e) => assignment(o, e, trigger)), `  END IF;`);
+  }
+  return lines.join('\n');
+}
+
+/**
+ * A nested block that binds the row's columns to the names the expression uses, then assigns. The
+ * explicit CAST is the conversion the expression was checked with before start (expressionProbeSql).
+ */
+function assignment(target: string, expression: SyncExpression, trigger: SyncTrigger): string {
+  const names = expression.names;
+  const used = referencedNames(expression.sql, Object.keys(names));
+  const declarations = used.map((name) => {
+    const column = quoteIdent(names[name]!.column);
+    return `      ${quoteIdent(name)} ${qualified(trigger.schema, trigger.table)}.${column}%TYPE := NEW.${column};`;
+  });
+  return [
+    `    DECLARE`,
+    ...declarations,
+    `    BEGIN`,
+    `      ${target} := CAST((${expression.sql}) AS ${expression.resultType});`,
+    `    END;`,
+  ].join('\n');
+}
+
+/**
+ * The candidate names an expression mentions, as bare words (case-folded, as PostgreSQL does) or
+ * quoted identifiers. Declaring only these keeps the per-row cost to what the expression needs;
+ * a false positive (a word inside a string literal) only declares a variable that is not used.
+ */
+export function referencedNames(expression: string, candidates: string[]): string[] {
+  const words = new Set<string>();
+  for (const match of expression.matchAll(/"((?:[^"]|"")+)"|([A-Za-z_\u0080-\uffff][A-Za-z0-9_$\u0080-\uffff]*)/g)) {
+    if (match[1] !== undefined) words.add(match[1].replace(/""/g, '"'));
+    else if (match[2] !== undefined) words.add(match[2].toLowerCase());
+  }
+  return candidates.filter((name) => words.has(name));
+}
+
+/**
+ * A query that PostgreSQL parses and plans but never runs, to check an expression before any trigger
+ * uses it: the names are bound to typed NULLs (behind OFFSET 0, so nothing is constant-folded).
+ */
+export function expressionProbeSql(expression: string, names: Record<string, NameBinding>, targetType: string | undefined): string {
+  const used = referencedNames(expression, Object.keys(names));
+  const bindings = used.length
+    ? used.map((name) => `NULL::${names[name]!.type} AS ${quoteIdent(name)}`).join(', ')
+    : 'NULL AS _tandem_nothing';
+  const value = targetType ? `CAST((${expression}) AS ${targetType})` : `(${expression})`;
+  return `SELECT ${value} FROM (SELECT ${bindings} OFFSET 0) AS _tandem_row LIMIT 0`;
+}

@@ -1,0 +1,173 @@
+import type { OperationPlanner } from './types.js';
+import { oldVersionNames, physicalColumnTaken, requireNewColumnName, type ModelColumn } from '../engine/model.js';
+import { sqlStep } from '../engine/plan.js';
+import { derivedIdent, qualified, quoteIdent, quoteLiteral } from '../engine/sql.js';
+import { TandemError } from '../errors.js';
+import { dropInvalidIndexSql } from '../engine/shadow.js';
+import { checkSql, columnForeignKeySql, generatedSql, isIdentity } from './sql-fragments.js';
+
+/**
+ * A column the new version sees and the old one does not. On an existing table it is added in ways
+ * that never rewrite the table nor scan it under a strong lock:
+ * - a non-volatile default is stored once in the catalog (PostgreSQL 11+); a volatile one is set
+ *   for new rows only, and existing rows are filled by the backfill;
+ * - NOT NULL without such a default becomes a NOT VALID `IS NOT NULL` check while `up` fills the
+ *   rows; complete validates it (no write lock), then SET NOT NULL uses the validated check instead
+ *   of scanning;
+ * - CHECK and FOREIGN KEY constraints are added NOT VALID and validated at complete;
+ * - UNIQUE is an index built concurrently, attached as a constraint at complete.
+ */
+export const addColumn: OperationPlanner<'add_column'> = async (body, planner) => {
+  const { model } = planner;
+  const definition = body.column;
+  const table = model.table(body.table, 'table');
+  requireNewColumnName(table, definition.name, 'column.name');
+  if (definition.pk) {
+    throw new TandemError('add_column_pk', 'pk cannot be set when adding a column to an existing table', {
+      field: 'column.pk',
+      hint: 'add the column, then a create_constraint of type primary_key',
+    });
+  }
+  const tableSql = qualified(model.schema, table.physical);
+  const lockTarget = `${model.schema}.${table.physical}`;
+  // A column of the same name may still exist physically (dropped or renamed away in this migration):
+  // then the new one waits under a temporary name until complete.
+  const physical = physicalColumnTaken(table, definition.name) ? derivedIdent('_tandem_new_', definition.name) : definition.name;
+  const column = quoteIdent(physical);
+  const notNull = !definition.nullable && !isIdentity(definition);
+  const generated = generatedSql(definition);
+
+  const added: ModelColumn = {
+    name: definition.name,
+    physical,
+    type: definition.type,
+    nullable: !notNull,
+    default: definition.default ?? null,
+    identity: definition.generated?.identity ? (definition.generated.identity.user_specified_values === 'BY DEFAULT' ? 'd' : 'a') : '',
+    generated: definition.generated?.expression ? 's' : '',
+    comment: definition.comment ?? null,
+    original: null,
+  };
+
+  if (table.created) {
+    // Nothing reads this table yet: add the column complete.
+    let sql = `ALTER TABLE ${tableSql} ADD COLUMN ${column} ${definition.type}`;
+    if (definition.unique) sql += ' UNIQUE';
+    if (notNull) sql += ' NOT NULL';
+    if (definition.default !== undefined) sql += ` DEFAULT ${definition.default}`;
+    sql += generated;
+    if (definition.check) sql += ` ${checkSql(definition.check.name, definition.check.constraint, definition.check.no_inherit)}`;
+    const statements = [sql];
+    if (definition.references) {
+      statements.push(`ALTER TABLE ${tableSql} ADD ${columnForeignKeySql(model, physical, definition.references, 'column.references')}`);
+    }
+    if (definition.comment !== undefined) statements.push(`COMMENT ON COLUMN ${tableSql}.${column} IS ${quoteLiteral(definition.comment)}`);
+    planner.start('expand', sqlStep(`add column ${table.name}.${definition.name}`, statements, { lockTarget }));
+    table.columns.push(added);
+    return;
+  }
+
+  if (generated) {
+    planner.warn(
+      `adding ${definition.generated?.expression ? 'a generated' : 'an identity'} column rewrites table "${table.name}" under an ACCESS EXCLUSIVE lock; ` +
+        'on a large table, add a plain column with `up` instead and switch it over later',
+    );
+  }
+
+  let up = body.up || undefined;
+  let fillOnly = false;
+  let catalogDefault = false;
+  if (definition.default !== undefined && !generated) {
+    const volatility = await planner.inspector.volatility(definition.default, definition.type).catch((error: unknown) => {
+      throw error instanceof TandemError ? error.at({ field: 'column.default' }) : error;
+    });
+    catalogDefault = volatility !== 'volatile';
+    if (!catalogDefault && up === undefined) {
+      // Existing rows get their own value of the volatile default, as a rewrite would have given them.
+      up = definition.default;
+      fillOnly = true;
+    }
+  }
+  if (notNull && !catalogDefault && up === undefined && !generated) {
+    throw new TandemError('add_column_not_null', `column "${definition.name}" is NOT NULL without a default, so existing rows need a value`, {
+      field: 'up',
+      hint: 'give `up` (an expression over the existing columns), a default, or set nullable: true',
+    });
+  }
+  // With a catalog default and no `up`, NOT NULL holds for existing rows at once and costs nothing.
+  const notNullNow = notNull && (generated !== '' || (catalogDefault && up === undefined));
+  const notNullCheck = notNull && !notNullNow ? derivedIdent('_tandem_nn_', `${table.physical}_${definition.name}`) : undefined;
+
+  let addSql = `ALTER TABLE ${tableSql} ADD COLUMN ${column} ${definition.type}`;
+  if (catalogDefault) addSql += ` DEFAULT ${definition.default}`;
+  if (notNullNow) addSql += ' NOT NULL';
+  addSql += generated;
+  const expand = [addSql];
+  if (definition.default !== undefined && !catalogDefault && !generated) {
+    expand.push(`ALTER TABLE ${tableSql} ALTER COLUMN ${column} SET DEFAULT ${definition.default}`);
+  }
+  if (definition.comment !== undefined) expand.push(`COMMENT ON COLUMN ${tableSql}.${column} IS ${quoteLiteral(definition.comment)}`);
+  planner.start('expand', sqlStep(`add column ${table.name}.${definition.name}`, expand, { lockTarget }));
+  planner.rollback(sqlStep(`drop column ${table.name}.${physical}`, `ALTER TABLE ${tableSql} DROP COLUMN IF EXISTS ${column}`, { lockTarget }));
+
+  if (up !== undefined) {
+    planner.sync(table.physical, {
+      description: `${table.name}.${definition.name} from up`,
+      newColumn: physical,
+      up: [planner.expression(up, oldVersionNames(table), definition.type, fillOnly ? 'column.default' : 'up')],
+      fillOnly,
+    });
+    planner.backfill(table.physical, physical);
+  }
+
+  const constraints: { name: string; sql: string; field: string }[] = [];
+  if (notNullCheck) constraints.push({ name: notNullCheck, sql: `CONSTRAINT ${quoteIdent(notNullCheck)} CHECK (${column} IS NOT NULL)`, field: 'column.nullable' });
+  if (definition.check) {
+    constraints.push({ name: definition.check.name, sql: checkSql(definition.check.name, definition.check.constraint, definition.check.no_inherit), field: 'column.check' });
+  }
+  if (definition.references) {
+    constraints.push({ name: definition.references.name, sql: columnForeignKeySql(model, physical, definition.references, 'column.references'), field: 'column.references' });
+  }
+  for (const constraint of constraints) {
+    planner.start(
+      'constrain',
+      sqlStep(`add constraint ${constraint.name} NOT VALID`, `ALTER TABLE ${tableSql} ADD ${constraint.sql} NOT VALID`, { lockTarget }),
+    );
+    planner.complete('validate', sqlStep(`validate constraint ${constraint.name}`, `ALTER TABLE ${tableSql} VALIDATE CONSTRAINT ${quoteIdent(constraint.name)}`, { lockTarget }));
+  }
+
+  if (definition.unique) {
+    const index = derivedIdent('_tandem_uq_', `${table.physical}_${definition.name}`);
+    const constraintName = derivedIdent('', `${table.name}_${definition.name}_key`);
+    planner.start(
+      'backfill',
+      sqlStep(`build unique index ${index} concurrently`, `CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ${quoteIdent(index)} ON ${tableSql} (${column})`, {
+        transactional: false,
+        cleanup: [dropInvalidIndexSql(model.schema, index)],
+        lockTarget,
+      }),
+    );
+    planner.rollback(sqlStep(`drop index ${index}`, `DROP INDEX CONCURRENTLY IF EXISTS ${qualified(model.schema, index)}`, { transactional: false }));
+    planner.complete(
+      'finish',
+      sqlStep(`attach unique index as constraint ${constraintName}`, `ALTER TABLE ${tableSql} ADD CONSTRAINT ${quoteIdent(constraintName)} UNIQUE USING INDEX ${quoteIdent(index)}`, {
+        lockTarget,
+      }),
+    );
+    model.indexNames.add(index);
+  }
+
+  if (notNullCheck) {
+    planner.complete(
+      'finish',
+      sqlStep(`set ${table.name}.${definition.name} NOT NULL`, [
+        // The validated check proves no NULLs, so SET NOT NULL skips its full-table scan.
+        `ALTER TABLE ${tableSql} ALTER COLUMN ${column} SET NOT NULL`,
+        `ALTER TABLE ${tableSql} DROP CONSTRAINT IF EXISTS ${quoteIdent(notNullCheck)}`,
+      ], { lockTarget }),
+    );
+  }
+
+  // A temporary physical name is renamed to the final one at complete (the planner does all renames).
+  table.columns.push(added);
+};

@@ -1,0 +1,135 @@
+import type { OperationPlanner } from './types.js';
+import { column as findModelColumn, newVersionNames, oldVersionNames, type ModelColumn, type ModelTable } from '../engine/model.js';
+import { sqlStep } from '../engine/plan.js';
+import type { Planner } from '../engine/planner.js';
+import { renameColumnRefs } from '../engine/rewrite.js';
+import type { ShadowColumn } from '../engine/shadow.js';
+import { qualified, quoteIdent, quoteLiteral } from '../engine/sql.js';
+import { TandemError } from '../errors.js';
+import { checkBody, checkSql, columnForeignKeyBody, columnForeignKeySql } from './sql-fragments.js';
+
+const CHANGES = ['type', 'nullable', 'default', 'check', 'unique', 'references', 'comment'] as const;
+
+/**
+ * Changes a column while both versions use it: the new version gets a shadow column with the new
+ * definition (see engine/shadow.ts), kept in sync by `up` and `down`. A change to a column nobody
+ * old reads (a table or column created in this migration) is made in place.
+ */
+export const alterColumn: OperationPlanner<'alter_column'> = (body, planner) => {
+  const { model } = planner;
+  const table = model.table(body.table, 'table');
+  const column = findModelColumn(table, body.column, 'column');
+  const changes = CHANGES.filter((k) => body[k] !== undefined);
+  if (!changes.length) {
+    throw new TandemError('alter_column_empty', `alter_column of "${body.table}.${body.column}" changes nothing`, {
+      hint: `give at least one of ${CHANGES.join(', ')} (renames are rename_column)`,
+    });
+  }
+  if (column.generated) {
+    throw new TandemError('alter_generated', `column "${body.column}" is generated from an expression: its value cannot be synced`, {
+      field: 'column',
+      hint: 'drop it and add a new generated column instead',
+    });
+  }
+
+  if (table.created || !column.original) {
+    alterInPlace(body, planner, table, column);
+    return;
+  }
+  const earlier = planner.shadowTable(table)?.find(column);
+  if (changes.length === 1 && changes[0] === 'comment' && earlier) {
+    earlier.comment = column.comment = body.comment ?? null;
+    return;
+  }
+  if (changes.length === 1 && changes[0] === 'comment') {
+    // A comment changes nothing either version reads or writes.
+    const tableSql = qualified(model.schema, table.physical);
+    const target = `${tableSql}.${quoteIdent(column.physical)}`;
+    planner.start('expand', sqlStep(`comment on ${table.name}.${column.name}`, `COMMENT ON COLUMN ${target} IS ${body.comment === null ? 'NULL' : quoteLiteral(body.comment!)}`));
+    planner.rollback(sqlStep(`restore comment of ${table.name}.${column.name}`, `COMMENT ON COLUMN ${target} IS ${column.comment === null ? 'NULL' : quoteLiteral(column.comment)}`));
+    column.comment = body.comment ?? null;
+    return;
+  }
+
+  // Names for `up` are bound before this operation changes anything; chained operations on one
+  // column see the value so far (held in the shadow) under the column's name.
+  const upNames = oldVersionNames(table);
+  if (earlier) upNames[column.name] = { column: earlier.shadow, type: earlier.type };
+  const shadow = planner.shadowColumn(table, column);
+  const previousType = shadow.type;
+
+  if (body.type !== undefined) shadow.type = column.type = body.type;
+  if (body.nullable !== undefined) shadow.nullable = column.nullable = body.nullable;
+  if (body.default !== undefined) shadow.default = column.default = body.default;
+  if (body.comment !== undefined) shadow.comment = column.comment = body.comment;
+
+  if (body.up) shadow.up.push(planner.expression(body.up, upNames, shadow.type, 'up'));
+  if (body.down) {
+    const downNames = newVersionNames(table);
+    downNames[column.name] = { column: shadow.shadow, type: shadow.type };
+    const oldType = table.info!.columns.find((c) => c.name === shadow.original)!.type;
+    // Later operations' `down` run first: each turns its value back into the one before it.
+    shadow.down.unshift(planner.expression(body.down, downNames, earlier ? previousType : oldType, 'down'));
+  }
+  warnAboutNulls(body, planner, column, shadow);
+  addConstraints(body, planner, table, shadow);
+};
+
+function warnAboutNulls(body: Parameters<typeof alterColumn>[0], planner: Planner, column: ModelColumn, shadow: ShadowColumn): void {
+  if (body.nullable === false && !body.up) {
+    planner.warn(`"${column.name}" becomes NOT NULL without \`up\`: until complete, the old version's writes of NULL are refused`);
+  }
+  if (body.nullable === true && !body.down && shadow.column.original) {
+    planner.warn(`"${column.name}" accepts NULL in the new version, but not in the old one: without \`down\`, the new version's writes of NULL are refused until complete`);
+  }
+}
+
+/** CHECK, UNIQUE and FOREIGN KEY asked for on the shadow; they refer to the new version's names. */
+function addConstraints(body: Parameters<typeof alterColumn>[0], planner: Planner, table: ModelTable, shadow: ShadowColumn): void {
+  const shadows = planner.shadowTable(table)!;
+  const physicalNames = new Map(table.columns.filter((c) => c.physical !== c.name).map((c) => [c.name, c.physical]));
+  physicalNames.set(shadow.column.name, shadow.shadow);
+  if (shadow.original !== shadow.column.name) physicalNames.set(shadow.original, shadow.shadow);
+  if (body.check) {
+    const expression = renameColumnRefs(body.check.constraint, physicalNames);
+    shadows.added.push({ name: body.check.name, kind: 'check', body: checkBody(expression, body.check.no_inherit), origin: planner.origin });
+    table.constraints.push({ name: body.check.name, physical: body.check.name, type: 'check', columns: [shadow.column.name] });
+  }
+  if (body.unique) {
+    shadows.added.push({ name: body.unique.name, kind: 'unique', columns: [shadow.shadow], origin: planner.origin });
+    table.constraints.push({ name: body.unique.name, physical: body.unique.name, type: 'unique', columns: [shadow.column.name] });
+  }
+  if (body.references) {
+    const sql = columnForeignKeyBody(planner.model, shadow.shadow, body.references, 'references');
+    shadows.added.push({ name: body.references.name, kind: 'foreign_key', body: sql, origin: planner.origin });
+    table.constraints.push({ name: body.references.name, physical: body.references.name, type: 'foreign_key', columns: [shadow.column.name] });
+  }
+}
+
+/** Nothing old reads this column: change it directly. */
+function alterInPlace(body: Parameters<typeof alterColumn>[0], planner: Planner, table: ModelTable, column: ModelColumn): void {
+  const tableSql = qualified(planner.model.schema, table.physical);
+  const col = quoteIdent(column.physical);
+  const statements: string[] = [];
+  if (body.type !== undefined) {
+    const using = body.up ? ` USING (${body.up})` : '';
+    statements.push(`ALTER TABLE ${tableSql} ALTER COLUMN ${col} TYPE ${body.type}${using}`);
+    column.type = body.type;
+  }
+  if (body.default !== undefined) {
+    statements.push(body.default === null ? `ALTER TABLE ${tableSql} ALTER COLUMN ${col} DROP DEFAULT` : `ALTER TABLE ${tableSql} ALTER COLUMN ${col} SET DEFAULT ${body.default}`);
+    column.default = body.default;
+  }
+  if (body.nullable !== undefined) {
+    statements.push(`ALTER TABLE ${tableSql} ALTER COLUMN ${col} ${body.nullable ? 'DROP' : 'SET'} NOT NULL`);
+    column.nullable = body.nullable;
+  }
+  if (body.check) statements.push(`ALTER TABLE ${tableSql} ADD ${checkSql(body.check.name, body.check.constraint, body.check.no_inherit)}`);
+  if (body.unique) statements.push(`ALTER TABLE ${tableSql} ADD CONSTRAINT ${quoteIdent(body.unique.name)} UNIQUE (${col})`);
+  if (body.references) statements.push(`ALTER TABLE ${tableSql} ADD ${columnForeignKeySql(planner.model, column.physical, body.references, 'references')}`);
+  if (body.comment !== undefined) {
+    statements.push(`COMMENT ON COLUMN ${tableSql}.${col} IS ${body.comment === null ? 'NULL' : quoteLiteral(body.comment)}`);
+    column.comment = body.comment;
+  }
+  planner.start('expand', sqlStep(`alter column ${table.name}.${column.name}`, statements));
+}

@@ -1,0 +1,45 @@
+import type { OperationPlanner } from './types.js';
+import { column, newVersionNames } from '../engine/model.js';
+import { sqlStep } from '../engine/plan.js';
+import { qualified, quoteIdent } from '../engine/sql.js';
+
+/**
+ * The new version stops seeing the column at start; the old version keeps it until complete drops it.
+ * `down` computes it for rows the new version writes, so old readers see a sensible value.
+ */
+export const dropColumn: OperationPlanner<'drop_column'> = (body, planner) => {
+  const { model } = planner;
+  const table = model.table(body.table, 'table');
+  const dropped = column(table, body.column, 'column');
+  table.columns = table.columns.filter((c) => c !== dropped);
+  if (table.primaryKey.includes(body.column)) {
+    planner.warn(`column "${body.column}" is part of the primary key of "${table.name}"; dropping it at complete drops the primary key too`);
+  }
+  const lockTarget = `${model.schema}.${table.physical}`;
+  const tableSql = qualified(model.schema, table.physical);
+
+  if (table.created || !dropped.original) {
+    // Nothing old reads it: drop it now.
+    planner.start('expand', sqlStep(`drop column ${table.name}.${body.column}`, `ALTER TABLE ${tableSql} DROP COLUMN IF EXISTS ${quoteIdent(dropped.physical)}`, { lockTarget }));
+    return;
+  }
+
+  if (body.down) {
+    planner.sync(table.physical, {
+      description: `${table.name}.${body.column} for the old version, from down`,
+      oldColumn: dropped.original,
+      down: [planner.expression(body.down, newVersionNames(table), dropped.type, 'down')],
+    });
+  } else if (!dropped.nullable && dropped.default === null && dropped.identity === '' && dropped.generated === '') {
+    planner.warn(
+      `column "${body.column}" is NOT NULL without a default: until complete, inserts by the new version fail unless \`down\` gives it a value`,
+    );
+  }
+  planner.complete(
+    'contract',
+    sqlStep(`drop column ${table.physical}.${dropped.original}`, `ALTER TABLE ${tableSql} DROP COLUMN IF EXISTS ${quoteIdent(dropped.original)}`, {
+      lockTarget,
+      destructive: true,
+    }),
+  );
+};

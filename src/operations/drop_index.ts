@@ -1,0 +1,26 @@
+import type { OperationPlanner } from './types.js';
+import { sqlStep } from '../engine/plan.js';
+import { qualified } from '../engine/sql.js';
+import { TandemError } from '../errors.js';
+
+/** The old version may still depend on the index for speed, so it is dropped (concurrently) at complete. */
+export const dropIndex: OperationPlanner<'drop_index'> = (body, planner) => {
+  const { model } = planner;
+  if (!model.indexNames.has(body.name)) {
+    throw new TandemError('index_unknown', `index "${body.name}" does not exist in schema "${model.schema}"`, { field: 'name' });
+  }
+  for (const table of model.visibleTables()) {
+    const index = table.info?.indexes.find((i) => i.name === body.name);
+    if (index?.constraint) {
+      throw new TandemError('index_is_constraint', `index "${body.name}" implements constraint "${index.constraint}" of table "${table.name}"`, {
+        field: 'name',
+        hint: 'drop the constraint instead (drop_constraint)',
+      });
+    }
+  }
+  model.indexNames.delete(body.name);
+  planner.complete(
+    'contract',
+    sqlStep(`drop index ${body.name} concurrently`, `DROP INDEX CONCURRENTLY IF EXISTS ${qualified(model.schema, body.name)}`, { transactional: false, destructive: true }),
+  );
+};

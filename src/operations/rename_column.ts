@@ -1,0 +1,16 @@
+import type { OperationPlanner } from './types.js';
+import { column, requireNewColumnName } from '../engine/model.js';
+
+/**
+ * The new version sees the column under its new name at once (its view aliases the physical column);
+ * the physical rename happens at complete, once no old client reads the old name.
+ */
+export const renameColumn: OperationPlanner<'rename_column'> = (body, planner) => {
+  const table = planner.model.table(body.table, 'table');
+  const renamed = column(table, body.from, 'from');
+  if (body.from === body.to) return;
+  requireNewColumnName(table, body.to, 'to');
+  renamed.name = body.to;
+  for (const constraint of table.constraints) constraint.columns = constraint.columns.map((c) => (c === body.from ? body.to : c));
+  table.primaryKey = table.primaryKey.map((c) => (c === body.from ? body.to : c));
+};

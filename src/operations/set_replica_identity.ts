@@ -1,0 +1,35 @@
+import type { OperationPlanner } from './types.js';
+import { sqlStep } from '../engine/plan.js';
+import { qualified, quoteIdent } from '../engine/sql.js';
+import { TandemError } from '../errors.js';
+
+const IDENTITIES = ['default', 'full', 'nothing', 'index'] as const;
+
+/** Takes effect at start (it changes what logical replication sends, not what apps see); rollback restores the old setting. */
+export const setReplicaIdentity: OperationPlanner<'set_replica_identity'> = (body, planner) => {
+  const { model } = planner;
+  const table = model.table(body.table, 'table');
+  const type = body.identity.type.toLowerCase();
+  if (!(IDENTITIES as readonly string[]).includes(type)) {
+    throw new TandemError('replica_identity_type', `unknown replica identity "${body.identity.type}"`, {
+      field: 'identity.type',
+      hint: `one of ${IDENTITIES.join(', ')}`,
+    });
+  }
+  const tableSql = qualified(model.schema, table.physical);
+  let clause = type.toUpperCase();
+  if (type === 'index') {
+    const name = body.identity.index;
+    if (!name) throw new TandemError('replica_identity_index', 'identity type "index" needs the index name', { field: 'identity.index' });
+    if (!model.indexNames.has(name)) throw new TandemError('index_unknown', `index "${name}" does not exist in schema "${model.schema}"`, { field: 'identity.index' });
+    clause = `USING INDEX ${quoteIdent(name)}`;
+  }
+  planner.start('expand', sqlStep(`set replica identity of ${table.name} to ${type}`, `ALTER TABLE ${tableSql} REPLICA IDENTITY ${clause}`, { lockTarget: `${model.schema}.${table.physical}` }));
+  if (table.info) {
+    const previous = table.info.replicaIdentity;
+    const previousIndex = table.info.indexes.find((i) => i.replicaIdentity)?.name;
+    const restore =
+      previous === 'i' && previousIndex ? `USING INDEX ${quoteIdent(previousIndex)}` : { d: 'DEFAULT', n: 'NOTHING', f: 'FULL', i: 'DEFAULT' }[previous];
+    planner.rollback(sqlStep(`restore replica identity of ${table.name}`, `ALTER TABLE ${tableSql} REPLICA IDENTITY ${restore}`, { lockTarget: `${model.schema}.${table.physical}` }));
+  }
+};
