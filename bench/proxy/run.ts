@@ -15,7 +15,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { freePort, startTestPostgres } from '../../test/support/postgres.js';
+import { freePort } from '../../test/support/postgres.js';
+import { machine, startBenchServer, table } from '../support.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -159,20 +160,21 @@ async function idleMemory(port: number, pid: number): Promise<{ beforeKb: number
   return { beforeKb, afterKb, perClientBytes: Math.round(((afterKb - beforeKb) * 1024) / IDLE) };
 }
 
-function cpuModel(): string {
-  const info = readFileSync('/proc/cpuinfo', 'utf8');
-  return /model name\s*:\s*(.*)/.exec(info)?.[1] ?? 'unknown CPU';
-}
-
 async function main(): Promise<void> {
-  const server = await startTestPostgres({ settings: { max_connections: String(IDLE + 200) } });
-  const pgUrl = server.url(DATABASE);
-  await server.admin(`CREATE DATABASE ${DATABASE}`);
+  const server = await startBenchServer({ max_connections: String(IDLE + 200) });
+  const admin = new pg.Client({ connectionString: server.url });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${DATABASE}`);
+  const { rows: version } = await admin.query<{ v: string }>('SHOW server_version_num');
+  const major = Math.floor(Number(version[0]!.v) / 10_000);
+  await admin.end();
+  const pgUrl = new URL(server.url);
+  pgUrl.pathname = `/${DATABASE}`;
   run('pgbench', ['-h', '127.0.0.1', '-p', String(server.port), '-U', 'postgres', '-i', '-q', '-s', String(SCALE), DATABASE]);
   const bouncer = await startPgBouncer(server.port);
-  const tandem = await startTandem(pgUrl);
+  const tandem = await startTandem(pgUrl.toString());
   const targets = { direct: server.port, pgbouncer: bouncer.port, tandem: tandem.port } as const;
-  const rows: string[] = [];
+  const rows: Array<Array<string | number>> = [];
   try {
     for (const script of ['select-only', 'tpcb-like'] as const) {
       for (const clients of CLIENTS) {
@@ -192,18 +194,25 @@ async function main(): Promise<void> {
         const d = results.direct!;
         const b = results.pgbouncer!;
         const t = results.tandem!;
-        rows.push(
-          `| ${script === 'select-only' ? '-S' : 'TPC-B'} | ${clients} | ${d.tps.toFixed(0)} | ${b.tps.toFixed(0)} | ${t.tps.toFixed(0)} | ` +
-            `${(b.tps / d.tps).toFixed(2)} | ${(t.tps / d.tps).toFixed(2)} | **${(t.tps / b.tps).toFixed(2)}** | ` +
-            `${d.latencyMs.toFixed(3)} | ${b.latencyMs.toFixed(3)} | ${t.latencyMs.toFixed(3)} |`,
-        );
+        rows.push([
+          script === 'select-only' ? '-S' : 'TPC-B',
+          clients,
+          d.tps.toFixed(0),
+          b.tps.toFixed(0),
+          t.tps.toFixed(0),
+          (b.tps / d.tps).toFixed(2),
+          (t.tps / d.tps).toFixed(2),
+          `**${(t.tps / b.tps).toFixed(2)}**`,
+          d.latencyMs.toFixed(3),
+          b.latencyMs.toFixed(3),
+          t.latencyMs.toFixed(3),
+        ]);
       }
     }
     const memory = await idleMemory(tandem.port, tandem.pid);
-    console.log(`\nMachine: ${cpuModel()}, ${spawnSync('nproc', { encoding: 'utf8' }).stdout.trim()} cores; PostgreSQL ${server.major}; pgbench -T ${DURATION} -j min(clients,2), scale ${SCALE}, median of ${ROUNDS} rotating rounds\n`);
-    console.log('| script | clients | direct TPS | PgBouncer TPS | tandem TPS | PgBouncer/direct | tandem/direct | tandem/PgBouncer | direct ms | PgBouncer ms | tandem ms |');
-    console.log('|---|---|---|---|---|---|---|---|---|---|---|');
-    for (const row of rows) console.log(row);
+    console.log(`\n${machine()}; PostgreSQL ${major}; pgbench -T ${DURATION} -j min(clients,2), scale ${SCALE}, median of ${ROUNDS} rotating rounds\n`);
+    const headers = ['script', 'clients', 'direct TPS', 'PgBouncer TPS', 'tandem TPS', 'PgBouncer/direct', 'tandem/direct', 'tandem/PgBouncer', 'direct ms', 'PgBouncer ms', 'tandem ms'];
+    console.log(table(headers, rows));
     console.log(
       `\ntandem RSS: ${memory.beforeKb} kB before, ${memory.afterKb} kB with ${IDLE} idle clients: ${memory.perClientBytes} bytes per idle client`,
     );
