@@ -68,6 +68,8 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
   const ledger = new UsageLedger();
   const metrics = new ProxyMetrics(ledger);
   const sessions = new Set<Session>();
+  /** Sessions past the max-client-conn check; the rest are still sending their startup packet. */
+  const admitted = new Set<Session>();
   const cancelKeys = new CancelRegistry(upstream, logger);
   let draining = false;
 
@@ -97,17 +99,17 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     catalogs,
     metrics,
     logger,
-    admissionError(): ErrorFields | undefined {
+    admissionError(session): ErrorFields | undefined {
       if (draining) {
         metrics.reject('shutting_down');
         return { severity: 'FATAL', code: '57P03', message: 'the tandem proxy is shutting down', hint: 'Reconnect; another proxy instance or this one after restart will take the connection.' };
       }
-      // Count established and logging-in sessions alike: each will hold a server connection.
-      const others = sessions.size - 1;
-      if (others >= options.maxClientConn) {
+      // Admitted sessions, logged in or still logging in, each hold (or will hold) a server connection.
+      if (admitted.size >= options.maxClientConn) {
         metrics.reject('max_client_conn');
         return { severity: 'FATAL', code: '53300', message: `sorry, too many clients already: the tandem proxy serves at most ${options.maxClientConn} (--max-client-conn)` };
       }
+      admitted.add(session);
       return undefined;
     },
     cancel(key, from) {
@@ -126,6 +128,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     },
     closed(session) {
       sessions.delete(session);
+      admitted.delete(session);
       ledger.remove(session);
       if (session.cancelKey) cancelKeys.remove(session.cancelKey, session);
       if (!session.cancelKey && session.reason !== 'cancel request') metrics.connection('failed');

@@ -58,8 +58,8 @@ export interface SessionContext {
   readonly catalogs: Catalogs;
   readonly metrics: ProxyMetrics;
   readonly logger: Logger;
-  /** Non-null when this session must be refused once its startup packet is read. */
-  admissionError(): ErrorFields | undefined;
+  /** An error when this session must be refused (read once its startup packet is in); else it counts as admitted. */
+  admissionError(session: Session): ErrorFields | undefined;
   cancel(key: Buffer, from: string): void;
   registerCancelKey(key: Buffer, session: Session): void;
   ready(session: Session): void;
@@ -227,7 +227,7 @@ export class Session implements SessionUsage {
     const request = routeRequest(params);
     this.database = request.database;
     this.user = params.find(([name]) => name === 'user')?.[1];
-    const refusal = this.ctx.admissionError();
+    const refusal = this.ctx.admissionError(this);
     if (refusal) {
       this.fatal(refusal);
       return;
