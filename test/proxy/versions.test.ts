@@ -1,15 +1,12 @@
 /** Version routing against the state schema: unknown, default, client-chosen, new and retired versions. */
 import { describe, expect, it } from 'vitest';
 import { usePostgres } from '../support/harness.js';
+import { waitFor } from '../support/spawn.js';
 import { TWO_SHAPES, addVersion, connectThrough, createUsersTable, databaseOf, simulateVersions, startTestProxy, type TestProxy } from './support.js';
 
-/** Waits (event-driven, via the proxy's NOTIFY-fed cache) until the proxy's version list satisfies `ok`. */
-async function untilVersions(proxy: TestProxy, database: string, ok: (versions: string[]) => boolean): Promise<void> {
-  for (;;) {
-    if (ok(proxy.status().databases[database]?.versions ?? [])) return;
-    await new Promise((resolve) => setImmediate(resolve));
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+/** Waits until the proxy's version list, fed by NOTIFY (no refresh is forced here), satisfies `ok`. */
+function untilVersions(proxy: TestProxy, database: string, ok: (versions: string[]) => boolean): Promise<true> {
+  return waitFor(async () => (ok(proxy.status().databases[database]?.versions ?? []) ? true : undefined), 30_000, 'the proxy to see the new versions');
 }
 
 describe('version routing', () => {
