@@ -13,7 +13,7 @@ import { MigrationStore, type MigrationRecord } from '../state/migrations.js';
 import { ADVISORY_LOCK_CLASS, initStateSchema, stateSchemaExists } from '../state/schema.js';
 import { listVersions } from '../state/versions.js';
 import { Backfill, type BackfillProgress } from './backfill.js';
-import { checkRetirement, type RetirementCheck } from './drain.js';
+import { awaitProxies, checkRetirement, type RetirementCheck } from './drain.js';
 import { DEFAULT_STALE_AFTER_MS } from '../state/heartbeats.js';
 import { Executor, type RetryPolicy } from './executor.js';
 import { SchemaModel } from './model.js';
@@ -336,6 +336,10 @@ export class Migrator {
           metrics: this.settings.metrics,
           onProgress: this.settings.onBackfillProgress,
         }).run();
+        await markDone(this.db);
+        return;
+      case 'await_proxies':
+        await awaitProxies(this.db, this.settings.stateSchema, this.settings.schema, DEFAULT_STALE_AFTER_MS, this.logger);
         await markDone(this.db);
         return;
       case 'live_views': {
