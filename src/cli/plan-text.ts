@@ -19,5 +19,7 @@ function stepText(step: Step, index: number): string[] {
       return [`${header}: UPDATE … SET ${step.touchColumn} = ${step.touchColumn} in batches`];
     case 'live_views':
       return [`${header}: views over the tables as they are after the SQL above`];
+    case 'await_proxies':
+      return [`${header}: until each live proxy has sent a heartbeat since`];
   }
 }

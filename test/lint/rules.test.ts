@@ -6,8 +6,8 @@ import { RULES } from '../../src/lint/rules/index.js';
 import { parseMigration } from '../../src/migration/load.js';
 
 describe('rule documentation', () => {
-  it('docs/lint.md documents every rule with its examples, word for word', async () => {
-    const docs = await readFile(new URL('../../docs/lint.md', import.meta.url), 'utf8');
+  it('README.md documents every rule with its examples, word for word', async () => {
+    const docs = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
     for (const rule of RULES) {
       expect(docs).toContain(`### \`${rule.name}\``);
       expect(docs).toContain(rule.why);
