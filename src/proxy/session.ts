@@ -159,7 +159,9 @@ export class Session implements SessionUsage {
     try {
       if (this.phase === 'startup') this.readStartup();
       else if (this.phase === 'auth') this.relayClientAuth();
-      // In 'routing' the bytes wait in the reader until the upstream connection exists.
+      // In 'routing' the bytes wait in the reader until the upstream connection exists; a client
+      // has no business sending much before it is asked for a password.
+      else if (this.clientReader.pending > MAX_AUTH_MESSAGE_LENGTH) throw new ProtocolError('too much data before authentication');
     } catch (error) {
       this.failOnInput(error);
     }

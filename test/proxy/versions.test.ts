@@ -22,6 +22,14 @@ describe('version routing', () => {
     expect((failure as { detail: string }).detail).toBe('Versions that exist, newest first: 02_rename (public_02_rename), 01_init (public_01_init); aliases: latest, previous.');
   });
 
+  it('passes the server\'s verdict on a database that does not exist', async () => {
+    const proxy = await startTestProxy(pg.url);
+    await expect(connectThrough(proxy.url('no_such_database@latest'))).rejects.toMatchObject({
+      code: '3D000',
+      message: 'database "no_such_database" does not exist',
+    });
+  });
+
   it('uses server defaults before any migration, and --default-version for plain names', async () => {
     const database = databaseOf(pg.url);
     const bare = await startTestProxy(pg.url);
