@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { encodeMessage, encodeStartupMessage, PROTOCOL_3_0 } from '../../src/proxy/protocol/messages.js';
 import { usePostgres } from '../support/harness.js';
+import { waitFor } from '../support/spawn.js';
 import { connectThrough, databaseOf, errorsIn, rawConnect, rawSession, readUntilClose, startTestProxy } from './support.js';
 
 describe('fault handling', () => {
@@ -79,6 +80,26 @@ describe('fault handling', () => {
     const again = await connectThrough(url);
     expect((await again.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
     await again.end();
+  });
+
+  it('stops reading the server while a client does not read, instead of buffering the result', async () => {
+    const proxy = await startTestProxy(pg.url);
+    const observer = await pg.client();
+    const session = await rawSession(proxy.port, databaseOf(pg.url));
+    session.on('error', () => {});
+    session.pause();
+    // About 200 MB of result; a proxy without backpressure would pull all of it off the server.
+    session.write(encodeMessage(0x51, Buffer.from(`SELECT repeat('x', 1000) FROM generate_series(1, 200000) /* stalled-reader */\0`)));
+    await waitFor(async () => {
+      const { rows } = await observer.query(
+        `SELECT wait_event FROM pg_stat_activity WHERE query LIKE '%stalled-reader%' AND pid <> pg_backend_pid()`,
+      );
+      // The server blocks writing to the proxy: the proxy stopped reading from it.
+      return rows[0]?.wait_event === 'ClientWrite' ? true : undefined;
+    }, 30_000, 'the server to block on a full socket');
+    const sent = Number(/^tandem_proxy_client_sent_bytes_total (\d+)/m.exec((await proxy.metrics.text()).body)![1]);
+    expect(sent).toBeLessThan(50_000_000);
+    session.destroy();
   });
 
   it('survives a seeded protocol fuzz and then serves a well-behaved client', async () => {
