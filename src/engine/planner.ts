@@ -65,6 +65,9 @@ export class Planner {
   private readonly rollbackByOperation: Step[][] = [];
   private readonly syncRules = new Map<string, SyncRule[]>();
   private readonly backfills = new Map<string, { touchColumn: string; origin: StepOrigin }>();
+  private readonly shadowTables = new Map<ModelTable, ShadowTable>();
+  /** Indexes built under temporary names that take their final names at complete. */
+  private readonly indexRenames: { from: string; to: string }[] = [];
   readonly probes: Probe[] = [];
   /** Set by raw SQL: the version schema must be built from what the database looks like after it. */
   viewsFromLiveSchema = false;
@@ -95,8 +98,6 @@ export class Planner {
   rollback(step: Step): void {
     this.rollbackByOperation[this.origin.operation]!.push(this.stamp(step));
   }
-
-  private readonly shadowTables = new Map<ModelTable, ShadowTable>();
 
   /** The shadow of `column`, created on first use: the model column then points at it. */
   shadowColumn(table: ModelTable, column: ModelColumn): ShadowColumn {
@@ -151,10 +152,6 @@ export class Planner {
     if (!this.backfills.has(table)) this.backfills.set(table, { touchColumn, origin: this.origin });
   }
 
-  probe(sql: string, field?: string): void {
-    this.probes.push({ sql, origin: { ...this.origin, ...(field ? { field } : {}) } });
-  }
-
   warn(message: string): void {
     this.warnings.push(`operation ${this.origin.operation} (${this.origin.kind}): ${message}`);
   }
@@ -197,9 +194,6 @@ export class Planner {
       }
     }
   }
-
-  /** Indexes built under temporary names that take their final names at complete. */
-  private readonly indexRenames: { from: string; to: string }[] = [];
 
   /**
    * Renames that give every column, constraint and table its final name at complete, read from the
