@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { isDatabaseError, TandemError } from '../errors.js';
 
 /**
  * Where to find PostgreSQL: `--postgres-url`, else DATABASE_URL, else the libpq PG* variables
@@ -27,7 +28,16 @@ export async function connect(url: string | undefined, options: ConnectOptions =
   const client = new pg.Client(clientConfig(url, options));
   // An idle client whose server goes away emits 'error'; without a listener that would crash the process.
   client.on('error', () => {});
-  await client.connect();
+  try {
+    await client.connect();
+  } catch (error) {
+    if (isDatabaseError(error)) throw error;
+    const where = `${client.host ?? 'localhost'}:${client.port ?? 5432}`;
+    throw new TandemError('connect_failed', `could not connect to PostgreSQL at ${where}: ${(error as Error).message}`, {
+      hint: 'check --postgres-url, DATABASE_URL or the PG* variables, and that the server is up',
+      cause: error,
+    });
+  }
   return client;
 }
 
