@@ -5,7 +5,7 @@
  *   npx tsx bench/backfill.ts [rows ...]      (default: 100000 1000000 5000000)
  */
 import pg from 'pg';
-import { Migrator } from '../src/engine/migrator.js';
+import { ENGINE_DEFAULTS, Migrator } from '../src/engine/migrator.js';
 import { parseMigration } from '../src/migration/load.js';
 import { silentLogger } from '../src/observe/logger.js';
 import { fmt, machine, startBenchServer, table, timed } from './support.js';
@@ -31,15 +31,7 @@ async function main() {
       const baseline = await timed(() => db.query('UPDATE copy SET w = upper(v)'));
       await db.query('CHECKPOINT');
 
-      const migrator = new Migrator(db, {
-        schema: 'public',
-        stateSchema: 'tandem',
-        lockTimeoutMs: 500,
-        backfillBatchSize: batchSize,
-        backfillBatchDelayMs: 0,
-        stallTimeoutMs: 60_000,
-        logger: silentLogger(),
-      });
+      const migrator = new Migrator(db, { ...ENGINE_DEFAULTS, backfillBatchSize: batchSize, logger: silentLogger() });
       const loaded = parseMigration(JSON.stringify({ name: '01_upper', operations: [{ add_column: { table: 'data', up: 'upper(v)', column: { name: 'w', type: 'text', nullable: true } } }] }), {
         file: '01_upper.json',
         format: 'json',

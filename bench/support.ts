@@ -2,8 +2,8 @@
 import { mkdtemp, rm, chmod } from 'node:fs/promises';
 import { tmpdir, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
 import { EmbeddedPostgres } from '../src/dev/embedded.js';
+import { freePort } from '../src/dev/ports.js';
 
 export interface BenchServer {
   url: string;
@@ -14,12 +14,7 @@ export interface BenchServer {
 export async function startBenchServer(settings: Record<string, string> = {}): Promise<BenchServer> {
   const dir = await mkdtemp(join(tmpdir(), 'tandem-bench-'));
   await chmod(dir, 0o755);
-  const port = await new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
+  const port = await freePort();
   const server = new EmbeddedPostgres({
     dataDir: join(dir, 'data'),
     port,

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { Migrator } from '../src/engine/migrator.js';
+import { ENGINE_DEFAULTS, Migrator } from '../src/engine/migrator.js';
 import { parseMigration } from '../src/migration/load.js';
 import { silentLogger } from '../src/observe/logger.js';
 import { fmt, machine, startBenchServer, table, timed } from './support.js';
@@ -50,9 +50,7 @@ async function main() {
   await db.query('VACUUM accounts');
 
   // A migration that keeps two pairs of columns in step: a renamed-and-constrained email and a widened balance.
-  const migrator = new Migrator(db, {
-    schema: 'public', stateSchema: 'tandem', lockTimeoutMs: 500, backfillBatchSize: 1000, backfillBatchDelayMs: 0, stallTimeoutMs: 60_000, logger: silentLogger(),
-  });
+  const migrator = new Migrator(db, { ...ENGINE_DEFAULTS, logger: silentLogger() });
   const migration = {
     name: '01_accounts',
     operations: [

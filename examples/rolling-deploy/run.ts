@@ -6,20 +6,13 @@
 import { mkdtemp, rm, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
 import { EmbeddedPostgres } from '../../src/dev/embedded.js';
+import { freePort } from '../../src/dev/ports.js';
 import { createLogger } from '../../src/observe/logger.js';
 import { rollingDeploy } from './scenario.js';
 
 const rows = Number(process.argv[2] ?? 100_000);
 const phaseMs = Number(process.argv[3] ?? 5) * 1000;
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 
 const dir = await mkdtemp(join(tmpdir(), 'tandem-rolling-'));
 await chmod(dir, 0o755);

@@ -8,7 +8,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { Migrator } from '../../src/engine/migrator.js';
+import { ENGINE_DEFAULTS, Migrator } from '../../src/engine/migrator.js';
 import { loadMigrationFile } from '../../src/migration/load.js';
 import type { Logger } from '../../src/observe/logger.js';
 import { startProxy } from '../../src/proxy/server.js';
@@ -49,15 +49,7 @@ export async function rollingDeploy(options: ScenarioOptions): Promise<ScenarioR
   const { say } = options;
   const db = new pg.Client({ connectionString: options.postgresUrl });
   await db.connect();
-  const migrator = new Migrator(db, {
-    schema: 'public',
-    stateSchema: 'tandem',
-    lockTimeoutMs: 500,
-    backfillBatchSize: 1000,
-    backfillBatchDelayMs: 0,
-    stallTimeoutMs: 60_000,
-    logger: options.logger,
-  });
+  const migrator = new Migrator(db, { ...ENGINE_DEFAULTS, logger: options.logger });
 
   say('1. the app schema (01_create_users) and its data');
   await migrator.start(await migration('01_create_users.yaml'), { complete: true });

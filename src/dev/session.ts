@@ -9,9 +9,8 @@ import { watch, type FSWatcher } from 'node:fs';
 import { mkdtemp, rm, chmod, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createServer } from 'node:net';
 import pg from 'pg';
-import { Migrator } from '../engine/migrator.js';
+import { ENGINE_DEFAULTS, Migrator } from '../engine/migrator.js';
 import { loadMigrationFolder, unappliedMigrations } from '../migration/folder.js';
 import type { Logger } from '../observe/logger.js';
 import { PROXY_DEFAULTS, parseDuration, formatHostPort, type HostPort } from '../proxy/config.js';
@@ -20,6 +19,7 @@ import { MigrationStore } from '../state/migrations.js';
 import { initStateSchema } from '../state/schema.js';
 import { listVersions } from '../state/versions.js';
 import { EmbeddedPostgres } from './embedded.js';
+import { freePort } from './ports.js';
 
 export interface DevOptions {
   migrations: string;
@@ -102,15 +102,7 @@ async function withMigrator<T>(postgresUrl: string, options: DevOptions, body: (
   const db = new pg.Client({ connectionString: postgresUrl, application_name: 'tandem' });
   await db.connect();
   try {
-    const migrator = new Migrator(db, {
-      schema: SCHEMA,
-      stateSchema: STATE_SCHEMA,
-      lockTimeoutMs: 500,
-      backfillBatchSize: 1000,
-      backfillBatchDelayMs: 0,
-      stallTimeoutMs: 60_000,
-      logger: options.logger,
-    });
+    const migrator = new Migrator(db, { ...ENGINE_DEFAULTS, schema: SCHEMA, stateSchema: STATE_SCHEMA, logger: options.logger });
     return await body(migrator, db);
   } finally {
     await db.end().catch(() => {});
@@ -170,16 +162,5 @@ function watchFolder(postgresUrl: string, options: DevOptions): FSWatcher {
         })
         .catch((error: unknown) => options.print(`could not apply the folder: ${(error as Error).message}`));
     }, 300);
-  });
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolvePort(port));
-    });
   });
 }

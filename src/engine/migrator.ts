@@ -35,6 +35,16 @@ export interface EngineSettings {
   onBackfillProgress?: (progress: BackfillProgress) => void;
 }
 
+/** The defaults DESIGN.md gives the CLI flags, for callers that run the engine directly. */
+export const ENGINE_DEFAULTS = {
+  schema: 'public',
+  stateSchema: 'tandem',
+  lockTimeoutMs: 500,
+  backfillBatchSize: 1000,
+  backfillBatchDelayMs: 0,
+  stallTimeoutMs: 60_000,
+} as const satisfies Omit<EngineSettings, 'logger'>;
+
 export interface StartOutcome {
   record: MigrationRecord;
   resumed: boolean;

@@ -8,11 +8,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import { appendFile, chmod, mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { EmbeddedPostgres } from '../../src/dev/embedded.js';
+import { freePort } from '../../src/dev/ports.js';
 
 export interface TestPostgres {
   readonly host: string;
@@ -66,17 +66,7 @@ function selectedMajor(): number {
   return major;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
+export { freePort };
 
 async function embeddedServer(options: StartOptions): Promise<TestPostgres> {
   const major = selectedMajor();
