@@ -71,15 +71,15 @@ export const alterColumn: OperationPlanner<'alter_column'> = (body, planner) => 
     // Later operations' `down` run first: each turns its value back into the one before it.
     shadow.down.unshift(planner.expression(body.down, downNames, earlier ? previousType : oldType, 'down'));
   }
-  warnAboutNulls(body, planner, column, shadow);
+  warnAboutNulls(body, planner, column);
   addConstraints(body, planner, table, shadow);
 };
 
-function warnAboutNulls(body: Parameters<typeof alterColumn>[0], planner: Planner, column: ModelColumn, shadow: ShadowColumn): void {
+function warnAboutNulls(body: Parameters<typeof alterColumn>[0], planner: Planner, column: ModelColumn): void {
   if (body.nullable === false && !body.up) {
     planner.warn(`"${column.name}" becomes NOT NULL without \`up\`: until complete, the old version's writes of NULL are refused`);
   }
-  if (body.nullable === true && !body.down && shadow.column.original) {
+  if (body.nullable === true && !body.down) {
     planner.warn(`"${column.name}" accepts NULL in the new version, but not in the old one: without \`down\`, the new version's writes of NULL are refused until complete`);
   }
 }

@@ -7,7 +7,7 @@ import { renameColumnRefs } from '../engine/rewrite.js';
 import type { ShadowColumn } from '../engine/shadow.js';
 import { qualified, quoteIdent } from '../engine/sql.js';
 import { TandemError } from '../errors.js';
-import { checkBody, tableForeignKeySql } from './sql-fragments.js';
+import { checkBody, tableForeignKeyBody, tableForeignKeySql } from './sql-fragments.js';
 
 /**
  * A constraint over one or more columns. On an existing table each column gets a shadow (with its
@@ -80,7 +80,7 @@ export const createConstraint: OperationPlanner<'create_constraint'> = (body, pl
       shadowTable.added.push({
         name: body.name,
         kind: 'foreign_key',
-        body: tableForeignKeySql(planner.model, body.name, physical, body.references!, {}, 'references').replace(/^CONSTRAINT "(?:[^"]|"")+" /, ''),
+        body: tableForeignKeyBody(planner.model, physical, body.references!, {}, 'references'),
         origin: planner.origin,
       });
       break;

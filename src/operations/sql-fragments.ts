@@ -53,6 +53,17 @@ export function tableForeignKeySql(
   options: { deferrable?: boolean; initially_deferred?: boolean },
   field: string,
 ): string {
+  return `CONSTRAINT ${quoteIdent(name)} ${tableForeignKeyBody(model, physicalColumns, reference, options, field)}`;
+}
+
+/** `FOREIGN KEY (cols) REFERENCES t (cols) …`, without the constraint name. */
+export function tableForeignKeyBody(
+  model: SchemaModel,
+  physicalColumns: string[],
+  reference: TableForeignKeyReference,
+  options: { deferrable?: boolean; initially_deferred?: boolean },
+  field: string,
+): string {
   const target = referencedTable(model, reference.table, `${field}.table`);
   const targetColumns = reference.columns.map((c, i) => target.physicalColumn(c, `${field}.columns[${i}]`));
   let actions = foreignKeyActions({ ...reference, on_delete: undefined });
@@ -60,10 +71,7 @@ export function tableForeignKeySql(
     const setColumns = reference.on_delete_set_columns?.length ? ` (${reference.on_delete_set_columns.map(quoteIdent).join(', ')})` : '';
     actions += ` ON DELETE ${reference.on_delete}${setColumns}`;
   }
-  return (
-    `CONSTRAINT ${quoteIdent(name)} FOREIGN KEY (${physicalColumns.map(quoteIdent).join(', ')}) ` +
-    `REFERENCES ${target.sql} (${targetColumns.map(quoteIdent).join(', ')})${actions}${deferrable(options)}`
-  );
+  return `FOREIGN KEY (${physicalColumns.map(quoteIdent).join(', ')}) REFERENCES ${target.sql} (${targetColumns.map(quoteIdent).join(', ')})${actions}${deferrable(options)}`;
 }
 
 export function checkSql(name: string, expression: string, noInherit?: boolean): string {
