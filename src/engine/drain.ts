@@ -1,8 +1,8 @@
 /**
  * Is the version that `complete` retires still in use? The proxies' heartbeats say how many clients
  * each version has. A version no live proxy reports is unknown, not safe: the proxy in front of its
- * clients may be down or cut off from the database. Only when no proxy ever reported on the schema
- * (tandem is used without its proxy) is there nothing to ask, and `complete` says so.
+ * clients may be down or cut off from the database. Only when no proxy has ever reported on the
+ * schema (tandem is used without its proxy) is there nothing to ask, and `complete` says so.
  */
 import type { Queryable } from '../db/connection.js';
 import type { Logger } from '../observe/logger.js';
@@ -28,7 +28,7 @@ export async function checkRetirement(
   staleAfterMs: number,
 ): Promise<RetirementCheck> {
   const live = await readLiveClients(db, stateSchema, schema, { staleAfterMs });
-  const noProxies = live.proxies.length === 0 && live.staleProxies.length === 0;
+  const noProxies = !live.proxiesSeen && live.proxies.length === 0 && live.staleProxies.length === 0;
   const version = live.versions[versionSchema];
   const reported = !live.unreported.includes(versionSchema) && version !== undefined && version.proxies.length > 0;
   const details: string[] = [];
@@ -42,7 +42,7 @@ export async function checkRetirement(
     details.push(
       live.proxies.length
         ? `no live proxy reports "${versionSchema}" yet`
-        : `no proxy has sent a heartbeat in the last ${Math.round(staleAfterMs / 1000)} s${stale.length ? `: ${stale.join('; ')}` : ''}`,
+        : `no proxy has sent a heartbeat in the last ${Math.round(staleAfterMs / 1000)} s${stale.length ? `: ${stale.join('; ')}` : ' (proxies have served this schema before)'}`,
     );
   }
   const clients = reported ? version.clients : null;

@@ -94,14 +94,15 @@ export class VersionCatalog {
     const generation = this.generation;
     const client = await this.connection();
     const next = await listVersions(client, this.options.stateSchema, this.options.schema);
-    const previous = this.list;
+    const previous = this.list ?? [];
+    const gone = previous.filter((old) => !next.some((v) => v.versionSchema === old.versionSchema));
+    const retired = gone.length > 0 ? await this.explainRetired(client, gone) : [];
+    // The new list and the retirement of the old versions' sessions take effect together: no one
+    // sees a version gone from the list while its sessions may still run.
     this.list = next;
     // A notification that arrived during the query may describe a change the query missed.
     this.loadedAt = generation === this.generation ? Date.now() : 0;
-    if (previous) {
-      const gone = previous.filter((old) => !next.some((v) => v.versionSchema === old.versionSchema));
-      if (gone.length > 0) this.options.onRetired(await this.explainRetired(client, gone));
-    }
+    if (retired.length > 0) this.options.onRetired(retired);
     return next;
   }
 

@@ -33,8 +33,13 @@ export interface Heartbeat {
 
 /** Inserts or rewrites this proxy's row, stamped with the server's now(). */
 export async function writeHeartbeat(db: Queryable, stateSchema: string, beat: Heartbeat): Promise<void> {
+  // The meta row remembers, after heartbeat rows expire, that proxies serve this schema: from then on
+  // a version no live proxy reports is unknown, never "nobody uses it".
   await db.query(
-    `INSERT INTO ${quoteIdent(stateSchema)}.proxies
+    `WITH seen AS (
+       INSERT INTO ${quoteIdent(stateSchema)}.meta (key, value) VALUES ('proxies_seen:' || $5, now()::text)
+       ON CONFLICT (key) DO NOTHING)
+     INSERT INTO ${quoteIdent(stateSchema)}.proxies
        (proxy_id, hostname, pid, listen, schema_name, started_at, heartbeat_at, versions)
      VALUES ($1, $2, $3, $4, $5, $6, now(), $7)
      ON CONFLICT (proxy_id) DO UPDATE
@@ -97,6 +102,8 @@ export interface StaleProxy {
  * - `proxies`: fresh proxies for this schema; `staleProxies`: rows too old to trust.
  */
 export interface LiveClients {
+  /** Whether any proxy has ever sent a heartbeat for this schema (rows of dead proxies expire). */
+  proxiesSeen: boolean;
   /** The server time the rows were judged at. */
   checkedAt: Date;
   staleAfterMs: number;
@@ -125,8 +132,10 @@ export async function readLiveClients(
   options: { staleAfterMs?: number } = {},
 ): Promise<LiveClients> {
   const staleAfterMs = options.staleAfterMs ?? DEFAULT_STALE_AFTER_MS;
-  const result: LiveClients = { checkedAt: new Date(), staleAfterMs, versions: {}, unreported: [], proxies: [], staleProxies: [] };
+  const result: LiveClients = { proxiesSeen: false, checkedAt: new Date(), staleAfterMs, versions: {}, unreported: [], proxies: [], staleProxies: [] };
   if (!(await stateSchemaExists(db, stateSchema))) return result;
+  const seen = await db.query(`SELECT 1 FROM ${quoteIdent(stateSchema)}.meta WHERE key = 'proxies_seen:' || $1`, [schema]);
+  result.proxiesSeen = seen.rows.length > 0;
   // One connection, one query at a time.
   const live = await listVersions(db, stateSchema, schema);
   const { rows } = await db.query<ProxyRow>(

@@ -113,5 +113,18 @@ describe('a rolling deploy, end to end', () => {
         await proxy.shutdown(0);
       }
     });
+
+    it('once proxies have served the schema, their silence is not taken for "no clients"', async () => {
+      const { proxy } = await setup();
+      await waitFor(async () => ((await db.query(`SELECT count(*)::int AS n FROM tandem.proxies`)).rows[0].n > 0 ? true : undefined), 10_000, 'a heartbeat');
+      // A clean shutdown removes the proxy's row; the state still remembers that proxies are in use.
+      await proxy.shutdown(0);
+      expect((await db.query(`SELECT count(*)::int AS n FROM tandem.proxies`)).rows[0].n).toBe(0);
+      const refused = await tandem(db.url, ['complete']);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain('still has an unknown number of clients');
+      expect(refused.stderr).toContain('(proxies have served this schema before)');
+      ok(await tandem(db.url, ['complete', '--force']));
+    });
   });
 });
