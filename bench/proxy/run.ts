@@ -165,7 +165,7 @@ async function main(): Promise<void> {
   const admin = new pg.Client({ connectionString: server.url });
   await admin.connect();
   await admin.query(`CREATE DATABASE ${DATABASE}`);
-  const { rows: version } = await admin.query<{ v: string }>('SHOW server_version_num');
+  const { rows: version } = await admin.query<{ v: string }>("SELECT current_setting('server_version_num') AS v");
   const major = Math.floor(Number(version[0]!.v) / 10_000);
   await admin.end();
   const pgUrl = new URL(server.url);

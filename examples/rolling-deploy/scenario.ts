@@ -119,7 +119,10 @@ export async function rollingDeploy(options: ScenarioOptions): Promise<ScenarioR
       if (final.get(id) !== expected(id, email)) wrongValues++;
     }
     const columns = await db.query(`SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'users' ORDER BY ordinal_position`);
-    const constraints = await db.query(`SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conrelid = 'public.users'::regclass ORDER BY conname`);
+    // (PostgreSQL 18 lists NOT NULL among the constraints too: it is reported from pg_attribute, as on older servers.)
+    const constraints = await db.query(
+      `SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conrelid = 'public.users'::regclass AND contype <> 'n' ORDER BY conname`,
+    );
     const notNull = await db.query(`SELECT attnotnull FROM pg_attribute WHERE attrelid = 'public.users'::regclass AND attname = 'email_address'`);
     return {
       rows: options.rows,

@@ -12,7 +12,7 @@ const CONSTRAINT_TYPES: Record<string, ConstraintType> = {
 
 /** Reads every ordinary and partitioned table of `schema` with its columns, constraints and indexes. */
 export async function readSchema(db: Queryable, schema: string): Promise<SchemaInfo> {
-  const version = await db.query<{ v: string }>('SHOW server_version_num');
+  const version = await db.query<{ v: string }>("SELECT current_setting('server_version_num') AS v");
   const usage = await db.query<{ grantee: string }>(
     `SELECT CASE WHEN e.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(e.grantee) END AS grantee
        FROM pg_namespace n, aclexplode(n.nspacl) e

@@ -19,7 +19,7 @@ import {
   type Step,
   type StepOrigin,
 } from './plan.js';
-import { derivedIdent, qualified, quoteIdent } from './sql.js';
+import { derivedIdent, qualified, quoteIdent, quoteLiteral } from './sql.js';
 import {
   backfillAssignments,
   createSyncTriggerSql,
@@ -207,7 +207,9 @@ export class Planner {
       const lockTarget = `${this.context.schema}.${table.physical}`;
       const columns = table.columns.map((c) => ({ from: c.physical, to: c.name }));
       for (const { from, to } of orderRenames(columns, (n) => derivedIdent('_tandem_tmp_', n))) {
-        steps.push(sqlStep(`rename column ${table.physical}.${from} to ${to}`, `ALTER TABLE ${tableSql} RENAME COLUMN ${quoteIdent(from)} TO ${quoteIdent(to)}`, { lockTarget }));
+        const statements = [`ALTER TABLE ${tableSql} RENAME COLUMN ${quoteIdent(from)} TO ${quoteIdent(to)}`];
+        if (this.model.atLeast(18)) statements.push(renameNotNullConstraintSql(this.context.schema, table.physical, from, to));
+        steps.push(sqlStep(`rename column ${table.physical}.${from} to ${to}`, statements, { lockTarget }));
       }
       const constraints = table.constraints.map((c) => ({ from: c.physical, to: c.name }));
       for (const { from, to } of orderRenames(constraints, (n) => derivedIdent('_tandem_tmp_', n))) {
@@ -312,4 +314,22 @@ export function orderRenames(renames: { from: string; to: string }[], temporary:
     first.from = aside;
   }
   return ordered;
+}
+
+/**
+ * PostgreSQL 18 keeps NOT NULL as a named constraint, named after the column when it was set
+ * (`<table>_<shadow>_not_null` for a shadow column). After the rename it takes the name PostgreSQL
+ * would give the column now; a constraint the user named stays as it is.
+ */
+function renameNotNullConstraintSql(schema: string, table: string, from: string, to: string): string {
+  const relation = quoteLiteral(qualified(schema, table));
+  const generated = quoteLiteral(`${table}_${from}_not_null`.slice(0, 63));
+  const wanted = quoteLiteral(`${table}_${to}_not_null`.slice(0, 63));
+  return `DO $tandem$ DECLARE current_name text; BEGIN
+  SELECT c.conname INTO current_name FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+   WHERE c.conrelid = ${relation}::regclass AND c.contype = 'n' AND a.attname = ${quoteLiteral(to)};
+  IF current_name = ${generated} AND NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = ${relation}::regclass AND conname = ${wanted}) THEN
+    EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', ${relation}, current_name, ${wanted});
+  END IF;
+END $tandem$`;
 }

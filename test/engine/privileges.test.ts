@@ -34,5 +34,8 @@ describe('privileges', () => {
     }
     const old = await db.query('SELECT email FROM users ORDER BY id');
     expect(old.rows).toEqual([{ email: 'c@x' }, { email: 'b@x' }]);
+    // From PostgreSQL 15 the views check the querying role's own privileges and row security.
+    const view = await db.query(`SELECT reloptions, current_setting('server_version_num')::int >= 150000 AS modern FROM pg_class WHERE oid = 'public_01_rename.users'::regclass`);
+    expect(view.rows[0].reloptions).toEqual(view.rows[0].modern ? ['security_invoker=true'] : null);
   });
 });

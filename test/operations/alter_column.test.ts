@@ -82,6 +82,9 @@ runOperationCases('alter_column', [
       expect(indexes.users_email_lower).toBe('CREATE INDEX users_email_lower ON public.users USING btree (lower(email_address))');
       expect(indexes.users_name).toBe('CREATE INDEX users_name ON public.users USING btree (name) WHERE (email_address IS NOT NULL)');
       expect(await triggersOf(t.db, 'public', 'users')).toEqual([]);
+      // No temporary name is left behind (PostgreSQL 18 also names NOT NULL constraints).
+      const leftovers = await t.db.query(`SELECT conname FROM pg_constraint WHERE conrelid = 'users'::regclass AND conname LIKE '%tandem%'`);
+      expect(leftovers.rows).toEqual([]);
       await t.new.query(`INSERT INTO users (email_address, name) VALUES ('after@example.com', 'later')`);
       await expect(t.new.query(`INSERT INTO users (email_address, name) VALUES ('nope', 'later')`)).rejects.toThrow(/email_has_at/);
     },

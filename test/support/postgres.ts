@@ -116,7 +116,7 @@ async function externalServer(url: string): Promise<TestPostgres> {
   const parsed = new URL(url);
   const probe = new pg.Client({ connectionString: url });
   await probe.connect();
-  const { rows } = await probe.query<{ v: string }>('SHOW server_version_num');
+  const { rows } = await probe.query<{ v: string }>("SELECT current_setting('server_version_num') AS v");
   await probe.end();
   const major = Math.floor(Number(rows[0]!.v) / 10000);
   const created: string[] = [];
