@@ -3,6 +3,7 @@
  * edge: the CLI calls these, the proxy only ever sees ProxyOptions).
  */
 import type { Logger } from '../observe/logger.js';
+import { FORWARDER_CHOICES, type ForwarderChoice } from './native.js';
 
 export interface HostPort {
   host: string;
@@ -36,6 +37,8 @@ export interface ProxyOptions {
   logger: Logger;
   /** Defaults to `<hostname>:<pid>:<random>`. */
   proxyId?: string;
+  /** Who forwards bytes after login (default `auto`: the native forwarder where it is built). */
+  forwarder?: ForwarderChoice;
 }
 
 export const PROXY_DEFAULTS = {
@@ -47,6 +50,7 @@ export const PROXY_DEFAULTS = {
   serverConnectTimeout: '15s',
   heartbeatInterval: '5s',
   versionCacheTtl: '10s',
+  forwarder: 'auto',
 } as const;
 
 /** `HOST:PORT`, `[v6]:PORT` or `:PORT` (all interfaces); port 0 picks a free one. */
@@ -64,6 +68,12 @@ export function parseDuration(text: string, flag: string): number {
   const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
   if (!match) throw new Error(`${flag} must be a duration such as 30s, 500ms or 2m, got "${text}"`);
   return Math.round(Number(match[1]) * UNITS[match[2] ?? 's']!);
+}
+
+export function parseForwarder(text: string, flag: string): ForwarderChoice {
+  const choice = FORWARDER_CHOICES.find((c) => c === text.trim());
+  if (!choice) throw new Error(`${flag} must be one of ${FORWARDER_CHOICES.join(', ')}, got "${text}"`);
+  return choice;
 }
 
 export function formatHostPort(address: HostPort): string {

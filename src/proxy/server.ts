@@ -13,8 +13,9 @@ import { Catalogs, type RetiredVersion } from './catalog.js';
 import { formatHostPort, type HostPort, type ProxyOptions } from './config.js';
 import { HeartbeatLoop } from './heartbeat.js';
 import { ProxyMetrics } from './metrics.js';
-import type { ErrorFields } from './protocol/messages.js';
-import { Session, type SessionContext } from './session.js';
+import { selectForwarder } from './native.js';
+import { encodeErrorResponse, type ErrorFields } from './protocol/messages.js';
+import { SERVER_CLOSED_UNEXPECTEDLY, Session, type SessionContext } from './session.js';
 import { loadServerTls } from './tls.js';
 import { describeTarget, upstreamTarget } from './upstream.js';
 import { UsageLedger } from './usage.js';
@@ -32,6 +33,8 @@ export interface ProxyStatus {
   upstream: string;
   uptimeSeconds: number;
   draining: boolean;
+  /** Who forwards plain-TCP sessions after login. */
+  forwarder: 'native' | 'node';
   clients: number;
   /** Per database, per version schema ('' = server defaults): live clients, queries, last query. */
   databases: Record<string, { versions: string[]; clients: Record<string, { clients: number; queries: number; lastQueryAt: string | null }> }>;
@@ -42,6 +45,7 @@ export interface Proxy {
   readonly address: HostPort;
   readonly httpAddress: HostPort | undefined;
   readonly metrics: ProxyMetrics;
+  readonly forwarder: 'native' | 'node';
   status(): ProxyStatus;
   readiness(): Promise<Readiness>;
   /** Writes the heartbeat rows now (the loop does it every interval). */
@@ -63,6 +67,8 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
   const upstream = upstreamTarget(options.postgresUrl, options.serverConnectTimeoutMs);
   const secureContext: tls.SecureContext | undefined =
     options.tlsCert && options.tlsKey ? loadServerTls(options.tlsCert, options.tlsKey) : undefined;
+  // Before anything listens: `--forwarder native` without the addon is a startup failure.
+  const forwarding = selectForwarder(options.forwarder ?? 'auto', encodeErrorResponse(SERVER_CLOSED_UNEXPECTEDLY));
   const proxyId = options.proxyId ?? `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
   const startedAt = new Date();
   const ledger = new UsageLedger();
@@ -99,6 +105,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     catalogs,
     metrics,
     logger,
+    forwarder: forwarding.forwarder,
     admissionError(session): ErrorFields | undefined {
       if (draining) {
         metrics.reject('shutting_down');
@@ -146,6 +153,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
           bytesIn: session.bytesIn,
           bytesOut: session.bytesOut,
           queries: session.queries,
+          forwarder: session.forwardedBy ?? null,
           reason: session.reason,
         },
         'client disconnected',
@@ -204,6 +212,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
       upstream: describeTarget(upstream),
       uptimeSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
       draining,
+      forwarder: forwarding.forwarder ? 'native' : 'node',
       clients: sessions.size,
       databases,
     };
@@ -262,7 +271,15 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
   };
 
   logger.info(
-    { listen: formatHostPort(address), upstream: describeTarget(upstream), http: http ? formatHostPort(http) : null, tls: Boolean(secureContext), proxyId, postgresUrl: redactUrl(options.postgresUrl) },
+    {
+      listen: formatHostPort(address),
+      upstream: describeTarget(upstream),
+      http: http ? formatHostPort(http) : null,
+      tls: Boolean(secureContext),
+      forwarder: forwarding.description,
+      proxyId,
+      postgresUrl: redactUrl(options.postgresUrl),
+    },
     'tandem proxy listening',
   );
 
@@ -271,6 +288,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     address,
     httpAddress: http ? { host: http.host, port: http.port } : undefined,
     metrics,
+    forwarder: forwarding.forwarder ? 'native' : 'node',
     status,
     readiness,
     heartbeat: () => heartbeats.beat(),

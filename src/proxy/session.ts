@@ -4,7 +4,8 @@
  *   startup     reading SSLRequest / GSSENCRequest / CancelRequest / StartupMessage
  *   routing     resolving the version and opening the upstream connection
  *   auth        relaying the server's authentication exchange, message by message
- *   forwarding  bytes both ways, only frame headers looked at
+ *   forwarding  bytes both ways, only frame headers looked at: in Node, or (plain TCP on both
+ *               sides, when the native forwarder is loaded) by its thread after a hand-over
  *   closed
  *
  * Every failure ends this session only: it becomes an ErrorResponse to the client where the protocol
@@ -17,6 +18,7 @@ import type { Logger } from '../observe/logger.js';
 import type { VersionInfo } from '../state/versions.js';
 import type { Catalogs } from './catalog.js';
 import type { ProxyMetrics } from './metrics.js';
+import { COUNTER_SLOTS, Counter, type NativeEnd, type NativeForwarder, type NativeHandle } from './native.js';
 import { FrameReader, FrameScanner, MAX_STARTUP_PACKET_LENGTH, ProtocolError, type TypedFrame } from './protocol/frames.js';
 import {
   AuthCode,
@@ -47,6 +49,18 @@ const FATAL_LINGER_MS = 2_000;
 const SSL_YES = Buffer.from('S');
 const SSL_NO = Buffer.from('N');
 
+/** What a client is told when the server hangs up without saying why (both forwarding paths send it). */
+export const SERVER_CLOSED_UNEXPECTEDLY: ErrorFields = {
+  severity: 'FATAL',
+  code: '08006',
+  message: 'the PostgreSQL server closed the connection unexpectedly',
+  hint: 'The server may have been restarted; reconnect.',
+};
+
+function retiredError(message: string): ErrorFields {
+  return { severity: 'FATAL', code: '57P01', message };
+}
+
 export type Phase = 'startup' | 'routing' | 'auth' | 'forwarding' | 'closed';
 
 /** What a session needs from the proxy around it. */
@@ -58,6 +72,8 @@ export interface SessionContext {
   readonly catalogs: Catalogs;
   readonly metrics: ProxyMetrics;
   readonly logger: Logger;
+  /** Set when plain-TCP sessions are to be handed to the native forwarder after login. */
+  readonly forwarder: NativeForwarder | undefined;
   /** An error when this session must be refused (read once its startup packet is in); else it counts as admitted. */
   admissionError(session: Session): ErrorFields | undefined;
   cancel(key: Buffer, from: string): void;
@@ -76,11 +92,11 @@ export class Session implements SessionUsage {
   database: string | undefined;
   user: string | undefined;
   version: VersionInfo | undefined;
-  queries = 0;
-  lastQueryAt = 0;
-  bytesIn = 0;
-  bytesOut = 0;
   cancelKey: Buffer | undefined;
+  /** Which path forwards the session's bytes once logged in (for the log lines). */
+  forwardedBy: 'native' | 'node' | undefined;
+  /** Bytes, queries, last query: bumped here in Node, written in place by the native thread. */
+  private readonly counters = new Float64Array(COUNTER_SLOTS);
 
   private client: net.Socket | tls.TLSSocket;
   private upstream: net.Socket | undefined;
@@ -100,6 +116,10 @@ export class Session implements SessionUsage {
   /** The client sent Terminate: the server hanging up next is the normal end, not a failure. */
   private clientTerminated = false;
   private closeReason = 'client disconnected';
+  /** Set while the native forwarder has the session's sockets. */
+  private native: NativeHandle | undefined;
+  /** Bytes read past ReadyForQuery, kept while the corked writes before a hand-over go out. */
+  private handover: { toClient: Buffer; toServer: Buffer } | undefined;
 
   constructor(
     socket: net.Socket,
@@ -120,12 +140,29 @@ export class Session implements SessionUsage {
     return this.version?.versionSchema;
   }
 
+  get queries(): number {
+    return this.counters[Counter.Queries]!;
+  }
+
+  get lastQueryAt(): number {
+    return this.counters[Counter.LastQueryAt]!;
+  }
+
+  get bytesIn(): number {
+    return this.counters[Counter.BytesIn]!;
+  }
+
+  get bytesOut(): number {
+    return this.counters[Counter.BytesOut]!;
+  }
+
   /** Marks the session's version as gone: its next message gets this error instead of an answer. */
   retire(message: string): void {
-    if (this.phase === 'closed') return;
+    if (this.phase === 'closed' || this.retiredMessage !== undefined) return;
     this.retiredMessage = message;
     // A session that has not finished logging in is told at once; it has sent nothing to spoil.
-    if (this.phase !== 'forwarding') this.fatal({ severity: 'FATAL', code: '57P01', message }, 'retired_version');
+    if (this.phase !== 'forwarding') this.fatal(retiredError(message), 'retired_version');
+    else if (this.native) this.ctx.forwarder!.retire(this.native, encodeErrorResponse(retiredError(message)));
   }
 
   /** Ends the session from the proxy's side (shutdown after the grace period). */
@@ -136,7 +173,9 @@ export class Session implements SessionUsage {
       return;
     }
     this.closeReason = reason;
-    this.endForwarding(fields);
+    // The native thread ends it and reports back (onNativeEnd).
+    if (this.native) this.ctx.forwarder!.terminate(this.native, encodeErrorResponse(fields));
+    else this.endForwarding(fields);
   }
 
   // ---- startup -------------------------------------------------------------------------------
@@ -348,6 +387,8 @@ export class Session implements SessionUsage {
     } finally {
       this.client.uncork();
     }
+    // After the uncork, so that what the client was sent during login has gone out first.
+    if (this.handover) this.handOver();
   };
 
   private relayServerAuth(frame: TypedFrame): void {
@@ -399,12 +440,24 @@ export class Session implements SessionUsage {
     const upstream = this.upstream!;
     this.client.removeListener('data', this.onClientData);
     upstream.removeListener('data', this.onUpstreamData);
-    this.clientScanner = new FrameScanner(this.onClientFrame);
-    this.serverScanner = new FrameScanner(this.onServerFrame);
     const fromServer = this.upstreamReader!.takeRest();
     const fromClient = this.clientReader.takeRest();
     this.upstreamReader = undefined;
     this.ctx.ready(this);
+    // TLS (either side) stays in Node: the native thread moves bytes, not records.
+    const encrypted = (socket: net.Socket | tls.TLSSocket) => (socket as Partial<tls.TLSSocket>).encrypted === true;
+    if (this.ctx.forwarder && !encrypted(this.client) && !encrypted(upstream)) {
+      this.handover = { toClient: fromServer, toServer: fromClient };
+      return;
+    }
+    this.forwardInNode(fromServer, fromClient);
+  }
+
+  private forwardInNode(fromServer: Buffer, fromClient: Buffer): void {
+    this.forwardedBy = 'node';
+    const upstream = this.upstream!;
+    this.clientScanner = new FrameScanner(this.onClientFrame);
+    this.serverScanner = new FrameScanner(this.onServerFrame);
     if (fromServer.length > 0) this.forwardToClient(fromServer);
     if (fromClient.length > 0) this.forwardToServer(fromClient);
     if (this.phase !== 'forwarding') return;
@@ -412,16 +465,83 @@ export class Session implements SessionUsage {
     upstream.on('data', this.forwardToClient);
   }
 
+  /**
+   * Gives the sockets to the native thread. Still in Node's hands: nothing is lost or reordered,
+   * because nothing is read between here and the sockets' destruction (all synchronous) and the
+   * bytes already read go with them. When the thread cannot take them, Node forwards after all.
+   */
+  private handOver(): void {
+    const rest = this.handover!;
+    this.handover = undefined;
+    if (this.phase !== 'forwarding') return;
+    const forwarder = this.ctx.forwarder!;
+    let handle: NativeHandle | undefined;
+    try {
+      handle = forwarder.take(this.id, this.client as net.Socket, this.upstream!, this.counters, rest, this.onNativeEnd);
+    } catch (error) {
+      this.ctx.logger.warn({ session: this.id, err: (error as Error).message }, 'the native forwarder could not take the session; forwarding it in Node');
+    }
+    if (!handle) {
+      this.forwardInNode(rest.toClient, rest.toServer);
+      return;
+    }
+    this.native = handle;
+    this.forwardedBy = 'native';
+    // Retired while the hand-over waited for the uncork: the thread acts on it from the start.
+    if (this.retiredMessage !== undefined) forwarder.retire(handle, encodeErrorResponse(retiredError(this.retiredMessage)));
+  }
+
+  /** The native thread ended the session (its sockets are closed or closing there). */
+  private readonly onNativeEnd = (end: NativeEnd): void => {
+    this.native = undefined;
+    switch (end.reason) {
+      case 'client_closed':
+        if (end.detail) this.closeReason = `client socket error: ${end.detail}`;
+        break;
+      case 'server_closed':
+        if (!end.explained) {
+          this.ctx.metrics.error('upstream_lost');
+          this.closeReason = 'server closed the connection';
+        } else if (end.detail) {
+          this.closeReason = `server connection error: ${end.detail}`;
+        }
+        break;
+      case 'client_protocol':
+        this.ctx.logger.warn({ session: this.id, client: this.clientAddress, phase: this.phase, err: end.detail }, 'client broke the protocol');
+        this.ctx.metrics.error('protocol');
+        this.closeReason = `08P01: ${end.detail}`;
+        break;
+      case 'server_protocol':
+        this.ctx.logger.warn({ session: this.id, err: end.detail }, 'the server broke the protocol');
+        this.ctx.metrics.error('protocol');
+        this.closeReason = 'server protocol error';
+        break;
+      case 'retired':
+        this.ctx.metrics.error('retired_version');
+        this.closeReason = 'version retired';
+        break;
+      case 'terminated':
+        // terminate() already set the reason.
+        break;
+      case 'internal':
+        this.ctx.logger.error({ session: this.id, err: end.detail }, 'unexpected failure in a session');
+        this.ctx.metrics.error('internal');
+        this.closeReason = `internal error in the native forwarder: ${end.detail}`;
+        break;
+    }
+    this.finish();
+  };
+
   private readonly forwardToServer = (chunk: Buffer): void => {
     // Bytes can still arrive after the proxy ended the session; they have nowhere to go.
     if (this.phase === 'closed') return;
     const scanner = this.clientScanner!;
     if (this.retiredMessage !== undefined && scanner.atBoundary) {
       this.closeReason = 'version retired';
-      this.endForwarding({ severity: 'FATAL', code: '57P01', message: this.retiredMessage }, 'retired_version');
+      this.endForwarding(retiredError(this.retiredMessage), 'retired_version');
       return;
     }
-    this.bytesIn += chunk.length;
+    this.counters[Counter.BytesIn] = this.bytesIn + chunk.length;
     try {
       scanner.scan(chunk);
     } catch (error) {
@@ -434,7 +554,7 @@ export class Session implements SessionUsage {
 
   private readonly forwardToClient = (chunk: Buffer): void => {
     if (this.phase === 'closed') return;
-    this.bytesOut += chunk.length;
+    this.counters[Counter.BytesOut] = this.bytesOut + chunk.length;
     try {
       this.serverScanner!.scan(chunk);
     } catch (error) {
@@ -449,8 +569,8 @@ export class Session implements SessionUsage {
 
   private readonly onClientFrame = (type: number): void => {
     if (type === MessageType.Query || type === MessageType.Execute) {
-      this.queries++;
-      this.lastQueryAt = Date.now();
+      this.counters[Counter.Queries] = this.queries + 1;
+      this.counters[Counter.LastQueryAt] = Date.now();
     } else if (type === MessageType.Terminate) {
       this.clientTerminated = true;
     }
@@ -560,14 +680,7 @@ export class Session implements SessionUsage {
       this.closeReason = 'server closed the connection';
       const canWrite = (this.phase !== 'forwarding' || this.serverScanner!.atBoundary) && !this.client.destroyed;
       if (canWrite) {
-        this.client.end(
-          encodeErrorResponse({
-            severity: 'FATAL',
-            code: '08006',
-            message: 'the PostgreSQL server closed the connection unexpectedly',
-            hint: 'The server may have been restarted; reconnect.',
-          }),
-        );
+        this.client.end(encodeErrorResponse(SERVER_CLOSED_UNEXPECTEDLY));
         this.lingerThenDestroy();
       } else {
         this.client.destroy();

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { UsageError } from '../../errors.js';
-import { PROXY_DEFAULTS, parseDuration, parseHostPort, type ProxyOptions } from '../../proxy/config.js';
+import { PROXY_DEFAULTS, parseDuration, parseForwarder, parseHostPort, type ProxyOptions } from '../../proxy/config.js';
 import { startProxy } from '../../proxy/server.js';
 import type { CliIO } from '../io.js';
 import { commonSettings, positiveInteger } from '../settings.js';
@@ -17,6 +17,7 @@ interface RawProxyOptions {
   serverConnectTimeout: string;
   heartbeatInterval: string;
   versionCacheTtl: string;
+  forwarder: string;
 }
 
 export function registerProxy(program: Command, _io: CliIO): void {
@@ -34,6 +35,7 @@ export function registerProxy(program: Command, _io: CliIO): void {
     .option('--server-connect-timeout <duration>', 'connecting to PostgreSQL must take no longer', PROXY_DEFAULTS.serverConnectTimeout)
     .option('--heartbeat-interval <duration>', 'how often live clients per version are written to the state schema', PROXY_DEFAULTS.heartbeatInterval)
     .option('--version-cache-ttl <duration>', 're-read versions after this long even without a notification', PROXY_DEFAULTS.versionCacheTtl)
+    .option('--forwarder <auto|native|node>', 'who forwards bytes after login: the native epoll thread (plain TCP, Linux) or Node; auto = native when built', PROXY_DEFAULTS.forwarder)
     .action(async (_options: unknown, command: Command) => {
       const settings = commonSettings(command);
       const options = proxyOptions(command.opts<RawProxyOptions>(), settings);
@@ -80,6 +82,7 @@ function proxyOptions(raw: RawProxyOptions, settings: ReturnType<typeof commonSe
     heartbeatIntervalMs,
     heartbeatExpireMs: Math.max(heartbeatIntervalMs * 120, 600_000),
     versionCacheTtlMs: parse(() => parseDuration(raw.versionCacheTtl, '--version-cache-ttl')),
+    forwarder: parse(() => parseForwarder(raw.forwarder, '--forwarder')),
     schema: settings.schema,
     stateSchema: settings.stateSchema,
     logger: settings.logger,

@@ -1,0 +1,151 @@
+/**
+ * The native forwarder (native/forwarder.c) as the proxy sees it. After authentication a plain-TCP
+ * session's two sockets can be handed to it: one epoll thread per process then forwards their
+ * bytes, off Node's stream machinery, which is where the proxy's CPU went (bench/README.md).
+ *
+ * It is optional. npm's install step tries to build it and carries on without it; here it is
+ * loaded once per process, on Linux, when it was built, and `--forwarder` picks it or Node.
+ */
+import { createRequire } from 'node:module';
+import type net from 'node:net';
+
+/** How sessions forward after login: `auto` is native when the addon is there, else node. */
+export type ForwarderChoice = 'auto' | 'native' | 'node';
+export const FORWARDER_CHOICES: readonly ForwarderChoice[] = ['auto', 'native', 'node'];
+
+/**
+ * Slots of a session's counters (a Float64Array). The Node path bumps them itself; the native
+ * thread writes them in place and the usage ledger reads them only when someone asks.
+ */
+export const Counter = { BytesIn: 0, BytesOut: 1, Queries: 2, LastQueryAt: 3 } as const;
+export const COUNTER_SLOTS = 4;
+
+export type NativeEndReason = 'client_closed' | 'server_closed' | 'client_protocol' | 'server_protocol' | 'retired' | 'terminated' | 'internal';
+
+export interface NativeEnd {
+  reason: NativeEndReason;
+  /** A socket failure ("read ECONNRESET"), a protocol error's message, or ''. */
+  detail: string;
+  /** For server_closed: the server had sent an ErrorResponse, or the client a Terminate. */
+  explained: boolean;
+}
+
+declare const nativeSession: unique symbol;
+/** A session the native thread forwards; valid until its end has been reported. */
+export type NativeHandle = { readonly [nativeSession]: true };
+
+interface Binding {
+  init(onEnd: (id: number, reason: NativeEndReason, detail: string, explained: boolean) => void, serverLost: Buffer): void;
+  start(id: number, clientFd: number, serverFd: number, counters: Float64Array, toClient: Buffer, toServer: Buffer): NativeHandle;
+  retire(handle: NativeHandle, errorResponse: Buffer): void;
+  terminate(handle: NativeHandle, errorResponse: Buffer): void;
+}
+
+/** What the proxy reaches of a socket's libuv handle: its descriptor and its unsent bytes. */
+interface SocketHandle {
+  fd?: number;
+  writeQueueSize?: number;
+}
+
+export class NativeForwarder {
+  private readonly ends = new Map<number, (end: NativeEnd) => void>();
+
+  constructor(private readonly binding: Binding, serverLost: Buffer) {
+    binding.init(this.onEnd, serverLost);
+  }
+
+  /**
+   * Takes over a session's sockets, or returns undefined (and touches nothing) when it cannot:
+   * a socket without a descriptor, or with bytes Node has not sent or delivered yet. On success
+   * the Node sockets are destroyed (closed without a shutdown: the thread holds duplicates).
+   */
+  take(
+    id: number,
+    client: net.Socket,
+    server: net.Socket,
+    counters: Float64Array,
+    rest: { toClient: Buffer; toServer: Buffer },
+    onEnd: (end: NativeEnd) => void,
+  ): NativeHandle | undefined {
+    const clientFd = idleDescriptor(client);
+    const serverFd = idleDescriptor(server);
+    if (clientFd === undefined || serverFd === undefined) return undefined;
+    // Throws when the descriptors cannot be duplicated (EMFILE): the caller forwards in Node.
+    const handle = this.binding.start(id, clientFd, serverFd, counters, rest.toClient, rest.toServer);
+    this.ends.set(id, onEnd);
+    for (const socket of [client, server]) {
+      socket.removeAllListeners();
+      socket.on('error', () => {});
+      socket.destroy();
+    }
+    return handle;
+  }
+
+  /** The client's next message gets this ErrorResponse instead of an answer, and the session ends. */
+  retire(handle: NativeHandle, errorResponse: Buffer): void {
+    this.binding.retire(handle, errorResponse);
+  }
+
+  /** Ends the session now: the ErrorResponse goes to the client if it is between two server messages. */
+  terminate(handle: NativeHandle, errorResponse: Buffer): void {
+    this.binding.terminate(handle, errorResponse);
+  }
+
+  private readonly onEnd = (id: number, reason: NativeEndReason, detail: string, explained: boolean): void => {
+    const handler = this.ends.get(id);
+    this.ends.delete(id);
+    // An exception must not escape into the addon's callback.
+    try {
+      handler?.({ reason, detail, explained });
+    } catch (error) {
+      process.emitWarning(`tandem: failure while ending a natively forwarded session: ${(error as Error).message}`);
+    }
+  };
+}
+
+/** The socket's descriptor, if Node holds nothing for it: no unsent bytes, no unread ones. */
+function idleDescriptor(socket: net.Socket): number | undefined {
+  const handle = (socket as unknown as { _handle?: SocketHandle | null })._handle;
+  const fd = handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) return undefined;
+  if (socket.writableLength > 0 || (handle?.writeQueueSize ?? 0) > 0 || socket.readableLength > 0) return undefined;
+  return fd;
+}
+
+export interface ForwarderSelection {
+  /** Undefined: sessions forward in Node. */
+  forwarder: NativeForwarder | undefined;
+  /** For the startup log line: which path, and why when `auto` could not use the native one. */
+  description: string;
+}
+
+let loaded: { forwarder: NativeForwarder } | { unavailable: string } | undefined;
+
+function load(serverLost: Buffer): { forwarder: NativeForwarder } | { unavailable: string } {
+  if (loaded) return loaded;
+  if (process.platform !== 'linux') {
+    loaded = { unavailable: `the native forwarder is Linux-only (this is ${process.platform})` };
+    return loaded;
+  }
+  // The same relative path from src/proxy/ and from dist/proxy/.
+  const path = new URL('../../native/build/Release/tandem_forwarder.node', import.meta.url).pathname;
+  try {
+    const binding = createRequire(import.meta.url)(path) as Binding;
+    loaded = { forwarder: new NativeForwarder(binding, serverLost) };
+  } catch (error) {
+    loaded = { unavailable: `the native forwarder is not available (${(error as Error).message.split('\n')[0]}); build it with npm run build:native` };
+  }
+  return loaded;
+}
+
+/**
+ * Resolves --forwarder. `serverLost` is the ErrorResponse a client gets when the server hangs up
+ * unexplained (the same bytes the Node path sends). Throws for `native` when it is not there.
+ */
+export function selectForwarder(choice: ForwarderChoice, serverLost: Buffer): ForwarderSelection {
+  if (choice === 'node') return { forwarder: undefined, description: 'node (--forwarder node)' };
+  const native = load(serverLost);
+  if ('forwarder' in native) return { forwarder: native.forwarder, description: 'native (epoll thread; TLS clients and TLS upstreams forward in node)' };
+  if (choice === 'native') throw new Error(`--forwarder native: ${native.unavailable}`);
+  return { forwarder: undefined, description: `node (${native.unavailable})` };
+}
