@@ -132,8 +132,9 @@ export class Session implements SessionUsage {
     this.loginTimer = setTimeout(this.onLoginTimeout, ctx.loginTimeoutMs);
   }
 
+  /** Logged in; stays true once closed, so that the ledger keeps an ended session's counts. */
   get established(): boolean {
-    return this.phase === 'forwarding';
+    return this.phase === 'forwarding' || (this.phase === 'closed' && this.forwardedBy !== undefined);
   }
 
   get versionSchema(): string | undefined {
