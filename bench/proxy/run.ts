@@ -1,9 +1,10 @@
 /**
  * Proxy benchmark: pgbench -S and the default TPC-B-like script at 1, 8 and 32 clients, directly
- * against PostgreSQL, through PgBouncer (session mode) and through tandem proxy, all in one run on
- * one machine over loopback; then tandem's memory per idle client. Prints a Markdown table.
+ * against PostgreSQL, through PgBouncer (session mode) and through tandem proxy (twice: with the
+ * native forwarder and with --forwarder node), all in one run on one machine over loopback; then
+ * tandem's memory per idle client (native forwarder). Prints a Markdown table.
  *
- *   npm run build && npx tsx bench/proxy/run.ts [--duration 10] [--rounds 3] [--idle 1000] [--clients 1,8,32]
+ *   npm run build && npx tsx bench/proxy/run.ts [--duration 10] [--rounds 3] [--idle 1000] [--clients 1,8,32] [--scripts select-only,tpcb-like]
  *
  * Needs pgbench and pgbouncer (Debian: apt-get install -y postgresql-client pgbouncer). As root,
  * PgBouncer runs as the postgres user (it refuses to run as root). Not run by the test suite.
@@ -25,6 +26,7 @@ const { values: args } = parseArgs({
     idle: { type: 'string', default: '1000' },
     clients: { type: 'string', default: '1,8,32' },
     scale: { type: 'string', default: '10' },
+    scripts: { type: 'string', default: 'select-only,tpcb-like' },
   },
 });
 const DURATION = Number(args.duration);
@@ -32,6 +34,7 @@ const ROUNDS = Number(args.rounds);
 const IDLE = Number(args.idle);
 const CLIENTS = args.clients.split(',').map(Number);
 const SCALE = Number(args.scale);
+const SCRIPTS = args.scripts.split(',') as Array<'select-only' | 'tpcb-like'>;
 const DATABASE = 'bench';
 
 interface Result {
@@ -120,11 +123,10 @@ async function startPgBouncer(pgPort: number): Promise<{ port: number; stop(): v
   };
 }
 
-async function startTandem(pgUrl: string): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
+async function startTandem(pgUrl: string, forwarder: 'native' | 'node'): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
   const port = await freePort();
-  const child = spawn(process.execPath, ['bin/tandem.js', '--postgres-url', pgUrl, '--log-level', 'warn', 'proxy', '--listen', `127.0.0.1:${port}`, '--max-client-conn', '2000', '--shutdown-grace', '0s'], {
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
+  const argv = ['bin/tandem.js', '--postgres-url', pgUrl, '--log-level', 'warn', 'proxy', '--listen', `127.0.0.1:${port}`, '--max-client-conn', '2000', '--shutdown-grace', '0s', '--forwarder', forwarder];
+  const child = spawn(process.execPath, argv, { stdio: ['ignore', 'inherit', 'inherit'] });
   await waitForPort(port, child, 'tandem proxy');
   return {
     port,
@@ -172,15 +174,16 @@ async function main(): Promise<void> {
   pgUrl.pathname = `/${DATABASE}`;
   run('pgbench', ['-h', '127.0.0.1', '-p', String(server.port), '-U', 'postgres', '-i', '-q', '-s', String(SCALE), DATABASE]);
   const bouncer = await startPgBouncer(server.port);
-  const tandem = await startTandem(pgUrl.toString());
-  const targets = { direct: server.port, pgbouncer: bouncer.port, tandem: tandem.port } as const;
+  const tandem = await startTandem(pgUrl.toString(), 'native');
+  const tandemNode = await startTandem(pgUrl.toString(), 'node');
+  const targets = { direct: server.port, pgbouncer: bouncer.port, tandem: tandem.port, 'tandem-node': tandemNode.port } as const;
   const rows: Array<Array<string | number>> = [];
   try {
-    for (const script of ['select-only', 'tpcb-like'] as const) {
+    for (const script of SCRIPTS) {
       for (const clients of CLIENTS) {
-        // Rounds rotate the order of the three targets, and each figure is the median of its
-        // rounds, so that drift on a shared 2-core machine does not favour whoever runs first.
-        const runs: Record<string, Result[]> = { direct: [], pgbouncer: [], tandem: [] };
+        // Rounds rotate the order of the targets, and each figure is the median of its rounds, so
+        // that drift on a shared 2-core machine does not favour whoever runs first.
+        const runs: Record<string, Result[]> = { direct: [], pgbouncer: [], tandem: [], 'tandem-node': [] };
         const names = Object.keys(targets) as Array<keyof typeof targets>;
         for (let round = 0; round < ROUNDS; round++) {
           for (let i = 0; i < names.length; i++) {
@@ -194,29 +197,37 @@ async function main(): Promise<void> {
         const d = results.direct!;
         const b = results.pgbouncer!;
         const t = results.tandem!;
+        const n = results['tandem-node']!;
         rows.push([
           script === 'select-only' ? '-S' : 'TPC-B',
           clients,
           d.tps.toFixed(0),
           b.tps.toFixed(0),
           t.tps.toFixed(0),
+          n.tps.toFixed(0),
           (b.tps / d.tps).toFixed(2),
           (t.tps / d.tps).toFixed(2),
           `**${(t.tps / b.tps).toFixed(2)}**`,
+          (n.tps / b.tps).toFixed(2),
           d.latencyMs.toFixed(3),
           b.latencyMs.toFixed(3),
           t.latencyMs.toFixed(3),
+          n.latencyMs.toFixed(3),
         ]);
       }
     }
     const memory = await idleMemory(tandem.port, tandem.pid);
     console.log(`\n${machine()}; PostgreSQL ${major}; pgbench -T ${DURATION} -j min(clients,2), scale ${SCALE}, median of ${ROUNDS} rotating rounds\n`);
-    const headers = ['script', 'clients', 'direct TPS', 'PgBouncer TPS', 'tandem TPS', 'PgBouncer/direct', 'tandem/direct', 'tandem/PgBouncer', 'direct ms', 'PgBouncer ms', 'tandem ms'];
+    const headers = [
+      'script', 'clients', 'direct TPS', 'PgBouncer TPS', 'tandem TPS', 'tandem node TPS', 'PgBouncer/direct', 'tandem/direct',
+      'tandem/PgBouncer', 'node/PgBouncer', 'direct ms', 'PgBouncer ms', 'tandem ms', 'tandem node ms',
+    ];
     console.log(table(headers, rows));
     console.log(
       `\ntandem RSS: ${memory.beforeKb} kB before, ${memory.afterKb} kB with ${IDLE} idle clients: ${memory.perClientBytes} bytes per idle client`,
     );
   } finally {
+    await tandemNode.stop();
     await tandem.stop();
     bouncer.stop();
     await server.stop();

@@ -8,6 +8,7 @@
  */
 import { createRequire } from 'node:module';
 import type net from 'node:net';
+import { SERVER_CLOSED_UNEXPECTEDLY, encodeErrorResponse } from './protocol/messages.js';
 
 /** How sessions forward after login: `auto` is native when the addon is there, else node. */
 export type ForwarderChoice = 'auto' | 'native' | 'node';
@@ -50,8 +51,9 @@ interface SocketHandle {
 export class NativeForwarder {
   private readonly ends = new Map<number, (end: NativeEnd) => void>();
 
-  constructor(private readonly binding: Binding, serverLost: Buffer) {
-    binding.init(this.onEnd, serverLost);
+  constructor(private readonly binding: Binding) {
+    // What the thread sends a client when the server hangs up unexplained, as the Node path does.
+    binding.init(this.onEnd, encodeErrorResponse(SERVER_CLOSED_UNEXPECTEDLY));
   }
 
   /**
@@ -121,7 +123,7 @@ export interface ForwarderSelection {
 
 let loaded: { forwarder: NativeForwarder } | { unavailable: string } | undefined;
 
-function load(serverLost: Buffer): { forwarder: NativeForwarder } | { unavailable: string } {
+function load(): { forwarder: NativeForwarder } | { unavailable: string } {
   if (loaded) return loaded;
   if (process.platform !== 'linux') {
     loaded = { unavailable: `the native forwarder is Linux-only (this is ${process.platform})` };
@@ -131,20 +133,17 @@ function load(serverLost: Buffer): { forwarder: NativeForwarder } | { unavailabl
   const path = new URL('../../native/build/Release/tandem_forwarder.node', import.meta.url).pathname;
   try {
     const binding = createRequire(import.meta.url)(path) as Binding;
-    loaded = { forwarder: new NativeForwarder(binding, serverLost) };
+    loaded = { forwarder: new NativeForwarder(binding) };
   } catch (error) {
     loaded = { unavailable: `the native forwarder is not available (${(error as Error).message.split('\n')[0]}); build it with npm run build:native` };
   }
   return loaded;
 }
 
-/**
- * Resolves --forwarder. `serverLost` is the ErrorResponse a client gets when the server hangs up
- * unexplained (the same bytes the Node path sends). Throws for `native` when it is not there.
- */
-export function selectForwarder(choice: ForwarderChoice, serverLost: Buffer): ForwarderSelection {
+/** Resolves --forwarder; throws for `native` when the addon is not there. */
+export function selectForwarder(choice: ForwarderChoice): ForwarderSelection {
   if (choice === 'node') return { forwarder: undefined, description: 'node (--forwarder node)' };
-  const native = load(serverLost);
+  const native = load();
   if ('forwarder' in native) return { forwarder: native.forwarder, description: 'native (epoll thread; TLS clients and TLS upstreams forward in node)' };
   if (choice === 'native') throw new Error(`--forwarder native: ${native.unavailable}`);
   return { forwarder: undefined, description: `node (${native.unavailable})` };

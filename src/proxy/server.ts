@@ -14,8 +14,8 @@ import { formatHostPort, type HostPort, type ProxyOptions } from './config.js';
 import { HeartbeatLoop } from './heartbeat.js';
 import { ProxyMetrics } from './metrics.js';
 import { selectForwarder } from './native.js';
-import { encodeErrorResponse, type ErrorFields } from './protocol/messages.js';
-import { SERVER_CLOSED_UNEXPECTEDLY, Session, type SessionContext } from './session.js';
+import type { ErrorFields } from './protocol/messages.js';
+import { Session, type SessionContext } from './session.js';
 import { loadServerTls } from './tls.js';
 import { describeTarget, upstreamTarget } from './upstream.js';
 import { UsageLedger } from './usage.js';
@@ -68,7 +68,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
   const secureContext: tls.SecureContext | undefined =
     options.tlsCert && options.tlsKey ? loadServerTls(options.tlsCert, options.tlsKey) : undefined;
   // Before anything listens: `--forwarder native` without the addon is a startup failure.
-  const forwarding = selectForwarder(options.forwarder ?? 'auto', encodeErrorResponse(SERVER_CLOSED_UNEXPECTEDLY));
+  const forwarding = selectForwarder(options.forwarder ?? 'auto');
   const proxyId = options.proxyId ?? `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
   const startedAt = new Date();
   const ledger = new UsageLedger();

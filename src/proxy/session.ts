@@ -31,6 +31,7 @@ import {
   parseErrorFields,
   parseSASLInitialResponse,
   parseStartupPacket,
+  SERVER_CLOSED_UNEXPECTEDLY,
   type ErrorFields,
   type StartupParams,
 } from './protocol/messages.js';
@@ -48,14 +49,6 @@ const FATAL_LINGER_MS = 2_000;
 
 const SSL_YES = Buffer.from('S');
 const SSL_NO = Buffer.from('N');
-
-/** What a client is told when the server hangs up without saying why (both forwarding paths send it). */
-export const SERVER_CLOSED_UNEXPECTEDLY: ErrorFields = {
-  severity: 'FATAL',
-  code: '08006',
-  message: 'the PostgreSQL server closed the connection unexpectedly',
-  hint: 'The server may have been restarted; reconnect.',
-};
 
 function retiredError(message: string): ErrorFields {
   return { severity: 'FATAL', code: '57P01', message };

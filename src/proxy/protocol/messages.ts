@@ -142,6 +142,14 @@ export interface ErrorFields {
 }
 
 /** An ErrorResponse as PostgreSQL sends it, so drivers show it like any server error. */
+/** What a client is told when the server hangs up without saying why (both forwarding paths send it). */
+export const SERVER_CLOSED_UNEXPECTEDLY: ErrorFields = {
+  severity: 'FATAL',
+  code: '08006',
+  message: 'the PostgreSQL server closed the connection unexpectedly',
+  hint: 'The server may have been restarted; reconnect.',
+};
+
 export function encodeErrorResponse(fields: ErrorFields): Buffer {
   const entries: Array<[string, string | undefined]> = [
     ['S', fields.severity],
