@@ -14,7 +14,7 @@ import {
   PROTOCOL_3_0,
 } from '../../src/proxy/protocol/messages.js';
 import { chooseRoute, routeRequest } from '../../src/proxy/routing.js';
-import { parseDuration, parseHostPort } from '../../src/proxy/config.js';
+import { parseDuration, parseForwarder, parseHostPort } from '../../src/proxy/config.js';
 import type { VersionInfo } from '../../src/state/versions.js';
 
 function untypedBody(packet: Buffer): Buffer {
@@ -168,5 +168,7 @@ describe('flag parsing', () => {
     expect(parseDuration('2m', 'x')).toBe(120_000);
     expect(parseDuration('5', 'x')).toBe(5_000);
     expect(() => parseDuration('soon', '--shutdown-grace')).toThrow(/--shutdown-grace must be a duration/);
+    expect(['auto', 'native', 'node'].map((text) => parseForwarder(text, '--forwarder'))).toEqual(['auto', 'native', 'node']);
+    expect(() => parseForwarder('epoll', '--forwarder')).toThrow('--forwarder must be one of auto, native, node, got "epoll"');
   });
 });
