@@ -4,7 +4,8 @@
  * (`tandem proxy` logs which one it uses). TANDEM_NATIVE=0 skips the build.
  */
 import { spawnSync } from 'node:child_process';
-import { dirname } from 'node:path';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -15,14 +16,22 @@ if (process.platform !== 'linux') {
 } else if (process.env.TANDEM_NATIVE === '0') {
   say('TANDEM_NATIVE=0: not building the native forwarder; the proxy will forward in Node');
 } else {
-  // npm hands its own node-gyp to install scripts; outside npm, one on the PATH.
-  const gyp = process.env.npm_config_node_gyp;
-  const [command, args] = gyp ? [process.execPath, [gyp, 'rebuild']] : ['node-gyp', ['rebuild']];
-  const result = spawnSync(command, args, { cwd: here, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+  // npm hands its own node-gyp to install scripts; outside npm, the one npm ships, or one on the PATH.
+  const bundled = join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
+  const gyp = process.env.npm_config_node_gyp ?? (existsSync(bundled) ? bundled : undefined);
+  const args = ['rebuild'];
+  // Headers installed beside this node (distribution packages, official tarballs) spare node-gyp a download.
+  const prefix = join(dirname(process.execPath), '..');
+  if (!process.env.npm_config_nodedir && existsSync(join(prefix, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${prefix}`);
+  const [command, argv] = gyp ? [process.execPath, [gyp, ...args]] : ['node-gyp', args];
+  const result = spawnSync(command, argv, { cwd: here, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
   if (result.status === 0) {
     say('built the native forwarder (native/build/Release/tandem_forwarder.node)');
   } else {
-    const why = result.error ? result.error.message : (result.stderr ?? '').trim().split('\n').slice(-8).join('\n');
+    // node-gyp's own boilerplate (versions, paths, "not ok") says nothing about the cause.
+    const boilerplate = /^gyp (info|http|verb)|^gyp ERR! (System|command|cwd|node -v|node-gyp -v|\$npm|not ok)/;
+    const lines = (result.stderr ?? '').split('\n').filter((line) => line.trim() && !boilerplate.test(line));
+    const why = result.error ? result.error.message : lines.slice(-8).join('\n');
     say(`the native forwarder did not build; the proxy will forward in Node.\n${why}`);
   }
 }
