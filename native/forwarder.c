@@ -112,6 +112,7 @@ typedef struct session {
   uint8_t released;        /* JavaScript has seen the end: no command can name the session any more */
   uint8_t queued;          /* on the thread's list of sessions to run again */
   uint8_t closing;         /* on the thread's list of ended sessions with sides still open */
+  uint8_t freed;           /* on the thread's list of sessions to free after this round */
   char *retire;            /* when set, the client's next message gets this instead of an answer */
   size_t retire_len;
   /* Bytes JavaScript had read before the hand-over, delivered when the thread starts the session. */
@@ -231,7 +232,8 @@ static void post_report(forwarder *f, session *s, end_reason reason, int explain
 }
 
 static void maybe_free(forwarder *f, session *s) {
-  if (!s->released || s->client.fd >= 0 || s->server.fd >= 0 || s->queued || s->closing) return;
+  if (s->freed || !s->released || s->client.fd >= 0 || s->server.fd >= 0 || s->queued || s->closing) return;
+  s->freed = 1;
   /* Freed after this round of events, which may still name it. */
   if (s->prev) s->prev->next = s->next;
   else f->sessions = s->next;
