@@ -9,7 +9,7 @@
  * Needs pgbench and pgbouncer (Debian: apt-get install -y postgresql-client pgbouncer). As root,
  * PgBouncer runs as the postgres user (it refuses to run as root). Not run by the test suite.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -48,8 +48,22 @@ function run(command: string, argv: string[], env: NodeJS.ProcessEnv = {}): stri
   return result.stdout + result.stderr;
 }
 
-function pgbench(port: number, clients: number, script: 'select-only' | 'tpcb-like'): Result {
-  const output = run('pgbench', [
+/**
+ * Asynchronous on purpose: while pgbench runs, this process must go on reading the embedded
+ * server's stderr. A blocked event loop lets that pipe fill up, and then every backend that logs
+ * (the proxies' failing heartbeats in this database without a state schema, for instance) hangs.
+ */
+function runAsync(command: string, argv: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(command, argv, { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
+      if (error) reject(new Error(`${command} ${argv.join(' ')} failed:\n${stderr}\n${stdout}`));
+      else resolve(stdout + stderr);
+    });
+  });
+}
+
+async function pgbench(port: number, clients: number, script: 'select-only' | 'tpcb-like'): Promise<Result> {
+  const output = await runAsync('pgbench', [
     '-h', '127.0.0.1', '-p', String(port), '-U', 'postgres',
     '-b', script, '-c', String(clients), '-j', String(Math.min(clients, 2)), '-T', String(DURATION), DATABASE,
   ]);
@@ -188,7 +202,7 @@ async function main(): Promise<void> {
         for (let round = 0; round < ROUNDS; round++) {
           for (let i = 0; i < names.length; i++) {
             const name = names[(i + round) % names.length]!;
-            const result = pgbench(targets[name], clients, script);
+            const result = await pgbench(targets[name], clients, script);
             runs[name]!.push(result);
             process.stderr.write(`${script} c=${clients} round ${round + 1} ${name}: ${result.tps.toFixed(0)} tps, ${result.latencyMs.toFixed(3)} ms\n`);
           }
