@@ -428,8 +428,9 @@ static size_t protocol_error_message(char *into, size_t size, const char *messag
 }
 
 /*
- * Follows frames through one read. For each header: `on_frame`. Returns the offset of a header
- * whose length is invalid (-1: none; -2: it began in an earlier read), with its type and length.
+ * Follows frames through one read, counting the client's queries (and noticing its Terminate) or
+ * remembering the server's last message type. Returns the offset of a header whose length is
+ * invalid (-1: none; -2: it began in an earlier read), with its type and length.
  */
 static long scan(scanner *sc, const uint8_t *bytes, size_t size, session *s, int from_client,
                  uint8_t *bad_type, int32_t *bad_length, int *counted) {
