@@ -12,6 +12,15 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npx tsc -p tsconfig.build.json
 
+# The native forwarder (native/forwarder.c): built here with a compiler, shipped as one .node file.
+# build.mjs never fails; if it could not build, the COPY below fails the image build instead of
+# silently shipping a proxy that forwards in Node.
+FROM node:20-slim AS native
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY native/forwarder.c native/binding.gyp native/build.mjs ./native/
+RUN node native/build.mjs
+
 # Runtime dependencies only: no compilers, no test tools, no embedded PostgreSQL (that is for `tandem dev`).
 FROM node:20-slim AS dependencies
 WORKDIR /app
@@ -23,6 +32,7 @@ ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=dependencies /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY --from=native /app/native/build/Release/tandem_forwarder.node ./native/build/Release/tandem_forwarder.node
 COPY package.json ./
 COPY bin ./bin
 # The image's node user (uid 1000): PostgreSQL clients and the proxy need no privileges.

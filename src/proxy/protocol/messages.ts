@@ -141,7 +141,6 @@ export interface ErrorFields {
   hint?: string;
 }
 
-/** An ErrorResponse as PostgreSQL sends it, so drivers show it like any server error. */
 /** What a client is told when the server hangs up without saying why (both forwarding paths send it). */
 export const SERVER_CLOSED_UNEXPECTEDLY: ErrorFields = {
   severity: 'FATAL',
@@ -150,6 +149,7 @@ export const SERVER_CLOSED_UNEXPECTEDLY: ErrorFields = {
   hint: 'The server may have been restarted; reconnect.',
 };
 
+/** An ErrorResponse as PostgreSQL sends it, so drivers show it like any server error. */
 export function encodeErrorResponse(fields: ErrorFields): Buffer {
   const entries: Array<[string, string | undefined]> = [
     ['S', fields.severity],
