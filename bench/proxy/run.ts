@@ -230,14 +230,15 @@ async function main(): Promise<void> {
         ]);
       }
     }
-    const memory = await idleMemory(tandem.port, tandem.pid);
+    // --idle 0 skips the memory measurement.
+    const memory = IDLE > 0 ? await idleMemory(tandem.port, tandem.pid) : undefined;
     console.log(`\n${machine()}; PostgreSQL ${major}; pgbench -T ${DURATION} -j min(clients,2), scale ${SCALE}, median of ${ROUNDS} rotating rounds\n`);
     const headers = [
       'script', 'clients', 'direct TPS', 'PgBouncer TPS', 'tandem TPS', 'tandem node TPS', 'PgBouncer/direct', 'tandem/direct',
       'tandem/PgBouncer', 'node/PgBouncer', 'direct ms', 'PgBouncer ms', 'tandem ms', 'tandem node ms',
     ];
     console.log(table(headers, rows));
-    console.log(
+    if (memory) console.log(
       `\ntandem RSS: ${memory.beforeKb} kB before, ${memory.afterKb} kB with ${IDLE} idle clients: ${memory.perClientBytes} bytes per idle client`,
     );
   } finally {
