@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs the proxy and end-to-end tests with the native forwarder built under AddressSanitizer and
+# UndefinedBehaviorSanitizer, then rebuilds the normal addon. Any report fails the run.
+#   bash native/sanitize.sh            (needs gcc with libasan/libubsan, as on Debian)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=$(mktemp -d)
+trap 'rm -rf "$work"; node native/build.mjs' EXIT
+mkdir -p native/build/Release
+gcc -shared -fPIC -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
+  -std=gnu11 -I"$(dirname "$(command -v node)")/../include/node" native/forwarder.c \
+  -o native/build/Release/tandem_forwarder.node -lpthread
+# The sanitizer runtimes must be loaded first, so they are preloaded into every process; psql and
+# pgbench (Debian's psql is a Perl wrapper, which hangs under ASan) get a clean environment.
+mkdir -p "$work/bin"
+for tool in psql pgbench; do
+  printf '#!/bin/sh\nunset LD_PRELOAD\nexec %s "$@"\n' "$(command -v "$tool")" > "$work/bin/$tool"
+  chmod +x "$work/bin/$tool"
+done
+PATH="$work/bin:$PATH" \
+  LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)" \
+  ASAN_OPTIONS="detect_leaks=0:log_path=$work/asan" UBSAN_OPTIONS="print_stacktrace=1:log_path=$work/ubsan" \
+  npx vitest run test/proxy test/e2e
+if compgen -G "$work/asan*" > /dev/null || compgen -G "$work/ubsan*" > /dev/null; then
+  cat "$work"/asan* "$work"/ubsan* 2>/dev/null
+  echo "sanitizer reports above" >&2
+  exit 1
+fi
+echo "no sanitizer reports"
