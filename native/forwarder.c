@@ -219,6 +219,36 @@ static void drop_out(side *sd) {
   sd->out_start = sd->out_end = sd->out_cap = 0;
 }
 
+/*
+ * Sends until all of it went or the kernel's buffer is full (then the side is no longer writable).
+ * `*sent` says how much went. Returns 0, or the errno of a send that failed.
+ */
+static int send_some(side *sd, const char *bytes, size_t length, size_t *sent) {
+  *sent = 0;
+  while (*sent < length) {
+    ssize_t n = send(sd->fd, bytes + *sent, length - *sent, MSG_NOSIGNAL);
+    if (n > 0) {
+      *sent += (size_t)n;
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      sd->writable = 0;
+      return 0;
+    } else {
+      return n < 0 ? errno : EPIPE;
+    }
+  }
+  return 0;
+}
+
+/* Sends what the side has queued, as far as the kernel takes it; returns 0 or the failed send's errno. */
+static int send_queued(side *sd) {
+  size_t sent;
+  int error = send_some(sd, sd->out + sd->out_start, sd->out_end - sd->out_start, &sent);
+  sd->out_start += sent;
+  return error;
+}
+
 /* ---- session lifecycle ------------------------------------------------------------------- */
 
 static void post_report(forwarder *f, session *s, end_reason reason, int explained, const char *detail) {
@@ -256,19 +286,7 @@ static void linger(forwarder *f, session *s) {
   side *sides[2] = {&s->client, &s->server};
   for (int i = 0; i < 2; i++) {
     side *sd = sides[i];
-    while (sd->fd >= 0 && has_out(sd)) {
-      ssize_t n = send(sd->fd, sd->out + sd->out_start, sd->out_end - sd->out_start, MSG_NOSIGNAL);
-      if (n > 0) {
-        sd->out_start += (size_t)n;
-      } else if (n < 0 && errno == EINTR) {
-        continue;
-      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        sd->writable = 0;
-        break;
-      } else {
-        close_side(f, sd);
-      }
-    }
+    if (sd->fd >= 0 && has_out(sd) && send_queued(sd) != 0) close_side(f, sd);
     if (sd->fd < 0 || has_out(sd)) continue;
     if (!sd->fin_sent) {
       drop_out(sd);
@@ -291,10 +309,7 @@ static void linger(forwarder *f, session *s) {
 
 static void close_as(forwarder *f, side *sd, close_mode mode, const char *last, size_t last_len) {
   if (sd->fd < 0) return;
-  if (mode == CLOSE_NOW || !keep(sd, last, last_len)) {
-    close_side(f, sd);
-    return;
-  }
+  if (mode == CLOSE_NOW || !keep(sd, last, last_len)) close_side(f, sd);
 }
 
 /*
@@ -364,22 +379,16 @@ static void internal_failure(forwarder *f, session *s, const char *what) {
 
 /* Sends now what the kernel takes, keeps the rest. Returns 0 if the session ended. */
 static int send_or_keep(forwarder *f, session *s, side *to, const char *bytes, size_t length) {
+  /* Behind bytes already waiting, these wait too: order is kept. */
   if (!has_out(to)) {
-    while (length > 0) {
-      ssize_t n = send(to->fd, bytes, length, MSG_NOSIGNAL);
-      if (n > 0) {
-        bytes += n;
-        length -= (size_t)n;
-      } else if (n < 0 && errno == EINTR) {
-        continue;
-      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        to->writable = 0;
-        break;
-      } else {
-        peer_closed(f, s, to, n < 0 ? errno : EPIPE, "write");
-        return 0;
-      }
+    size_t sent;
+    int error = send_some(to, bytes, length, &sent);
+    if (error) {
+      peer_closed(f, s, to, error, "write");
+      return 0;
     }
+    bytes += sent;
+    length -= sent;
   }
   if (length > 0 && !keep(to, bytes, length)) {
     internal_failure(f, s, "out of memory");
@@ -390,16 +399,10 @@ static int send_or_keep(forwarder *f, session *s, side *to, const char *bytes, s
 
 /* Sends what a side has waiting. Returns 0 if the session ended. */
 static int flush(forwarder *f, session *s, side *to) {
-  while (has_out(to) && to->writable) {
-    ssize_t n = send(to->fd, to->out + to->out_start, to->out_end - to->out_start, MSG_NOSIGNAL);
-    if (n > 0) {
-      to->out_start += (size_t)n;
-    } else if (n < 0 && errno == EINTR) {
-      continue;
-    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      to->writable = 0;
-    } else {
-      peer_closed(f, s, to, n < 0 ? errno : EPIPE, "write");
+  if (has_out(to) && to->writable) {
+    int error = send_queued(to);
+    if (error) {
+      peer_closed(f, s, to, error, "write");
       return 0;
     }
   }
