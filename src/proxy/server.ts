@@ -69,6 +69,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     options.tlsCert && options.tlsKey ? loadServerTls(options.tlsCert, options.tlsKey) : undefined;
   // Before anything listens: `--forwarder native` without the addon is a startup failure.
   const forwarding = selectForwarder(options.forwarder ?? 'auto');
+  const forwarderName = forwarding.forwarder ? 'native' : 'node';
   const proxyId = options.proxyId ?? `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
   const startedAt = new Date();
   const ledger = new UsageLedger();
@@ -212,7 +213,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
       upstream: describeTarget(upstream),
       uptimeSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
       draining,
-      forwarder: forwarding.forwarder ? 'native' : 'node',
+      forwarder: forwarderName,
       clients: sessions.size,
       databases,
     };
@@ -288,7 +289,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     address,
     httpAddress: http ? { host: http.host, port: http.port } : undefined,
     metrics,
-    forwarder: forwarding.forwarder ? 'native' : 'node',
+    forwarder: forwarderName,
     status,
     readiness,
     heartbeat: () => heartbeats.beat(),

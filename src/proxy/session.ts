@@ -494,8 +494,7 @@ export class Session implements SessionUsage {
         break;
       case 'server_closed':
         if (!end.explained) {
-          this.ctx.metrics.error('upstream_lost');
-          this.closeReason = 'server closed the connection';
+          this.recordServerLost();
         } else if (end.detail) {
           this.closeReason = `server connection error: ${end.detail}`;
         }
@@ -506,13 +505,10 @@ export class Session implements SessionUsage {
         this.closeReason = `08P01: ${end.detail}`;
         break;
       case 'server_protocol':
-        this.ctx.logger.warn({ session: this.id, err: end.detail }, 'the server broke the protocol');
-        this.ctx.metrics.error('protocol');
-        this.closeReason = 'server protocol error';
+        this.recordServerProtocolError(end.detail);
         break;
       case 'retired':
-        this.ctx.metrics.error('retired_version');
-        this.closeReason = 'version retired';
+        this.recordRetired();
         break;
       case 'terminated':
         // terminate() already set the reason.
@@ -531,8 +527,8 @@ export class Session implements SessionUsage {
     if (this.phase === 'closed') return;
     const scanner = this.clientScanner!;
     if (this.retiredMessage !== undefined && scanner.atBoundary) {
-      this.closeReason = 'version retired';
-      this.endForwarding(retiredError(this.retiredMessage), 'retired_version');
+      this.recordRetired();
+      this.endForwarding(retiredError(this.retiredMessage));
       return;
     }
     this.counters[Counter.BytesIn] = this.bytesIn + chunk.length;
@@ -552,9 +548,7 @@ export class Session implements SessionUsage {
     try {
       this.serverScanner!.scan(chunk);
     } catch (error) {
-      this.ctx.logger.warn({ session: this.id, err: (error as Error).message }, 'the server broke the protocol');
-      this.closeReason = 'server protocol error';
-      this.ctx.metrics.error('protocol');
+      this.recordServerProtocolError((error as Error).message);
       this.finish();
       return;
     }
@@ -587,8 +581,7 @@ export class Session implements SessionUsage {
    * messages (anywhere else it would corrupt the stream) and a Terminate to the server when the
    * client's stream is between messages too.
    */
-  private endForwarding(fields: ErrorFields, kind?: Parameters<ProxyMetrics['error']>[0]): void {
-    if (kind) this.ctx.metrics.error(kind);
+  private endForwarding(fields: ErrorFields): void {
     const upstream = this.upstream!;
     if (this.serverScanner?.atBoundary && !this.client.destroyed) {
       this.client.end(encodeErrorResponse(fields));
@@ -602,6 +595,24 @@ export class Session implements SessionUsage {
   }
 
   // ---- endings -------------------------------------------------------------------------------
+
+  // Outcomes recorded alike whichever path forwarded the session (Node here, or onNativeEnd).
+
+  private recordServerLost(): void {
+    this.ctx.metrics.error('upstream_lost');
+    this.closeReason = 'server closed the connection';
+  }
+
+  private recordServerProtocolError(detail: string): void {
+    this.ctx.logger.warn({ session: this.id, err: detail }, 'the server broke the protocol');
+    this.ctx.metrics.error('protocol');
+    this.closeReason = 'server protocol error';
+  }
+
+  private recordRetired(): void {
+    this.ctx.metrics.error('retired_version');
+    this.closeReason = 'version retired';
+  }
 
   private readonly onLoginTimeout = (): void => {
     if (this.phase === 'forwarding' || this.phase === 'closed') return;
@@ -670,8 +681,7 @@ export class Session implements SessionUsage {
     const serverExplained = this.lastServerType === MessageType.ErrorResponse || this.clientTerminated;
     if (this.clientTerminated) this.closeReason = 'client disconnected';
     if (!serverExplained) {
-      this.ctx.metrics.error('upstream_lost');
-      this.closeReason = 'server closed the connection';
+      this.recordServerLost();
       const canWrite = (this.phase !== 'forwarding' || this.serverScanner!.atBoundary) && !this.client.destroyed;
       if (canWrite) {
         this.client.end(encodeErrorResponse(SERVER_CLOSED_UNEXPECTEDLY));
