@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { freePort } from '../../test/support/postgres.js';
+import { freePort } from '../../src/dev/ports.js';
 import { machine, startBenchServer, table } from '../support.js';
 
 const { values: args } = parseArgs({
