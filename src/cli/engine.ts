@@ -15,19 +15,29 @@ import { commonSettings, type CommonSettings } from './settings.js';
 export function addEngineOptions(command: Command): Command {
   return command
     .option('--stall-timeout <seconds>', 'report a backfill as stalled after this long without progress', parseSeconds, 60)
-    .option('--metrics-listen <host:port>', 'serve Prometheus /metrics (backfill progress) and /status while the command runs');
+    .option('--metrics-listen <host:port>', 'serve Prometheus /metrics (backfill progress) and /status while the command runs')
+    .option(
+      '--reconnect-timeout <seconds>',
+      'when the connection to PostgreSQL is lost (a restart, a failover), keep reconnecting this long, then go on where the run stopped',
+      parseSecondsFor('--reconnect-timeout'),
+      60,
+    );
 }
 
-function parseSeconds(value: string): number {
-  const seconds = Number(value);
-  if (!Number.isFinite(seconds) || seconds <= 0) throw new InvalidArgumentError(`--stall-timeout must be a positive number of seconds, got "${value}"`);
-  return seconds;
+function parseSecondsFor(flag: string): (value: string) => number {
+  return (value) => {
+    const seconds = Number(value);
+    if (!Number.isFinite(seconds) || seconds <= 0) throw new InvalidArgumentError(`${flag} must be a positive number of seconds, got "${value}"`);
+    return seconds;
+  };
 }
+
+const parseSeconds = parseSecondsFor('--stall-timeout');
 
 /** Opens the connection, builds a Migrator from the flags, runs `body`, closes. */
 export async function withMigrator<T>(command: Command, io: CliIO, body: (migrator: Migrator, settings: CommonSettings) => Promise<T>): Promise<T> {
   const settings = commonSettings(command);
-  const options = command.opts<{ stallTimeout?: number; metricsListen?: string }>();
+  const options = command.opts<{ stallTimeout?: number; metricsListen?: string; reconnectTimeout?: number }>();
   let listen;
   try {
     listen = options.metricsListen ? parseHostPort(options.metricsListen, '--metrics-listen') : undefined;
@@ -48,12 +58,14 @@ export async function withMigrator<T>(command: Command, io: CliIO, body: (migrat
         settings.logger,
       )
     : undefined;
-  const db = await connect(settings.postgresUrl, { applicationName: 'tandem' }).catch(async (error: unknown) => {
+  const open = () => connect(settings.postgresUrl, { applicationName: 'tandem' });
+  const db = await open().catch(async (error: unknown) => {
     await http?.close();
     throw error;
   });
+  let migrator: Migrator | undefined;
   try {
-    const migrator = new Migrator(db, {
+    migrator = new Migrator(db, {
       schema: settings.schema,
       stateSchema: settings.stateSchema,
       lockTimeoutMs: settings.lockTimeoutMs,
@@ -67,10 +79,12 @@ export async function withMigrator<T>(command: Command, io: CliIO, body: (migrat
         progress.set(p.table, p);
         report(p);
       },
+      reconnect: { connect: open, timeoutMs: (options.reconnectTimeout ?? 60) * 1000 },
     });
     return await body(migrator, settings);
   } finally {
     await db.end().catch(() => {});
+    if (migrator && migrator.connection !== db) await migrator.connection.end().catch(() => {});
     await http?.close();
   }
 }

@@ -20,6 +20,9 @@ export function clientConfig(url: string | undefined, options: ConnectOptions = 
   return {
     ...(url ? { connectionString: url } : {}),
     application_name: options.applicationName ?? 'tandem',
+    // A server that vanished without closing the connection (a host gone, a cut network) is noticed.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
   };
 }
 

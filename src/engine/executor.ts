@@ -51,20 +51,26 @@ export class Executor {
   async run(step: SqlStep, inTransaction?: (db: pg.Client) => Promise<void>): Promise<void> {
     await this.withRetries(step.description, step.lockTarget, async () => {
       if (step.transactional) {
-        await this.inTransaction(async () => {
-          for (const statement of step.statements) await this.db.query(statement);
-          await inTransaction?.(this.db);
-        });
+        await this.inTransaction(
+          async () => {
+            for (const statement of step.statements) await this.db.query(statement);
+            await inTransaction?.(this.db);
+          },
+          step.searchPath ? { search_path: step.searchPath } : {},
+        );
         return;
       }
       // CREATE/DROP INDEX CONCURRENTLY: take no lock that blocks writes, but wait for older
       // transactions to finish; a lock_timeout would only make them start over, so none is set.
+      const sessionSearchPath = step.searchPath ? (await this.db.query<{ search_path: string }>('SHOW search_path')).rows[0]!.search_path : undefined;
       await this.db.query('SET lock_timeout = 0');
       try {
         for (const statement of step.cleanup ?? []) await this.db.query(statement);
+        if (step.searchPath) await this.db.query(`SET search_path = ${step.searchPath}`);
         for (const statement of step.statements) await this.db.query(statement);
       } finally {
         await this.db.query(`SET lock_timeout = ${this.lockTimeoutMs}`);
+        if (sessionSearchPath !== undefined) await this.db.query(`SET search_path = ${sessionSearchPath}`);
       }
       await inTransaction?.(this.db);
     });

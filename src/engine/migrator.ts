@@ -15,11 +15,12 @@ import { ADVISORY_LOCK_CLASS, initStateSchema, stateSchemaExists } from '../stat
 import { listVersions } from '../state/versions.js';
 import { Backfill, type BackfillProgress } from './backfill.js';
 import { awaitProxies, checkRetirement, type RetirementCheck } from './drain.js';
-import { Executor, type RetryPolicy } from './executor.js';
+import { backoff, Executor, sleep, type RetryPolicy } from './executor.js';
 import { SchemaModel } from './model.js';
 import type { Plan, Step } from './plan.js';
 import { planMigration } from './planning.js';
 import { MAX_IDENTIFIER_BYTES } from './sql.js';
+import { fixedSearchPath } from './triggers.js';
 import { createVersionSchemaSql } from './views.js';
 
 export interface EngineSettings {
@@ -33,6 +34,12 @@ export interface EngineSettings {
   retry?: RetryPolicy;
   metrics?: BackfillMetrics;
   onBackfillProgress?: (progress: BackfillProgress) => void;
+  /**
+   * How to open a new session when the server goes away mid-run (a restart, a failover, a broken
+   * network): the run reconnects, takes its lock again and goes on from its last recorded step,
+   * for at most `timeoutMs`. Without it a lost connection ends the run (the state says where).
+   */
+  reconnect?: { connect: () => Promise<pg.Client>; timeoutMs: number };
 }
 
 /** The defaults DESIGN.md gives the CLI flags, for callers that run the engine directly. */
@@ -66,25 +73,39 @@ export interface CompleteOptions {
 }
 
 export class Migrator {
-  private readonly executor: Executor;
-  private readonly store: MigrationStore;
+  private db: pg.Client;
+  private executor!: Executor;
+  private store!: MigrationStore;
 
   constructor(
-    private readonly db: pg.Client,
+    db: pg.Client,
     private readonly settings: EngineSettings,
   ) {
-    this.executor = new Executor(db, { lockTimeoutMs: settings.lockTimeoutMs, logger: settings.logger, retry: settings.retry });
-    this.store = new MigrationStore(db, settings.stateSchema, settings.schema);
+    this.db = db;
+    this.use(db);
   }
 
   get logger(): Logger {
     return this.settings.logger;
   }
 
+  /** The session the migrator runs on now: another one than it was given after a reconnect. */
+  get connection(): pg.Client {
+    return this.db;
+  }
+
+  private use(db: pg.Client): void {
+    this.db = db;
+    this.executor = new Executor(db, { lockTimeoutMs: this.settings.lockTimeoutMs, logger: this.settings.logger, retry: this.settings.retry });
+    this.store = new MigrationStore(db, this.settings.stateSchema, this.settings.schema);
+  }
+
   /** Validates and plans without changing anything. */
   async plan(loaded: LoadedMigration): Promise<{ plan: Plan; warnings: string[]; versionSchema: string }> {
+    await this.prepareSession();
     await this.requireSchema();
     const versionSchema = this.versionSchemaOf(loaded);
+    await this.refuseVersionSchema(versionSchema, loaded);
     const previous = await this.previousVersionSchema();
     const planned = await planMigration(
       this.db,
@@ -188,12 +209,15 @@ export class Migrator {
 
   private async runStart(record: MigrationRecord, file: string | undefined): Promise<MigrationRecord> {
     try {
-      await this.runSteps(record, 'start', record.step);
+      await this.withReconnect('start', record, async () => this.runSteps(record, 'start', await this.storedStep(record)));
     } catch (error) {
+      // Without a session nothing can be undone, and nothing was: the state says where it stopped.
+      if (isLostConnection(error)) throw this.connectionLost('start', record, error, file);
+      if (error instanceof TandemError && error.code === 'busy') throw error;
       await this.undoFailedStart(record, error);
       throw this.failure('start', record, error, file);
     }
-    await this.store.setStatus(record.id, 'active', { step: 0 });
+    await this.withReconnect('start', record, () => this.store.setStatus(record.id, 'active', { step: 0 }));
     this.logger.info({ migration: record.name, versionSchema: record.versionSchema }, `${record.name} is active: version schema ${record.versionSchema} is ready`);
     return { ...record, status: 'active', step: 0 };
   }
@@ -234,11 +258,12 @@ export class Migrator {
       const from = record.status === 'rolling_back' ? record.step : 0;
       await this.store.setStatus(record.id, 'rolling_back', { step: from });
       try {
-        await this.runSteps(record, 'rollback', from);
+        await this.withReconnect('rollback', record, async () => this.runSteps(record, 'rollback', await this.storedStep(record)));
       } catch (error) {
+        if (isLostConnection(error)) throw this.connectionLost('rollback', record, error);
         throw this.failure('rollback', record, error);
       }
-      await this.store.setStatus(record.id, 'rolled_back');
+      await this.withReconnect('rollback', record, () => this.store.setStatus(record.id, 'rolled_back'));
       this.logger.info({ migration: record.name }, `${record.name} rolled back`);
       return { ...record, status: 'rolled_back' };
     });
@@ -279,15 +304,17 @@ export class Migrator {
     await this.store.setStatus(record.id, 'completing', { step: from });
     this.logger.info({ migration: record.name }, `completing ${record.name}`);
     try {
-      await this.runSteps(record, 'complete', from);
+      await this.withReconnect('complete', record, async () => this.runSteps(record, 'complete', await this.storedStep(record)));
     } catch (error) {
+      if (isLostConnection(error)) throw this.connectionLost('complete', record, error);
+      if (error instanceof TandemError && error.code === 'busy') throw error;
       const done = await this.store.inFlight();
       const firstDestructive = record.plan.complete.findIndex((s) => s.kind === 'sql' && s.destructive);
       const undamaged = firstDestructive < 0 || (done?.step ?? 0) <= firstDestructive;
       if (undamaged) await this.store.setStatus(record.id, 'active', { step: 0, error: formatError(error) });
       throw this.failure('complete', record, error, undefined, undamaged);
     }
-    await this.store.setStatus(record.id, 'complete', { step: record.plan.complete.length });
+    await this.withReconnect('complete', record, () => this.store.setStatus(record.id, 'complete', { step: record.plan.complete.length }));
     this.logger.info({ migration: record.name, versionSchema: record.versionSchema }, `${record.name} is complete`);
     return { ...record, status: 'complete' };
   }
@@ -310,9 +337,10 @@ export class Migrator {
     const undo = { ...record, plan: { ...record.plan, rollback: record.plan.rollback.filter(needed) } };
     await this.store.setStatus(record.id, 'rolling_back', { step: 0, error: formatError(cause) });
     try {
-      await this.runSteps(undo, 'rollback', 0);
-      await this.store.setStatus(record.id, 'rolled_back', { error: formatError(cause) });
+      await this.withReconnect('rollback', record, async () => this.runSteps(undo, 'rollback', await this.storedStep(record)));
+      await this.withReconnect('rollback', record, () => this.store.setStatus(record.id, 'rolled_back', { error: formatError(cause) }));
     } catch (rollbackError) {
+      if (isLostConnection(rollbackError)) throw this.connectionLost('rollback', record, rollbackError);
       throw this.failure('rollback', record, rollbackError);
     }
   }
@@ -355,7 +383,12 @@ export class Migrator {
       case 'live_views': {
         const model = new SchemaModel(await readSchema(this.db, this.settings.schema));
         await this.executor.run(
-          { kind: 'sql', description: step.description, statements: createVersionSchemaSql(model, step.versionSchema), transactional: true },
+          {
+            kind: 'sql',
+            description: step.description,
+            statements: createVersionSchemaSql(model, step.versionSchema, { stateSchema: this.settings.stateSchema, migration: record.name }),
+            transactional: true,
+          },
           markDone,
         );
         return;
@@ -393,6 +426,32 @@ export class Migrator {
     return name;
   }
 
+  /**
+   * A version schema is created by start and dropped by complete and rollback, so it must be a name
+   * that nothing else uses: not a schema that exists (whatever is in it would be at stake), not the
+   * migrated schema, the state schema or a system schema.
+   */
+  private async refuseVersionSchema(versionSchema: string, loaded: LoadedMigration): Promise<void> {
+    const fromFile = loaded.migration.versionSchema !== undefined;
+    const refuse = (why: string, hint?: string) =>
+      new TandemError('version_schema_taken', `the version schema "${versionSchema}" ${why}`, {
+        file: loaded.file,
+        field: fromFile ? 'version_schema' : 'name',
+        hint: hint ?? (fromFile ? 'choose a version_schema that names no existing schema' : 'rename the migration, or set version_schema to a name no schema has'),
+      });
+    if (versionSchema === this.settings.schema) throw refuse('is the schema being migrated');
+    if (versionSchema === this.settings.stateSchema) throw refuse("is tandem's state schema");
+    if (versionSchema.startsWith('pg_') || versionSchema === 'information_schema') throw refuse('is a name PostgreSQL reserves for system schemas');
+    const { rows } = await this.db.query<{ owner: string }>(
+      `SELECT pg_catalog.pg_get_userbyid(nspowner) AS owner FROM pg_catalog.pg_namespace WHERE nspname = $1`,
+      [versionSchema],
+    );
+    if (!rows.length) return;
+    const live = (await listVersions(this.db, this.settings.stateSchema, this.settings.schema)).find((v) => v.versionSchema === versionSchema);
+    if (live) throw refuse(`is the live version of migration "${live.migration}"`);
+    throw refuse(`already exists (owned by ${rows[0]!.owner}): start would take it over and complete or rollback would drop it`);
+  }
+
   private async previousVersionSchema(): Promise<string | null> {
     const versions = await listVersions(this.db, this.settings.stateSchema, this.settings.schema);
     return versions[0]?.versionSchema ?? null;
@@ -410,6 +469,16 @@ export class Migrator {
     // A role-level statement_timeout would cut a long CREATE INDEX CONCURRENTLY or backfill batch short.
     await this.db.query(`SET statement_timeout = 0`);
     await this.db.query(`SET lock_timeout = ${this.settings.lockTimeoutMs}`);
+    // The backfill evaluates the migration's expressions in this session, and the DDL binds the names
+    // in its defaults and checks here: never through whatever a caller's search_path ("$user", a
+    // schema someone else can create in) would put in front of pg_catalog.
+    await this.db.query(`SET search_path = ${fixedSearchPath(this.settings.schema)}`);
+    // A killed tandem must not leave its server session holding the schema's lock until its current
+    // batch ends: from PostgreSQL 14 the backend checks for a vanished client while a statement runs;
+    // keepalives find a peer that went away without a word.
+    await this.db.query(`SELECT pg_catalog.set_config('client_connection_check_interval', '2000', false)
+                          WHERE pg_catalog.current_setting('server_version_num')::int >= 140000`);
+    await this.db.query(`SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3`);
   }
 
   private async requireState(): Promise<void> {
@@ -432,26 +501,127 @@ export class Migrator {
    * second `start` fails at once with a clear message. It is released when the session ends, even on kill -9.
    */
   private async exclusively<T>(body: () => Promise<T>): Promise<T> {
-    const key = `${this.settings.stateSchema}.${this.settings.schema}`;
-    const { rows } = await this.db.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [ADVISORY_LOCK_CLASS, key]);
-    if (!rows[0]!.ok) {
-      const holder = await this.db.query<{ pid: number; who: string }>(
-        `SELECT a.pid, coalesce(nullif(a.application_name, ''), 'unknown') || ' from ' || coalesce(host(a.client_addr), 'local socket') AS who
-           FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-          WHERE l.locktype = 'advisory' AND l.classid = $1::int::oid AND l.objid = hashtext($2)::oid AND l.granted`,
-        [ADVISORY_LOCK_CLASS, key],
-      );
-      const who = holder.rows[0] ? ` (server pid ${holder.rows[0].pid}, ${holder.rows[0].who})` : '';
-      throw new TandemError('busy', `another tandem process is migrating schema "${this.settings.schema}" right now${who}`, {
-        hint: 'wait for it to finish; tandem status shows what it is doing',
-      });
-    }
+    await this.lock();
     try {
       return await body();
     } finally {
-      await this.db.query('SELECT pg_advisory_unlock($1, hashtext($2))', [ADVISORY_LOCK_CLASS, key]).catch(() => {});
+      await this.db.query('SELECT pg_advisory_unlock($1, hashtext($2))', [ADVISORY_LOCK_CLASS, this.lockKey]).catch(() => {});
     }
   }
+
+  private get lockKey(): string {
+    return `${this.settings.stateSchema}.${this.settings.schema}`;
+  }
+
+  /** Takes the schema's advisory lock without waiting, or says who holds it. */
+  private async lock(): Promise<void> {
+    const { rows } = await this.db.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [ADVISORY_LOCK_CLASS, this.lockKey]);
+    if (rows[0]!.ok) return;
+    const holder = await this.db.query<{ pid: number; who: string; state: string | null; since: string | null; query: string | null }>(
+      `SELECT a.pid, coalesce(nullif(a.application_name, ''), 'unknown') || ' from ' || coalesce(host(a.client_addr) || ':' || a.client_port, 'local socket') AS who,
+              a.state, to_char(coalesce(a.query_start, a.backend_start), 'YYYY-MM-DD HH24:MI:SS TZ') AS since, left(a.query, 80) AS query
+         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'advisory' AND l.classid = $1::int::oid AND l.objid = hashtext($2)::oid AND l.granted`,
+      [ADVISORY_LOCK_CLASS, this.lockKey],
+    );
+    const h = holder.rows[0];
+    const who = h ? ` (server pid ${h.pid}, ${h.who}, ${h.state ?? 'unknown state'} since ${h.since ?? '?'}${h.state === 'active' && h.query ? `: ${JSON.stringify(h.query)}` : ''})` : '';
+    throw new TandemError('busy', `another tandem process is migrating schema "${this.settings.schema}" right now${who}`, {
+      hint: h
+        ? `wait for it to finish (tandem status shows what it is doing); if that process was killed, its server session ends by itself after its current statement (within seconds: tandem sets client_connection_check_interval), or end it now with SELECT pg_terminate_backend(${h.pid})`
+        : 'wait for it to finish; tandem status shows what it is doing',
+    });
+  }
+
+  /** The step the stored record says comes next: where a run begins, and goes on after a reconnect. */
+  private async storedStep(record: MigrationRecord): Promise<number> {
+    const stored = await this.store.inFlight();
+    if (stored?.id !== record.id) {
+      throw new TandemError('state_changed', `migration "${record.name}" was changed by another tandem process meanwhile`, {
+        hint: 'tandem status shows where it stands now',
+      });
+    }
+    return stored.step;
+  }
+
+  /**
+   * Runs `body`; when the session is lost under it and reconnecting is configured, opens a new one
+   * (with backoff, each attempt logged), takes the lock again and runs `body` again, which reads from
+   * the stored state where to go on. Gives up after the configured time with the lost-connection error.
+   */
+  private async withReconnect<T>(phase: Phase, record: MigrationRecord, body: () => Promise<T>): Promise<T> {
+    const reconnect = this.settings.reconnect;
+    let deadline: number | undefined;
+    for (;;) {
+      try {
+        return await body();
+      } catch (error) {
+        if (!reconnect || !isLostConnection(error)) throw error;
+        deadline ??= Date.now() + reconnect.timeoutMs;
+        this.logger.warn(
+          { migration: record.name, phase, error: formatError(rootCause(error)) },
+          `lost the connection to PostgreSQL during ${phase} of ${record.name}; reconnecting for up to ${Math.round(reconnect.timeoutMs / 1000)} s`,
+        );
+        await this.reconnect(phase, record, deadline, error);
+      }
+    }
+  }
+
+  private async reconnect(phase: Phase, record: MigrationRecord, deadline: number, lost: unknown): Promise<void> {
+    const { connect } = this.settings.reconnect!;
+    for (let attempt = 1; ; attempt++) {
+      await sleep(Math.max(0, Math.min(backoff(attempt, { attempts: Infinity, baseDelayMs: 200, maxDelayMs: 5000 }), deadline - Date.now())));
+      try {
+        const db = await connect();
+        const old = this.db;
+        this.use(db);
+        old.end().catch(() => {});
+        await this.prepareSession();
+        await this.lock();
+        this.logger.info({ migration: record.name, phase, attempt }, `reconnected to PostgreSQL; ${phase} of ${record.name} goes on from its last recorded step`);
+        return;
+      } catch (error) {
+        if (error instanceof TandemError && error.code === 'busy') throw error;
+        if (Date.now() >= deadline) throw lost;
+        this.logger.warn({ migration: record.name, phase, attempt, error: formatError(error) }, `reconnect attempt ${attempt} failed`);
+      }
+    }
+  }
+
+  /** What a run that lost its session says: where the migration stands, and what continues it. */
+  private connectionLost(phase: Phase, record: MigrationRecord, error: unknown, file?: string): TandemError {
+    const where = error instanceof StepFailure ? ` at step ${error.index + 1} of ${error.total} ("${error.step.description}")` : '';
+    const waited = this.settings.reconnect ? ` and could not reconnect within ${Math.round(this.settings.reconnect.timeoutMs / 1000)} s` : '';
+    const resume: Record<Phase, string> = {
+      start: `nothing was rolled back: "${record.name}" stays "starting" with every step before this one done (the server undid the unfinished one). Once PostgreSQL is reachable, run tandem start ${record.file ?? file ?? 'FILE'} again (or tandem backfill) to go on, or tandem rollback to undo it`,
+      complete: `"${record.name}" stays "completing" with every step before this one done. Once PostgreSQL is reachable, run tandem complete again to finish it`,
+      rollback: `"${record.name}" stays "rolling_back" with every step before this one done. Once PostgreSQL is reachable, run tandem rollback again to finish it`,
+    };
+    return new TandemError('connection_lost', `lost the connection to PostgreSQL during ${phase} of "${record.name}"${where}${waited}: ${formatError(rootCause(error))}`, {
+      file,
+      hint: resume[phase],
+      cause: error,
+    });
+  }
+}
+
+/** The error under a step's failure. */
+function rootCause(error: unknown): unknown {
+  return error instanceof StepFailure ? error.cause : error;
+}
+
+/**
+ * True when the session itself is gone (server restart or crash, a terminated backend, a broken
+ * network), as opposed to a statement that failed: the work is not wrong, only interrupted.
+ */
+export function isLostConnection(error: unknown): boolean {
+  const cause = rootCause(error);
+  if (!(cause instanceof Error)) return false;
+  const code = (cause as { code?: unknown }).code;
+  if (typeof code === 'string' && (code.startsWith('08') || ['57P01', '57P02', '57P03', 'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH'].includes(code))) {
+    return true;
+  }
+  return /Connection terminated|is not queryable|Client was closed/i.test(cause.message);
 }
 
 class StepFailure extends Error {

@@ -24,6 +24,11 @@ export interface SqlStep {
   destructive?: boolean;
   /** The operation that asked for this step, so a failure names it. */
   origin?: StepOrigin;
+  /**
+   * Raw SQL from the migration runs with the migrated schema first on its search_path (where its
+   * unqualified CREATEs land); tandem's own statements run under the session's fixed one.
+   */
+  searchPath?: string;
   /** Start steps are numbered; a rollback step lists the start steps it undoes. */
   id?: number;
   undoes?: number[];
@@ -97,6 +102,7 @@ export function sqlStep(description: string, statements: string | string[], opti
     ...(options.lockTarget ? { lockTarget: options.lockTarget } : {}),
     ...(options.destructive ? { destructive: true } : {}),
     ...(options.origin ? { origin: options.origin } : {}),
+    ...(options.searchPath ? { searchPath: options.searchPath } : {}),
   };
 }
 

@@ -14,6 +14,7 @@ import {
   START_PHASES,
   sqlStep,
   type CompletePhase,
+  type SqlStep,
   type Plan,
   type StartPhase,
   type Step,
@@ -30,7 +31,7 @@ import {
   type SyncRule,
   type SyncTrigger,
 } from './triggers.js';
-import { createVersionSchemaSql, dropVersionSchemaSql } from './views.js';
+import { createVersionSchemaSql, dropVersionSchemaSql, type VersionSchemaOwner } from './views.js';
 
 export interface MigrationContext {
   /** The schema being migrated. */
@@ -252,7 +253,7 @@ export class Planner {
       ...at('backfill'),
       this.viewsFromLiveSchema
         ? { kind: 'live_views', description: `create version schema ${versionSchema}`, versionSchema }
-        : sqlStep(`create version schema ${versionSchema}`, createVersionSchemaSql(this.model, versionSchema)),
+        : sqlStep(`create version schema ${versionSchema}`, createVersionSchemaSql(this.model, versionSchema, this.versionSchemaOwner())),
       ...at('views'),
     ];
     const start = unnumbered.map((step, id): Step => ({ ...step, id }));
@@ -263,16 +264,16 @@ export class Planner {
     const retire: Step[] = [];
     if (previousVersionSchema) {
       retire.push(
-        sqlStep(`drop the previous version schema ${previousVersionSchema}`, dropVersionSchemaSql(previousVersionSchema), { destructive: true }),
+        sqlStep(`drop the previous version schema ${previousVersionSchema}`, dropVersionSchemaSql(this.context.stateSchema, previousVersionSchema), { destructive: true }),
         { kind: 'await_proxies', description: `wait for the proxies to retire ${previousVersionSchema}`, versionSchema: previousVersionSchema },
       );
     }
-    retire.push(...triggers.map((t) => sqlStep(`drop sync trigger on ${t.table}`, dropSyncTriggerSql(t), { lockTarget: lockTarget(t.table), destructive: true })));
+    const contract = this.contractWithTriggerDrops(triggers, retire);
     const complete: Step[] = [
       ...this.completeSteps.get('validate')!,
       ...retire,
       ...this.completeSteps.get('retire')!,
-      ...this.completeSteps.get('contract')!,
+      ...contract,
       ...this.completeSteps.get('finish')!,
       ...this.completeSteps.get('rename')!,
       ...this.renameSteps(),
@@ -283,7 +284,7 @@ export class Planner {
     // Each rollback step says which start steps it undoes, so undoing a start that failed half-way
     // touches only what was done (and needs no lock on tables that start never reached).
     const rollback: Step[] = [
-      { ...sqlStep(`drop version schema ${versionSchema}`, dropVersionSchemaSql(versionSchema)), undoes: [viewsStep.id!] },
+      { ...sqlStep(`drop version schema ${versionSchema}`, dropVersionSchemaSql(this.context.stateSchema, versionSchema)), undoes: [viewsStep.id!] },
       ...triggers.map((t) => ({
         ...sqlStep(`drop sync trigger on ${t.table}`, dropSyncTriggerSql(t), { lockTarget: lockTarget(t.table) }),
         undoes: [triggerStep(t.table).id!],
@@ -294,6 +295,38 @@ export class Planner {
         .flat(),
     ];
     return { start, complete, rollback, retires: previousVersionSchema };
+  }
+
+  versionSchemaOwner(): VersionSchemaOwner {
+    return { stateSchema: this.context.stateSchema, migration: this.context.migrationName };
+  }
+
+  /**
+   * The contract phase with each table's sync trigger dropped in the same transaction as that table's
+   * contraction (its dropped columns, its shadow swap): while a column the new version does not write
+   * still exists, the trigger is what fills it, so the two must go together, however long a lock on
+   * another table delays the rest of complete. A table with nothing to contract loses its trigger in
+   * a step of its own, added to `retire`.
+   */
+  private contractWithTriggerDrops(triggers: SyncTrigger[], retire: Step[]): Step[] {
+    const contract = [...this.completeSteps.get('contract')!];
+    for (const trigger of triggers) {
+      const target = `${this.context.schema}.${trigger.table}`;
+      const own = contract.filter((s): s is SqlStep => s.kind === 'sql' && s.transactional && s.lockTarget === target);
+      const drop = dropSyncTriggerSql(trigger);
+      if (!own.length) {
+        retire.push(sqlStep(`drop sync trigger on ${trigger.table}`, drop, { lockTarget: target, destructive: true }));
+        continue;
+      }
+      const merged = sqlStep(`${own.map((s) => s.description).join(', ')} (with the sync trigger on ${trigger.table})`, [...drop, ...own.flatMap((s) => s.statements)], {
+        lockTarget: target,
+        destructive: true,
+        ...(own[0]!.origin ? { origin: own[0]!.origin } : {}),
+      });
+      contract.splice(contract.indexOf(own[0]!), 1, merged);
+      for (const step of own.slice(1)) contract.splice(contract.indexOf(step), 1);
+    }
+    return contract;
   }
 }
 

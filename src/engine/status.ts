@@ -1,6 +1,6 @@
 import type { Queryable } from '../db/connection.js';
 import { MigrationStore, type MigrationRecord } from '../state/migrations.js';
-import { stateSchemaExists } from '../state/schema.js';
+import { ADVISORY_LOCK_CLASS, stateSchemaExists } from '../state/schema.js';
 import { listVersions, type VersionInfo } from '../state/versions.js';
 import { DEFAULT_STALE_AFTER_MS, readLiveClients } from '../state/heartbeats.js';
 import { checkRetirement, type RetirementCheck } from './drain.js';
@@ -15,7 +15,7 @@ export interface BackfillStatus {
   rowsPerSecond: number | null;
   batches: number;
   retries: number;
-  status: 'running' | 'stalled' | 'done';
+  status: 'running' | 'stalled' | 'done' | 'rolled_back';
   startedAt: Date;
   lastProgressAt: Date;
   finishedAt: Date | null;
@@ -43,6 +43,11 @@ export interface ActiveMigration extends MigrationSummary {
   completeWouldRun: string[];
   /** Whether complete would go ahead now, judged on the proxies' heartbeats. */
   completeCheck: RetirementCheck | null;
+  /**
+   * For a migration in the middle of start, complete or rollback: whether a tandem process is at it
+   * now (it holds the schema's lock) or the run was interrupted, and the command that goes on.
+   */
+  run: { state: 'running' | 'interrupted'; serverPid: number | null; continueWith: string } | null;
 }
 
 export interface VersionStatus extends VersionInfo {
@@ -97,6 +102,7 @@ export async function readStatus(db: Queryable, stateSchema: string, schema: str
         inFlight.status === 'active' && inFlight.plan.retires
           ? await checkRetirement(db, stateSchema, schema, inFlight.plan.retires, staleAfterMs)
           : null,
+      run: inFlight.status === 'active' ? null : await readRun(db, stateSchema, schema, inFlight),
     };
   }
   const live = await readLiveClients(db, stateSchema, schema, { staleAfterMs });
@@ -119,6 +125,21 @@ export async function readStatus(db: Queryable, stateSchema: string, schema: str
     proxies: { live: live.proxies.length, stale: live.staleProxies.map(({ hostname, pid, listen, heartbeatAt }) => ({ hostname, pid, listen, heartbeatAt })) },
     history,
   };
+}
+
+/** Who holds the schema's migration lock, if anyone: a live run, or none (an interrupted one). */
+async function readRun(db: Queryable, stateSchema: string, schema: string, record: MigrationRecord): Promise<ActiveMigration['run']> {
+  const { rows } = await db.query<{ pid: number }>(
+    `SELECT l.pid FROM pg_catalog.pg_locks l
+      WHERE l.locktype = 'advisory' AND l.classid = $1::int::oid AND l.objid = pg_catalog.hashtext($2)::oid AND l.granted`,
+    [ADVISORY_LOCK_CLASS, `${stateSchema}.${schema}`],
+  );
+  const continueWith: Record<string, string> = {
+    starting: `tandem start ${record.file ?? 'FILE'} (or tandem backfill) to go on, or tandem rollback`,
+    completing: 'tandem complete to finish it',
+    rolling_back: 'tandem rollback to finish it',
+  };
+  return { state: rows.length ? 'running' : 'interrupted', serverPid: rows[0]?.pid ?? null, continueWith: continueWith[record.status] ?? '' };
 }
 
 export async function readBackfills(db: Queryable, stateSchema: string, migrationId: number): Promise<BackfillStatus[]> {

@@ -8,6 +8,14 @@
  * - otherwise the writer decides: a session whose search_path starts with the new version schema is
  *   the new version (down); anyone else (the old version's views, the bare tables, the backfill) is
  *   the old version (up).
+ *
+ * The function evaluates the migration's `up`/`down` expressions, which name functions and operators,
+ * so it runs under a fixed search_path (pg_catalog first, the migrated schema, pg_temp last): whoever
+ * writes, a function that another role put on the writer's search_path (a schema named like the
+ * writer, CREATE on some schema it searches) is never called in the writer's name. That hides the
+ * writer's search_path from the function, so the writer is told apart before it is entered: two
+ * triggers with exclusive WHEN conditions (evaluated in the writer's session, their operators bound
+ * when the trigger is created) call the same function with the writer's side as argument.
  * Both tests read only NEW/OLD and the session's search_path, so the trigger never recurses and never
  * applies a pair twice, whichever way a write arrives (proxy, version view, plain search_path).
  */
@@ -55,7 +63,10 @@ export interface SyncTrigger {
   rules: SyncRule[];
 }
 
+/** The trigger for writes of the old version (and everyone who is not the new version). */
 export const SYNC_TRIGGER_NAME = '_tandem_sync';
+/** The trigger for writes whose session has the new version schema first on its search_path. */
+export const SYNC_TRIGGER_NEW_NAME = '_tandem_sync_new';
 
 /** Set (locally) by a backfill transaction that computes the synced columns in its own UPDATE. */
 export const BACKFILL_SETTING = 'tandem.backfill';
@@ -92,28 +103,53 @@ export function createSyncTriggerSql(trigger: SyncTrigger): string[] {
   const table = qualified(trigger.schema, trigger.table);
   const blocks = trigger.rules.map((rule) => ruleBlock(rule, trigger)).join('\n');
   const functionSql = `CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger
-LANGUAGE plpgsql AS $tandem$
+LANGUAGE plpgsql
+SET search_path = ${fixedSearchPath(trigger.schema)}
+AS $tandem$
 #variable_conflict use_column
 DECLARE
-  -- The new version's clients have its schema first on their search_path (the proxy sets it).
-  _tandem_from_new boolean := (pg_catalog.current_schemas(false))[1] IS NOT DISTINCT FROM ${quoteLiteral(trigger.versionSchema)};
+  -- Which trigger called: the new version's writers (see SYNC_TRIGGER_NEW_NAME) or anyone else.
+  _tandem_from_new boolean := TG_ARGV[0] = 'new';
   _tandem_direction text;
 BEGIN
 ${blocks}
   RETURN NEW;
 END
 $tandem$`;
-  // The backfill computes the columns itself, in its UPDATE, and tells the trigger to stay out.
-  const triggerSql = `CREATE OR REPLACE TRIGGER ${quoteIdent(trigger.triggerName)}
+  return [functionSql, ...syncTriggersSql(trigger, table, fn)];
+}
+
+/**
+ * The two triggers that call the function. Their WHEN conditions run in the writer's session, so
+ * they see its search_path; the backfill, when it computes the columns in its own UPDATE, tells both
+ * to stay out.
+ */
+function syncTriggersSql(trigger: SyncTrigger, table: string, fn: string): string[] {
+  const notBackfill = `pg_catalog.current_setting(${quoteLiteral(BACKFILL_SETTING)}, true) IS DISTINCT FROM 'on'`;
+  const firstSchema = '(pg_catalog.current_schemas(false))[1]';
+  const version = quoteLiteral(trigger.versionSchema);
+  const create = (name: string, writer: string, side: 'old' | 'new') => `CREATE OR REPLACE TRIGGER ${quoteIdent(name)}
   BEFORE INSERT OR UPDATE ON ${table}
-  FOR EACH ROW WHEN (pg_catalog.current_setting(${quoteLiteral(BACKFILL_SETTING)}, true) IS DISTINCT FROM 'on')
-  EXECUTE FUNCTION ${fn}()`;
-  return [functionSql, triggerSql];
+  FOR EACH ROW WHEN (${notBackfill} AND ${writer})
+  EXECUTE FUNCTION ${fn}(${quoteLiteral(side)})`;
+  return [
+    create(trigger.triggerName, `${firstSchema} IS DISTINCT FROM ${version}::name`, 'old'),
+    create(SYNC_TRIGGER_NEW_NAME, `${firstSchema} IS NOT DISTINCT FROM ${version}::name`, 'new'),
+  ];
+}
+
+/**
+ * The search_path under which tandem evaluates anything a migration wrote (sync expressions, the
+ * backfill): the system catalog first, then the migrated schema, temporary objects last.
+ */
+export function fixedSearchPath(schema: string): string {
+  return `pg_catalog, ${quoteIdent(schema)}, pg_temp`;
 }
 
 export function dropSyncTriggerSql(trigger: Pick<SyncTrigger, 'schema' | 'table' | 'functionSchema' | 'functionName' | 'triggerName'>): string[] {
   return [
     `DROP TRIGGER IF EXISTS ${quoteIdent(trigger.triggerName)} ON ${qualified(trigger.schema, trigger.table)}`,
+    `DROP TRIGGER IF EXISTS ${quoteIdent(SYNC_TRIGGER_NEW_NAME)} ON ${qualified(trigger.schema, trigger.table)}`,
     `DROP FUNCTION IF EXISTS ${qualified(trigger.functionSchema, trigger.functionName)}()`,
   ];
 }

@@ -1,5 +1,6 @@
 import type { OperationPlanner } from './types.js';
 import { sqlStep } from '../engine/plan.js';
+import { quoteIdent } from '../engine/sql.js';
 
 /**
  * Raw SQL, run as written. tandem cannot know what it changes, so (as in pgroll) a start-time `sql`
@@ -9,11 +10,14 @@ import { sqlStep } from '../engine/plan.js';
 export const rawSql: OperationPlanner<'sql'> = (body, planner) => {
   // CREATE INDEX CONCURRENTLY and friends refuse to run inside a transaction block.
   const transactional = !/\bconcurrently\b/i.test(body.up);
+  // As pgroll does: the migrated schema first, so unqualified names mean its objects (pg_catalog is
+  // still searched before it, implicitly); pg_temp last, so no temporary object can stand in.
+  const searchPath = `${quoteIdent(planner.model.schema)}, pg_temp`;
   if (body.onComplete) {
-    planner.complete('finish', sqlStep('run sql (on complete)', body.up, { transactional }));
+    planner.complete('finish', sqlStep('run sql (on complete)', body.up, { transactional, searchPath }));
     return;
   }
-  planner.start('expand', sqlStep('run sql', body.up, { transactional }));
+  planner.start('expand', sqlStep('run sql', body.up, { transactional, searchPath }));
   planner.viewsFromLiveSchema = true;
-  if (body.down) planner.rollback(sqlStep('run sql down', body.down, { transactional: !/\bconcurrently\b/i.test(body.down) }));
+  if (body.down) planner.rollback(sqlStep('run sql down', body.down, { transactional: !/\bconcurrently\b/i.test(body.down), searchPath }));
 };

@@ -87,6 +87,7 @@ export function actor(): string {
 
 export class MigrationStore {
   private readonly table: string;
+  private readonly backfills: string;
 
   constructor(
     private readonly db: Queryable,
@@ -94,6 +95,7 @@ export class MigrationStore {
     private readonly schema: string,
   ) {
     this.table = `${quoteIdent(stateSchema)}.migrations`;
+    this.backfills = `${quoteIdent(stateSchema)}.backfills`;
   }
 
   /** The migration being started, active, being completed or being rolled back, if any. */
@@ -166,6 +168,10 @@ export class MigrationStore {
         WHERE id = $1`,
       [id, status, options.step ?? null, actor(), options.error ?? null],
     );
+    if (status === 'rolled_back') {
+      // Its backfills will never run again: they must not read as running.
+      await this.db.query(`UPDATE ${this.backfills} SET status = 'rolled_back', finished_at = COALESCE(finished_at, now()) WHERE migration_id = $1 AND status <> 'done'`, [id]);
+    }
   }
 
 }

@@ -2,7 +2,7 @@ import type { Queryable } from '../db/connection.js';
 import { quoteIdent, quoteLiteral } from '../engine/sql.js';
 
 /** Bumped whenever the DDL below changes shape; `init` upgrades older state schemas in place. */
-export const STATE_VERSION = 1;
+export const STATE_VERSION = 2;
 
 /** Channel on which every change to migration state is announced, so proxies refresh their version cache. */
 export const VERSIONS_CHANNEL = 'tandem_versions';
@@ -11,6 +11,9 @@ export const VERSIONS_CHANNEL = 'tandem_versions';
 export const MIGRATION_STATUSES = ['starting', 'active', 'completing', 'complete', 'rolling_back', 'rolled_back'] as const;
 export type MigrationStatus = (typeof MIGRATION_STATUSES)[number];
 export const IN_FLIGHT_STATUSES: readonly MigrationStatus[] = ['starting', 'active', 'completing', 'rolling_back'];
+
+/** A table's backfill: running, stalled (no batch for a while), done, or abandoned with its migration. */
+export const BACKFILL_STATUSES = ['running', 'stalled', 'done', 'rolled_back'] as const;
 
 /**
  * The state schema's DDL. Every statement is idempotent, so `tandem init` can run any number of
@@ -81,11 +84,19 @@ export function stateSchemaDDL(stateSchema: string): string[] {
        batches bigint NOT NULL DEFAULT 0,
        retries bigint NOT NULL DEFAULT 0,
        rate double precision,
-       status text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'stalled', 'done')),
+       status text NOT NULL DEFAULT 'running' CONSTRAINT backfills_status_check CHECK (status IN (${BACKFILL_STATUSES.map(quoteLiteral).join(', ')})),
        started_at timestamptz NOT NULL DEFAULT now(),
        last_progress_at timestamptz NOT NULL DEFAULT now(),
        finished_at timestamptz,
        PRIMARY KEY (migration_id, table_name)
+     )`,
+    // The version schemas tandem created, recorded in the transaction that creates each one: tandem
+    // drops a schema only when it is here, so no migration can make it drop a schema of the user's.
+    `CREATE TABLE IF NOT EXISTS ${s}.version_schemas (
+       version_schema text PRIMARY KEY,
+       schema_name text NOT NULL,
+       migration text NOT NULL,
+       created_at timestamptz NOT NULL DEFAULT now()
      )`,
     // One row per running proxy, rewritten every few seconds. `versions` maps a version schema to
     // {"clients": n, "last_query_at": iso-time or null}. Rows whose heartbeat is old are dead proxies.
@@ -100,9 +111,9 @@ export function stateSchemaDDL(stateSchema: string): string[] {
        versions jsonb NOT NULL DEFAULT '{}'
      )`,
     `CREATE OR REPLACE FUNCTION ${s}.announce_change() RETURNS trigger
-       LANGUAGE plpgsql AS $fn$
+       LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
        BEGIN
-         PERFORM pg_notify(${quoteLiteral(VERSIONS_CHANNEL)}, TG_TABLE_SCHEMA || '.' || NEW.schema_name);
+         PERFORM pg_catalog.pg_notify(${quoteLiteral(VERSIONS_CHANNEL)}, TG_TABLE_SCHEMA || '.' || NEW.schema_name);
          RETURN NULL;
        END
      $fn$`,
@@ -114,6 +125,25 @@ export function stateSchemaDDL(stateSchema: string): string[] {
   ];
 }
 
+/** What a state schema written by an older tandem needs, by the version it was at. */
+function upgradeDDL(stateSchema: string, from: number): string[] {
+  const s = quoteIdent(stateSchema);
+  const statements: string[] = [];
+  if (from < 2) {
+    statements.push(
+      `ALTER TABLE ${s}.backfills DROP CONSTRAINT IF EXISTS backfills_status_check,
+         ADD CONSTRAINT backfills_status_check CHECK (status IN (${BACKFILL_STATUSES.map(quoteLiteral).join(', ')}))`,
+      // Version schemas made before tandem recorded them: those of migrations that are still live.
+      `INSERT INTO ${s}.version_schemas (version_schema, schema_name, migration)
+         SELECT m.version_schema, m.schema_name, m.name FROM ${s}.migrations m
+           JOIN pg_catalog.pg_namespace n ON n.nspname = m.version_schema
+          WHERE m.status IN ('active', 'completing', 'complete', 'rolling_back')
+         ON CONFLICT (version_schema) DO NOTHING`,
+    );
+  }
+  return statements;
+}
+
 /** A fixed advisory-lock class so tandem's locks never collide with an application's. */
 export const ADVISORY_LOCK_CLASS = 0x74616e64; // "tand"
 
@@ -122,12 +152,22 @@ export async function initStateSchema(db: Queryable, stateSchema: string): Promi
   await db.query('BEGIN');
   try {
     await db.query('SELECT pg_advisory_xact_lock($1, 0)', [ADVISORY_LOCK_CLASS]);
+    const before = await storedStateVersion(db, stateSchema);
     for (const statement of stateSchemaDDL(stateSchema)) await db.query(statement);
+    if (before !== undefined) for (const statement of upgradeDDL(stateSchema, before)) await db.query(statement);
     await db.query('COMMIT');
   } catch (error) {
     await db.query('ROLLBACK').catch(() => {});
     throw error;
   }
+}
+
+/** The state_version an existing state schema was written at; undefined when there is none yet. */
+async function storedStateVersion(db: Queryable, stateSchema: string): Promise<number | undefined> {
+  const { rows } = await db.query<{ exists: boolean }>(`SELECT to_regclass(format('%I.meta', $1::text)) IS NOT NULL AS exists`, [stateSchema]);
+  if (!rows[0]?.exists) return undefined;
+  const stored = await db.query<{ value: string }>(`SELECT value FROM ${quoteIdent(stateSchema)}.meta WHERE key = 'state_version'`);
+  return stored.rows[0] ? Number(stored.rows[0].value) : 1;
 }
 
 /** True when the state schema exists and has the migrations table. */

@@ -98,7 +98,7 @@ describe('failures leave the database as it was', () => {
     await holder.query('ROLLBACK');
     ok(await first);
     expect(second.code).toBe(1);
-    expect(second.stderr).toMatch(/another tandem process is migrating schema "public" right now \(server pid \d+, tandem from 127\.0\.0\.1\)/);
+    expect(second.stderr).toMatch(/another tandem process is migrating schema "public" right now \(server pid \d+, tandem from 127\.0\.0\.1:\d+, (idle|active)/);
     const { rows } = await db.query(`SELECT name, status FROM tandem.migrations ORDER BY id`);
     expect(rows).toEqual([{ name: '01_a', status: 'active' }]);
   });

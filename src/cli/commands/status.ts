@@ -27,13 +27,20 @@ export function statusText(status: EngineStatus): string {
   if (active) {
     lines.push('', `active migration: ${active.name} — ${active.status}, started ${when(active.startedAt)} by ${active.startedBy}`);
     if (active.status !== 'active') lines.push(`  progress: step ${active.step} of ${active.steps}`);
+    if (active.run?.state === 'interrupted') {
+      lines.push(`  INTERRUPTED: no tandem process is running it; run ${active.run.continueWith}`);
+    } else if (active.run) {
+      lines.push(`  running now (tandem's server session: pid ${active.run.serverPid})`);
+    }
     if (active.error) lines.push(`  last error: ${active.error.split('\n')[0]}`);
     for (const b of active.backfills) {
       const total = b.rowsTotal ? `/${b.rowsTotal}` : '';
       const pct = b.rowsTotal ? ` (${Math.min(100, Math.round((100 * b.rowsDone) / b.rowsTotal))}%)` : '';
       const rate = b.rowsPerSecond ? `, ${Math.round(b.rowsPerSecond)} rows/s` : '';
       const idle = b.status === 'stalled' ? `, STALLED: no progress for ${b.secondsSinceProgress}s` : '';
-      lines.push(`  backfill ${b.table}: ${b.status}, ${b.rowsDone}${total} rows${pct}${rate}, by ${b.method}${b.keyColumns.length ? ` (${b.keyColumns.join(', ')})` : ''}${idle}`);
+      // A backfill row says running until its process records otherwise; a dead process records nothing.
+      const state = b.status !== 'done' && active.run?.state === 'interrupted' ? 'interrupted' : b.status;
+      lines.push(`  backfill ${b.table}: ${state}, ${b.rowsDone}${total} rows${pct}${rate}, by ${b.method}${b.keyColumns.length ? ` (${b.keyColumns.join(', ')})` : ''}${idle}`);
     }
     if (active.status === 'active') {
       const check = active.completeCheck;
