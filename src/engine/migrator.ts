@@ -15,6 +15,7 @@ import { ADVISORY_LOCK_CLASS, initStateSchema, stateSchemaExists } from '../stat
 import { listVersions } from '../state/versions.js';
 import { Backfill, type BackfillProgress } from './backfill.js';
 import { awaitProxies, checkRetirement, type RetirementCheck } from './drain.js';
+import { crashPointReached } from './crash-points.js';
 import { backoff, Executor, sleep, type RetryPolicy } from './executor.js';
 import { SchemaModel } from './model.js';
 import type { Plan, Step } from './plan.js';
@@ -357,6 +358,7 @@ export class Migrator {
         throw new StepFailure(phase, index, steps.length, step, error);
       }
       this.logger.info({ migration: record.name, phase, step: index + 1, of: steps.length, ms: Date.now() - started }, step.description);
+      crashPointReached(phase, index + 1);
     }
   }
 
