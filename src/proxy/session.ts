@@ -202,6 +202,17 @@ export class Session implements SessionUsage {
 
   private readStartup(): void {
     while (this.phase === 'startup') {
+      const terminate = this.clientReader.startsWithTerminate();
+      if (terminate === undefined && this.clientReader.pending > 0) return;
+      if (terminate) {
+        // PostgreSQL closes such a connection without a word (an impossible startup length); a
+        // client that gave up before logging in must not get an error it may choke on.
+        this.ctx.logger.debug({ session: this.id, client: this.clientAddress }, 'client sent Terminate instead of a startup packet');
+        this.closeReason = 'client terminated before the startup packet';
+        this.client.end();
+        this.finish();
+        return;
+      }
       const body = this.clientReader.nextUntyped();
       if (!body) return;
       const packet = parseStartupPacket(body);

@@ -128,4 +128,27 @@ describe('node-postgres through the proxy', () => {
       await Promise.all([client.end(), observer.end()]);
     }
   });
+
+  it('closes quietly when the client sends Terminate before its startup packet (pg: connect(), then end() at once)', async () => {
+    const proxy = await startTestProxy(pg.url);
+    const url = proxy.url(databaseOf(pg.url));
+    for (let round = 0; round < 5; round++) {
+      // pg's own quick-disconnect test: Terminate goes out before the StartupMessage. PostgreSQL
+      // closes without a word (connect() then never settles); an ErrorResponse from the proxy would
+      // reject connect(), which such code never handles, and crash the process.
+      const client = new PgModule.Client({ connectionString: url });
+      const errors: unknown[] = [];
+      client.on('error', (error: unknown) => errors.push(error));
+      client.connect().catch((error: unknown) => errors.push(error));
+      const ended = new Promise<void>((resolve) => client.once('end', resolve));
+      await client.end();
+      await ended;
+      // Whatever the proxy sent was parsed before the close; let the rejection it caused run.
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(errors).toEqual([]);
+    }
+    const client = await connectThrough(url);
+    expect((await client.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
+    await client.end();
+  });
 });
