@@ -122,7 +122,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     },
     cancel(key, from) {
       metrics.connection('cancel');
-      cancelKeys.cancel(key, from);
+      return cancelKeys.cancel(key, from);
     },
     registerCancelKey(key, session) {
       cancelKeys.add(key, session);

@@ -2,6 +2,7 @@
  * One client session: the client socket, its upstream socket, and the state machine between them.
  *
  *   startup     reading SSLRequest / GSSENCRequest / CancelRequest / StartupMessage
+ *   cancelling  a CancelRequest was passed on; waiting for the server to close it, then closing
  *   routing     resolving the version and opening the upstream connection
  *   auth        relaying the server's authentication exchange, message by message
  *   forwarding  bytes both ways, only frame headers looked at: in Node, or (plain TCP on both
@@ -54,7 +55,7 @@ function retiredError(message: string): ErrorFields {
   return { severity: 'FATAL', code: '57P01', message };
 }
 
-export type Phase = 'startup' | 'routing' | 'auth' | 'forwarding' | 'closed';
+export type Phase = 'startup' | 'cancelling' | 'routing' | 'auth' | 'forwarding' | 'closed';
 
 /** What a session needs from the proxy around it. */
 export interface SessionContext {
@@ -69,7 +70,8 @@ export interface SessionContext {
   readonly forwarder: NativeForwarder | undefined;
   /** An error when this session must be refused (read once its startup packet is in); else it counts as admitted. */
   admissionError(session: Session): ErrorFields | undefined;
-  cancel(key: Buffer, from: string): void;
+  /** Relays a cancel request; resolves when the server has taken it. */
+  cancel(key: Buffer, from: string): Promise<void>;
   registerCancelKey(key: Buffer, session: Session): void;
   ready(session: Session): void;
   closed(session: Session): void;
@@ -230,9 +232,17 @@ export class Session implements SessionUsage {
       } else if (packet.kind === 'gssenc') {
         this.client.write(SSL_NO);
       } else if (packet.kind === 'cancel') {
-        this.ctx.cancel(packet.key, this.clientAddress);
         this.closeReason = 'cancel request';
-        this.finish();
+        this.phase = 'cancelling';
+        // The client's connection stays open until the server has closed the forwarded one, as
+        // PostgreSQL's does: a client that waits for that close (libpq, psycopg) knows its cancel
+        // has landed, and cannot have it hit the statement it sends next.
+        this.client.pause();
+        void this.ctx.cancel(packet.key, this.clientAddress).finally(() => {
+          if (this.isClosed()) return;
+          this.client.end();
+          this.finish();
+        });
         return;
       } else {
         this.phase = 'routing';
