@@ -75,7 +75,11 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
   const ledger = new UsageLedger();
   const metrics = new ProxyMetrics(ledger);
   const sessions = new Set<Session>();
-  /** Sessions past the max-client-conn check; the rest are still sending their startup packet. */
+  /**
+   * Sessions that hold one of the --max-client-conn places: taken when the socket is accepted, so
+   * that sockets that never send a startup packet count too; a socket accepted while all places
+   * were taken gets one when its startup packet arrives if one is free by then, else 53300.
+   */
   const admitted = new Set<Session>();
   const cancelKeys = new CancelRegistry(upstream, logger);
   let draining = false;
@@ -113,6 +117,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
         return { severity: 'FATAL', code: '57P03', message: 'the tandem proxy is shutting down', hint: 'Reconnect; another proxy instance or this one after restart will take the connection.' };
       }
       // Admitted sessions, logged in or still logging in, each hold (or will hold) a server connection.
+      if (admitted.has(session)) return undefined;
       if (admitted.size >= options.maxClientConn) {
         metrics.reject('max_client_conn');
         return { severity: 'FATAL', code: '53300', message: `sorry, too many clients already: the tandem proxy serves at most ${options.maxClientConn} (--max-client-conn)` };
@@ -173,6 +178,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     }
     const session = new Session(socket, context);
     sessions.add(session);
+    if (admitted.size < options.maxClientConn) admitted.add(session);
     ledger.add(session);
   });
   server.on('error', (error) => logger.error({ err: error.message }, 'listener error'));
