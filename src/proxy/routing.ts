@@ -29,9 +29,13 @@ export function routeRequest(params: StartupParams): RouteRequest {
   }
   // An empty database name means "same as the user" to PostgreSQL.
   const raw = database || user;
-  // The last '@' splits: a version name never contains one, a database name might.
+  // The last '@' splits: a version name never contains one, a database name might. Nothing after
+  // it names no version, so a database whose own name ends in '@' is reached as itself
+  // (`shop@` gets the default version, `shop@@latest` a named one).
   const at = raw.lastIndexOf('@');
-  if (at < 0 || database === undefined || database === '') return { database: raw, requestedVersion: undefined, clientSearchPath };
+  if (at < 0 || at === raw.length - 1 || database === undefined || database === '') {
+    return { database: raw, requestedVersion: undefined, clientSearchPath };
+  }
   return { database: raw.slice(0, at), requestedVersion: raw.slice(at + 1), clientSearchPath };
 }
 
@@ -55,9 +59,6 @@ export type Route =
 export function chooseRoute(request: RouteRequest, versions: readonly VersionInfo[], options: RoutingOptions): Route {
   const explicit = request.requestedVersion !== undefined;
   const requested = request.requestedVersion ?? options.defaultVersion;
-  if (explicit && requested === '') {
-    return { ok: false, error: unknownVersion(request, requested, versions) };
-  }
   // Before the first migration there is nothing to route to: "latest" means the tables as they are.
   if (versions.length === 0 && (!explicit || requested === 'latest')) {
     return { ok: true, version: undefined, searchPath: undefined };

@@ -742,7 +742,9 @@ function catalogError(error: unknown, database: string, target: UpstreamTarget):
   const code = (error as { code?: unknown }).code;
   // The server's own verdict (no such database, no permission) reads best unchanged.
   if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) {
-    return { severity: 'FATAL', code, message: (error as Error).message };
+    // `app@` with an empty version (an unset variable in `app@${VERSION}`) is the database "app@".
+    const hint = code === '3D000' && database.endsWith('@') ? `A name ending in "@" is taken as the whole database name; to choose a version, name it after the "@" (e.g. "${database}latest").` : undefined;
+    return { severity: 'FATAL', code, message: (error as Error).message, ...(hint ? { hint } : {}) };
   }
   return {
     severity: 'FATAL',

@@ -135,6 +135,9 @@ describe('routing decisions', () => {
     expect(routeRequest([['user', 'u'], ['database', 'app@02_b']])).toEqual({ database: 'app', requestedVersion: '02_b', clientSearchPath: false });
     expect(routeRequest([['user', 'u'], ['database', 'a@b@latest']])).toMatchObject({ database: 'a@b', requestedVersion: 'latest' });
     expect(routeRequest([['user', 'u@host']])).toEqual({ database: 'u@host', requestedVersion: undefined, clientSearchPath: false });
+    // Nothing after the last '@' names no version: the whole name is the database.
+    expect(routeRequest([['user', 'u'], ['database', 'shop@']])).toMatchObject({ database: 'shop@', requestedVersion: undefined });
+    expect(routeRequest([['user', 'u'], ['database', 'shop@@latest']])).toMatchObject({ database: 'shop@', requestedVersion: 'latest' });
     expect(routeRequest([['user', 'u'], ['database', 'app'], ['options', '-c search_path=x']]).clientSearchPath).toBe(true);
     expect(routeRequest([['user', 'u'], ['database', 'app'], ['Search_Path', 'x']]).clientSearchPath).toBe(true);
   });
