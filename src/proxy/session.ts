@@ -105,6 +105,8 @@ export class Session implements SessionUsage {
   private saslOffered = false;
   private saslAnswered = false;
   private serverOfferedPlus = false;
+  /** The client named a version that does not exist: told once the server has authenticated it. */
+  private refusalAfterLogin: ErrorFields | undefined;
   /** The type of the last message the server started sending, to tell whether it already sent an error. */
   private lastServerType = 0;
   private retiredMessage: string | undefined;
@@ -298,14 +300,15 @@ export class Session implements SessionUsage {
     }
     if (this.isClosed()) return;
     const route = chooseRoute(request, versions, this.ctx.routing);
-    if (!route.ok) {
-      this.ctx.metrics.reject('unknown_version');
-      this.fatal(route.error);
-      return;
-    }
-    this.version = route.version;
     const upstreamParams: StartupParams = params.map(([name, value]) => [name, name === 'database' ? request.database : value]);
-    if (route.searchPath) upstreamParams.push(['search_path', route.searchPath]);
+    if (route.ok) {
+      this.version = route.version;
+      if (route.searchPath) upstreamParams.push(['search_path', route.searchPath]);
+    } else {
+      // The version list is for clients the server lets in: the login goes to the server as for a
+      // known version (with no version search_path) and the refusal follows AuthenticationOk.
+      this.refusalAfterLogin = route.error;
+    }
 
     const started = performance.now();
     let upstream: net.Socket;
@@ -423,6 +426,11 @@ export class Session implements SessionUsage {
           return;
         }
         this.client.write(frame.frame);
+        if (request.code === AuthCode.Ok && this.refusalAfterLogin) {
+          this.ctx.metrics.reject('unknown_version');
+          this.upstream!.end(TERMINATE);
+          this.fatal(this.refusalAfterLogin);
+        }
         return;
       }
       case MessageType.BackendKeyData:

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { usePostgres } from '../support/harness.js';
-import { connectThrough, databaseOf, selfSignedCertificate, startTestProxy } from './support.js';
+import { TWO_SHAPES, connectThrough, createUsersTable, databaseOf, selfSignedCertificate, simulateVersions, startTestProxy } from './support.js';
 
 const run = promisify(execFile);
 const PASSWORD = 'correct horse';
@@ -55,6 +55,24 @@ describe('authentication through the proxy', () => {
     }
     const metrics = (await proxy.metrics.text()).body;
     expect(metrics).toMatch(/^tandem_proxy_auth_failures_total 2$/m);
+  });
+
+  it('tells only an authenticated client that its version does not exist, and which ones do', async () => {
+    await createUsersTable(pg.url);
+    await simulateVersions(pg.url, TWO_SHAPES);
+    const proxy = await startTestProxy(pg.url);
+    const database = databaseOf(pg.url);
+    for (const user of [USERS.md5, USERS.scram, USERS.password]) {
+      // A wrong password gets the server's refusal and nothing about versions.
+      const refused = await connectThrough(proxy.url(`${database}@03_nope`, user, 'wrong')).catch((error: unknown) => error);
+      expect(refused, user).toMatchObject({ code: '28P01' });
+      expect(JSON.stringify(refused)).not.toMatch(/01_init|02_rename|version/);
+      // The right one: the server logs the client in (AuthenticationOk), then the proxy refuses it with the list.
+      const unknown = await connectThrough(proxy.url(`${database}@03_nope`, user, PASSWORD)).catch((error: unknown) => error);
+      expect(unknown, user).toMatchObject({ code: '3D000', message: `version "03_nope" of database "${database}" does not exist` });
+      expect((unknown as { detail: string }).detail).toContain('02_rename (public_02_rename), 01_init (public_01_init)');
+    }
+    expect((await proxy.metrics.text()).body).toMatch(/tandem_proxy_rejected_connections_total\{reason="unknown_version"\} 3/);
   });
 
   it('explains that channel binding cannot work through a TLS-terminating proxy', async () => {
