@@ -30,13 +30,14 @@ import {
   encodeStartupMessage,
   parseAuthRequest,
   parseErrorFields,
+  parseParameterStatus,
   parseSASLInitialResponse,
   parseStartupPacket,
   SERVER_CLOSED_UNEXPECTEDLY,
   type ErrorFields,
   type StartupParams,
 } from './protocol/messages.js';
-import { chooseRoute, routeRequest, type RoutingOptions } from './routing.js';
+import { chooseRoute, routeRequest, versionOfSearchPath, type RoutingOptions } from './routing.js';
 import { TLS_HANDSHAKE_BYTE, acceptDirectTls, acceptTls, ALPN_POSTGRESQL } from './tls.js';
 import { describeTarget, openUpstream, type UpstreamTarget } from './upstream.js';
 import type { SessionUsage } from './usage.js';
@@ -105,6 +106,10 @@ export class Session implements SessionUsage {
   private saslOffered = false;
   private saslAnswered = false;
   private serverOfferedPlus = false;
+  /** The live versions when the session was routed, to tell which one a reported search_path starts with. */
+  private versions: readonly VersionInfo[] = [];
+  /** The client set its own search_path: the server's report of it may move the session to another version. */
+  private clientSearchPath = false;
   /** The client named a version that does not exist: told once the server has authenticated it. */
   private refusalAfterLogin: ErrorFields | undefined;
   /** The type of the last message the server started sending, to tell whether it already sent an error. */
@@ -300,6 +305,8 @@ export class Session implements SessionUsage {
     }
     if (this.isClosed()) return;
     const route = chooseRoute(request, versions, this.ctx.routing);
+    this.versions = versions;
+    this.clientSearchPath = request.clientSearchPath !== undefined;
     const upstreamParams: StartupParams = params.map(([name, value]) => [name, name === 'database' ? request.database : value]);
     if (route.ok) {
       this.version = route.version;
@@ -443,6 +450,14 @@ export class Session implements SessionUsage {
         if (code.startsWith('28')) this.ctx.metrics.authFailure();
         this.closeReason = `server refused the session (${code})`;
         this.lastServerType = frame.type;
+        this.client.write(frame.frame);
+        return;
+      }
+      case MessageType.ParameterStatus: {
+        // PostgreSQL 18 reports search_path: the value the session really starts with, after the
+        // server has read the client's own setting, is the best word on which version it uses.
+        const { name, value } = parseParameterStatus(frame.body);
+        if (name === 'search_path' && this.clientSearchPath && this.version) this.version = versionOfSearchPath(value, this.versions) ?? this.version;
         this.client.write(frame.frame);
         return;
       }
