@@ -375,25 +375,43 @@ export class Session implements SessionUsage {
   }
 
   /**
-   * SCRAM channel binding ties the exchange to the TLS certificate the client saw; behind a proxy
-   * that terminates TLS that is the proxy's, never the server's, so binding cannot succeed.
+   * SCRAM channel binding ties the exchange to the TLS channel the client sees. Through the proxy
+   * that is the proxy's (or none), never the server's, so the proxy offers no -PLUS mechanism; what
+   * is left to explain depends on which side has TLS:
+   *   - a client that binds anyway (-PLUS, flag "p") cannot succeed, whatever the sides;
+   *   - a client that says "y" (I could bind, you offered nothing) is fine while the server offers
+   *     no -PLUS (the proxy reaches it without TLS), and refused by the server as a downgrade
+   *     attack when it does (reached over TLS). The flag is covered by the SCRAM proof, so the
+   *     proxy cannot rewrite it; it says why and what to change instead of the server's riddle.
+   *   - "n" (no binding) works on every combination.
    */
   private channelBindingRefusal(body: Buffer): ErrorFields | undefined {
     const { mechanism, channelBindingFlag } = parseSASLInitialResponse(body);
-    const why =
-      'TLS from the client ends at the tandem proxy, so SCRAM channel binding (which binds to the certificate the client sees) cannot match the server';
-    if (mechanism.endsWith('-PLUS') || channelBindingFlag === 'p') {
-      return { severity: 'FATAL', code: '28000', message: 'channel binding is not possible through the tandem proxy', detail: why, hint: 'Connect with channel_binding=prefer or channel_binding=disable.' };
-    }
-    if (channelBindingFlag === 'y' && this.serverOfferedPlus) {
-      // The client saw no -PLUS mechanism (we removed it) but the server, reached over TLS, offered
-      // one: it would reject this as a downgrade attack with a confusing message. Say why instead.
+    const clientTls = this.tlsState === 'established';
+    const clientOff = 'turn channel binding off in the client (libpq: channel_binding=disable; node-postgres: enableChannelBinding: false)';
+    if (mechanism.endsWith('-PLUS') || channelBindingFlag.startsWith('p')) {
       return {
         severity: 'FATAL',
         code: '28000',
-        message: 'SCRAM authentication over TLS on both sides of the tandem proxy needs channel binding disabled',
-        detail: `${why}; the server, reached over TLS, refuses a client that could bind but does not.`,
-        hint: 'Connect with channel_binding=disable, or reach the proxy without TLS (it is a local sidecar).',
+        message: 'SCRAM channel binding is not possible through the tandem proxy',
+        detail: clientTls
+          ? 'TLS from the client ends at the proxy, so the client can only bind to the proxy\'s certificate, which the server cannot check.'
+          : 'The client reaches the proxy without TLS, so there is no TLS channel to bind to.',
+        hint: 'Connect with channel_binding=prefer or channel_binding=disable (libpq), or enableChannelBinding: false (node-postgres).',
+      };
+    }
+    if (channelBindingFlag === 'y' && this.serverOfferedPlus) {
+      const why = clientTls
+        ? 'The client supports SCRAM channel binding but, its TLS ending at the proxy, saw no offer of it (SCRAM flag "y").'
+        : 'The client, though it reaches the proxy without TLS, announces that it supports SCRAM channel binding and saw no offer of it (SCRAM flag "y").';
+      return {
+        severity: 'FATAL',
+        code: '28000',
+        message: 'SCRAM login through the tandem proxy needs channel binding disabled in this client',
+        detail: `${why} The server, which the proxy reaches over TLS, does offer SCRAM-SHA-256-PLUS and would take that announcement for a downgrade attack; the announcement is covered by the SCRAM proof, so the proxy cannot change it.`,
+        hint: clientTls
+          ? `Either ${clientOff}, or reach the proxy without TLS with libpq (which then announces no binding), or let the proxy reach the server without TLS (sslmode=disable in its --postgres-url) where that link is trusted.`
+          : `Either ${clientOff}, or let the proxy reach the server without TLS (sslmode=disable in its --postgres-url) where that link is trusted.`,
       };
     }
     return undefined;

@@ -95,21 +95,57 @@ describe('authentication through the proxy', () => {
     chmodSync(serverKey, 0o600);
     if (process.getuid?.() === 0) await run('chown', ['postgres', serverCert, serverKey]);
     await server.configure({ ssl: 'on', ssl_cert_file: serverCert, ssl_key_file: serverKey });
+    try {
+      const url = `${pg.url}?sslmode=require&uselibpqcompat=true`;
+      const proxy = await startTestProxy(url, { tlsCert: certificate.cert, tlsKey: certificate.key });
+      const database = databaseOf(pg.url);
+      // Plain to the proxy: the client cannot bind, says so ("n"), and the server accepts.
+      const plain = await connectThrough(proxy.url(database, USERS.scram, PASSWORD));
+      expect((await plain.query('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')).rows[0]!.ssl).toBe(true);
+      await plain.end();
+      const psql = (extra: string) =>
+        run('psql', ['-X', '-A', '-t', '-c', 'SELECT current_user', '-d', `host=127.0.0.1 port=${proxy.port} user=tandem_scram dbname=${database} sslmode=require ${extra}`], {
+          env: { ...process.env, PGPASSWORD: PASSWORD },
+        });
+      const refused = await psql('').catch((error: { stderr: string }) => error);
+      expect((refused as { stderr: string }).stderr).toMatch(/needs channel binding disabled/);
+      expect((await psql('channel_binding=disable')).stdout.trim()).toBe('tandem_scram');
 
-    const url = `${pg.url}?sslmode=require&uselibpqcompat=true`;
-    const proxy = await startTestProxy(url, { tlsCert: certificate.cert, tlsKey: certificate.key });
-    const database = databaseOf(pg.url);
-    // Plain to the proxy: the client cannot bind, says so ("n"), and the server accepts.
-    const plain = await connectThrough(proxy.url(database, USERS.scram, PASSWORD));
-    expect((await plain.query('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')).rows[0]!.ssl).toBe(true);
-    await plain.end();
-    const psql = (extra: string) =>
-      run('psql', ['-X', '-A', '-t', '-c', 'SELECT current_user', '-d', `host=127.0.0.1 port=${proxy.port} user=tandem_scram dbname=${database} sslmode=require ${extra}`], {
-        env: { ...process.env, PGPASSWORD: PASSWORD },
-      });
-    const refused = await psql('').catch((error: { stderr: string }) => error);
-    expect((refused as { stderr: string }).stderr).toMatch(/needs channel binding disabled/);
-    expect((await psql('channel_binding=disable')).stdout.trim()).toBe('tandem_scram');
-    await server.configure({ ssl: 'off' });
+      // node-postgres with enableChannelBinding announces "y" even over plain TCP; with the server
+      // reached over TLS (it offers -PLUS) that cannot pass, on either client side, and the error
+      // says why for the side it is on.
+      const withBinding = (tls: boolean, target = proxy) =>
+        connectThrough(target.url(database, USERS.scram, PASSWORD), { enableChannelBinding: true, ssl: tls ? { rejectUnauthorized: false } : false } as Partial<import('pg').ClientConfig>);
+      const plainRefusal = await withBinding(false).catch((error: unknown) => error);
+      expect(plainRefusal).toMatchObject({ code: '28000', message: 'SCRAM login through the tandem proxy needs channel binding disabled in this client' });
+      expect((plainRefusal as { detail: string }).detail).toMatch(/without TLS, announces .* The server, which the proxy reaches over TLS, does offer SCRAM-SHA-256-PLUS/);
+      expect((plainRefusal as { hint: string }).hint).toContain('enableChannelBinding: false');
+      expect((plainRefusal as { hint: string }).hint).toContain('sslmode=disable in its --postgres-url');
+      const tlsRefusal = await withBinding(true).catch((error: unknown) => error);
+      expect(tlsRefusal).toMatchObject({ code: '28000' });
+      expect((tlsRefusal as { detail: string }).detail).toMatch(/its TLS ending at the proxy/);
+      // The way out the hint names: a proxy that reaches the server without TLS.
+      const plainUpstream = await startTestProxy(`${pg.url}?sslmode=disable`, { tlsCert: certificate.cert, tlsKey: certificate.key });
+      for (const tls of [false, true]) {
+        const client = await withBinding(tls, plainUpstream);
+        expect((await client.query('SELECT current_user AS who')).rows[0]!.who).toBe(USERS.scram);
+        await client.end();
+      }
+    } finally {
+      await server.configure({ ssl: 'off' });
+    }
+  });
+
+  it('lets SCRAM clients that announce channel binding in when the proxy reaches the server without TLS', async () => {
+    const certificate = selfSignedCertificate();
+    const proxy = await startTestProxy(pg.url, { tlsCert: certificate.cert, tlsKey: certificate.key });
+    for (const tls of [false, true]) {
+      const client = await connectThrough(proxy.url(databaseOf(pg.url), USERS.scram, PASSWORD), {
+        enableChannelBinding: true,
+        ssl: tls ? { rejectUnauthorized: false } : false,
+      } as Partial<import('pg').ClientConfig>);
+      expect((await client.query('SELECT current_user AS who')).rows[0]!.who).toBe(USERS.scram);
+      await client.end();
+    }
   });
 });
