@@ -28,15 +28,17 @@ export class CancelRegistry {
     return this.sessions.size;
   }
 
-  /** Relays a CancelRequest if its key belongs to a live session; unknown keys are dropped, as the server would. */
-  cancel(key: Buffer, from: string): boolean {
+  /**
+   * Relays a CancelRequest if its key belongs to a live session; unknown keys are dropped, as the
+   * server would. Resolves once the server has closed the forwarded request (it has acted on it).
+   */
+  async cancel(key: Buffer, from: string): Promise<void> {
     if (!this.sessions.has(key.toString('hex'))) {
       this.logger.info({ client: from }, 'cancel request with an unknown key ignored');
-      return false;
+      return;
     }
-    sendCancel(this.target, key).catch((error: Error) =>
+    await sendCancel(this.target, key).catch((error: Error) =>
       this.logger.warn({ client: from, err: error.message }, 'could not pass a cancel request to the server'),
     );
-    return true;
   }
 }

@@ -33,7 +33,9 @@ export interface CatalogOptions {
 /** A connection string for another database on the same server, with the same credentials. */
 export function urlForDatabase(url: string, database: string): string {
   const parsed = new URL(url);
-  parsed.pathname = `/${encodeURIComponent(database)}`;
+  // node-postgres reads the path with decodeURI, which leaves URI delimiters encoded: those that a
+  // path may hold are written as they are (a database named "shop@" must not become "shop%40").
+  parsed.pathname = `/${encodeURIComponent(database).replace(/%(40|3A|3B|26|3D|2B|24|2C)/g, (escaped) => decodeURIComponent(escaped))}`;
   return parsed.toString();
 }
 

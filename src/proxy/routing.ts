@@ -11,28 +11,123 @@ export interface RouteRequest {
   database: string;
   /** What came after `@`, if anything. */
   requestedVersion: string | undefined;
-  /** The client sets search_path itself (startup parameter or `options=-c search_path=…`). */
-  clientSearchPath: boolean;
+  /**
+   * The search_path the client sets itself (startup parameter, or `-c search_path=…` /
+   * `--search_path=…` in `options`), as PostgreSQL will apply it; undefined when it sets none.
+   */
+  clientSearchPath: string | undefined;
 }
 
 /** Reads the routing facts out of a StartupMessage. */
 export function routeRequest(params: StartupParams): RouteRequest {
   let database: string | undefined;
   let user = '';
-  let clientSearchPath = false;
+  let fromOptions: string | undefined;
+  let fromParameter: string | undefined;
   for (const [name, value] of params) {
     // PostgreSQL matches these three names exactly but setting names case-insensitively.
     if (name === 'database') database = value;
     else if (name === 'user') user = value;
-    else if (name === 'options' && /(^|\s)(-c\s*|--)search_path\s*=/i.test(value)) clientSearchPath = true;
-    else if (name.toLowerCase() === 'search_path') clientSearchPath = true;
+    else if (name === 'options') fromOptions = settingInOptions(value, 'search_path') ?? fromOptions;
+    else if (name.toLowerCase() === 'search_path') fromParameter = value;
   }
+  // The server applies `options` first and the other startup parameters after, so those win.
+  const clientSearchPath = fromParameter ?? fromOptions;
   // An empty database name means "same as the user" to PostgreSQL.
   const raw = database || user;
-  // The last '@' splits: a version name never contains one, a database name might.
+  // The last '@' splits: a version name never contains one, a database name might. Nothing after
+  // it names no version, so a database whose own name ends in '@' is reached as itself
+  // (`shop@` gets the default version, `shop@@latest` a named one).
   const at = raw.lastIndexOf('@');
-  if (at < 0 || database === undefined || database === '') return { database: raw, requestedVersion: undefined, clientSearchPath };
+  if (at < 0 || at === raw.length - 1 || database === undefined || database === '') {
+    return { database: raw, requestedVersion: undefined, clientSearchPath };
+  }
   return { database: raw.slice(0, at), requestedVersion: raw.slice(at + 1), clientSearchPath };
+}
+
+/**
+ * The last value `options` gives a setting, read as PostgreSQL does: words split at unescaped
+ * whitespace (a backslash escapes the next character), `-c name=value`, `-cname=value` or
+ * `--name=value`, with dashes in the name read as underscores and the name case-insensitive.
+ */
+export function settingInOptions(options: string, setting: string): string | undefined {
+  const words: string[] = [];
+  let word: string | undefined;
+  for (let i = 0; i < options.length; i++) {
+    const char = options[i]!;
+    if (/\s/.test(char)) {
+      if (word !== undefined) words.push(word);
+      word = undefined;
+    } else if (char === '\\' && i + 1 < options.length) {
+      word = (word ?? '') + options[++i];
+    } else {
+      word = (word ?? '') + char;
+    }
+  }
+  if (word !== undefined) words.push(word);
+  let found: string | undefined;
+  for (let i = 0; i < words.length; i++) {
+    const current = words[i]!;
+    let assignment: string | undefined;
+    if (current === '-c') assignment = words[++i];
+    else if (current.startsWith('--')) assignment = current.slice(2);
+    else if (current.startsWith('-c')) assignment = current.slice(2);
+    const eq = assignment?.indexOf('=') ?? -1;
+    if (assignment === undefined || eq < 0) continue;
+    if (assignment.slice(0, eq).replaceAll('-', '_').toLowerCase() === setting) found = assignment.slice(eq + 1);
+  }
+  return found;
+}
+
+/**
+ * The schema names of a search_path value, as PostgreSQL splits it: comma-separated, double quotes
+ * keep case and commas (`""` is a quote), unquoted names fold to lower case.
+ */
+export function searchPathSchemas(path: string): string[] {
+  const names: string[] = [];
+  let i = 0;
+  const skipSpace = () => {
+    while (i < path.length && /\s/.test(path[i]!)) i++;
+  };
+  for (;;) {
+    skipSpace();
+    if (i >= path.length) break;
+    let name = '';
+    if (path[i] === '"') {
+      i++;
+      for (;;) {
+        if (i >= path.length) return names; // unterminated quote: PostgreSQL rejects the value
+        if (path[i] === '"') {
+          if (path[i + 1] === '"') {
+            name += '"';
+            i += 2;
+            continue;
+          }
+          i++;
+          break;
+        }
+        name += path[i++];
+      }
+    } else {
+      const start = i;
+      while (i < path.length && path[i] !== ',' && !/\s/.test(path[i]!)) i++;
+      name = path.slice(start, i).toLowerCase();
+    }
+    names.push(name);
+    skipSpace();
+    if (path[i] === ',') i++;
+    else break;
+  }
+  return names;
+}
+
+/**
+ * The live version a search_path starts with: its first schema, past `$user` and the system
+ * schemas (which hold no tables of the app), when that is a version schema; else undefined.
+ */
+export function versionOfSearchPath(path: string, versions: readonly VersionInfo[]): VersionInfo | undefined {
+  const first = searchPathSchemas(path).find((name) => name !== '$user' && name !== 'pg_catalog' && !name.startsWith('pg_temp'));
+  return first === undefined ? undefined : versions.find((v) => v.versionSchema === first);
 }
 
 export interface RoutingOptions {
@@ -55,20 +150,19 @@ export type Route =
 export function chooseRoute(request: RouteRequest, versions: readonly VersionInfo[], options: RoutingOptions): Route {
   const explicit = request.requestedVersion !== undefined;
   const requested = request.requestedVersion ?? options.defaultVersion;
-  if (explicit && requested === '') {
-    return { ok: false, error: unknownVersion(request, requested, versions) };
-  }
   // Before the first migration there is nothing to route to: "latest" means the tables as they are.
   if (versions.length === 0 && (!explicit || requested === 'latest')) {
     return { ok: true, version: undefined, searchPath: undefined };
   }
   const version = resolveVersion(versions, requested);
   if (!version) return { ok: false, error: unknownVersion(request, requested, versions) };
-  return {
-    ok: true,
-    version,
-    searchPath: request.clientSearchPath ? undefined : searchPathFor(version, options.schema),
-  };
+  if (request.clientSearchPath !== undefined) {
+    // The client's own path is left alone, and the session counts under the version that path
+    // really starts with (so `complete` cannot retire it under the client); a path that starts
+    // with no live version counts under the version named in the database name.
+    return { ok: true, version: versionOfSearchPath(request.clientSearchPath, versions) ?? version, searchPath: undefined };
+  }
+  return { ok: true, version, searchPath: searchPathFor(version, options.schema) };
 }
 
 function unknownVersion(request: RouteRequest, requested: string, versions: readonly VersionInfo[]): ErrorFields {

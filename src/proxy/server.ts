@@ -7,6 +7,7 @@ import net from 'node:net';
 import os from 'node:os';
 import type tls from 'node:tls';
 import { startHttpServer, type HttpServer, type Readiness } from '../observe/http.js';
+import { TandemError } from '../errors.js';
 import { redactUrl } from '../observe/logger.js';
 import { CancelRegistry } from './cancel.js';
 import { Catalogs, type RetiredVersion } from './catalog.js';
@@ -75,7 +76,11 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
   const ledger = new UsageLedger();
   const metrics = new ProxyMetrics(ledger);
   const sessions = new Set<Session>();
-  /** Sessions past the max-client-conn check; the rest are still sending their startup packet. */
+  /**
+   * Sessions that hold one of the --max-client-conn places: taken when the socket is accepted, so
+   * that sockets that never send a startup packet count too; a socket accepted while all places
+   * were taken gets one when its startup packet arrives if one is free by then, else 53300.
+   */
   const admitted = new Set<Session>();
   const cancelKeys = new CancelRegistry(upstream, logger);
   let draining = false;
@@ -113,6 +118,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
         return { severity: 'FATAL', code: '57P03', message: 'the tandem proxy is shutting down', hint: 'Reconnect; another proxy instance or this one after restart will take the connection.' };
       }
       // Admitted sessions, logged in or still logging in, each hold (or will hold) a server connection.
+      if (admitted.has(session)) return undefined;
       if (admitted.size >= options.maxClientConn) {
         metrics.reject('max_client_conn');
         return { severity: 'FATAL', code: '53300', message: `sorry, too many clients already: the tandem proxy serves at most ${options.maxClientConn} (--max-client-conn)` };
@@ -122,7 +128,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     },
     cancel(key, from) {
       metrics.connection('cancel');
-      cancelKeys.cancel(key, from);
+      return cancelKeys.cancel(key, from);
     },
     registerCancelKey(key, session) {
       cancelKeys.add(key, session);
@@ -173,27 +179,11 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     }
     const session = new Session(socket, context);
     sessions.add(session);
+    if (admitted.size < options.maxClientConn) admitted.add(session);
     ledger.add(session);
   });
-  server.on('error', (error) => logger.error({ err: error.message }, 'listener error'));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.listen.port, options.listen.host, () => {
-      server.removeListener('error', reject);
-      resolve();
-    });
-  });
-  const bound = server.address() as net.AddressInfo;
-  const address: HostPort = { host: bound.address, port: bound.port };
-
-  const heartbeats = new HeartbeatLoop(
-    { proxyId, hostname: os.hostname(), pid: process.pid, listen: formatHostPort(address), schema: options.schema, stateSchema: options.stateSchema, startedAt },
-    catalogs,
-    ledger,
-    { intervalMs: options.heartbeatIntervalMs, expireAfterMs: options.heartbeatExpireMs, homeDatabase, logger },
-  );
-  heartbeats.start();
-  void heartbeats.beat();
+  /** The client listener's address, once bound. */
+  let address: HostPort | undefined;
 
   const status = (): ProxyStatus => {
     const snapshot = ledger.snapshot();
@@ -209,7 +199,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     }
     return {
       proxyId,
-      listen: formatHostPort(address),
+      listen: formatHostPort(address ?? options.listen),
       upstream: describeTarget(upstream),
       uptimeSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
       draining,
@@ -221,6 +211,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
 
   const readiness = async (): Promise<Readiness> => {
     if (draining) return { ready: false, detail: { reason: 'shutting down' } };
+    if (!address) return { ready: false, detail: { reason: 'starting' } };
     try {
       const versions = await catalogs.get(homeDatabase).refresh();
       return { ready: true, detail: { upstream: describeTarget(upstream), database: homeDatabase, versions: versions.length } };
@@ -229,10 +220,41 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     }
   };
 
+  // Every listener is bound before anything starts, HTTP first so that no client is accepted by a
+  // proxy about to give up: a busy or forbidden address ends startup with nothing left running (no
+  // session, no heartbeat row, no open connection), and the error names the address.
   let http: HttpServer | undefined;
-  if (options.http) {
-    http = await startHttpServer(options.http, { readiness, metrics: () => metrics.text(), status }, logger);
+  try {
+    if (options.http) {
+      const where = options.http;
+      http = await startHttpServer(where, { readiness, metrics: () => metrics.text(), status }, logger).catch((error: Error) => {
+        throw listenError(where, '--http', error);
+      });
+    }
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (error: Error) => reject(listenError(options.listen, '--listen', error)));
+      server.listen(options.listen.port, options.listen.host, () => {
+        server.removeAllListeners('error');
+        resolve();
+      });
+    });
+  } catch (error) {
+    await http?.close();
+    await catalogs.close();
+    throw error;
   }
+  server.on('error', (error) => logger.error({ err: error.message }, 'listener error'));
+  const bound = server.address() as net.AddressInfo;
+  address = { host: bound.address, port: bound.port };
+
+  const heartbeats = new HeartbeatLoop(
+    { proxyId, hostname: os.hostname(), pid: process.pid, listen: formatHostPort(address), schema: options.schema, stateSchema: options.stateSchema, startedAt },
+    catalogs,
+    ledger,
+    { intervalMs: options.heartbeatIntervalMs, expireAfterMs: options.heartbeatExpireMs, homeDatabase, logger },
+  );
+  heartbeats.start();
+  void heartbeats.beat();
 
   let drained: (() => void) | undefined;
   let closing: Promise<void> | undefined;
@@ -299,6 +321,16 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     shutdown,
     closed,
   };
+}
+
+/** A listener that could not be bound, named by its address and flag. */
+function listenError(where: HostPort, flag: string, error: Error): TandemError {
+  const code = (error as NodeJS.ErrnoException).code;
+  const why = code === 'EADDRINUSE' ? 'the address is already in use' : code === 'EACCES' ? 'permission denied' : code === 'EADDRNOTAVAIL' ? 'no such local address' : error.message;
+  return new TandemError('listen_failed', `the proxy cannot listen on ${formatHostPort(where)} (${flag}): ${why}`, {
+    hint: `stop whatever holds ${formatHostPort(where)}, or choose another address with ${flag}; the proxy started nothing`,
+    cause: error,
+  });
 }
 
 function withTimeout(promise: Promise<void>, ms: number): Promise<void> {

@@ -2,6 +2,7 @@
  * One client session: the client socket, its upstream socket, and the state machine between them.
  *
  *   startup     reading SSLRequest / GSSENCRequest / CancelRequest / StartupMessage
+ *   cancelling  a CancelRequest was passed on; waiting for the server to close it, then closing
  *   routing     resolving the version and opening the upstream connection
  *   auth        relaying the server's authentication exchange, message by message
  *   forwarding  bytes both ways, only frame headers looked at: in Node, or (plain TCP on both
@@ -29,13 +30,14 @@ import {
   encodeStartupMessage,
   parseAuthRequest,
   parseErrorFields,
+  parseParameterStatus,
   parseSASLInitialResponse,
   parseStartupPacket,
   SERVER_CLOSED_UNEXPECTEDLY,
   type ErrorFields,
   type StartupParams,
 } from './protocol/messages.js';
-import { chooseRoute, routeRequest, type RoutingOptions } from './routing.js';
+import { chooseRoute, routeRequest, versionOfSearchPath, type RoutingOptions } from './routing.js';
 import { TLS_HANDSHAKE_BYTE, acceptDirectTls, acceptTls, ALPN_POSTGRESQL } from './tls.js';
 import { describeTarget, openUpstream, type UpstreamTarget } from './upstream.js';
 import type { SessionUsage } from './usage.js';
@@ -54,7 +56,7 @@ function retiredError(message: string): ErrorFields {
   return { severity: 'FATAL', code: '57P01', message };
 }
 
-export type Phase = 'startup' | 'routing' | 'auth' | 'forwarding' | 'closed';
+export type Phase = 'startup' | 'cancelling' | 'routing' | 'auth' | 'forwarding' | 'closed';
 
 /** What a session needs from the proxy around it. */
 export interface SessionContext {
@@ -69,7 +71,8 @@ export interface SessionContext {
   readonly forwarder: NativeForwarder | undefined;
   /** An error when this session must be refused (read once its startup packet is in); else it counts as admitted. */
   admissionError(session: Session): ErrorFields | undefined;
-  cancel(key: Buffer, from: string): void;
+  /** Relays a cancel request; resolves when the server has taken it. */
+  cancel(key: Buffer, from: string): Promise<void>;
   registerCancelKey(key: Buffer, session: Session): void;
   ready(session: Session): void;
   closed(session: Session): void;
@@ -103,6 +106,12 @@ export class Session implements SessionUsage {
   private saslOffered = false;
   private saslAnswered = false;
   private serverOfferedPlus = false;
+  /** The live versions when the session was routed, to tell which one a reported search_path starts with. */
+  private versions: readonly VersionInfo[] = [];
+  /** The client set its own search_path: the server's report of it may move the session to another version. */
+  private clientSearchPath = false;
+  /** The client named a version that does not exist: told once the server has authenticated it. */
+  private refusalAfterLogin: ErrorFields | undefined;
   /** The type of the last message the server started sending, to tell whether it already sent an error. */
   private lastServerType = 0;
   private retiredMessage: string | undefined;
@@ -202,6 +211,17 @@ export class Session implements SessionUsage {
 
   private readStartup(): void {
     while (this.phase === 'startup') {
+      const terminate = this.clientReader.startsWithTerminate();
+      if (terminate === undefined && this.clientReader.pending > 0) return;
+      if (terminate) {
+        // PostgreSQL closes such a connection without a word (an impossible startup length); a
+        // client that gave up before logging in must not get an error it may choke on.
+        this.ctx.logger.debug({ session: this.id, client: this.clientAddress }, 'client sent Terminate instead of a startup packet');
+        this.closeReason = 'client terminated before the startup packet';
+        this.client.end();
+        this.finish();
+        return;
+      }
       const body = this.clientReader.nextUntyped();
       if (!body) return;
       const packet = parseStartupPacket(body);
@@ -219,9 +239,17 @@ export class Session implements SessionUsage {
       } else if (packet.kind === 'gssenc') {
         this.client.write(SSL_NO);
       } else if (packet.kind === 'cancel') {
-        this.ctx.cancel(packet.key, this.clientAddress);
         this.closeReason = 'cancel request';
-        this.finish();
+        this.phase = 'cancelling';
+        // The client's connection stays open until the server has closed the forwarded one, as
+        // PostgreSQL's does: a client that waits for that close (libpq, psycopg) knows its cancel
+        // has landed, and cannot have it hit the statement it sends next.
+        this.client.pause();
+        void this.ctx.cancel(packet.key, this.clientAddress).finally(() => {
+          if (this.isClosed()) return;
+          this.client.end();
+          this.finish();
+        });
         return;
       } else {
         this.phase = 'routing';
@@ -277,14 +305,17 @@ export class Session implements SessionUsage {
     }
     if (this.isClosed()) return;
     const route = chooseRoute(request, versions, this.ctx.routing);
-    if (!route.ok) {
-      this.ctx.metrics.reject('unknown_version');
-      this.fatal(route.error);
-      return;
-    }
-    this.version = route.version;
+    this.versions = versions;
+    this.clientSearchPath = request.clientSearchPath !== undefined;
     const upstreamParams: StartupParams = params.map(([name, value]) => [name, name === 'database' ? request.database : value]);
-    if (route.searchPath) upstreamParams.push(['search_path', route.searchPath]);
+    if (route.ok) {
+      this.version = route.version;
+      if (route.searchPath) upstreamParams.push(['search_path', route.searchPath]);
+    } else {
+      // The version list is for clients the server lets in: the login goes to the server as for a
+      // known version (with no version search_path) and the refusal follows AuthenticationOk.
+      this.refusalAfterLogin = route.error;
+    }
 
     const started = performance.now();
     let upstream: net.Socket;
@@ -344,25 +375,43 @@ export class Session implements SessionUsage {
   }
 
   /**
-   * SCRAM channel binding ties the exchange to the TLS certificate the client saw; behind a proxy
-   * that terminates TLS that is the proxy's, never the server's, so binding cannot succeed.
+   * SCRAM channel binding ties the exchange to the TLS channel the client sees. Through the proxy
+   * that is the proxy's (or none), never the server's, so the proxy offers no -PLUS mechanism; what
+   * is left to explain depends on which side has TLS:
+   *   - a client that binds anyway (-PLUS, flag "p") cannot succeed, whatever the sides;
+   *   - a client that says "y" (I could bind, you offered nothing) is fine while the server offers
+   *     no -PLUS (the proxy reaches it without TLS), and refused by the server as a downgrade
+   *     attack when it does (reached over TLS). The flag is covered by the SCRAM proof, so the
+   *     proxy cannot rewrite it; it says why and what to change instead of the server's riddle.
+   *   - "n" (no binding) works on every combination.
    */
   private channelBindingRefusal(body: Buffer): ErrorFields | undefined {
     const { mechanism, channelBindingFlag } = parseSASLInitialResponse(body);
-    const why =
-      'TLS from the client ends at the tandem proxy, so SCRAM channel binding (which binds to the certificate the client sees) cannot match the server';
-    if (mechanism.endsWith('-PLUS') || channelBindingFlag === 'p') {
-      return { severity: 'FATAL', code: '28000', message: 'channel binding is not possible through the tandem proxy', detail: why, hint: 'Connect with channel_binding=prefer or channel_binding=disable.' };
-    }
-    if (channelBindingFlag === 'y' && this.serverOfferedPlus) {
-      // The client saw no -PLUS mechanism (we removed it) but the server, reached over TLS, offered
-      // one: it would reject this as a downgrade attack with a confusing message. Say why instead.
+    const clientTls = this.tlsState === 'established';
+    const clientOff = 'turn channel binding off in the client (libpq: channel_binding=disable; node-postgres: enableChannelBinding: false)';
+    if (mechanism.endsWith('-PLUS') || channelBindingFlag.startsWith('p')) {
       return {
         severity: 'FATAL',
         code: '28000',
-        message: 'SCRAM authentication over TLS on both sides of the tandem proxy needs channel binding disabled',
-        detail: `${why}; the server, reached over TLS, refuses a client that could bind but does not.`,
-        hint: 'Connect with channel_binding=disable, or reach the proxy without TLS (it is a local sidecar).',
+        message: 'SCRAM channel binding is not possible through the tandem proxy',
+        detail: clientTls
+          ? 'TLS from the client ends at the proxy, so the client can only bind to the proxy\'s certificate, which the server cannot check.'
+          : 'The client reaches the proxy without TLS, so there is no TLS channel to bind to.',
+        hint: 'Connect with channel_binding=prefer or channel_binding=disable (libpq), or enableChannelBinding: false (node-postgres).',
+      };
+    }
+    if (channelBindingFlag === 'y' && this.serverOfferedPlus) {
+      const why = clientTls
+        ? 'The client supports SCRAM channel binding but, its TLS ending at the proxy, saw no offer of it (SCRAM flag "y").'
+        : 'The client, though it reaches the proxy without TLS, announces that it supports SCRAM channel binding and saw no offer of it (SCRAM flag "y").';
+      return {
+        severity: 'FATAL',
+        code: '28000',
+        message: 'SCRAM login through the tandem proxy needs channel binding disabled in this client',
+        detail: `${why} The server, which the proxy reaches over TLS, does offer SCRAM-SHA-256-PLUS and would take that announcement for a downgrade attack; the announcement is covered by the SCRAM proof, so the proxy cannot change it.`,
+        hint: clientTls
+          ? `Either ${clientOff}, or reach the proxy without TLS with libpq (which then announces no binding), or let the proxy reach the server without TLS (sslmode=disable in its --postgres-url) where that link is trusted.`
+          : `Either ${clientOff}, or let the proxy reach the server without TLS (sslmode=disable in its --postgres-url) where that link is trusted.`,
       };
     }
     return undefined;
@@ -402,6 +451,11 @@ export class Session implements SessionUsage {
           return;
         }
         this.client.write(frame.frame);
+        if (request.code === AuthCode.Ok && this.refusalAfterLogin) {
+          this.ctx.metrics.reject('unknown_version');
+          this.upstream!.end(TERMINATE);
+          this.fatal(this.refusalAfterLogin);
+        }
         return;
       }
       case MessageType.BackendKeyData:
@@ -414,6 +468,14 @@ export class Session implements SessionUsage {
         if (code.startsWith('28')) this.ctx.metrics.authFailure();
         this.closeReason = `server refused the session (${code})`;
         this.lastServerType = frame.type;
+        this.client.write(frame.frame);
+        return;
+      }
+      case MessageType.ParameterStatus: {
+        // PostgreSQL 18 reports search_path: the value the session really starts with, after the
+        // server has read the client's own setting, is the best word on which version it uses.
+        const { name, value } = parseParameterStatus(frame.body);
+        if (name === 'search_path' && this.clientSearchPath && this.version) this.version = versionOfSearchPath(value, this.versions) ?? this.version;
         this.client.write(frame.frame);
         return;
       }
@@ -721,7 +783,9 @@ function catalogError(error: unknown, database: string, target: UpstreamTarget):
   const code = (error as { code?: unknown }).code;
   // The server's own verdict (no such database, no permission) reads best unchanged.
   if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) {
-    return { severity: 'FATAL', code, message: (error as Error).message };
+    // `app@` with an empty version (an unset variable in `app@${VERSION}`) is the database "app@".
+    const hint = code === '3D000' && database.endsWith('@') ? `A name ending in "@" is taken as the whole database name; to choose a version, name it after the "@" (e.g. "${database}latest").` : undefined;
+    return { severity: 'FATAL', code, message: (error as Error).message, ...(hint ? { hint } : {}) };
   }
   return {
     severity: 'FATAL',

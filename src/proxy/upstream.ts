@@ -157,6 +157,18 @@ function startTls(socket: net.Socket, target: UpstreamTarget): Promise<tls.TLSSo
 export async function sendCancel(target: UpstreamTarget, key: Buffer): Promise<void> {
   const socket = await dial(target);
   socket.on('error', () => {});
-  // The server closes the connection once it has read the request; nothing comes back.
-  socket.end(encodeCancelRequest(key));
+  // The server closes the connection once it has read the request and signalled the backend;
+  // nothing comes back. Resolves at that close (or after the connect timeout), so that the caller
+  // can hold the client's cancel connection open until then, as the server itself would.
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve();
+    }, target.connectTimeoutMs);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    socket.end(encodeCancelRequest(key));
+  });
 }

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { usePostgres } from '../support/harness.js';
-import { connectThrough, databaseOf, selfSignedCertificate, startTestProxy } from './support.js';
+import { TWO_SHAPES, connectThrough, createUsersTable, databaseOf, selfSignedCertificate, simulateVersions, startTestProxy } from './support.js';
 
 const run = promisify(execFile);
 const PASSWORD = 'correct horse';
@@ -57,6 +57,24 @@ describe('authentication through the proxy', () => {
     expect(metrics).toMatch(/^tandem_proxy_auth_failures_total 2$/m);
   });
 
+  it('tells only an authenticated client that its version does not exist, and which ones do', async () => {
+    await createUsersTable(pg.url);
+    await simulateVersions(pg.url, TWO_SHAPES);
+    const proxy = await startTestProxy(pg.url);
+    const database = databaseOf(pg.url);
+    for (const user of [USERS.md5, USERS.scram, USERS.password]) {
+      // A wrong password gets the server's refusal and nothing about versions.
+      const refused = await connectThrough(proxy.url(`${database}@03_nope`, user, 'wrong')).catch((error: unknown) => error);
+      expect(refused, user).toMatchObject({ code: '28P01' });
+      expect(JSON.stringify(refused)).not.toMatch(/01_init|02_rename|version/);
+      // The right one: the server logs the client in (AuthenticationOk), then the proxy refuses it with the list.
+      const unknown = await connectThrough(proxy.url(`${database}@03_nope`, user, PASSWORD)).catch((error: unknown) => error);
+      expect(unknown, user).toMatchObject({ code: '3D000', message: `version "03_nope" of database "${database}" does not exist` });
+      expect((unknown as { detail: string }).detail).toContain('02_rename (public_02_rename), 01_init (public_01_init)');
+    }
+    expect((await proxy.metrics.text()).body).toMatch(/tandem_proxy_rejected_connections_total\{reason="unknown_version"\} 3/);
+  });
+
   it('explains that channel binding cannot work through a TLS-terminating proxy', async () => {
     const certificate = selfSignedCertificate();
     const proxy = await startTestProxy(pg.url, { tlsCert: certificate.cert, tlsKey: certificate.key });
@@ -77,21 +95,57 @@ describe('authentication through the proxy', () => {
     chmodSync(serverKey, 0o600);
     if (process.getuid?.() === 0) await run('chown', ['postgres', serverCert, serverKey]);
     await server.configure({ ssl: 'on', ssl_cert_file: serverCert, ssl_key_file: serverKey });
+    try {
+      const url = `${pg.url}?sslmode=require&uselibpqcompat=true`;
+      const proxy = await startTestProxy(url, { tlsCert: certificate.cert, tlsKey: certificate.key });
+      const database = databaseOf(pg.url);
+      // Plain to the proxy: the client cannot bind, says so ("n"), and the server accepts.
+      const plain = await connectThrough(proxy.url(database, USERS.scram, PASSWORD));
+      expect((await plain.query('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')).rows[0]!.ssl).toBe(true);
+      await plain.end();
+      const psql = (extra: string) =>
+        run('psql', ['-X', '-A', '-t', '-c', 'SELECT current_user', '-d', `host=127.0.0.1 port=${proxy.port} user=tandem_scram dbname=${database} sslmode=require ${extra}`], {
+          env: { ...process.env, PGPASSWORD: PASSWORD },
+        });
+      const refused = await psql('').catch((error: { stderr: string }) => error);
+      expect((refused as { stderr: string }).stderr).toMatch(/needs channel binding disabled/);
+      expect((await psql('channel_binding=disable')).stdout.trim()).toBe('tandem_scram');
 
-    const url = `${pg.url}?sslmode=require&uselibpqcompat=true`;
-    const proxy = await startTestProxy(url, { tlsCert: certificate.cert, tlsKey: certificate.key });
-    const database = databaseOf(pg.url);
-    // Plain to the proxy: the client cannot bind, says so ("n"), and the server accepts.
-    const plain = await connectThrough(proxy.url(database, USERS.scram, PASSWORD));
-    expect((await plain.query('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')).rows[0]!.ssl).toBe(true);
-    await plain.end();
-    const psql = (extra: string) =>
-      run('psql', ['-X', '-A', '-t', '-c', 'SELECT current_user', '-d', `host=127.0.0.1 port=${proxy.port} user=tandem_scram dbname=${database} sslmode=require ${extra}`], {
-        env: { ...process.env, PGPASSWORD: PASSWORD },
-      });
-    const refused = await psql('').catch((error: { stderr: string }) => error);
-    expect((refused as { stderr: string }).stderr).toMatch(/needs channel binding disabled/);
-    expect((await psql('channel_binding=disable')).stdout.trim()).toBe('tandem_scram');
-    await server.configure({ ssl: 'off' });
+      // node-postgres with enableChannelBinding announces "y" even over plain TCP; with the server
+      // reached over TLS (it offers -PLUS) that cannot pass, on either client side, and the error
+      // says why for the side it is on.
+      const withBinding = (tls: boolean, target = proxy) =>
+        connectThrough(target.url(database, USERS.scram, PASSWORD), { enableChannelBinding: true, ssl: tls ? { rejectUnauthorized: false } : false } as Partial<import('pg').ClientConfig>);
+      const plainRefusal = await withBinding(false).catch((error: unknown) => error);
+      expect(plainRefusal).toMatchObject({ code: '28000', message: 'SCRAM login through the tandem proxy needs channel binding disabled in this client' });
+      expect((plainRefusal as { detail: string }).detail).toMatch(/without TLS, announces .* The server, which the proxy reaches over TLS, does offer SCRAM-SHA-256-PLUS/);
+      expect((plainRefusal as { hint: string }).hint).toContain('enableChannelBinding: false');
+      expect((plainRefusal as { hint: string }).hint).toContain('sslmode=disable in its --postgres-url');
+      const tlsRefusal = await withBinding(true).catch((error: unknown) => error);
+      expect(tlsRefusal).toMatchObject({ code: '28000' });
+      expect((tlsRefusal as { detail: string }).detail).toMatch(/its TLS ending at the proxy/);
+      // The way out the hint names: a proxy that reaches the server without TLS.
+      const plainUpstream = await startTestProxy(`${pg.url}?sslmode=disable`, { tlsCert: certificate.cert, tlsKey: certificate.key });
+      for (const tls of [false, true]) {
+        const client = await withBinding(tls, plainUpstream);
+        expect((await client.query('SELECT current_user AS who')).rows[0]!.who).toBe(USERS.scram);
+        await client.end();
+      }
+    } finally {
+      await server.configure({ ssl: 'off' });
+    }
+  });
+
+  it('lets SCRAM clients that announce channel binding in when the proxy reaches the server without TLS', async () => {
+    const certificate = selfSignedCertificate();
+    const proxy = await startTestProxy(pg.url, { tlsCert: certificate.cert, tlsKey: certificate.key });
+    for (const tls of [false, true]) {
+      const client = await connectThrough(proxy.url(databaseOf(pg.url), USERS.scram, PASSWORD), {
+        enableChannelBinding: true,
+        ssl: tls ? { rejectUnauthorized: false } : false,
+      } as Partial<import('pg').ClientConfig>);
+      expect((await client.query('SELECT current_user AS who')).rows[0]!.who).toBe(USERS.scram);
+      await client.end();
+    }
   });
 });

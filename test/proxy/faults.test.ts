@@ -62,6 +62,24 @@ describe('fault handling', () => {
     await Promise.all([...held, next].map((c) => c.end()));
   });
 
+  it('counts sockets that never send a startup packet against --max-client-conn, and closes them at the login timeout', async () => {
+    const proxy = await startTestProxy(pg.url, { maxClientConn: 3, clientLoginTimeoutMs: 3_000 });
+    const url = proxy.url(databaseOf(pg.url));
+    const silent = await Promise.all(Array.from({ length: 3 }, () => rawConnect(proxy.port)));
+    const silentAnswers = silent.map((socket) => readUntilClose(socket));
+    // Every place is held by a socket that says nothing: a real client is refused, not served.
+    await expect(connectThrough(url)).rejects.toMatchObject({ code: '53300' });
+    // A flood past the hard limit (2 × 3 + 100 sockets) is closed unread, and the proxy keeps going.
+    const flood = await Promise.all(Array.from({ length: 120 }, () => rawConnect(proxy.port)));
+    const floodAnswers = await Promise.all(flood.map((socket) => readUntilClose(socket)));
+    expect(floodAnswers.filter((bytes) => bytes.length === 0).length).toBeGreaterThanOrEqual(120 - 103);
+    // The login timeout still closes the silent ones, with its error; then clients are served again.
+    for (const bytes of await Promise.all(silentAnswers)) expect(errorsIn(bytes)[0]).toMatchObject({ C: '08006', M: expect.stringContaining('login timeout') });
+    const client = await connectThrough(url);
+    expect((await client.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
+    await client.end();
+  });
+
   it('gives clients an error, not a hang, while the server is down, and recovers when it is back', async () => {
     const server = pg.server;
     if (server.kind !== 'embedded') return;

@@ -105,6 +105,34 @@ describe.each(paths)('forwarding in $forwarder', ({ forwarder, skip }) => {
   const pg = usePostgres();
   const start = (options: Parameters<typeof startTestProxy>[1] = {}) => startTestProxy(pg.url, { forwarder, ...options });
 
+  it.skipIf(skip)('counts a client on the version its own search_path starts with, and retires it with that version', async () => {
+    await createUsersTable(pg.url);
+    await simulateVersions(pg.url, TWO_SHAPES);
+    const database = databaseOf(pg.url);
+    const proxy = await start();
+    // Both ask for latest (02_rename) but put 01_init first on their own search_path.
+    const byOptions = await connectThrough(proxy.url(`${database}@latest`), { options: '-c search_path=public_01_init,public' });
+    const byParameter = await rawSession(proxy.port, `${database}@latest`, 'postgres', [['search_path', '"public_01_init", public']]);
+    const onLatest = await connectThrough(proxy.url(`${database}@latest`));
+    expect((await byOptions.query('SELECT * FROM users LIMIT 1')).fields.map((f) => f.name)).toEqual(['id', 'email']);
+    const clients = proxy.status().databases[database]!.clients;
+    expect(clients.public_01_init?.clients).toBe(2);
+    expect(clients.public_02_rename?.clients).toBe(1);
+
+    // 01_init is retired: its clients are told so on their next message, whatever name they connected with.
+    const admin = await pg.client();
+    await admin.query('DROP SCHEMA public_01_init CASCADE');
+    await proxy.refreshVersions();
+    const retired = await byOptions.query('SELECT * FROM users').catch((error: unknown) => error);
+    expect(retired).toMatchObject({ code: '57P01', message: expect.stringContaining('version "public_01_init"') });
+    const told = readUntilClose(byParameter);
+    byParameter.write(query('SELECT * FROM users'));
+    byParameter.resume();
+    expect(errorsIn(await told)).toEqual([expect.objectContaining({ C: '57P01', M: expect.stringContaining('version "public_01_init"') })]);
+    expect((await onLatest.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
+    await onLatest.end();
+  });
+
   it.skipIf(skip)('counts queries and bytes for /status, metrics, heartbeats and the close line', async () => {
     await createUsersTable(pg.url);
     await simulateVersions(pg.url, TWO_SHAPES);

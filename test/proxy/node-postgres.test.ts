@@ -4,7 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import PgModule from 'pg';
 import { usePostgres } from '../support/harness.js';
-import { TWO_SHAPES, connectThrough, createUsersTable, databaseOf, simulateVersions, startTestProxy } from './support.js';
+import { encodeCancelRequest } from '../../src/proxy/protocol/messages.js';
+import { TWO_SHAPES, connectThrough, createUsersTable, databaseOf, rawConnect, readUntilClose, simulateVersions, startTestProxy } from './support.js';
 
 describe('node-postgres through the proxy', () => {
   const pg = usePostgres();
@@ -127,5 +128,51 @@ describe('node-postgres through the proxy', () => {
     } finally {
       await Promise.all([client.end(), observer.end()]);
     }
+  });
+
+  it('closes quietly when the client sends Terminate before its startup packet (pg: connect(), then end() at once)', async () => {
+    const proxy = await startTestProxy(pg.url);
+    const url = proxy.url(databaseOf(pg.url));
+    for (let round = 0; round < 5; round++) {
+      // pg's own quick-disconnect test: Terminate goes out before the StartupMessage. PostgreSQL
+      // closes without a word (connect() then never settles); an ErrorResponse from the proxy would
+      // reject connect(), which such code never handles, and crash the process.
+      const client = new PgModule.Client({ connectionString: url });
+      const errors: unknown[] = [];
+      client.on('error', (error: unknown) => errors.push(error));
+      client.connect().catch((error: unknown) => errors.push(error));
+      const ended = new Promise<void>((resolve) => client.once('end', resolve));
+      await client.end();
+      await ended;
+      // Whatever the proxy sent was parsed before the close; let the rejection it caused run.
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(errors).toEqual([]);
+    }
+    const client = await connectThrough(url);
+    expect((await client.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
+    await client.end();
+  });
+
+  it('holds a cancel request open until the server has it, so a cancel sent while idle never hits the next statement', async () => {
+    const proxy = await startTestProxy(pg.url);
+    const client = await connectThrough(proxy.url(databaseOf(pg.url)));
+    const { processID, secretKey } = client as unknown as { processID: number; secretKey: number };
+    const key = Buffer.alloc(8);
+    key.writeInt32BE(processID, 0);
+    key.writeInt32BE(secretKey, 4);
+    let cancelled = 0;
+    for (let round = 0; round < 30; round++) {
+      // As libpq's PQcancel: send the request, then wait for the other side to close.
+      const socket = await rawConnect(proxy.port);
+      const closed = readUntilClose(socket);
+      socket.write(encodeCancelRequest(key));
+      expect((await closed).length).toBe(0);
+      await client.query('SELECT pg_sleep(0.02)').catch((error: { code?: string }) => {
+        if (error.code !== '57014') throw error;
+        cancelled++;
+      });
+    }
+    expect(cancelled).toBe(0);
+    await client.end();
   });
 });

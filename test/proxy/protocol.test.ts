@@ -13,7 +13,7 @@ import {
   parseStartupPacket,
   PROTOCOL_3_0,
 } from '../../src/proxy/protocol/messages.js';
-import { chooseRoute, routeRequest } from '../../src/proxy/routing.js';
+import { chooseRoute, routeRequest, searchPathSchemas, settingInOptions, versionOfSearchPath } from '../../src/proxy/routing.js';
 import { parseDuration, parseForwarder, parseHostPort } from '../../src/proxy/config.js';
 import type { VersionInfo } from '../../src/state/versions.js';
 
@@ -132,11 +132,16 @@ describe('routing decisions', () => {
   const options = { defaultVersion: 'latest', schema: 'public' };
 
   it('splits app@version at the last @ and notices a client search_path', () => {
-    expect(routeRequest([['user', 'u'], ['database', 'app@02_b']])).toEqual({ database: 'app', requestedVersion: '02_b', clientSearchPath: false });
+    expect(routeRequest([['user', 'u'], ['database', 'app@02_b']])).toEqual({ database: 'app', requestedVersion: '02_b', clientSearchPath: undefined });
     expect(routeRequest([['user', 'u'], ['database', 'a@b@latest']])).toMatchObject({ database: 'a@b', requestedVersion: 'latest' });
-    expect(routeRequest([['user', 'u@host']])).toEqual({ database: 'u@host', requestedVersion: undefined, clientSearchPath: false });
-    expect(routeRequest([['user', 'u'], ['database', 'app'], ['options', '-c search_path=x']]).clientSearchPath).toBe(true);
-    expect(routeRequest([['user', 'u'], ['database', 'app'], ['Search_Path', 'x']]).clientSearchPath).toBe(true);
+    expect(routeRequest([['user', 'u@host']])).toEqual({ database: 'u@host', requestedVersion: undefined, clientSearchPath: undefined });
+    // Nothing after the last '@' names no version: the whole name is the database.
+    expect(routeRequest([['user', 'u'], ['database', 'shop@']])).toMatchObject({ database: 'shop@', requestedVersion: undefined });
+    expect(routeRequest([['user', 'u'], ['database', 'shop@@latest']])).toMatchObject({ database: 'shop@', requestedVersion: 'latest' });
+    expect(routeRequest([['user', 'u'], ['database', 'app'], ['options', '-c search_path=x']]).clientSearchPath).toBe('x');
+    expect(routeRequest([['user', 'u'], ['database', 'app'], ['Search_Path', 'x']]).clientSearchPath).toBe('x');
+    // A startup parameter is applied after `options`, so it wins.
+    expect(routeRequest([['user', 'u'], ['database', 'app'], ['search_path', 'p'], ['options', '-c search_path=o']]).clientSearchPath).toBe('p');
   });
 
   it('routes to versions by alias, migration and schema name; lists versions when unknown', () => {
@@ -147,6 +152,26 @@ describe('routing decisions', () => {
     const unknown = route('app@03_c');
     expect(unknown).toMatchObject({ ok: false, error: { code: '3D000', severity: 'FATAL' } });
     if (!unknown.ok) expect(unknown.error.detail).toContain('02_b (public_02_b), 01_a (public_01_a)');
+  });
+
+  it('reads a search_path from options and splits it as PostgreSQL does', () => {
+    expect(settingInOptions('-c search_path=public_01_a,public', 'search_path')).toBe('public_01_a,public');
+    expect(settingInOptions('-csearch_path=a --work_mem=64MB', 'search_path')).toBe('a');
+    expect(settingInOptions('--search-path=a\\,\\ b -c Search_Path=c', 'search_path')).toBe('c');
+    expect(settingInOptions('-c search_path=a,\\ b', 'search_path')).toBe('a, b');
+    expect(settingInOptions('-c work_mem=1MB', 'search_path')).toBeUndefined();
+    expect(searchPathSchemas('"$user", Public_01_A , "Mixed ""Q"", x",public')).toEqual(['$user', 'public_01_a', 'Mixed "Q", x', 'public']);
+    expect(versionOfSearchPath('"$user", pg_catalog, public_01_a, public', versions)).toMatchObject({ migration: '01_a' });
+    expect(versionOfSearchPath('public, public_01_a', versions)).toBeUndefined();
+  });
+
+  it('counts a session under the version its own search_path starts with', () => {
+    const route = (database: string, params: Array<[string, string]>) => chooseRoute(routeRequest([['user', 'u'], ['database', database], ...params]), versions, options);
+    expect(route('app@latest', [['options', '-c search_path=public_01_a,public']])).toMatchObject({ ok: true, version: { migration: '01_a' }, searchPath: undefined });
+    expect(route('app', [['search_path', '"public_01_a"']])).toMatchObject({ ok: true, version: { migration: '01_a' }, searchPath: undefined });
+    // No live version first on the path: the version named in the database name.
+    expect(route('app@latest', [['search_path', 'public, public_01_a']])).toMatchObject({ ok: true, version: { migration: '02_b' } });
+    expect(route('app@01_a', [['search_path', 'public_00_gone']])).toMatchObject({ ok: true, version: { migration: '01_a' } });
   });
 
   it('uses the server defaults while no version exists, and leaves a client search_path alone', () => {

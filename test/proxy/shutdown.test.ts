@@ -1,4 +1,5 @@
 /** `tandem proxy` as a process: JSON logs, SIGTERM drain, and the grace period running out. */
+import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { freePort } from '../support/postgres.js';
 import { usePostgres } from '../support/harness.js';
@@ -48,6 +49,33 @@ describe('proxy shutdown', () => {
       expect(closed[0]).toMatchObject({ durationMs: expect.any(Number), bytesIn: expect.any(Number), bytesOut: expect.any(Number) });
     } finally {
       if (cli.child.exitCode === null) cli.child.kill('SIGKILL');
+    }
+  });
+
+  it('with a busy --http or --listen address, exits 1 naming it and leaves nothing running', async () => {
+    await createUsersTable(pg.url);
+    await simulateVersions(pg.url, TWO_SHAPES);
+    const busy = net.createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    const busyPort = (busy.address() as net.AddressInfo).port;
+    try {
+      for (const flag of ['--http', '--listen'] as const) {
+        const port = await freePort();
+        const listen = flag === '--listen' ? busyPort : port;
+        const cli = spawnCli(['--postgres-url', pg.url, 'proxy', '--listen', `127.0.0.1:${listen}`, '--http', `127.0.0.1:${flag === '--http' ? busyPort : port}`, '--heartbeat-interval', '50ms']);
+        try {
+          // It must exit by itself: before the fix it kept serving clients without its HTTP endpoint.
+          expect(await cli.exit).toBe(1);
+        } finally {
+          if (cli.child.exitCode === null) cli.child.kill('SIGKILL');
+        }
+        expect(cli.stderr()).toContain(`the proxy cannot listen on 127.0.0.1:${busyPort} (${flag}): the address is already in use`);
+        expect(cli.stderr()).not.toContain('tandem proxy listening');
+        await expect(connectThrough(`postgres://postgres@127.0.0.1:${port}/${databaseOf(pg.url)}`)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+        expect((await pg.query('SELECT count(*)::int AS n FROM tandem.proxies')).rows[0]!.n).toBe(0);
+      }
+    } finally {
+      busy.close();
     }
   });
 

@@ -181,10 +181,10 @@ export function errorsIn(bytes: Buffer): Array<Record<string, string>> {
  * A raw protocol session through the proxy (trust auth): sends a StartupMessage and resolves once
  * ReadyForQuery arrives, so a test can then write arbitrary frames.
  */
-export async function rawSession(port: number, database: string, user = 'postgres'): Promise<net.Socket> {
+export async function rawSession(port: number, database: string, user = 'postgres', extra: Array<[string, string]> = []): Promise<net.Socket> {
   const socket = await rawConnect(port);
   const { encodeStartupMessage, PROTOCOL_3_0 } = await import('../../src/proxy/protocol/messages.js');
-  socket.write(encodeStartupMessage(PROTOCOL_3_0, [['user', user], ['database', database]]));
+  socket.write(encodeStartupMessage(PROTOCOL_3_0, [['user', user], ['database', database], ...extra]));
   await new Promise<void>((resolve, reject) => {
     let seen = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {

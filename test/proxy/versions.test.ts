@@ -30,6 +30,28 @@ describe('version routing', () => {
     });
   });
 
+  it('reaches a database whose own name ends in "@": "name@" with the default version, "name@@version" with a chosen one', async () => {
+    const database = `${databaseOf(pg.url)}_at@`;
+    await pg.server.admin(`CREATE DATABASE "${database}"`);
+    try {
+      // Raw in the path: node-postgres does not decode %40 in a connection string's database.
+      const url = pg.url.replace(/\/[^/]*$/, `/${database}`);
+      await createUsersTable(url);
+      await simulateVersions(url, TWO_SHAPES);
+      const proxy = await startTestProxy(pg.url);
+      const plain = await connectThrough(proxy.url(database));
+      expect((await plain.query('SELECT current_database() AS db, current_setting($1) AS path', ['search_path'])).rows[0]).toEqual({ db: database, path: '"public_02_rename", "public"' });
+      const old = await connectThrough(proxy.url(`${database}@01_init`));
+      expect((await old.query('SELECT current_database() AS db, current_setting($1) AS path', ['search_path'])).rows[0]).toEqual({ db: database, path: '"public_01_init", "public"' });
+      await Promise.all([plain.end(), old.end()]);
+      // A name that merely ends in "@" (an empty version) is a database the server does not know, with a hint.
+      await expect(connectThrough(proxy.url(`${databaseOf(pg.url)}@`))).rejects.toMatchObject({ code: '3D000', hint: expect.stringContaining('ending in "@"') });
+      await proxy.shutdown(0);
+    } finally {
+      await pg.server.admin(`DROP DATABASE "${database}" WITH (FORCE)`);
+    }
+  });
+
   it('uses server defaults before any migration, and --default-version for plain names', async () => {
     const database = databaseOf(pg.url);
     const bare = await startTestProxy(pg.url);

@@ -55,6 +55,18 @@ export class FrameReader {
     return this.buffer.length;
   }
 
+  /**
+   * Whether the buffer starts with a Terminate message ('X', length 4) where a startup packet
+   * belongs: true, false, or undefined while the bytes so far could still be one. node-postgres
+   * sends it when a client is ended before it has connected.
+   */
+  startsWithTerminate(): boolean | undefined {
+    const terminate = [0x58, 0, 0, 0, 4];
+    const seen = Math.min(this.buffer.length, terminate.length);
+    for (let i = 0; i < seen; i++) if (this.buffer[i] !== terminate[i]) return false;
+    return seen === terminate.length ? true : undefined;
+  }
+
   /** The next `int32 length, body` packet's body, or undefined until all of it has arrived. */
   nextUntyped(): Buffer | undefined {
     if (this.buffer.length < 4) return undefined;

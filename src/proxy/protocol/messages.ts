@@ -179,6 +179,13 @@ export function parseErrorFields(body: Buffer): Map<string, string> {
   return fields;
 }
 
+/** A ParameterStatus ('S') body: the setting's name and its new value. */
+export function parseParameterStatus(body: Buffer): { name: string; value: string } {
+  const name = readCString(body, 0);
+  const value = readCString(body, name.next);
+  return { name: name.value, value: value.value };
+}
+
 export type AuthRequest =
   | { code: typeof AuthCode.SASL; mechanisms: string[] }
   | { code: number; mechanisms?: undefined };
