@@ -50,6 +50,9 @@
 #define TYPE_EXECUTE 0x45   /* 'E' from the client */
 #define TYPE_TERMINATE 0x58 /* 'X' */
 #define TYPE_ERROR 0x45     /* 'E' from the server */
+#define TYPE_PARAMETER_STATUS 0x53 /* 'S' from the server */
+/* ParameterStatus bodies longer than this are passed on without being read. */
+#define MAX_PARAMETER_BODY 4096
 
 /* Slots of the counters array JavaScript reads (NativeCounter in native.ts). */
 enum { BYTES_IN, BYTES_OUT, QUERIES, LAST_QUERY_AT, COUNTERS };
@@ -80,6 +83,9 @@ typedef struct {
   uint32_t header_length; /* a header split across reads, assembled a byte at a time */
   uint8_t header_bytes;
   uint8_t header_type;
+  /* A server ParameterStatus being read (rare after login: a SET of a reported setting). */
+  char *capture;
+  uint32_t captured;
 } scanner;
 
 struct session;
@@ -113,6 +119,7 @@ typedef struct session {
   uint8_t queued;          /* on the thread's list of sessions to run again */
   uint8_t closing;         /* on the thread's list of ended sessions with sides still open */
   uint8_t freed;           /* on the thread's list of sessions to free after this round */
+  char *search_path;       /* a search_path the server reported, for JavaScript (deliver() hands it over) */
   char *retire;            /* when set, the client's next message gets this instead of an answer */
   size_t retire_len;
   /* Bytes JavaScript had read before the hand-over, delivered when the thread starts the session. */
@@ -147,6 +154,7 @@ typedef struct {
   pthread_mutex_t lock;
   command *head, *tail;
   napi_threadsafe_function on_end;
+  napi_threadsafe_function on_parameter; /* NULL when JavaScript did not ask */
   size_t live; /* started sessions whose end JavaScript has not seen; JS thread only */
   char *server_lost;
   size_t server_lost_len;
@@ -259,6 +267,28 @@ static void post_report(forwarder *f, session *s, end_reason reason, int explain
   r->explained = (uint8_t)explained;
   if (detail) snprintf(r->detail, sizeof r->detail, "%s", detail);
   if (napi_call_threadsafe_function(f->on_end, r, napi_tsfn_nonblocking) != napi_ok) free(r);
+}
+
+typedef struct {
+  double id;
+  char *value;
+} parameter_report;
+
+/* Tells JavaScript the server reported a new search_path (it may move the session to another version). */
+static void report_search_path(forwarder *f, session *s) {
+  char *value = s->search_path;
+  s->search_path = NULL;
+  parameter_report *r = f->on_parameter ? malloc(sizeof *r) : NULL;
+  if (!r) {
+    free(value);
+    return;
+  }
+  r->id = s->id;
+  r->value = value;
+  if (napi_call_threadsafe_function(f->on_parameter, r, napi_tsfn_nonblocking) != napi_ok) {
+    free(value);
+    free(r);
+  }
 }
 
 static void maybe_free(forwarder *f, session *s) {
@@ -430,6 +460,25 @@ static size_t protocol_error_message(char *into, size_t size, const char *messag
   return (size_t)length + 1;
 }
 
+/* A whole ParameterStatus body (name NUL value NUL): a search_path is kept for JavaScript. */
+static void parameter_read(scanner *sc, session *s) {
+  static const char NAME[] = "search_path";
+  const char *body = sc->capture;
+  uint32_t length = sc->captured;
+  if (length > sizeof NAME && memcmp(body, NAME, sizeof NAME) == 0 && body[length - 1] == 0) {
+    size_t value_length = length - sizeof NAME - 1;
+    char *value = malloc(value_length + 1);
+    if (value) {
+      memcpy(value, body + sizeof NAME, value_length + 1);
+      free(s->search_path);
+      s->search_path = value;
+    }
+  }
+  free(sc->capture);
+  sc->capture = NULL;
+  sc->captured = 0;
+}
+
 /*
  * Follows frames through one read, counting the client's queries (and noticing its Terminate) or
  * remembering the server's last message type. Returns the offset of a header whose length is
@@ -441,8 +490,13 @@ static long scan(scanner *sc, const uint8_t *bytes, size_t size, session *s, int
   while (offset < size) {
     if (sc->remaining > 0) {
       size_t take = size - offset < sc->remaining ? size - offset : sc->remaining;
+      if (sc->capture) {
+        memcpy(sc->capture + sc->captured, bytes + offset, take);
+        sc->captured += (uint32_t)take;
+      }
       sc->remaining -= (uint32_t)take;
       offset += take;
+      if (sc->remaining == 0 && sc->capture) parameter_read(sc, s);
       continue;
     }
     uint8_t type;
@@ -485,6 +539,10 @@ static long scan(scanner *sc, const uint8_t *bytes, size_t size, session *s, int
       }
     } else {
       s->last_server_type = type;
+      if (type == TYPE_PARAMETER_STATUS && length > 4 && length - 4 <= MAX_PARAMETER_BODY) {
+        sc->capture = malloc((size_t)length - 4); /* without memory the report is skipped, the bytes still go */
+        sc->captured = 0;
+      }
     }
   }
   return -1;
@@ -505,6 +563,7 @@ static int deliver(forwarder *f, session *s, int from_client, const char *bytes,
       end_session(f, s, END_SERVER_PROTOCOL, 0, detail, CLOSE_NOW, NULL, 0, CLOSE_NOW, NULL, 0);
       return 0;
     }
+    if (s->search_path) report_search_path(f, s);
     return send_or_keep(f, s, &s->client, bytes, length);
   }
   if (s->retire && at_boundary(&s->from_client)) {
@@ -607,6 +666,8 @@ static void start_session(forwarder *f, session *s) {
 }
 
 static void free_session(session *s) {
+  free(s->from_server.capture);
+  free(s->search_path);
   free(s->retire);
   free(s->initial_to_client);
   free(s->initial_to_server);
@@ -783,6 +844,21 @@ static void call_on_end(napi_env env, napi_value js_callback, void *context, voi
   free(r);
 }
 
+/* On the JS thread: a session's server reported a search_path; by id, since the session may be gone. */
+static void call_on_parameter(napi_env env, napi_value js_callback, void *context, void *data) {
+  (void)context;
+  parameter_report *r = data;
+  if (env) {
+    napi_value args[2], undefined;
+    napi_get_undefined(env, &undefined);
+    napi_create_double(env, r->id, &args[0]);
+    napi_create_string_utf8(env, r->value, NAPI_AUTO_LENGTH, &args[1]);
+    napi_call_function(env, undefined, js_callback, 2, args, NULL);
+  }
+  free(r->value);
+  free(r);
+}
+
 static void cleanup(void *arg) {
   forwarder *f = arg;
   send_command(f, CMD_STOP, NULL, NULL, 0);
@@ -805,6 +881,7 @@ static void cleanup(void *arg) {
     free_session(s);
   }
   napi_release_threadsafe_function(f->on_end, napi_tsfn_abort);
+  if (f->on_parameter) napi_release_threadsafe_function(f->on_parameter, napi_tsfn_abort);
   close(f->epoll_fd);
   close(f->wake_fd);
   free(f->server_lost);
@@ -818,10 +895,10 @@ static forwarder *instance(napi_env env) {
   return data;
 }
 
-/* init(onEnd(id, reason, detail, explained), serverLostErrorResponse) */
+/* init(onEnd(id, reason, detail, explained), serverLostErrorResponse[, onSearchPath(id, value)]) */
 static napi_value init(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   void *existing = NULL;
   napi_get_instance_data(env, &existing);
@@ -860,9 +937,16 @@ static napi_value init(napi_env env, napi_callback_info info) {
   CHECK(napi_create_string_utf8(env, "tandem forwarder", NAPI_AUTO_LENGTH, &name));
   CHECK(napi_create_threadsafe_function(env, argv[0], NULL, name, 0, 1, NULL, NULL, f, call_on_end, &f->on_end));
   CHECK(napi_unref_threadsafe_function(env, f->on_end));
+  napi_valuetype third = napi_undefined;
+  if (argc >= 3) napi_typeof(env, argv[2], &third);
+  if (third == napi_function) {
+    CHECK(napi_create_threadsafe_function(env, argv[2], NULL, name, 0, 1, NULL, NULL, f, call_on_parameter, &f->on_parameter));
+    CHECK(napi_unref_threadsafe_function(env, f->on_parameter));
+  }
   int error = pthread_create(&f->thread, NULL, run, f);
   if (error) {
     napi_release_threadsafe_function(f->on_end, napi_tsfn_abort);
+    if (f->on_parameter) napi_release_threadsafe_function(f->on_parameter, napi_tsfn_abort);
     close(f->epoll_fd);
     close(f->wake_fd);
     free(f->server_lost);

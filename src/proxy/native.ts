@@ -36,7 +36,11 @@ declare const nativeSession: unique symbol;
 export type NativeHandle = { readonly [nativeSession]: true };
 
 interface Binding {
-  init(onEnd: (id: number, reason: NativeEndReason, detail: string, explained: boolean) => void, serverLost: Buffer): void;
+  init(
+    onEnd: (id: number, reason: NativeEndReason, detail: string, explained: boolean) => void,
+    serverLost: Buffer,
+    onSearchPath: (id: number, value: string) => void,
+  ): void;
   start(id: number, clientFd: number, serverFd: number, counters: Float64Array, toClient: Buffer, toServer: Buffer): NativeHandle;
   retire(handle: NativeHandle, errorResponse: Buffer): void;
   terminate(handle: NativeHandle, errorResponse: Buffer): void;
@@ -50,10 +54,11 @@ interface SocketHandle {
 
 export class NativeForwarder {
   private readonly ends = new Map<number, (end: NativeEnd) => void>();
+  private readonly searchPaths = new Map<number, (value: string) => void>();
 
   constructor(private readonly binding: Binding) {
     // What the thread sends a client when the server hangs up unexplained, as the Node path does.
-    binding.init(this.onEnd, encodeErrorResponse(SERVER_CLOSED_UNEXPECTEDLY));
+    binding.init(this.onEnd, encodeErrorResponse(SERVER_CLOSED_UNEXPECTEDLY), this.onSearchPath);
   }
 
   /**
@@ -68,6 +73,8 @@ export class NativeForwarder {
     counters: Float64Array,
     rest: { toClient: Buffer; toServer: Buffer },
     onEnd: (end: NativeEnd) => void,
+    /** The server reported a new search_path (PostgreSQL 18 reports every change). */
+    onSearchPath: (value: string) => void,
   ): NativeHandle | undefined {
     const clientFd = idleDescriptor(client);
     const serverFd = idleDescriptor(server);
@@ -75,6 +82,7 @@ export class NativeForwarder {
     // Throws when the descriptors cannot be duplicated (EMFILE): the caller forwards in Node.
     const handle = this.binding.start(id, clientFd, serverFd, counters, rest.toClient, rest.toServer);
     this.ends.set(id, onEnd);
+    this.searchPaths.set(id, onSearchPath);
     for (const socket of [client, server]) {
       socket.removeAllListeners();
       socket.on('error', () => {});
@@ -96,11 +104,20 @@ export class NativeForwarder {
   private readonly onEnd = (id: number, reason: NativeEndReason, detail: string, explained: boolean): void => {
     const handler = this.ends.get(id);
     this.ends.delete(id);
+    this.searchPaths.delete(id);
     // An exception must not escape into the addon's callback.
     try {
       handler?.({ reason, detail, explained });
     } catch (error) {
       process.emitWarning(`tandem: failure while ending a natively forwarded session: ${(error as Error).message}`);
+    }
+  };
+
+  private readonly onSearchPath = (id: number, value: string): void => {
+    try {
+      this.searchPaths.get(id)?.(value);
+    } catch (error) {
+      process.emitWarning(`tandem: failure while taking a natively forwarded session's search_path: ${(error as Error).message}`);
     }
   };
 }

@@ -46,6 +46,8 @@ import type { SessionUsage } from './usage.js';
 const MAX_AUTH_MESSAGE_LENGTH = 65_536;
 /** Server messages before ReadyForQuery (ParameterStatus, notices, auth requests). */
 const MAX_SERVER_STARTUP_MESSAGE_LENGTH = 1_048_576;
+/** ParameterStatus bodies read after login (for search_path); native/forwarder.c has the same bound. */
+const MAX_PARAMETER_STATUS_BODY = 4096;
 /** How long a client that was sent a FATAL error may take to hang up before the socket is destroyed. */
 const FATAL_LINGER_MS = 2_000;
 
@@ -110,6 +112,8 @@ export class Session implements SessionUsage {
   private versions: readonly VersionInfo[] = [];
   /** The client set its own search_path: the server's report of it may move the session to another version. */
   private clientSearchPath = false;
+  /** The version the session was routed to (the database name's, or its own search_path's at login). */
+  private routedVersion: VersionInfo | undefined;
   /** The client named a version that does not exist: told once the server has authenticated it. */
   private refusalAfterLogin: ErrorFields | undefined;
   /** The type of the last message the server started sending, to tell whether it already sent an error. */
@@ -310,6 +314,7 @@ export class Session implements SessionUsage {
     const upstreamParams: StartupParams = params.map(([name, value]) => [name, name === 'database' ? request.database : value]);
     if (route.ok) {
       this.version = route.version;
+      this.routedVersion = route.version;
       if (route.searchPath) upstreamParams.push(['search_path', route.searchPath]);
     } else {
       // The version list is for clients the server lets in: the login goes to the server as for a
@@ -475,7 +480,10 @@ export class Session implements SessionUsage {
         // PostgreSQL 18 reports search_path: the value the session really starts with, after the
         // server has read the client's own setting, is the best word on which version it uses.
         const { name, value } = parseParameterStatus(frame.body);
-        if (name === 'search_path' && this.clientSearchPath && this.version) this.version = versionOfSearchPath(value, this.versions) ?? this.version;
+        if (name === 'search_path' && this.clientSearchPath && this.version) {
+          this.version = versionOfSearchPath(value, this.versions) ?? this.version;
+          this.routedVersion = this.version;
+        }
         this.client.write(frame.frame);
         return;
       }
@@ -513,13 +521,31 @@ export class Session implements SessionUsage {
     this.forwardedBy = 'node';
     const upstream = this.upstream!;
     this.clientScanner = new FrameScanner(this.onClientFrame);
-    this.serverScanner = new FrameScanner(this.onServerFrame);
+    this.serverScanner = new FrameScanner(this.onServerFrame, undefined, {
+      type: MessageType.ParameterStatus,
+      maxLength: MAX_PARAMETER_STATUS_BODY,
+      onBody: (body) => {
+        const { name, value } = parseParameterStatus(body);
+        if (name === 'search_path') this.onReportedSearchPath(value);
+      },
+    });
     if (fromServer.length > 0) this.forwardToClient(fromServer);
     if (fromClient.length > 0) this.forwardToServer(fromClient);
     if (this.phase !== 'forwarding') return;
     this.client.on('data', this.forwardToServer);
     upstream.on('data', this.forwardToClient);
   }
+
+  /**
+   * The server reported the session's search_path after login: PostgreSQL 18 reports every change
+   * (`SET search_path`). The session counts, and is retired, under the live version that path starts
+   * with; a path that starts with no live version leaves it under the version it was routed to.
+   */
+  private readonly onReportedSearchPath = (value: string): void => {
+    if (!this.routedVersion || this.phase === 'closed') return;
+    const versions = this.database ? this.ctx.catalogs.get(this.database).cached() : this.versions;
+    this.version = versionOfSearchPath(value, versions) ?? this.routedVersion;
+  };
 
   /**
    * Gives the sockets to the native thread. Still in Node's hands: nothing is lost or reordered,
@@ -533,7 +559,7 @@ export class Session implements SessionUsage {
     const forwarder = this.ctx.forwarder!;
     let handle: NativeHandle | undefined;
     try {
-      handle = forwarder.take(this.id, this.client as net.Socket, this.upstream!, this.counters, rest, this.onNativeEnd);
+      handle = forwarder.take(this.id, this.client as net.Socket, this.upstream!, this.counters, rest, this.onNativeEnd, this.onReportedSearchPath);
     } catch (error) {
       this.ctx.logger.warn({ session: this.id, err: (error as Error).message }, 'the native forwarder could not take the session; forwarding it in Node');
     }

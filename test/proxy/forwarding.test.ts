@@ -133,6 +133,34 @@ describe.each(paths)('forwarding in $forwarder', ({ forwarder, skip }) => {
     await onLatest.end();
   });
 
+  it.skipIf(skip)('on PostgreSQL 18, follows a SET search_path during the session: counted and retired under the version it now uses', async (ctx) => {
+    if (pg.server.major < 18) {
+      console.log(`skipped: PostgreSQL ${pg.server.major} does not report search_path changes to the client (18 does)`);
+      ctx.skip();
+    }
+    await createUsersTable(pg.url);
+    await simulateVersions(pg.url, TWO_SHAPES);
+    const database = databaseOf(pg.url);
+    const proxy = await start();
+    const client = await connectThrough(proxy.url(`${database}@latest`));
+    const clients = () => proxy.status().databases[database]!.clients;
+    const countedOn = (version: string) => waitFor(async () => (clients()[version]?.clients === 1 ? true : undefined), 10_000, `the session on ${version}`);
+    await countedOn('public_02_rename');
+    await client.query('SET search_path = public_01_init, public');
+    await countedOn('public_01_init');
+    expect(clients().public_02_rename?.clients ?? 0).toBe(0);
+    // A path that starts with no version leaves the session under the version it connected to.
+    await client.query('SET search_path = public');
+    await countedOn('public_02_rename');
+    await client.query('SET search_path = "public_01_init", public');
+    await countedOn('public_01_init');
+    const admin = await pg.client();
+    await admin.query('DROP SCHEMA public_01_init CASCADE');
+    await proxy.refreshVersions();
+    const retired = await client.query('SELECT * FROM users').catch((error: unknown) => error);
+    expect(retired).toMatchObject({ code: '57P01', message: expect.stringContaining('version "public_01_init"') });
+  });
+
   it.skipIf(skip)('counts queries and bytes for /status, metrics, heartbeats and the close line', async () => {
     await createUsersTable(pg.url);
     await simulateVersions(pg.url, TWO_SHAPES);

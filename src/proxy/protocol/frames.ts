@@ -113,10 +113,14 @@ export class FrameScanner {
   private headerBytes = 0;
   private headerType = 0;
   private headerLength = 0;
+  /** The body of a message of the captured type, while it is being read. */
+  private capture: Buffer[] | undefined;
 
   constructor(
     private readonly onFrame: (type: number, length: number) => void,
     private readonly maxLength = MAX_MESSAGE_LENGTH,
+    /** Messages of this type, up to `maxLength` bytes of body, are also handed over whole. */
+    private readonly captured?: { type: number; maxLength: number; onBody: (body: Buffer) => void },
   ) {}
 
   /** True between messages: an injected message would be read as a whole message. */
@@ -130,8 +134,14 @@ export class FrameScanner {
     while (offset < size) {
       if (this.remaining > 0) {
         const take = Math.min(this.remaining, size - offset);
+        this.capture?.push(chunk.subarray(offset, offset + take));
         this.remaining -= take;
         offset += take;
+        if (this.remaining === 0 && this.capture) {
+          const body = Buffer.concat(this.capture);
+          this.capture = undefined;
+          this.captured!.onBody(body);
+        }
         continue;
       }
       let type: number;
@@ -159,6 +169,7 @@ export class FrameScanner {
         throw new ProtocolError(`invalid length ${length} for message type ${describeType(type)}`);
       }
       this.remaining = length - 4;
+      if (this.captured && type === this.captured.type && this.remaining > 0 && this.remaining <= this.captured.maxLength) this.capture = [];
       this.onFrame(type, length);
     }
   }
