@@ -1,6 +1,7 @@
 import type { OperationPlanner } from './types.js';
 import { column } from '../engine/model.js';
 import { sqlStep } from '../engine/plan.js';
+import { renameColumnRefs } from '../engine/rewrite.js';
 import { qualified, quoteIdent } from '../engine/sql.js';
 import { TandemError } from '../errors.js';
 import { dropInvalidIndexSql } from '../engine/shadow.js';
@@ -12,30 +13,43 @@ export const createIndex: OperationPlanner<'create_index'> = (body, planner) => 
   if (model.relationNameTaken(body.name)) {
     throw new TandemError('index_exists', `a table or index named "${body.name}" already exists in schema "${model.schema}"`, { field: 'name' });
   }
-  const elements = body.columns.map((field, i) => {
-    let sql = quoteIdent(column(table, field.column, `columns[${i}].column`).physical);
-    if (field.collate) sql += ` COLLATE ${quoteIdent(field.collate)}`;
-    if (field.opclass?.name) {
-      sql += ` ${field.opclass.name}`;
-      if (field.opclass.params?.length) sql += ` (${field.opclass.params.join(', ')})`;
-    }
-    if (field.sort) sql += ` ${field.sort}`;
-    if (field.nulls) sql += ` NULLS ${field.nulls}`;
-    return sql;
-  });
+  const columns = body.columns.map((field, i) => column(table, field.column, `columns[${i}].column`));
   const unique = body.unique ? 'UNIQUE ' : '';
   const method = body.method && body.method !== 'btree' ? ` USING ${body.method}` : '';
   const storage = body.storage_parameters ? ` WITH (${body.storage_parameters})` : '';
-  const predicate = body.predicate ? ` WHERE (${body.predicate})` : '';
-  const tableSql = qualified(model.schema, table.physical);
-  planner.start(
-    'constrain',
-    sqlStep(
-      `create index ${body.name} concurrently`,
-      `CREATE ${unique}INDEX CONCURRENTLY IF NOT EXISTS ${quoteIdent(body.name)} ON ${tableSql}${method} (${elements.join(', ')})${storage}${predicate}`,
-      { transactional: false, cleanup: [dropInvalidIndexSql(model.schema, body.name)], lockTarget: `${model.schema}.${table.physical}` },
-    ),
-  );
+  const origin = planner.origin;
+  // Written once every operation is planned: a later one may give a column a shadow (a constraint on
+  // it, a type change), and the index belongs on the column the new version keeps, not on the old one
+  // that complete drops. An index on a table a later operation drops is not built at all.
+  planner.whenPlanned(() => {
+    if (!model.visibleTables().includes(table)) return;
+    const shadowed = columns.some((c) => c.original !== null && c.physical !== c.original);
+    const elements = body.columns.map((field, i) => {
+      let sql = quoteIdent(columns[i]!.physical);
+      if (field.collate) sql += ` COLLATE ${quoteIdent(field.collate)}`;
+      if (field.opclass?.name) {
+        sql += ` ${field.opclass.name}`;
+        if (field.opclass.params?.length) sql += ` (${field.opclass.params.join(', ')})`;
+      }
+      if (field.sort) sql += ` ${field.sort}`;
+      if (field.nulls) sql += ` NULLS ${field.nulls}`;
+      return sql;
+    });
+    // The predicate names columns as the new version sees them.
+    const physical = new Map(table.columns.filter((c) => c.physical !== c.name).map((c) => [c.name, c.physical]));
+    const predicate = body.predicate ? ` WHERE (${renameColumnRefs(body.predicate, physical)})` : '';
+    const tableSql = qualified(model.schema, table.physical);
+    // On shadow columns, after the backfill has filled them (as the indexes that follow a shadow are).
+    planner.start(
+      shadowed ? 'backfill' : 'constrain',
+      sqlStep(
+        `create index ${body.name} concurrently`,
+        `CREATE ${unique}INDEX CONCURRENTLY IF NOT EXISTS ${quoteIdent(body.name)} ON ${tableSql}${method} (${elements.join(', ')})${storage}${predicate}`,
+        { transactional: false, cleanup: [dropInvalidIndexSql(model.schema, body.name)], lockTarget: `${model.schema}.${table.physical}`, origin },
+      ),
+    );
+  });
   planner.rollback(sqlStep(`drop index ${body.name}`, `DROP INDEX CONCURRENTLY IF EXISTS ${qualified(model.schema, body.name)}`, { transactional: false }));
   model.indexNames.add(body.name);
+  planner.expect({ kind: 'index', table, name: body.name, columns });
 };
