@@ -128,6 +128,11 @@ export class SchemaModel {
     if (!table.created) this.droppedTables.set(table.physical, table);
   }
 
+  /** True when `name` is an index of a table drop_table hid: it goes when complete drops the table. */
+  indexOfDroppedTable(name: string): boolean {
+    return [...this.droppedTables.values()].some((t) => t.info?.indexes.some((i) => i.name === name));
+  }
+
   /** True when `name` is a physical table only because drop_table hid it (and no index takes it). */
   takenByDroppedTable(name: string): boolean {
     return this.droppedTables.has(name) && !this.indexNames.has(name);

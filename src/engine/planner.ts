@@ -163,6 +163,11 @@ export class Planner {
     this.probes.push({ sql: expressionProbeSql(expression.sql, expression.names, expression.resultType), origin: expression.origin });
   }
 
+  /** An index built under a temporary name takes `to` at complete, with the other renames. */
+  renameIndex(from: string, to: string): void {
+    this.indexRenames.push({ from, to });
+  }
+
   /** Runs `work` once every operation is planned, when physical names are final. */
   whenPlanned(work: () => void): void {
     this.atBuild.push(work);

@@ -125,8 +125,8 @@ export class ShadowTable {
         description: `${this.table.name}.${s.column.name}: ${s.original} <-> ${s.shadow}`,
         oldColumn: s.original,
         newColumn: s.shadow,
-        up: s.up.length ? s.up : [identityExpression(s.original, old.type, s.type, s.origin, 'up')],
-        down: s.down.length ? s.down : [identityExpression(s.shadow, s.type, old.type, s.origin, 'down')],
+        up: s.up.length ? s.up : [copyExpression(s.original, old.type, s.type, s.origin, 'up')],
+        down: s.down.length ? s.down : [copyExpression(s.shadow, s.type, old.type, s.origin, 'down')],
         origin: { operation: s.origin.operation, kind: s.origin.kind },
       });
 
@@ -283,7 +283,7 @@ function retargetForeignKey(fk: InboundForeignKey, mapping: Map<string, string>)
 }
 
 /** The default `up`/`down`: the value itself, converted by assignment. */
-function identityExpression(column: string, fromType: string, toType: string, origin: StepOrigin, field: string): SyncExpression {
+export function copyExpression(column: string, fromType: string, toType: string, origin: StepOrigin, field: string): SyncExpression {
   return {
     sql: quoteIdent(column),
     names: { [column]: { column, type: fromType } },

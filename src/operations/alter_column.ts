@@ -3,7 +3,7 @@ import { column as findModelColumn, newVersionNames, oldVersionNames, type Model
 import { sqlStep } from '../engine/plan.js';
 import type { Planner } from '../engine/planner.js';
 import { renameColumnRefs } from '../engine/rewrite.js';
-import type { ShadowColumn } from '../engine/shadow.js';
+import { copyExpression, type ShadowColumn } from '../engine/shadow.js';
 import { qualified, quoteIdent, quoteLiteral } from '../engine/sql.js';
 import { TandemError } from '../errors.js';
 import { checkBody, checkSql, columnForeignKeyBody, columnForeignKeySql } from './sql-fragments.js';
@@ -63,17 +63,26 @@ export const alterColumn: OperationPlanner<'alter_column'> = (body, planner) => 
   if (body.default !== undefined) shadow.default = column.default = body.default;
   if (body.comment !== undefined) shadow.comment = column.comment = body.comment;
 
-  if (body.up) shadow.up.push(planner.expression(body.up, upNames, shadow.type, 'up'));
+  if (body.up) {
+    // An earlier operation on this column without `up` copied the value: that copy comes first, so
+    // this `up` sees the value so far and not an empty shadow.
+    if (earlier && !shadow.up.length) shadow.up.push(copyExpression(shadow.original, oldTypeOf(table, shadow), previousType, shadow.origin, 'up'));
+    shadow.up.push(planner.expression(body.up, upNames, shadow.type, 'up'));
+  }
   if (body.down) {
     const downNames = newVersionNames(table);
     downNames[column.name] = { column: shadow.shadow, type: shadow.type };
-    const oldType = table.info!.columns.find((c) => c.name === shadow.original)!.type;
+    const oldType = oldTypeOf(table, shadow);
     // Later operations' `down` run first: each turns its value back into the one before it.
     shadow.down.unshift(planner.expression(body.down, downNames, earlier ? previousType : oldType, 'down'));
   }
   warnAboutNulls(body, planner, column);
   addConstraints(body, planner, table, shadow);
 };
+
+function oldTypeOf(table: ModelTable, shadow: ShadowColumn): string {
+  return table.info!.columns.find((c) => c.name === shadow.original)!.type;
+}
 
 function warnAboutNulls(body: Parameters<typeof alterColumn>[0], planner: Planner, column: ModelColumn): void {
   if (body.nullable === false && !body.up) {

@@ -2,7 +2,7 @@ import type { OperationPlanner } from './types.js';
 import { column } from '../engine/model.js';
 import { sqlStep } from '../engine/plan.js';
 import { renameColumnRefs } from '../engine/rewrite.js';
-import { qualified, quoteIdent } from '../engine/sql.js';
+import { derivedIdent, qualified, quoteIdent } from '../engine/sql.js';
 import { TandemError } from '../errors.js';
 import { dropInvalidIndexSql } from '../engine/shadow.js';
 
@@ -10,10 +10,18 @@ import { dropInvalidIndexSql } from '../engine/shadow.js';
 export const createIndex: OperationPlanner<'create_index'> = (body, planner) => {
   const { model } = planner;
   const table = model.table(body.table, 'table');
-  if (model.relationNameTaken(body.name)) {
+  // The name of an index of a table dropped earlier in this migration frees up at complete.
+  const replacing = model.relationNameTaken(body.name) && model.indexOfDroppedTable(body.name) && !model.physicalTables.has(body.name);
+  if (model.relationNameTaken(body.name) && !replacing) {
     throw new TandemError('index_exists', `a table or index named "${body.name}" already exists in schema "${model.schema}"`, { field: 'name' });
   }
   const columns = body.columns.map((field, i) => column(table, field.column, `columns[${i}].column`));
+  let physicalName = body.name;
+  if (replacing) {
+    physicalName = derivedIdent('_tandem_ix_', body.name);
+    while (model.relationNameTaken(physicalName)) physicalName = derivedIdent('_', physicalName);
+    planner.renameIndex(physicalName, body.name);
+  }
   const unique = body.unique ? 'UNIQUE ' : '';
   const method = body.method && body.method !== 'btree' ? ` USING ${body.method}` : '';
   const storage = body.storage_parameters ? ` WITH (${body.storage_parameters})` : '';
@@ -44,12 +52,13 @@ export const createIndex: OperationPlanner<'create_index'> = (body, planner) => 
       shadowed ? 'backfill' : 'constrain',
       sqlStep(
         `create index ${body.name} concurrently`,
-        `CREATE ${unique}INDEX CONCURRENTLY IF NOT EXISTS ${quoteIdent(body.name)} ON ${tableSql}${method} (${elements.join(', ')})${storage}${predicate}`,
-        { transactional: false, cleanup: [dropInvalidIndexSql(model.schema, body.name)], lockTarget: `${model.schema}.${table.physical}`, origin },
+        `CREATE ${unique}INDEX CONCURRENTLY IF NOT EXISTS ${quoteIdent(physicalName)} ON ${tableSql}${method} (${elements.join(', ')})${storage}${predicate}`,
+        { transactional: false, cleanup: [dropInvalidIndexSql(model.schema, physicalName)], lockTarget: `${model.schema}.${table.physical}`, origin },
       ),
     );
   });
-  planner.rollback(sqlStep(`drop index ${body.name}`, `DROP INDEX CONCURRENTLY IF EXISTS ${qualified(model.schema, body.name)}`, { transactional: false }));
+  planner.rollback(sqlStep(`drop index ${body.name}`, `DROP INDEX CONCURRENTLY IF EXISTS ${qualified(model.schema, physicalName)}`, { transactional: false }));
+  model.indexNames.add(physicalName);
   model.indexNames.add(body.name);
   planner.expect({ kind: 'index', table, name: body.name, columns });
 };
