@@ -6,6 +6,7 @@ import { OPERATIONS } from '../operations/index.js';
 import { databaseInspector } from './inspect.js';
 import { SchemaModel } from './model.js';
 import type { Plan } from './plan.js';
+import { withRehearsal } from './rehearsal.js';
 import { Planner, type MigrationContext } from './planner.js';
 
 export interface PlannedMigration {
@@ -38,7 +39,7 @@ export async function planMigration(db: Queryable, migration: Migration, context
       throw error instanceof TandemError ? error.at(location) : planningFailure(error, location);
     }
   }
-  const plan = planner.build();
+  const plan = withRehearsal(planner.build());
   plan.expect = planner.expected();
   for (const probe of planner.probes) {
     try {
