@@ -28,8 +28,8 @@ runOperationCases('operations that meet in one migration', [
       {
         name: '01_unique_author',
         operations: [
-          { drop_constraint: { table: 'posts', name: 'posts_author_fkey', up: 'author', down: 'author' } },
           { create_index: { name: 'posts_author_key', table: 'posts', unique: true, columns: [{ column: 'author' }] } },
+          { drop_constraint: { table: 'posts', name: 'posts_author_fkey', up: 'author', down: 'author' } },
           { create_constraint: { table: 'posts', name: 'posts_author_ref', type: 'foreign_key', columns: ['author'], references: postsFk, up: { author: 'author' }, down: { author: 'author' } } },
         ],
       },
