@@ -177,6 +177,8 @@ export class ShadowTable {
     }
     for (const index of this.info.indexes) {
       if (index.constraint || !involvesIndex(index.definition, index.columns, mapping)) continue;
+      // drop_index dropped it: it goes with the old column and is not rebuilt.
+      if (!this.model.indexNames.has(index.name)) continue;
       const temp = temporaryName('ix', index.name);
       result.indexes.push(this.concurrentIndex(temp, index.definition, mapping, false));
       result.indexRenames.push({ from: temp, to: index.name });

@@ -179,4 +179,20 @@ runOperationCases('operations that meet in one migration', [
       });
     },
   },
+  {
+    name: 'drop_index, then a type change of its column: the index is not rebuilt on the shadow',
+    setup,
+    migrations: [
+      {
+        name: '01_data_varchar',
+        operations: [
+          { drop_index: { name: 'sessions_data_idx' } },
+          { alter_column: { table: 'sessions', column: 'data', type: 'varchar(100)', up: 'data', down: 'data' } },
+        ],
+      },
+    ],
+    afterComplete: async (t) => {
+      expect(Object.keys(await indexesOf(t.db, 'public', 'sessions'))).toEqual(['sessions_pkey', 'sessions_token_key']);
+    },
+  },
 ]);
