@@ -16,6 +16,7 @@ const setup = `
   INSERT INTO teams (name) SELECT 't' || g FROM generate_series(1, 5) g;
   CREATE TABLE users (id serial PRIMARY KEY, email text, nickname text, team integer CONSTRAINT users_team_fkey REFERENCES teams (id), age int);
   CREATE INDEX users_nickname_idx ON users (nickname);
+  CREATE INDEX users_email_idx ON users (email);
   INSERT INTO users (email, nickname, team, age) SELECT 'u' || g || '@x', 'n' || g, g % 5 + 1, g FROM generate_series(1, 50) g;
   CREATE TABLE legacy (id int PRIMARY KEY, owner int CONSTRAINT legacy_owner_fkey REFERENCES users (id));
   INSERT INTO legacy SELECT g, g FROM generate_series(1, 10) g;`;
@@ -26,6 +27,7 @@ const migration = {
     { alter_column: { table: 'users', column: 'age', type: 'bigint', nullable: false, up: 'coalesce(age, 0)', down: 'age' } },
     { add_column: { table: 'users', column: { name: 'score', type: 'int', nullable: false, check: { name: 'score_positive', constraint: 'score >= 0' } }, up: 'id' } },
     { drop_column: { table: 'users', column: 'nickname' } },
+    { drop_index: { name: 'users_email_idx' } },
     { create_index: { name: 'users_score_idx', table: 'users', columns: [{ column: 'score' }] } },
     { drop_constraint: { table: 'users', name: 'users_team_fkey', up: 'team', down: 'team' } },
     { create_constraint: { table: 'users', name: 'users_team_fkey', type: 'foreign_key', columns: ['team'], references: { table: 'teams', columns: ['id'], on_delete: 'CASCADE' }, up: { team: 'team' }, down: { team: 'team' } } },
@@ -64,6 +66,7 @@ describe('complete interrupted at any step', () => {
     expect(steps.map((s) => s.description)).toContain('rehearse the rest of complete (rolled back)');
     await reference.db.end();
 
+    const outcomes = { rolledBack: 0, completedAgain: 0 };
     for (let k = 1; k <= steps.length; k++) {
       const { url, db } = await fresh();
       try {
@@ -81,6 +84,7 @@ describe('complete interrupted at any step', () => {
         if (k - 1 <= firstDestructive && state.status === 'active') {
           ok(await tandem(url, ['rollback']));
           expect(await snapshot(db), `rollback after a fault at step ${k}`).toEqual(before);
+          outcomes.rolledBack++;
         } else {
           expect(state.status, `a fault at step ${k} ("${steps[k - 1]!.description}")`).toBe('completing');
           const refused = await tandem(url, ['rollback']);
@@ -88,11 +92,14 @@ describe('complete interrupted at any step', () => {
           expect(refused.stderr).toContain('run tandem complete again');
           ok(await tandem(url, ['complete']));
           expect(await snapshot(db), `complete again after a fault at step ${k}`).toEqual(after);
+          outcomes.completedAgain++;
         }
       } finally {
         await db.end();
       }
     }
+    expect(outcomes.rolledBack).toBe(firstDestructive + 1);
+    expect(outcomes.completedAgain).toBe(steps.length - firstDestructive - 1);
   });
 
   it('a step that cannot succeed fails in the rehearsal, while rollback still works', async () => {
