@@ -108,7 +108,7 @@ export async function readSchema(db: Queryable, schema: string): Promise<SchemaI
       [oids],
     );
   const inbound = await db.query<InboundForeignKey & { table_oid: number }>(
-    `SELECT con.confrelid::int AS table_oid, con.conrelid::regclass::text AS table, con.conname AS name,
+    `SELECT con.confrelid::int AS table_oid, con.conrelid::int AS "tableOid", con.conrelid::regclass::text AS table, con.conname AS name,
             (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
                JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum) AS columns,
             (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM unnest(con.confkey) WITH ORDINALITY k(attnum, ord)

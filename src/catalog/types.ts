@@ -67,6 +67,8 @@ export interface TableInfo {
 export interface InboundForeignKey {
   /** The referencing table, schema-qualified and quoted. */
   table: string;
+  /** The referencing table's oid, to find it in the model. */
+  tableOid: number;
   name: string;
   columns: string[];
   /** Columns of this table it references. */

@@ -22,6 +22,7 @@ import type { Plan, Step } from './plan.js';
 import { planMigration } from './planning.js';
 import { MAX_IDENTIFIER_BYTES } from './sql.js';
 import { fixedSearchPath } from './triggers.js';
+import { describeMissing, missingObjects } from './verify.js';
 import { createVersionSchemaSql } from './views.js';
 
 export interface EngineSettings {
@@ -315,9 +316,34 @@ export class Migrator {
       if (undamaged) await this.store.setStatus(record.id, 'active', { step: 0, error: formatError(error) });
       throw this.failure('complete', record, error, undefined, undamaged);
     }
-    await this.withReconnect('complete', record, () => this.store.setStatus(record.id, 'complete', { step: record.plan.complete.length }));
+    await this.withReconnect('complete', record, async () => {
+      await this.verifyComplete(record);
+      await this.store.setStatus(record.id, 'complete', { step: record.plan.complete.length });
+    });
     this.logger.info({ migration: record.name, versionSchema: record.versionSchema }, `${record.name} is complete`);
     return { ...record, status: 'complete' };
+  }
+
+  /**
+   * Every object the migration created must be there after its last step (plan.expect). When one is
+   * not, the migration stays "being completed" with every step done: once the object is back (or the
+   * cause fixed), tandem complete checks again and finishes.
+   */
+  private async verifyComplete(record: MigrationRecord): Promise<void> {
+    const missing = await missingObjects(this.db, this.settings.schema, record.plan.expect ?? []);
+    if (!missing.length) return;
+    const error = new TandemError(
+      'complete_check_failed',
+      `complete of "${record.name}" ran every step, but ${missing.length === 1 ? 'an object it created is' : `${missing.length} objects it created are`} missing: ${missing.map(describeMissing).join('; ')}`,
+      {
+        file: record.file ?? undefined,
+        operation: missing[0]!.object.origin.operation,
+        kind: missing[0]!.object.origin.kind,
+        hint: `"${record.name}" stays being completed: recreate what is missing (or fix the cause) and run tandem complete again, which checks again and finishes`,
+      },
+    );
+    await this.store.setStatus(record.id, 'completing', { error: formatError(error) });
+    throw error;
   }
 
   /**

@@ -4,8 +4,9 @@
  * uses (`name`) and the physical one that holds its data during the migration (`physical`).
  * Version views are written from this model; `complete` makes the physical names match.
  */
-import type { ColumnInfo, ConstraintType, Grant, SchemaInfo, TableInfo } from '../catalog/types.js';
+import type { ColumnInfo, ConstraintType, Grant, InboundForeignKey, SchemaInfo, TableInfo } from '../catalog/types.js';
 import { TandemError } from '../errors.js';
+import { derivedIdent } from './sql.js';
 
 export interface ModelColumn {
   /** The name the new version sees. */
@@ -58,6 +59,10 @@ export class SchemaModel {
   readonly indexNames: Set<string>;
   /** Physical table names in use, including tables hidden by drop_table until complete. */
   readonly physicalTables: Set<string>;
+  /** Tables drop_table hid: they stay until complete drops them, under these physical names. */
+  readonly droppedTables = new Map<string, ModelTable>();
+  /** Constraints of existing tables that drop_constraint dropped, as `<table oid>:<name>`. */
+  readonly droppedConstraints = new Set<string>();
 
   constructor(info: SchemaInfo) {
     this.schema = info.name;
@@ -115,8 +120,22 @@ export class SchemaModel {
     this.physicalTables.add(table.physical);
   }
 
-  removeTable(name: string): void {
+  /** drop_table: the new version no longer sees the table; it stays in the database until complete. */
+  dropTable(name: string): void {
+    const table = this.tables.get(name);
+    if (!table) return;
     this.tables.delete(name);
+    if (!table.created) this.droppedTables.set(table.physical, table);
+  }
+
+  /** True when `name` is an index of a table drop_table hid: it goes when complete drops the table. */
+  indexOfDroppedTable(name: string): boolean {
+    return [...this.droppedTables.values()].some((t) => t.info?.indexes.some((i) => i.name === name));
+  }
+
+  /** True when `name` is a physical table only because drop_table hid it (and no index takes it). */
+  takenByDroppedTable(name: string): boolean {
+    return this.droppedTables.has(name) && !this.indexNames.has(name);
   }
 
   renameTable(from: string, to: string): void {
@@ -158,6 +177,26 @@ export function requireNewColumnName(table: ModelTable, name: string, field: str
   if (findColumn(table, name)) {
     throw new TandemError('column_exists', `column "${name}" already exists in table "${table.name}"`, { field });
   }
+}
+
+/**
+ * The physical name for a new CHECK or FOREIGN KEY constraint `name`: itself, unless a constraint of
+ * that name is still on the table (one the migration drops goes only at complete), then a temporary
+ * name that complete renames once the old one is gone.
+ */
+export function freeConstraintName(table: ModelTable, name: string): string {
+  const taken = (candidate: string) => table.constraints.some((c) => c.physical === candidate) || (table.info?.constraints.some((c) => c.name === candidate) ?? false);
+  if (!taken(name)) return name;
+  let temporary = derivedIdent('_tandem_nc_', name);
+  while (taken(temporary)) temporary = derivedIdent('_', temporary);
+  return temporary;
+}
+
+/** Foreign keys of other tables pointing at `table` that are still there as the operations so far leave them. */
+export function inboundForeignKeysLeft(model: SchemaModel, table: ModelTable): InboundForeignKey[] {
+  return (table.info?.inboundForeignKeys ?? []).filter(
+    (fk) => !model.droppedConstraints.has(`${fk.tableOid}:${fk.name}`) && ![...model.droppedTables.values()].some((t) => t.info?.oid === fk.tableOid),
+  );
 }
 
 export function findConstraint(table: ModelTable, name: string): ModelConstraint | undefined {

@@ -90,6 +90,22 @@ export interface Plan {
   rollback: Step[];
   /** The version schema `complete` retires (the one the old app uses), if any. */
   retires: string | null;
+  /**
+   * What the migration creates, checked after the last complete step (absent from plans stored
+   * before tandem kept it: their complete checks nothing).
+   */
+  expect?: ExpectedObject[];
+}
+
+/** An object a migration creates, by the names it has once complete is done. */
+export interface ExpectedObject {
+  kind: 'table' | 'column' | 'constraint' | 'index';
+  table: string;
+  /** The column, constraint or index name (the table's own name for a table). */
+  name: string;
+  /** For an index: the columns it was asked for, to say why it may be missing. */
+  columns?: string[];
+  origin: StepOrigin;
 }
 
 export function sqlStep(description: string, statements: string | string[], options: Partial<Omit<SqlStep, 'kind' | 'description' | 'statements'>> = {}): SqlStep {

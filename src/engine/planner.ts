@@ -15,6 +15,7 @@ import {
   sqlStep,
   type CompletePhase,
   type SqlStep,
+  type ExpectedObject,
   type Plan,
   type StartPhase,
   type Step,
@@ -32,6 +33,7 @@ import {
   type SyncTrigger,
 } from './triggers.js';
 import { createVersionSchemaSql, dropVersionSchemaSql, type VersionSchemaOwner } from './views.js';
+import { resolveExpectations, type PendingExpectation } from './expectations.js';
 
 export interface MigrationContext {
   /** The schema being migrated. */
@@ -73,6 +75,10 @@ export class Planner {
   /** Set by raw SQL: the version schema must be built from what the database looks like after it. */
   viewsFromLiveSchema = false;
   readonly warnings: string[] = [];
+  /** What the migration creates, checked after complete (see expectations.ts). */
+  private readonly expectations: PendingExpectation[] = [];
+  /** Work that needs the finished model (final physical names), done first thing in build(). */
+  private readonly atBuild: (() => void)[] = [];
   /** The operation being planned: its steps and errors carry this. */
   origin: StepOrigin = { operation: 0, kind: '' };
 
@@ -104,7 +110,7 @@ export class Planner {
   shadowColumn(table: ModelTable, column: ModelColumn): ShadowColumn {
     let shadows = this.shadowTables.get(table);
     if (!shadows) {
-      shadows = new ShadowTable(this.context.schema, table);
+      shadows = new ShadowTable(this.context.schema, table, this.model);
       this.shadowTables.set(table, shadows);
     }
     const existing = shadows.find(column);
@@ -146,6 +152,54 @@ export class Planner {
   /** An `up` or `down` expression of the current operation. */
   expression(sql: string, names: SyncExpression['names'], resultType: string, field: string): SyncExpression {
     return { sql, names, resultType, origin: { ...this.origin, field } };
+  }
+
+  /** The rule that fills `newColumn` of `table`, if an operation asked for one. */
+  syncRuleFor(table: string, newColumn: string): SyncRule | undefined {
+    return this.syncRules.get(table)?.find((r) => r.newColumn === newColumn);
+  }
+
+  /** Checks an expression with the server before anything runs (sync() does this for its rules). */
+  probe(expression: SyncExpression): void {
+    this.probes.push({ sql: expressionProbeSql(expression.sql, expression.names, expression.resultType), origin: expression.origin });
+  }
+
+  /** An index built under a temporary name takes `to` at complete, with the other renames. */
+  renameIndex(from: string, to: string): void {
+    this.indexRenames.push({ from, to });
+  }
+
+  /** Runs `work` once every operation is planned, when physical names are final. */
+  whenPlanned(work: () => void): void {
+    this.atBuild.push(work);
+  }
+
+  /** Something this operation creates that must exist, under its final name, after complete. */
+  expect(expectation: Omit<PendingExpectation, 'origin'>): void {
+    this.expectations.push({ ...expectation, origin: this.origin });
+  }
+
+  /** What complete must leave behind, read from the finished model (call after build). */
+  expected(): ExpectedObject[] {
+    return resolveExpectations(this.model, this.expectations);
+  }
+
+  /**
+   * drop_table of a table that existed: the new version never sees it again, so whatever the
+   * operations before planned for it (shadows, triggers, backfill, constraints, contract steps) would
+   * only run against a table that complete drops; none of it is kept.
+   */
+  forgetTable(table: ModelTable): void {
+    const target = `${this.context.schema}.${table.physical}`;
+    const keep = (step: Step) => step.kind === 'backfill' ? step.table !== table.physical : step.kind !== 'sql' || step.lockTarget !== target;
+    this.shadowTables.delete(table);
+    this.syncRules.delete(table.physical);
+    this.backfills.delete(table.physical);
+    for (const [phase, steps] of this.startSteps) this.startSteps.set(phase, steps.filter(keep));
+    for (const [phase, steps] of this.completeSteps) this.completeSteps.set(phase, steps.filter(keep));
+    this.rollbackByOperation.forEach((steps, operation) => {
+      if (steps) this.rollbackByOperation[operation] = steps.filter(keep);
+    });
   }
 
   /** Existing rows of `table` need the sync triggers run on them once. */
@@ -235,6 +289,7 @@ export class Planner {
   /** The whole plan, in execution order. */
   build(): Plan {
     const { schema, versionSchema, previousVersionSchema } = this.context;
+    for (const work of this.atBuild.splice(0)) work();
     this.addShadowSteps();
     const triggers = this.syncTriggers();
     const at = (phase: StartPhase) => this.startSteps.get(phase)!;

@@ -1,11 +1,12 @@
 import type { Queryable } from '../db/connection.js';
 import { readSchema } from '../catalog/read.js';
-import { TandemError } from '../errors.js';
+import { formatError, isDatabaseError, TandemError } from '../errors.js';
 import type { Migration } from '../migration/format.js';
 import { OPERATIONS } from '../operations/index.js';
 import { databaseInspector } from './inspect.js';
 import { SchemaModel } from './model.js';
 import type { Plan } from './plan.js';
+import { withRehearsal } from './rehearsal.js';
 import { Planner, type MigrationContext } from './planner.js';
 
 export interface PlannedMigration {
@@ -35,10 +36,11 @@ export async function planMigration(db: Queryable, migration: Migration, context
     try {
       await plan(operation.body, planner);
     } catch (error) {
-      throw error instanceof TandemError ? error.at(location) : error;
+      throw error instanceof TandemError ? error.at(location) : planningFailure(error, location);
     }
   }
-  const plan = planner.build();
+  const plan = withRehearsal(planner.build());
+  plan.expect = planner.expected();
   for (const probe of planner.probes) {
     try {
       await db.query(probe.sql);
@@ -53,4 +55,20 @@ export async function planMigration(db: Queryable, migration: Migration, context
     }
   }
   return { plan, warnings: planner.warnings };
+}
+
+/**
+ * Anything but a TandemError out of an operation's planner is either the server refusing a question
+ * planning asked it, or a defect of tandem's own: either way the user learns which operation of which
+ * file it was planning, and nothing was changed.
+ */
+function planningFailure(error: unknown, location: { file?: string; operation: number; kind: string }): TandemError {
+  const database = isDatabaseError(error);
+  return new TandemError(database ? 'planning_database_error' : 'planning_internal_error', `planning failed: ${formatError(error)}`, {
+    ...location,
+    cause: error,
+    hint: database
+      ? 'nothing was changed; fix the cause the database names and start again'
+      : 'nothing was changed; this is a defect in tandem: please report it with this migration file',
+  });
 }

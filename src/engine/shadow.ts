@@ -9,7 +9,7 @@
  * catalog changes: no scan happens under its ACCESS EXCLUSIVE lock); renames give back the names.
  */
 import type { InboundForeignKey, TableInfo } from '../catalog/types.js';
-import type { ModelColumn, ModelTable } from './model.js';
+import { inboundForeignKeysLeft, type ModelColumn, type ModelTable, type SchemaModel } from './model.js';
 import { sqlStep, type SqlStep, type StepOrigin } from './plan.js';
 import { renameColumnRefs } from './rewrite.js';
 import { derivedIdent, qualified, quoteIdent, quoteLiteral } from './sql.js';
@@ -65,6 +65,7 @@ export class ShadowTable {
   constructor(
     readonly schema: string,
     readonly table: ModelTable,
+    private readonly model: SchemaModel,
   ) {}
 
   find(column: ModelColumn): ShadowColumn | undefined {
@@ -124,8 +125,8 @@ export class ShadowTable {
         description: `${this.table.name}.${s.column.name}: ${s.original} <-> ${s.shadow}`,
         oldColumn: s.original,
         newColumn: s.shadow,
-        up: s.up.length ? s.up : [identityExpression(s.original, old.type, s.type, s.origin, 'up')],
-        down: s.down.length ? s.down : [identityExpression(s.shadow, s.type, old.type, s.origin, 'down')],
+        up: s.up.length ? s.up : [copyExpression(s.original, old.type, s.type, s.origin, 'up')],
+        down: s.down.length ? s.down : [copyExpression(s.shadow, s.type, old.type, s.origin, 'down')],
         origin: { operation: s.origin.operation, kind: s.origin.kind },
       });
 
@@ -135,6 +136,12 @@ export class ShadowTable {
         notValid.push({ name: check, table });
         // The validated check lets SET NOT NULL skip its scan; then it has done its job.
         beforeDrop.push(`ALTER TABLE ${table} ALTER COLUMN ${shadow} SET NOT NULL`, `ALTER TABLE ${table} DROP CONSTRAINT ${quoteIdent(check)}`);
+      }
+      if (old.identity === '' && old.sequence) {
+        // A serial's sequence belongs to the old column and would go with it (or, when the shadow's
+        // default still uses it, stop the drop); it belongs to the column that replaces it, as
+        // ALTER COLUMN … TYPE would have left it.
+        beforeDrop.push(`ALTER SEQUENCE ${old.sequence} OWNED BY ${table}.${shadow}`);
       }
       if (identity) {
         const setting = `tandem.identity_${s.shadow.replace(/[^a-z0-9_]/gi, '_')}`.slice(0, 60);
@@ -170,6 +177,8 @@ export class ShadowTable {
     }
     for (const index of this.info.indexes) {
       if (index.constraint || !involvesIndex(index.definition, index.columns, mapping)) continue;
+      // drop_index dropped it: it goes with the old column and is not rebuilt.
+      if (!this.model.indexNames.has(index.name)) continue;
       const temp = temporaryName('ix', index.name);
       result.indexes.push(this.concurrentIndex(temp, index.definition, mapping, false));
       result.indexRenames.push({ from: temp, to: index.name });
@@ -200,7 +209,8 @@ export class ShadowTable {
     }
 
     // Foreign keys of other tables that point at an old column move to its shadow.
-    const inbound = this.info.inboundForeignKeys.filter((fk) => involves(fk.referencedColumns));
+    // Those the migration drops (or whose tables it drops) go with their own tables' changes.
+    const inbound = inboundForeignKeysLeft(this.model, this.table).filter((fk) => involves(fk.referencedColumns));
     const dropInbound = inbound.map((fk) => `ALTER TABLE ${fk.table} DROP CONSTRAINT ${quoteIdent(fk.name)}`);
     const addInbound = inbound.map((fk) => `ALTER TABLE ${fk.table} ADD CONSTRAINT ${quoteIdent(fk.name)} ${retargetForeignKey(fk, mapping)} NOT VALID`);
     afterSwapValidate.push(...inbound.map((fk) => ({ name: fk.name, table: fk.table })));
@@ -275,7 +285,7 @@ function retargetForeignKey(fk: InboundForeignKey, mapping: Map<string, string>)
 }
 
 /** The default `up`/`down`: the value itself, converted by assignment. */
-function identityExpression(column: string, fromType: string, toType: string, origin: StepOrigin, field: string): SyncExpression {
+export function copyExpression(column: string, fromType: string, toType: string, origin: StepOrigin, field: string): SyncExpression {
   return {
     sql: quoteIdent(column),
     names: { [column]: { column, type: fromType } },

@@ -1,5 +1,7 @@
 import type { OperationPlanner } from './types.js';
-import { oldVersionNames, physicalColumnTaken, requireNewColumnName, type ModelColumn } from '../engine/model.js';
+import { oldVersionNames, physicalColumnTaken, requireNewColumnName, type ModelColumn, type ModelTable } from '../engine/model.js';
+import type { Planner } from '../engine/planner.js';
+import type { ColumnDefinition } from '../migration/format.js';
 import { sqlStep } from '../engine/plan.js';
 import { derivedIdent, qualified, quoteIdent, quoteLiteral } from '../engine/sql.js';
 import { TandemError } from '../errors.js';
@@ -64,6 +66,7 @@ export const addColumn: OperationPlanner<'add_column'> = async (body, planner) =
     if (definition.comment !== undefined) statements.push(`COMMENT ON COLUMN ${tableSql}.${column} IS ${quoteLiteral(definition.comment)}`);
     planner.start('expand', sqlStep(`add column ${table.name}.${definition.name}`, statements, { lockTarget }));
     table.columns.push(added);
+    expectColumn(planner, table, added, definition);
     return;
   }
 
@@ -170,4 +173,13 @@ export const addColumn: OperationPlanner<'add_column'> = async (body, planner) =
 
   // A temporary physical name is renamed to the final one at complete (the planner does all renames).
   table.columns.push(added);
+  expectColumn(planner, table, added, definition);
 };
+
+/** The column and the constraints it was added with must be there after complete. */
+function expectColumn(planner: Planner, table: ModelTable, column: ModelColumn, definition: ColumnDefinition): void {
+  planner.expect({ kind: 'column', table, column });
+  const names = [definition.check?.name, definition.references?.name];
+  if (definition.unique && !table.created) names.push(derivedIdent('', `${table.name}_${definition.name}_key`));
+  for (const name of names) if (name) planner.expect({ kind: 'constraint', table, column, name });
+}

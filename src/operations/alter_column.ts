@@ -3,7 +3,7 @@ import { column as findModelColumn, newVersionNames, oldVersionNames, type Model
 import { sqlStep } from '../engine/plan.js';
 import type { Planner } from '../engine/planner.js';
 import { renameColumnRefs } from '../engine/rewrite.js';
-import type { ShadowColumn } from '../engine/shadow.js';
+import { copyExpression, type ShadowColumn } from '../engine/shadow.js';
 import { qualified, quoteIdent, quoteLiteral } from '../engine/sql.js';
 import { TandemError } from '../errors.js';
 import { checkBody, checkSql, columnForeignKeyBody, columnForeignKeySql } from './sql-fragments.js';
@@ -45,8 +45,9 @@ export const alterColumn: OperationPlanner<'alter_column'> = (body, planner) => 
     // A comment changes nothing either version reads or writes.
     const tableSql = qualified(model.schema, table.physical);
     const target = `${tableSql}.${quoteIdent(column.physical)}`;
-    planner.start('expand', sqlStep(`comment on ${table.name}.${column.name}`, `COMMENT ON COLUMN ${target} IS ${body.comment === null ? 'NULL' : quoteLiteral(body.comment!)}`));
-    planner.rollback(sqlStep(`restore comment of ${table.name}.${column.name}`, `COMMENT ON COLUMN ${target} IS ${column.comment === null ? 'NULL' : quoteLiteral(column.comment)}`));
+    const lockTarget = `${model.schema}.${table.physical}`;
+    planner.start('expand', sqlStep(`comment on ${table.name}.${column.name}`, `COMMENT ON COLUMN ${target} IS ${body.comment === null ? 'NULL' : quoteLiteral(body.comment!)}`, { lockTarget }));
+    planner.rollback(sqlStep(`restore comment of ${table.name}.${column.name}`, `COMMENT ON COLUMN ${target} IS ${column.comment === null ? 'NULL' : quoteLiteral(column.comment)}`, { lockTarget }));
     column.comment = body.comment ?? null;
     return;
   }
@@ -63,17 +64,26 @@ export const alterColumn: OperationPlanner<'alter_column'> = (body, planner) => 
   if (body.default !== undefined) shadow.default = column.default = body.default;
   if (body.comment !== undefined) shadow.comment = column.comment = body.comment;
 
-  if (body.up) shadow.up.push(planner.expression(body.up, upNames, shadow.type, 'up'));
+  if (body.up) {
+    // An earlier operation on this column without `up` copied the value: that copy comes first, so
+    // this `up` sees the value so far and not an empty shadow.
+    if (earlier && !shadow.up.length) shadow.up.push(copyExpression(shadow.original, oldTypeOf(table, shadow), previousType, shadow.origin, 'up'));
+    shadow.up.push(planner.expression(body.up, upNames, shadow.type, 'up'));
+  }
   if (body.down) {
     const downNames = newVersionNames(table);
     downNames[column.name] = { column: shadow.shadow, type: shadow.type };
-    const oldType = table.info!.columns.find((c) => c.name === shadow.original)!.type;
+    const oldType = oldTypeOf(table, shadow);
     // Later operations' `down` run first: each turns its value back into the one before it.
     shadow.down.unshift(planner.expression(body.down, downNames, earlier ? previousType : oldType, 'down'));
   }
   warnAboutNulls(body, planner, column);
   addConstraints(body, planner, table, shadow);
 };
+
+function oldTypeOf(table: ModelTable, shadow: ShadowColumn): string {
+  return table.info!.columns.find((c) => c.name === shadow.original)!.type;
+}
 
 function warnAboutNulls(body: Parameters<typeof alterColumn>[0], planner: Planner, column: ModelColumn): void {
   if (body.nullable === false && !body.up) {
@@ -94,15 +104,18 @@ function addConstraints(body: Parameters<typeof alterColumn>[0], planner: Planne
     const expression = renameColumnRefs(body.check.constraint, physicalNames);
     shadows.added.push({ name: body.check.name, kind: 'check', body: checkBody(expression, body.check.no_inherit), origin: planner.origin });
     table.constraints.push({ name: body.check.name, physical: body.check.name, type: 'check', columns: [shadow.column.name] });
+    planner.expect({ kind: 'constraint', table, constraint: table.constraints.at(-1)! });
   }
   if (body.unique) {
     shadows.added.push({ name: body.unique.name, kind: 'unique', columns: [shadow.shadow], origin: planner.origin });
     table.constraints.push({ name: body.unique.name, physical: body.unique.name, type: 'unique', columns: [shadow.column.name] });
+    planner.expect({ kind: 'constraint', table, constraint: table.constraints.at(-1)! });
   }
   if (body.references) {
     const sql = columnForeignKeyBody(planner.model, shadow.shadow, body.references, 'references');
     shadows.added.push({ name: body.references.name, kind: 'foreign_key', body: sql, origin: planner.origin });
     table.constraints.push({ name: body.references.name, physical: body.references.name, type: 'foreign_key', columns: [shadow.column.name] });
+    planner.expect({ kind: 'constraint', table, constraint: table.constraints.at(-1)! });
   }
 }
 
@@ -131,5 +144,6 @@ function alterInPlace(body: Parameters<typeof alterColumn>[0], planner: Planner,
     statements.push(`COMMENT ON COLUMN ${tableSql}.${col} IS ${body.comment === null ? 'NULL' : quoteLiteral(body.comment)}`);
     column.comment = body.comment;
   }
-  planner.start('expand', sqlStep(`alter column ${table.name}.${column.name}`, statements));
+  planner.start('expand', sqlStep(`alter column ${table.name}.${column.name}`, statements, { lockTarget: `${planner.model.schema}.${table.physical}` }));
+  for (const name of [body.check?.name, body.unique?.name, body.references?.name]) if (name) planner.expect({ kind: 'constraint', table, column, name });
 }

@@ -1,11 +1,13 @@
 /** create_constraint, drop_constraint, drop_multicolumn_constraint and rename_constraint. */
 import type { OperationPlanner } from './types.js';
-import { column as modelColumn, findConstraint, newVersionNames, oldVersionNames, type ModelTable } from '../engine/model.js';
+import type { OperationBody } from '../migration/format.js';
+import { column as modelColumn, findConstraint, freeConstraintName, inboundForeignKeysLeft, newVersionNames, oldVersionNames, type ModelColumn, type ModelTable } from '../engine/model.js';
 import { sqlStep } from '../engine/plan.js';
 import type { Planner } from '../engine/planner.js';
 import { renameColumnRefs } from '../engine/rewrite.js';
 import type { ShadowColumn } from '../engine/shadow.js';
-import { qualified, quoteIdent } from '../engine/sql.js';
+import { dropInvalidIndexSql } from '../engine/shadow.js';
+import { derivedIdent, qualified, quoteIdent } from '../engine/sql.js';
 import { TandemError } from '../errors.js';
 import { checkBody, tableForeignKeyBody, tableForeignKeySql } from './sql-fragments.js';
 
@@ -51,34 +53,48 @@ export const createConstraint: OperationPlanner<'create_constraint'> = (body, pl
     if (body.type === 'check') sql = `CONSTRAINT ${quoteIdent(body.name)} ${checkBody(body.check!, body.no_inherit)}`;
     else if (body.type === 'foreign_key') sql = tableForeignKeySql(planner.model, body.name, columns.map((c) => modelColumn(table, c, 'columns').physical), body.references!, {}, 'references');
     else sql = `CONSTRAINT ${quoteIdent(body.name)} ${body.type === 'unique' ? 'UNIQUE' : 'PRIMARY KEY'} (${physical.join(', ')})${indexOptions(body.index_parameters, 'constraint')}`;
-    planner.start('expand', sqlStep(`add constraint ${body.name}`, `ALTER TABLE ${tableSql} ADD ${sql}`));
+    planner.start('expand', sqlStep(`add constraint ${body.name}`, `ALTER TABLE ${tableSql} ADD ${sql}`, { lockTarget: `${planner.model.schema}.${table.physical}` }));
     table.constraints.push({ name: body.name, physical: body.name, type: body.type, columns: [...columns] });
     if (body.type === 'primary_key') table.primaryKey = [...columns];
+    planner.expect({ kind: 'constraint', table, constraint: table.constraints.at(-1)! });
+    return;
+  }
+
+  const modelColumns = columns.map((name) => modelColumn(table, name, 'columns'));
+  // A column this migration adds is read by nothing old: the constraint goes on it directly.
+  const physicalName = freeConstraintName(table, body.name);
+  if (modelColumns.length && modelColumns.every((c) => !c.original)) {
+    addOnNewColumns(body, planner, table, modelColumns, physicalName);
     return;
   }
 
   const upNames = oldVersionNames(table);
-  const shadows = columns.map((name) => {
-    const column = modelColumn(table, name, 'columns');
+  const shadows = modelColumns.map((column) => {
+    if (!column.original) {
+      chainUpOnNewColumn(body, planner, table, column);
+      if (body.type === 'primary_key') column.nullable = false;
+      return undefined;
+    }
     const shadow = planner.shadowColumn(table, column);
-    const up = body.up?.[name];
-    if (up) shadow.up.push(planner.expression(up, upNames, shadow.type, `up.${name}`));
+    const up = body.up?.[column.name];
+    if (up) shadow.up.push(planner.expression(up, upNames, shadow.type, `up.${column.name}`));
     if (body.type === 'primary_key') shadow.nullable = column.nullable = false;
     return shadow;
   });
   for (const shadow of shadows) {
+    if (!shadow) continue;
     const down = body.down?.[shadow.column.name];
     if (down) shadow.down.unshift(planner.expression(down, newVersionNames(table), oldTypeOf(table, shadow), `down.${shadow.column.name}`));
   }
   const shadowTable = planner.shadowTable(table)!;
-  const physical = shadows.map((s) => s.shadow);
+  const physical = modelColumns.map((c) => c.physical);
   switch (body.type) {
     case 'check':
-      shadowTable.added.push({ name: body.name, kind: 'check', body: checkBody(renameColumnRefs(body.check!, physicalNames(table)), body.no_inherit), origin: planner.origin });
+      shadowTable.added.push({ name: physicalName, kind: 'check', body: checkBody(renameColumnRefs(body.check!, physicalNames(table)), body.no_inherit), origin: planner.origin });
       break;
     case 'foreign_key':
       shadowTable.added.push({
-        name: body.name,
+        name: physicalName,
         kind: 'foreign_key',
         body: tableForeignKeyBody(planner.model, physical, body.references!, {}, 'references'),
         origin: planner.origin,
@@ -86,12 +102,81 @@ export const createConstraint: OperationPlanner<'create_constraint'> = (body, pl
       break;
     case 'unique':
     case 'primary_key':
+      // Attached at complete, once the old columns (and any constraint of that name on them) are gone.
       shadowTable.added.push({ name: body.name, kind: body.type, columns: physical, indexOptions: indexOptions(body.index_parameters, 'index'), origin: planner.origin });
       if (body.type === 'primary_key') table.primaryKey = [...columns];
       break;
   }
-  table.constraints.push({ name: body.name, physical: body.name, type: body.type, columns: [...columns] });
+  const isIndexed = body.type === 'unique' || body.type === 'primary_key';
+  table.constraints.push({ name: body.name, physical: isIndexed ? body.name : physicalName, type: body.type, columns: [...columns] });
+  planner.expect({ kind: 'constraint', table, constraint: table.constraints.at(-1)! });
 };
+
+/**
+ * A constraint whose columns this migration adds: CHECK and FOREIGN KEY NOT VALID at start and
+ * validated at complete, UNIQUE and PRIMARY KEY as an index built concurrently after the backfill and
+ * attached at complete, as add_column does for its own constraints.
+ */
+function addOnNewColumns(body: OperationBody<'create_constraint'>, planner: Planner, table: ModelTable, columns: ModelColumn[], physicalName: string): void {
+  const { model } = planner;
+  const tableSql = qualified(model.schema, table.physical);
+  const lockTarget = `${model.schema}.${table.physical}`;
+  for (const column of columns) {
+    chainUpOnNewColumn(body, planner, table, column);
+    if (body.type === 'primary_key') column.nullable = false;
+  }
+  const physical = columns.map((c) => c.physical);
+  if (body.type === 'check' || body.type === 'foreign_key') {
+    const definition =
+      body.type === 'check'
+        ? checkBody(renameColumnRefs(body.check!, physicalNames(table)), body.no_inherit)
+        : tableForeignKeyBody(model, physical, body.references!, {}, 'references');
+    planner.start('constrain', sqlStep(`add constraint ${body.name} NOT VALID`, `ALTER TABLE ${tableSql} ADD CONSTRAINT ${quoteIdent(physicalName)} ${definition} NOT VALID`, { lockTarget }));
+    planner.rollback(sqlStep(`drop constraint ${physicalName}`, `ALTER TABLE ${tableSql} DROP CONSTRAINT IF EXISTS ${quoteIdent(physicalName)}`, { lockTarget }));
+    planner.complete('validate', sqlStep(`validate constraint ${physicalName}`, `ALTER TABLE ${tableSql} VALIDATE CONSTRAINT ${quoteIdent(physicalName)}`, { lockTarget }));
+    table.constraints.push({ name: body.name, physical: physicalName, type: body.type, columns: columns.map((c) => c.name) });
+  } else {
+    const index = derivedIdent('_tandem_ix_', body.name);
+    planner.start(
+      'backfill',
+      sqlStep(
+        `build unique index ${index} concurrently`,
+        `CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ${quoteIdent(index)} ON ${tableSql} (${physical.map(quoteIdent).join(', ')})${indexOptions(body.index_parameters, 'index')}`,
+        { transactional: false, cleanup: [dropInvalidIndexSql(model.schema, index)], lockTarget },
+      ),
+    );
+    planner.rollback(sqlStep(`drop index ${index}`, `DROP INDEX CONCURRENTLY IF EXISTS ${qualified(model.schema, index)}`, { transactional: false }));
+    const kind = body.type === 'primary_key' ? 'PRIMARY KEY' : 'UNIQUE';
+    planner.complete(
+      'finish',
+      sqlStep(`attach index ${index} as constraint ${body.name}`, `ALTER TABLE ${tableSql} ADD CONSTRAINT ${quoteIdent(body.name)} ${kind} USING INDEX ${quoteIdent(index)}`, { lockTarget }),
+    );
+    model.indexNames.add(index);
+    table.constraints.push({ name: body.name, physical: body.name, type: body.type, columns: columns.map((c) => c.name) });
+    if (body.type === 'primary_key') table.primaryKey = columns.map((c) => c.name);
+  }
+  planner.expect({ kind: 'constraint', table, constraint: table.constraints.at(-1)! });
+}
+
+/**
+ * The constraint's `up` for a column this migration adds applies after the column's own `up`: the
+ * old version never writes the column, so its value is always computed. `down` has nothing to do
+ * (the old version does not see the column); an `up` that only names the column changes nothing.
+ */
+function chainUpOnNewColumn(body: OperationBody<'create_constraint'>, planner: Planner, table: ModelTable, column: ModelColumn): void {
+  const up = body.up?.[column.name]?.trim();
+  if (!up || up === column.name || up === quoteIdent(column.name)) return;
+  const names = { ...oldVersionNames(table), [column.name]: { column: column.physical, type: column.type } };
+  const expression = planner.expression(up, names, column.type, `up.${column.name}`);
+  const rule = planner.syncRuleFor(table.physical, column.physical);
+  if (rule) {
+    rule.up = [...(rule.up ?? []), expression];
+    planner.probe(expression);
+    return;
+  }
+  planner.sync(table.physical, { description: `${table.name}.${column.name} from up`, newColumn: column.physical, up: [expression] });
+  planner.backfill(table.physical, column.physical);
+}
 
 /** Drops a single-column constraint: the new version's shadow of the column has everything but it. */
 export const dropConstraint: OperationPlanner<'drop_constraint'> = (body, planner) => {
@@ -153,10 +238,11 @@ function dropWithShadows(
   table.constraints = table.constraints.filter((c) => c !== constraint);
   if (constraint.type === 'primary_key') table.primaryKey = [];
   if (table.created) {
-    planner.start('expand', sqlStep(`drop constraint ${constraint.name}`, `ALTER TABLE ${tableSql} DROP CONSTRAINT IF EXISTS ${quoteIdent(constraint.physical)}`));
+    planner.start('expand', sqlStep(`drop constraint ${constraint.name}`, `ALTER TABLE ${tableSql} DROP CONSTRAINT IF EXISTS ${quoteIdent(constraint.physical)}`, { lockTarget: `${planner.model.schema}.${table.physical}` }));
     return;
   }
-  const inbound = table.info?.inboundForeignKeys.filter((fk) => fk.referencedColumns.some((c) => constraint.columns.includes(c))) ?? [];
+  // Foreign keys that operations before this one dropped (or whose tables they dropped) no longer count.
+  const inbound = inboundForeignKeysLeft(planner.model, table).filter((fk) => fk.referencedColumns.some((c) => constraint.columns.includes(c)));
   if ((constraint.type === 'unique' || constraint.type === 'primary_key') && inbound.length) {
     throw new TandemError('constraint_referenced', `foreign key ${inbound.map((fk) => `"${fk.name}" of ${fk.table}`).join(', ')} depends on constraint "${constraint.name}"`, {
       field: 'name',
@@ -177,6 +263,7 @@ function dropWithShadows(
     if (down) shadow.down.unshift(planner.expression(down, newVersionNames(table), oldTypeOf(table, shadow), field));
   }
   planner.shadowTable(table)!.dropped.add(constraint.physical);
+  planner.model.droppedConstraints.add(`${table.info!.oid}:${constraint.physical}`);
 }
 
 function oldTypeOf(table: ModelTable, shadow: ShadowColumn): string {

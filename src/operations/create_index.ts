@@ -1,7 +1,8 @@
 import type { OperationPlanner } from './types.js';
 import { column } from '../engine/model.js';
 import { sqlStep } from '../engine/plan.js';
-import { qualified, quoteIdent } from '../engine/sql.js';
+import { renameColumnRefs } from '../engine/rewrite.js';
+import { derivedIdent, qualified, quoteIdent } from '../engine/sql.js';
 import { TandemError } from '../errors.js';
 import { dropInvalidIndexSql } from '../engine/shadow.js';
 
@@ -9,33 +10,55 @@ import { dropInvalidIndexSql } from '../engine/shadow.js';
 export const createIndex: OperationPlanner<'create_index'> = (body, planner) => {
   const { model } = planner;
   const table = model.table(body.table, 'table');
-  if (model.relationNameTaken(body.name)) {
+  // The name of an index of a table dropped earlier in this migration frees up at complete.
+  const replacing = model.relationNameTaken(body.name) && model.indexOfDroppedTable(body.name) && !model.physicalTables.has(body.name);
+  if (model.relationNameTaken(body.name) && !replacing) {
     throw new TandemError('index_exists', `a table or index named "${body.name}" already exists in schema "${model.schema}"`, { field: 'name' });
   }
-  const elements = body.columns.map((field, i) => {
-    let sql = quoteIdent(column(table, field.column, `columns[${i}].column`).physical);
-    if (field.collate) sql += ` COLLATE ${quoteIdent(field.collate)}`;
-    if (field.opclass?.name) {
-      sql += ` ${field.opclass.name}`;
-      if (field.opclass.params?.length) sql += ` (${field.opclass.params.join(', ')})`;
-    }
-    if (field.sort) sql += ` ${field.sort}`;
-    if (field.nulls) sql += ` NULLS ${field.nulls}`;
-    return sql;
-  });
+  const columns = body.columns.map((field, i) => column(table, field.column, `columns[${i}].column`));
+  let physicalName = body.name;
+  if (replacing) {
+    physicalName = derivedIdent('_tandem_ix_', body.name);
+    while (model.relationNameTaken(physicalName)) physicalName = derivedIdent('_', physicalName);
+    planner.renameIndex(physicalName, body.name);
+  }
   const unique = body.unique ? 'UNIQUE ' : '';
   const method = body.method && body.method !== 'btree' ? ` USING ${body.method}` : '';
   const storage = body.storage_parameters ? ` WITH (${body.storage_parameters})` : '';
-  const predicate = body.predicate ? ` WHERE (${body.predicate})` : '';
-  const tableSql = qualified(model.schema, table.physical);
-  planner.start(
-    'constrain',
-    sqlStep(
-      `create index ${body.name} concurrently`,
-      `CREATE ${unique}INDEX CONCURRENTLY IF NOT EXISTS ${quoteIdent(body.name)} ON ${tableSql}${method} (${elements.join(', ')})${storage}${predicate}`,
-      { transactional: false, cleanup: [dropInvalidIndexSql(model.schema, body.name)], lockTarget: `${model.schema}.${table.physical}` },
-    ),
-  );
-  planner.rollback(sqlStep(`drop index ${body.name}`, `DROP INDEX CONCURRENTLY IF EXISTS ${qualified(model.schema, body.name)}`, { transactional: false }));
+  const origin = planner.origin;
+  // Written once every operation is planned: a later one may give a column a shadow (a constraint on
+  // it, a type change), and the index belongs on the column the new version keeps, not on the old one
+  // that complete drops. An index on a table a later operation drops is not built at all.
+  planner.whenPlanned(() => {
+    if (!model.visibleTables().includes(table)) return;
+    const shadowed = columns.some((c) => c.original !== null && c.physical !== c.original);
+    const elements = body.columns.map((field, i) => {
+      let sql = quoteIdent(columns[i]!.physical);
+      if (field.collate) sql += ` COLLATE ${quoteIdent(field.collate)}`;
+      if (field.opclass?.name) {
+        sql += ` ${field.opclass.name}`;
+        if (field.opclass.params?.length) sql += ` (${field.opclass.params.join(', ')})`;
+      }
+      if (field.sort) sql += ` ${field.sort}`;
+      if (field.nulls) sql += ` NULLS ${field.nulls}`;
+      return sql;
+    });
+    // The predicate names columns as the new version sees them.
+    const physical = new Map(table.columns.filter((c) => c.physical !== c.name).map((c) => [c.name, c.physical]));
+    const predicate = body.predicate ? ` WHERE (${renameColumnRefs(body.predicate, physical)})` : '';
+    const tableSql = qualified(model.schema, table.physical);
+    // On shadow columns, after the backfill has filled them (as the indexes that follow a shadow are).
+    planner.start(
+      shadowed ? 'backfill' : 'constrain',
+      sqlStep(
+        `create index ${body.name} concurrently`,
+        `CREATE ${unique}INDEX CONCURRENTLY IF NOT EXISTS ${quoteIdent(physicalName)} ON ${tableSql}${method} (${elements.join(', ')})${storage}${predicate}`,
+        { transactional: false, cleanup: [dropInvalidIndexSql(model.schema, physicalName)], lockTarget: `${model.schema}.${table.physical}`, origin },
+      ),
+    );
+  });
+  planner.rollback(sqlStep(`drop index ${body.name}`, `DROP INDEX CONCURRENTLY IF EXISTS ${qualified(model.schema, physicalName)}`, { transactional: false }));
+  model.indexNames.add(physicalName);
   model.indexNames.add(body.name);
+  planner.expect({ kind: 'index', table, name: body.name, columns });
 };

@@ -1,7 +1,7 @@
 import type { OperationPlanner } from './types.js';
-import type { ModelColumn, ModelTable } from '../engine/model.js';
+import type { ModelColumn, ModelTable, SchemaModel } from '../engine/model.js';
 import { sqlStep } from '../engine/plan.js';
-import { qualified, quoteIdent, quoteLiteral } from '../engine/sql.js';
+import { derivedIdent, qualified, quoteIdent, quoteLiteral } from '../engine/sql.js';
 import { TandemError } from '../errors.js';
 import {
   checkSql,
@@ -19,20 +19,32 @@ import {
  */
 export const createTable: OperationPlanner<'create_table'> = (body, planner) => {
   const { model } = planner;
-  if (model.findTable(body.name) || model.relationNameTaken(body.name)) {
+  // A table of this name that an earlier drop_table hid stays until complete: the new one waits under
+  // a temporary name, and so do its index names that the old table's indexes still hold.
+  const replacing = !model.findTable(body.name) && model.takenByDroppedTable(body.name);
+  if (model.findTable(body.name) || (model.relationNameTaken(body.name) && !replacing)) {
     throw new TandemError('table_exists', `a table or index named "${body.name}" already exists in schema "${model.schema}"`, { field: 'name' });
   }
+  const physicalName = replacing ? freeRelationName(model, derivedIdent('_tandem_new_', body.name)) : body.name;
+  const indexName = (name: string) => (replacing && model.relationNameTaken(name) ? freeRelationName(model, derivedIdent('_tandem_ix_', name)) : name);
+  const renamedLater: { name: string; physical: string; type: 'primary_key' | 'unique'; columns: string[] }[] = [];
   const seen = new Set<string>();
   body.columns.forEach((c, i) => {
     if (seen.has(c.name)) throw new TandemError('column_duplicate', `column "${c.name}" is defined twice`, { field: `columns[${i}].name` });
     seen.add(c.name);
   });
 
-  const table = qualified(model.schema, body.name);
+  const table = qualified(model.schema, physicalName);
   const primaryKey = body.columns.filter((c) => c.pk).map((c) => c.name);
   const definitions = body.columns.map((c, i) => {
     let sql = `${quoteIdent(c.name)} ${c.type}`;
-    if (c.unique) sql += ' UNIQUE';
+    if (c.unique && replacing) {
+      // Named as PostgreSQL would have named it under the table's final name.
+      const name = derivedIdent('', `${body.name}_${c.name}_key`);
+      const physical = indexName(name);
+      sql += ` CONSTRAINT ${quoteIdent(physical)} UNIQUE`;
+      renamedLater.push({ name, physical, type: 'unique', columns: [c.name] });
+    } else if (c.unique) sql += ' UNIQUE';
     // pgroll's columns are NOT NULL unless they say nullable: true; identity columns always are.
     if (!c.nullable && !isIdentity(c) && !c.pk) sql += ' NOT NULL';
     if (c.default !== undefined) sql += ` DEFAULT ${c.default}`;
@@ -42,12 +54,17 @@ export const createTable: OperationPlanner<'create_table'> = (body, planner) => 
   });
 
   const tableConstraints: string[] = [];
-  if (primaryKey.length) tableConstraints.push(`PRIMARY KEY (${primaryKey.map(quoteIdent).join(', ')})`);
+  if (primaryKey.length && replacing) {
+    const name = derivedIdent('', `${body.name}_pkey`);
+    const physical = indexName(name);
+    tableConstraints.push(`CONSTRAINT ${quoteIdent(physical)} PRIMARY KEY (${primaryKey.map(quoteIdent).join(', ')})`);
+    renamedLater.push({ name, physical, type: 'primary_key', columns: primaryKey });
+  } else if (primaryKey.length) tableConstraints.push(`PRIMARY KEY (${primaryKey.map(quoteIdent).join(', ')})`);
 
   // Foreign keys may point at this very table, so they are resolved once the model knows it.
   const modelTable: ModelTable = {
     name: body.name,
-    physical: body.name,
+    physical: physicalName,
     created: true,
     columns: body.columns.map(
       (c): ModelColumn => ({
@@ -62,7 +79,7 @@ export const createTable: OperationPlanner<'create_table'> = (body, planner) => 
         original: null,
       }),
     ),
-    constraints: [],
+    constraints: renamedLater.map((c) => ({ ...c, columns: [...c.columns] })),
     primaryKey,
     grants: [],
   };
@@ -82,7 +99,9 @@ export const createTable: OperationPlanner<'create_table'> = (body, planner) => 
         throw new TandemError('column_unknown', `column "${name}" is not one of the table's columns`, { field: `${field}.columns[${j}]` });
       }
     });
-    const named = `CONSTRAINT ${quoteIdent(constraint.name)}`;
+    // Index-backed constraints share the schema's relation names with the old table's indexes.
+    const physical = constraint.type === 'check' || constraint.type === 'foreign_key' ? constraint.name : indexName(constraint.name);
+    const named = `CONSTRAINT ${quoteIdent(physical)}`;
     const cols = `(${columns.map(quoteIdent).join(', ')})`;
     const needColumns = () => {
       if (!columns.length) throw new TandemError('constraint_columns', `a ${constraint.type} constraint needs columns`, { field: `${field}.columns` });
@@ -122,14 +141,47 @@ export const createTable: OperationPlanner<'create_table'> = (body, planner) => 
         break;
       }
     }
-    modelTable.constraints.push({ name: constraint.name, physical: constraint.name, type: constraint.type, columns: [...columns] });
+    modelTable.constraints.push({ name: constraint.name, physical, type: constraint.type, columns: [...columns] });
+    if (physical !== constraint.name) model.indexNames.add(physical);
   });
+  for (const c of renamedLater) model.indexNames.add(c.physical);
 
   const statements = [`CREATE TABLE ${table} (\n  ${[...definitions.map((d) => d.sql), ...tableConstraints].join(',\n  ')}\n)`];
   if (body.comment !== undefined) statements.push(`COMMENT ON TABLE ${table} IS ${quoteLiteral(body.comment)}`);
   for (const c of body.columns) {
     if (c.comment !== undefined) statements.push(`COMMENT ON COLUMN ${table}.${quoteIdent(c.name)} IS ${quoteLiteral(c.comment)}`);
   }
+  if (replacing) {
+    // Sequences of identity and serial columns are named after the table: give them the names they
+    // would have had, once the old table (and its sequences) are gone.
+    planner.complete('rename', sqlStep(`rename the sequences of ${body.name}`, renameOwnedSequencesSql(model.schema, physicalName, body.name)));
+  }
   planner.start('expand', sqlStep(`create table ${body.name}`, statements));
   planner.rollback(sqlStep(`drop table ${body.name}`, `DROP TABLE IF EXISTS ${table}`));
+  planner.expect({ kind: 'table', table: modelTable });
+  for (const column of modelTable.columns) planner.expect({ kind: 'column', table: modelTable, column });
+  for (const constraint of modelTable.constraints) planner.expect({ kind: 'constraint', table: modelTable, constraint });
 };
+
+/** A relation name not in use in the schema, starting from `name`. */
+function freeRelationName(model: SchemaModel, name: string): string {
+  let candidate = name;
+  while (model.relationNameTaken(candidate)) candidate = derivedIdent('_', candidate);
+  return candidate;
+}
+
+/** Renames each sequence the table owns from `<temporary>_…` to `<final>_…`, where that name is free. */
+function renameOwnedSequencesSql(schema: string, temporary: string, final: string): string {
+  return `DO $tandem$ DECLARE s record; wanted text; BEGIN
+  FOR s IN SELECT c.relname FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
+            WHERE d.refobjid = ${quoteLiteral(qualified(schema, temporary))}::regclass AND d.classid = 'pg_class'::regclass
+              AND c.relkind = 'S' AND d.deptype IN ('a', 'i') LOOP
+    IF starts_with(s.relname, ${quoteLiteral(`${temporary}_`)}) THEN
+      wanted := left(${quoteLiteral(final)} || substr(s.relname, length(${quoteLiteral(temporary)}) + 1), 63);
+      IF to_regclass(format('%I.%I', ${quoteLiteral(schema)}, wanted)) IS NULL THEN
+        EXECUTE format('ALTER SEQUENCE %I.%I RENAME TO %I', ${quoteLiteral(schema)}, s.relname, wanted);
+      END IF;
+    END IF;
+  END LOOP;
+END $tandem$`;
+}

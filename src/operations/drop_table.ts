@@ -6,11 +6,12 @@ import { qualified } from '../engine/sql.js';
 export const dropTable: OperationPlanner<'drop_table'> = (body, planner) => {
   const { model } = planner;
   const table = model.table(body.name, 'name');
-  model.removeTable(body.name);
+  model.dropTable(body.name);
   const sql = `DROP TABLE IF EXISTS ${qualified(model.schema, table.physical)}`;
   if (table.created) {
     planner.start('expand', sqlStep(`drop table ${table.physical}`, sql));
     return;
   }
+  planner.forgetTable(table);
   planner.complete('contract', sqlStep(`drop table ${table.physical}`, sql, { lockTarget: `${model.schema}.${table.physical}`, destructive: true }));
 };
