@@ -78,6 +78,7 @@ export async function rollingDeploy(options: ScenarioOptions): Promise<ScenarioR
   try {
     say('2. app v1 runs through the proxy on version 01_create_users');
     const v1 = startApp(proxyUrl('01_create_users'), 'email', 'v1');
+    await v1.ready;
     await sleep(options.phaseMs);
 
     say(`3. tandem start 02_rename_email under v1's traffic (backfill of ${options.rows} rows)`);
@@ -86,6 +87,7 @@ export async function rollingDeploy(options: ScenarioOptions): Promise<ScenarioR
 
     say('4. app v2 joins on version 02_rename_email; both run');
     const v2 = startApp(proxyUrl('02_rename_email'), 'email_address', 'v2');
+    await v2.ready;
     let disagreements = 0;
     let consistencyChecks = 0;
     const until = Date.now() + options.phaseMs;
@@ -146,6 +148,8 @@ export async function rollingDeploy(options: ScenarioOptions): Promise<ScenarioR
 }
 
 interface RunningApp {
+  /** Resolves once the app has sent its first queries. */
+  ready: Promise<void>;
   stop(): Promise<AppReport>;
 }
 
@@ -157,9 +161,17 @@ function startApp(url: string, column: string, name: string): RunningApp {
   let out = '';
   let err = '';
   child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const ready = new Promise<void>((resolve, reject) => {
+    child.stderr.on('data', (chunk: Buffer) => {
+      err += chunk.toString();
+      if (/^ready$/m.test(err)) resolve();
+    });
+    void exited.then((code) => reject(new Error(`app ${name} exited ${code} before it was ready: ${err || out}`)));
+  });
+  ready.catch(() => {});
   return {
+    ready,
     async stop() {
       child.kill('SIGTERM');
       const code = await exited;

@@ -57,7 +57,8 @@ interface RawCommonOptions {
   logLevel?: string;
 }
 
-export function commonSettings(command: Command): CommonSettings {
+/** `connects: false` for commands that never use --postgres-url / DATABASE_URL (tandem dev), so a bad one does not stop them. */
+export function commonSettings(command: Command, options: { connects?: boolean } = {}): CommonSettings {
   const raw = command.optsWithGlobals<RawCommonOptions>();
   let level;
   try {
@@ -69,7 +70,7 @@ export function commonSettings(command: Command): CommonSettings {
     if (!value) throw new UsageError(`${flag} must not be empty`);
   }
   return {
-    postgresUrl: resolvePostgresUrl(raw.postgresUrl),
+    postgresUrl: options.connects === false ? undefined : resolvePostgresUrl(raw.postgresUrl),
     schema: raw.schema,
     stateSchema: raw.stateSchema,
     lockTimeoutMs: raw.lockTimeout,

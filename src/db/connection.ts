@@ -1,14 +1,55 @@
 import pg from 'pg';
-import { isDatabaseError, TandemError } from '../errors.js';
+import { isDatabaseError, TandemError, UsageError } from '../errors.js';
 
 /**
  * Where to find PostgreSQL: `--postgres-url`, else DATABASE_URL, else the libpq PG* variables
  * (node-postgres reads PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE and PGSSLMODE itself).
+ * A URL that is not one is bad usage, reported with the value (its password hidden): node-postgres
+ * would read "not a url" as a host name and fail later with an error that does not mention it.
  */
 export function resolvePostgresUrl(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  if (flag) return flag;
-  if (env.DATABASE_URL) return env.DATABASE_URL;
+  if (flag !== undefined) return checkPostgresUrl(flag, '--postgres-url');
+  if (env.DATABASE_URL) return checkPostgresUrl(env.DATABASE_URL, 'DATABASE_URL');
   return undefined;
+}
+
+const URL_SCHEMES = ['postgres:', 'postgresql:'];
+const URL_SHAPE = 'postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=require…] (postgresql:// works too)';
+
+/** The URL unchanged when node-postgres can use it; else a usage error naming `source` and the value. */
+export function checkPostgresUrl(value: string, source: '--postgres-url' | 'DATABASE_URL'): string {
+  const problem = urlProblem(value);
+  if (!problem) return value;
+  const fallback = source === '--postgres-url' ? 'leave it out to use DATABASE_URL or the PG* variables' : 'fix DATABASE_URL, or unset it to use the PG* variables';
+  throw new UsageError(`${source} ${JSON.stringify(redactPassword(value))} is not a PostgreSQL connection URL: ${problem}`, `expected ${URL_SHAPE}; ${fallback}`);
+}
+
+function urlProblem(value: string): string | undefined {
+  if (value.trim() === '') return 'it is empty';
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(value)?.[1];
+  if (!scheme || !value.startsWith(`${scheme}://`)) return 'it does not start with postgres://';
+  if (!URL_SCHEMES.includes(`${scheme.toLowerCase()}:`)) return `its scheme is "${scheme}:", not postgres: or postgresql:`;
+  try {
+    new URL(value);
+  } catch {
+    return 'it cannot be read as a URL (a character in the user name or password that needs percent-encoding, or a port that is not a number?)';
+  }
+  return undefined;
+}
+
+/** The value with any password replaced by ***, parsable or not, so an error can show it. */
+export function redactPassword(value: string): string {
+  try {
+    const url = new URL(value);
+    if (url.password) {
+      url.password = '***';
+      return url.toString();
+    }
+  } catch {
+    // Not a URL: fall through to the textual forms.
+  }
+  const userinfo = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(value) ? /^([^/]*\/\/[^:@/\s]*):.*@/ : /^([^:@/\s]*):.*@/;
+  return value.replace(userinfo, '$1:***@').replace(/(password\s*=\s*)\S+/gi, '$1***');
 }
 
 export interface ConnectOptions {

@@ -145,13 +145,13 @@ export class Migrator {
         if (inFlight.name !== name) {
           throw new TandemError('migration_in_flight', `migration "${inFlight.name}" is ${describeStatus(inFlight.status)}`, {
             file: loaded.file,
-            hint: `complete it (tandem complete) or roll it back (tandem rollback) before starting "${name}"`,
+            hint: `${whatWorksNow(inFlight.status)} before starting "${name}"`,
           });
         }
         if (inFlight.status !== 'starting') {
           throw new TandemError('migration_already_started', `migration "${name}" is already ${describeStatus(inFlight.status)}`, {
             file: loaded.file,
-            hint: inFlight.status === 'active' ? 'next: tandem complete, or tandem rollback' : 'run tandem complete or tandem rollback again to finish it',
+            hint: inFlight.status === 'active' ? 'next: tandem complete, or tandem rollback' : whatWorksNow(inFlight.status),
           });
         }
         if (inFlight.digest !== loaded.digest) {
@@ -661,6 +661,22 @@ class StepFailure extends Error {
     override readonly cause: unknown,
   ) {
     super(`${phase} step ${index + 1} failed`);
+  }
+}
+
+/** The commands that work on a migration in this status (complete and rollback refuse the others). */
+function whatWorksNow(status: MigrationRecord['status']): string {
+  switch (status) {
+    case 'starting':
+      return 'resume its start (tandem start with its file, or tandem backfill) or roll it back (tandem rollback)';
+    case 'active':
+      return 'complete it (tandem complete) or roll it back (tandem rollback)';
+    case 'completing':
+      return 'finish its complete (tandem complete)';
+    case 'rolling_back':
+      return 'finish its rollback (tandem rollback)';
+    default:
+      return 'tandem status shows where it stands';
   }
 }
 

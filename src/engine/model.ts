@@ -157,8 +157,72 @@ export class SchemaModel {
   }
 }
 
+/**
+ * Name lookups over a table's columns, kept per columns array so that a migration with thousands of
+ * operations on one table plans in linear time. Columns pushed onto the array are indexed on the
+ * next lookup; an array replaced (a dropped column) gets a fresh index; a column renamed or moved to
+ * a shadow goes through `renameColumn` / `movePhysical`, which index its new name. A candidate is
+ * always checked against the column's current fields, so an entry under an old name never matches.
+ */
+interface ColumnIndex {
+  indexed: number;
+  byName: Map<string, ModelColumn[]>;
+  /** Physical and original names. */
+  byPhysical: Map<string, ModelColumn[]>;
+}
+
+const columnIndexes = new WeakMap<ModelColumn[], ColumnIndex>();
+const catalogColumnNames = new WeakMap<readonly ColumnInfo[], Set<string>>();
+
+function addTo(map: Map<string, ModelColumn[]>, key: string, column: ModelColumn): void {
+  const list = map.get(key);
+  if (!list) map.set(key, [column]);
+  else if (!list.includes(column)) list.push(column);
+}
+
+function indexColumn(index: ColumnIndex, column: ModelColumn): void {
+  addTo(index.byName, column.name, column);
+  addTo(index.byPhysical, column.physical, column);
+  if (column.original) addTo(index.byPhysical, column.original, column);
+}
+
+function columnIndex(table: ModelTable): ColumnIndex {
+  let index = columnIndexes.get(table.columns);
+  if (!index) {
+    index = { indexed: 0, byName: new Map(), byPhysical: new Map() };
+    columnIndexes.set(table.columns, index);
+  }
+  for (; index.indexed < table.columns.length; index.indexed++) indexColumn(index, table.columns[index.indexed]!);
+  return index;
+}
+
 export function findColumn(table: ModelTable, name: string): ModelColumn | undefined {
-  return table.columns.find((c) => c.name === name);
+  const candidates = columnIndex(table).byName.get(name);
+  if (!candidates) return undefined;
+  // In column order, as a scan would find it.
+  let found: ModelColumn | undefined;
+  let position = Infinity;
+  for (const candidate of candidates) {
+    if (candidate.name !== name) continue;
+    const at = candidates.length === 1 ? 0 : table.columns.indexOf(candidate);
+    if (at >= 0 && at < position) {
+      found = candidate;
+      position = at;
+    }
+  }
+  return found;
+}
+
+/** Gives a column the name the new version sees it by. */
+export function renameColumn(table: ModelTable, column: ModelColumn, to: string): void {
+  column.name = to;
+  indexColumn(columnIndex(table), column);
+}
+
+/** Points a column at the physical column that now holds the new version's value (a shadow). */
+export function movePhysical(table: ModelTable, column: ModelColumn, physical: string): void {
+  column.physical = physical;
+  indexColumn(columnIndex(table), column);
 }
 
 /** The column, or a validation error naming `field`. */
@@ -205,8 +269,16 @@ export function findConstraint(table: ModelTable, name: string): ModelConstraint
 
 /** True when a physical column of this table already has `name` (visible, hidden or shadow). */
 export function physicalColumnTaken(table: ModelTable, name: string, extra: Iterable<string> = []): boolean {
-  if (table.columns.some((c) => c.physical === name || c.original === name)) return true;
-  if (table.info?.columns.some((c) => c.name === name)) return true;
+  const candidates = columnIndex(table).byPhysical.get(name) ?? [];
+  if (candidates.some((c) => c.physical === name || c.original === name)) return true;
+  if (table.info) {
+    let names = catalogColumnNames.get(table.info.columns);
+    if (!names) {
+      names = new Set(table.info.columns.map((c) => c.name));
+      catalogColumnNames.set(table.info.columns, names);
+    }
+    if (names.has(name)) return true;
+  }
   for (const taken of extra) if (taken === name) return true;
   return false;
 }

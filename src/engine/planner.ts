@@ -7,7 +7,7 @@
  * - rollback: the new version schema and triggers go first, then each operation's undo, last first.
  */
 import type { Logger } from '../observe/logger.js';
-import { physicalColumnTaken, type ModelColumn, type ModelTable, type SchemaModel } from './model.js';
+import { movePhysical, physicalColumnTaken, type ModelColumn, type ModelTable, type SchemaModel } from './model.js';
 import { ShadowTable, shadowName, type ShadowColumn } from './shadow.js';
 import {
   COMPLETE_PHASES,
@@ -131,7 +131,7 @@ export class Planner {
       origin: this.origin,
     };
     shadows.columns.push(state);
-    column.physical = shadow;
+    movePhysical(table, column, shadow);
     return state;
   }
 
@@ -314,7 +314,15 @@ export class Planner {
     const start = unnumbered.map((step, id): Step => ({ ...step, id }));
     const viewsStep = start.find((s) => s.description === `create version schema ${versionSchema}`)!;
     const triggerStep = (table: string) => start.find((s) => s.description === `install sync trigger on ${table}`)!;
-    const startIdsOf = (operation: number) => start.filter((s) => s.origin?.operation === operation && s.kind === 'sql').map((s) => s.id!);
+    // Grouped once: looking them up per operation would make planning quadratic in the operations.
+    const startIds = new Map<number, number[]>();
+    for (const s of start) {
+      if (s.kind !== 'sql' || !s.origin) continue;
+      const ids = startIds.get(s.origin.operation);
+      if (ids) ids.push(s.id!);
+      else startIds.set(s.origin.operation, [s.id!]);
+    }
+    const startIdsOf = (operation: number) => startIds.get(operation) ?? [];
 
     const retire: Step[] = [];
     if (previousVersionSchema) {

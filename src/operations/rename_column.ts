@@ -1,5 +1,5 @@
 import type { OperationPlanner } from './types.js';
-import { column, requireNewColumnName } from '../engine/model.js';
+import { column, renameColumn as renameModelColumn, requireNewColumnName } from '../engine/model.js';
 
 /**
  * The new version sees the column under its new name at once (its view aliases the physical column);
@@ -10,7 +10,7 @@ export const renameColumn: OperationPlanner<'rename_column'> = (body, planner) =
   const renamed = column(table, body.from, 'from');
   if (body.from === body.to) return;
   requireNewColumnName(table, body.to, 'to');
-  renamed.name = body.to;
+  renameModelColumn(table, renamed, body.to);
   for (const constraint of table.constraints) constraint.columns = constraint.columns.map((c) => (c === body.from ? body.to : c));
   table.primaryKey = table.primaryKey.map((c) => (c === body.from ? body.to : c));
 };

@@ -138,6 +138,38 @@ describe('validation before anything changes', () => {
     expect(second.stderr).toContain('before starting "02_second"');
   });
 
+  it('start names a command that works from every unfinished status, and that command does work', async () => {
+    // Each status is set on a real started migration, at a step from which the named command can run.
+    const cases = [
+      { status: 'starting', step: `jsonb_array_length(plan->'start')`, hint: 'resume its start (tandem start with its file, or tandem backfill) or roll it back (tandem rollback)', run: ['backfill'] },
+      { status: 'active', step: '0', hint: 'complete it (tandem complete) or roll it back (tandem rollback)', run: ['complete'] },
+      { status: 'completing', step: '0', hint: 'finish its complete (tandem complete)', run: ['complete'] },
+      { status: 'rolling_back', step: '0', hint: 'finish its rollback (tandem rollback)', run: ['rollback'] },
+    ];
+    await pg.query(setup);
+    const second = await migrationFile('02_second', { operations: [{ rename_column: { table: 'users', from: 'name', to: 'n' } }] });
+    for (const [i, c] of cases.entries()) {
+      const name = `01_first_${i}`;
+      const first = await migrationFile(name, { operations: [{ add_column: { table: 'users', column: { name: `c${i}`, type: 'int', nullable: true } } }] });
+      ok(await tandem(pg.url, ['start', first]));
+      await pg.query(`UPDATE tandem.migrations SET status = '${c.status}', step = ${c.step} WHERE name = '${name}'`);
+
+      const other = await tandem(pg.url, ['start', second]);
+      expect(other.code).toBe(1);
+      expect(other.stderr, c.status).toContain(`hint: ${c.hint} before starting "02_second"`);
+      if (c.status !== 'starting') {
+        const same = await tandem(pg.url, ['start', first]);
+        expect(same.code).toBe(1);
+        expect(same.stderr, c.status).toContain(`hint: ${c.status === 'active' ? 'next: tandem complete, or tandem rollback' : c.hint}\n`);
+      }
+      // The command the hint names first takes the migration out of that status.
+      ok(await tandem(pg.url, c.run));
+      if (c.status === 'starting') ok(await tandem(pg.url, ['complete']));
+      const { rows } = await pg.query(`SELECT status FROM tandem.migrations WHERE name = '${name}'`);
+      expect(rows[0].status, c.status).toBe(c.status === 'rolling_back' ? 'rolled_back' : 'complete');
+    }
+  });
+
   it('complete and rollback with nothing active', async () => {
     for (const command of ['complete', 'rollback']) {
       const result = await tandem(pg.url, [command]);
