@@ -16,6 +16,7 @@ import { listVersions } from '../state/versions.js';
 import { Backfill, type BackfillProgress } from './backfill.js';
 import { awaitProxies, checkRetirement, type RetirementCheck } from './drain.js';
 import { crashPointReached } from './crash-points.js';
+import { whatWorksNow } from './next-command.js';
 import { backoff, Executor, sleep, type RetryPolicy } from './executor.js';
 import { SchemaModel } from './model.js';
 import type { Plan, Step } from './plan.js';
@@ -145,13 +146,13 @@ export class Migrator {
         if (inFlight.name !== name) {
           throw new TandemError('migration_in_flight', `migration "${inFlight.name}" is ${describeStatus(inFlight.status)}`, {
             file: loaded.file,
-            hint: `${whatWorksNow(inFlight.status)} before starting "${name}"`,
+            hint: `${whatWorksNow(inFlight.status, inFlight.file)} before starting "${name}"`,
           });
         }
         if (inFlight.status !== 'starting') {
           throw new TandemError('migration_already_started', `migration "${name}" is already ${describeStatus(inFlight.status)}`, {
             file: loaded.file,
-            hint: inFlight.status === 'active' ? 'next: tandem complete, or tandem rollback' : whatWorksNow(inFlight.status),
+            hint: inFlight.status === 'active' ? 'next: tandem complete, or tandem rollback' : whatWorksNow(inFlight.status, inFlight.file),
           });
         }
         if (inFlight.digest !== loaded.digest) {
@@ -661,22 +662,6 @@ class StepFailure extends Error {
     override readonly cause: unknown,
   ) {
     super(`${phase} step ${index + 1} failed`);
-  }
-}
-
-/** The commands that work on a migration in this status (complete and rollback refuse the others). */
-function whatWorksNow(status: MigrationRecord['status']): string {
-  switch (status) {
-    case 'starting':
-      return 'resume its start (tandem start with its file, or tandem backfill) or roll it back (tandem rollback)';
-    case 'active':
-      return 'complete it (tandem complete) or roll it back (tandem rollback)';
-    case 'completing':
-      return 'finish its complete (tandem complete)';
-    case 'rolling_back':
-      return 'finish its rollback (tandem rollback)';
-    default:
-      return 'tandem status shows where it stands';
   }
 }
 

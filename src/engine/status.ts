@@ -4,6 +4,7 @@ import { ADVISORY_LOCK_CLASS, stateSchemaExists } from '../state/schema.js';
 import { listVersions, type VersionInfo } from '../state/versions.js';
 import { DEFAULT_STALE_AFTER_MS, readLiveClients } from '../state/heartbeats.js';
 import { checkRetirement, type RetirementCheck } from './drain.js';
+import { whatWorksNow } from './next-command.js';
 import { quoteIdent } from './sql.js';
 
 export interface BackfillStatus {
@@ -134,12 +135,7 @@ async function readRun(db: Queryable, stateSchema: string, schema: string, recor
       WHERE l.locktype = 'advisory' AND l.classid = $1::int::oid AND l.objid = pg_catalog.hashtext($2)::oid AND l.granted`,
     [ADVISORY_LOCK_CLASS, `${stateSchema}.${schema}`],
   );
-  const continueWith: Record<string, string> = {
-    starting: `tandem start ${record.file ?? 'FILE'} (or tandem backfill) to go on, or tandem rollback`,
-    completing: 'tandem complete to finish it',
-    rolling_back: 'tandem rollback to finish it',
-  };
-  return { state: rows.length ? 'running' : 'interrupted', serverPid: rows[0]?.pid ?? null, continueWith: continueWith[record.status] ?? '' };
+  return { state: rows.length ? 'running' : 'interrupted', serverPid: rows[0]?.pid ?? null, continueWith: whatWorksNow(record.status, record.file) };
 }
 
 export async function readBackfills(db: Queryable, stateSchema: string, migrationId: number): Promise<BackfillStatus[]> {

@@ -65,7 +65,7 @@ describe('a lost connection during a backfill', () => {
 
     const status = await tandem(pg.url, ['status']);
     expect(status.stdout).toContain('active migration: 01_upper — starting');
-    expect(status.stdout).toContain(`INTERRUPTED: no tandem process is running it; run tandem start ${file} (or tandem backfill) to go on, or tandem rollback`);
+    expect(status.stdout).toContain(`INTERRUPTED: no tandem process is running it; resume its start (tandem start ${file}, or tandem backfill) or roll it back (tandem rollback)`);
     expect(status.stdout).toMatch(/backfill big: interrupted, \d+\/\d+ rows/);
 
     ok(await tandem(pg.url, ['backfill']));

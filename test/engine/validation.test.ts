@@ -141,7 +141,7 @@ describe('validation before anything changes', () => {
   it('start names a command that works from every unfinished status, and that command does work', async () => {
     // Each status is set on a real started migration, at a step from which the named command can run.
     const cases = [
-      { status: 'starting', step: `jsonb_array_length(plan->'start')`, hint: 'resume its start (tandem start with its file, or tandem backfill) or roll it back (tandem rollback)', run: ['backfill'] },
+      { status: 'starting', step: `jsonb_array_length(plan->'start')`, hint: 'resume its start (tandem start FIRST, or tandem backfill) or roll it back (tandem rollback)', run: ['backfill'] },
       { status: 'active', step: '0', hint: 'complete it (tandem complete) or roll it back (tandem rollback)', run: ['complete'] },
       { status: 'completing', step: '0', hint: 'finish its complete (tandem complete)', run: ['complete'] },
       { status: 'rolling_back', step: '0', hint: 'finish its rollback (tandem rollback)', run: ['rollback'] },
@@ -156,11 +156,12 @@ describe('validation before anything changes', () => {
 
       const other = await tandem(pg.url, ['start', second]);
       expect(other.code).toBe(1);
-      expect(other.stderr, c.status).toContain(`hint: ${c.hint} before starting "02_second"`);
+      // The hint names the file the migration was started from.
+      expect(other.stderr, c.status).toContain(`hint: ${c.hint.replace('FIRST', first)} before starting "02_second"`);
       if (c.status !== 'starting') {
         const same = await tandem(pg.url, ['start', first]);
         expect(same.code).toBe(1);
-        expect(same.stderr, c.status).toContain(`hint: ${c.status === 'active' ? 'next: tandem complete, or tandem rollback' : c.hint}\n`);
+        expect(same.stderr, c.status).toContain(`hint: ${c.status === 'active' ? 'next: tandem complete, or tandem rollback' : c.hint.replace('FIRST', first)}\n`);
       }
       // The command the hint names first takes the migration out of that status.
       ok(await tandem(pg.url, c.run));

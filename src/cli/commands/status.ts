@@ -28,7 +28,7 @@ export function statusText(status: EngineStatus): string {
     lines.push('', `active migration: ${active.name} — ${active.status}, started ${when(active.startedAt)} by ${active.startedBy}`);
     if (active.status !== 'active') lines.push(`  progress: step ${active.step} of ${active.steps}`);
     if (active.run?.state === 'interrupted') {
-      lines.push(`  INTERRUPTED: no tandem process is running it; run ${active.run.continueWith}`);
+      lines.push(`  INTERRUPTED: no tandem process is running it; ${active.run.continueWith}`);
     } else if (active.run) {
       lines.push(`  running now (tandem's server session: pid ${active.run.serverPid})`);
     }
