@@ -216,7 +216,7 @@ export class Migrator {
     } catch (error) {
       // Without a session nothing can be undone, and nothing was: the state says where it stopped.
       if (isLostConnection(error)) throw this.connectionLost('start', record, error, file);
-      if (error instanceof TandemError && error.code === 'busy') throw error;
+      if (anotherProcessTookOver(error)) throw error;
       await this.undoFailedStart(record, error);
       throw this.failure('start', record, error, file);
     }
@@ -310,7 +310,7 @@ export class Migrator {
       await this.withReconnect('complete', record, async () => this.runSteps(record, 'complete', await this.storedStep(record)));
     } catch (error) {
       if (isLostConnection(error)) throw this.connectionLost('complete', record, error);
-      if (error instanceof TandemError && error.code === 'busy') throw error;
+      if (anotherProcessTookOver(error)) throw error;
       const done = await this.store.inFlight();
       const firstDestructive = record.plan.complete.findIndex((s) => s.kind === 'sql' && s.destructive);
       const undamaged = firstDestructive < 0 || (done?.step ?? 0) <= firstDestructive;
@@ -632,6 +632,14 @@ export class Migrator {
       cause: error,
     });
   }
+}
+
+/**
+ * After a reconnect, another tandem process held the lock or had moved the migration on: what this
+ * run did is that process's to finish or undo, not this one's.
+ */
+function anotherProcessTookOver(error: unknown): boolean {
+  return error instanceof TandemError && (error.code === 'busy' || error.code === 'state_changed');
 }
 
 /** The error under a step's failure. */
