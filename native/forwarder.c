@@ -126,6 +126,7 @@ typedef struct session {
   char *initial_to_client, *initial_to_server;
   size_t initial_to_client_len, initial_to_server_len;
   int64_t deadline;        /* after its end: when closing sides are closed regardless */
+  struct command *release; /* the command that lets the thread free it, allocated up front: ending cannot fail */
   struct session *prev, *next;            /* all sessions the thread knows */
   struct session *next_queued, *next_closing, *next_freed;
 } session;
@@ -666,6 +667,7 @@ static void start_session(forwarder *f, session *s) {
 }
 
 static void free_session(session *s) {
+  free(s->release);
   free(s->from_server.capture);
   free(s->search_path);
   free(s->retire);
@@ -717,6 +719,17 @@ static int run_commands(forwarder *f) {
   return stop;
 }
 
+/* Puts a command on the thread's queue and wakes it. */
+static void enqueue(forwarder *f, command *c) {
+  pthread_mutex_lock(&f->lock);
+  if (f->tail) f->tail->next = c;
+  else f->head = c;
+  f->tail = c;
+  pthread_mutex_unlock(&f->lock);
+  uint64_t one = 1;
+  while (write(f->wake_fd, &one, sizeof one) < 0 && errno == EINTR) {}
+}
+
 static int send_command(forwarder *f, command_kind kind, session *s, const char *bytes, size_t length) {
   command *c = calloc(1, sizeof *c);
   if (!c) return 0;
@@ -731,13 +744,7 @@ static int send_command(forwarder *f, command_kind kind, session *s, const char 
   c->kind = kind;
   c->session = s;
   c->length = length;
-  pthread_mutex_lock(&f->lock);
-  if (f->tail) f->tail->next = c;
-  else f->head = c;
-  f->tail = c;
-  pthread_mutex_unlock(&f->lock);
-  uint64_t one = 1;
-  while (write(f->wake_fd, &one, sizeof one) < 0 && errno == EINTR) {}
+  enqueue(f, c);
   return 1;
 }
 
@@ -840,7 +847,10 @@ static void call_on_end(napi_env env, napi_value js_callback, void *context, voi
   napi_call_function(env, undefined, js_callback, 4, args, NULL);
   /* Live sessions keep the process running, as their sockets did in Node. */
   if (--f->live == 0) napi_unref_threadsafe_function(env, f->on_end);
-  send_command(f, CMD_RELEASE, s, NULL, 0);
+  /* Allocated when the session started, so that no allocation failure can keep it from being freed. */
+  command *release = s->release;
+  s->release = NULL;
+  enqueue(f, release);
   free(r);
 }
 
@@ -888,6 +898,9 @@ static void cleanup(void *arg) {
   free(f);
 }
 
+/* Marks the externals that are sessions, so that no other external can be passed off as one. */
+static const napi_type_tag SESSION_TAG = {0x74616e64656d2d73ULL, 0x657373696f6e2d31ULL};
+
 static forwarder *instance(napi_env env) {
   void *data = NULL;
   napi_get_instance_data(env, &data);
@@ -914,10 +927,15 @@ static napi_value init(napi_env env, napi_callback_info info) {
   }
   forwarder *f = calloc(1, sizeof *f);
   if (!f) return throw_errno(env, "calloc", ENOMEM);
+  f->epoll_fd = f->wake_fd = -1;
+  /* From here every failure goes through `fail`, which frees whatever was taken so far. */
+  const char *failed = NULL;
+  int error = 0;
   f->server_lost = malloc(lost_len);
   if (!f->server_lost) {
-    free(f);
-    return throw_errno(env, "malloc", ENOMEM);
+    failed = "malloc";
+    error = ENOMEM;
+    goto fail;
   }
   memcpy(f->server_lost, lost, lost_len);
   f->server_lost_len = lost_len;
@@ -926,36 +944,45 @@ static napi_value init(napi_env env, napi_callback_info info) {
   f->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   struct epoll_event wake = {.events = EPOLLIN, .data.ptr = NULL};
   if (f->epoll_fd < 0 || f->wake_fd < 0 || epoll_ctl(f->epoll_fd, EPOLL_CTL_ADD, f->wake_fd, &wake) != 0) {
-    int error = errno;
-    if (f->epoll_fd >= 0) close(f->epoll_fd);
-    if (f->wake_fd >= 0) close(f->wake_fd);
-    free(f->server_lost);
-    free(f);
-    return throw_errno(env, "epoll", error);
+    failed = "epoll";
+    error = errno;
+    goto fail;
   }
   napi_value name;
-  CHECK(napi_create_string_utf8(env, "tandem forwarder", NAPI_AUTO_LENGTH, &name));
-  CHECK(napi_create_threadsafe_function(env, argv[0], NULL, name, 0, 1, NULL, NULL, f, call_on_end, &f->on_end));
-  CHECK(napi_unref_threadsafe_function(env, f->on_end));
   napi_valuetype third = napi_undefined;
   if (argc >= 3) napi_typeof(env, argv[2], &third);
-  if (third == napi_function) {
-    CHECK(napi_create_threadsafe_function(env, argv[2], NULL, name, 0, 1, NULL, NULL, f, call_on_parameter, &f->on_parameter));
-    CHECK(napi_unref_threadsafe_function(env, f->on_parameter));
+  if (napi_create_string_utf8(env, "tandem forwarder", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_threadsafe_function(env, argv[0], NULL, name, 0, 1, NULL, NULL, f, call_on_end, &f->on_end) != napi_ok ||
+      napi_unref_threadsafe_function(env, f->on_end) != napi_ok ||
+      (third == napi_function &&
+       (napi_create_threadsafe_function(env, argv[2], NULL, name, 0, 1, NULL, NULL, f, call_on_parameter, &f->on_parameter) != napi_ok ||
+        napi_unref_threadsafe_function(env, f->on_parameter) != napi_ok))) {
+    failed = "napi_create_threadsafe_function";
+    error = EINVAL;
+    goto fail;
   }
-  int error = pthread_create(&f->thread, NULL, run, f);
+  error = pthread_create(&f->thread, NULL, run, f);
   if (error) {
-    napi_release_threadsafe_function(f->on_end, napi_tsfn_abort);
-    if (f->on_parameter) napi_release_threadsafe_function(f->on_parameter, napi_tsfn_abort);
-    close(f->epoll_fd);
-    close(f->wake_fd);
-    free(f->server_lost);
-    free(f);
-    return throw_errno(env, "pthread_create", error);
+    failed = "pthread_create";
+    goto fail;
   }
-  CHECK(napi_set_instance_data(env, f, NULL, NULL));
-  CHECK(napi_add_env_cleanup_hook(env, cleanup, f));
+  if (napi_set_instance_data(env, f, NULL, NULL) != napi_ok || napi_add_env_cleanup_hook(env, cleanup, f) != napi_ok) {
+    /* The thread runs: stop it the way the cleanup hook would, which also frees everything. */
+    napi_set_instance_data(env, NULL, NULL, NULL);
+    cleanup(f);
+    napi_throw_error(env, NULL, "tandem forwarder: could not register the forwarder with Node");
+    return NULL;
+  }
   return NULL;
+
+fail:
+  if (f->on_end) napi_release_threadsafe_function(f->on_end, napi_tsfn_abort);
+  if (f->on_parameter) napi_release_threadsafe_function(f->on_parameter, napi_tsfn_abort);
+  if (f->epoll_fd >= 0) close(f->epoll_fd);
+  if (f->wake_fd >= 0) close(f->wake_fd);
+  free(f->server_lost);
+  free(f);
+  return throw_errno(env, failed, error);
 }
 
 static int take_fd(int fd) {
@@ -1011,6 +1038,13 @@ static napi_value start(napi_env env, napi_callback_info info) {
   s->client.writable = s->server.writable = 1;
   s->id = id;
   s->counters = counters;
+  s->release = calloc(1, sizeof *s->release);
+  if (!s->release) {
+    free_session(s);
+    return throw_errno(env, "calloc", ENOMEM);
+  }
+  s->release->kind = CMD_RELEASE;
+  s->release->session = s;
   if (!copy_bytes(env, argv[4], &s->initial_to_client, &s->initial_to_client_len) ||
       !copy_bytes(env, argv[5], &s->initial_to_server, &s->initial_to_server_len)) {
     free_session(s);
@@ -1042,6 +1076,7 @@ static napi_value start(napi_env env, napi_callback_info info) {
   if (f->live++ == 0) napi_ref_threadsafe_function(env, f->on_end);
   napi_value handle;
   CHECK(napi_create_external(env, s, NULL, NULL, &handle));
+  CHECK(napi_type_tag_object(env, handle, &SESSION_TAG));
   return handle;
 }
 
@@ -1055,7 +1090,9 @@ static napi_value command_with_bytes(napi_env env, napi_callback_info info, comm
   void *s;
   void *bytes;
   size_t length;
-  if (argc < 2 || napi_get_value_external(env, argv[0], &s) != napi_ok ||
+  bool tagged = false;
+  if (argc < 2 || napi_check_object_type_tag(env, argv[0], &SESSION_TAG, &tagged) != napi_ok || !tagged ||
+      napi_get_value_external(env, argv[0], &s) != napi_ok ||
       napi_get_buffer_info(env, argv[1], &bytes, &length) != napi_ok) {
     napi_throw_type_error(env, NULL, "(handle, errorResponse: Buffer)");
     return NULL;

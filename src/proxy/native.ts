@@ -122,8 +122,13 @@ export class NativeForwarder {
   };
 }
 
-/** The socket's descriptor, if Node holds nothing for it: no unsent bytes, no unread ones. */
-function idleDescriptor(socket: net.Socket): number | undefined {
+/**
+ * The socket's descriptor, if Node holds nothing for it: no unsent bytes, no unread ones. Node has
+ * no public way to reach a TCP socket's descriptor, so this is the one place that reads its private
+ * libuv handle (`_handle.fd`, `writeQueueSize`); test/unit/native-handle.test.ts fails if Node
+ * changes them, and without a descriptor the session simply forwards in Node.
+ */
+export function idleDescriptor(socket: net.Socket): number | undefined {
   const handle = (socket as unknown as { _handle?: SocketHandle | null })._handle;
   const fd = handle?.fd;
   if (typeof fd !== 'number' || fd < 0) return undefined;
