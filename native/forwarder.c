@@ -1109,8 +1109,86 @@ static napi_value terminate(napi_env env, napi_callback_info info) {
   return command_with_bytes(env, info, CMD_TERMINATE);
 }
 
+/*
+ * scanFrames(chunks: Buffer[], fromClient: boolean): the frame scanner alone, over the chunks as one
+ * stream, for its unit test (the same cases as FrameScanner's): what it counted and noticed, where it
+ * found a broken length, and the search_path a server ParameterStatus carried.
+ */
+static napi_value scan_frames(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  bool from_client = false;
+  uint32_t count = 0;
+  bool is_array = false;
+  if (argc < 2 || napi_is_array(env, argv[0], &is_array) != napi_ok || !is_array || napi_get_array_length(env, argv[0], &count) != napi_ok ||
+      napi_get_value_bool(env, argv[1], &from_client) != napi_ok) {
+    napi_throw_type_error(env, NULL, "scanFrames(chunks: Buffer[], fromClient: boolean)");
+    return NULL;
+  }
+  session *s = calloc(1, sizeof *s);
+  if (!s) return throw_errno(env, "calloc", ENOMEM);
+  s->client.fd = s->server.fd = -1;
+  scanner *sc = from_client ? &s->from_client : &s->from_server;
+  uint8_t bad_type = 0;
+  int32_t bad_length = 0;
+  int counted = 0;
+  long bad = -1;
+  uint32_t bad_chunk = 0;
+  char *search_path = NULL;
+  for (uint32_t i = 0; i < count && bad == -1; i++) {
+    napi_value chunk;
+    void *data;
+    size_t length;
+    if (napi_get_element(env, argv[0], i, &chunk) != napi_ok || napi_get_buffer_info(env, chunk, &data, &length) != napi_ok) {
+      free_session(s);
+      napi_throw_type_error(env, NULL, "scanFrames: every chunk must be a Buffer");
+      return NULL;
+    }
+    bad = scan(sc, data, length, s, from_client, &bad_type, &bad_length, &counted);
+    bad_chunk = i;
+    if (s->search_path) {
+      free(search_path);
+      search_path = s->search_path;
+      s->search_path = NULL;
+    }
+  }
+  napi_value result, value;
+  napi_create_object(env, &result);
+  napi_create_double(env, (double)s->queries, &value);
+  napi_set_named_property(env, result, "queries", value);
+  napi_get_boolean(env, s->client_terminated, &value);
+  napi_set_named_property(env, result, "terminated", value);
+  napi_create_uint32(env, s->last_server_type, &value);
+  napi_set_named_property(env, result, "lastServerType", value);
+  napi_get_boolean(env, at_boundary(sc), &value);
+  napi_set_named_property(env, result, "atBoundary", value);
+  if (search_path) napi_create_string_utf8(env, search_path, NAPI_AUTO_LENGTH, &value);
+  else napi_get_null(env, &value);
+  napi_set_named_property(env, result, "searchPath", value);
+  if (bad == -1) {
+    napi_get_null(env, &value);
+  } else {
+    napi_value field;
+    napi_create_object(env, &value);
+    napi_create_uint32(env, bad_chunk, &field);
+    napi_set_named_property(env, value, "chunk", field);
+    napi_create_int64(env, bad, &field);
+    napi_set_named_property(env, value, "offset", field);
+    napi_create_uint32(env, bad_type, &field);
+    napi_set_named_property(env, value, "type", field);
+    napi_create_int32(env, bad_length, &field);
+    napi_set_named_property(env, value, "length", field);
+  }
+  napi_set_named_property(env, result, "bad", value);
+  free(search_path);
+  free_session(s);
+  return result;
+}
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor methods[] = {
+      {"scanFrames", NULL, scan_frames, NULL, NULL, NULL, napi_default, NULL},
       {"init", NULL, init, NULL, NULL, NULL, napi_default, NULL},
       {"start", NULL, start, NULL, NULL, NULL, napi_default, NULL},
       {"retire", NULL, retire, NULL, NULL, NULL, napi_default, NULL},

@@ -20,7 +20,7 @@ done
 PATH="$work/bin:$PATH" \
   LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)" \
   ASAN_OPTIONS="detect_leaks=0:log_path=$work/asan" UBSAN_OPTIONS="print_stacktrace=1:log_path=$work/ubsan" \
-  npx vitest run test/proxy test/e2e
+  npx vitest run test/proxy test/e2e test/unit/native-scanner.test.ts test/unit/native-handle.test.ts
 if compgen -G "$work/asan*" > /dev/null || compgen -G "$work/ubsan*" > /dev/null; then
   cat "$work"/asan* "$work"/ubsan* 2>/dev/null
   echo "sanitizer reports above" >&2

@@ -44,6 +44,19 @@ interface Binding {
   start(id: number, clientFd: number, serverFd: number, counters: Float64Array, toClient: Buffer, toServer: Buffer): NativeHandle;
   retire(handle: NativeHandle, errorResponse: Buffer): void;
   terminate(handle: NativeHandle, errorResponse: Buffer): void;
+  scanFrames(chunks: Buffer[], fromClient: boolean): NativeScan;
+}
+
+/** What the native frame scanner made of a stream (its unit test compares it with FrameScanner's). */
+export interface NativeScan {
+  queries: number;
+  terminated: boolean;
+  lastServerType: number;
+  atBoundary: boolean;
+  /** The search_path the last complete server ParameterStatus for it carried. */
+  searchPath: string | null;
+  /** The first header with an invalid length: in which chunk, at which offset (-2: begun in an earlier chunk). */
+  bad: { chunk: number; offset: number; type: number; length: number } | null;
 }
 
 /** What the proxy reaches of a socket's libuv handle: its descriptor and its unsent bytes. */
@@ -112,6 +125,11 @@ export class NativeForwarder {
       process.emitWarning(`tandem: failure while ending a natively forwarded session: ${(error as Error).message}`);
     }
   };
+
+  /** The native frame scanner alone, over `chunks` as one stream: for its unit test. */
+  scanFrames(chunks: Buffer[], fromClient: boolean): NativeScan {
+    return this.binding.scanFrames(chunks, fromClient);
+  }
 
   private readonly onSearchPath = (id: number, value: string): void => {
     try {
