@@ -360,7 +360,7 @@ export class Planner {
     return { start, complete, rollback, retires: previousVersionSchema };
   }
 
-  versionSchemaOwner(): VersionSchemaOwner {
+  private versionSchemaOwner(): VersionSchemaOwner {
     return { stateSchema: this.context.stateSchema, migration: this.context.migrationName };
   }
 
