@@ -11,7 +11,7 @@ import type { BackfillMetrics } from '../observe/backfill-metrics.js';
 import type { Logger } from '../observe/logger.js';
 import { DEFAULT_STALE_AFTER_MS } from '../state/heartbeats.js';
 import { MigrationStore, type MigrationRecord } from '../state/migrations.js';
-import { ADVISORY_LOCK_CLASS, initStateSchema, stateSchemaExists } from '../state/schema.js';
+import { ADVISORY_LOCK_CLASS, initStateSchema, migrationLockKey, readMigrationLockHolder, stateSchemaExists } from '../state/schema.js';
 import { listVersions } from '../state/versions.js';
 import { Backfill, type BackfillProgress } from './backfill.js';
 import { awaitProxies, checkRetirement, type RetirementCheck } from './drain.js';
@@ -496,18 +496,25 @@ export class Migrator {
   /** Session settings every run needs. */
   private async prepareSession(): Promise<void> {
     // A role-level statement_timeout would cut a long CREATE INDEX CONCURRENTLY or backfill batch short.
-    await this.db.query(`SET statement_timeout = 0`);
-    await this.db.query(`SET lock_timeout = ${this.settings.lockTimeoutMs}`);
-    // The backfill evaluates the migration's expressions in this session, and the DDL binds the names
-    // in its defaults and checks here: never through whatever a caller's search_path ("$user", a
-    // schema someone else can create in) would put in front of pg_catalog.
-    await this.db.query(`SET search_path = ${fixedSearchPath(this.settings.schema)}`);
-    // A killed tandem must not leave its server session holding the schema's lock until its current
-    // batch ends: from PostgreSQL 14 the backend checks for a vanished client while a statement runs;
-    // keepalives find a peer that went away without a word.
-    await this.db.query(`SELECT pg_catalog.set_config('client_connection_check_interval', '2000', false)
-                          WHERE pg_catalog.current_setting('server_version_num')::int >= 140000`);
-    await this.db.query(`SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3`);
+    // One round trip.
+    await this.db.query(
+      [
+        `SET statement_timeout = 0`,
+        `SET lock_timeout = ${this.settings.lockTimeoutMs}`,
+        // The backfill evaluates the migration's expressions in this session, and the DDL binds the
+        // names in its defaults and checks here: never through whatever a caller's search_path
+        // ("$user", a schema someone else can create in) would put in front of pg_catalog.
+        `SET search_path = ${fixedSearchPath(this.settings.schema)}`,
+        // A killed tandem must not leave its server session holding the schema's lock until its
+        // current batch ends: from PostgreSQL 14 the backend checks for a vanished client while a
+        // statement runs; keepalives find a peer that went away without a word.
+        `SELECT pg_catalog.set_config('client_connection_check_interval', '2000', false)
+          WHERE pg_catalog.current_setting('server_version_num')::int >= 140000`,
+        `SET tcp_keepalives_idle = 10`,
+        `SET tcp_keepalives_interval = 5`,
+        `SET tcp_keepalives_count = 3`,
+      ].join(';\n'),
+    );
   }
 
   private async requireState(): Promise<void> {
@@ -539,21 +546,14 @@ export class Migrator {
   }
 
   private get lockKey(): string {
-    return `${this.settings.stateSchema}.${this.settings.schema}`;
+    return migrationLockKey(this.settings.stateSchema, this.settings.schema);
   }
 
   /** Takes the schema's advisory lock without waiting, or says who holds it. */
   private async lock(): Promise<void> {
     const { rows } = await this.db.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [ADVISORY_LOCK_CLASS, this.lockKey]);
     if (rows[0]!.ok) return;
-    const holder = await this.db.query<{ pid: number; who: string; state: string | null; since: string | null; query: string | null }>(
-      `SELECT a.pid, coalesce(nullif(a.application_name, ''), 'unknown') || ' from ' || coalesce(host(a.client_addr) || ':' || a.client_port, 'local socket') AS who,
-              a.state, to_char(coalesce(a.query_start, a.backend_start), 'YYYY-MM-DD HH24:MI:SS TZ') AS since, left(a.query, 80) AS query
-         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-        WHERE l.locktype = 'advisory' AND l.classid = $1::int::oid AND l.objid = hashtext($2)::oid AND l.granted`,
-      [ADVISORY_LOCK_CLASS, this.lockKey],
-    );
-    const h = holder.rows[0];
+    const h = await readMigrationLockHolder(this.db, this.settings.stateSchema, this.settings.schema);
     const who = h ? ` (server pid ${h.pid}, ${h.who}, ${h.state ?? 'unknown state'} since ${h.since ?? '?'}${h.state === 'active' && h.query ? `: ${JSON.stringify(h.query)}` : ''})` : '';
     throw new TandemError('busy', `another tandem process is migrating schema "${this.settings.schema}" right now${who}`, {
       hint: h

@@ -1,6 +1,6 @@
 import type { Queryable } from '../db/connection.js';
 import { MigrationStore, type MigrationRecord } from '../state/migrations.js';
-import { ADVISORY_LOCK_CLASS, stateSchemaExists } from '../state/schema.js';
+import { readMigrationLockHolder, stateSchemaExists } from '../state/schema.js';
 import { listVersions, type VersionInfo } from '../state/versions.js';
 import { DEFAULT_STALE_AFTER_MS, readLiveClients } from '../state/heartbeats.js';
 import { checkRetirement, type RetirementCheck } from './drain.js';
@@ -130,12 +130,8 @@ export async function readStatus(db: Queryable, stateSchema: string, schema: str
 
 /** Who holds the schema's migration lock, if anyone: a live run, or none (an interrupted one). */
 async function readRun(db: Queryable, stateSchema: string, schema: string, record: MigrationRecord): Promise<ActiveMigration['run']> {
-  const { rows } = await db.query<{ pid: number }>(
-    `SELECT l.pid FROM pg_catalog.pg_locks l
-      WHERE l.locktype = 'advisory' AND l.classid = $1::int::oid AND l.objid = pg_catalog.hashtext($2)::oid AND l.granted`,
-    [ADVISORY_LOCK_CLASS, `${stateSchema}.${schema}`],
-  );
-  return { state: rows.length ? 'running' : 'interrupted', serverPid: rows[0]?.pid ?? null, continueWith: whatWorksNow(record.status, record.file) };
+  const holder = await readMigrationLockHolder(db, stateSchema, schema);
+  return { state: holder ? 'running' : 'interrupted', serverPid: holder?.pid ?? null, continueWith: whatWorksNow(record.status, record.file) };
 }
 
 export async function readBackfills(db: Queryable, stateSchema: string, migrationId: number): Promise<BackfillStatus[]> {
