@@ -238,10 +238,8 @@ export class Backfill {
       const order = this.keys.map((k) => quoteIdent(k.name)).join(', ');
       const orderDesc = this.keys.map((k) => `${quoteIdent(k.name)} DESC`).join(', ');
       scanned = `SELECT ctid AS tid, ${order} FROM ${this.table} WHERE ${conditions.join(' AND ')} ORDER BY ${order} LIMIT $${params.length}`;
-      last = (alias) =>
-        this.keys.length === 1
-          ? `(SELECT to_json(ARRAY[max(${alias}.${quoteIdent(this.keys[0]!.name)})::text]) FROM scanned ${alias})`
-          : `(SELECT to_json(${this.keyArray(alias)}) FROM scanned ${alias} ORDER BY ${orderDesc} LIMIT 1)`;
+      // ORDER BY, not max(): the key's type need not have a max aggregate (uuid has none).
+      last = (alias) => `(SELECT to_json(${this.keyArray(alias)}) FROM scanned ${alias} ORDER BY ${orderDesc} LIMIT 1)`;
       skippedRange = `(SELECT coalesce(json_agg(${this.keyArray('s')}), '[]'::json) FROM scanned s WHERE s.tid NOT IN (SELECT tid FROM locked))`;
     }
     // The batch records its own progress in the same statement, so both commit (or not) together.

@@ -157,6 +157,25 @@ describe('backfill', () => {
     expect((await pg.query(`SELECT count(*)::int AS n FROM keyed WHERE y IS DISTINCT FROM x * 3`)).rows[0].n).toBe(0);
   });
 
+  it('backfills tables keyed by types that have no max() aggregate: uuid, and a boolean in a composite key', async () => {
+    // Found by the umami and ai-chatbot histories (test/convert/histories.test.ts): Prisma and Drizzle key most tables by uuid.
+    await pg.query(`CREATE TABLE docs (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), x int);
+                    INSERT INTO docs (x) SELECT g FROM generate_series(1, 2500) g;
+                    CREATE TABLE flags (on_off boolean, n int, x int, PRIMARY KEY (on_off, n));
+                    INSERT INTO flags SELECT g % 2 = 0, g, g FROM generate_series(1, 2500) g;`);
+    ok(await start(pg.url, '01_uuid', [
+      { add_column: { table: 'docs', up: 'x * 2', column: { name: 'y', type: 'int' } } },
+      { add_column: { table: 'flags', up: 'x * 3', column: { name: 'y', type: 'int' } } },
+    ], ['--backfill-batch-size', '1000']));
+    const done = await pg.query(`SELECT table_name, rows_done::int AS rows, batches::int FROM tandem.backfills ORDER BY table_name`);
+    expect(done.rows).toEqual([
+      { table_name: 'docs', rows: 2500, batches: 3 },
+      { table_name: 'flags', rows: 2500, batches: 3 },
+    ]);
+    expect((await pg.query(`SELECT count(*)::int AS n FROM docs WHERE y IS DISTINCT FROM x * 2`)).rows[0].n).toBe(0);
+    expect((await pg.query(`SELECT count(*)::int AS n FROM flags WHERE y IS DISTINCT FROM x * 3`)).rows[0].n).toBe(0);
+  });
+
   it('an empty table needs no backfill', async () => {
     await pg.query(`CREATE TABLE empty (id int PRIMARY KEY, a int)`);
     const result = await start(pg.url, '01_e', [{ add_column: { table: 'empty', up: 'a', column: { name: 'b', type: 'int' } } }]);
