@@ -6,6 +6,7 @@
 import type { AlterTableCmd, AlterTableStmt, Constraint } from 'libpg-query';
 import { asNode, identifierSql, typeSql } from '../lint/ast.js';
 import { alterCommandStarts, expressionFrom, textOf } from '../lint/slice.js';
+import { placeholder } from '../migration/placeholders.js';
 import { convertColumn } from './column.js';
 import { operation, rawSql, tableName, Unconvertible, type ConvertContext, type ConvertedOperation, type Note } from './context.js';
 import { columnsReferenced, tableConstraint } from './table.js';
@@ -63,10 +64,10 @@ function convertCommand(context: ConvertContext, { cmd, table, first, end }: Sub
         notes.push(
           review(
             `existing rows get the value of "up" for "${added.name}", and the SQL gave none (it fails on a table with rows); ` +
-              'replace NULL with the value they should get, or complete will fail on the NOT NULL check',
+              'replace the placeholder with the value they should get (tandem start refuses the file until then)',
           ),
         );
-        return operation('add_column', { table, column: added, up: 'NULL' }, notes);
+        return operation('add_column', { table, column: added, up: placeholder(`the value existing rows get for ${added.name}`) }, notes);
       }
       return operation('add_column', { table, column: added }, notes);
     }

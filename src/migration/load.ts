@@ -6,6 +6,7 @@ import type { z } from 'zod';
 import { TandemError } from '../errors.js';
 import { nameProblem } from './names.js';
 import { closest } from './suggest.js';
+import { findPlaceholders } from './placeholders.js';
 import { migrationEnvelope, OPERATION_KINDS, operationBodies, type Migration, type Operation, type OperationKind } from './format.js';
 
 export const MIGRATION_EXTENSIONS = ['.json', '.yaml', '.yml'] as const;
@@ -64,6 +65,11 @@ export interface ParseOptions {
   format: 'json' | 'yaml';
   /** Default: MIGRATION_LIMITS. */
   limits?: MigrationLimits;
+  /**
+   * `convert` checks its own output, placeholders included; everything that runs a migration
+   * (the default) refuses a file that still holds one.
+   */
+  allowPlaceholders?: boolean;
 }
 
 export function parseMigration(text: string, options: ParseOptions): LoadedMigration {
@@ -98,12 +104,31 @@ function parseText(text: string, options: ParseOptions): LoadedMigration {
   refuseName(name, fromFile ? 'file name' : 'name', file);
   if (envelope.data.version_schema !== undefined) refuseName(envelope.data.version_schema, 'version_schema', file);
   const operations = envelope.data.operations.map((operation, index) => parseOperation(operation, index, file));
+  if (!options.allowPlaceholders) refusePlaceholders(raw, text, operations, file);
   if (operations.length === 0) {
     throw new TandemError('migration_empty', 'the migration has no operations', { file, field: 'operations' });
   }
   const migration: Migration = { name, operations };
   if (envelope.data.version_schema) migration.versionSchema = envelope.data.version_schema;
   return { migration, file, raw, digest: digestOf(raw) };
+}
+
+function refusePlaceholders(raw: unknown, text: string, operations: Operation[], file: string): void {
+  const found = findPlaceholders(raw, text);
+  const first = found[0];
+  if (!first) return;
+  const others = found.length > 1 ? ` (and ${found.length - 1} more${found.slice(1).some((f) => f.line) ? `, on line ${found.slice(1).flatMap((f) => (f.line ? [f.line] : [])).join(', ')}` : ''})` : '';
+  throw new TandemError(
+    'review_placeholder',
+    `${first.line ? `line ${first.line}: ` : ''}a placeholder from tandem convert is still here: ${JSON.stringify(first.value)}${others}`,
+    {
+      file,
+      operation: first.operation,
+      kind: operations[first.operation]?.kind,
+      field: first.field,
+      hint: 'replace it with the SQL expression it asks for (the REVIEW comment above the operation says what is needed), then run the command again',
+    },
+  );
 }
 
 function refuseSize(bytes: number, file: string, limits: MigrationLimits): void {
