@@ -34,6 +34,9 @@ export function conversionHeader(conversion: Conversion, source: string): string
         'raw SQL that runs at start must be alone in its migration.',
     );
   }
+  for (const migration of conversion.migrations) {
+    if (migration.versionSchema) header.push(versionSchemaNote(migration));
+  }
   if (reviews) header.push(`${reviews} REVIEW note${reviews === 1 ? '' : 's'} below: check each before running tandem start.`);
   for (const skipped of conversion.skipped) header.push(`Skipped ${skipped}.`);
   return header;
@@ -48,9 +51,15 @@ export function renderConversion(conversion: Conversion, format: OutputFormat, s
   return migrations.map((migration, index) => toYaml(migration, index === 0 ? conversionHeader(conversion, source) : [])).join('---\n');
 }
 
+/** Why a converted migration sets `version_schema`. */
+export function versionSchemaNote(migration: ConvertedMigration): string {
+  return `${migration.name}: version_schema is ${migration.versionSchema}, as <schema>_${migration.name} would pass PostgreSQL's 63-byte limit for names`;
+}
+
 /** The notes as lines for stderr, for output that cannot carry comments. */
 export function noteLines(conversion: Conversion, file: string): string[] {
   const lines = conversion.skipped.map((skipped) => `${file}: skipped ${skipped}`);
+  for (const migration of conversion.migrations) if (migration.versionSchema) lines.push(`${file}: ${versionSchemaNote(migration)}`);
   for (const migration of conversion.migrations) {
     migration.operations.forEach((converted, index) => {
       for (const note of converted.notes) {
