@@ -1,8 +1,9 @@
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { basename, extname, join, sep } from 'node:path';
+import { basename, dirname, extname, join, resolve, sep } from 'node:path';
 import { Option, type Command } from 'commander';
 import { TandemError, UsageError } from '../../errors.js';
 import { convertSql, type Conversion } from '../../convert/convert.js';
+import { prefixedByPosition, readHistory, sortsInRunOrder } from '../../convert/history.js';
 import { conversionHeader, noteLines, renderConversion, toJson, toYaml, type OutputFormat } from '../../convert/emit.js';
 import { writeLine, type CliIO } from '../io.js';
 
@@ -15,15 +16,21 @@ interface ConvertFlags {
 export function registerConvert(program: Command, io: CliIO): void {
   program
     .command('convert')
-    .description('turn a plain SQL migration into tandem (pgroll-format) migrations')
-    .argument('<file>', 'the .sql file')
-    .option('-o, --output <path>', 'write the migration to this file, or one file per migration into this directory (ending in /)')
+    .description('turn a plain SQL migration, or a folder of them (Prisma, Drizzle, Flyway, numbered .sql files), into tandem (pgroll-format) migrations')
+    .argument('<file>', 'the .sql file, or the folder of a migration history')
+    .option('-o, --output <path>', 'write the migration to this file, or one file per migration into this directory (ending in /; required for a folder)')
     .addOption(new Option('--format <format>', 'yaml or json (default: from the --output extension, else yaml)').choices(['yaml', 'json']))
-    .option('--name <name>', 'the migration name (default: the file name without .sql)')
+    .option('--name <name>', 'the migration name (default: the file name without .sql; a Prisma migration.sql takes its folder\'s name)')
     .action(async (file: string, flags: ConvertFlags, command: Command) => {
       const { schema } = command.optsWithGlobals<{ schema: string }>();
       const format = flags.format ?? (flags.output && extname(flags.output).toLowerCase() === '.json' ? 'json' : 'yaml');
-      const name = flags.name ?? basename(file, extname(file));
+      if ((await stat(file).catch(() => undefined))?.isDirectory()) {
+        if (flags.name) throw new UsageError('--name names one migration; a folder\'s migrations take their names from its files');
+        if (!flags.output) throw new UsageError('converting a folder writes one file per migration', 'give -o a directory (ending in /)');
+        await convertFolder(file, flags.output.endsWith('/') || flags.output.endsWith(sep) ? flags.output : `${flags.output}/`, format, schema, io);
+        return;
+      }
+      const name = flags.name ?? defaultName(file);
       if (!name) throw new UsageError('--name must not be empty');
       const conversion = await convertSql(await readSource(file), file, { name, schema });
       // YAML carries the notes as comments; JSON cannot, so they go to stderr.
@@ -38,6 +45,45 @@ export function registerConvert(program: Command, io: CliIO): void {
       const reviews = conversion.migrations.flatMap((m) => m.operations.flatMap((op) => op.notes)).filter((n) => n.level === 'review').length;
       writeLine(io.stderr, `wrote ${written.join(', ')}${reviews ? `: ${reviews} REVIEW note${reviews === 1 ? '' : 's'} to check` : ''}`);
     });
+}
+
+/** Prisma keeps every migration as `<timestamp>_<name>/migration.sql`: the folder is its name. */
+function defaultName(file: string): string {
+  const own = basename(file, extname(file));
+  return own === 'migration' && extname(file).toLowerCase() === '.sql' ? basename(dirname(resolve(file))) : own;
+}
+
+/**
+ * Every migration of a history, converted in the order its tool runs them and written to `output`
+ * under names that `tandem migrate` runs in that same order.
+ */
+async function convertFolder(dir: string, output: string, format: OutputFormat, schema: string, io: CliIO): Promise<void> {
+  const history = await readHistory(dir);
+  if (!history.entries.length) throw new TandemError('convert_empty', 'the folder holds no SQL migration', { file: dir });
+  const convertAll = async (names: string[]) => {
+    const conversions: Conversion[] = [];
+    for (const [index, entry] of history.entries.entries()) conversions.push(await convertSql(await readSource(entry.file), entry.file, { name: names[index]!, schema }));
+    return conversions;
+  };
+  const baseNames = history.entries.map((entry) => entry.name);
+  let conversions = await convertAll(baseNames);
+  const prefixed = !sortsInRunOrder(conversions.flatMap((c) => c.migrations.map((m) => m.name)));
+  if (prefixed) conversions = await convertAll(prefixedByPosition(baseNames));
+  const written: string[] = [];
+  let reviews = 0;
+  for (const [index, conversion] of conversions.entries()) {
+    const source = history.entries[index]!.file;
+    if (format === 'json') for (const line of noteLines(conversion, source)) writeLine(io.stderr, line);
+    written.push(...(await writeMigrations(conversion, output, format, source)));
+    reviews += conversion.migrations.flatMap((m) => m.operations.flatMap((op) => op.notes)).filter((n) => n.level === 'review').length;
+  }
+  for (const skipped of history.skipped) writeLine(io.stderr, `skipped ${skipped}`);
+  if (prefixed) writeLine(io.stderr, 'the migration names are numbered (0001_…), as their own order differs from the order the files run in');
+  writeLine(
+    io.stderr,
+    `converted ${history.entries.length} ${history.layout} migration${history.entries.length === 1 ? '' : 's'} into ${written.length} in ${output}` +
+      `${reviews ? `: ${reviews} REVIEW note${reviews === 1 ? '' : 's'} to check` : ''}`,
+  );
 }
 
 /** Writes to a file, or to `<dir>/<migration name>.<ext>` per migration when `output` is a directory. */
