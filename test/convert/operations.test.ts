@@ -6,14 +6,14 @@
 import { describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { convertSql, migrationDocument, type Conversion } from '../../src/convert/convert.js';
-import { renderConversion, toYaml } from '../../src/convert/emit.js';
+import { conversionHeader, renderConversion, toYaml } from '../../src/convert/emit.js';
 import { parseMigration } from '../../src/migration/load.js';
 
 async function convert(sql: string, schema = 'public') {
   const conversion = await convertSql(sql, 'case.sql', { name: 'case', schema });
-  // What a user gets must load exactly as tandem start would load it.
+  // What a user gets must load exactly as tandem start would load it, once its placeholders are filled in.
   for (const migration of conversion.migrations) {
-    const loaded = parseMigration(toYaml(migration), { file: `${migration.name}.yaml`, format: 'yaml' });
+    const loaded = parseMigration(toYaml(migration), { file: `${migration.name}.yaml`, format: 'yaml', allowPlaceholders: true });
     expect(loaded.migration.operations.map((op) => ({ [op.kind]: op.body }))).toEqual(migrationDocument(migration).operations);
   }
   return conversion;
@@ -117,8 +117,38 @@ describe('convert: one operation per statement kind', () => {
 
   it('add_column NOT NULL without a default gets a marked up', async () => {
     const sql = 'ALTER TABLE orders ADD COLUMN region text NOT NULL;';
-    expect(await operations(sql)).toEqual([{ add_column: { table: 'orders', column: { name: 'region', type: 'text', nullable: false }, up: 'NULL' } }]);
+    // A placeholder, not SQL: tandem start refuses the file until a person writes the value.
+    expect(await operations(sql)).toEqual([
+      { add_column: { table: 'orders', column: { name: 'region', type: 'text', nullable: false }, up: 'REVIEW: the value existing rows get for region' } },
+    ]);
     expect(await notes(sql)).toEqual([expect.stringMatching(/^review: existing rows get the value of "up"/)]);
+  });
+
+  it('a placeholder left in the file is refused by everything that runs migrations, naming its line', async () => {
+    const conversion = await convert('ALTER TABLE orders ADD COLUMN region text NOT NULL;\nALTER TABLE orders ADD COLUMN zone int NOT NULL;');
+    const yaml = toYaml(conversion.migrations[0]!);
+    const lineOf = (text: string) => yaml.split('\n').findIndex((l) => l.includes(text)) + 1;
+    const line = lineOf('up: "REVIEW: the value existing rows get for region"');
+    const second = lineOf('up: "REVIEW: the value existing rows get for zone"');
+    expect(line).toBeGreaterThan(0);
+    expect(second).toBeGreaterThan(line);
+    let refused: unknown;
+    try {
+      parseMigration(yaml, { file: 'case.yaml', format: 'yaml' });
+    } catch (error) {
+      refused = error;
+    }
+    expect(refused).toMatchObject({ code: 'review_placeholder', file: 'case.yaml', operation: 0, kind: 'add_column', field: 'up' });
+    expect((refused as Error).message).toBe(
+      `line ${line}: a placeholder from tandem convert is still here: "REVIEW: the value existing rows get for region" (and 1 more, on line ${second})`,
+    );
+    // JSON output carries the same placeholder, and is refused the same way.
+    const json = JSON.stringify(migrationDocument(conversion.migrations[0]!), null, 2);
+    const jsonLine = json.split('\n').findIndex((l) => l.includes('"up": "REVIEW: the value existing rows get for region"')) + 1;
+    expect(() => parseMigration(json, { file: 'case.json', format: 'json' })).toThrow(`line ${jsonLine}: a placeholder from tandem convert`);
+    // Once a person writes the value, the file loads.
+    const edited = yaml.replace('"REVIEW: the value existing rows get for region"', "'''eu'''").replace('"REVIEW: the value existing rows get for zone"', '"0"');
+    expect(parseMigration(edited, { file: 'case.yaml', format: 'yaml' }).migration.operations).toHaveLength(2);
   });
 
   it('alter_column: type with and without USING, placeholders marked', async () => {
@@ -243,34 +273,92 @@ describe('convert: statements without a safe equivalent', () => {
       'ALTER TABLE orders ADD CONSTRAINT o_fk FOREIGN KEY (user_id) REFERENCES users;',
     ].join('\n');
     const conversion = await convert(sql);
-    // Raw SQL must run alone: the file becomes consecutive migrations around each sql operation.
+    // Raw SQL must run alone: consecutive raw statements share one sql operation, and the file
+    // becomes consecutive migrations around each.
     expect(conversion.migrations.map((m) => [m.name, m.operations.map((op) => op.kind)])).toEqual([
       ['case_1', ['sql']],
-      ['case_2', ['sql']],
-      ['case_3', ['add_column']],
-      ['case_4', ['sql']],
-      ['case_5', ['sql']],
-      ['case_6', ['sql']],
-      ['case_7', ['sql']],
+      ['case_2', ['add_column']],
+      ['case_3', ['sql']],
     ]);
     expect(allOperations(conversion)).toEqual([
-      { sql: { up: "CREATE TYPE mood AS ENUM ('sad', 'ok')" } },
-      { sql: { up: 'CREATE INDEX orders_lower_email ON orders (lower(email))' } },
+      { sql: { up: "CREATE TYPE mood AS ENUM ('sad', 'ok');\nCREATE INDEX orders_lower_email ON orders (lower(email))" } },
       { add_column: { table: 'orders', column: { name: 'a', type: 'integer', nullable: true } } },
-      { sql: { up: 'ALTER TABLE orders CLUSTER ON orders_pkey' } },
-      { sql: { up: "UPDATE orders SET status = 'new' WHERE status IS NULL" } },
-      { sql: { up: 'CREATE TABLE other.things (id bigint)' } },
-      { sql: { up: 'ALTER TABLE orders ADD CONSTRAINT o_fk FOREIGN KEY (user_id) REFERENCES users' } },
+      {
+        sql: {
+          up: [
+            'ALTER TABLE orders CLUSTER ON orders_pkey',
+            "UPDATE orders SET status = 'new' WHERE status IS NULL",
+            'CREATE TABLE other.things (id bigint)',
+            'ALTER TABLE orders ADD CONSTRAINT o_fk FOREIGN KEY (user_id) REFERENCES users',
+          ].join(';\n'),
+        },
+      },
     ]);
-    const reasons = conversion.migrations.flatMap((m) => m.operations).filter((op) => op.kind === 'sql').map((op) => op.notes[0]!.text);
+    const reasons = conversion.migrations.flatMap((m) => m.operations).filter((op) => op.kind === 'sql').map((op) => op.notes.map((note) => note.text));
     expect(reasons).toEqual([
-      expect.stringContaining('no operation for CREATE TYPE;'),
-      expect.stringContaining('expression indexes'),
-      expect.stringContaining('CLUSTER ON has no tandem operation'),
-      expect.stringContaining('in batches'),
-      expect.stringContaining('outside the migrated schema "public"'),
-      expect.stringContaining("cannot look up users's primary key"),
+      [expect.stringContaining('no operation for CREATE TYPE;'), expect.stringContaining('expression indexes')],
+      [
+        expect.stringContaining('CLUSTER ON has no tandem operation'),
+        expect.stringContaining('in batches'),
+        expect.stringContaining('outside the migrated schema "public"'),
+        expect.stringContaining("cannot look up users's primary key"),
+      ],
     ]);
+  });
+
+  it('keeps CREATE INDEX CONCURRENTLY in a sql operation of its own, as it cannot run in a transaction', async () => {
+    const conversion = await convert(
+      "CREATE TYPE mood AS ENUM ('sad');\nCREATE INDEX CONCURRENTLY orders_lower ON orders (lower(email));\nCREATE TYPE size AS ENUM ('s');",
+    );
+    expect(allOperations(conversion)).toEqual([
+      { sql: { up: "CREATE TYPE mood AS ENUM ('sad')" } },
+      { sql: { up: 'CREATE INDEX CONCURRENTLY orders_lower ON orders (lower(email))' } },
+      { sql: { up: "CREATE TYPE size AS ENUM ('s')" } },
+    ]);
+  });
+
+  it('sets a shorter version_schema when <schema>_<name> would pass 63 bytes, and says so', async () => {
+    const name = '20240229123456_add_the_delivery_region_to_every_order_of_the_shop';
+    const conversion = await convertSql('ALTER TABLE orders ADD COLUMN region text;', 'migration.sql', { name, schema: 'public' });
+    const [migration] = conversion.migrations;
+    expect(migration!.name).toBe(name);
+    expect(migration!.versionSchema).toMatch(/^public_20240229123456_add_the_delivery_region_to_every_[0-9a-f]{8}$/);
+    expect(Buffer.byteLength(migration!.versionSchema!)).toBeLessThanOrEqual(63);
+    expect(migrationDocument(migration!).version_schema).toBe(migration!.versionSchema);
+    expect(conversionHeader(conversion, 'migration.sql').join('\n')).toContain(`version_schema is ${migration!.versionSchema}`);
+    // Short names keep the version schema tandem derives.
+    expect((await convert('ALTER TABLE orders ADD COLUMN region text;')).migrations[0]!.versionSchema).toBeUndefined();
+  });
+
+  it('drops no constraint of a table the file drops, and treats DROP + ADD of one constraint as one change', async () => {
+    const conversion = await convert(
+      [
+        'ALTER TABLE "Banner" DROP CONSTRAINT "Banner_userId_fkey";',
+        'DROP TABLE "Banner";',
+        'ALTER TABLE "Doc" DROP CONSTRAINT "Doc_userId_fkey";',
+        'ALTER TABLE "Doc" ADD CONSTRAINT "Doc_userId_fkey" FOREIGN KEY ("userId") REFERENCES "User"("id") ON DELETE CASCADE;',
+      ].join('\n'),
+    );
+    expect(conversion.migrations).toHaveLength(1);
+    expect(conversion.migrations[0]!.operations.map((op) => op.kind)).toEqual(['drop_table', 'drop_constraint', 'create_constraint']);
+    expect(conversion.migrations[0]!.operations[2]!.notes).toEqual([{ level: 'info', text: 'replaces the constraint Doc_userId_fkey dropped above, in the same migration' }]);
+  });
+
+  it("converts the statement inside Drizzle's duplicate_object guard", async () => {
+    const sql = `DO $$ BEGIN
+ ALTER TABLE "Vote" ADD CONSTRAINT "Vote_chatId_Chat_id_fk" FOREIGN KEY ("chatId") REFERENCES "public"."Chat"("id") ON DELETE no action ON UPDATE no action;
+EXCEPTION
+ WHEN duplicate_object THEN null;
+END $$;
+DO $$ BEGIN PERFORM 1; PERFORM 2; EXCEPTION WHEN duplicate_object THEN null; END $$;`;
+    const conversion = await convert(sql);
+    expect(conversion.migrations.map((m) => m.operations.map((op) => op.kind))).toEqual([['create_constraint'], ['sql']]);
+    expect(allOperations(conversion)[0]).toMatchObject({
+      create_constraint: { table: 'Vote', name: 'Vote_chatId_Chat_id_fk', type: 'foreign_key', columns: ['chatId'], references: { table: 'Chat', columns: ['id'] } },
+    });
+    expect(conversion.migrations[0]!.operations[0]!.notes.map((n) => n.text)).toContain(
+      'the DO block that ignored duplicate_object is dropped: tandem refuses to create what already exists',
+    );
   });
 
   it('honours --schema for qualified names', async () => {

@@ -88,7 +88,7 @@ describe('convert round-trips through tandem start on PostgreSQL', () => {
     await pg.query('CREATE TABLE orders (id bigint PRIMARY KEY); INSERT INTO orders VALUES (1);');
     const conversion = await convertSql('ALTER TABLE orders ADD COLUMN region text NOT NULL;', 'm.sql', { name: '02_region', schema: 'public' });
     // What the REVIEW note asks the user to do: give existing rows a value.
-    const edited = toYaml(conversion.migrations[0]!).replace('up: "NULL"', "up: \"'eu'\"");
+    const edited = toYaml(conversion.migrations[0]!).replace('up: "REVIEW: the value existing rows get for region"', "up: \"'eu'\"");
     const file = join(await mkdtemp(join(tmpdir(), 'tandem-convert-')), '02_region.yaml');
     await writeFile(file, edited);
     ok(await tandem(pg.url, ['init']));
