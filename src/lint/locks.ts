@@ -18,7 +18,12 @@ export function blockingTargets(node: Node): RelationName[] {
     const weak = commands.every(
       (cmd) => cmd && (WEAK_ALTER_COMMANDS.has(cmd.subtype ?? '') || (cmd.subtype === 'AT_DetachPartition' && isConcurrentDetach(cmd.def))),
     );
-    return weak ? [] : listOf(relationOf(alter.relation));
+    // A foreign key also takes SHARE ROW EXCLUSIVE on the table it references, even when the table
+    // it is added to is new (Prisma creates tables first and adds their keys with ALTER TABLE).
+    const referenced = commands.flatMap((cmd) =>
+      cmd?.subtype === 'AT_AddConstraint' || cmd?.subtype === 'AT_AddColumn' ? referencedTables(cmd.def ? [cmd.def] : []) : [],
+    );
+    return [...(weak ? [] : listOf(relationOf(alter.relation))), ...referenced];
   }
   const index = asNode(node, 'IndexStmt');
   if (index) return index.concurrent ? [] : listOf(relationOf(index.relation));

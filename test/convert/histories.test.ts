@@ -16,6 +16,7 @@ import { describe, expect, it } from 'vitest';
 import { convertSql, type ConvertedMigration } from '../../src/convert/convert.js';
 import { toYaml } from '../../src/convert/emit.js';
 import { readHistory, type HistoryEntry } from '../../src/convert/history.js';
+import { lintSql } from '../../src/lint/lint.js';
 import { PLACEHOLDER_PREFIX } from '../../src/migration/placeholders.js';
 import { usePostgres } from '../support/harness.js';
 import { ok, tandem } from '../support/migrations.js';
@@ -70,6 +71,18 @@ describe.each(HISTORIES)('the $name history', (history) => {
     for (const migration of migrations) await writeFile(join(folder, `${migration.name}.yaml`), toYaml(review(migration)));
     ok(await tandem(url, ['migrate', folder, '--complete']));
   }
+
+  it('lints file by file, and says where the history changes data in one statement or locks a referenced table without lock_timeout', async () => {
+    const { entries } = await readHistory(history.dir);
+    const rules = new Set<string>();
+    for (const entry of entries) for (const finding of await lintSql(await readFile(entry.file, 'utf8'), entry.file)) rules.add(finding.rule);
+    expect(rules).toContain('missing-lock-timeout');
+    if (history.layout === 'prisma') {
+      const teamRedesign = entries.find((e) => e.name === '04_team_redesign')!;
+      const findings = await lintSql(await readFile(teamRedesign.file, 'utf8'), teamRedesign.file);
+      expect(findings.filter((f) => f.rule === 'unbatched-data-change').map((f) => f.message)).toEqual(['UPDATE of website in one statement']);
+    }
+  });
 
   it('is read in the order its tool runs it', async () => {
     const read = await readHistory(history.dir);

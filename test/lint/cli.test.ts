@@ -119,7 +119,7 @@ describe('tandem lint', () => {
     const result = await runCli(['lint', '--list-rules']);
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/^adding-required-column\s+error\s+ADD COLUMN/m);
-    expect(result.stdout.trim().split('\n').length).toBe(25);
+    expect(result.stdout.trim().split('\n').length).toBe(26);
   });
 
   it('exits 2 for bad usage', async () => {

@@ -160,18 +160,41 @@ const CORPUS: Record<string, Case> = {
     findings: ['missing-lock-timeout@1:1'],
     raw: true,
   },
+  'a foreign key added to a new table locks the table it references (Prisma writes keys this way)': {
+    sql: 'CREATE TABLE "Banner" (id bigint PRIMARY KEY, "userId" bigint);\nALTER TABLE "Banner" ADD CONSTRAINT "Banner_userId_fkey" FOREIGN KEY ("userId") REFERENCES "User"("id");',
+    findings: ['missing-lock-timeout@2:1'],
+    raw: true,
+  },
+  'a column with a foreign key added to a new table': {
+    sql: 'CREATE TABLE t (id bigint PRIMARY KEY);\nALTER TABLE t ADD COLUMN user_id bigint REFERENCES users (id);',
+    findings: ['missing-lock-timeout@2:1'],
+    raw: true,
+  },
   // backfill-in-ddl-transaction
   'DDL then backfill in one transaction': {
     sql: "BEGIN;\nALTER TABLE users ADD COLUMN full_name text;\nUPDATE users SET full_name = first_name || ' ' || last_name;\nCOMMIT;",
-    findings: ['backfill-in-ddl-transaction@4:1'],
+    findings: ['backfill-in-ddl-transaction@4:1', 'unbatched-data-change@4:8'],
   },
   'backfill then DDL, whole file in a transaction': {
     sql: "UPDATE users SET plan = 'free' WHERE plan IS NULL;\nALTER TABLE users ALTER COLUMN plan SET DEFAULT 'free';",
-    findings: ['backfill-in-ddl-transaction@3:1'],
+    findings: ['unbatched-data-change@2:8', 'backfill-in-ddl-transaction@3:1'],
     options: { assumeInTransaction: true },
   },
   'DDL committed before the backfill': {
     sql: "BEGIN;\nALTER TABLE users ADD COLUMN full_name text;\nCOMMIT;\nUPDATE users SET full_name = first_name;",
+    findings: ['unbatched-data-change@5:8'],
+  },
+  // unbatched-data-change
+  'a DELETE of an existing table': { sql: 'DELETE FROM sessions WHERE expires_at < now();', findings: ['unbatched-data-change@2:13'] },
+  'an UPDATE in batches, by a subquery with LIMIT or a key range': {
+    sql: [
+      'UPDATE users SET plan = 1 WHERE id IN (SELECT id FROM users WHERE plan IS NULL ORDER BY id LIMIT 5000);',
+      'DELETE FROM sessions WHERE id BETWEEN 1 AND 5000;',
+    ].join('\n'),
+    findings: [],
+  },
+  'data written into a table created in the same file': {
+    sql: "CREATE TABLE plans (id bigint PRIMARY KEY, name text);\nINSERT INTO plans VALUES (1, 'free');\nUPDATE plans SET name = 'Free';",
     findings: [],
   },
   // add-enum-value-in-transaction

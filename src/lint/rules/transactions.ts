@@ -1,5 +1,6 @@
 /** Rules about what a migration holds while it runs: lock_timeout, transactions, enum values. */
-import { asNode, displayRelation, stringList } from '../ast.js';
+import type { Node } from 'libpg-query';
+import { asNode, displayRelation, relationOf, stringList, walk } from '../ast.js';
 import type { Rule } from '../types.js';
 
 export const missingLockTimeout: Rule = {
@@ -8,7 +9,8 @@ export const missingLockTimeout: Rule = {
   summary: 'DDL that takes a blocking lock before any SET lock_timeout',
   why:
     'A DDL statement waiting for its lock (behind one long query, say) makes every later query on the table queue ' +
-    'behind it: a few seconds of waiting becomes an outage. lock_timeout makes it give up instead.',
+    'behind it: a few seconds of waiting becomes an outage. lock_timeout makes it give up instead. A foreign key locks ' +
+    'the table it references too (SHARE ROW EXCLUSIVE), even when the table that gets the key is new.',
   fix: "Start the migration with SET lock_timeout = '2s' (and retry on failure); tandem start sets it for every statement (--lock-timeout).",
   example: {
     bad: 'ALTER TABLE users ADD COLUMN bio text;',
@@ -74,4 +76,40 @@ export const addEnumValueInTransaction: Rule = {
   },
 };
 
-export const TRANSACTION_RULES: Rule[] = [missingLockTimeout, backfillInDdlTransaction, addEnumValueInTransaction];
+export const unbatchedDataChange: Rule = {
+  name: 'unbatched-data-change',
+  severity: 'warning',
+  summary: 'an UPDATE or DELETE of an existing table in one statement',
+  why:
+    'One UPDATE or DELETE locks every row it touches until it commits, so the application\'s writes to those rows wait for ' +
+    'all of it; it writes all its WAL at once, so replicas fall behind; a failure near the end undoes everything; and rows ' +
+    'the running application writes meanwhile are not covered.',
+  fix:
+    'Change the rows in batches of a few thousand, each in its own transaction (WHERE id IN (SELECT id ... ORDER BY id LIMIT 5000)), ' +
+    'or let tandem do it: add_column and alter_column with `up` backfill in batches and keep rows written later in step.',
+  example: {
+    bad: "UPDATE users SET email = lower(email);",
+    good: 'UPDATE users SET email = lower(email) WHERE id IN (SELECT id FROM users WHERE id > 0 AND email <> lower(email) ORDER BY id LIMIT 5000);',
+    tandem: ['operations:', '  - alter_column:', '      table: users', '      column: email', "      up: 'lower(email)'", "      down: 'email'"].join('\n'),
+  },
+  check(context) {
+    const update = asNode(context.statement.node, 'UpdateStmt');
+    const remove = asNode(context.statement.node, 'DeleteStmt');
+    const relation = relationOf(update?.relation ?? remove?.relation);
+    if (!relation || context.state.isNewTable(relation)) return [];
+    if (isBatch(update?.whereClause ?? remove?.whereClause)) return [];
+    return [{ at: (update?.relation ?? remove?.relation)?.location, message: `${update ? 'UPDATE' : 'DELETE'} of ${displayRelation(relation)} in one statement` }];
+  },
+};
+
+/** A WHERE that takes a bounded slice of rows: a subquery with LIMIT, or a BETWEEN range of keys. */
+function isBatch(where: Node | undefined): boolean {
+  let bounded = false;
+  walk(where, (kind, body) => {
+    if (kind === 'SelectStmt' && body.limitCount !== undefined) bounded = true;
+    if (kind === 'A_Expr' && (body.kind === 'AEXPR_BETWEEN' || body.kind === 'AEXPR_BETWEEN_SYM')) bounded = true;
+  });
+  return bounded;
+}
+
+export const TRANSACTION_RULES: Rule[] = [missingLockTimeout, backfillInDdlTransaction, addEnumValueInTransaction, unbatchedDataChange];
