@@ -13,9 +13,9 @@ import { isDatabaseError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import type { BackfillMetrics } from '../observe/backfill-metrics.js';
 import { backoff, isLockTimeout, sleep, type Executor } from './executor.js';
-import type { BackfillStep } from './plan.js';
-import { qualified, quoteIdent } from './sql.js';
-import { BACKFILL_SETTING } from './triggers.js';
+import type { BackfillStep } from '../core/steps.js';
+import { qualified, quoteIdent } from '../core/quote.js';
+import { BACKFILL_SETTING } from '../core/triggers.js';
 
 export interface BackfillOptions {
   batchSize: number;
