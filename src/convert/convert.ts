@@ -6,7 +6,7 @@
  * into consecutive migrations around it. The result is checked with the validator `tandem start`
  * uses before anyone sees it.
  */
-import { parseSql } from '../lint/parse.js';
+import { parseSql } from '../sqlparse/parse.js';
 import { parseMigration } from '../migration/load.js';
 import { TandemError } from '../errors.js';
 import type { ConvertedOperation } from './context.js';

@@ -1,5 +1,5 @@
 /** Rules about what a migration holds while it runs: lock_timeout, transactions, enum values. */
-import { asNode, displayRelation, stringList } from '../ast.js';
+import { asNode, displayRelation, stringList } from '../../sqlparse/ast.js';
 import type { Rule } from '../types.js';
 
 export const missingLockTimeout: Rule = {
