@@ -1,5 +1,5 @@
 import type { Queryable } from '../db/connection.js';
-import type { ColumnInfo, ConstraintInfo, ConstraintType, Grant, InboundForeignKey, IndexInfo, SchemaInfo, TableInfo } from './types.js';
+import type { ColumnInfo, ConstraintInfo, ConstraintType, Grant, InboundForeignKey, IndexInfo, SchemaInfo, TableInfo } from '../core/catalog-types.js';
 
 const CONSTRAINT_TYPES: Record<string, ConstraintType> = {
   p: 'primary_key',

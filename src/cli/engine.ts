@@ -2,12 +2,11 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { connect } from '../db/connection.js';
 import { DEFAULT_RETRY } from '../engine/executor.js';
 import { Migrator } from '../engine/migrator.js';
-import type { BackfillProgress } from '../engine/backfill.js';
 import { UsageError } from '../errors.js';
 import { createBackfillMetrics } from '../observe/backfill-metrics.js';
 import { startHttpServer } from '../observe/http.js';
 import { parseHostPort } from '../proxy/config.js';
-import { backfillReporter } from '../observe/progress.js';
+import { backfillReporter, type BackfillProgress } from '../observe/progress.js';
 import type { CliIO } from './io.js';
 import { commonSettings, type CommonSettings } from './settings.js';
 

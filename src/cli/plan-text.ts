@@ -1,4 +1,4 @@
-import type { Plan, Step } from '../engine/plan.js';
+import type { Plan, Step } from '../core/steps.js';
 
 /** The plan as SQL comments and statements, for `start --dry-run`. */
 export function describePlan(name: string, versionSchema: string, plan: Plan): string {

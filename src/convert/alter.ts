@@ -4,8 +4,8 @@
  * clause does not drag the rest of the statement into raw SQL.
  */
 import type { AlterTableCmd, AlterTableStmt, Constraint } from 'libpg-query';
-import { asNode, identifierSql, typeSql } from '../lint/ast.js';
-import { alterCommandStarts, expressionFrom, textOf } from '../lint/slice.js';
+import { asNode, identifierSql, typeSql } from '../sqlparse/ast.js';
+import { alterCommandStarts, expressionFrom, textOf } from '../sqlparse/slice.js';
 import { placeholder } from '../migration/placeholders.js';
 import { convertColumn } from './column.js';
 import { operation, rawSql, tableName, Unconvertible, type ConvertContext, type ConvertedOperation, type Note } from './context.js';

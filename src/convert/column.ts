@@ -1,7 +1,7 @@
 /** A column definition in SQL (CREATE TABLE or ADD COLUMN) as a migration-format column. */
 import type { ColumnDef, Constraint } from 'libpg-query';
-import { stringList, typeSql } from '../lint/ast.js';
-import { expressionFrom, findToken, insideParentheses, tokenIndexAt } from '../lint/slice.js';
+import { stringList, typeSql } from '../sqlparse/ast.js';
+import { expressionFrom, findToken, insideParentheses, tokenIndexAt } from '../sqlparse/slice.js';
 import type { ColumnDefinition, TableConstraintDefinition } from '../migration/format.js';
 import { FOREIGN_KEY_ACTIONS, MATCH_TYPES, Unconvertible, tableName, type ConvertContext, type Note } from './context.js';
 import { defaultName } from './names.js';

@@ -1,8 +1,8 @@
 /** What every converter gets and gives: the statement, the target schema, and notes for the reader. */
 import type { RangeVar } from 'libpg-query';
 import type { OperationBody, OperationKind } from '../migration/format.js';
-import type { ParsedSql, Statement } from '../lint/parse.js';
-import { textOf } from '../lint/slice.js';
+import type { ParsedSql, Statement } from '../sqlparse/parse.js';
+import { textOf } from '../sqlparse/slice.js';
 
 /**
  * A remark attached to an operation. `review` marks something the user must check or fill in

@@ -7,8 +7,8 @@
  * The result is checked with the validator `tandem start` uses before anyone sees it.
  */
 import { createHash } from 'node:crypto';
-import { parseSql, type Statement } from '../lint/parse.js';
-import { asNode } from '../lint/ast.js';
+import { parseSql, type Statement } from '../sqlparse/parse.js';
+import { asNode } from '../sqlparse/ast.js';
 import { parseMigration } from '../migration/load.js';
 import { TandemError } from '../errors.js';
 import type { ConvertedOperation } from './context.js';

@@ -1,7 +1,7 @@
 /** CREATE INDEX as create_index. tandem always builds indexes CONCURRENTLY, so the keyword may or may not be there. */
 import type { IndexStmt } from 'libpg-query';
-import { asNode, identifierSql, stringList } from '../lint/ast.js';
-import { expressionFrom, findToken, insideParentheses, tokenIndexAt } from '../lint/slice.js';
+import { asNode, identifierSql, stringList } from '../sqlparse/ast.js';
+import { expressionFrom, findToken, insideParentheses, tokenIndexAt } from '../sqlparse/slice.js';
 import type { IndexField, OperationBody } from '../migration/format.js';
 import { operation, tableName, Unconvertible, type ConvertContext, type ConvertedOperation, type Note } from './context.js';
 import { defaultName } from './names.js';

@@ -1,6 +1,6 @@
 /** One SQL statement to the operations that do the same thing safely, or to `sql` with the reason. */
 import type { CommentStmt, DropStmt, RenameStmt } from 'libpg-query';
-import { asNode, kindOf, relationFromNames, stringList } from '../lint/ast.js';
+import { asNode, kindOf, relationFromNames, stringList } from '../sqlparse/ast.js';
 import { convertAlterTable } from './alter.js';
 import { operation, rawSql, tableName, Unconvertible, type ConvertContext, type ConvertedOperation, type Note } from './context.js';
 import { convertCreateIndex } from './indexes.js';

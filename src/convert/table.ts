@@ -1,7 +1,7 @@
 /** CREATE TABLE as a create_table operation: columns and table constraints. */
 import type { Constraint, CreateStmt } from 'libpg-query';
-import { asNode, stringList, walk } from '../lint/ast.js';
-import { findToken, insideParentheses } from '../lint/slice.js';
+import { asNode, stringList, walk } from '../sqlparse/ast.js';
+import { findToken, insideParentheses } from '../sqlparse/slice.js';
 import type { ColumnDefinition, TableConstraintDefinition } from '../migration/format.js';
 import { convertColumn, foreignKeyOptions, keywordAfter, parenthesesAfter, checkText } from './column.js';
 import { operation, tableName, Unconvertible, type ConvertContext, type ConvertedOperation, type Note } from './context.js';

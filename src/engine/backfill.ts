@@ -12,10 +12,11 @@ import type pg from 'pg';
 import { isDatabaseError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import type { BackfillMetrics } from '../observe/backfill-metrics.js';
+import type { BackfillProgress } from '../observe/progress.js';
 import { backoff, isLockTimeout, sleep, type Executor } from './executor.js';
-import type { BackfillStep } from './plan.js';
-import { qualified, quoteIdent } from './sql.js';
-import { BACKFILL_SETTING } from './triggers.js';
+import type { BackfillStep } from '../core/steps.js';
+import { qualified, quoteIdent } from '../core/quote.js';
+import { BACKFILL_SETTING } from '../core/triggers.js';
 
 export interface BackfillOptions {
   batchSize: number;
@@ -25,18 +26,6 @@ export interface BackfillOptions {
   logger: Logger;
   metrics?: BackfillMetrics;
   onProgress?: (progress: BackfillProgress) => void;
-}
-
-export interface BackfillProgress {
-  table: string;
-  method: string;
-  rowsDone: number;
-  rowsTotal: number | null;
-  rowsPerSecond: number | null;
-  batches: number;
-  retries: number;
-  stalled: boolean;
-  done: boolean;
 }
 
 type Method = 'primary key' | 'unique index' | 'ctid';

@@ -7,7 +7,7 @@
 import type { Queryable } from '../db/connection.js';
 import type { Logger } from '../observe/logger.js';
 import { readLiveClients } from '../state/heartbeats.js';
-import { quoteIdent } from './sql.js';
+import { quoteIdent } from '../core/quote.js';
 
 export interface RetirementCheck {
   versionSchema: string;

@@ -6,7 +6,7 @@
 import type pg from 'pg';
 import { isDatabaseError, TandemError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
-import type { SqlStep } from './plan.js';
+import type { SqlStep } from '../core/steps.js';
 
 export interface RetryPolicy {
   /** Attempts before giving up. */

@@ -1,6 +1,6 @@
 import type { Queryable } from '../db/connection.js';
 import { TandemError } from '../errors.js';
-import type { Inspector } from './planner.js';
+import type { Inspector } from '../core/planner.js';
 
 const VOLATILITY = { i: 'immutable', s: 'stable', v: 'volatile' } as const;
 

@@ -13,18 +13,19 @@ import { DEFAULT_STALE_AFTER_MS } from '../state/heartbeats.js';
 import { MigrationStore, type MigrationRecord } from '../state/migrations.js';
 import { ADVISORY_LOCK_CLASS, initStateSchema, migrationLockKey, readMigrationLockHolder, stateSchemaExists } from '../state/schema.js';
 import { listVersions } from '../state/versions.js';
-import { Backfill, type BackfillProgress } from './backfill.js';
+import { Backfill } from './backfill.js';
+import type { BackfillProgress } from '../observe/progress.js';
 import { awaitProxies, checkRetirement, type RetirementCheck } from './drain.js';
 import { crashPointReached } from './crash-points.js';
 import { whatWorksNow } from './next-command.js';
 import { backoff, Executor, sleep, type RetryPolicy } from './executor.js';
-import { SchemaModel } from './model.js';
-import type { Plan, Step } from './plan.js';
-import { planMigration } from './planning.js';
-import { MAX_IDENTIFIER_BYTES } from './sql.js';
-import { fixedSearchPath } from './triggers.js';
+import { SchemaModel } from '../core/model.js';
+import type { Plan, Step } from '../core/steps.js';
+import { planMigration } from './plan-migration.js';
+import { MAX_IDENTIFIER_BYTES } from '../core/quote.js';
+import { fixedSearchPath } from '../core/triggers.js';
 import { describeMissing, missingObjects } from './verify.js';
-import { createVersionSchemaSql } from './views.js';
+import { createVersionSchemaSql } from '../core/views.js';
 
 export interface EngineSettings {
   schema: string;
@@ -119,7 +120,6 @@ export class Migrator {
         migrationName: loaded.migration.name,
         versionSchema,
         previousVersionSchema: previous,
-        logger: this.logger,
       },
       loaded.file,
     );

@@ -5,7 +5,7 @@ import { listVersions, type VersionInfo } from '../state/versions.js';
 import { DEFAULT_STALE_AFTER_MS, readLiveClients } from '../state/heartbeats.js';
 import { checkRetirement, type RetirementCheck } from './drain.js';
 import { whatWorksNow } from './next-command.js';
-import { quoteIdent } from './sql.js';
+import { quoteIdent } from '../core/quote.js';
 
 export interface BackfillStatus {
   table: string;

@@ -5,7 +5,7 @@
  */
 import type { Queryable } from '../db/connection.js';
 import { describeLocation } from '../errors.js';
-import type { ExpectedObject } from './plan.js';
+import type { ExpectedObject } from '../core/steps.js';
 
 export interface MissingObject {
   object: ExpectedObject;

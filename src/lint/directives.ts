@@ -4,7 +4,7 @@
  *   -- tandem-lint-disable-file rule-a         the whole file (all rules when none are named)
  * Text after a second `--` is a free-form reason. Block comments work the same way.
  */
-import type { ParsedSql } from './parse.js';
+import type { ParsedSql } from '../sqlparse/parse.js';
 
 export const ALL_RULES = '*';
 

@@ -1,6 +1,6 @@
 /** Runs the rules over SQL text, statement by statement, and turns their problems into findings. */
 import { readDirectives, isDisabled } from './directives.js';
-import { parseSql, SqlSyntaxError, type ParsedSql } from './parse.js';
+import { parseSql, SqlSyntaxError, type ParsedSql } from '../sqlparse/parse.js';
 import { INVALID_DIRECTIVE, RULE_NAMES, RULES, SYNTAX_ERROR } from './rules/index.js';
 import { LintState } from './state.js';
 import type { Finding, LintOptions, Problem, Rule } from './types.js';

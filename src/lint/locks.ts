@@ -4,7 +4,7 @@
  * about lock_timeout and long transactions ask this one question.
  */
 import type { Node } from 'libpg-query';
-import { asNode, relationFromNames, relationOf, stringList, type RelationName } from './ast.js';
+import { asNode, relationFromNames, relationOf, stringList, type RelationName } from '../sqlparse/ast.js';
 
 /** ALTER TABLE subcommands that take SHARE UPDATE EXCLUSIVE or weaker: reads and writes go on. */
 const WEAK_ALTER_COMMANDS = new Set(['AT_ValidateConstraint', 'AT_SetStatistics', 'AT_ClusterOn', 'AT_DropCluster', 'AT_AttachPartition']);

@@ -4,7 +4,7 @@
  * checks that have been validated. Updated after each statement; rules only read it.
  */
 import type { Node } from 'libpg-query';
-import { asNode, relationOf, stringList, type RelationName } from './ast.js';
+import { asNode, relationOf, stringList, type RelationName } from '../sqlparse/ast.js';
 import { blockingTargets } from './locks.js';
 
 export class LintState {

@@ -1,5 +1,5 @@
 /** The vocabulary of `tandem lint`: rules, what they report, and the options they read. */
-import type { ParsedSql, Statement } from './parse.js';
+import type { ParsedSql, Statement } from '../sqlparse/parse.js';
 import type { LintState } from './state.js';
 
 export type Severity = 'error' | 'warning';

@@ -5,7 +5,7 @@
  * any other function as possibly volatile (CREATE FUNCTION's default is VOLATILE).
  */
 import type { Node } from 'libpg-query';
-import { stringList, walk } from './ast.js';
+import { stringList, walk } from '../sqlparse/ast.js';
 
 const VOLATILE = new Set([
   'random',

@@ -1,5 +1,17 @@
-import type { BackfillProgress } from '../engine/backfill.js';
 import type { Logger } from './logger.js';
+
+/** What a running backfill reports as it goes; defined here so that the engine depends on observe and not back. */
+export interface BackfillProgress {
+  table: string;
+  method: string;
+  rowsDone: number;
+  rowsTotal: number | null;
+  rowsPerSecond: number | null;
+  batches: number;
+  retries: number;
+  stalled: boolean;
+  done: boolean;
+}
 
 /**
  * Shows backfill progress: a live bar on a terminal (rows done / total, rate, ETA), else a pino

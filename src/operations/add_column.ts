@@ -1,12 +1,12 @@
 import type { OperationPlanner } from './types.js';
-import { oldVersionNames, physicalColumnTaken, requireNewColumnName, type ModelColumn, type ModelTable } from '../engine/model.js';
-import type { Planner } from '../engine/planner.js';
+import { oldVersionNames, physicalColumnTaken, requireNewColumnName, type ModelColumn, type ModelTable } from '../core/model.js';
+import type { Planner } from '../core/planner.js';
 import type { ColumnDefinition } from '../migration/format.js';
-import { sqlStep } from '../engine/plan.js';
-import { derivedIdent, qualified, quoteIdent, quoteLiteral } from '../engine/sql.js';
+import { sqlStep } from '../core/steps.js';
+import { derivedIdent, qualified, quoteIdent, quoteLiteral } from '../core/quote.js';
 import { TandemError } from '../errors.js';
-import { dropInvalidIndexSql } from '../engine/shadow.js';
-import { checkSql, columnForeignKeySql, generatedSql, isIdentity } from './sql-fragments.js';
+import { dropInvalidIndexSql } from '../core/shadow.js';
+import { checkSql, columnForeignKeySql, generatedSql, isIdentity } from '../core/definition-sql.js';
 
 /**
  * A column the new version sees and the old one does not. On an existing table it is added in ways

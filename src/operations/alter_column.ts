@@ -1,18 +1,18 @@
 import type { OperationPlanner } from './types.js';
-import { column as findModelColumn, newVersionNames, oldVersionNames, type ModelColumn, type ModelTable } from '../engine/model.js';
-import { sqlStep } from '../engine/plan.js';
-import type { Planner } from '../engine/planner.js';
-import { renameColumnRefs } from '../engine/rewrite.js';
-import { copyExpression, type ShadowColumn } from '../engine/shadow.js';
-import { qualified, quoteIdent, quoteLiteral } from '../engine/sql.js';
+import { column as findModelColumn, newVersionNames, oldVersionNames, type ModelColumn, type ModelTable } from '../core/model.js';
+import { sqlStep } from '../core/steps.js';
+import type { Planner } from '../core/planner.js';
+import { renameColumnRefs } from '../core/rewrite.js';
+import { copyExpression, type ShadowColumn } from '../core/shadow.js';
+import { qualified, quoteIdent, quoteLiteral } from '../core/quote.js';
 import { TandemError } from '../errors.js';
-import { checkBody, checkSql, columnForeignKeyBody, columnForeignKeySql } from './sql-fragments.js';
+import { checkBody, checkSql, columnForeignKeyBody, columnForeignKeySql } from '../core/definition-sql.js';
 
 const CHANGES = ['type', 'nullable', 'default', 'check', 'unique', 'references', 'comment'] as const;
 
 /**
  * Changes a column while both versions use it: the new version gets a shadow column with the new
- * definition (see engine/shadow.ts), kept in sync by `up` and `down`. A change to a column nobody
+ * definition (see core/shadow.ts), kept in sync by `up` and `down`. A change to a column nobody
  * old reads (a table or column created in this migration) is made in place.
  */
 export const alterColumn: OperationPlanner<'alter_column'> = (body, planner) => {

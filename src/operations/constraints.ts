@@ -1,15 +1,15 @@
 /** create_constraint, drop_constraint, drop_multicolumn_constraint and rename_constraint. */
 import type { OperationPlanner } from './types.js';
 import type { OperationBody } from '../migration/format.js';
-import { column as modelColumn, findConstraint, freeConstraintName, inboundForeignKeysLeft, newVersionNames, oldVersionNames, type ModelColumn, type ModelTable } from '../engine/model.js';
-import { sqlStep } from '../engine/plan.js';
-import type { Planner } from '../engine/planner.js';
-import { renameColumnRefs } from '../engine/rewrite.js';
-import type { ShadowColumn } from '../engine/shadow.js';
-import { dropInvalidIndexSql } from '../engine/shadow.js';
-import { derivedIdent, qualified, quoteIdent } from '../engine/sql.js';
+import { column as modelColumn, findConstraint, freeConstraintName, inboundForeignKeysLeft, newVersionNames, oldVersionNames, type ModelColumn, type ModelTable } from '../core/model.js';
+import { sqlStep } from '../core/steps.js';
+import type { Planner } from '../core/planner.js';
+import { renameColumnRefs } from '../core/rewrite.js';
+import type { ShadowColumn } from '../core/shadow.js';
+import { dropInvalidIndexSql } from '../core/shadow.js';
+import { derivedIdent, qualified, quoteIdent } from '../core/quote.js';
 import { TandemError } from '../errors.js';
-import { checkBody, tableForeignKeyBody, tableForeignKeySql } from './sql-fragments.js';
+import { checkBody, tableForeignKeyBody, tableForeignKeySql } from '../core/definition-sql.js';
 
 /**
  * A constraint over one or more columns. On an existing table each column gets a shadow (with its

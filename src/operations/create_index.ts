@@ -1,10 +1,10 @@
 import type { OperationPlanner } from './types.js';
-import { column } from '../engine/model.js';
-import { sqlStep } from '../engine/plan.js';
-import { renameColumnRefs } from '../engine/rewrite.js';
-import { derivedIdent, qualified, quoteIdent } from '../engine/sql.js';
+import { column } from '../core/model.js';
+import { sqlStep } from '../core/steps.js';
+import { renameColumnRefs } from '../core/rewrite.js';
+import { derivedIdent, qualified, quoteIdent } from '../core/quote.js';
 import { TandemError } from '../errors.js';
-import { dropInvalidIndexSql } from '../engine/shadow.js';
+import { dropInvalidIndexSql } from '../core/shadow.js';
 
 /** Built CONCURRENTLY, so writes continue; an interrupted build's invalid index is removed before a retry. */
 export const createIndex: OperationPlanner<'create_index'> = (body, planner) => {

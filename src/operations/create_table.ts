@@ -1,7 +1,7 @@
 import type { OperationPlanner } from './types.js';
-import type { ModelColumn, ModelTable, SchemaModel } from '../engine/model.js';
-import { sqlStep } from '../engine/plan.js';
-import { derivedIdent, qualified, quoteIdent, quoteLiteral } from '../engine/sql.js';
+import type { ModelColumn, ModelTable, SchemaModel } from '../core/model.js';
+import { sqlStep } from '../core/steps.js';
+import { derivedIdent, qualified, quoteIdent, quoteLiteral } from '../core/quote.js';
 import { TandemError } from '../errors.js';
 import {
   checkSql,
@@ -11,7 +11,7 @@ import {
   indexParametersSql,
   isIdentity,
   tableForeignKeySql,
-} from './sql-fragments.js';
+} from '../core/definition-sql.js';
 
 /**
  * A new table: nothing reads it yet, so it is created whole at start (every constraint included)

@@ -1,7 +1,7 @@
 import type { OperationPlanner } from './types.js';
-import { column, newVersionNames } from '../engine/model.js';
-import { sqlStep } from '../engine/plan.js';
-import { qualified, quoteIdent } from '../engine/sql.js';
+import { column, newVersionNames } from '../core/model.js';
+import { sqlStep } from '../core/steps.js';
+import { qualified, quoteIdent } from '../core/quote.js';
 
 /**
  * The new version stops seeing the column at start; the old version keeps it until complete drops it.

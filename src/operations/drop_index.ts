@@ -1,6 +1,6 @@
 import type { OperationPlanner } from './types.js';
-import { sqlStep } from '../engine/plan.js';
-import { qualified } from '../engine/sql.js';
+import { sqlStep } from '../core/steps.js';
+import { qualified } from '../core/quote.js';
 import { TandemError } from '../errors.js';
 
 /** The old version may still depend on the index for speed, so it is dropped (concurrently) at complete. */

@@ -1,6 +1,6 @@
 import type { OperationPlanner } from './types.js';
-import { sqlStep } from '../engine/plan.js';
-import { qualified } from '../engine/sql.js';
+import { sqlStep } from '../core/steps.js';
+import { qualified } from '../core/quote.js';
 
 /** Hidden from the new version at start; the old version keeps reading it until complete drops it. */
 export const dropTable: OperationPlanner<'drop_table'> = (body, planner) => {

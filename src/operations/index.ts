@@ -11,7 +11,7 @@ import { dropTable } from './drop_table.js';
 import { renameColumn } from './rename_column.js';
 import { renameTable } from './rename_table.js';
 import { setReplicaIdentity } from './set_replica_identity.js';
-import { rawSql } from './sql.js';
+import { rawSql } from './raw_sql.js';
 
 /** Every operation of the format, by the key it has in a migration file. */
 export const OPERATIONS: { [K in OperationKind]: OperationPlanner<K> } = {

@@ -1,5 +1,5 @@
 import type { OperationPlanner } from './types.js';
-import { column, renameColumn as renameModelColumn, requireNewColumnName } from '../engine/model.js';
+import { column, renameColumn as renameModelColumn, requireNewColumnName } from '../core/model.js';
 
 /**
  * The new version sees the column under its new name at once (its view aliases the physical column);

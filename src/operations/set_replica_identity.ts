@@ -1,6 +1,6 @@
 import type { OperationPlanner } from './types.js';
-import { sqlStep } from '../engine/plan.js';
-import { qualified, quoteIdent } from '../engine/sql.js';
+import { sqlStep } from '../core/steps.js';
+import { qualified, quoteIdent } from '../core/quote.js';
 import { TandemError } from '../errors.js';
 
 const IDENTITIES = ['default', 'full', 'nothing', 'index'] as const;

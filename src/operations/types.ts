@@ -1,5 +1,5 @@
 import type { OperationBody, OperationKind } from '../migration/format.js';
-import type { Planner } from '../engine/planner.js';
+import type { Planner } from '../core/planner.js';
 
 /**
  * An operation validates its body against the model and plans its work: it changes the model to

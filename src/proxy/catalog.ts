@@ -6,7 +6,7 @@
  */
 import type pg from 'pg';
 import { connect } from '../db/connection.js';
-import { quoteIdent } from '../engine/sql.js';
+import { quoteIdent } from '../core/quote.js';
 import type { Logger } from '../observe/logger.js';
 import { VERSIONS_CHANNEL } from '../state/schema.js';
 import { listVersions, type VersionInfo } from '../state/versions.js';

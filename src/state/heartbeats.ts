@@ -5,7 +5,7 @@
  * the proxies', so clock skew between machines cannot make a live proxy look dead.
  */
 import type { Queryable } from '../db/connection.js';
-import { quoteIdent } from '../engine/sql.js';
+import { quoteIdent } from '../core/quote.js';
 import { stateSchemaExists } from './schema.js';
 import { listVersions } from './versions.js';
 

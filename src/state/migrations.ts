@@ -1,7 +1,7 @@
 import { hostname, userInfo } from 'node:os';
 import type { Queryable } from '../db/connection.js';
-import type { Plan } from '../engine/plan.js';
-import { quoteIdent } from '../engine/sql.js';
+import type { Plan } from '../core/steps.js';
+import { quoteIdent } from '../core/quote.js';
 import type { MigrationStatus } from './schema.js';
 import { IN_FLIGHT_STATUSES } from './schema.js';
 

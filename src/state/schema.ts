@@ -1,5 +1,5 @@
 import type { Queryable } from '../db/connection.js';
-import { quoteIdent, quoteLiteral } from '../engine/sql.js';
+import { quoteIdent, quoteLiteral } from '../core/quote.js';
 
 /** Bumped whenever the DDL below changes shape; `init` upgrades older state schemas in place. */
 export const STATE_VERSION = 2;

@@ -1,5 +1,5 @@
 import type { Queryable } from '../db/connection.js';
-import { quoteIdent } from '../engine/sql.js';
+import { quoteIdent } from '../core/quote.js';
 import { stateSchemaExists, type MigrationStatus } from './schema.js';
 
 /** A version schema that exists and can serve clients. */

@@ -1,7 +1,7 @@
 /** What complete rehearses before its first destructive step (no database needed). */
 import { describe, expect, it } from 'vitest';
-import { sqlStep, type Plan, type SqlStep } from '../../src/engine/plan.js';
-import { withRehearsal } from '../../src/engine/rehearsal.js';
+import { sqlStep, type Plan, type SqlStep } from '../../src/core/steps.js';
+import { withRehearsal } from '../../src/core/rehearsal.js';
 
 const plan = (complete: SqlStep[]): Plan => ({ start: [], complete, rollback: [], retires: null });
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { lintSql } from '../../src/lint/lint.js';
-import { parseSql, SqlSyntaxError } from '../../src/lint/parse.js';
-import { SourceText } from '../../src/lint/source.js';
+import { parseSql, SqlSyntaxError } from '../../src/sqlparse/parse.js';
+import { SourceText } from '../../src/sqlparse/source.js';
 
 describe('parsing SQL files', () => {
   it('locates statements past leading comments and multi-byte text', async () => {

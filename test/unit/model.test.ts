@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { findColumn, movePhysical, physicalColumnTaken, renameColumn, type ModelColumn, type ModelTable } from '../../src/engine/model.js';
+import { findColumn, movePhysical, physicalColumnTaken, renameColumn, type ModelColumn, type ModelTable } from '../../src/core/model.js';
 
 function modelColumn(name: string, original: string | null = name): ModelColumn {
   return { name, physical: name, type: 'int', nullable: true, default: null, identity: '', generated: '', comment: null, original };

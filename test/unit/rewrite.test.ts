@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { renameColumnRefs } from '../../src/engine/rewrite.js';
+import { renameColumnRefs } from '../../src/core/rewrite.js';
 
 const mapping = new Map([
   ['email', '_tandem_new_email'],

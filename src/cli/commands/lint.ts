@@ -5,7 +5,7 @@ import { collectSqlFiles } from '../../lint/files.js';
 import { lintSql } from '../../lint/lint.js';
 import { formatReport, REPORT_FORMATS, type ReportFormat } from '../../lint/report/index.js';
 import { RULE_NAMES, RULES } from '../../lint/rules/index.js';
-import { SourceText } from '../../lint/source.js';
+import { SourceText } from '../../sqlparse/source.js';
 import type { Finding } from '../../lint/types.js';
 import { closest } from '../../migration/suggest.js';
 import { writeLine, type CliIO } from '../io.js';

@@ -1,5 +1,5 @@
 /** Rules about adding, changing, renaming and dropping columns of tables that already exist. */
-import { asNode, displayRelation, firstLocation, relationOf, typeNames, typeSql } from '../ast.js';
+import { asNode, displayRelation, firstLocation, relationOf, typeNames, typeSql } from '../../sqlparse/ast.js';
 import { volatilityOf } from '../volatility.js';
 import type { Problem, Rule } from '../types.js';
 import { alterTable, constraintsOf, existingTableCommands } from './support.js';

@@ -1,6 +1,6 @@
 /** Rules about adding constraints to tables that already exist. */
 import type { Constraint } from 'libpg-query';
-import { asNode, displayRelation } from '../ast.js';
+import { asNode, displayRelation } from '../../sqlparse/ast.js';
 import type { Problem, Rule, RuleContext } from '../types.js';
 import { constraintOf, constraintsOf, existingTableCommands } from './support.js';
 

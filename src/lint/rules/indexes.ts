@@ -1,5 +1,5 @@
 /** Rules about building, dropping and rebuilding indexes. */
-import { asNode, displayRelation, relationFromNames, relationOf, stringList } from '../ast.js';
+import { asNode, displayRelation, relationFromNames, relationOf, stringList } from '../../sqlparse/ast.js';
 import type { Problem, Rule } from '../types.js';
 import { alterTable } from './support.js';
 

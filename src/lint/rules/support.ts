@@ -1,7 +1,7 @@
 /** Shared moves of the rules: finding the ALTER TABLE subcommands and where each one starts. */
 import type { AlterTableCmd, ColumnDef, Constraint, Node } from 'libpg-query';
-import { asNode, relationOf, type RelationName } from '../ast.js';
-import { alterCommandStarts } from '../slice.js';
+import { asNode, relationOf, type RelationName } from '../../sqlparse/ast.js';
+import { alterCommandStarts } from '../../sqlparse/slice.js';
 import type { RuleContext } from '../types.js';
 
 export interface AlterCommand {

@@ -1,5 +1,5 @@
 /** Rules about whole tables: renaming, dropping, rewriting and locking them. */
-import { asNode, displayRelation, relationFromNames, relationOf, stringList } from '../ast.js';
+import { asNode, displayRelation, relationFromNames, relationOf, stringList } from '../../sqlparse/ast.js';
 import type { Problem, Rule } from '../types.js';
 
 export const renamingTable: Rule = {

@@ -1,6 +1,6 @@
 /** Rules about what a migration holds while it runs: lock_timeout, transactions, enum values. */
 import type { Node } from 'libpg-query';
-import { asNode, displayRelation, relationOf, stringList, walk } from '../ast.js';
+import { asNode, displayRelation, relationOf, stringList, walk } from '../../sqlparse/ast.js';
 import type { Rule } from '../types.js';
 
 export const missingLockTimeout: Rule = {

@@ -1,6 +1,6 @@
 /** Rules about column types that are hard to change once a table is big. */
 import type { ColumnDef, TypeName } from 'libpg-query';
-import { asNode, builtinType, stringList, typeSql, typmodValues } from '../ast.js';
+import { asNode, builtinType, stringList, typeSql, typmodValues } from '../../sqlparse/ast.js';
 import type { Problem, Rule, RuleContext } from '../types.js';
 import { alterTable, constraintOf, constraintsOf } from './support.js';
 

@@ -4,7 +4,7 @@
  * INSERT … ON CONFLICT and RETURNING included.
  */
 import type { ModelTable, SchemaModel } from './model.js';
-import { qualified, quoteIdent, quoteLiteral } from './sql.js';
+import { qualified, quoteIdent, quoteLiteral } from './quote.js';
 
 /** Who makes a version schema: recorded with it, so tandem only ever drops schemas it created. */
 export interface VersionSchemaOwner {

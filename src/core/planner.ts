@@ -6,7 +6,6 @@
  *   finish (NOT NULL, constraints) → rename columns and constraints, then tables, into place;
  * - rollback: the new version schema and triggers go first, then each operation's undo, last first.
  */
-import type { Logger } from '../observe/logger.js';
 import { movePhysical, physicalColumnTaken, type ModelColumn, type ModelTable, type SchemaModel } from './model.js';
 import { ShadowTable, shadowName, type ShadowColumn } from './shadow.js';
 import {
@@ -20,8 +19,8 @@ import {
   type StartPhase,
   type Step,
   type StepOrigin,
-} from './plan.js';
-import { derivedIdent, qualified, quoteIdent, quoteLiteral } from './sql.js';
+} from './steps.js';
+import { derivedIdent, qualified, quoteIdent, quoteLiteral } from './quote.js';
 import {
   backfillAssignments,
   createSyncTriggerSql,
@@ -44,7 +43,6 @@ export interface MigrationContext {
   versionSchema: string;
   /** The version schema the old app uses, if an earlier migration made one. */
   previousVersionSchema: string | null;
-  logger?: Logger;
 }
 
 /** A query that must plan without error before the migration may touch the database. */

@@ -88,7 +88,7 @@ const BARE_IDENTIFIER = /^[a-z_][a-z0-9_$]*$/;
 /**
  * An identifier as SQL text: bare when PostgreSQL would read it back unchanged, double-quoted
  * otherwise. Keywords are judged by PostgreSQL's own scanner rather than a list of our own.
- * (engine/sql.ts `quoteIdent` always quotes; this is for text people read, like generated types.)
+ * (core/quote.ts `quoteIdent` always quotes; this is for text people read, like generated types.)
  * Needs the parser loaded (`loadParser`, which `parseSql` awaits).
  */
 export function identifierSql(name: string): string {

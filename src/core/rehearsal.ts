@@ -6,8 +6,8 @@
  * it runs them, in order, in one subtransaction that it then rolls back. What fails there fails while
  * the migration is still active, and `tandem rollback` still works.
  */
-import { sqlStep, type Plan, type SqlStep, type Step } from './plan.js';
-import { quoteLiteral } from './sql.js';
+import { sqlStep, type Plan, type SqlStep, type Step } from './steps.js';
+import { quoteLiteral } from './quote.js';
 
 /** SQLSTATE the rehearsal raises to undo itself; never reaches the caller. */
 const REHEARSED = 'T0R01';

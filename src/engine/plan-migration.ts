@@ -4,10 +4,10 @@ import { formatError, isDatabaseError, TandemError } from '../errors.js';
 import type { Migration } from '../migration/format.js';
 import { OPERATIONS } from '../operations/index.js';
 import { databaseInspector } from './inspect.js';
-import { SchemaModel } from './model.js';
-import type { Plan } from './plan.js';
-import { withRehearsal } from './rehearsal.js';
-import { Planner, type MigrationContext } from './planner.js';
+import { SchemaModel } from '../core/model.js';
+import type { Plan } from '../core/steps.js';
+import { withRehearsal } from '../core/rehearsal.js';
+import { Planner, type MigrationContext } from '../core/planner.js';
 
 export interface PlannedMigration {
   plan: Plan;

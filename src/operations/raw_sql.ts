@@ -1,6 +1,6 @@
 import type { OperationPlanner } from './types.js';
-import { sqlStep } from '../engine/plan.js';
-import { quoteIdent } from '../engine/sql.js';
+import { sqlStep } from '../core/steps.js';
+import { quoteIdent } from '../core/quote.js';
 
 /**
  * Raw SQL, run as written. tandem cannot know what it changes, so (as in pgroll) a start-time `sql`

@@ -5,7 +5,7 @@
  * created) and stored in the plan, so a resumed complete checks the same things (see verify.ts).
  */
 import type { ModelColumn, ModelConstraint, ModelTable, SchemaModel } from './model.js';
-import type { ExpectedObject, StepOrigin } from './plan.js';
+import type { ExpectedObject, StepOrigin } from './steps.js';
 
 export interface PendingExpectation {
   kind: ExpectedObject['kind'];

@@ -1,7 +1,7 @@
 /** SQL fragments several operations write the same way: column definitions and constraint clauses. */
 import type { ColumnDefinition, ForeignKeyReference, TableForeignKeyReference, TableConstraintDefinition } from '../migration/format.js';
-import { column, type SchemaModel } from '../engine/model.js';
-import { qualified, quoteIdent } from '../engine/sql.js';
+import { column, type SchemaModel } from './model.js';
+import { qualified, quoteIdent } from './quote.js';
 import { TandemError } from '../errors.js';
 
 /** A referenced table: a table the new version sees (by its visible name), or `schema.table` outside. */

@@ -4,9 +4,9 @@
  * uses (`name`) and the physical one that holds its data during the migration (`physical`).
  * Version views are written from this model; `complete` makes the physical names match.
  */
-import type { ColumnInfo, ConstraintType, Grant, InboundForeignKey, SchemaInfo, TableInfo } from '../catalog/types.js';
+import type { ColumnInfo, ConstraintType, Grant, InboundForeignKey, SchemaInfo, TableInfo } from './catalog-types.js';
 import { TandemError } from '../errors.js';
-import { derivedIdent } from './sql.js';
+import { derivedIdent } from './quote.js';
 
 export interface ModelColumn {
   /** The name the new version sees. */

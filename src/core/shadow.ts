@@ -8,11 +8,11 @@
  * are moved onto it. At complete one short transaction per table swaps the shadows into place (all
  * catalog changes: no scan happens under its ACCESS EXCLUSIVE lock); renames give back the names.
  */
-import type { InboundForeignKey, TableInfo } from '../catalog/types.js';
+import type { InboundForeignKey, TableInfo } from './catalog-types.js';
 import { inboundForeignKeysLeft, type ModelColumn, type ModelTable, type SchemaModel } from './model.js';
-import { sqlStep, type SqlStep, type StepOrigin } from './plan.js';
+import { sqlStep, type SqlStep, type StepOrigin } from './steps.js';
 import { renameColumnRefs } from './rewrite.js';
-import { derivedIdent, qualified, quoteIdent, quoteLiteral } from './sql.js';
+import { derivedIdent, qualified, quoteIdent, quoteLiteral } from './quote.js';
 import type { SyncExpression, SyncRule } from './triggers.js';
 
 export interface ShadowColumn {

@@ -21,7 +21,7 @@
  */
 import type { NameBinding } from './model.js';
 import { substituteColumnRefs } from './rewrite.js';
-import { qualified, quoteIdent, quoteLiteral } from './sql.js';
+import { qualified, quoteIdent, quoteLiteral } from './quote.js';
 
 export interface SyncRule {
   description: string;
