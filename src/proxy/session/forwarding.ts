@@ -8,21 +8,13 @@ import type { Logger } from '../../observe/logger.js';
 import { Counter, type NativeEnd, type NativeForwarder, type NativeHandle } from '../native.js';
 import { FrameScanner } from '../protocol/frames.js';
 import { MessageType, TERMINATE, encodeErrorResponse, parseParameterStatus, type ErrorFields } from '../protocol/messages.js';
+import { endClient } from './client.js';
 
 /** ParameterStatus bodies read after login (for search_path); native/forwarder.c has the same bound. */
 const MAX_PARAMETER_STATUS_BODY = 4096;
-/** How long a client that was sent a FATAL error may take to hang up before the socket is destroyed. */
-const FATAL_LINGER_MS = 2_000;
 
 export function retiredError(message: string): ErrorFields {
   return { severity: 'FATAL', code: '57P01', message };
-}
-
-/** Ends the client's side after what is queued (a last ErrorResponse), and destroys it if it does not hang up. */
-export function endClient(client: net.Socket | tls.TLSSocket, last?: Buffer): void {
-  if (last) client.end(last);
-  else client.end();
-  setTimeout(() => client.destroy(), FATAL_LINGER_MS).unref();
 }
 
 /** Whether the native thread may forward these sockets: TLS (either side) stays in Node, the thread moves bytes, not records. */

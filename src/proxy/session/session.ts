@@ -23,17 +23,14 @@ import { COUNTER_SLOTS, Counter, type NativeEnd, type NativeForwarder, type Nati
 import { FrameReader, MAX_STARTUP_PACKET_LENGTH, ProtocolError } from '../protocol/frames.js';
 import { MessageType, SERVER_CLOSED_UNEXPECTEDLY, encodeErrorResponse, type ErrorFields, type StartupParams } from '../protocol/messages.js';
 import { routeRequest, versionOfSearchPath, type RoutingOptions } from '../routing.js';
-import { TLS_HANDSHAKE_BYTE, acceptDirectTls, acceptTls, ALPN_POSTGRESQL } from '../tls.js';
 import type { UpstreamTarget } from '../upstream.js';
 import type { SessionUsage } from '../usage.js';
 import { AuthRelay, type AuthStep } from './auth.js';
+import { ClientConnection, endClient } from './client.js';
 import { closeReasonOfNativeEnd, type CloseReason, type ToldCloseReason } from './close-reason.js';
-import { NodeForwarding, endClient, handOverToNative, nativeCanForward, retiredError, type ForwardingEvents } from './forwarding.js';
+import { NodeForwarding, handOverToNative, nativeCanForward, retiredError, type ForwardingEvents } from './forwarding.js';
 import { connectServer, sendStartup } from './server-connection.js';
 import { MAX_AUTH_MESSAGE_LENGTH, readStartupRequest, routeLogin } from './startup.js';
-
-const SSL_YES = Buffer.from('S');
-const SSL_NO = Buffer.from('N');
 
 const INTERNAL_ERROR: ToldCloseReason = { kind: 'internal', error: { severity: 'FATAL', code: 'XX000', message: 'internal error in the tandem proxy' } };
 
@@ -100,10 +97,8 @@ export class Session implements SessionUsage {
   private readonly counters = new Float64Array(COUNTER_SLOTS);
   private state: SessionState = { phase: 'startup' };
 
-  private client: net.Socket | tls.TLSSocket;
+  private readonly client: ClientConnection;
   private readonly clientReader = new FrameReader(MAX_STARTUP_PACKET_LENGTH);
-  private clientTls: 'none' | 'handshake' | 'established' = 'none';
-  private firstChunk = true;
   private readonly loginTimer: NodeJS.Timeout;
   private retiredMessage: string | undefined;
   /**
@@ -116,10 +111,13 @@ export class Session implements SessionUsage {
     socket: net.Socket,
     private readonly ctx: SessionContext,
   ) {
-    this.client = socket;
-    this.clientAddress = `${socket.remoteAddress ?? 'unix'}:${socket.remotePort ?? 0}`;
-    socket.setNoDelay(true);
-    this.attachClient(socket);
+    this.client = new ClientConnection(socket, ctx.tls, {
+      data: this.onClientData,
+      error: this.onClientError,
+      close: this.onClientClose,
+      notPostgresql: this.onNotPostgresql,
+    });
+    this.clientAddress = this.client.address;
     this.loginTimer = setTimeout(this.onLoginTimeout, ctx.loginTimeoutMs);
   }
 
@@ -187,20 +185,8 @@ export class Session implements SessionUsage {
 
   // ---- startup -------------------------------------------------------------------------------
 
-  private attachClient(socket: net.Socket | tls.TLSSocket): void {
-    socket.on('data', this.onClientData);
-    socket.on('error', this.onClientError);
-    socket.on('close', this.onClientClose);
-  }
-
   private readonly onClientData = (chunk: Buffer): void => {
-    if (this.firstChunk) {
-      this.firstChunk = false;
-      if (chunk[0] === TLS_HANDSHAKE_BYTE && this.ctx.tls && this.clientTls === 'none') {
-        this.startTls(acceptDirectTls(this.client as net.Socket, chunk, this.ctx.tls), true);
-        return;
-      }
-    }
+    if (this.client.startsDirectTls(chunk)) return;
     this.clientReader.push(chunk);
     try {
       const state = this.state;
@@ -224,19 +210,14 @@ export class Session implements SessionUsage {
           // client that gave up before logging in must not get an error it may choke on.
           this.ctx.logger.debug({ session: this.id, client: this.clientAddress }, 'client sent Terminate instead of a startup packet');
           this.cause = { kind: 'client_terminated', before: 'startup_packet' };
-          this.client.end();
+          this.client.socket.end();
           this.finish();
           return;
         case 'ssl':
-          if (this.ctx.tls && this.clientTls === 'none') {
-            this.client.write(SSL_YES);
-            this.startTls(acceptTls(this.client as net.Socket, this.ctx.tls), false);
-            return;
-          }
-          this.client.write(SSL_NO);
+          if (this.client.answerSslRequest() === 'tls') return;
           break;
         case 'gssenc':
-          this.client.write(SSL_NO);
+          this.client.refuseGssEncryption();
           break;
         case 'cancel':
           this.cause = { kind: 'cancel_request' };
@@ -244,10 +225,10 @@ export class Session implements SessionUsage {
           // The client's connection stays open until the server has closed the forwarded one, as
           // PostgreSQL's does: a client that waits for that close (libpq, psycopg) knows its cancel
           // has landed, and cannot have it hit the statement it sends next.
-          this.client.pause();
+          this.client.socket.pause();
           void this.ctx.cancel(request.key, this.clientAddress).finally(() => {
             if (this.isClosed()) return;
-            this.client.end();
+            this.client.socket.end();
             this.finish();
           });
           return;
@@ -263,28 +244,11 @@ export class Session implements SessionUsage {
     }
   }
 
-  private startTls(secure: tls.TLSSocket, direct: boolean): void {
-    const raw = this.client;
-    raw.removeListener('data', this.onClientData);
-    raw.removeListener('error', this.onClientError);
-    raw.removeListener('close', this.onClientClose);
-    // The TLS socket reports errors of the connection beneath it; this keeps a stray one from throwing.
-    raw.on('error', () => {});
-    this.client = secure;
-    this.clientTls = 'handshake';
-    this.attachClient(secure);
-    secure.once('secure', () => {
-      // A direct-TLS client must name the protocol, as PostgreSQL 17 requires, so that a TLS
-      // connection meant for another service is not taken for a PostgreSQL session.
-      if (direct && secure.alpnProtocol !== ALPN_POSTGRESQL) {
-        this.cause = { kind: 'tls_without_alpn' };
-        this.ctx.metrics.error('tls');
-        this.finish();
-        return;
-      }
-      this.clientTls = 'established';
-    });
-  }
+  private readonly onNotPostgresql = (): void => {
+    this.cause = { kind: 'tls_without_alpn' };
+    this.ctx.metrics.error('tls');
+    this.finish();
+  };
 
   /** Admission, routing and the server connection, then the authentication relay. */
   private async login(protocol: number, params: StartupParams): Promise<void> {
@@ -315,7 +279,7 @@ export class Session implements SessionUsage {
       server.destroy();
       return;
     }
-    const relay = new AuthRelay(this.client, server, this.clientTls === 'established', route, {
+    const relay = new AuthRelay(this.client.socket, server, this.client.encrypted, route, {
       metrics: this.ctx.metrics,
       cancelKey: (key) => {
         this.cancelKey = key;
@@ -331,7 +295,7 @@ export class Session implements SessionUsage {
     server.on('error', this.onServerError);
     server.on('close', this.onServerClose);
     server.on('drain', this.resumeClient);
-    this.client.on('drain', this.resumeServer);
+    this.client.socket.on('drain', this.resumeServer);
     sendStartup(server, protocol, route.upstreamParams);
     this.relayClientAuth(auth);
   }
@@ -345,7 +309,7 @@ export class Session implements SessionUsage {
   private readonly onServerData = (chunk: Buffer): void => {
     const state = this.state;
     if (state.phase !== 'auth') return;
-    this.client.cork();
+    this.client.socket.cork();
     try {
       const step = state.relay.fromServer(chunk);
       this.version = state.relay.version;
@@ -355,7 +319,7 @@ export class Session implements SessionUsage {
       this.ctx.logger.warn({ session: this.id, err: detail }, 'the server broke the protocol during startup');
       this.fatal({ kind: 'server_protocol_violation', detail, error: { severity: 'FATAL', code: '08P01', message: `protocol error from the server: ${detail}` } }, 'protocol');
     } finally {
-      this.client.uncork();
+      this.client.socket.uncork();
     }
     // After the uncork, so that what the client was sent during login has gone out first.
     const after = this.state;
@@ -384,12 +348,12 @@ export class Session implements SessionUsage {
   private startForwarding(state: Extract<SessionState, { phase: 'auth' }>): void {
     const { server, relay } = state;
     clearTimeout(this.loginTimer);
-    this.client.removeListener('data', this.onClientData);
+    this.client.stopReading();
     server.removeListener('data', this.onServerData);
     const rest = { toClient: relay.takeServerRest(), toServer: this.clientReader.takeRest() };
     const login: LoggedIn = { database: state.database, routedVersion: relay.version };
     const forwarder = this.ctx.forwarder;
-    if (forwarder && nativeCanForward(this.client, server)) {
+    if (forwarder && nativeCanForward(this.client.socket, server)) {
       this.state = { phase: 'forwarding', by: 'handover', server, login, forwarder, rest };
       this.ctx.ready(this);
       return;
@@ -400,7 +364,7 @@ export class Session implements SessionUsage {
   }
 
   private forwardInNode(server: net.Socket, login: LoggedIn): NodeForwarding {
-    const node = new NodeForwarding(this.client, server, this.counters, this.forwardingEvents);
+    const node = new NodeForwarding(this.client.socket, server, this.counters, this.forwardingEvents);
     if (this.retiredMessage !== undefined) node.retire(this.retiredMessage);
     this.state = { phase: 'forwarding', by: 'node', server, login, node };
     return node;
@@ -437,7 +401,7 @@ export class Session implements SessionUsage {
     const { server, login, forwarder, rest } = state;
     const handle = handOverToNative(
       forwarder,
-      { id: this.id, client: this.client, server, counters: this.counters, rest, onEnd: this.onNativeEnd, onSearchPath: this.onReportedSearchPath },
+      { id: this.id, client: this.client.socket, server, counters: this.counters, rest, onEnd: this.onNativeEnd, onSearchPath: this.onReportedSearchPath },
       this.ctx.logger,
     );
     if (!handle) {
@@ -467,7 +431,7 @@ export class Session implements SessionUsage {
         return;
       case 'handover':
         // Where the streams stand is not known yet: no message can be slipped in.
-        this.client.destroy();
+        this.client.socket.destroy();
         state.server.destroy();
         break;
     }
@@ -475,7 +439,7 @@ export class Session implements SessionUsage {
   }
 
   private readonly resumeClient = (): void => {
-    if (this.state.phase !== 'closed') this.client.resume();
+    if (this.state.phase !== 'closed') this.client.socket.resume();
   };
 
   private readonly resumeServer = (): void => {
@@ -515,7 +479,7 @@ export class Session implements SessionUsage {
   private readonly onLoginTimeout = (): void => {
     if (this.state.phase === 'forwarding' || this.state.phase === 'closed') return;
     this.ctx.logger.warn({ session: this.id, client: this.clientAddress, phase: this.phase, timeoutMs: this.ctx.loginTimeoutMs }, 'client login timeout');
-    if (this.clientTls === 'handshake') {
+    if (this.client.handshaking) {
       // Mid-handshake there is no way to send the client a message it can read.
       this.ctx.metrics.error('login_timeout');
       this.cause = { kind: 'tls_handshake_timeout' };
@@ -546,7 +510,7 @@ export class Session implements SessionUsage {
       this.endForwarding(state, reason.error);
       return;
     }
-    if (!this.client.destroyed && this.clientTls !== 'handshake') endClient(this.client, encodeErrorResponse(reason.error));
+    this.client.fail(reason.error);
     this.finish();
   }
 
@@ -575,11 +539,11 @@ export class Session implements SessionUsage {
     if (clientTerminated) this.cause = { kind: 'client_closed' };
     if (!serverSentError && !clientTerminated) {
       this.recordEnding({ kind: 'server_closed' });
-      const canWrite = (state.phase !== 'forwarding' || (node?.serverAtBoundary ?? false)) && !this.client.destroyed;
-      if (canWrite) endClient(this.client, encodeErrorResponse(SERVER_CLOSED_UNEXPECTEDLY));
-      else this.client.destroy();
+      const canWrite = (state.phase !== 'forwarding' || (node?.serverAtBoundary ?? false)) && !this.client.socket.destroyed;
+      if (canWrite) endClient(this.client.socket, encodeErrorResponse(SERVER_CLOSED_UNEXPECTEDLY));
+      else this.client.socket.destroy();
     } else {
-      endClient(this.client);
+      endClient(this.client.socket);
     }
     this.finish();
   };
@@ -593,7 +557,7 @@ export class Session implements SessionUsage {
     clearTimeout(this.loginTimer);
     if (state.phase === 'forwarding' && state.by === 'node') state.node.stop();
     if ('server' in state && !state.server.destroyed && !state.server.writableEnded) state.server.destroy();
-    if (!this.client.writableEnded) this.client.destroy();
+    if (!this.client.socket.writableEnded) this.client.socket.destroy();
     this.ctx.closed(this, reason);
   }
 
