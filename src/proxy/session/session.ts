@@ -82,6 +82,9 @@ type SessionState =
   | { readonly phase: 'closed'; readonly reason: CloseReason; readonly forwardedBy: 'node' | 'native' | undefined };
 
 export type Phase = SessionState['phase'];
+type AuthState = Extract<SessionState, { phase: 'auth' }>;
+type ForwardingState = Extract<SessionState, { phase: 'forwarding' }>;
+type HandOverState = Extract<SessionState, { by: 'handover' }>;
 
 let nextId = 1;
 
@@ -171,16 +174,7 @@ export class Session implements SessionUsage {
 
   /** Ends the session from the proxy's side (shutdown after the grace period). */
   terminate(reason: ToldCloseReason): void {
-    const state = this.state;
-    if (state.phase === 'closed') return;
-    if (state.phase !== 'forwarding') {
-      this.fatal(reason);
-      return;
-    }
-    this.cause = reason;
-    // The native thread ends it and reports back (onNativeEnd).
-    if (state.by === 'native') state.forwarder.terminate(state.handle, encodeErrorResponse(reason.error));
-    else this.endForwarding(state, reason.error);
+    this.fatal(reason);
   }
 
   // ---- startup -------------------------------------------------------------------------------
@@ -302,7 +296,7 @@ export class Session implements SessionUsage {
 
   // ---- authentication relay ------------------------------------------------------------------
 
-  private relayClientAuth(state: Extract<SessionState, { phase: 'auth' }>): void {
+  private relayClientAuth(state: AuthState): void {
     this.afterAuthStep(state, state.relay.fromClient(this.clientReader));
   }
 
@@ -326,7 +320,7 @@ export class Session implements SessionUsage {
     if (after.phase === 'forwarding' && after.by === 'handover') this.handOver(after);
   };
 
-  private afterAuthStep(state: Extract<SessionState, { phase: 'auth' }>, step: AuthStep): void {
+  private afterAuthStep(state: AuthState, step: AuthStep): void {
     switch (step.next) {
       case 'continue':
         return;
@@ -345,7 +339,7 @@ export class Session implements SessionUsage {
 
   // ---- forwarding ----------------------------------------------------------------------------
 
-  private startForwarding(state: Extract<SessionState, { phase: 'auth' }>): void {
+  private startForwarding(state: AuthState): void {
     const { server, relay } = state;
     clearTimeout(this.loginTimer);
     this.client.stopReading();
@@ -397,7 +391,7 @@ export class Session implements SessionUsage {
   };
 
   /** When the thread cannot take the sockets, Node forwards after all. */
-  private handOver(state: Extract<SessionState, { by: 'handover' }>): void {
+  private handOver(state: HandOverState): void {
     const { server, login, forwarder, rest } = state;
     const handle = handOverToNative(
       forwarder,
@@ -421,12 +415,13 @@ export class Session implements SessionUsage {
   };
 
   /** Closes a forwarding session with an error to the client where its stream allows one. */
-  private endForwarding(state: Extract<SessionState, { phase: 'forwarding' }>, error: ErrorFields): void {
+  private endForwarding(state: ForwardingState, error: ErrorFields): void {
     switch (state.by) {
       case 'node':
         state.node.end(error);
         break;
       case 'native':
+        // The thread ends it and reports back (onNativeEnd).
         state.forwarder.terminate(state.handle, encodeErrorResponse(error));
         return;
       case 'handover':
