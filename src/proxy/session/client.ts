@@ -91,7 +91,7 @@ export class ClientConnection {
     this.current.removeListener('data', this.listeners.data);
   }
 
-  /** Sends a FATAL error where the client can read it, and ends the connection. */
+  /** Sends a FATAL error and ends the connection, where the client can still read one (not gone, not mid-handshake). */
   fail(error: ErrorFields): void {
     if (!this.current.destroyed && !this.handshaking) endClient(this.current, encodeErrorResponse(error));
   }

@@ -1,6 +1,6 @@
 /**
- * One client session: owns the client socket and its server socket, and moves the session between
- * its phases; what each phase does is in its own module.
+ * One client session: owns the client's connection (client.ts) and its server connection, and moves
+ * the session between its phases; what each phase does is in its own module.
  *
  *   startup     reading SSLRequest / GSSENCRequest / CancelRequest / StartupMessage  (startup.ts)
  *   cancelling  a CancelRequest was passed on; waiting for the server to close it, then closing

@@ -6,7 +6,7 @@
 import type { VersionInfo } from '../../state/versions.js';
 import type { Catalogs } from '../catalog.js';
 import type { ProxyMetrics } from '../metrics.js';
-import { FrameReader, ProtocolError } from '../protocol/frames.js';
+import { ProtocolError, type FrameReader } from '../protocol/frames.js';
 import { parseStartupPacket, type ErrorFields, type StartupParams } from '../protocol/messages.js';
 import { chooseRoute, type RouteRequest, type RoutingOptions } from '../routing.js';
 import { describeTarget, type UpstreamTarget } from '../upstream.js';
