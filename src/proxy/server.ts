@@ -16,7 +16,8 @@ import { HeartbeatLoop } from './heartbeat.js';
 import { ProxyMetrics } from './metrics.js';
 import { selectForwarder } from './native.js';
 import type { ErrorFields } from './protocol/messages.js';
-import { Session, type SessionContext } from './session.js';
+import { describeCloseReason } from './session/close-reason.js';
+import { Session, type SessionContext } from './session/session.js';
 import { loadServerTls } from './tls.js';
 import { describeTarget, upstreamTarget } from './upstream.js';
 import { UsageLedger } from './usage.js';
@@ -140,14 +141,14 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
         'client connected',
       );
     },
-    closed(session) {
+    closed(session, reason) {
       sessions.delete(session);
       admitted.delete(session);
       ledger.remove(session);
       if (session.cancelKey) cancelKeys.remove(session.cancelKey, session);
-      if (!session.cancelKey && session.reason !== 'cancel request') metrics.connection('failed');
+      if (!session.cancelKey && reason.kind !== 'cancel_request') metrics.connection('failed');
       // Cancel requests are connections too, but one line each would drown the sessions' lines.
-      const level = session.reason === 'cancel request' ? 'debug' : 'info';
+      const level = reason.kind === 'cancel_request' ? 'debug' : 'info';
       logger[level](
         {
           event: 'close',
@@ -161,7 +162,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
           bytesOut: session.bytesOut,
           queries: session.queries,
           forwarder: session.forwardedBy ?? null,
-          reason: session.reason,
+          reason: describeCloseReason(reason),
         },
         'client disconnected',
       );
@@ -280,8 +281,8 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
       }
       if (sessions.size > 0) {
         logger.info({ sessions: sessions.size }, 'grace period over: closing the remaining sessions');
-        const fields: ErrorFields = { severity: 'FATAL', code: '57P01', message: 'terminating connection: the tandem proxy is shutting down', hint: 'Reconnect.' };
-        for (const session of [...sessions]) session.terminate(fields, 'proxy shutdown');
+        const error: ErrorFields = { severity: 'FATAL', code: '57P01', message: 'terminating connection: the tandem proxy is shutting down', hint: 'Reconnect.' };
+        for (const session of [...sessions]) session.terminate({ kind: 'shutdown', error });
       }
       await stopped;
       await withTimeout(heartbeats.stop(), options.serverConnectTimeoutMs);

@@ -1,0 +1,563 @@
+/**
+ * One client session: owns the client's connection (client.ts) and its server connection, and moves
+ * the session between its phases; what each phase does is in its own module.
+ *
+ *   startup     reading SSLRequest / GSSENCRequest / CancelRequest / StartupMessage  (startup.ts)
+ *   cancelling  a CancelRequest was passed on; waiting for the server to close it, then closing
+ *   routing     resolving the version (startup.ts) and opening the server connection (server-connection.ts)
+ *   auth        relaying the server's authentication exchange, message by message   (auth.ts)
+ *   forwarding  bytes both ways, only frame headers looked at: in Node, or (plain TCP on both
+ *               sides, when the native forwarder is loaded) by its thread after a hand-over (forwarding.ts)
+ *   closed      with the reason why (close-reason.ts)
+ *
+ * Every failure ends this session only: it becomes an ErrorResponse to the client where the protocol
+ * allows one, a log line, and a metric.
+ */
+import type net from 'node:net';
+import type tls from 'node:tls';
+import type { Logger } from '../../observe/logger.js';
+import type { VersionInfo } from '../../state/versions.js';
+import type { Catalogs } from '../catalog.js';
+import type { ErrorKind, ProxyMetrics } from '../metrics.js';
+import { COUNTER_SLOTS, Counter, type NativeEnd, type NativeForwarder, type NativeHandle } from '../native.js';
+import { FrameReader, MAX_STARTUP_PACKET_LENGTH, ProtocolError } from '../protocol/frames.js';
+import { MessageType, SERVER_CLOSED_UNEXPECTEDLY, encodeErrorResponse, type ErrorFields, type StartupParams } from '../protocol/messages.js';
+import { routeRequest, versionOfSearchPath, type RoutingOptions } from '../routing.js';
+import type { UpstreamTarget } from '../upstream.js';
+import type { SessionUsage } from '../usage.js';
+import { AuthRelay, type AuthStep } from './auth.js';
+import { ClientConnection, endClient } from './client.js';
+import { closeReasonOfNativeEnd, type CloseReason, type ToldCloseReason } from './close-reason.js';
+import { NodeForwarding, handOverToNative, nativeCanForward, retiredError, type ForwardingEvents } from './forwarding.js';
+import { connectServer, sendStartup } from './server-connection.js';
+import { MAX_AUTH_MESSAGE_LENGTH, readStartupRequest, routeLogin } from './startup.js';
+
+const INTERNAL_ERROR: ToldCloseReason = { kind: 'internal', error: { severity: 'FATAL', code: 'XX000', message: 'internal error in the tandem proxy' } };
+
+/** What a session needs from the proxy around it. */
+export interface SessionContext {
+  readonly tls: tls.SecureContext | undefined;
+  readonly loginTimeoutMs: number;
+  readonly routing: RoutingOptions;
+  readonly upstream: UpstreamTarget;
+  readonly catalogs: Catalogs;
+  readonly metrics: ProxyMetrics;
+  readonly logger: Logger;
+  /** Set when plain-TCP sessions are to be handed to the native forwarder after login. */
+  readonly forwarder: NativeForwarder | undefined;
+  /** An error when this session must be refused (read once its startup packet is in); else it counts as admitted. */
+  admissionError(session: Session): ErrorFields | undefined;
+  /** Relays a cancel request; resolves when the server has taken it. */
+  cancel(key: Buffer, from: string): Promise<void>;
+  registerCancelKey(key: Buffer, session: Session): void;
+  ready(session: Session): void;
+  closed(session: Session, reason: CloseReason): void;
+}
+
+/** What the session knows once logged in, for the search_path the server reports later. */
+interface LoggedIn {
+  readonly database: string;
+  /** The version the session was routed to (the database name's, or its own search_path's at login). */
+  readonly routedVersion: VersionInfo | undefined;
+}
+
+type SessionState =
+  | { readonly phase: 'startup' }
+  | { readonly phase: 'cancelling' }
+  | { readonly phase: 'routing' }
+  | { readonly phase: 'auth'; readonly server: net.Socket; readonly database: string; readonly relay: AuthRelay }
+  /** Logged in; waits for the writes of the login to go out before the native thread takes the sockets. */
+  | {
+      readonly phase: 'forwarding';
+      readonly by: 'handover';
+      readonly server: net.Socket;
+      readonly login: LoggedIn;
+      readonly forwarder: NativeForwarder;
+      /** Bytes read past ReadyForQuery, kept while the corked writes before the hand-over go out. */
+      readonly rest: { toClient: Buffer; toServer: Buffer };
+    }
+  | { readonly phase: 'forwarding'; readonly by: 'node'; readonly server: net.Socket; readonly login: LoggedIn; readonly node: NodeForwarding }
+  /** The native thread has the sockets (Node's are destroyed) until it reports the end. */
+  | { readonly phase: 'forwarding'; readonly by: 'native'; readonly login: LoggedIn; readonly forwarder: NativeForwarder; readonly handle: NativeHandle }
+  | { readonly phase: 'closed'; readonly reason: CloseReason; readonly forwardedBy: 'node' | 'native' | undefined };
+
+export type Phase = SessionState['phase'];
+type AuthState = Extract<SessionState, { phase: 'auth' }>;
+type ForwardingState = Extract<SessionState, { phase: 'forwarding' }>;
+type HandOverState = Extract<SessionState, { by: 'handover' }>;
+
+let nextId = 1;
+
+export class Session implements SessionUsage {
+  readonly id = nextId++;
+  readonly clientAddress: string;
+  readonly startedAt = Date.now();
+  database: string | undefined;
+  user: string | undefined;
+  version: VersionInfo | undefined;
+  cancelKey: Buffer | undefined;
+  /** Bytes, queries, last query: bumped in Node, written in place by the native thread. */
+  private readonly counters = new Float64Array(COUNTER_SLOTS);
+  private state: SessionState = { phase: 'startup' };
+
+  private readonly client: ClientConnection;
+  private readonly clientReader = new FrameReader(MAX_STARTUP_PACKET_LENGTH);
+  private readonly loginTimer: NodeJS.Timeout;
+  private retiredMessage: string | undefined;
+  /**
+   * What the session's end is called if nothing more telling comes first: the last socket error,
+   * the server's refusal, the proxy's own verdict. `closed` keeps it.
+   */
+  private cause: CloseReason = { kind: 'client_closed' };
+
+  constructor(
+    socket: net.Socket,
+    private readonly ctx: SessionContext,
+  ) {
+    this.client = new ClientConnection(socket, ctx.tls, {
+      data: this.onClientData,
+      error: this.onClientError,
+      close: this.onClientClose,
+      notPostgresql: this.onNotPostgresql,
+    });
+    this.clientAddress = this.client.address;
+    this.loginTimer = setTimeout(this.onLoginTimeout, ctx.loginTimeoutMs);
+  }
+
+  get phase(): Phase {
+    return this.state.phase;
+  }
+
+  /** Logged in; stays true once closed, so that the ledger keeps an ended session's counts. */
+  get established(): boolean {
+    return this.state.phase === 'forwarding' || (this.state.phase === 'closed' && this.state.forwardedBy !== undefined);
+  }
+
+  /** Which path forwards (or forwarded) the session's bytes once logged in (for the log lines). */
+  get forwardedBy(): 'node' | 'native' | undefined {
+    const state = this.state;
+    if (state.phase === 'closed') return state.forwardedBy;
+    return state.phase === 'forwarding' && state.by !== 'handover' ? state.by : undefined;
+  }
+
+  get versionSchema(): string | undefined {
+    return this.version?.versionSchema;
+  }
+
+  get queries(): number {
+    return this.counters[Counter.Queries] ?? 0;
+  }
+
+  get lastQueryAt(): number {
+    return this.counters[Counter.LastQueryAt] ?? 0;
+  }
+
+  get bytesIn(): number {
+    return this.counters[Counter.BytesIn] ?? 0;
+  }
+
+  get bytesOut(): number {
+    return this.counters[Counter.BytesOut] ?? 0;
+  }
+
+  /** Marks the session's version as gone: its next message gets this error instead of an answer. */
+  retire(message: string): void {
+    const state = this.state;
+    if (state.phase === 'closed' || this.retiredMessage !== undefined) return;
+    this.retiredMessage = message;
+    // A session that has not finished logging in is told at once; it has sent nothing to spoil.
+    if (state.phase !== 'forwarding') this.fatal({ kind: 'refused', why: 'retired_version', error: retiredError(message) }, 'retired_version');
+    else if (state.by === 'native') state.forwarder.retire(state.handle, encodeErrorResponse(retiredError(message)));
+    else if (state.by === 'node') state.node.retire(message);
+    // A hand-over under way passes it on once the thread has the session.
+  }
+
+  /** Ends the session from the proxy's side (shutdown after the grace period). */
+  terminate(reason: ToldCloseReason): void {
+    this.fatal(reason);
+  }
+
+  // ---- startup -------------------------------------------------------------------------------
+
+  private readonly onClientData = (chunk: Buffer): void => {
+    if (this.client.startsDirectTls(chunk)) return;
+    this.clientReader.push(chunk);
+    try {
+      const state = this.state;
+      if (state.phase === 'startup') this.readStartup();
+      else if (state.phase === 'auth') this.relayClientAuth(state);
+      // In 'routing' the bytes wait in the reader until the upstream connection exists; a client
+      // has no business sending much before it is asked for a password.
+      else if (this.clientReader.pending > MAX_AUTH_MESSAGE_LENGTH) throw new ProtocolError('too much data before authentication');
+    } catch (error) {
+      this.failOnInput(error);
+    }
+  };
+
+  private readStartup(): void {
+    while (this.state.phase === 'startup') {
+      const request = readStartupRequest(this.clientReader);
+      if (!request) return;
+      switch (request.kind) {
+        case 'terminate':
+          // PostgreSQL closes such a connection without a word (an impossible startup length); a
+          // client that gave up before logging in must not get an error it may choke on.
+          this.ctx.logger.debug({ session: this.id, client: this.clientAddress }, 'client sent Terminate instead of a startup packet');
+          this.cause = { kind: 'client_terminated', before: 'startup_packet' };
+          this.client.socket.end();
+          this.finish();
+          return;
+        case 'ssl':
+          if (this.client.answerSslRequest() === 'tls') return;
+          break;
+        case 'gssenc':
+          this.client.refuseGssEncryption();
+          break;
+        case 'cancel':
+          this.cause = { kind: 'cancel_request' };
+          this.state = { phase: 'cancelling' };
+          // The client's connection stays open until the server has closed the forwarded one, as
+          // PostgreSQL's does: a client that waits for that close (libpq, psycopg) knows its cancel
+          // has landed, and cannot have it hit the statement it sends next.
+          this.client.socket.pause();
+          void this.ctx.cancel(request.key, this.clientAddress).finally(() => {
+            if (this.isClosed()) return;
+            this.client.socket.end();
+            this.finish();
+          });
+          return;
+        case 'login':
+          this.state = { phase: 'routing' };
+          this.clientReader.setMaxLength(MAX_AUTH_MESSAGE_LENGTH);
+          void this.login(request.protocol, request.params).catch((error: unknown) => {
+            this.ctx.logger.error({ session: this.id, err: (error as Error).message }, 'unexpected failure while opening a session');
+            this.fatal(INTERNAL_ERROR, 'internal');
+          });
+          return;
+      }
+    }
+  }
+
+  private readonly onNotPostgresql = (): void => {
+    this.cause = { kind: 'tls_without_alpn' };
+    this.ctx.metrics.error('tls');
+    this.finish();
+  };
+
+  /** Admission, routing and the server connection, then the authentication relay. */
+  private async login(protocol: number, params: StartupParams): Promise<void> {
+    const request = routeRequest(params);
+    this.database = request.database;
+    this.user = params.find(([name]) => name === 'user')?.[1];
+    const refusal = this.ctx.admissionError(this);
+    if (refusal) {
+      this.fatal({ kind: 'refused', why: 'admission', error: refusal });
+      return;
+    }
+    const routed = await routeLogin(request, params, this.ctx);
+    if (!routed.ok) {
+      this.fatal(routed.reason);
+      return;
+    }
+    if (this.isClosed()) return;
+    const route = routed.route;
+    this.version = route.version;
+
+    const connected = await connectServer(this.ctx.upstream, this.ctx.metrics);
+    if (!connected.ok) {
+      this.fatal(connected.reason, 'upstream_connect');
+      return;
+    }
+    const server = connected.server;
+    if (this.isClosed()) {
+      server.destroy();
+      return;
+    }
+    const relay = new AuthRelay(this.client.socket, server, this.client.encrypted, route, {
+      metrics: this.ctx.metrics,
+      cancelKey: (key) => {
+        this.cancelKey = key;
+        this.ctx.registerCancelKey(key, this);
+      },
+      serverRefused: (code) => {
+        this.cause = { kind: 'server_refused', code };
+      },
+    });
+    const auth = { phase: 'auth', server, database: request.database, relay } as const;
+    this.state = auth;
+    server.on('data', this.onServerData);
+    server.on('error', this.onServerError);
+    server.on('close', this.onServerClose);
+    server.on('drain', this.resumeClient);
+    this.client.socket.on('drain', this.resumeServer);
+    sendStartup(server, protocol, route.upstreamParams);
+    this.relayClientAuth(auth);
+  }
+
+  // ---- authentication relay ------------------------------------------------------------------
+
+  private relayClientAuth(state: AuthState): void {
+    this.afterAuthStep(state, state.relay.fromClient(this.clientReader));
+  }
+
+  private readonly onServerData = (chunk: Buffer): void => {
+    const state = this.state;
+    if (state.phase !== 'auth') return;
+    this.client.socket.cork();
+    try {
+      const step = state.relay.fromServer(chunk);
+      this.version = state.relay.version;
+      this.afterAuthStep(state, step);
+    } catch (error) {
+      const detail = (error as Error).message;
+      this.ctx.logger.warn({ session: this.id, err: detail }, 'the server broke the protocol during startup');
+      this.fatal({ kind: 'server_protocol_violation', detail, error: { severity: 'FATAL', code: '08P01', message: `protocol error from the server: ${detail}` } }, 'protocol');
+    } finally {
+      this.client.socket.uncork();
+    }
+    // After the uncork, so that what the client was sent during login has gone out first.
+    const after = this.state;
+    if (after.phase === 'forwarding' && after.by === 'handover') this.handOver(after);
+  };
+
+  private afterAuthStep(state: AuthState, step: AuthStep): void {
+    switch (step.next) {
+      case 'continue':
+        return;
+      case 'ready':
+        this.startForwarding(state);
+        return;
+      case 'close':
+        this.cause = step.reason;
+        this.finish();
+        return;
+      case 'fail':
+        this.fatal(step.reason);
+        return;
+    }
+  }
+
+  // ---- forwarding ----------------------------------------------------------------------------
+
+  private startForwarding(state: AuthState): void {
+    const { server, relay } = state;
+    clearTimeout(this.loginTimer);
+    this.client.stopReading();
+    server.removeListener('data', this.onServerData);
+    const rest = { toClient: relay.takeServerRest(), toServer: this.clientReader.takeRest() };
+    const login: LoggedIn = { database: state.database, routedVersion: relay.version };
+    const forwarder = this.ctx.forwarder;
+    if (forwarder && nativeCanForward(this.client.socket, server)) {
+      this.state = { phase: 'forwarding', by: 'handover', server, login, forwarder, rest };
+      this.ctx.ready(this);
+      return;
+    }
+    const node = this.forwardInNode(server, login);
+    this.ctx.ready(this);
+    node.start(rest.toClient, rest.toServer);
+  }
+
+  private forwardInNode(server: net.Socket, login: LoggedIn): NodeForwarding {
+    const node = new NodeForwarding(this.client.socket, server, this.counters, this.forwardingEvents);
+    if (this.retiredMessage !== undefined) node.retire(this.retiredMessage);
+    this.state = { phase: 'forwarding', by: 'node', server, login, node };
+    return node;
+  }
+
+  private readonly forwardingEvents: ForwardingEvents = {
+    searchPath: (value) => this.onReportedSearchPath(value),
+    clientFailed: (error) => this.failOnInput(error),
+    serverBrokeProtocol: (detail) => {
+      this.recordEnding({ kind: 'server_protocol_violation', detail });
+      this.finish();
+    },
+    retired: (error) => {
+      const state = this.state;
+      if (state.phase !== 'forwarding') return;
+      this.recordEnding({ kind: 'retired_version' });
+      this.endForwarding(state, error);
+    },
+  };
+
+  /**
+   * The server reported the session's search_path after login: PostgreSQL 18 reports every change
+   * (`SET search_path`). The session counts, and is retired, under the live version that path starts
+   * with; a path that starts with no live version leaves it under the version it was routed to.
+   */
+  private readonly onReportedSearchPath = (value: string): void => {
+    const state = this.state;
+    if (state.phase !== 'forwarding' || !state.login.routedVersion) return;
+    this.version = versionOfSearchPath(value, this.ctx.catalogs.get(state.login.database).cached()) ?? state.login.routedVersion;
+  };
+
+  /** When the thread cannot take the sockets, Node forwards after all. */
+  private handOver(state: HandOverState): void {
+    const { server, login, forwarder, rest } = state;
+    const handle = handOverToNative(
+      forwarder,
+      { id: this.id, client: this.client.socket, server, counters: this.counters, rest, onEnd: this.onNativeEnd, onSearchPath: this.onReportedSearchPath },
+      this.ctx.logger,
+    );
+    if (!handle) {
+      this.forwardInNode(server, login).start(rest.toClient, rest.toServer);
+      return;
+    }
+    this.state = { phase: 'forwarding', by: 'native', login, forwarder, handle };
+    // Retired while the hand-over waited for the uncork: the thread acts on it from the start.
+    if (this.retiredMessage !== undefined) forwarder.retire(handle, encodeErrorResponse(retiredError(this.retiredMessage)));
+  }
+
+  /** The native thread ended the session (its sockets are closed or closing there). */
+  private readonly onNativeEnd = (end: NativeEnd): void => {
+    const reason = closeReasonOfNativeEnd(end);
+    if (reason) this.recordEnding(reason);
+    this.finish();
+  };
+
+  /** Closes a forwarding session with an error to the client where its stream allows one. */
+  private endForwarding(state: ForwardingState, error: ErrorFields): void {
+    switch (state.by) {
+      case 'node':
+        state.node.end(error);
+        break;
+      case 'native':
+        // The thread ends it and reports back (onNativeEnd).
+        state.forwarder.terminate(state.handle, encodeErrorResponse(error));
+        return;
+      case 'handover':
+        // Where the streams stand is not known yet: no message can be slipped in.
+        this.client.socket.destroy();
+        state.server.destroy();
+        break;
+    }
+    this.finish();
+  }
+
+  private readonly resumeClient = (): void => {
+    if (this.state.phase !== 'closed') this.client.socket.resume();
+  };
+
+  private readonly resumeServer = (): void => {
+    const state = this.state;
+    if ('server' in state) state.server.resume();
+  };
+
+  // ---- endings -------------------------------------------------------------------------------
+
+  /** Counts and logs an ending alike whichever path forwarded the session (Node, or the native thread). */
+  private recordEnding(reason: CloseReason): void {
+    switch (reason.kind) {
+      case 'server_closed':
+        this.ctx.metrics.error('upstream_lost');
+        break;
+      case 'server_protocol_violation':
+        this.ctx.logger.warn({ session: this.id, err: reason.detail }, 'the server broke the protocol');
+        this.ctx.metrics.error('protocol');
+        break;
+      case 'client_protocol_violation':
+        this.ctx.logger.warn({ session: this.id, client: this.clientAddress, phase: this.phase, err: reason.error.message }, 'client broke the protocol');
+        this.ctx.metrics.error('protocol');
+        break;
+      case 'retired_version':
+        this.ctx.metrics.error('retired_version');
+        break;
+      case 'native_internal':
+        this.ctx.logger.error({ session: this.id, err: reason.detail }, 'unexpected failure in a session');
+        this.ctx.metrics.error('internal');
+        break;
+      default:
+        break;
+    }
+    this.cause = reason;
+  }
+
+  private readonly onLoginTimeout = (): void => {
+    if (this.state.phase === 'forwarding' || this.state.phase === 'closed') return;
+    this.ctx.logger.warn({ session: this.id, client: this.clientAddress, phase: this.phase, timeoutMs: this.ctx.loginTimeoutMs }, 'client login timeout');
+    if (this.client.handshaking) {
+      // Mid-handshake there is no way to send the client a message it can read.
+      this.ctx.metrics.error('login_timeout');
+      this.cause = { kind: 'tls_handshake_timeout' };
+      this.finish();
+      return;
+    }
+    const error: ErrorFields = { severity: 'FATAL', code: '08006', message: `client login timeout: the session was not established within ${this.ctx.loginTimeoutMs} ms` };
+    this.fatal({ kind: 'login_timeout', error }, 'login_timeout');
+  };
+
+  private failOnInput(error: unknown): void {
+    if (error instanceof ProtocolError) {
+      this.ctx.logger.warn({ session: this.id, client: this.clientAddress, phase: this.phase, err: error.message }, 'client broke the protocol');
+      this.fatal({ kind: 'client_protocol_violation', error: { severity: 'FATAL', code: error.code, message: error.message } }, 'protocol');
+      return;
+    }
+    this.ctx.logger.error({ session: this.id, err: (error as Error).message }, 'unexpected failure in a session');
+    this.fatal(INTERNAL_ERROR, 'internal');
+  }
+
+  /** Sends a FATAL error to the client (where the stream allows one) and ends the session. */
+  private fatal(reason: ToldCloseReason, metric?: ErrorKind): void {
+    const state = this.state;
+    if (state.phase === 'closed') return;
+    if (metric) this.ctx.metrics.error(metric);
+    this.cause = reason;
+    if (state.phase === 'forwarding') {
+      this.endForwarding(state, reason.error);
+      return;
+    }
+    this.client.fail(reason.error);
+    this.finish();
+  }
+
+  private readonly onClientError = (error: Error): void => {
+    this.cause = { kind: 'client_socket_error', detail: error.message };
+  };
+
+  private readonly onClientClose = (): void => {
+    const state = this.state;
+    if (state.phase === 'closed') return;
+    // The client is gone: let the server see end-of-stream after whatever is still queued for it.
+    if ('server' in state) state.server.end();
+    this.finish();
+  };
+
+  private readonly onServerError = (error: Error): void => {
+    this.cause = { kind: 'server_socket_error', detail: error.message };
+  };
+
+  private readonly onServerClose = (): void => {
+    const state = this.state;
+    if (state.phase === 'closed') return;
+    const node = state.phase === 'forwarding' && state.by === 'node' ? state.node : undefined;
+    const clientTerminated = node?.clientTerminated ?? false;
+    const serverSentError = state.phase === 'auth' ? state.relay.serverSentError : node?.lastServerType === MessageType.ErrorResponse;
+    if (clientTerminated) this.cause = { kind: 'client_closed' };
+    if (!serverSentError && !clientTerminated) {
+      this.recordEnding({ kind: 'server_closed' });
+      const canWrite = (state.phase !== 'forwarding' || (node?.serverAtBoundary ?? false)) && !this.client.socket.destroyed;
+      if (canWrite) endClient(this.client.socket, encodeErrorResponse(SERVER_CLOSED_UNEXPECTEDLY));
+      else this.client.socket.destroy();
+    } else {
+      endClient(this.client.socket);
+    }
+    this.finish();
+  };
+
+  /** Releases everything; idempotent. */
+  private finish(): void {
+    const state = this.state;
+    if (state.phase === 'closed') return;
+    const reason = this.cause;
+    this.state = { phase: 'closed', reason, forwardedBy: this.forwardedBy };
+    clearTimeout(this.loginTimer);
+    if (state.phase === 'forwarding' && state.by === 'node') state.node.stop();
+    if ('server' in state && !state.server.destroyed && !state.server.writableEnded) state.server.destroy();
+    if (!this.client.socket.writableEnded) this.client.socket.destroy();
+    this.ctx.closed(this, reason);
+  }
+
+  /** A method, not a comparison, so TypeScript does not narrow the phase across an await. */
+  private isClosed(): boolean {
+    return this.state.phase === 'closed';
+  }
+}
