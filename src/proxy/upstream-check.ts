@@ -46,9 +46,14 @@ export async function checkUpstream(target: UpstreamTarget, login: Omit<ServerLo
   }
 }
 
+/**
+ * PgBouncer in session mode is no way out on its own: it builds its server connections' startup
+ * packets itself in every pool mode (tested with 1.18, test/proxy/upstream-check.test.ts).
+ */
 const WAYS_OUT =
-  'Connect the proxy straight to PostgreSQL and let tandem pool (--pool-mode), or run PgBouncer in session mode, ' +
-  'or, with PostgreSQL 18 (which reports search_path to poolers) and PgBouncer 1.20 or later, add search_path to its track_extra_parameters.';
+  'Let tandem do the pooling: point the proxy\'s --postgres-url at PostgreSQL itself and use --pool-mode. ' +
+  'Or, with PgBouncer 1.20 or later in front of PostgreSQL 18 (the first to report search_path to poolers), add search_path to PgBouncer\'s track_extra_parameters. ' +
+  'PgBouncer in session mode does not carry the parameter either.';
 
 /** The FATAL error a client asking for a version gets while the upstream fails the check. */
 export function upstreamCheckError(failure: UpstreamCheckFailure): ErrorFields {
