@@ -48,7 +48,9 @@ function parseLine(line: string, error: (reason: string) => UserlistError): { us
   if (user.value === '') throw error('the user name is empty');
   offset = skipSpace(line, user.next);
   if (offset === user.next && offset < line.length) throw error('expected white space after the user name');
-  if (offset === line.length) throw error(`no secret for user "${user.value}": expected "user" "secret"`);
+  // Not named here: with the space between the fields missing ("user""secret"), the one field read
+  // as a user name holds the secret.
+  if (offset === line.length) throw error('only one field: expected "user" "secret"');
   const secret = readQuoted(line, offset, `secret of user "${user.value}"`, error);
   try {
     return { user: user.value, secret: parseSecret(secret.value) };
