@@ -91,7 +91,62 @@ export function mockScramSecret(user: string): ScramSecret {
 
 /** A nonce made of printable ASCII other than ',' (RFC 5802), here base64 of random bytes. */
 const newNonce = (): string => randomBytes(NONCE_LENGTH).toString('base64');
-const PRINTABLE_NONCE = /^[\x21-\x2b\x2d-\x7e]+$/;
+const PRINTABLE_NONCE = /^[\x21-\x2b\x2d-\x7e]*$/;
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** A character in an error as PostgreSQL quotes it: 'x' when printable, else its code (the end of the text is 0x00). */
+function quoteChar(char: string | undefined): string {
+  const code = char?.charCodeAt(0) ?? 0;
+  return code >= 0x21 && code <= 0x7e ? `'${char}'` : `0x${code.toString(16).padStart(2, '0')}`;
+}
+
+/** Ends a server step: the ErrorResponse the client gets. */
+class Refusal extends Error {
+  constructor(readonly fields: ErrorFields) {
+    super(fields.message);
+  }
+}
+
+const malformed = (detail: string) => new Refusal(malformedScramMessage(detail));
+
+/**
+ * Reads `attr=value` pairs separated by commas, with the checks and the wording of PostgreSQL's
+ * read_attr_value and read_any_attr, so a broken client sees the errors it would see from the server.
+ */
+class AttributeReader {
+  constructor(
+    private readonly text: string,
+    public at = 0,
+  ) {}
+
+  get atEnd(): boolean {
+    return this.at >= this.text.length;
+  }
+
+  /** The value of the attribute that must come next. */
+  expect(attr: string): string {
+    const found = this.text[this.at];
+    if (found !== attr) throw malformed(`Expected attribute "${attr}" but found "${quoteChar(found)}".`);
+    return this.valueOf(attr);
+  }
+
+  /** Whatever attribute comes next. */
+  any(): { attr: string; value: string } {
+    const attr = this.text[this.at];
+    if (attr === undefined) throw malformed('Attribute expected, but found end of string.');
+    if (!/^[A-Za-z]$/.test(attr)) throw malformed(`Attribute expected, but found invalid character "${quoteChar(attr)}".`);
+    return { attr, value: this.valueOf(attr) };
+  }
+
+  private valueOf(attr: string): string {
+    if (this.text[this.at + 1] !== '=') throw malformed(`Expected character "=" for attribute "${attr}".`);
+    const start = this.at + 2;
+    const comma = this.text.indexOf(',', start);
+    const end = comma < 0 ? this.text.length : comma;
+    this.at = comma < 0 ? end : end + 1;
+    return this.text.slice(start, end);
+  }
+}
 
 export type ScramServerStep<T> = ({ ok: true } & T) | { ok: false; error: ErrorFields };
 
@@ -105,8 +160,8 @@ export class ScramServerExchange {
   private state: ServerState = { phase: 'first' };
 
   /**
-   * `doomed`: the secret is a mock (mockScramSecret) and the login must fail at the end whatever the
-   * client proves, without the client noticing earlier.
+   * `doomed`: the secret is a mock (mockScramSecret), or cannot serve SCRAM, and the login must fail
+   * at the end whatever the client proves, without the client noticing earlier.
    */
   constructor(
     private readonly user: string,
@@ -118,39 +173,31 @@ export class ScramServerExchange {
   clientFirst(mechanism: string, data: Buffer): ScramServerStep<{ serverFirst: Buffer }> {
     if (this.state.phase !== 'first') return { ok: false, error: malformedScramMessage('invalid SCRAM exchange state') };
     this.state = { phase: 'done' };
-    // The proxy offers only SCRAM-SHA-256: it has no channel to bind (SCRAM-SHA-256-PLUS) to.
-    if (mechanism !== SCRAM_SHA_256) {
-      return { ok: false, error: { severity: 'FATAL', code: '08P01', message: 'client selected an invalid SASL authentication mechanism' } };
-    }
-    const text = data.toString('utf8');
-    if (text.length === 0) return { ok: false, error: malformedScramMessage('The message is empty.') };
-    const flag = text[0]!;
-    let gs2End: number;
-    if (flag === 'n' || flag === 'y') {
+    return step(() => {
+      // The proxy offers only SCRAM-SHA-256: it has no channel to bind (SCRAM-SHA-256-PLUS) to.
+      if (mechanism !== SCRAM_SHA_256) throw new Refusal({ severity: 'FATAL', code: '08P01', message: 'client selected an invalid SASL authentication mechanism' });
+      const text = messageText(data);
+      const flag = text[0]!;
+      if (flag === 'p') throw malformed('The client selected SCRAM-SHA-256 without channel binding, but the SCRAM message includes channel binding data.');
       // 'y': the client could bind a channel but saw no offer of it. A server that offers binding
       // must refuse that as a downgrade; we never offer it, so, like PostgreSQL without TLS, accept.
-      if (text[1] !== ',') return { ok: false, error: malformedScramMessage(`Comma expected, but found character "${text[1] ?? ''}".`) };
-      gs2End = 2;
-    } else if (flag === 'p') {
-      return { ok: false, error: malformedScramMessage('The client selected SCRAM-SHA-256 without channel binding, but the SCRAM message includes channel binding data.') };
-    } else {
-      return { ok: false, error: malformedScramMessage(`Unexpected channel-binding flag "${flag}".`) };
-    }
-    if (text[gs2End] === 'a') return { ok: false, error: { severity: 'FATAL', code: '0A000', message: 'client uses authorization identity, but it is not supported' } };
-    if (text[gs2End] !== ',') return { ok: false, error: malformedScramMessage(`Unexpected attribute "${text[gs2End] ?? ''}" in client-first-message.`) };
-    const gs2Header = text.slice(0, gs2End + 1);
-    const clientFirstBare = text.slice(gs2End + 1);
-    if (clientFirstBare.startsWith('m')) return { ok: false, error: { severity: 'FATAL', code: '0A000', message: 'client requires an unsupported SCRAM extension' } };
-    const attributes = clientFirstBare.split(',');
-    if (!attributes[0]?.startsWith('n=')) return { ok: false, error: malformedScramMessage('Expected attribute "n" in client-first-message.') };
-    const clientNonce = attributes[1]?.startsWith('r=') ? attributes[1].slice(2) : undefined;
-    if (clientNonce === undefined) return { ok: false, error: malformedScramMessage('Expected attribute "r" in client-first-message.') };
-    if (!PRINTABLE_NONCE.test(clientNonce)) return { ok: false, error: malformedScramMessage('non-printable characters in SCRAM nonce') };
+      if (flag !== 'n' && flag !== 'y') throw malformed(`Unexpected channel-binding flag "${quoteChar(flag)}".`);
+      if (text[1] !== ',') throw malformed(`Comma expected, but found character "${quoteChar(text[1])}".`);
+      if (text[2] === 'a') throw new Refusal({ severity: 'FATAL', code: '0A000', message: 'client uses authorization identity, but it is not supported' });
+      if (text[2] !== ',') throw malformed(`Unexpected attribute "${quoteChar(text[2])}" in client-first-message.`);
+      const clientFirstBare = text.slice(3);
+      if (clientFirstBare.startsWith('m')) throw new Refusal({ severity: 'FATAL', code: '0A000', message: 'client requires an unsupported SCRAM extension' });
+      const reader = new AttributeReader(clientFirstBare);
+      reader.expect('n');
+      const clientNonce = reader.expect('r');
+      if (!PRINTABLE_NONCE.test(clientNonce)) throw new Refusal({ severity: 'FATAL', code: '08P01', message: 'non-printable characters in SCRAM nonce' });
+      while (!reader.atEnd) reader.any();
 
-    const nonce = clientNonce + newNonce();
-    const serverFirst = `r=${nonce},s=${this.secret.salt.toString('base64')},i=${this.secret.iterations}`;
-    this.state = { phase: 'final', gs2Header, nonce, clientFirstBare, serverFirst };
-    return { ok: true, serverFirst: Buffer.from(serverFirst, 'utf8') };
+      const nonce = clientNonce + newNonce();
+      const serverFirst = `r=${nonce},s=${this.secret.salt.toString('base64')},i=${this.secret.iterations}`;
+      this.state = { phase: 'final', gs2Header: text.slice(0, 3), nonce, clientFirstBare, serverFirst };
+      return { serverFirst: Buffer.from(serverFirst, 'utf8') };
+    });
   }
 
   /**
@@ -161,26 +208,46 @@ export class ScramServerExchange {
     const state = this.state;
     if (state.phase !== 'final') return { ok: false, error: malformedScramMessage('invalid SCRAM exchange state') };
     this.state = { phase: 'done' };
-    const text = data.toString('utf8');
-    const proofAt = text.lastIndexOf(',p=');
-    const attributes = text.split(',');
-    if (!attributes[0]?.startsWith('c=')) return { ok: false, error: malformedScramMessage('Expected attribute "c" in client-final-message.') };
-    if (attributes[0].slice(2) !== Buffer.from(state.gs2Header, 'utf8').toString('base64')) {
-      return { ok: false, error: { severity: 'FATAL', code: '08P01', message: 'SCRAM channel binding check failed' } };
-    }
-    if (attributes[1] !== `r=${state.nonce}`) return { ok: false, error: malformedScramMessage('Nonce does not match.') };
-    if (proofAt < 0) return { ok: false, error: malformedScramMessage('Expected attribute "p" in client-final-message.') };
-    const proofText = text.slice(proofAt + 3);
-    const proof = Buffer.from(proofText, 'base64');
-    if (proof.length !== SCRAM_KEY_LENGTH || proof.toString('base64') !== proofText) {
-      return { ok: false, error: malformedScramMessage('malformed proof in client-final-message') };
-    }
-    const authMessage = `${state.clientFirstBare},${state.serverFirst},${text.slice(0, proofAt)}`;
-    const clientKey = xor(proof, hmac(this.secret.storedKey, authMessage));
-    const matches = timingSafeEqual(sha256(clientKey), this.secret.storedKey);
-    if (!matches || this.doomed) return { ok: false, error: passwordAuthenticationFailed(this.user) };
-    return { ok: true, serverFinal: Buffer.from(`v=${hmac(this.secret.serverKey, authMessage).toString('base64')}`, 'utf8'), clientKey };
+    return step(() => {
+      const text = messageText(data);
+      const reader = new AttributeReader(text);
+      if (reader.expect('c') !== Buffer.from(state.gs2Header, 'utf8').toString('base64')) {
+        throw new Refusal({ severity: 'FATAL', code: '08P01', message: 'unexpected SCRAM channel-binding attribute in client-final-message' });
+      }
+      const nonce = reader.expect('r');
+      let proofAt: number;
+      let attribute: { attr: string; value: string };
+      do {
+        proofAt = reader.at - 1;
+        attribute = reader.any();
+      } while (attribute.attr !== 'p');
+      const proof = Buffer.from(attribute.value, 'base64');
+      if (!BASE64.test(attribute.value) || proof.length !== SCRAM_KEY_LENGTH) throw malformed('Malformed proof in client-final-message.');
+      if (!reader.atEnd) throw malformed('Garbage found at the end of client-final-message.');
+      if (nonce !== state.nonce) throw new Refusal({ severity: 'FATAL', code: '08P01', message: 'invalid SCRAM response', detail: 'Nonce does not match.' });
+
+      const authMessage = `${state.clientFirstBare},${state.serverFirst},${text.slice(0, proofAt)}`;
+      const clientKey = xor(proof, hmac(this.secret.storedKey, authMessage));
+      if (!timingSafeEqual(sha256(clientKey), this.secret.storedKey) || this.doomed) throw new Refusal(passwordAuthenticationFailed(this.user));
+      return { serverFinal: Buffer.from(`v=${hmac(this.secret.serverKey, authMessage).toString('base64')}`, 'utf8'), clientKey };
+    });
   }
+}
+
+function step<T>(run: () => T): ScramServerStep<T> {
+  try {
+    return { ok: true, ...run() };
+  } catch (error) {
+    if (error instanceof Refusal) return { ok: false, error: error.fields };
+    throw error;
+  }
+}
+
+/** A SCRAM message as text; PostgreSQL refuses an empty one and one with a zero byte inside. */
+function messageText(data: Buffer): string {
+  if (data.length === 0) throw malformed('The message is empty.');
+  if (data.includes(0)) throw malformed('Message length does not match input length.');
+  return data.toString('utf8');
 }
 
 /** The server broke the SCRAM exchange, or failed to prove that it knows the verifier. */
