@@ -36,6 +36,8 @@ const pgCrypto = require('pg/lib/crypto/utils.js') as { postgresMd5PasswordHash(
 const PASSWORD = 'correct horse';
 const SCRAM_USER = 'tandem_scram';
 const MD5_USER = 'tandem_md5';
+/** SASLprep changes it: a no-break space becomes a space, the "ﬁ" ligature "fi" (NFKC). */
+const UNICODE_PASSWORD = 'ﬁne\u00a0dåy';
 
 describe('proxy authentication parts', () => {
   const pg = usePostgres();
@@ -45,8 +47,9 @@ describe('proxy authentication parts', () => {
   beforeAll(async () => {
     const server = pg.server;
     await server.admin(`SET password_encryption = 'md5'; CREATE ROLE ${MD5_USER} LOGIN PASSWORD '${PASSWORD}'`);
-    await server.admin(`SET password_encryption = 'scram-sha-256'; CREATE ROLE ${SCRAM_USER} LOGIN PASSWORD '${PASSWORD}'; CREATE ROLE tandem_nopass LOGIN`);
-    await server.addHbaRules([`host all ${MD5_USER} 127.0.0.1/32 md5`, `host all ${SCRAM_USER} 127.0.0.1/32 scram-sha-256`, 'host all tandem_nopass 127.0.0.1/32 scram-sha-256']);
+    await server.admin(`SET password_encryption = 'scram-sha-256'; CREATE ROLE ${SCRAM_USER} LOGIN PASSWORD '${PASSWORD}'; CREATE ROLE tandem_nopass LOGIN;
+      CREATE ROLE tandem_unicode LOGIN PASSWORD '${UNICODE_PASSWORD}'`);
+    await server.addHbaRules([`host all ${MD5_USER} 127.0.0.1/32 md5`, `host all ${SCRAM_USER} 127.0.0.1/32 scram-sha-256`, 'host all tandem_nopass 127.0.0.1/32 scram-sha-256', 'host all tandem_unicode 127.0.0.1/32 scram-sha-256']);
     const stored = async (user: string) => (await server.admin(`SELECT rolpassword FROM pg_authid WHERE rolname = '${user}'`)).rows[0]!.rolpassword as string;
     storedScram = parseSecret(await stored(SCRAM_USER)) as ScramSecret;
     storedMd5 = parseSecret(await stored(MD5_USER));
@@ -69,6 +72,8 @@ describe('proxy authentication parts', () => {
     expect(await currentUser({ user: SCRAM_USER, secret: { kind: 'plain', password: PASSWORD } })).toBe(SCRAM_USER);
     expect(await currentUser({ user: MD5_USER, secret: { kind: 'plain', password: PASSWORD } })).toBe(MD5_USER);
     expect(await currentUser({ user: MD5_USER, secret: storedMd5 })).toBe(MD5_USER);
+    expect(await currentUser({ user: 'tandem_unicode', secret: { kind: 'plain', password: UNICODE_PASSWORD } })).toBe('tandem_unicode');
+    expect(await currentUser({ user: 'tandem_unicode', secret: { kind: 'plain', password: 'fine dåy' } })).toBe('tandem_unicode');
     const refused = await currentUser({ user: SCRAM_USER, secret: { kind: 'plain', password: 'wrong' } }).catch((error: unknown) => error);
     expect(refused).toBeInstanceOf(ServerError);
     // The proxy's own refusal is word for word the server's (its S, V, C and M fields; the rest name server source lines).
@@ -95,6 +100,8 @@ describe('proxy authentication parts', () => {
 
     const accepted = await pgClientLogin(new ScramServerExchange(SCRAM_USER, storedScram), PASSWORD);
     expect(accepted.ok).toBe(true);
+    const unicode = parseSecret((await pg.server.admin("SELECT rolpassword FROM pg_authid WHERE rolname = 'tandem_unicode'")).rows[0]!.rolpassword as string) as ScramSecret;
+    expect((await pgClientLogin(new ScramServerExchange('tandem_unicode', unicode), UNICODE_PASSWORD)).ok).toBe(true);
     const clientKey = (accepted as { clientKey: Buffer }).clientKey;
     // Pass-through: the client's ClientKey and the stored ServerKey log in to the server, no password known.
     expect(await currentUser({ user: SCRAM_USER, scramKeys: { clientKey, serverKey: storedScram.serverKey } })).toBe(SCRAM_USER);

@@ -45,11 +45,9 @@ function xor(a: Buffer, b: Buffer): Buffer {
  * character; we do not check prohibitions, so such rare passwords may differ.)
  */
 export function saslPrep(password: string): string {
-  // eslint-disable-next-line no-control-regex
   if (/^[\x00-\x7f]*$/.test(password)) return password;
   return password
     .replace(/[\u00a0\u1680\u2000-\u200b\u202f\u205f\u3000]/g, ' ')
-    // eslint-disable-next-line no-misleading-character-class
     .replace(/[\u00ad\u034f\u1806\u180b-\u180d\u200c\u200d\u2060\ufe00-\ufe0f\ufeff]/g, '')
     .normalize('NFKC');
 }

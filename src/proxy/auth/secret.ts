@@ -73,7 +73,8 @@ export type PasswordAuthType = 'md5' | 'scram-sha-256';
 /**
  * Which exchange to run with a client, by PostgreSQL's rules: md5 asked, a SCRAM verifier stored →
  * SCRAM (the stronger method the verifier allows); SCRAM asked, only an md5 hash stored → a SCRAM
- * exchange that cannot succeed ('scram-doomed'), failing like a wrong password.
+ * exchange that cannot succeed ('scram-doomed': run it with mockScramSecret, so it fails at the end
+ * like a wrong password). A user with no secret at all gets 'scram-doomed' from the caller too.
  */
 export function exchangeFor(authType: PasswordAuthType, secret: Secret): 'md5' | 'scram' | 'scram-doomed' {
   if (secret.kind === 'scram') return 'scram';

@@ -118,9 +118,9 @@ export class ServerSession {
   }
 
   close(): void {
-    if (this.failure === undefined) this.socket.end(TERMINATE);
+    if (this.failure === undefined) this.socket.end(TERMINATE, () => this.socket.destroy());
+    else this.socket.destroy();
     this.fail(new Error('session closed'));
-    this.socket.destroy();
   }
 
   private async runQuery(sql: string, params: ReadonlyArray<string | null>): Promise<Row[]> {
