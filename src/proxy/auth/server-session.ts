@@ -124,6 +124,20 @@ export class ServerSession {
   }
 
   private async runQuery(sql: string, params: ReadonlyArray<string | null>): Promise<Row[]> {
+    try {
+      return await this.exchangeQuery(sql, params);
+    } catch (error) {
+      // A ServerError comes after ReadyForQuery, with the connection in step; anything else leaves
+      // it mid-answer, unusable.
+      if (!(error instanceof ServerError)) {
+        this.fail(error as Error);
+        this.socket.destroy();
+      }
+      throw error;
+    }
+  }
+
+  private async exchangeQuery(sql: string, params: ReadonlyArray<string | null>): Promise<Row[]> {
     this.socket.write(Buffer.concat([encodeParse(sql), encodeBind(params), encodeExecute(), SYNC]));
     const rows: Row[] = [];
     let error: ServerError | undefined;
