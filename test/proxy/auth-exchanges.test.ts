@@ -11,7 +11,7 @@ import { AuthQuery, AUTH_QUERY_SEARCH_PATH } from '../../src/proxy/auth/auth-que
 import { passwordAuthenticationFailed } from '../../src/proxy/auth/failure.js';
 import { authenticationData, encodeSASLInitialResponse, encodeSASLResponse } from '../../src/proxy/auth/messages.js';
 import { md5Hash, md5Salt, verifyMd5Response } from '../../src/proxy/auth/md5.js';
-import { ScramServerExchange, mockScramSecret, scramSecretFromPassword, formatScramSecret } from '../../src/proxy/auth/scram.js';
+import { ScramServerExchange, formatScramSecret, mockScramSecret, scramSecretForPlainPassword, scramSecretFromPassword } from '../../src/proxy/auth/scram.js';
 import { exchangeFor, parseSecret, type ScramSecret, type Secret } from '../../src/proxy/auth/secret.js';
 import { ServerError, ServerSession, type ServerLogin } from '../../src/proxy/auth/server-session.js';
 import { FrameReader } from '../../src/proxy/protocol/frames.js';
@@ -110,11 +110,14 @@ describe('proxy authentication parts', () => {
   });
 
   it('authenticates with a plain secret, and fails a mock secret exactly like a wrong password', async () => {
-    const plain = scramSecretFromPassword(PASSWORD);
+    const plain = scramSecretForPlainPassword(SCRAM_USER, PASSWORD);
+    expect(scramSecretForPlainPassword(SCRAM_USER, PASSWORD)).toEqual(plain);
+    expect(scramSecretForPlainPassword(MD5_USER, PASSWORD).salt).not.toEqual(plain.salt);
     expect((await pgClientLogin(new ScramServerExchange(SCRAM_USER, plain), PASSWORD)).ok).toBe(true);
     expect(await pgClientLogin(new ScramServerExchange(SCRAM_USER, plain), 'wrong')).toEqual({ ok: false, error: passwordAuthenticationFailed(SCRAM_USER) });
-    // A verifier made the way PostgreSQL makes one reads back as the same secret.
+    // A verifier made the way PostgreSQL makes one reads back as the same secret, and matches the server's for that salt.
     expect(parseSecret(formatScramSecret(plain))).toEqual(plain);
+    expect(scramSecretFromPassword(PASSWORD, storedScram.salt, storedScram.iterations)).toEqual(storedScram);
 
     // Unknown user: the exchange runs to the end, with a salt stable per name, then the usual refusal.
     const mock = mockScramSecret('nobody');

@@ -2,7 +2,7 @@
  * SCRAM-SHA-256 (RFC 5802, RFC 7677) as PostgreSQL speaks it, both ways:
  *
  * - ScramServerExchange authenticates a client against a stored verifier (or a plain password made
- *   into one), answering malformed or channel-binding messages as a PostgreSQL server without TLS
+ *   into one, scramSecretForPlainPassword), answering malformed or channel-binding messages as a PostgreSQL server without TLS
  *   channel binding does, and hands back the client's ClientKey once its proof checks out.
  * - ScramClientExchange logs in to a server with a password, or with only ClientKey and ServerKey:
  *   PgBouncer's SCRAM pass-through, where the keys recovered from a client's login open server
@@ -52,13 +52,29 @@ export function saslPrep(password: string): string {
     .normalize('NFKC');
 }
 
+/**
+ * Keys derived lately, by a hash of (password, salt, iterations). PBKDF2 is deliberately slow (some
+ * milliseconds at 4096 iterations, blocking the event loop), and a pooling proxy derives the same
+ * keys again and again: each new server connection of a user, each login of a client whose secret
+ * is a plain password. Bounded; the oldest entry goes first.
+ */
+const derivedKeys = new Map<string, ScramKeys>();
+const MAX_DERIVED_KEYS = 1024;
+
 function keysFromPassword(password: string, salt: Buffer, iterations: number): ScramKeys {
-  const salted = pbkdf2Sync(Buffer.from(saslPrep(password), 'utf8'), salt, iterations, SCRAM_KEY_LENGTH, 'sha256');
-  return { clientKey: hmac(salted, 'Client Key'), serverKey: hmac(salted, 'Server Key') };
+  const prepared = Buffer.from(saslPrep(password), 'utf8');
+  const key = createHash('sha256').update(prepared).update('\0').update(salt).update(`\0${iterations}`).digest('base64');
+  const known = derivedKeys.get(key);
+  if (known) return known;
+  const salted = pbkdf2Sync(prepared, salt, iterations, SCRAM_KEY_LENGTH, 'sha256');
+  const keys = { clientKey: hmac(salted, 'Client Key'), serverKey: hmac(salted, 'Server Key') };
+  if (derivedKeys.size >= MAX_DERIVED_KEYS) derivedKeys.delete(derivedKeys.keys().next().value!);
+  derivedKeys.set(key, keys);
+  return keys;
 }
 
 /** A verifier for a plain password, as PostgreSQL would store it (a fresh random salt unless given). */
-export function scramSecretFromPassword(password: string, salt = randomBytes(SALT_LENGTH), iterations = DEFAULT_SCRAM_ITERATIONS): ScramSecret {
+export function scramSecretFromPassword(password: string, salt: Buffer = randomBytes(SALT_LENGTH), iterations = DEFAULT_SCRAM_ITERATIONS): ScramSecret {
   const { clientKey, serverKey } = keysFromPassword(password, salt, iterations);
   return { kind: 'scram', iterations, salt, storedKey: sha256(clientKey), serverKey };
 }
@@ -69,8 +85,19 @@ export function formatScramSecret(secret: ScramSecret): string {
   return `SCRAM-SHA-256$${secret.iterations}:${b64(secret.salt)}$${b64(secret.storedKey)}:${b64(secret.serverKey)}`;
 }
 
-/** Per-process key for mock salts: stable for a user name while the proxy runs, unguessable outside it. */
-const MOCK_SALT_KEY = randomBytes(32);
+/** Per-process key for made-up salts: stable for a user while the proxy runs, unguessable outside it. */
+const SALT_KEY = randomBytes(32);
+
+/**
+ * The verifier to authenticate a client against when its secret is a plain password (an auth file
+ * line with a password). Its salt is stable per user and password, as a stored verifier's is, so the
+ * keys are derived once, not at every login; and it differs between users, so two users with the
+ * same password do not show the same salt.
+ */
+export function scramSecretForPlainPassword(user: string, password: string): ScramSecret {
+  const salt = hmac(SALT_KEY, `plain\0${user}\0${password}`).subarray(0, SALT_LENGTH);
+  return scramSecretFromPassword(password, salt);
+}
 
 /**
  * A verifier no proof can match, for a user with no usable secret. Going through the whole exchange
@@ -81,7 +108,7 @@ export function mockScramSecret(user: string): ScramSecret {
   return {
     kind: 'scram',
     iterations: DEFAULT_SCRAM_ITERATIONS,
-    salt: hmac(MOCK_SALT_KEY, user).subarray(0, SALT_LENGTH),
+    salt: hmac(SALT_KEY, `mock\0${user}`).subarray(0, SALT_LENGTH),
     storedKey: randomBytes(SCRAM_KEY_LENGTH),
     serverKey: randomBytes(SCRAM_KEY_LENGTH),
   };
