@@ -1,0 +1,331 @@
+/**
+ * A server session the proxy opens for its own use (looking up secrets, probing the upstream) rather
+ * than for a client: opened the way client sessions are (upstream.ts: TCP or Unix socket, TLS per
+ * sslmode, then a StartupMessage with the parameters given), logged in with a stored secret or SCRAM
+ * keys, and able to run a query with bound parameters and read its rows as text.
+ */
+import type net from 'node:net';
+import { FrameReader, ProtocolError, describeType, type TypedFrame } from '../protocol/frames.js';
+import {
+  AuthCode,
+  MessageType,
+  PROTOCOL_3_0,
+  TERMINATE,
+  encodeMessage,
+  encodeStartupMessage,
+  parseAuthRequest,
+  parseErrorFields,
+  parseParameterStatus,
+  type StartupParams,
+} from '../protocol/messages.js';
+import { describeTarget, openUpstream, type UpstreamTarget } from '../upstream.js';
+import { authenticationData, encodePasswordMessage, encodeSASLInitialResponse, encodeSASLResponse } from './messages.js';
+import { md5Response } from './md5.js';
+import { SCRAM_SHA_256, ScramClientExchange, type ScramKeys } from './scram.js';
+import type { Secret } from './secret.js';
+
+export interface ServerLogin {
+  user: string;
+  database: string;
+  /** How to prove who we are. Neither: the server must trust us. */
+  secret?: Secret;
+  /** SCRAM pass-through: the ClientKey and ServerKey of a client's login. */
+  scramKeys?: ScramKeys;
+  /** More startup parameters (search_path, application_name…), sent after user and database. */
+  params?: StartupParams;
+}
+
+/** The server (or whatever answers in its place) sent an ErrorResponse. */
+export class ServerError extends Error {
+  readonly code: string;
+  constructor(readonly fields: ReadonlyMap<string, string>) {
+    super(fields.get('M') ?? 'the server reported an error');
+    this.name = 'ServerError';
+    this.code = fields.get('C') ?? 'XX000';
+  }
+}
+
+export type Row = Array<string | null>;
+
+/**
+ * The extended-protocol and result message types this module needs beyond protocol/messages.ts's
+ * MessageType (kept here while other work changes that file; to move there when both land).
+ */
+const Message = {
+  Parse: 0x50, // 'P'
+  Bind: 0x42, // 'B'
+  Sync: 0x53, // 'S' (same byte as ParameterStatus, other direction)
+  ParseComplete: 0x31, // '1'
+  BindComplete: 0x32, // '2'
+  CommandComplete: 0x43, // 'C'
+  EmptyQueryResponse: 0x49, // 'I'
+  NoData: 0x6e, // 'n'
+  RowDescription: 0x54, // 'T'
+  DataRow: 0x44, // 'D'
+} as const;
+
+/** Server messages outside a query are small; a row of a secret lookup or a probe is too. */
+const MAX_MESSAGE_LENGTH = 1024 * 1024;
+
+export class ServerSession {
+  /** ParameterStatus values reported at login (and updated after). */
+  readonly parameters = new Map<string, string>();
+  private readonly reader = new FrameReader(MAX_MESSAGE_LENGTH);
+  private waiting: { resolve(): void; reject(error: Error): void } | undefined;
+  private failure: Error | undefined;
+  private busy: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    private readonly socket: net.Socket,
+    private readonly where: string,
+    private readonly timeoutMs: number,
+  ) {
+    socket.on('data', (chunk: Buffer) => {
+      this.reader.push(chunk);
+      this.wake();
+    });
+    socket.on('error', (error: Error) => this.fail(error));
+    socket.on('close', () => this.fail(new Error(`${where} closed the connection`)));
+    socket.resume();
+  }
+
+  /** Opens a session and logs in; rejects with ServerError when the server refuses. */
+  static async open(target: UpstreamTarget, login: ServerLogin): Promise<ServerSession> {
+    const socket = await openUpstream(target);
+    const session = new ServerSession(socket, describeTarget(target), target.connectTimeoutMs);
+    try {
+      await session.logIn(login);
+      return session;
+    } catch (error) {
+      session.close();
+      throw error;
+    }
+  }
+
+  /** False once the connection failed or was closed: open a new one. */
+  get usable(): boolean {
+    return this.failure === undefined;
+  }
+
+  /**
+   * Runs one statement through the extended protocol, so parameters are bound, never spliced into
+   * the SQL. Calls queue: one statement at a time on the connection.
+   */
+  query(sql: string, params: ReadonlyArray<string | null> = []): Promise<Row[]> {
+    const run = this.busy.then(() => this.runQuery(sql, params));
+    this.busy = run.catch(() => {});
+    return run;
+  }
+
+  close(): void {
+    if (this.failure === undefined) this.socket.end(TERMINATE, () => this.socket.destroy());
+    else this.socket.destroy();
+    this.fail(new Error('session closed'));
+  }
+
+  private async runQuery(sql: string, params: ReadonlyArray<string | null>): Promise<Row[]> {
+    try {
+      return await this.exchangeQuery(sql, params);
+    } catch (error) {
+      // A ServerError comes after ReadyForQuery, with the connection in step; anything else leaves
+      // it mid-answer, unusable.
+      if (!(error instanceof ServerError)) {
+        this.fail(error as Error);
+        this.socket.destroy();
+      }
+      throw error;
+    }
+  }
+
+  private async exchangeQuery(sql: string, params: ReadonlyArray<string | null>): Promise<Row[]> {
+    this.socket.write(Buffer.concat([encodeParse(sql), encodeBind(params), encodeExecute(), SYNC]));
+    const rows: Row[] = [];
+    let error: ServerError | undefined;
+    for (;;) {
+      const frame = await this.next();
+      switch (frame.type) {
+        case Message.DataRow:
+          rows.push(parseDataRow(frame.body));
+          break;
+        case MessageType.ErrorResponse:
+          error = new ServerError(parseErrorFields(frame.body));
+          break;
+        case MessageType.ReadyForQuery:
+          if (error) throw error;
+          return rows;
+        default:
+          this.other(frame);
+      }
+    }
+  }
+
+  private async logIn(login: ServerLogin): Promise<void> {
+    const params: StartupParams = [['user', login.user], ['database', login.database], ...(login.params ?? [])];
+    this.socket.write(encodeStartupMessage(PROTOCOL_3_0, params));
+    let scram: ScramClientExchange | undefined;
+    for (;;) {
+      const frame = await this.next();
+      if (frame.type === MessageType.ReadyForQuery) return;
+      if (frame.type === MessageType.ErrorResponse) throw new ServerError(parseErrorFields(frame.body));
+      if (frame.type !== MessageType.Authentication) {
+        this.other(frame);
+        continue;
+      }
+      const request = parseAuthRequest(frame.body);
+      switch (request.code) {
+        case AuthCode.Ok:
+          break;
+        case AuthCode.CleartextPassword:
+          if (login.secret?.kind !== 'plain') throw this.cannotAnswer(login, 'a plain-text password');
+          this.socket.write(encodePasswordMessage(login.secret.password));
+          break;
+        case AuthCode.MD5Password:
+          if (!login.secret || login.secret.kind === 'scram') throw this.cannotAnswer(login, 'md5');
+          this.socket.write(encodePasswordMessage(md5Response(login.user, login.secret, authenticationData(frame.body))));
+          break;
+        case AuthCode.SASL: {
+          if (!request.mechanisms?.includes(SCRAM_SHA_256)) throw new Error(`${this.where} offers only SASL mechanisms the proxy does not speak: ${request.mechanisms?.join(', ')}`);
+          const credentials = login.scramKeys ?? (login.secret?.kind === 'plain' ? { password: login.secret.password } : undefined);
+          if (!credentials) throw this.cannotAnswer(login, 'SCRAM-SHA-256');
+          scram = new ScramClientExchange(credentials);
+          this.socket.write(encodeSASLInitialResponse(SCRAM_SHA_256, scram.clientFirst()));
+          break;
+        }
+        case AuthCode.SASLContinue:
+          if (!scram) throw new ProtocolError('SASLContinue without a SASL exchange');
+          this.socket.write(encodeSASLResponse(scram.clientFinal(authenticationData(frame.body))));
+          break;
+        case AuthCode.SASLFinal:
+          if (!scram) throw new ProtocolError('SASLFinal without a SASL exchange');
+          scram.verifyServerFinal(authenticationData(frame.body));
+          break;
+        default:
+          throw new Error(`${this.where} asks for authentication method ${request.code}, which the proxy does not speak`);
+      }
+    }
+  }
+
+  private cannotAnswer(login: ServerLogin, method: string): Error {
+    const has = login.scramKeys ? 'SCRAM keys' : login.secret ? `a ${login.secret.kind === 'md5' ? 'md5 hash' : login.secret.kind === 'scram' ? 'SCRAM verifier' : 'password'}` : 'no secret';
+    return new Error(`${this.where} asks user "${login.user}" for ${method}, and the proxy has ${has} for it`);
+  }
+
+  /** Messages that may come at any time: parameter changes and notices; anything else is a bug. */
+  private other(frame: TypedFrame): void {
+    if (frame.type === MessageType.ParameterStatus) {
+      const { name, value } = parseParameterStatus(frame.body);
+      this.parameters.set(name, value);
+    } else if (!QUIET.has(frame.type)) {
+      throw new ProtocolError(`unexpected message ${describeType(frame.type)} from ${this.where}`);
+    }
+  }
+
+  private async next(): Promise<TypedFrame> {
+    for (;;) {
+      const frame = this.reader.nextTyped();
+      if (frame) return frame;
+      if (this.failure) throw this.failure;
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          this.waiting = undefined;
+          const error = new Error(`${this.where} did not answer within ${this.timeoutMs} ms`);
+          this.fail(error);
+          this.socket.destroy();
+          reject(error);
+        }, this.timeoutMs);
+        this.waiting = {
+          resolve: () => {
+            clearTimeout(timer);
+            resolve();
+          },
+          reject: (error) => {
+            clearTimeout(timer);
+            reject(error);
+          },
+        };
+      });
+    }
+  }
+
+  private wake(): void {
+    const waiting = this.waiting;
+    this.waiting = undefined;
+    waiting?.resolve();
+  }
+
+  private fail(error: Error): void {
+    this.failure ??= error;
+    const waiting = this.waiting;
+    this.waiting = undefined;
+    waiting?.reject(this.failure);
+  }
+}
+
+/** Harmless messages a query or a login can bring. */
+const QUIET = new Set<number>([
+  MessageType.BackendKeyData,
+  MessageType.NoticeResponse,
+  MessageType.NegotiateProtocolVersion,
+  Message.ParseComplete,
+  Message.BindComplete,
+  Message.CommandComplete,
+  Message.EmptyQueryResponse,
+  Message.NoData,
+  Message.RowDescription,
+]);
+
+const cString = (text: string): Buffer => Buffer.from(`${text}\0`, 'utf8');
+
+/** Parse of the unnamed statement, parameter types left to the server. */
+function encodeParse(sql: string): Buffer {
+  return encodeMessage(Message.Parse, Buffer.concat([cString(''), cString(sql), Buffer.alloc(2)]));
+}
+
+/** Bind of the unnamed portal: all parameters as text, all results as text. */
+function encodeBind(params: ReadonlyArray<string | null>): Buffer {
+  const parts: Buffer[] = [cString(''), cString(''), int16(0), int16(params.length)];
+  for (const value of params) {
+    if (value === null) parts.push(int32(-1));
+    else {
+      const bytes = Buffer.from(value, 'utf8');
+      parts.push(int32(bytes.length), bytes);
+    }
+  }
+  parts.push(int16(0));
+  return encodeMessage(Message.Bind, Buffer.concat(parts));
+}
+
+function encodeExecute(): Buffer {
+  return encodeMessage(MessageType.Execute, Buffer.concat([cString(''), int32(0)]));
+}
+
+const SYNC = encodeMessage(Message.Sync, Buffer.alloc(0));
+
+function int16(value: number): Buffer {
+  const buffer = Buffer.alloc(2);
+  buffer.writeInt16BE(value, 0);
+  return buffer;
+}
+
+function int32(value: number): Buffer {
+  const buffer = Buffer.alloc(4);
+  buffer.writeInt32BE(value, 0);
+  return buffer;
+}
+
+function parseDataRow(body: Buffer): Row {
+  const count = body.readInt16BE(0);
+  const row: Row = [];
+  let offset = 2;
+  for (let i = 0; i < count; i++) {
+    const length = body.readInt32BE(offset);
+    offset += 4;
+    if (length < 0) row.push(null);
+    else {
+      if (offset + length > body.length) throw new ProtocolError('DataRow shorter than its columns');
+      row.push(body.toString('utf8', offset, offset + length));
+      offset += length;
+    }
+  }
+  return row;
+}
