@@ -4,7 +4,7 @@
  * After authentication the proxy hands a session's two sockets over (their file descriptors, which
  * this module duplicates, and whatever bytes JavaScript had already read but not yet forwarded).
  * From then on one background thread per process moves bytes between them with epoll, doing what
- * src/proxy/session.ts does in its forwarding phase:
+ * src/proxy/session/forwarding.ts does in Node:
  *
  *   - it follows frame boundaries both ways (type byte, int32 length) without copying payloads,
  *     and refuses a client length outside 4 .. 1 GB - 1 as FrameScanner does;
