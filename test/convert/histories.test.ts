@@ -43,12 +43,15 @@ function review(migration: ConvertedMigration): ConvertedMigration {
 
 function valueOfType(type: string): string {
   const t = type.toLowerCase();
+  if (t.endsWith('[]')) return `'{}'`;
   if (/int|serial|numeric|decimal|real|double|float/.test(t)) return '0';
   if (/bool/.test(t)) return 'false';
   if (/uuid/.test(t)) return 'gen_random_uuid()';
   if (/timestamp|date/.test(t)) return 'now()';
   if (/json/.test(t)) return `'{}'`;
-  return `''`;
+  if (/char|text/.test(t)) return `''`;
+  // Anything else in an ORM's history is one of its enums: its first label.
+  return `(enum_range(NULL::${type}))[1]`;
 }
 
 async function connect(url: string): Promise<pg.Client> {
