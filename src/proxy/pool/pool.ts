@@ -100,10 +100,8 @@ export interface PoolStats {
   database: string;
   user: string;
   version: string;
-  /** Clients holding a connection. */
-  activeClients: number;
   waitingClients: number;
-  /** Connections lent to clients. */
+  /** Connections lent to clients (as many as clients holding one: PgBouncer's cl_active and sv_active). */
   active: number;
   idle: number;
   /** Being rolled back or reset after use. */
@@ -148,6 +146,8 @@ interface Entry<C extends ServerConnection> {
 
 interface Waiter<C extends ServerConnection> {
   since: number;
+  /** Waited reserve_pool_timeout (set by its timer, not by comparing clocks that may disagree by a millisecond). */
+  reserveDue: boolean;
   resolve(lease: Lease<C>): void;
   reject(error: PoolError): void;
   timers: Array<ReturnType<typeof setTimeout>>;
@@ -207,6 +207,7 @@ export class Pools<C extends ServerConnection> {
     return new Promise<Lease<C>>((resolve, reject) => {
       const waiter: Waiter<C> = {
         since,
+        reserveDue: false,
         resolve,
         reject,
         timers: [],
@@ -243,7 +244,16 @@ export class Pools<C extends ServerConnection> {
         );
       }
       // At the reserve timeout the pool may grow past pool_size for this waiter.
-      if (reservePoolSize > 0) waiter.timers.push(unref(setTimeout(() => this.serve(pool), reservePoolTimeoutMs)));
+      if (reservePoolSize > 0) {
+        waiter.timers.push(
+          unref(
+            setTimeout(() => {
+              waiter.reserveDue = true;
+              this.serve(pool);
+            }, reservePoolTimeoutMs),
+          ),
+        );
+      }
       pool.waiters.push(waiter);
       this.serve(pool);
     });
@@ -311,7 +321,6 @@ export class Pools<C extends ServerConnection> {
       }
       return {
         ...pool.key,
-        activeClients: active,
         waitingClients: pool.waiters.length,
         active,
         idle: pool.idle.length,
@@ -412,13 +421,31 @@ export class Pools<C extends ServerConnection> {
   }
 
   private mayOpen(pool: Pool<C>): boolean {
-    const { poolSize, reservePoolSize, reservePoolTimeoutMs, maxDbConnections } = this.settings;
-    if (maxDbConnections > 0 && this.database(pool.key.database).connections >= maxDbConnections) return false;
+    const { poolSize, reservePoolSize, maxDbConnections } = this.settings;
     const size = this.size(pool);
+    if (maxDbConnections > 0 && this.database(pool.key.database).connections >= maxDbConnections) {
+      // As PgBouncer does, an idle connection of another pool of the database makes room; otherwise
+      // a pool that went quiet would starve a busy one for as long as server_idle_timeout.
+      if (size >= poolSize || !this.evictIdle(pool)) return false;
+    }
     if (size < poolSize) return true;
     // The reserve is for a pool whose oldest client has waited long enough (PgBouncer looks at the oldest too).
-    const oldest = pool.waiters[0];
-    return oldest !== undefined && size < poolSize + reservePoolSize && now() - oldest.since >= reservePoolTimeoutMs;
+    return size < poolSize + reservePoolSize && pool.waiters[0]?.reserveDue === true;
+  }
+
+  /** Closes the longest-idle connection of another pool of the same database. */
+  private evictIdle(except: Pool<C>): boolean {
+    let victim: Entry<C> | undefined;
+    for (const pool of this.poolsOf(except.key.database)) {
+      if (pool === except || pool.idle.length === 0) continue;
+      const oldest = pool.idle[0]!;
+      if (!victim || oldest.changedAt < victim.changedAt) victim = oldest;
+    }
+    if (!victim) return false;
+    victim.pool.idle.shift();
+    // The caller opens in the freed slot itself: no other pool may take it meanwhile.
+    this.destroy(victim, false);
+    return true;
   }
 
   private openFor(pool: Pool<C>): void {
@@ -490,7 +517,7 @@ export class Pools<C extends ServerConnection> {
     this.settlePause(pool.key.database);
   }
 
-  private destroy(entry: Entry<C>): void {
+  private destroy(entry: Entry<C>, offerFreedSlot = true): void {
     const pool = entry.pool;
     pool.closed++;
     this.database(pool.key.database).connections--;
@@ -500,7 +527,7 @@ export class Pools<C extends ServerConnection> {
       this.events.onServerError?.(pool.key, error);
     }
     // A freed slot of the database may let another of its pools open a connection.
-    if (this.settings.maxDbConnections > 0) for (const other of this.poolsOf(pool.key.database)) if (other !== pool) this.serve(other);
+    if (offerFreedSlot && this.settings.maxDbConnections > 0) for (const other of this.poolsOf(pool.key.database)) if (other !== pool) this.serve(other);
   }
 
   /** Opens connections up to min_pool_size in the background. */

@@ -224,10 +224,13 @@ describe('prepared statements across server connections', () => {
         expect(row).toEqual({ doubled: i * 2, label: `x${i}` });
       }
       const pipelined = await Promise.allSettled(
-        Array.from({ length: 20 }, (_, i) => (i === 7 ? sql`SELECT 1 / ${0}::int AS q` : sql`SELECT ${i}::int + 1 AS n`)),
+        Array.from({ length: 20 }, (_, i) =>
+          i === 7 ? sql`SELECT 1 / ${0}::int AS q` : i === 12 ? sql`SELEC ${i}::int` : sql`SELECT ${i}::int + 1 AS n`,
+        ),
       );
       pipelined.forEach((outcome, i) => {
         if (i === 7) expect(outcome).toMatchObject({ status: 'rejected', reason: { code: '22012' } });
+        else if (i === 12) expect(outcome).toMatchObject({ status: 'rejected', reason: { code: '42601' } });
         else expect(outcome).toEqual({ status: 'fulfilled', value: [{ n: i + 1 }] });
       });
       const rows = await sql.begin(async (tx) => {
