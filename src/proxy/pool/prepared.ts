@@ -273,9 +273,7 @@ export class PreparedStatements {
     const body = message.body;
     const nameEnd = terminator(body, 0);
     if (nameEnd === 0) {
-      this.expect(Reply.Parse, sink);
-      sink.server(message.frame);
-      return;
+      return this.passOn(Reply.Parse, message, sink);
     }
     const name = body.toString('utf8', 0, nameEnd);
     const existing = this.statements.get(name);
@@ -311,9 +309,7 @@ export class PreparedStatements {
     const statement = nameEnd > portalEnd + 1 ? this.statements.get(body.toString('utf8', portalEnd + 1, nameEnd)) : undefined;
     if (!statement) {
       // Unnamed, or a name the client never prepared: the server says what PostgreSQL says (26000).
-      this.expect(Reply.Bind, sink);
-      sink.server(message.frame);
-      return;
+      return this.passOn(Reply.Bind, message, sink);
     }
     this.ensurePrepared(statement, sink);
     const rest = body.subarray(nameEnd + 1);
@@ -332,16 +328,12 @@ export class PreparedStatements {
   private describe(message: TypedFrame, sink: FrameSink): void {
     const body = message.body;
     if (body[0] !== STATEMENT) {
-      this.expect(Reply.DescribePortal, sink);
-      sink.server(message.frame);
-      return;
+      return this.passOn(Reply.DescribePortal, message, sink);
     }
     const nameEnd = terminator(body, 1);
     const statement = nameEnd > 1 ? this.statements.get(body.toString('utf8', 1, nameEnd)) : undefined;
     if (!statement) {
-      this.expect(Reply.DescribeStatement, sink);
-      sink.server(message.frame);
-      return;
+      return this.passOn(Reply.DescribeStatement, message, sink);
     }
     this.ensurePrepared(statement, sink);
     this.expect(Reply.DescribeStatement, sink);
@@ -352,9 +344,7 @@ export class PreparedStatements {
     const body = message.body;
     const nameEnd = body[0] === STATEMENT ? terminator(body, 1) : 1;
     if (nameEnd === 1) {
-      this.expect(Reply.Close, sink);
-      sink.server(message.frame);
-      return;
+      return this.passOn(Reply.Close, message, sink);
     }
     // The server's statement may serve other clients: it stays until the LRU evicts it. Closing a
     // name that does not exist is no error in PostgreSQL either.
@@ -362,6 +352,12 @@ export class PreparedStatements {
     const statement = this.statements.get(name);
     this.statements.delete(name);
     this.expect(Reply.AnsweredClose, sink, undefined, name, statement);
+  }
+
+  /** Sends the client's frame as it is, waiting for its reply. */
+  private passOn(reply: Reply, message: TypedFrame, sink: FrameSink): void {
+    this.expect(reply, sink);
+    sink.server(message.frame);
   }
 
   private ensurePrepared(statement: ClientStatement, sink: FrameSink): void {
