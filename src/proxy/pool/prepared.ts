@@ -42,23 +42,31 @@ export class ServerStatements {
     return this.names.has(name);
   }
 
+  private mostRecent: string | undefined;
+
   /** Marks `name` as the most recently used (a Set keeps insertion order). */
   touch(name: string): void {
+    // The common case, one statement used over and over, costs no reordering.
+    if (name === this.mostRecent) return;
     this.names.delete(name);
     this.names.add(name);
+    this.mostRecent = name;
   }
 
   add(name: string): void {
     this.names.add(name);
+    this.mostRecent = undefined;
   }
 
   delete(name: string): void {
     this.names.delete(name);
+    if (name === this.mostRecent) this.mostRecent = undefined;
   }
 
   /** After `DISCARD ALL` or `DEALLOCATE ALL` on the connection: the server holds none any more. */
   clear(): void {
     this.names.clear();
+    this.mostRecent = undefined;
   }
 
   leastRecentlyUsed(): string | undefined {
@@ -168,7 +176,8 @@ export class PreparedStatements {
 
   /** Statements this client has named, by the client's name. */
   get names(): string[] {
-    return [...this.statements.keys()];
+    // Keys are the names' bytes as latin1 (cheap to decode on every Bind); this is for people.
+    return [...this.statements.keys()].map((key) => Buffer.from(key, 'latin1').toString('utf8'));
   }
 
   /** No reply outstanding: the server connection may go back to the pool. */
@@ -275,11 +284,11 @@ export class PreparedStatements {
     if (nameEnd === 0) {
       return this.passOn(Reply.Parse, message, sink);
     }
-    const name = body.toString('utf8', 0, nameEnd);
+    const name = body.toString('latin1', 0, nameEnd);
     const existing = this.statements.get(name);
     if (existing) {
       this.ensurePrepared(existing, sink);
-      const error = encodeErrorResponse({ severity: 'ERROR', code: '42P05', message: `prepared statement "${name}" already exists` });
+      const error = encodeErrorResponse({ severity: 'ERROR', code: '42P05', message: `prepared statement "${body.toString('utf8', 0, nameEnd)}" already exists` });
       this.expect(Reply.DuplicateParse, sink, undefined, undefined, error);
       sink.server(existing.parse);
       return;
@@ -306,7 +315,7 @@ export class PreparedStatements {
     const body = message.body;
     const portalEnd = terminator(body, 0);
     const nameEnd = terminator(body, portalEnd + 1);
-    const statement = nameEnd > portalEnd + 1 ? this.statements.get(body.toString('utf8', portalEnd + 1, nameEnd)) : undefined;
+    const statement = nameEnd > portalEnd + 1 ? this.statements.get(body.toString('latin1', portalEnd + 1, nameEnd)) : undefined;
     if (!statement) {
       // Unnamed, or a name the client never prepared: the server says what PostgreSQL says (26000).
       return this.passOn(Reply.Bind, message, sink);
@@ -318,9 +327,9 @@ export class PreparedStatements {
     const frame = Buffer.allocUnsafe(1 + length);
     frame[0] = Type.Bind;
     frame.writeInt32BE(length, 1);
-    body.copy(frame, 5, 0, portalEnd + 1);
-    names.copy(frame, 5 + portalEnd + 1);
-    rest.copy(frame, 5 + portalEnd + 1 + names.length);
+    copyBytes(body, 0, portalEnd + 1, frame, 5);
+    copyBytes(names, 0, names.length, frame, 5 + portalEnd + 1);
+    copyBytes(rest, 0, rest.length, frame, 5 + portalEnd + 1 + names.length);
     this.expect(Reply.Bind, sink);
     sink.server(frame);
   }
@@ -331,7 +340,7 @@ export class PreparedStatements {
       return this.passOn(Reply.DescribePortal, message, sink);
     }
     const nameEnd = terminator(body, 1);
-    const statement = nameEnd > 1 ? this.statements.get(body.toString('utf8', 1, nameEnd)) : undefined;
+    const statement = nameEnd > 1 ? this.statements.get(body.toString('latin1', 1, nameEnd)) : undefined;
     if (!statement) {
       return this.passOn(Reply.DescribeStatement, message, sink);
     }
@@ -348,7 +357,7 @@ export class PreparedStatements {
     }
     // The server's statement may serve other clients: it stays until the LRU evicts it. Closing a
     // name that does not exist is no error in PostgreSQL either.
-    const name = body.toString('utf8', 1, nameEnd);
+    const name = body.toString('latin1', 1, nameEnd);
     const statement = this.statements.get(name);
     this.statements.delete(name);
     this.expect(Reply.AnsweredClose, sink, undefined, name, statement);
@@ -469,6 +478,15 @@ export class PreparedStatements {
     this.payloads = payloads;
     this.head = 0;
   }
+}
+
+/** Buffer#copy costs more than a loop for the few bytes of names and typical parameters. */
+function copyBytes(source: Buffer, start: number, end: number, target: Buffer, at: number): void {
+  if (end - start > 64) {
+    source.copy(target, at, start, end);
+    return;
+  }
+  for (let i = start; i < end; i++) target[at++] = source[i]!;
 }
 
 function terminator(body: Buffer, from: number): number {

@@ -163,6 +163,14 @@ describe('PreparedStatements', () => {
     expect(client.reply(error('26000'), ready())).toEqual(Buffer.concat([error('26000'), ready()]));
   });
 
+  it('keeps names that are not ASCII apart, and reports them as the client wrote them', () => {
+    const client = pipe(new ServerStatements());
+    client.send(parse('größe', 'SELECT 1'), parse('grösse', 'SELECT 2'), sync());
+    client.reply(parseComplete(), parseComplete(), ready());
+    expect(client.statements.names).toEqual(['größe', 'grösse']);
+    expect(client.send(bind('', 'größe'), sync())).toEqual(Buffer.concat([bind('', nameOf('SELECT 1')), sync()]));
+  });
+
   it('evicts the least recently used statement with a Close whose reply the client never sees', () => {
     const server = new ServerStatements(2);
     const client = pipe(server);
