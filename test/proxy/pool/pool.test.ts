@@ -3,12 +3,15 @@
  * the reserve, the database limit, cleaning a returned connection, timeouts, retirement and PAUSE.
  * Timeouts are set small so that tests reach them; no test asserts how long anything took.
  */
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { usePostgres } from '../../support/harness.js';
 import { DEFAULT_POOL_SETTINGS, PoolError, Pools, type Lease, type PoolKey, type PoolSettings } from '../../../src/proxy/pool/pool.js';
 import { RawServer } from './support.js';
 
 const db = usePostgres();
+const root = fileURLToPath(new URL('../../..', import.meta.url));
 
 const running: Array<Pools<RawServer>> = [];
 afterEach(async () => {
@@ -253,5 +256,24 @@ describe('Pools', () => {
     const error = await p.acquire({ database: 'no_such_database', user: 'postgres', version: '' }).catch((e: unknown) => e);
     expect(error).toMatchObject({ reason: 'server_connect_failed', code: '08006' });
     expect((error as Error).message).toMatch(/no_such_database/);
+  });
+});
+
+describe('Pools timers', () => {
+  it('never keep the process alive: a client waiting with long timeouts lets a process with nothing else to do exit', async () => {
+    const script = `
+      import { DEFAULT_POOL_SETTINGS, Pools } from './src/proxy/pool/pool.ts';
+      const pools = new Pools(() => new Promise(() => {}), { ...DEFAULT_POOL_SETTINGS, reservePoolSize: 1, queryWaitTimeoutMs: 600000, reservePoolTimeoutMs: 600000 });
+      void pools.acquire({ database: 'app', user: 'u', version: '' }).catch(() => {});
+      console.log('waiting', pools.stats()[0].waitingClients);
+    `;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+    // Should the timers hold it, the test fails by its timeout and must not leave the process behind.
+    onTestFinished(() => void child.kill());
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    const code = await new Promise((resolve) => child.on('exit', resolve));
+    expect(out.trim()).toBe('waiting 1');
+    expect(code).toBe(0);
   });
 });
