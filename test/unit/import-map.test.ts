@@ -28,7 +28,7 @@ const IMPORT_MAP: Record<string, Rule> = {
   convert: { imports: ['sqlparse', 'migration', 'errors'] },
   observe: { imports: ['errors'] },
   engine: { imports: ['core', 'operations', 'catalog', 'state', 'db', 'migration', 'observe', 'errors'] },
-  proxy: { imports: ['core', 'state', 'db', 'observe', 'errors'] },
+  proxy: { imports: ['core', 'state', 'db', 'observe', 'sqlparse', 'errors'] },
   dev: { imports: ['engine', 'proxy', 'state', 'migration', 'observe', 'db', 'errors'] },
   cli: { imports: ['*'] },
 };

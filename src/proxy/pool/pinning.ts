@@ -9,7 +9,7 @@
  * real `LISTEN` from the word in a string, a comment or a quoted identifier.
  */
 import { parseSync, type Node } from 'libpg-query';
-import { loadParser } from '../../lint/parse.js';
+import { loadParser } from '../../sqlparse/parse.js';
 
 export type PinReason =
   | 'set' // session-level SET (also SET SESSION CHARACTERISTICS)
