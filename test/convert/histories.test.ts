@@ -23,6 +23,8 @@ import { ok, tandem } from '../support/migrations.js';
 import { fillTables } from '../support/rows.js';
 import { snapshotSchema } from '../support/schema-snapshot.js';
 
+/** Dozens of migrations, each a start and a complete: minutes on a loaded 2-core machine, not the default minute. */
+const HISTORY_TIMEOUT_MS = 600_000;
 const FIXTURES = new URL('../fixtures/histories/', import.meta.url).pathname;
 const HISTORIES = [
   { name: 'umami (Prisma)', dir: join(FIXTURES, 'umami', 'migrations'), layout: 'prisma', files: 19 },
@@ -120,7 +122,7 @@ describe.each(HISTORIES)('the $name history', (history) => {
       expect(await withClient(copyUrl, (converted) => snapshotSchema(converted, 'public')), entry.name).toEqual(expected);
       await withClient(pg.server.url(), (admin) => admin.query(`DROP DATABASE "${copy}" WITH (FORCE)`));
     }
-  });
+  }, HISTORY_TIMEOUT_MS);
 
   /** The schema the whole history's plain SQL builds, in a database of its own. */
   async function plainSqlSchema(entries: HistoryEntry[]) {
@@ -142,7 +144,7 @@ describe.each(HISTORIES)('the $name history', (history) => {
     ok(await tandem(pg.url, ['init']));
     ok(await tandem(pg.url, ['migrate', dir, '--complete']));
     expect(await withClient(pg.url, (db) => snapshotSchema(db, 'public'))).toEqual(await plainSqlSchema(entries));
-  });
+  }, HISTORY_TIMEOUT_MS);
 
   it('applies as one chain on tables that hold rows, written before every file', async () => {
     const { entries } = await readHistory(history.dir);
@@ -155,5 +157,5 @@ describe.each(HISTORIES)('the $name history', (history) => {
     }
     expect(rows).toBeGreaterThan(0);
     expect(await withClient(pg.url, (db) => snapshotSchema(db, 'public'))).toEqual(await plainSqlSchema(entries));
-  });
+  }, HISTORY_TIMEOUT_MS);
 });
