@@ -11,14 +11,16 @@ import type { BackfillMetrics } from '../observe/backfill-metrics.js';
 import type { Logger } from '../observe/logger.js';
 import { DEFAULT_STALE_AFTER_MS } from '../state/heartbeats.js';
 import { MigrationStore, type MigrationRecord } from '../state/migrations.js';
-import { ADVISORY_LOCK_CLASS, initStateSchema, migrationLockKey, readMigrationLockHolder, stateSchemaExists } from '../state/schema.js';
+import { initStateSchema, stateSchemaExists } from '../state/schema.js';
+import { releaseMigrationLock, takeMigrationLock } from '../state/migration-lock.js';
 import { listVersions } from '../state/versions.js';
 import { Backfill } from './backfill.js';
 import type { BackfillProgress } from '../observe/progress.js';
-import { awaitProxies, checkRetirement, type RetirementCheck } from './drain.js';
+import { awaitProxies, awaitRetirable, type DrainOptions } from './drain.js';
 import { crashPointReached } from './crash-points.js';
 import { whatWorksNow } from './next-command.js';
-import { backoff, Executor, sleep, type RetryPolicy } from './executor.js';
+import { Executor } from './executor.js';
+import { retry, type RetryPolicy } from './retry.js';
 import { SchemaModel } from '../core/model.js';
 import type { Plan, Step } from '../core/steps.js';
 import { planMigration } from './plan-migration.js';
@@ -65,15 +67,9 @@ export interface StartOutcome {
 
 type Phase = 'start' | 'complete' | 'rollback';
 
-export interface CompleteOptions {
+export interface CompleteOptions extends DrainOptions {
   /** Retire the previous version even while clients use it. */
   force?: boolean;
-  /** Wait this long for the previous version's clients to leave before refusing. */
-  waitForDrainMs?: number;
-  /** Heartbeats older than this are not trusted. */
-  staleAfterMs?: number;
-  /** Called each time the wait finds clients still there. */
-  onDrainWait?: (check: RetirementCheck) => void;
 }
 
 export class Migrator {
@@ -272,34 +268,11 @@ export class Migrator {
     });
   }
 
-  /**
-   * Refuses to retire a version that clients still use (see drain.ts), or waits for them to leave
-   * with `waitForDrainMs`. `force` skips the check.
-   */
+  /** Refuses to retire a version that clients still use, or waits for them to leave (see drain.ts). */
   private async ensureRetirable(record: MigrationRecord, options: CompleteOptions): Promise<void> {
     const versionSchema = record.plan.retires;
     if (!versionSchema || options.force) return;
-    const staleAfterMs = options.staleAfterMs ?? DEFAULT_STALE_AFTER_MS;
-    const deadline = Date.now() + (options.waitForDrainMs ?? 0);
-    for (;;) {
-      const check = await checkRetirement(this.db, this.settings.stateSchema, this.settings.schema, versionSchema, staleAfterMs);
-      if (check.safe) {
-        if (check.noProxies) {
-          this.logger.warn({ version: versionSchema }, `no tandem proxy reports on schema "${this.settings.schema}": cannot tell whether anything still uses ${versionSchema}`);
-        }
-        return;
-      }
-      options.onDrainWait?.(check);
-      if (Date.now() >= deadline) {
-        const count = check.clients === null ? 'an unknown number of clients (no live proxy reports it)' : `${check.clients} live client${check.clients === 1 ? '' : 's'}`;
-        throw new TandemError('version_in_use', `version ${versionSchema} still has ${count}: ${check.details.join('; ')}`, {
-          hint: options.waitForDrainMs
-            ? 'the clients did not leave in time; retire them (deploy the new version) and try again, or --force'
-            : 'move its clients to the new version first, or wait with --wait-for-drain DURATION; --force retires it anyway',
-        });
-      }
-      await new Promise((resolve) => setTimeout(resolve, Math.min(1000, Math.max(50, deadline - Date.now()))));
-    }
+    await awaitRetirable(this.db, this.settings.stateSchema, this.settings.schema, versionSchema, options, this.logger);
   }
 
   private async completeRecord(record: MigrationRecord): Promise<MigrationRecord> {
@@ -532,34 +505,18 @@ export class Migrator {
     return applied;
   }
 
-  /**
-   * One tandem process at a time per schema: a session advisory lock, tried without waiting, so a
-   * second `start` fails at once with a clear message. It is released when the session ends, even on kill -9.
-   */
+  /** One tandem process at a time per schema (see state/migration-lock.ts). */
   private async exclusively<T>(body: () => Promise<T>): Promise<T> {
     await this.lock();
     try {
       return await body();
     } finally {
-      await this.db.query('SELECT pg_advisory_unlock($1, hashtext($2))', [ADVISORY_LOCK_CLASS, this.lockKey]).catch(() => {});
+      await releaseMigrationLock(this.db, this.settings.stateSchema, this.settings.schema);
     }
   }
 
-  private get lockKey(): string {
-    return migrationLockKey(this.settings.stateSchema, this.settings.schema);
-  }
-
-  /** Takes the schema's advisory lock without waiting, or says who holds it. */
   private async lock(): Promise<void> {
-    const { rows } = await this.db.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [ADVISORY_LOCK_CLASS, this.lockKey]);
-    if (rows[0]!.ok) return;
-    const h = await readMigrationLockHolder(this.db, this.settings.stateSchema, this.settings.schema);
-    const who = h ? ` (server pid ${h.pid}, ${h.who}, ${h.state ?? 'unknown state'} since ${h.since ?? '?'}${h.state === 'active' && h.query ? `: ${JSON.stringify(h.query)}` : ''})` : '';
-    throw new TandemError('busy', `another tandem process is migrating schema "${this.settings.schema}" right now${who}`, {
-      hint: h
-        ? `wait for it to finish (tandem status shows what it is doing); if that process was killed, its server session ends by itself after its current statement (within seconds: tandem sets client_connection_check_interval), or end it now with SELECT pg_terminate_backend(${h.pid})`
-        : 'wait for it to finish; tandem status shows what it is doing',
-    });
+    await takeMigrationLock(this.db, this.settings.stateSchema, this.settings.schema);
   }
 
   /** The step the stored record says comes next: where a run begins, and goes on after a reconnect. */
@@ -598,9 +555,8 @@ export class Migrator {
 
   private async reconnect(phase: Phase, record: MigrationRecord, deadline: number, lost: unknown): Promise<void> {
     const { connect } = this.settings.reconnect!;
-    for (let attempt = 1; ; attempt++) {
-      await sleep(Math.max(0, Math.min(backoff(attempt, { attempts: Infinity, baseDelayMs: 200, maxDelayMs: 5000 }), deadline - Date.now())));
-      try {
+    await retry(
+      async (attempt) => {
         const db = await connect();
         const old = this.db;
         this.use(db);
@@ -608,13 +564,19 @@ export class Migrator {
         await this.prepareSession();
         await this.lock();
         this.logger.info({ migration: record.name, phase, attempt }, `reconnected to PostgreSQL; ${phase} of ${record.name} goes on from its last recorded step`);
-        return;
-      } catch (error) {
-        if (error instanceof TandemError && error.code === 'busy') throw error;
-        if (Date.now() >= deadline) throw lost;
-        this.logger.warn({ migration: record.name, phase, attempt, error: formatError(error) }, `reconnect attempt ${attempt} failed`);
-      }
-    }
+      },
+      {
+        attempts: Infinity,
+        baseDelayMs: 200,
+        maxDelayMs: 5000,
+        deadline,
+        waitBeforeFirstTry: true,
+        // Another process holds the lock now: what this run did is that process's to go on with.
+        retryOn: (error) => !(error instanceof TandemError && error.code === 'busy'),
+        onRetry: ({ error, attempt }) => this.logger.warn({ migration: record.name, phase, attempt, error: formatError(error) }, `reconnect attempt ${attempt} failed`),
+        giveUp: () => lost,
+      },
+    );
   }
 
   /** What a run that lost its session says: where the migration stands, and what continues it. */
