@@ -28,6 +28,7 @@ import { MAX_IDENTIFIER_BYTES } from '../core/quote.js';
 import { fixedSearchPath } from '../core/triggers.js';
 import { describeMissing, missingObjects } from './verify.js';
 import { createVersionSchemaSql } from '../core/views.js';
+import { anotherProcessTookOver, connectionLost, isLostConnection, phaseFailure, rootCause, StepFailure, type Phase } from './run-failures.js';
 
 export interface EngineSettings {
   schema: string;
@@ -64,8 +65,6 @@ export interface StartOutcome {
   warnings: string[];
   completed: boolean;
 }
-
-type Phase = 'start' | 'complete' | 'rollback';
 
 export interface CompleteOptions extends DrainOptions {
   /** Retire the previous version even while clients use it. */
@@ -211,10 +210,10 @@ export class Migrator {
       await this.withReconnect('start', record, async () => this.runSteps(record, 'start', await this.storedStep(record)));
     } catch (error) {
       // Without a session nothing can be undone, and nothing was: the state says where it stopped.
-      if (isLostConnection(error)) throw this.connectionLost('start', record, error, file);
+      if (isLostConnection(error)) throw connectionLost('start', record, error, this.settings.reconnect, file);
       if (anotherProcessTookOver(error)) throw error;
       await this.undoFailedStart(record, error);
-      throw this.failure('start', record, error, file);
+      throw phaseFailure('start', record, error, file);
     }
     await this.withReconnect('start', record, () => this.store.setStatus(record.id, 'active', { step: 0 }));
     this.logger.info({ migration: record.name, versionSchema: record.versionSchema }, `${record.name} is active: version schema ${record.versionSchema} is ready`);
@@ -259,8 +258,8 @@ export class Migrator {
       try {
         await this.withReconnect('rollback', record, async () => this.runSteps(record, 'rollback', await this.storedStep(record)));
       } catch (error) {
-        if (isLostConnection(error)) throw this.connectionLost('rollback', record, error);
-        throw this.failure('rollback', record, error);
+        if (isLostConnection(error)) throw connectionLost('rollback', record, error, this.settings.reconnect);
+        throw phaseFailure('rollback', record, error);
       }
       await this.withReconnect('rollback', record, () => this.store.setStatus(record.id, 'rolled_back'));
       this.logger.info({ migration: record.name }, `${record.name} rolled back`);
@@ -282,13 +281,13 @@ export class Migrator {
     try {
       await this.withReconnect('complete', record, async () => this.runSteps(record, 'complete', await this.storedStep(record)));
     } catch (error) {
-      if (isLostConnection(error)) throw this.connectionLost('complete', record, error);
+      if (isLostConnection(error)) throw connectionLost('complete', record, error, this.settings.reconnect);
       if (anotherProcessTookOver(error)) throw error;
       const done = await this.store.inFlight();
       const firstDestructive = record.plan.complete.findIndex((s) => s.kind === 'sql' && s.destructive);
       const undamaged = firstDestructive < 0 || (done?.step ?? 0) <= firstDestructive;
       if (undamaged) await this.store.setStatus(record.id, 'active', { step: 0, error: formatError(error) });
-      throw this.failure('complete', record, error, undefined, undamaged);
+      throw phaseFailure('complete', record, error, undefined, undamaged);
     }
     await this.withReconnect('complete', record, async () => {
       await this.verifyComplete(record);
@@ -341,8 +340,8 @@ export class Migrator {
       await this.withReconnect('rollback', record, async () => this.runSteps(undo, 'rollback', await this.storedStep(record)));
       await this.withReconnect('rollback', record, () => this.store.setStatus(record.id, 'rolled_back', { error: formatError(cause) }));
     } catch (rollbackError) {
-      if (isLostConnection(rollbackError)) throw this.connectionLost('rollback', record, rollbackError);
-      throw this.failure('rollback', record, rollbackError);
+      if (isLostConnection(rollbackError)) throw connectionLost('rollback', record, rollbackError, this.settings.reconnect);
+      throw phaseFailure('rollback', record, rollbackError);
     }
   }
 
@@ -396,23 +395,6 @@ export class Migrator {
         return;
       }
     }
-  }
-
-  private failure(phase: Phase, record: MigrationRecord, error: unknown, file?: string, stillActive = false): TandemError {
-    if (!(error instanceof StepFailure)) return error instanceof TandemError ? error : new TandemError(`${phase}_failed`, formatError(error), { cause: error });
-    const { index, total, step, cause } = error;
-    const reason = cause instanceof TandemError ? cause.message : formatError(cause);
-    const where = `step ${index + 1} of ${total} ("${step.description}")`;
-    const origin = step.origin ? { operation: step.origin.operation, kind: step.origin.kind, field: step.origin.field } : {};
-    const hints: Record<Phase, string> = {
-      start: 'everything start did was rolled back: the database is as it was before',
-      complete: stillActive
-        ? `nothing was dropped: "${record.name}" is still active; fix the cause and run tandem complete again, or tandem rollback`
-        : 'fix the cause and run tandem complete again: it resumes at this step',
-      rollback: 'fix the cause and run tandem rollback again: it resumes at this step',
-    };
-    const hint = cause instanceof TandemError && cause.hint ? `${cause.hint}; ${hints[phase]}` : hints[phase];
-    return new TandemError(`${phase}_failed`, `${phase} of "${record.name}" failed at ${where}: ${reason}`, { file, ...origin, hint, cause });
   }
 
   /** The version schema this migration creates: `version_schema`, else `<schema>_<name>`, as pgroll names it. */
@@ -577,61 +559,6 @@ export class Migrator {
         giveUp: () => lost,
       },
     );
-  }
-
-  /** What a run that lost its session says: where the migration stands, and what continues it. */
-  private connectionLost(phase: Phase, record: MigrationRecord, error: unknown, file?: string): TandemError {
-    const where = error instanceof StepFailure ? ` at step ${error.index + 1} of ${error.total} ("${error.step.description}")` : '';
-    const waited = this.settings.reconnect ? ` and could not reconnect within ${Math.round(this.settings.reconnect.timeoutMs / 1000)} s` : '';
-    const resume: Record<Phase, string> = {
-      start: `nothing was rolled back: "${record.name}" stays "starting" with every step before this one done (the server undid the unfinished one). Once PostgreSQL is reachable, run tandem start ${record.file ?? file ?? 'FILE'} again (or tandem backfill) to go on, or tandem rollback to undo it`,
-      complete: `"${record.name}" stays "completing" with every step before this one done. Once PostgreSQL is reachable, run tandem complete again to finish it`,
-      rollback: `"${record.name}" stays "rolling_back" with every step before this one done. Once PostgreSQL is reachable, run tandem rollback again to finish it`,
-    };
-    return new TandemError('connection_lost', `lost the connection to PostgreSQL during ${phase} of "${record.name}"${where}${waited}: ${formatError(rootCause(error))}`, {
-      file,
-      hint: resume[phase],
-      cause: error,
-    });
-  }
-}
-
-/**
- * After a reconnect, another tandem process held the lock or had moved the migration on: what this
- * run did is that process's to finish or undo, not this one's.
- */
-function anotherProcessTookOver(error: unknown): boolean {
-  return error instanceof TandemError && (error.code === 'busy' || error.code === 'state_changed');
-}
-
-/** The error under a step's failure. */
-function rootCause(error: unknown): unknown {
-  return error instanceof StepFailure ? error.cause : error;
-}
-
-/**
- * True when the session itself is gone (server restart or crash, a terminated backend, a broken
- * network), as opposed to a statement that failed: the work is not wrong, only interrupted.
- */
-export function isLostConnection(error: unknown): boolean {
-  const cause = rootCause(error);
-  if (!(cause instanceof Error)) return false;
-  const code = (cause as { code?: unknown }).code;
-  if (typeof code === 'string' && (code.startsWith('08') || ['57P01', '57P02', '57P03', 'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH'].includes(code))) {
-    return true;
-  }
-  return /Connection terminated|is not queryable|Client was closed/i.test(cause.message);
-}
-
-class StepFailure extends Error {
-  constructor(
-    readonly phase: Phase,
-    readonly index: number,
-    readonly total: number,
-    readonly step: Step,
-    override readonly cause: unknown,
-  ) {
-    super(`${phase} step ${index + 1} failed`);
   }
 }
 
