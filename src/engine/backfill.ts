@@ -13,7 +13,9 @@ import { isDatabaseError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import type { BackfillMetrics } from '../observe/backfill-metrics.js';
 import type { BackfillProgress } from '../observe/progress.js';
-import { backoff, isLockTimeout, sleep, type Executor } from './executor.js';
+import { isLockTimeout, type Executor } from './executor.js';
+import { retry, sleep } from './retry.js';
+import { BackfillStore, type BackfillMethod, type BackfillRow } from '../state/backfills.js';
 import type { BackfillStep } from '../core/steps.js';
 import { qualified, quoteIdent } from '../core/quote.js';
 import { BACKFILL_SETTING } from '../core/triggers.js';
@@ -28,47 +30,31 @@ export interface BackfillOptions {
   onProgress?: (progress: BackfillProgress) => void;
 }
 
-type Method = 'primary key' | 'unique index' | 'ctid';
-
 interface KeyColumn {
   name: string;
   type: string;
 }
 
-interface ProgressRow {
-  method: Method;
-  key_columns: string[];
-  cursor: string[] | number | null;
-  upper_bound: string[] | number | null;
-  pending: (string[] | [number, number])[];
-  rows_done: string;
-  rows_total: string | null;
-  batches: string;
-  retries: string;
-  status: 'running' | 'stalled' | 'done';
-  elapsed_seconds: number;
-}
-
 export class Backfill {
   private readonly table: string;
-  private readonly progressTable: string;
+  private readonly store: BackfillStore;
   private keys: KeyColumn[] = [];
   private stalled = false;
   private lastProgressAt = Date.now();
-  private row!: ProgressRow;
+  private row!: BackfillRow;
   private readonly startedAt = Date.now();
   private rowsAtStart = 0;
 
   constructor(
     private readonly executor: Executor,
-    private readonly stateSchema: string,
-    private readonly migrationId: number,
+    stateSchema: string,
+    migrationId: number,
     private readonly schema: string,
     private readonly step: BackfillStep,
     private readonly options: BackfillOptions,
   ) {
     this.table = qualified(schema, step.table);
-    this.progressTable = `${quoteIdent(stateSchema)}.backfills`;
+    this.store = new BackfillStore(executor.db, stateSchema, migrationId);
   }
 
   private get db(): pg.Client {
@@ -76,7 +62,7 @@ export class Backfill {
   }
 
   async run(): Promise<BackfillProgress> {
-    this.row = (await this.load()) ?? (await this.begin());
+    this.row = (await this.store.load(this.step.table)) ?? (await this.begin());
     this.rowsAtStart = Number(this.row.rows_done);
     if (this.row.status !== 'done') {
       this.keys = await this.keyColumns(this.row.key_columns);
@@ -88,10 +74,7 @@ export class Backfill {
         if (this.options.batchDelayMs > 0) await sleep(this.options.batchDelayMs);
       }
       await this.revisitPending();
-      await this.db.query(`UPDATE ${this.progressTable} SET status = 'done', finished_at = now(), pending = '[]' WHERE migration_id = $1 AND table_name = $2`, [
-        this.migrationId,
-        this.step.table,
-      ]);
+      await this.store.markDone(this.step.table);
       this.row.status = 'done';
     }
     const progress = this.progress();
@@ -100,18 +83,8 @@ export class Backfill {
     return progress;
   }
 
-  private async load(): Promise<ProgressRow | undefined> {
-    const { rows } = await this.db.query<ProgressRow>(
-      `SELECT method, key_columns, cursor, upper_bound, pending, rows_done, rows_total, batches, retries, status,
-              extract(epoch FROM now() - started_at)::float8 AS elapsed_seconds
-         FROM ${this.progressTable} WHERE migration_id = $1 AND table_name = $2`,
-      [this.migrationId, this.step.table],
-    );
-    return rows[0];
-  }
-
   /** Chooses how to walk the table and records the starting point. */
-  private async begin(): Promise<ProgressRow> {
+  private async begin(): Promise<BackfillRow> {
     const keyed = await this.chooseKey();
     const estimate = await this.db.query<{ reltuples: number; pages: number }>(
       `SELECT reltuples::float8 AS reltuples, (pg_relation_size(oid) / current_setting('block_size')::int)::float8 AS pages
@@ -134,20 +107,15 @@ export class Backfill {
     } else {
       upper = pages;
     }
-    const method: Method = keyed ? keyed.method : 'ctid';
+    const method: BackfillMethod = keyed ? keyed.method : 'ctid';
     const empty = upper === null || upper === 0 || total === 0;
-    await this.db.query(
-      `INSERT INTO ${this.progressTable} (migration_id, table_name, method, key_columns, upper_bound, rows_total, status, finished_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $7 = 'done' THEN now() END)
-       ON CONFLICT (migration_id, table_name) DO NOTHING`,
-      [this.migrationId, this.step.table, method, this.keys.map((k) => k.name), JSON.stringify(upper), total, empty ? 'done' : 'running'],
-    );
+    await this.store.begin(this.step.table, { method, keyColumns: this.keys.map((k) => k.name), upperBound: upper, rowsTotal: total, done: empty });
     if (empty) this.options.logger.info({ table: this.step.table }, `${this.step.table} is empty: nothing to backfill`);
-    return (await this.load())!;
+    return (await this.store.load(this.step.table))!;
   }
 
   /** The primary key, else the narrowest unique index whose columns are all NOT NULL. */
-  private async chooseKey(): Promise<{ method: Method; columns: KeyColumn[] } | undefined> {
+  private async chooseKey(): Promise<{ method: BackfillMethod; columns: KeyColumn[] } | undefined> {
     const { rows } = await this.db.query<{ primary: boolean; columns: string[]; types: string[] }>(
       `SELECT i.indisprimary AS primary,
               array_agg(a.attname::text ORDER BY k.ord) AS columns,
@@ -232,15 +200,7 @@ export class Backfill {
       skippedRange = `(SELECT coalesce(json_agg(${this.keyArray('s')}), '[]'::json) FROM scanned s WHERE s.tid NOT IN (SELECT tid FROM locked))`;
     }
     // The batch records its own progress in the same statement, so both commit (or not) together.
-    params.push(this.migrationId, this.step.table);
-    const progress = `progress AS (
-             UPDATE ${this.progressTable} p
-                SET cursor = s.last::jsonb, rows_done = p.rows_done + s.touched, batches = p.batches + 1,
-                    pending = p.pending || s.skipped::jsonb, status = 'running', last_progress_at = now(),
-                    rate = (p.rows_done + s.touched) / greatest(extract(epoch FROM now() - p.started_at), 0.001)
-               FROM summary s
-              WHERE p.migration_id = $${params.length - 1} AND p.table_name = $${params.length} AND s.scanned > 0
-             RETURNING 1)
+    const progress = `${this.store.batchProgress(this.step.table, params)}
       SELECT * FROM summary`;
     const direct = `WITH scanned AS MATERIALIZED (${scanned}),
            touched AS (UPDATE ${this.table} SET ${set} WHERE ctid = ANY (ARRAY(SELECT tid FROM scanned)) RETURNING 1),
@@ -262,7 +222,7 @@ export class Backfill {
     if (this.step.assignments) settings[BACKFILL_SETTING] = 'on';
     const result = await this.withLockRetries(async (attempt) =>
       this.executor.inTransaction(async () => {
-        const { rows } = await this.db.query<{ scanned: number; touched: number; last: string[] | number | null; skipped: ProgressRow['pending'] }>(
+        const { rows } = await this.db.query<{ scanned: number; touched: number; last: string[] | number | null; skipped: BackfillRow['pending'] }>(
           attempt === 1 ? direct : skipLocked,
           params,
         );
@@ -315,23 +275,23 @@ export class Backfill {
 
   /** Retries forever on lock timeouts (reporting a stall when it lasts); other errors end the backfill. */
   private async withLockRetries<T>(body: (attempt: number) => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await body(attempt);
-      } catch (error) {
-        if (!isLockTimeout(error)) throw describeBackfillError(error, this.step.table);
+    return retry(body, {
+      attempts: Infinity,
+      baseDelayMs: 50,
+      maxDelayMs: 2000,
+      retryOn: isLockTimeout,
+      // The first retry skips locked rows instead of waiting for them: nothing to wait for.
+      firstRetryAtOnce: true,
+      onRetry: async ({ attempt, delayMs }) => {
         this.row.retries = String(Number(this.row.retries) + 1);
         this.options.metrics?.retries.inc({ table: this.step.table });
-        await this.db
-          .query(`UPDATE ${this.progressTable} SET retries = retries + 1 WHERE migration_id = $1 AND table_name = $2`, [this.migrationId, this.step.table])
-          .catch(() => {});
+        await this.store.countRetry(this.step.table).catch(() => {});
         await this.checkStall();
-        // The first retry comes at once: it skips locked rows instead of waiting for them.
-        const delay = attempt === 1 ? 0 : backoff(Math.min(attempt, 8), { attempts: Infinity, baseDelayMs: 50, maxDelayMs: 2000 });
-        this.options.logger.debug({ table: this.step.table, attempt, retryInMs: delay }, 'backfill batch hit a lock; retrying');
-        await sleep(delay);
-      }
-    }
+        this.options.logger.debug({ table: this.step.table, attempt, retryInMs: delayMs }, 'backfill batch hit a lock; retrying');
+      },
+    }).catch((error: unknown) => {
+      throw describeBackfillError(error, this.step.table);
+    });
   }
 
   private async checkStall(): Promise<void> {
@@ -342,9 +302,7 @@ export class Backfill {
       { table: this.step.table, secondsWithoutProgress: Math.round((Date.now() - this.lastProgressAt) / 1000) },
       `backfill of ${this.step.table} is stalled: no batch committed for ${Math.round(this.options.stallTimeoutMs / 1000)} s (another session holds a lock on the table)`,
     );
-    await this.db
-      .query(`UPDATE ${this.progressTable} SET status = 'stalled' WHERE migration_id = $1 AND table_name = $2`, [this.migrationId, this.step.table])
-      .catch(() => {});
+    await this.store.markStalled(this.step.table).catch(() => {});
     this.options.onProgress?.(this.progress());
   }
 
@@ -381,7 +339,7 @@ export class Backfill {
   }
 }
 
-function describeMethod(row: Pick<ProgressRow, 'method' | 'key_columns'>): string {
+function describeMethod(row: Pick<BackfillRow, 'method' | 'key_columns'>): string {
   if (row.method === 'ctid') return 'physical position (ctid ranges: the table has no primary key or unique NOT NULL columns)';
   return `${row.method} (${row.key_columns.join(', ')})`;
 }

@@ -6,8 +6,8 @@
  */
 import type { Queryable } from '../db/connection.js';
 import type { Logger } from '../observe/logger.js';
-import { readLiveClients } from '../state/heartbeats.js';
-import { quoteIdent } from '../core/quote.js';
+import { TandemError } from '../errors.js';
+import { DEFAULT_STALE_AFTER_MS, proxiesSilentSince, readLiveClients } from '../state/heartbeats.js';
 
 export interface RetirementCheck {
   versionSchema: string;
@@ -49,25 +49,56 @@ export async function checkRetirement(
   return { versionSchema, clients, noProxies, safe: noProxies || clients === 0, details };
 }
 
+export interface DrainOptions {
+  /** Wait this long for the previous version's clients to leave before refusing. */
+  waitForDrainMs?: number;
+  /** Heartbeats older than this are not trusted. */
+  staleAfterMs?: number;
+  /** Called each time the wait finds clients still there. */
+  onDrainWait?: (check: RetirementCheck) => void;
+}
+
+/**
+ * Returns once `versionSchema` may be retired (no client left, or no proxy to ask); waits up to
+ * `waitForDrainMs` for its clients to leave, then refuses.
+ */
+export async function awaitRetirable(db: Queryable, stateSchema: string, schema: string, versionSchema: string, options: DrainOptions, logger: Logger): Promise<void> {
+  const staleAfterMs = options.staleAfterMs ?? DEFAULT_STALE_AFTER_MS;
+  const deadline = Date.now() + (options.waitForDrainMs ?? 0);
+  for (;;) {
+    const check = await checkRetirement(db, stateSchema, schema, versionSchema, staleAfterMs);
+    if (check.safe) {
+      if (check.noProxies) {
+        logger.warn({ version: versionSchema }, `no tandem proxy reports on schema "${schema}": cannot tell whether anything still uses ${versionSchema}`);
+      }
+      return;
+    }
+    options.onDrainWait?.(check);
+    if (Date.now() >= deadline) {
+      const count = check.clients === null ? 'an unknown number of clients (no live proxy reports it)' : `${check.clients} live client${check.clients === 1 ? '' : 's'}`;
+      throw new TandemError('version_in_use', `version ${versionSchema} still has ${count}: ${check.details.join('; ')}`, {
+        hint: options.waitForDrainMs
+          ? 'the clients did not leave in time; retire them (deploy the new version) and try again, or --force'
+          : 'move its clients to the new version first, or wait with --wait-for-drain DURATION; --force retires it anyway',
+      });
+    }
+    await new Promise((resolve) => setTimeout(resolve, Math.min(1000, Math.max(50, deadline - Date.now()))));
+  }
+}
+
 /**
  * Waits until each proxy that was live when this began has sent a newer heartbeat (see
  * AwaitProxiesStep). A proxy that stays silent for the whole stale window is no longer live anyway.
  */
 export async function awaitProxies(db: Queryable, stateSchema: string, schema: string, staleAfterMs: number, logger: Logger): Promise<void> {
-  const table = `${quoteIdent(stateSchema)}.proxies`;
   const { rows } = await db.query<{ now: Date }>('SELECT now() AS now');
   const since = rows[0]!.now;
   const deadline = Date.now() + staleAfterMs;
   for (;;) {
-    const waiting = await db.query<{ proxy_id: string }>(
-      `SELECT proxy_id FROM ${table}
-        WHERE schema_name = $1 AND heartbeat_at <= $2
-          AND heartbeat_at >= $2::timestamptz - make_interval(secs => $3::double precision / 1000)`,
-      [schema, since, staleAfterMs],
-    );
-    if (!waiting.rows.length) return;
+    const waiting = await proxiesSilentSince(db, stateSchema, schema, since, staleAfterMs);
+    if (!waiting.length) return;
     if (Date.now() > deadline) {
-      logger.warn({ proxies: waiting.rows.map((r) => r.proxy_id) }, 'some proxies sent no heartbeat since the old version was retired; going on');
+      logger.warn({ proxies: waiting }, 'some proxies sent no heartbeat since the old version was retired; going on');
       return;
     }
     await new Promise((resolve) => setTimeout(resolve, 100));

@@ -7,14 +7,7 @@ import type pg from 'pg';
 import { isDatabaseError, TandemError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import type { SqlStep } from '../core/steps.js';
-
-export interface RetryPolicy {
-  /** Attempts before giving up. */
-  attempts: number;
-  /** First backoff; doubles each time, with ±50% jitter. */
-  baseDelayMs: number;
-  maxDelayMs: number;
-}
+import { retry, type RetryPolicy } from './retry.js';
 
 export const DEFAULT_RETRY: RetryPolicy = { attempts: 25, baseDelayMs: 100, maxDelayMs: 5000 };
 
@@ -93,20 +86,16 @@ export class Executor {
 
   /** Retries `body` on lock timeouts and deadlocks; anything else fails at once. */
   async withRetries<T>(description: string, lockTarget: string | undefined, body: () => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await body();
-      } catch (error) {
-        if (!isLockTimeout(error)) throw error;
-        if (attempt >= this.retry.attempts) throw await this.lockFailure(description, lockTarget, attempt, error);
-        const delay = backoff(attempt, this.retry);
+    return retry(body, {
+      ...this.retry,
+      retryOn: isLockTimeout,
+      onRetry: ({ attempt, delayMs }) =>
         this.logger.warn(
-          { step: description, table: lockTarget, attempt, retryInMs: delay, lockTimeoutMs: this.lockTimeoutMs },
+          { step: description, table: lockTarget, attempt, retryInMs: delayMs, lockTimeoutMs: this.lockTimeoutMs },
           `lock not available for "${description}"; retrying`,
-        );
-        await sleep(delay);
-      }
-    }
+        ),
+      giveUp: (error, attempts) => this.lockFailure(description, lockTarget, attempts, error),
+    });
   }
 
   /** A lock-timeout failure that says who holds the lock. */
@@ -136,13 +125,4 @@ export class Executor {
       },
     );
   }
-}
-
-export function backoff(attempt: number, policy: RetryPolicy): number {
-  const exponential = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
-  return Math.round(exponential * (0.5 + Math.random()));
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

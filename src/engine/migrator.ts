@@ -11,14 +11,16 @@ import type { BackfillMetrics } from '../observe/backfill-metrics.js';
 import type { Logger } from '../observe/logger.js';
 import { DEFAULT_STALE_AFTER_MS } from '../state/heartbeats.js';
 import { MigrationStore, type MigrationRecord } from '../state/migrations.js';
-import { ADVISORY_LOCK_CLASS, initStateSchema, migrationLockKey, readMigrationLockHolder, stateSchemaExists } from '../state/schema.js';
+import { initStateSchema, stateSchemaExists } from '../state/schema.js';
+import { releaseMigrationLock, takeMigrationLock } from '../state/migration-lock.js';
 import { listVersions } from '../state/versions.js';
 import { Backfill } from './backfill.js';
 import type { BackfillProgress } from '../observe/progress.js';
-import { awaitProxies, checkRetirement, type RetirementCheck } from './drain.js';
+import { awaitProxies, awaitRetirable, type DrainOptions } from './drain.js';
 import { crashPointReached } from './crash-points.js';
 import { whatWorksNow } from './next-command.js';
-import { backoff, Executor, sleep, type RetryPolicy } from './executor.js';
+import { Executor } from './executor.js';
+import { retry, type RetryPolicy } from './retry.js';
 import { SchemaModel } from '../core/model.js';
 import type { Plan, Step } from '../core/steps.js';
 import { planMigration } from './plan-migration.js';
@@ -26,6 +28,7 @@ import { MAX_IDENTIFIER_BYTES } from '../core/quote.js';
 import { fixedSearchPath } from '../core/triggers.js';
 import { describeMissing, missingObjects } from './verify.js';
 import { createVersionSchemaSql } from '../core/views.js';
+import { anotherProcessTookOver, connectionLost, isLostConnection, phaseFailure, rootCause, StepFailure, type Phase } from './run-failures.js';
 
 export interface EngineSettings {
   schema: string;
@@ -63,17 +66,9 @@ export interface StartOutcome {
   completed: boolean;
 }
 
-type Phase = 'start' | 'complete' | 'rollback';
-
-export interface CompleteOptions {
+export interface CompleteOptions extends DrainOptions {
   /** Retire the previous version even while clients use it. */
   force?: boolean;
-  /** Wait this long for the previous version's clients to leave before refusing. */
-  waitForDrainMs?: number;
-  /** Heartbeats older than this are not trusted. */
-  staleAfterMs?: number;
-  /** Called each time the wait finds clients still there. */
-  onDrainWait?: (check: RetirementCheck) => void;
 }
 
 export class Migrator {
@@ -215,10 +210,10 @@ export class Migrator {
       await this.withReconnect('start', record, async () => this.runSteps(record, 'start', await this.storedStep(record)));
     } catch (error) {
       // Without a session nothing can be undone, and nothing was: the state says where it stopped.
-      if (isLostConnection(error)) throw this.connectionLost('start', record, error, file);
+      if (isLostConnection(error)) throw connectionLost('start', record, error, this.settings.reconnect, file);
       if (anotherProcessTookOver(error)) throw error;
       await this.undoFailedStart(record, error);
-      throw this.failure('start', record, error, file);
+      throw phaseFailure('start', record, error, file);
     }
     await this.withReconnect('start', record, () => this.store.setStatus(record.id, 'active', { step: 0 }));
     this.logger.info({ migration: record.name, versionSchema: record.versionSchema }, `${record.name} is active: version schema ${record.versionSchema} is ready`);
@@ -263,8 +258,8 @@ export class Migrator {
       try {
         await this.withReconnect('rollback', record, async () => this.runSteps(record, 'rollback', await this.storedStep(record)));
       } catch (error) {
-        if (isLostConnection(error)) throw this.connectionLost('rollback', record, error);
-        throw this.failure('rollback', record, error);
+        if (isLostConnection(error)) throw connectionLost('rollback', record, error, this.settings.reconnect);
+        throw phaseFailure('rollback', record, error);
       }
       await this.withReconnect('rollback', record, () => this.store.setStatus(record.id, 'rolled_back'));
       this.logger.info({ migration: record.name }, `${record.name} rolled back`);
@@ -272,34 +267,11 @@ export class Migrator {
     });
   }
 
-  /**
-   * Refuses to retire a version that clients still use (see drain.ts), or waits for them to leave
-   * with `waitForDrainMs`. `force` skips the check.
-   */
+  /** Refuses to retire a version that clients still use, or waits for them to leave (see drain.ts). */
   private async ensureRetirable(record: MigrationRecord, options: CompleteOptions): Promise<void> {
     const versionSchema = record.plan.retires;
     if (!versionSchema || options.force) return;
-    const staleAfterMs = options.staleAfterMs ?? DEFAULT_STALE_AFTER_MS;
-    const deadline = Date.now() + (options.waitForDrainMs ?? 0);
-    for (;;) {
-      const check = await checkRetirement(this.db, this.settings.stateSchema, this.settings.schema, versionSchema, staleAfterMs);
-      if (check.safe) {
-        if (check.noProxies) {
-          this.logger.warn({ version: versionSchema }, `no tandem proxy reports on schema "${this.settings.schema}": cannot tell whether anything still uses ${versionSchema}`);
-        }
-        return;
-      }
-      options.onDrainWait?.(check);
-      if (Date.now() >= deadline) {
-        const count = check.clients === null ? 'an unknown number of clients (no live proxy reports it)' : `${check.clients} live client${check.clients === 1 ? '' : 's'}`;
-        throw new TandemError('version_in_use', `version ${versionSchema} still has ${count}: ${check.details.join('; ')}`, {
-          hint: options.waitForDrainMs
-            ? 'the clients did not leave in time; retire them (deploy the new version) and try again, or --force'
-            : 'move its clients to the new version first, or wait with --wait-for-drain DURATION; --force retires it anyway',
-        });
-      }
-      await new Promise((resolve) => setTimeout(resolve, Math.min(1000, Math.max(50, deadline - Date.now()))));
-    }
+    await awaitRetirable(this.db, this.settings.stateSchema, this.settings.schema, versionSchema, options, this.logger);
   }
 
   private async completeRecord(record: MigrationRecord): Promise<MigrationRecord> {
@@ -309,13 +281,13 @@ export class Migrator {
     try {
       await this.withReconnect('complete', record, async () => this.runSteps(record, 'complete', await this.storedStep(record)));
     } catch (error) {
-      if (isLostConnection(error)) throw this.connectionLost('complete', record, error);
+      if (isLostConnection(error)) throw connectionLost('complete', record, error, this.settings.reconnect);
       if (anotherProcessTookOver(error)) throw error;
       const done = await this.store.inFlight();
       const firstDestructive = record.plan.complete.findIndex((s) => s.kind === 'sql' && s.destructive);
       const undamaged = firstDestructive < 0 || (done?.step ?? 0) <= firstDestructive;
       if (undamaged) await this.store.setStatus(record.id, 'active', { step: 0, error: formatError(error) });
-      throw this.failure('complete', record, error, undefined, undamaged);
+      throw phaseFailure('complete', record, error, undefined, undamaged);
     }
     await this.withReconnect('complete', record, async () => {
       await this.verifyComplete(record);
@@ -368,8 +340,8 @@ export class Migrator {
       await this.withReconnect('rollback', record, async () => this.runSteps(undo, 'rollback', await this.storedStep(record)));
       await this.withReconnect('rollback', record, () => this.store.setStatus(record.id, 'rolled_back', { error: formatError(cause) }));
     } catch (rollbackError) {
-      if (isLostConnection(rollbackError)) throw this.connectionLost('rollback', record, rollbackError);
-      throw this.failure('rollback', record, rollbackError);
+      if (isLostConnection(rollbackError)) throw connectionLost('rollback', record, rollbackError, this.settings.reconnect);
+      throw phaseFailure('rollback', record, rollbackError);
     }
   }
 
@@ -423,23 +395,6 @@ export class Migrator {
         return;
       }
     }
-  }
-
-  private failure(phase: Phase, record: MigrationRecord, error: unknown, file?: string, stillActive = false): TandemError {
-    if (!(error instanceof StepFailure)) return error instanceof TandemError ? error : new TandemError(`${phase}_failed`, formatError(error), { cause: error });
-    const { index, total, step, cause } = error;
-    const reason = cause instanceof TandemError ? cause.message : formatError(cause);
-    const where = `step ${index + 1} of ${total} ("${step.description}")`;
-    const origin = step.origin ? { operation: step.origin.operation, kind: step.origin.kind, field: step.origin.field } : {};
-    const hints: Record<Phase, string> = {
-      start: 'everything start did was rolled back: the database is as it was before',
-      complete: stillActive
-        ? `nothing was dropped: "${record.name}" is still active; fix the cause and run tandem complete again, or tandem rollback`
-        : 'fix the cause and run tandem complete again: it resumes at this step',
-      rollback: 'fix the cause and run tandem rollback again: it resumes at this step',
-    };
-    const hint = cause instanceof TandemError && cause.hint ? `${cause.hint}; ${hints[phase]}` : hints[phase];
-    return new TandemError(`${phase}_failed`, `${phase} of "${record.name}" failed at ${where}: ${reason}`, { file, ...origin, hint, cause });
   }
 
   /** The version schema this migration creates: `version_schema`, else `<schema>_<name>`, as pgroll names it. */
@@ -532,34 +487,18 @@ export class Migrator {
     return applied;
   }
 
-  /**
-   * One tandem process at a time per schema: a session advisory lock, tried without waiting, so a
-   * second `start` fails at once with a clear message. It is released when the session ends, even on kill -9.
-   */
+  /** One tandem process at a time per schema (see state/migration-lock.ts). */
   private async exclusively<T>(body: () => Promise<T>): Promise<T> {
     await this.lock();
     try {
       return await body();
     } finally {
-      await this.db.query('SELECT pg_advisory_unlock($1, hashtext($2))', [ADVISORY_LOCK_CLASS, this.lockKey]).catch(() => {});
+      await releaseMigrationLock(this.db, this.settings.stateSchema, this.settings.schema);
     }
   }
 
-  private get lockKey(): string {
-    return migrationLockKey(this.settings.stateSchema, this.settings.schema);
-  }
-
-  /** Takes the schema's advisory lock without waiting, or says who holds it. */
   private async lock(): Promise<void> {
-    const { rows } = await this.db.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [ADVISORY_LOCK_CLASS, this.lockKey]);
-    if (rows[0]!.ok) return;
-    const h = await readMigrationLockHolder(this.db, this.settings.stateSchema, this.settings.schema);
-    const who = h ? ` (server pid ${h.pid}, ${h.who}, ${h.state ?? 'unknown state'} since ${h.since ?? '?'}${h.state === 'active' && h.query ? `: ${JSON.stringify(h.query)}` : ''})` : '';
-    throw new TandemError('busy', `another tandem process is migrating schema "${this.settings.schema}" right now${who}`, {
-      hint: h
-        ? `wait for it to finish (tandem status shows what it is doing); if that process was killed, its server session ends by itself after its current statement (within seconds: tandem sets client_connection_check_interval), or end it now with SELECT pg_terminate_backend(${h.pid})`
-        : 'wait for it to finish; tandem status shows what it is doing',
-    });
+    await takeMigrationLock(this.db, this.settings.stateSchema, this.settings.schema);
   }
 
   /** The step the stored record says comes next: where a run begins, and goes on after a reconnect. */
@@ -598,9 +537,8 @@ export class Migrator {
 
   private async reconnect(phase: Phase, record: MigrationRecord, deadline: number, lost: unknown): Promise<void> {
     const { connect } = this.settings.reconnect!;
-    for (let attempt = 1; ; attempt++) {
-      await sleep(Math.max(0, Math.min(backoff(attempt, { attempts: Infinity, baseDelayMs: 200, maxDelayMs: 5000 }), deadline - Date.now())));
-      try {
+    await retry(
+      async (attempt) => {
         const db = await connect();
         const old = this.db;
         this.use(db);
@@ -608,68 +546,19 @@ export class Migrator {
         await this.prepareSession();
         await this.lock();
         this.logger.info({ migration: record.name, phase, attempt }, `reconnected to PostgreSQL; ${phase} of ${record.name} goes on from its last recorded step`);
-        return;
-      } catch (error) {
-        if (error instanceof TandemError && error.code === 'busy') throw error;
-        if (Date.now() >= deadline) throw lost;
-        this.logger.warn({ migration: record.name, phase, attempt, error: formatError(error) }, `reconnect attempt ${attempt} failed`);
-      }
-    }
-  }
-
-  /** What a run that lost its session says: where the migration stands, and what continues it. */
-  private connectionLost(phase: Phase, record: MigrationRecord, error: unknown, file?: string): TandemError {
-    const where = error instanceof StepFailure ? ` at step ${error.index + 1} of ${error.total} ("${error.step.description}")` : '';
-    const waited = this.settings.reconnect ? ` and could not reconnect within ${Math.round(this.settings.reconnect.timeoutMs / 1000)} s` : '';
-    const resume: Record<Phase, string> = {
-      start: `nothing was rolled back: "${record.name}" stays "starting" with every step before this one done (the server undid the unfinished one). Once PostgreSQL is reachable, run tandem start ${record.file ?? file ?? 'FILE'} again (or tandem backfill) to go on, or tandem rollback to undo it`,
-      complete: `"${record.name}" stays "completing" with every step before this one done. Once PostgreSQL is reachable, run tandem complete again to finish it`,
-      rollback: `"${record.name}" stays "rolling_back" with every step before this one done. Once PostgreSQL is reachable, run tandem rollback again to finish it`,
-    };
-    return new TandemError('connection_lost', `lost the connection to PostgreSQL during ${phase} of "${record.name}"${where}${waited}: ${formatError(rootCause(error))}`, {
-      file,
-      hint: resume[phase],
-      cause: error,
-    });
-  }
-}
-
-/**
- * After a reconnect, another tandem process held the lock or had moved the migration on: what this
- * run did is that process's to finish or undo, not this one's.
- */
-function anotherProcessTookOver(error: unknown): boolean {
-  return error instanceof TandemError && (error.code === 'busy' || error.code === 'state_changed');
-}
-
-/** The error under a step's failure. */
-function rootCause(error: unknown): unknown {
-  return error instanceof StepFailure ? error.cause : error;
-}
-
-/**
- * True when the session itself is gone (server restart or crash, a terminated backend, a broken
- * network), as opposed to a statement that failed: the work is not wrong, only interrupted.
- */
-export function isLostConnection(error: unknown): boolean {
-  const cause = rootCause(error);
-  if (!(cause instanceof Error)) return false;
-  const code = (cause as { code?: unknown }).code;
-  if (typeof code === 'string' && (code.startsWith('08') || ['57P01', '57P02', '57P03', 'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH'].includes(code))) {
-    return true;
-  }
-  return /Connection terminated|is not queryable|Client was closed/i.test(cause.message);
-}
-
-class StepFailure extends Error {
-  constructor(
-    readonly phase: Phase,
-    readonly index: number,
-    readonly total: number,
-    readonly step: Step,
-    override readonly cause: unknown,
-  ) {
-    super(`${phase} step ${index + 1} failed`);
+      },
+      {
+        attempts: Infinity,
+        baseDelayMs: 200,
+        maxDelayMs: 5000,
+        deadline,
+        waitBeforeFirstTry: true,
+        // Another process holds the lock now: what this run did is that process's to go on with.
+        retryOn: (error) => !(error instanceof TandemError && error.code === 'busy'),
+        onRetry: ({ error, attempt }) => this.logger.warn({ migration: record.name, phase, attempt, error: formatError(error) }, `reconnect attempt ${attempt} failed`),
+        giveUp: () => lost,
+      },
+    );
   }
 }
 

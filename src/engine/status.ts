@@ -1,28 +1,12 @@
 import type { Queryable } from '../db/connection.js';
 import { MigrationStore, type MigrationRecord } from '../state/migrations.js';
-import { readMigrationLockHolder, stateSchemaExists } from '../state/schema.js';
+import { stateSchemaExists } from '../state/schema.js';
+import { BackfillStore, type BackfillStatus } from '../state/backfills.js';
+import { readMigrationLockHolder } from '../state/migration-lock.js';
 import { listVersions, type VersionInfo } from '../state/versions.js';
 import { DEFAULT_STALE_AFTER_MS, readLiveClients } from '../state/heartbeats.js';
 import { checkRetirement, type RetirementCheck } from './drain.js';
 import { whatWorksNow } from './next-command.js';
-import { quoteIdent } from '../core/quote.js';
-
-export interface BackfillStatus {
-  table: string;
-  method: string;
-  keyColumns: string[];
-  rowsDone: number;
-  rowsTotal: number | null;
-  rowsPerSecond: number | null;
-  batches: number;
-  retries: number;
-  status: 'running' | 'stalled' | 'done' | 'rolled_back';
-  startedAt: Date;
-  lastProgressAt: Date;
-  finishedAt: Date | null;
-  /** Seconds since the last committed batch, for a backfill that is not done. */
-  secondsSinceProgress: number | null;
-}
 
 export interface MigrationSummary {
   name: string;
@@ -97,7 +81,7 @@ export async function readStatus(db: Queryable, stateSchema: string, schema: str
       ...summary(inFlight),
       step: inFlight.status === 'active' ? inFlight.plan.start.length : inFlight.step,
       steps: inFlight.status === 'active' ? inFlight.plan.start.length : phaseSteps.length,
-      backfills: await readBackfills(db, stateSchema, inFlight.id),
+      backfills: await new BackfillStore(db, stateSchema, inFlight.id).list(),
       completeWouldRun: inFlight.plan.complete.map((s) => s.description),
       completeCheck:
         inFlight.status === 'active' && inFlight.plan.retires
@@ -132,42 +116,4 @@ export async function readStatus(db: Queryable, stateSchema: string, schema: str
 async function readRun(db: Queryable, stateSchema: string, schema: string, record: MigrationRecord): Promise<ActiveMigration['run']> {
   const holder = await readMigrationLockHolder(db, stateSchema, schema);
   return { state: holder ? 'running' : 'interrupted', serverPid: holder?.pid ?? null, continueWith: whatWorksNow(record.status, record.file) };
-}
-
-export async function readBackfills(db: Queryable, stateSchema: string, migrationId: number): Promise<BackfillStatus[]> {
-  const { rows } = await db.query<{
-    table_name: string;
-    method: string;
-    key_columns: string[];
-    rows_done: string;
-    rows_total: string | null;
-    rate: number | null;
-    batches: string;
-    retries: string;
-    status: BackfillStatus['status'];
-    started_at: Date;
-    last_progress_at: Date;
-    finished_at: Date | null;
-    idle: number;
-  }>(
-    `SELECT table_name, method, key_columns, rows_done, rows_total, rate, batches, retries, status,
-            started_at, last_progress_at, finished_at, extract(epoch FROM now() - last_progress_at)::float8 AS idle
-       FROM ${quoteIdent(stateSchema)}.backfills WHERE migration_id = $1 ORDER BY started_at`,
-    [migrationId],
-  );
-  return rows.map((r) => ({
-    table: r.table_name,
-    method: r.method,
-    keyColumns: r.key_columns,
-    rowsDone: Number(r.rows_done),
-    rowsTotal: r.rows_total === null ? null : Number(r.rows_total),
-    rowsPerSecond: r.rate,
-    batches: Number(r.batches),
-    retries: Number(r.retries),
-    status: r.status,
-    startedAt: r.started_at,
-    lastProgressAt: r.last_progress_at,
-    finishedAt: r.finished_at,
-    secondsSinceProgress: r.status === 'done' ? null : Math.round(r.idle),
-  }));
 }

@@ -64,6 +64,20 @@ export async function expireHeartbeats(db: Queryable, stateSchema: string, older
   return rowCount ?? 0;
 }
 
+/**
+ * Proxies of `schema` whose last heartbeat is no later than `since` but still within the stale
+ * window before it: those that were live then and have not spoken since.
+ */
+export async function proxiesSilentSince(db: Queryable, stateSchema: string, schema: string, since: Date, staleAfterMs: number): Promise<string[]> {
+  const { rows } = await db.query<{ proxy_id: string }>(
+    `SELECT proxy_id FROM ${quoteIdent(stateSchema)}.proxies
+      WHERE schema_name = $1 AND heartbeat_at <= $2
+        AND heartbeat_at >= $2::timestamptz - make_interval(secs => $3::double precision / 1000)`,
+    [schema, since, staleAfterMs],
+  );
+  return rows.map((row) => row.proxy_id);
+}
+
 export interface ProxyClients {
   proxyId: string;
   hostname: string;

@@ -4,6 +4,7 @@ import type { Plan } from '../core/steps.js';
 import { quoteIdent } from '../core/quote.js';
 import type { MigrationStatus } from './schema.js';
 import { IN_FLIGHT_STATUSES } from './schema.js';
+import { BackfillStore } from './backfills.js';
 
 /** One attempt to apply a migration, as the state schema records it. */
 export interface MigrationRecord {
@@ -87,15 +88,13 @@ export function actor(): string {
 
 export class MigrationStore {
   private readonly table: string;
-  private readonly backfills: string;
 
   constructor(
     private readonly db: Queryable,
-    stateSchema: string,
+    private readonly stateSchema: string,
     private readonly schema: string,
   ) {
     this.table = `${quoteIdent(stateSchema)}.migrations`;
-    this.backfills = `${quoteIdent(stateSchema)}.backfills`;
   }
 
   /** The migration being started, active, being completed or being rolled back, if any. */
@@ -168,10 +167,6 @@ export class MigrationStore {
         WHERE id = $1`,
       [id, status, options.step ?? null, actor(), options.error ?? null],
     );
-    if (status === 'rolled_back') {
-      // Its backfills will never run again: they must not read as running.
-      await this.db.query(`UPDATE ${this.backfills} SET status = 'rolled_back', finished_at = COALESCE(finished_at, now()) WHERE migration_id = $1 AND status <> 'done'`, [id]);
-    }
+    if (status === 'rolled_back') await new BackfillStore(this.db, this.stateSchema, id).abandon();
   }
-
 }

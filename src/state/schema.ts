@@ -147,33 +147,6 @@ function upgradeDDL(stateSchema: string, from: number): string[] {
 /** A fixed advisory-lock class so tandem's locks never collide with an application's. */
 export const ADVISORY_LOCK_CLASS = 0x74616e64; // "tand"
 
-/** The key (within ADVISORY_LOCK_CLASS, hashed by hashtext) of the lock one migrating process holds per schema. */
-export function migrationLockKey(stateSchema: string, schema: string): string {
-  return `${stateSchema}.${schema}`;
-}
-
-/** The server session holding the migration lock of `schema`: a running tandem, or none. */
-export interface MigrationLockHolder {
-  pid: number;
-  /** Application name and client address. */
-  who: string;
-  state: string | null;
-  /** When its current query (or, idle, its session) began. */
-  since: string | null;
-  query: string | null;
-}
-
-export async function readMigrationLockHolder(db: Queryable, stateSchema: string, schema: string): Promise<MigrationLockHolder | undefined> {
-  const { rows } = await db.query<MigrationLockHolder>(
-    `SELECT a.pid, coalesce(nullif(a.application_name, ''), 'unknown') || ' from ' || coalesce(host(a.client_addr) || ':' || a.client_port, 'local socket') AS who,
-            a.state, to_char(coalesce(a.query_start, a.backend_start), 'YYYY-MM-DD HH24:MI:SS TZ') AS since, left(a.query, 80) AS query
-       FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
-      WHERE l.locktype = 'advisory' AND l.classid = $1::int::oid AND l.objid = pg_catalog.hashtext($2)::oid AND l.granted`,
-    [ADVISORY_LOCK_CLASS, migrationLockKey(stateSchema, schema)],
-  );
-  return rows[0];
-}
-
 /** Creates or upgrades the state schema. Safe to run concurrently and repeatedly. */
 export async function initStateSchema(db: Queryable, stateSchema: string): Promise<void> {
   await db.query('BEGIN');
