@@ -2,7 +2,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { formatError, TandemError } from '../../src/errors.js';
+import { formatError, TandemError } from '../../src/errors/index.js';
 import { loadMigrationFile, MAX_MIGRATION_FILE_BYTES, MAX_MIGRATION_OPERATIONS, parseMigration } from '../../src/migration/load.js';
 
 function parseJson(document: unknown, file = '03_example.json') {
