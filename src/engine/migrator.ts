@@ -571,7 +571,7 @@ export class Migrator {
         this.logger.info({ migration: record.name, phase, attempt }, `reconnected to PostgreSQL; ${phase} of ${record.name} goes on from its last recorded step`);
         return;
       } catch (error) {
-        if (error instanceof TandemError && error.code === 'busy') throw error;
+        if (error instanceof TandemError && error.fact.kind === 'busy') throw error;
         if (Date.now() >= deadline) throw lost;
         this.logger.warn({ migration: record.name, phase, attempt, error: formatError(error) }, `reconnect attempt ${attempt} failed`);
       }
@@ -594,7 +594,7 @@ export class Migrator {
  * run did is that process's to finish or undo, not this one's.
  */
 function anotherProcessTookOver(error: unknown): boolean {
-  return error instanceof TandemError && (error.code === 'busy' || error.code === 'state_changed');
+  return error instanceof TandemError && (error.fact.kind === 'busy' || error.fact.kind === 'state_changed');
 }
 
 /** The error under a step's failure. */
