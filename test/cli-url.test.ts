@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { redactPassword, resolvePostgresUrl } from '../src/db/connection.js';
-import { UsageError } from '../src/errors.js';
+import { UsageError } from '../src/errors/index.js';
 import { runCli } from './support/cli.js';
 
 const HINT = 'hint: expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE';

@@ -2,7 +2,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { connect } from '../db/connection.js';
 import { DEFAULT_RETRY } from '../engine/executor.js';
 import { Migrator } from '../engine/migrator.js';
-import { UsageError } from '../errors.js';
+import { UsageError } from '../errors/index.js';
 import { createBackfillMetrics } from '../observe/backfill-metrics.js';
 import { startHttpServer } from '../observe/http.js';
 import { parseHostPort } from '../proxy/config.js';

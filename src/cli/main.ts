@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { Command, CommanderError } from 'commander';
-import { exitCodeOf, formatError } from '../errors.js';
+import { exitCodeOf, formatError } from '../errors/index.js';
 import { processIO, writeLine, type CliIO } from './io.js';
 import { addCommonOptions } from './settings.js';
 import { COMMANDS } from './commands/index.js';

@@ -1,6 +1,6 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { resolvePostgresUrl } from '../db/connection.js';
-import { UsageError } from '../errors.js';
+import { UsageError } from '../errors/index.js';
 import { createLogger, parseLogLevel, type Logger } from '../observe/logger.js';
 
 /** Options every command accepts (DESIGN.md "Command line"). */

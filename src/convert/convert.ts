@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { parseSql, type Statement } from '../sqlparse/parse.js';
 import { asNode } from '../sqlparse/ast.js';
 import { parseMigration } from '../migration/load.js';
-import { TandemError } from '../errors.js';
+import { TandemError } from '../errors/index.js';
 import type { ConvertedOperation } from './context.js';
 import { convertStatement } from './statements.js';
 
@@ -58,7 +58,7 @@ export async function convertSql(text: string, file: string, options: ConvertOpt
     if (result.skipped) skipped.add(result.skipped);
   }
   if (!operations.length) {
-    throw new TandemError('convert_empty', 'the file has no statement to convert', { file, hint: 'a migration needs at least one operation' });
+    throw new TandemError({ kind: 'convert_empty', source: 'file' }, { file });
   }
   const groups = isolateRawSql(joinRawSql(withoutDropsOfDroppedTables(markReplacements(operations))));
   // Padded, so that `_02` sorts before `_10` the way `migrate` orders files: by name.
@@ -191,12 +191,6 @@ function assertValid(migration: ConvertedMigration, file: string): void {
     parseMigration(JSON.stringify(migrationDocument(migration)), { file, format: 'json', allowPlaceholders: true });
   } catch (error) {
     if (!(error instanceof TandemError)) throw error;
-    throw new TandemError('convert_invalid', `the converted migration ${migration.name} does not validate: ${error.message}`, {
-      file,
-      operation: error.operation,
-      kind: error.kind,
-      field: error.field,
-      hint: 'this is a bug in tandem convert; please report it with the SQL statement',
-    });
+    throw new TandemError({ kind: 'convert_invalid', name: migration.name, reason: error.message }, { file, operation: error.operation, kind: error.kind, field: error.field });
   }
 }

@@ -1,6 +1,6 @@
 /** Writes converted migrations as YAML (notes as comments next to their operation) or JSON (notes returned for stderr). */
 import YAML from 'yaml';
-import { describeLocation } from '../errors.js';
+import { describeLocation } from '../errors/index.js';
 import { migrationDocument, type Conversion, type ConvertedMigration } from './convert.js';
 
 export type OutputFormat = 'yaml' | 'json';

@@ -13,7 +13,7 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { TandemError } from '../errors.js';
+import { TandemError } from '../errors/index.js';
 
 export type HistoryLayout = 'prisma' | 'drizzle' | 'flyway' | 'sql files';
 
@@ -36,7 +36,7 @@ const FLYWAY_REPEATABLE = /^R__.+\.sql$/i;
 
 export async function readHistory(dir: string): Promise<History> {
   const entries = await readdir(dir, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
-    throw new TandemError('convert_unreadable', `cannot read the folder (${error.code})`, { file: dir });
+    throw new TandemError({ kind: 'convert_unreadable', problem: 'folder', errno: error.code }, { file: dir });
   });
   const prisma: HistoryEntry[] = [];
   for (const entry of entries) {
@@ -51,7 +51,7 @@ export async function readHistory(dir: string): Promise<History> {
   if (journal) {
     const missing = journal.filter((tag) => !sqlFiles.includes(`${tag}.sql`));
     if (missing.length) {
-      throw new TandemError('convert_unreadable', `meta/_journal.json lists ${missing.map((t) => `${t}.sql`).join(', ')}, which the folder does not have`, { file: dir });
+      throw new TandemError({ kind: 'convert_unreadable', problem: 'journal_lists_missing', files: missing.map((t) => `${t}.sql`) }, { file: dir });
     }
     const listed = new Set(journal.map((tag) => `${tag}.sql`));
     const skipped = sqlFiles.filter((name) => !listed.has(name)).map((name) => `${name}: not in meta/_journal.json, so Drizzle does not run it`);
@@ -94,11 +94,11 @@ async function readDrizzleJournal(dir: string): Promise<string[] | undefined> {
   try {
     journal = JSON.parse(text);
   } catch (error) {
-    throw new TandemError('convert_unreadable', `not valid JSON: ${(error as Error).message}`, { file });
+    throw new TandemError({ kind: 'convert_unreadable', problem: 'journal_not_json', reason: (error as Error).message }, { file });
   }
   const entries = (journal as { entries?: unknown }).entries;
   if (!Array.isArray(entries) || entries.some((e) => typeof (e as { tag?: unknown })?.tag !== 'string')) {
-    throw new TandemError('convert_unreadable', 'expected Drizzle\'s journal: {"entries": [{"idx": 0, "tag": "0000_name", ...}, ...]}', { file });
+    throw new TandemError({ kind: 'convert_unreadable', problem: 'journal_shape' }, { file });
   }
   return [...(entries as { idx?: number; tag: string }[])].sort((a, b) => (a.idx ?? 0) - (b.idx ?? 0)).map((e) => e.tag);
 }

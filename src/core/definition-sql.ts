@@ -2,7 +2,7 @@
 import type { ColumnDefinition, ForeignKeyReference, TableForeignKeyReference, TableConstraintDefinition } from '../migration/format.js';
 import { column, type SchemaModel } from './model.js';
 import { qualified, quoteIdent } from './quote.js';
-import { TandemError } from '../errors.js';
+import { TandemError } from '../errors/index.js';
 
 /** A referenced table: a table the new version sees (by its visible name), or `schema.table` outside. */
 export function referencedTable(model: SchemaModel, name: string, field: string): { sql: string; physicalColumn: (visible: string, field: string) => string } {
@@ -96,7 +96,7 @@ export function generatedSql(definition: ColumnDefinition): string {
   const generated = definition.generated;
   if (!generated) return '';
   if (generated.expression && generated.identity) {
-    throw new TandemError('column_generated', 'a column is either generated from an expression or an identity, not both', { field: 'generated' });
+    throw new TandemError({ kind: 'column_generated' }, { field: 'generated' });
   }
   if (generated.expression) return ` GENERATED ALWAYS AS (${generated.expression}) STORED`;
   if (generated.identity) {

@@ -5,7 +5,7 @@
  * Version views are written from this model; `complete` makes the physical names match.
  */
 import type { ColumnInfo, ConstraintType, Grant, InboundForeignKey, SchemaInfo, TableInfo } from './catalog-types.js';
-import { TandemError } from '../errors.js';
+import { TandemError } from '../errors/index.js';
 import { derivedIdent } from './quote.js';
 
 export interface ModelColumn {
@@ -107,10 +107,7 @@ export class SchemaModel {
     const table = this.tables.get(name);
     if (!table) {
       const known = [...this.tables.keys()];
-      throw new TandemError('table_unknown', `table "${name}" does not exist in schema "${this.schema}"`, {
-        field,
-        hint: known.length ? `tables the new version sees: ${known.sort().join(', ')}` : 'the schema has no tables yet',
-      });
+      throw new TandemError({ kind: 'table_unknown', schema: this.schema, table: name, known }, { field });
     }
     return table;
   }
@@ -229,17 +226,14 @@ export function movePhysical(table: ModelTable, column: ModelColumn, physical: s
 export function column(table: ModelTable, name: string, field: string): ModelColumn {
   const found = findColumn(table, name);
   if (!found) {
-    throw new TandemError('column_unknown', `column "${name}" does not exist in table "${table.name}"`, {
-      field,
-      hint: `columns the new version sees: ${table.columns.map((c) => c.name).join(', ')}`,
-    });
+    throw new TandemError({ kind: 'column_unknown', table: table.name, column: name, known: table.columns.map((c) => c.name) }, { field });
   }
   return found;
 }
 
 export function requireNewColumnName(table: ModelTable, name: string, field: string): void {
   if (findColumn(table, name)) {
-    throw new TandemError('column_exists', `column "${name}" already exists in table "${table.name}"`, { field });
+    throw new TandemError({ kind: 'column_exists', table: table.name, column: name }, { field });
   }
 }
 

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { isDatabaseError, TandemError, UsageError } from '../errors.js';
+import { isDatabaseError, TandemError, UsageError } from '../errors/index.js';
 
 /**
  * Where to find PostgreSQL: `--postgres-url`, else DATABASE_URL, else the libpq PG* variables
@@ -77,10 +77,7 @@ export async function connect(url: string | undefined, options: ConnectOptions =
   } catch (error) {
     if (isDatabaseError(error)) throw error;
     const where = `${client.host ?? 'localhost'}:${client.port ?? 5432}`;
-    throw new TandemError('connect_failed', `could not connect to PostgreSQL at ${where}: ${(error as Error).message}`, {
-      hint: 'check --postgres-url, DATABASE_URL or the PG* variables, and that the server is up',
-      cause: error,
-    });
+    throw new TandemError({ kind: 'connect_failed', address: where, reason: (error as Error).message }, { cause: error });
   }
   return client;
 }

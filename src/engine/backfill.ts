@@ -9,7 +9,7 @@
  * revisited at the end, waiting at most lock_timeout for each.
  */
 import type pg from 'pg';
-import { isDatabaseError } from '../errors.js';
+import { isDatabaseError } from '../errors/index.js';
 import type { Logger } from '../observe/logger.js';
 import type { BackfillMetrics } from '../observe/backfill-metrics.js';
 import type { BackfillProgress } from '../observe/progress.js';

@@ -6,7 +6,7 @@
  */
 import type { Queryable } from '../db/connection.js';
 import type { Logger } from '../observe/logger.js';
-import { TandemError } from '../errors.js';
+import { TandemError } from '../errors/index.js';
 import { DEFAULT_STALE_AFTER_MS, proxiesSilentSince, readLiveClients } from '../state/heartbeats.js';
 
 export interface RetirementCheck {
@@ -75,12 +75,7 @@ export async function awaitRetirable(db: Queryable, stateSchema: string, schema:
     }
     options.onDrainWait?.(check);
     if (Date.now() >= deadline) {
-      const count = check.clients === null ? 'an unknown number of clients (no live proxy reports it)' : `${check.clients} live client${check.clients === 1 ? '' : 's'}`;
-      throw new TandemError('version_in_use', `version ${versionSchema} still has ${count}: ${check.details.join('; ')}`, {
-        hint: options.waitForDrainMs
-          ? 'the clients did not leave in time; retire them (deploy the new version) and try again, or --force'
-          : 'move its clients to the new version first, or wait with --wait-for-drain DURATION; --force retires it anyway',
-      });
+      throw new TandemError({ kind: 'version_in_use', versionSchema, clients: check.clients, details: check.details, waited: Boolean(options.waitForDrainMs) });
     }
     await new Promise((resolve) => setTimeout(resolve, Math.min(1000, Math.max(50, deadline - Date.now()))));
   }

@@ -4,7 +4,7 @@
  * queries queued behind it go on), waits with exponential backoff and jitter, and tries again.
  */
 import type pg from 'pg';
-import { isDatabaseError, TandemError } from '../errors.js';
+import { isDatabaseError, type LockHolder, TandemError } from '../errors/index.js';
 import type { Logger } from '../observe/logger.js';
 import type { SqlStep } from '../core/steps.js';
 import { retry, type RetryPolicy } from './retry.js';
@@ -100,7 +100,7 @@ export class Executor {
 
   /** A lock-timeout failure that says who holds the lock. */
   private async lockFailure(description: string, lockTarget: string | undefined, attempts: number, cause: unknown): Promise<TandemError> {
-    let holders = '';
+    let holders: LockHolder[] = [];
     if (lockTarget) {
       const { rows } = await this.db
         .query<{ pid: number; mode: string; state: string | null; query: string | null }>(
@@ -111,18 +111,8 @@ export class Executor {
           [lockTarget],
         )
         .catch(() => ({ rows: [] }));
-      if (rows.length) {
-        holders = `; held by ${rows.map((r) => `pid ${r.pid} (${r.mode}, ${r.state ?? 'unknown state'}: ${JSON.stringify(r.query ?? '')})`).join(', ')}`;
-      }
+      holders = rows;
     }
-    const what = lockTarget ? `a lock on ${lockTarget}` : 'the locks it needs';
-    return new TandemError(
-      'lock_timeout',
-      `"${description}" could not get ${what} within lock_timeout ${this.lockTimeoutMs} ms, ${attempts} times${holders}`,
-      {
-        hint: 'nothing of this step was applied; retry once the blocking session is done, or raise --lock-timeout',
-        cause,
-      },
-    );
+    return new TandemError({ kind: 'lock_timeout', step: description, table: lockTarget, lockTimeoutMs: this.lockTimeoutMs, attempts, holders }, { cause });
   }
 }

@@ -1,5 +1,5 @@
 import type { Queryable } from '../db/connection.js';
-import { TandemError } from '../errors.js';
+import { TandemError } from '../errors/index.js';
 import type { Inspector } from '../core/planner.js';
 
 const VOLATILITY = { i: 'immutable', s: 'stable', v: 'volatile' } as const;
@@ -27,7 +27,7 @@ export function databaseInspector(db: Queryable): Inspector {
         // 'v' > 's' > 'i' in text order, so max() is the least stable function in the expression.
         return VOLATILITY[rows[0]?.volatility ?? 'i'];
       } catch (error) {
-        throw new TandemError('expression_invalid', `not a valid ${type} expression: ${(error as Error).message}`, { cause: error });
+        throw new TandemError({ kind: 'expression_invalid', reason: (error as Error).message, type }, { cause: error });
       } finally {
         await db.query('ROLLBACK');
       }

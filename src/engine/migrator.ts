@@ -5,7 +5,7 @@
  */
 import type pg from 'pg';
 import { readSchema } from '../catalog/read.js';
-import { formatError, TandemError } from '../errors.js';
+import { afterPhaseFailure, formatError, TandemError, type VersionSchemaConflict } from '../errors/index.js';
 import type { LoadedMigration } from '../migration/load.js';
 import type { BackfillMetrics } from '../observe/backfill-metrics.js';
 import type { Logger } from '../observe/logger.js';
@@ -139,22 +139,19 @@ export class Migrator {
       const warnings: string[] = [];
       if (inFlight) {
         if (inFlight.name !== name) {
-          throw new TandemError('migration_in_flight', `migration "${inFlight.name}" is ${describeStatus(inFlight.status)}`, {
+          throw new TandemError({ kind: 'migration_in_flight', name: inFlight.name, status: inFlight.status }, {
             file: loaded.file,
             hint: `${whatWorksNow(inFlight.status, inFlight.file)} before starting "${name}"`,
           });
         }
         if (inFlight.status !== 'starting') {
-          throw new TandemError('migration_already_started', `migration "${name}" is already ${describeStatus(inFlight.status)}`, {
+          throw new TandemError({ kind: 'migration_already_started', name, status: inFlight.status }, {
             file: loaded.file,
             hint: inFlight.status === 'active' ? 'next: tandem complete, or tandem rollback' : whatWorksNow(inFlight.status, inFlight.file),
           });
         }
         if (inFlight.digest !== loaded.digest) {
-          throw new TandemError('migration_changed', `migration "${name}" was started from different content than this file has now`, {
-            file: loaded.file,
-            hint: 'restore the file as it was to resume, or run tandem rollback and start again',
-          });
+          throw new TandemError({ kind: 'migration_changed', name }, { file: loaded.file });
         }
         record = inFlight;
         resumed = true;
@@ -196,9 +193,7 @@ export class Migrator {
     return this.exclusively(async () => {
       const record = await this.store.inFlight();
       if (!record || record.status !== 'starting') {
-        throw new TandemError('nothing_to_resume', record ? `migration "${record.name}" is ${describeStatus(record.status)}: its start is finished` : 'no migration is being started', {
-          hint: 'tandem status shows where things stand',
-        });
+        throw new TandemError({ kind: 'nothing_to_resume', current: record ? { name: record.name, status: record.status } : undefined });
       }
       this.logger.info({ migration: record.name, step: record.step }, `resuming start of ${record.name} at step ${record.step + 1}`);
       return this.runStart(record, record.file ?? undefined);
@@ -225,14 +220,12 @@ export class Migrator {
     await this.requireState();
     return this.exclusively(async () => {
       const record = await this.store.inFlight();
-      if (!record) throw new TandemError('nothing_active', `no migration is active in schema "${this.settings.schema}"`, { hint: 'start one with tandem start FILE' });
+      if (!record) throw new TandemError({ kind: 'nothing_active', schema: this.settings.schema }, { hint: 'start one with tandem start FILE' });
       if (record.status === 'starting') {
-        throw new TandemError('start_unfinished', `migration "${record.name}" did not finish starting (stopped at step ${record.step + 1})`, {
-          hint: 'run tandem start with the same file to resume it, or tandem rollback',
-        });
+        throw new TandemError({ kind: 'start_unfinished', name: record.name, step: record.step + 1 });
       }
       if (record.status === 'rolling_back') {
-        throw new TandemError('rollback_unfinished', `migration "${record.name}" is being rolled back`, { hint: 'run tandem rollback again to finish' });
+        throw new TandemError({ kind: 'rollback_unfinished', name: record.name }, { hint: 'run tandem rollback again to finish' });
       }
       if (record.status === 'active') await this.ensureRetirable(record, options);
       return this.completeRecord(record);
@@ -244,13 +237,11 @@ export class Migrator {
     await this.requireState();
     return this.exclusively(async () => {
       const record = await this.store.inFlight();
-      if (!record) throw new TandemError('nothing_active', `no migration is active in schema "${this.settings.schema}"`, { hint: 'there is nothing to roll back' });
+      if (!record) throw new TandemError({ kind: 'nothing_active', schema: this.settings.schema }, { hint: 'there is nothing to roll back' });
       if (record.status === 'completing') {
         const firstDestructive = record.plan.complete.findIndex((s) => s.kind === 'sql' && s.destructive);
         if (firstDestructive >= 0 && record.step > firstDestructive) {
-          throw new TandemError('complete_partly_done', `migration "${record.name}" is partly completed: "${record.plan.complete[firstDestructive]!.description}" already ran`, {
-            hint: 'run tandem complete again to finish it',
-          });
+          throw new TandemError({ kind: 'complete_partly_done', name: record.name, step: record.plan.complete[firstDestructive]!.description });
         }
       }
       const from = record.status === 'rolling_back' ? record.step : 0;
@@ -306,14 +297,8 @@ export class Migrator {
     const missing = await missingObjects(this.db, this.settings.schema, record.plan.expect ?? []);
     if (!missing.length) return;
     const error = new TandemError(
-      'complete_check_failed',
-      `complete of "${record.name}" ran every step, but ${missing.length === 1 ? 'an object it created is' : `${missing.length} objects it created are`} missing: ${missing.map(describeMissing).join('; ')}`,
-      {
-        file: record.file ?? undefined,
-        operation: missing[0]!.object.origin.operation,
-        kind: missing[0]!.object.origin.kind,
-        hint: `"${record.name}" stays being completed: recreate what is missing (or fix the cause) and run tandem complete again, which checks again and finishes`,
-      },
+      { kind: 'complete_check_failed', name: record.name, missing: missing.map(describeMissing) },
+      { file: record.file ?? undefined, operation: missing[0]!.object.origin.operation, kind: missing[0]!.object.origin.kind },
     );
     await this.store.setStatus(record.id, 'completing', { error: formatError(error) });
     throw error;
@@ -401,11 +386,7 @@ export class Migrator {
   private versionSchemaOf(loaded: LoadedMigration): string {
     const name = loaded.migration.versionSchema ?? `${this.settings.schema}_${loaded.migration.name}`;
     if (Buffer.byteLength(name) > MAX_IDENTIFIER_BYTES) {
-      throw new TandemError('version_schema_too_long', `the version schema name "${name}" is longer than PostgreSQL's 63 bytes`, {
-        file: loaded.file,
-        field: 'version_schema',
-        hint: 'shorten the migration name or set version_schema',
-      });
+      throw new TandemError({ kind: 'version_schema_too_long', versionSchema: name }, { file: loaded.file, field: 'version_schema' });
     }
     return name;
   }
@@ -417,23 +398,19 @@ export class Migrator {
    */
   private async refuseVersionSchema(versionSchema: string, loaded: LoadedMigration): Promise<void> {
     const fromFile = loaded.migration.versionSchema !== undefined;
-    const refuse = (why: string, hint?: string) =>
-      new TandemError('version_schema_taken', `the version schema "${versionSchema}" ${why}`, {
-        file: loaded.file,
-        field: fromFile ? 'version_schema' : 'name',
-        hint: hint ?? (fromFile ? 'choose a version_schema that names no existing schema' : 'rename the migration, or set version_schema to a name no schema has'),
-      });
-    if (versionSchema === this.settings.schema) throw refuse('is the schema being migrated');
-    if (versionSchema === this.settings.stateSchema) throw refuse("is tandem's state schema");
-    if (versionSchema.startsWith('pg_') || versionSchema === 'information_schema') throw refuse('is a name PostgreSQL reserves for system schemas');
+    const refuse = (conflict: VersionSchemaConflict) =>
+      new TandemError({ kind: 'version_schema_taken', versionSchema, conflict, fromFile }, { file: loaded.file, field: fromFile ? 'version_schema' : 'name' });
+    if (versionSchema === this.settings.schema) throw refuse({ with: 'migrated_schema' });
+    if (versionSchema === this.settings.stateSchema) throw refuse({ with: 'state_schema' });
+    if (versionSchema.startsWith('pg_') || versionSchema === 'information_schema') throw refuse({ with: 'system_schema' });
     const { rows } = await this.db.query<{ owner: string }>(
       `SELECT pg_catalog.pg_get_userbyid(nspowner) AS owner FROM pg_catalog.pg_namespace WHERE nspname = $1`,
       [versionSchema],
     );
     if (!rows.length) return;
     const live = (await listVersions(this.db, this.settings.stateSchema, this.settings.schema)).find((v) => v.versionSchema === versionSchema);
-    if (live) throw refuse(`is the live version of migration "${live.migration}"`);
-    throw refuse(`already exists (owned by ${rows[0]!.owner}): start would take it over and complete or rollback would drop it`);
+    if (live) throw refuse({ with: 'live_version', migration: live.migration });
+    throw refuse({ with: 'existing_schema', owner: rows[0]!.owner });
   }
 
   private async previousVersionSchema(): Promise<string | null> {
@@ -444,7 +421,7 @@ export class Migrator {
   private async requireSchema(): Promise<void> {
     const { rows } = await this.db.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [this.settings.schema]);
     if (!rows.length) {
-      throw new TandemError('schema_unknown', `schema "${this.settings.schema}" does not exist`, { hint: 'create it, or pass the right --schema' });
+      throw new TandemError({ kind: 'schema_unknown', schema: this.settings.schema });
     }
   }
 
@@ -474,7 +451,7 @@ export class Migrator {
 
   private async requireState(): Promise<void> {
     if (!(await stateSchemaExists(this.db, this.settings.stateSchema))) {
-      throw new TandemError('nothing_active', `no migration is active in schema "${this.settings.schema}" (tandem has not been used on this database yet)`);
+      throw new TandemError({ kind: 'nothing_active', schema: this.settings.schema, fresh: true });
     }
   }
 
@@ -482,7 +459,7 @@ export class Migrator {
   private async refuseIfApplied(loaded: LoadedMigration): Promise<MigrationRecord[]> {
     const applied = await this.store.applied();
     if (applied.some((m) => m.name === loaded.migration.name)) {
-      throw new TandemError('migration_applied', `migration "${loaded.migration.name}" was already applied`, { file: loaded.file });
+      throw new TandemError({ kind: 'migration_applied', name: loaded.migration.name }, { file: loaded.file });
     }
     return applied;
   }
@@ -505,9 +482,7 @@ export class Migrator {
   private async storedStep(record: MigrationRecord): Promise<number> {
     const stored = await this.store.inFlight();
     if (stored?.id !== record.id) {
-      throw new TandemError('state_changed', `migration "${record.name}" was changed by another tandem process meanwhile`, {
-        hint: 'tandem status shows where it stands now',
-      });
+      throw new TandemError({ kind: 'state_changed', name: record.name });
     }
     return stored.step;
   }
@@ -559,20 +534,5 @@ export class Migrator {
         giveUp: () => lost,
       },
     );
-  }
-}
-
-function describeStatus(status: MigrationRecord['status']): string {
-  switch (status) {
-    case 'starting':
-      return 'being started (or its start was interrupted)';
-    case 'active':
-      return 'active';
-    case 'completing':
-      return 'being completed (or its complete was interrupted)';
-    case 'rolling_back':
-      return 'being rolled back (or its rollback was interrupted)';
-    default:
-      return status;
   }
 }

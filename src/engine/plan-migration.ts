@@ -1,6 +1,6 @@
 import type { Queryable } from '../db/connection.js';
 import { readSchema } from '../catalog/read.js';
-import { formatError, isDatabaseError, TandemError } from '../errors.js';
+import { formatError, isDatabaseError, TandemError } from '../errors/index.js';
 import type { Migration } from '../migration/format.js';
 import { OPERATIONS } from '../operations/index.js';
 import { databaseInspector } from './inspect.js';
@@ -26,10 +26,7 @@ export async function planMigration(db: Queryable, migration: Migration, context
   for (const [index, operation] of operations.entries()) {
     const location = { file, operation: index, kind: operation.kind };
     if (operation.kind === 'sql' && !operation.body.onComplete && operations.length > 1) {
-      throw new TandemError('sql_not_isolated', 'a sql operation that runs at start must be the only operation of its migration', {
-        ...location,
-        hint: 'tandem cannot see what raw SQL changes, so put it in a migration of its own (or set onComplete: true)',
-      });
+      throw new TandemError({ kind: 'sql_not_isolated' }, location);
     }
     const plan = OPERATIONS[operation.kind] as (body: unknown, planner: Planner) => void | Promise<void>;
     planner.beginOperation(index, operation.kind);
@@ -45,7 +42,7 @@ export async function planMigration(db: Queryable, migration: Migration, context
     try {
       await db.query(probe.sql);
     } catch (error) {
-      throw new TandemError('expression_invalid', `the expression does not work: ${(error as Error).message}`, {
+      throw new TandemError({ kind: 'expression_invalid', reason: (error as Error).message }, {
         file,
         operation: probe.origin.operation,
         kind: probe.origin.kind,
@@ -63,12 +60,6 @@ export async function planMigration(db: Queryable, migration: Migration, context
  * file it was planning, and nothing was changed.
  */
 function planningFailure(error: unknown, location: { file?: string; operation: number; kind: string }): TandemError {
-  const database = isDatabaseError(error);
-  return new TandemError(database ? 'planning_database_error' : 'planning_internal_error', `planning failed: ${formatError(error)}`, {
-    ...location,
-    cause: error,
-    hint: database
-      ? 'nothing was changed; fix the cause the database names and start again'
-      : 'nothing was changed; this is a defect in tandem: please report it with this migration file',
-  });
+  const reason = formatError(error);
+  return new TandemError(isDatabaseError(error) ? { kind: 'planning_database_error', reason } : { kind: 'planning_internal_error', reason }, { ...location, cause: error });
 }

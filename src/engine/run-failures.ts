@@ -2,7 +2,7 @@
  * How a run of a migration's steps fails, and what it says then: a step that failed (the state says
  * which, and what continues the migration), or a session that was lost under it.
  */
-import { formatError, TandemError } from '../errors.js';
+import { afterPhaseFailure, formatError, TandemError } from '../errors/index.js';
 import type { Step } from '../core/steps.js';
 import type { MigrationRecord } from '../state/migrations.js';
 
@@ -49,20 +49,16 @@ export class StepFailure extends Error {
 
 /** What a run whose step failed says: which step, why, and what the state allows next. */
 export function phaseFailure(phase: Phase, record: MigrationRecord, error: unknown, file?: string, stillActive = false): TandemError {
-  if (!(error instanceof StepFailure)) return error instanceof TandemError ? error : new TandemError(`${phase}_failed`, formatError(error), { cause: error });
+  if (!(error instanceof StepFailure)) {
+    return error instanceof TandemError ? error : new TandemError({ kind: 'phase_failed', phase, name: record.name, reason: formatError(error) }, { cause: error });
+  }
   const { index, total, step, cause } = error;
   const reason = cause instanceof TandemError ? cause.message : formatError(cause);
-  const where = `step ${index + 1} of ${total} ("${step.description}")`;
   const origin = step.origin ? { operation: step.origin.operation, kind: step.origin.kind, field: step.origin.field } : {};
-  const hints: Record<Phase, string> = {
-    start: 'everything start did was rolled back: the database is as it was before',
-    complete: stillActive
-      ? `nothing was dropped: "${record.name}" is still active; fix the cause and run tandem complete again, or tandem rollback`
-      : 'fix the cause and run tandem complete again: it resumes at this step',
-    rollback: 'fix the cause and run tandem rollback again: it resumes at this step',
-  };
-  const hint = cause instanceof TandemError && cause.hint ? `${cause.hint}; ${hints[phase]}` : hints[phase];
-  return new TandemError(`${phase}_failed`, `${phase} of "${record.name}" failed at ${where}: ${reason}`, { file, ...origin, hint, cause });
+  const next = afterPhaseFailure(phase, record.name, stillActive);
+  const hint = cause instanceof TandemError && cause.hint ? `${cause.hint}; ${next}` : next;
+  const at = { index: index + 1, total, description: step.description };
+  return new TandemError({ kind: 'phase_failed', phase, name: record.name, step: at, reason }, { file, ...origin, hint, cause });
 }
 
 /** What a run that lost its session says: where the migration stands, and what continues it. */
@@ -73,16 +69,10 @@ export function connectionLost(
   reconnect: { timeoutMs: number } | undefined,
   file?: string,
 ): TandemError {
-  const where = error instanceof StepFailure ? ` at step ${error.index + 1} of ${error.total} ("${error.step.description}")` : '';
-  const waited = reconnect ? ` and could not reconnect within ${Math.round(reconnect.timeoutMs / 1000)} s` : '';
-  const resume: Record<Phase, string> = {
-    start: `nothing was rolled back: "${record.name}" stays "starting" with every step before this one done (the server undid the unfinished one). Once PostgreSQL is reachable, run tandem start ${record.file ?? file ?? 'FILE'} again (or tandem backfill) to go on, or tandem rollback to undo it`,
-    complete: `"${record.name}" stays "completing" with every step before this one done. Once PostgreSQL is reachable, run tandem complete again to finish it`,
-    rollback: `"${record.name}" stays "rolling_back" with every step before this one done. Once PostgreSQL is reachable, run tandem rollback again to finish it`,
-  };
-  return new TandemError('connection_lost', `lost the connection to PostgreSQL during ${phase} of "${record.name}"${where}${waited}: ${formatError(rootCause(error))}`, {
-    file,
-    hint: resume[phase],
-    cause: error,
-  });
+  const step = error instanceof StepFailure ? { index: error.index + 1, total: error.total, description: error.step.description } : undefined;
+  const reconnectSeconds = reconnect ? Math.round(reconnect.timeoutMs / 1000) : undefined;
+  return new TandemError(
+    { kind: 'connection_lost', phase, name: record.name, file: record.file ?? file, step, reconnectSeconds, reason: formatError(rootCause(error)) },
+    { file, cause: error },
+  );
 }

@@ -4,7 +4,7 @@
  * on; it is reported as a failure rather than passing silently.
  */
 import type { Queryable } from '../db/connection.js';
-import { describeLocation } from '../errors.js';
+import { describeLocation } from '../errors/index.js';
 import type { ExpectedObject } from '../core/steps.js';
 
 export interface MissingObject {

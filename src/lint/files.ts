@@ -1,7 +1,7 @@
 /** Turns `tandem lint` arguments (files and directories) into the list of SQL files to read. */
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { UsageError } from '../errors.js';
+import { UsageError } from '../errors/index.js';
 
 /**
  * Files as given, in the order given; directories searched recursively for `*.sql`, in name order

@@ -1,6 +1,6 @@
 import { readdir } from 'node:fs/promises';
 import { extname, join } from 'node:path';
-import { TandemError } from '../errors.js';
+import { TandemError } from '../errors/index.js';
 import { loadMigrationFile, MIGRATION_EXTENSIONS, type LoadedMigration } from './load.js';
 
 /** Every migration file in a folder, loaded and validated, in name order. */
@@ -10,7 +10,7 @@ export async function loadMigrationFolder(dir: string): Promise<LoadedMigration[
     entries = await readdir(dir);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    throw new TandemError('folder_unreadable', code === 'ENOENT' ? `no such folder "${dir}"` : `cannot read folder "${dir}" (${code})`, { exitCode: 1 });
+    throw new TandemError({ kind: 'folder_unreadable', dir, errno: code });
   }
   const files = entries
     .filter((name) => (MIGRATION_EXTENSIONS as readonly string[]).includes(extname(name).toLowerCase()))
@@ -21,7 +21,7 @@ export async function loadMigrationFolder(dir: string): Promise<LoadedMigration[
   for (const one of loaded) {
     const other = seen.get(one.migration.name);
     if (other) {
-      throw new TandemError('migration_duplicate', `two files define migration "${one.migration.name}": ${other} and ${one.file}`, { file: one.file });
+      throw new TandemError({ kind: 'migration_duplicate', name: one.migration.name, files: [other, one.file] }, { file: one.file });
     }
     seen.set(one.migration.name, one.file);
   }
@@ -42,25 +42,19 @@ export function unappliedMigrations(folder: LoadedMigration[], applied: AppliedM
   applied.forEach((done, i) => {
     const file = folder[i];
     if (!file) {
-      throw new TandemError('history_mismatch', `migration "${done.name}" was applied but no file in the folder defines it`, {
-        hint: 'restore its file (history and folder must agree), or point tandem at the right folder',
-      });
+      throw new TandemError({ kind: 'history_mismatch', problem: 'file_missing', name: done.name });
     }
     if (file.migration.name !== done.name) {
       const elsewhere = folder.findIndex((f) => f.migration.name === done.name);
       throw new TandemError(
-        'history_mismatch',
         elsewhere >= 0
-          ? `migration "${done.name}" was applied as number ${i + 1}, but its file sorts as number ${elsewhere + 1}; "${file.migration.name}" sorts before it and was never applied`
-          : `migration "${done.name}" was applied as number ${i + 1}, but the folder has "${file.migration.name}" there`,
-        { file: file.file, hint: 'migration files are applied in name order; new migrations must sort after the applied ones' },
+          ? { kind: 'history_mismatch', problem: 'sorts_elsewhere', name: done.name, appliedAs: i + 1, sortsAs: elsewhere + 1, before: file.migration.name }
+          : { kind: 'history_mismatch', problem: 'other_file', name: done.name, appliedAs: i + 1, found: file.migration.name },
+        { file: file.file },
       );
     }
     if (file.digest !== done.digest) {
-      throw new TandemError('history_mismatch', `migration "${done.name}" changed since it was applied`, {
-        file: file.file,
-        hint: 'applied migrations must not be edited; write a new migration for further changes',
-      });
+      throw new TandemError({ kind: 'history_mismatch', problem: 'changed', name: done.name }, { file: file.file });
     }
   });
   return folder.slice(applied.length);

@@ -3,7 +3,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { basename, extname } from 'node:path';
 import YAML from 'yaml';
 import type { z } from 'zod';
-import { TandemError } from '../errors.js';
+import { TandemError } from '../errors/index.js';
 import { nameProblem } from './names.js';
 import { closest } from './suggest.js';
 import { findPlaceholders } from './placeholders.js';
@@ -41,10 +41,7 @@ export interface LoadedMigration {
 export async function loadMigrationFile(file: string, limits: MigrationLimits = MIGRATION_LIMITS): Promise<LoadedMigration> {
   const extension = extname(file).toLowerCase();
   if (!(MIGRATION_EXTENSIONS as readonly string[]).includes(extension)) {
-    throw new TandemError('migration_file_type', `unsupported file type "${extension || '(none)'}"`, {
-      file,
-      hint: 'migrations are .json, .yaml or .yml files',
-    });
+    throw new TandemError({ kind: 'migration_file_type', extension }, { file });
   }
   let text: string;
   try {
@@ -55,7 +52,7 @@ export async function loadMigrationFile(file: string, limits: MigrationLimits = 
   } catch (error) {
     if (error instanceof TandemError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
-    throw new TandemError('migration_file_unreadable', code === 'ENOENT' ? 'no such file' : `cannot read the file (${code})`, { file });
+    throw new TandemError({ kind: 'migration_file_unreadable', errno: code }, { file });
   }
   return parseMigration(text, { file, format: extension === '.json' ? 'json' : 'yaml', limits });
 }
@@ -80,7 +77,7 @@ export function parseMigration(text: string, options: ParseOptions): LoadedMigra
     // Every load error names the file, including the ones a library throws (YAML's alias limit,
     // nesting too deep for the stack).
     if (error instanceof TandemError) throw error.file ? error : error.at({ file });
-    throw new TandemError('migration_unloadable', `cannot load the migration: ${(error as Error).message}`, { file, cause: error });
+    throw new TandemError({ kind: 'migration_unloadable', reason: (error as Error).message }, { file, cause: error });
   }
 }
 
@@ -93,11 +90,7 @@ function parseText(text: string, options: ParseOptions): LoadedMigration {
   if (!envelope.success) throw issueToError(envelope.error.issues[0]!, { file });
   const count = envelope.data.operations.length;
   if (count > limits.maxOperations) {
-    throw new TandemError('migration_too_many_operations', `the migration has ${count} operations; a migration may have at most ${limits.maxOperations}`, {
-      file,
-      field: 'operations',
-      hint: 'split it into several migrations (tandem migrate DIR applies a folder of them in order)',
-    });
+    throw new TandemError({ kind: 'migration_too_many_operations', count, max: limits.maxOperations }, { file, field: 'operations' });
   }
   const fromFile = envelope.data.name === undefined;
   const name = envelope.data.name ?? basename(file, extname(file));
@@ -106,7 +99,7 @@ function parseText(text: string, options: ParseOptions): LoadedMigration {
   const operations = envelope.data.operations.map((operation, index) => parseOperation(operation, index, file));
   if (!options.allowPlaceholders) refusePlaceholders(raw, text, operations, file);
   if (operations.length === 0) {
-    throw new TandemError('migration_empty', 'the migration has no operations', { file, field: 'operations' });
+    throw new TandemError({ kind: 'migration_empty' }, { file, field: 'operations' });
   }
   const migration: Migration = { name, operations };
   if (envelope.data.version_schema) migration.versionSchema = envelope.data.version_schema;
@@ -117,47 +110,24 @@ function refusePlaceholders(raw: unknown, text: string, operations: Operation[],
   const found = findPlaceholders(raw, text);
   const first = found[0];
   if (!first) return;
-  const others = found.length > 1 ? ` (and ${found.length - 1} more${found.slice(1).some((f) => f.line) ? `, on line ${found.slice(1).flatMap((f) => (f.line ? [f.line] : [])).join(', ')}` : ''})` : '';
+  const others = found.slice(1);
   throw new TandemError(
-    'review_placeholder',
-    `${first.line ? `line ${first.line}: ` : ''}a placeholder from tandem convert is still here: ${JSON.stringify(first.value)}${others}`,
-    {
-      file,
-      operation: first.operation,
-      kind: operations[first.operation]?.kind,
-      field: first.field,
-      hint: 'replace it with the SQL expression it asks for (the REVIEW comment above the operation says what is needed), then run the command again',
-    },
+    { kind: 'review_placeholder', value: first.value, line: first.line, more: others.length, moreLines: others.flatMap((f) => (f.line ? [f.line] : [])) },
+    { file, operation: first.operation, kind: operations[first.operation]?.kind, field: first.field },
   );
 }
 
 function refuseSize(bytes: number, file: string, limits: MigrationLimits): void {
   if (bytes <= limits.maxFileBytes) return;
-  throw new TandemError('migration_file_too_large', `the file has ${bytes} bytes; a migration file may have at most ${limits.maxFileBytes} (${mebibytes(limits.maxFileBytes)})`, {
-    file,
-    hint: 'split it into several migrations (tandem migrate DIR applies a folder of them in order)',
-  });
-}
-
-function mebibytes(bytes: number): string {
-  return `${Number((bytes / 2 ** 20).toFixed(1))} MiB`;
+  throw new TandemError({ kind: 'migration_file_too_large', bytes, maxBytes: limits.maxFileBytes }, { file });
 }
 
 /** The naming rules of names.ts, for the migration name (from `name` or the file name) and `version_schema`. */
 function refuseName(value: string, source: 'name' | 'file name' | 'version_schema', file: string): void {
   const problem = nameProblem(value);
   if (!problem) return;
-  const what = source === 'file name' ? `the migration name ${JSON.stringify(value)} (the file name, as the file sets no name)` : JSON.stringify(value);
-  const hints = {
-    name: 'a migration name is usually letters, digits, "_", "-" and "." (e.g. 02_add_email); fix `name`, or remove it to use the file name',
-    'file name': 'rename the file (e.g. 02_add_email.yaml), or set `name` in it',
-    version_schema: 'a version schema name is usually letters, digits and "_" (e.g. public_02_add_email); fix `version_schema`, or remove it to use <schema>_<migration name>',
-  };
-  throw new TandemError('migration_name_invalid', `${what} contains ${problem.character} at character ${problem.position}: ${problem.why}`, {
-    file,
-    field: source === 'file name' ? undefined : source,
-    hint: hints[source],
-  });
+  const { character, position, why } = problem;
+  throw new TandemError({ kind: 'migration_name_invalid', value, source, character, position, why }, { file, field: source === 'file name' ? undefined : source });
 }
 
 function parseDocument(text: string, { file, format }: ParseOptions): unknown {
@@ -165,7 +135,7 @@ function parseDocument(text: string, { file, format }: ParseOptions): unknown {
     try {
       return JSON.parse(text) as unknown;
     } catch (error) {
-      throw new TandemError('migration_syntax', `not valid JSON: ${(error as Error).message}`, { file });
+      throw new TandemError({ kind: 'migration_syntax', format: 'json', reason: (error as Error).message }, { file });
     }
   }
   // Positions come from a LineCounter, not prettyErrors: pretty-printing the error of a deeply
@@ -175,14 +145,13 @@ function parseDocument(text: string, { file, format }: ParseOptions): unknown {
   const problem = document.errors[0];
   if (problem) {
     const line = lines.linePos(problem.pos[0]);
-    const where = ` at line ${line.line}, column ${line.col}`;
-    throw new TandemError('migration_syntax', `not valid YAML${where}: ${problem.message.split('\n')[0]}`, { file });
+    throw new TandemError({ kind: 'migration_syntax', format: 'yaml', reason: problem.message.split('\n')[0]!, line: line.line, column: line.col }, { file });
   }
   try {
     return document.toJS() as unknown;
   } catch (error) {
     // The yaml library refuses documents whose aliases expand past its maxAliasCount (an "alias bomb").
-    throw new TandemError('migration_syntax', `not valid YAML: ${(error as Error).message}`, {
+    throw new TandemError({ kind: 'migration_syntax', format: 'yaml', reason: (error as Error).message }, {
       file,
       hint: 'write the repeated parts out instead of using that many aliases (&anchor / *alias)',
     });
@@ -192,25 +161,16 @@ function parseDocument(text: string, { file, format }: ParseOptions): unknown {
 function parseOperation(value: unknown, index: number, file: string): Operation {
   const at = { file, operation: index };
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new TandemError('operation_shape', 'an operation must be an object with exactly one key, its kind (e.g. add_column)', at);
+    throw new TandemError({ kind: 'operation_shape' }, at);
   }
   const keys = Object.keys(value);
   if (keys.length !== 1) {
-    throw new TandemError(
-      'operation_shape',
-      keys.length === 0
-        ? 'empty operation: expected one key naming its kind (e.g. add_column)'
-        : `an operation has exactly one key, its kind; found ${keys.map((k) => `"${k}"`).join(', ')}`,
-      { ...at, hint: 'split them into separate items of "operations"' },
-    );
+    throw new TandemError({ kind: 'operation_shape', keys }, at);
   }
   const kind = keys[0]!;
   if (!(OPERATION_KINDS as string[]).includes(kind)) {
     const suggestion = closest(kind, OPERATION_KINDS);
-    throw new TandemError('operation_unknown', `unknown operation "${kind}"`, {
-      ...at,
-      hint: suggestion ? `did you mean "${suggestion}"?` : `known operations: ${OPERATION_KINDS.join(', ')}`,
-    });
+    throw new TandemError({ kind: 'operation_unknown', name: kind, suggestion, known: OPERATION_KINDS }, at);
   }
   const schema = operationBodies[kind as OperationKind] as z.ZodType;
   const result = schema.safeParse((value as Record<string, unknown>)[kind], { reportInput: true });
@@ -238,7 +198,7 @@ function issueToError(issue: z.core.$ZodIssue, at: { file: string; operation?: n
       message = issue.message;
   }
   if (issue.code === 'unrecognized_keys') hint = 'check the spelling against pgroll\'s migration format';
-  return new TandemError('migration_invalid', message, { ...at, field: field || undefined, hint });
+  return new TandemError({ kind: 'migration_invalid', message }, { ...at, field: field || undefined, hint });
 }
 
 function article(type: string): string {

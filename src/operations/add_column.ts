@@ -4,7 +4,7 @@ import type { Planner } from '../core/planner.js';
 import type { ColumnDefinition } from '../migration/format.js';
 import { sqlStep } from '../core/steps.js';
 import { derivedIdent, qualified, quoteIdent, quoteLiteral } from '../core/quote.js';
-import { TandemError } from '../errors.js';
+import { TandemError } from '../errors/index.js';
 import { dropInvalidIndexSql } from '../core/shadow.js';
 import { checkSql, columnForeignKeySql, generatedSql, isIdentity } from '../core/definition-sql.js';
 
@@ -25,10 +25,7 @@ export const addColumn: OperationPlanner<'add_column'> = async (body, planner) =
   const table = model.table(body.table, 'table');
   requireNewColumnName(table, definition.name, 'column.name');
   if (definition.pk) {
-    throw new TandemError('add_column_pk', 'pk cannot be set when adding a column to an existing table', {
-      field: 'column.pk',
-      hint: 'add the column, then a create_constraint of type primary_key',
-    });
+    throw new TandemError({ kind: 'add_column_pk' }, { field: 'column.pk' });
   }
   const tableSql = qualified(model.schema, table.physical);
   const lockTarget = `${model.schema}.${table.physical}`;
@@ -92,10 +89,7 @@ export const addColumn: OperationPlanner<'add_column'> = async (body, planner) =
     }
   }
   if (notNull && !catalogDefault && up === undefined && !generated) {
-    throw new TandemError('add_column_not_null', `column "${definition.name}" is NOT NULL without a default, so existing rows need a value`, {
-      field: 'up',
-      hint: 'give `up` (an expression over the existing columns), a default, or set nullable: true',
-    });
+    throw new TandemError({ kind: 'add_column_not_null', column: definition.name }, { field: 'up' });
   }
   // With a catalog default and no `up`, NOT NULL holds for existing rows at once and costs nothing.
   const notNullNow = notNull && (generated !== '' || (catalogDefault && up === undefined));

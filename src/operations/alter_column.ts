@@ -5,7 +5,7 @@ import type { Planner } from '../core/planner.js';
 import { renameColumnRefs } from '../core/rewrite.js';
 import { copyExpression, type ShadowColumn } from '../core/shadow.js';
 import { qualified, quoteIdent, quoteLiteral } from '../core/quote.js';
-import { TandemError } from '../errors.js';
+import { TandemError } from '../errors/index.js';
 import { checkBody, checkSql, columnForeignKeyBody, columnForeignKeySql } from '../core/definition-sql.js';
 
 const CHANGES = ['type', 'nullable', 'default', 'check', 'unique', 'references', 'comment'] as const;
@@ -21,15 +21,10 @@ export const alterColumn: OperationPlanner<'alter_column'> = (body, planner) => 
   const column = findModelColumn(table, body.column, 'column');
   const changes = CHANGES.filter((k) => body[k] !== undefined);
   if (!changes.length) {
-    throw new TandemError('alter_column_empty', `alter_column of "${body.table}.${body.column}" changes nothing`, {
-      hint: `give at least one of ${CHANGES.join(', ')} (renames are rename_column)`,
-    });
+    throw new TandemError({ kind: 'alter_column_empty', table: body.table, column: body.column, changes: CHANGES });
   }
   if (column.generated) {
-    throw new TandemError('alter_generated', `column "${body.column}" is generated from an expression: its value cannot be synced`, {
-      field: 'column',
-      hint: 'drop it and add a new generated column instead',
-    });
+    throw new TandemError({ kind: 'alter_generated', column: body.column }, { field: 'column' });
   }
 
   if (table.created || !column.original) {

@@ -8,7 +8,7 @@ import { renameColumnRefs } from '../core/rewrite.js';
 import type { ShadowColumn } from '../core/shadow.js';
 import { dropInvalidIndexSql } from '../core/shadow.js';
 import { derivedIdent, qualified, quoteIdent } from '../core/quote.js';
-import { TandemError } from '../errors.js';
+import { TandemError } from '../errors/index.js';
 import { checkBody, tableForeignKeyBody, tableForeignKeySql } from '../core/definition-sql.js';
 
 /**
@@ -19,31 +19,28 @@ import { checkBody, tableForeignKeyBody, tableForeignKeySql } from '../core/defi
 export const createConstraint: OperationPlanner<'create_constraint'> = (body, planner) => {
   const table = planner.model.table(body.table, 'table');
   if (findConstraint(table, body.name)) {
-    throw new TandemError('constraint_exists', `table "${table.name}" already has a constraint "${body.name}"`, { field: 'name' });
+    throw new TandemError({ kind: 'constraint_exists', table: table.name, constraint: body.name }, { field: 'name' });
   }
   const columns = body.columns ?? [];
   if (body.type !== 'check' && !columns.length) {
-    throw new TandemError('constraint_columns', `a ${body.type} constraint needs columns`, { field: 'columns' });
+    throw new TandemError({ kind: 'constraint_columns', type: body.type }, { field: 'columns' });
   }
   columns.forEach((name, i) => modelColumn(table, name, `columns[${i}]`));
   for (const side of ['up', 'down'] as const) {
     for (const name of Object.keys(body[side] ?? {})) {
       if (!columns.includes(name)) {
-        throw new TandemError('constraint_sql_column', `"${name}" is not one of the constraint's columns`, { field: `${side}.${name}` });
+        throw new TandemError({ kind: 'constraint_sql_column', column: name }, { field: `${side}.${name}` });
       }
     }
   }
   if (body.type === 'primary_key' && table.primaryKey.length) {
-    throw new TandemError('primary_key_exists', `table "${table.name}" already has a primary key (${table.primaryKey.join(', ')})`, {
-      field: 'type',
-      hint: 'drop it first (drop_constraint), in an earlier migration',
-    });
+    throw new TandemError({ kind: 'primary_key_exists', table: table.name, columns: [...table.primaryKey] }, { field: 'type' });
   }
   if (body.type === 'foreign_key' && !body.references) {
-    throw new TandemError('constraint_references', 'a foreign_key constraint needs references', { field: 'references' });
+    throw new TandemError({ kind: 'constraint_references' }, { field: 'references' });
   }
   if (body.type === 'check' && !body.check) {
-    throw new TandemError('constraint_check', 'a check constraint needs its check expression', { field: 'check' });
+    throw new TandemError({ kind: 'constraint_check' }, { field: 'check' });
   }
 
   if (table.created) {
@@ -182,10 +179,7 @@ function chainUpOnNewColumn(body: OperationBody<'create_constraint'>, planner: P
 export const dropConstraint: OperationPlanner<'drop_constraint'> = (body, planner) => {
   const { table, constraint } = constraintOf(planner, body.table, body.name);
   if (constraint.columns.length > 1) {
-    throw new TandemError('constraint_multicolumn', `constraint "${body.name}" spans columns ${constraint.columns.join(', ')}`, {
-      field: 'name',
-      hint: 'use drop_multicolumn_constraint, with up and down for each column',
-    });
+    throw new TandemError({ kind: 'constraint_multicolumn', constraint: body.name, columns: [...constraint.columns] }, { field: 'name' });
   }
   dropWithShadows(planner, table, constraint, (column) => (column === constraint.columns[0] ? { up: body.up, down: body.down } : {}), '');
 };
@@ -195,9 +189,7 @@ export const dropMulticolumnConstraint: OperationPlanner<'drop_multicolumn_const
   for (const side of ['up', 'down'] as const) {
     for (const name of Object.keys(body[side] ?? {})) {
       if (!constraint.columns.includes(name)) {
-        throw new TandemError('constraint_sql_column', `"${name}" is not one of the columns of constraint "${body.name}" (${constraint.columns.join(', ')})`, {
-          field: `${side}.${name}`,
-        });
+        throw new TandemError({ kind: 'constraint_sql_column', column: name, constraint: { name: body.name, columns: [...constraint.columns] } }, { field: `${side}.${name}` });
       }
     }
   }
@@ -207,7 +199,7 @@ export const dropMulticolumnConstraint: OperationPlanner<'drop_multicolumn_const
 export const renameConstraint: OperationPlanner<'rename_constraint'> = (body, planner) => {
   const { table, constraint } = constraintOf(planner, body.table, body.from, 'from');
   if (findConstraint(table, body.to)) {
-    throw new TandemError('constraint_exists', `table "${table.name}" already has a constraint "${body.to}"`, { field: 'to' });
+    throw new TandemError({ kind: 'constraint_exists', table: table.name, constraint: body.to }, { field: 'to' });
   }
   // The new name applies at complete (the planner renames from the physical name); nothing reads
   // constraint names through the views, so both versions are unaffected until then.
@@ -219,10 +211,7 @@ function constraintOf(planner: Planner, tableName: string, name: string, field =
   const constraint = findConstraint(table, name);
   if (!constraint) {
     const known = table.constraints.map((c) => c.name);
-    throw new TandemError('constraint_unknown', `table "${table.name}" has no constraint "${name}"`, {
-      field,
-      hint: known.length ? `its constraints: ${known.join(', ')}` : 'it has no constraints',
-    });
+    throw new TandemError({ kind: 'constraint_unknown', table: table.name, constraint: name, known }, { field });
   }
   return { table, constraint };
 }
@@ -244,10 +233,8 @@ function dropWithShadows(
   // Foreign keys that operations before this one dropped (or whose tables they dropped) no longer count.
   const inbound = inboundForeignKeysLeft(planner.model, table).filter((fk) => fk.referencedColumns.some((c) => constraint.columns.includes(c)));
   if ((constraint.type === 'unique' || constraint.type === 'primary_key') && inbound.length) {
-    throw new TandemError('constraint_referenced', `foreign key ${inbound.map((fk) => `"${fk.name}" of ${fk.table}`).join(', ')} depends on constraint "${constraint.name}"`, {
-      field: 'name',
-      hint: 'drop those foreign keys first',
-    });
+    const foreignKeys = inbound.map((fk) => ({ name: fk.name, table: fk.table }));
+    throw new TandemError({ kind: 'constraint_referenced', constraint: constraint.name, foreignKeys }, { field: 'name' });
   }
   const upNames = oldVersionNames(table);
   const shadows: ShadowColumn[] = constraint.columns.map((name) => {

@@ -3,7 +3,7 @@ import { column } from '../core/model.js';
 import { sqlStep } from '../core/steps.js';
 import { renameColumnRefs } from '../core/rewrite.js';
 import { derivedIdent, qualified, quoteIdent } from '../core/quote.js';
-import { TandemError } from '../errors.js';
+import { TandemError } from '../errors/index.js';
 import { dropInvalidIndexSql } from '../core/shadow.js';
 
 /** Built CONCURRENTLY, so writes continue; an interrupted build's invalid index is removed before a retry. */
@@ -13,7 +13,7 @@ export const createIndex: OperationPlanner<'create_index'> = (body, planner) => 
   // The name of an index of a table dropped earlier in this migration frees up at complete.
   const replacing = model.relationNameTaken(body.name) && model.indexOfDroppedTable(body.name) && !model.physicalTables.has(body.name);
   if (model.relationNameTaken(body.name) && !replacing) {
-    throw new TandemError('index_exists', `a table or index named "${body.name}" already exists in schema "${model.schema}"`, { field: 'name' });
+    throw new TandemError({ kind: 'index_exists', schema: model.schema, name: body.name }, { field: 'name' });
   }
   const columns = body.columns.map((field, i) => column(table, field.column, `columns[${i}].column`));
   let physicalName = body.name;

@@ -2,7 +2,7 @@ import type { OperationPlanner } from './types.js';
 import type { ModelColumn, ModelTable, SchemaModel } from '../core/model.js';
 import { sqlStep } from '../core/steps.js';
 import { derivedIdent, qualified, quoteIdent, quoteLiteral } from '../core/quote.js';
-import { TandemError } from '../errors.js';
+import { TandemError } from '../errors/index.js';
 import {
   checkSql,
   columnForeignKeySql,
@@ -23,14 +23,14 @@ export const createTable: OperationPlanner<'create_table'> = (body, planner) => 
   // a temporary name, and so do its index names that the old table's indexes still hold.
   const replacing = !model.findTable(body.name) && model.takenByDroppedTable(body.name);
   if (model.findTable(body.name) || (model.relationNameTaken(body.name) && !replacing)) {
-    throw new TandemError('table_exists', `a table or index named "${body.name}" already exists in schema "${model.schema}"`, { field: 'name' });
+    throw new TandemError({ kind: 'table_exists', schema: model.schema, name: body.name }, { field: 'name' });
   }
   const physicalName = replacing ? freeRelationName(model, derivedIdent('_tandem_new_', body.name)) : body.name;
   const indexName = (name: string) => (replacing && model.relationNameTaken(name) ? freeRelationName(model, derivedIdent('_tandem_ix_', name)) : name);
   const renamedLater: { name: string; physical: string; type: 'primary_key' | 'unique'; columns: string[] }[] = [];
   const seen = new Set<string>();
   body.columns.forEach((c, i) => {
-    if (seen.has(c.name)) throw new TandemError('column_duplicate', `column "${c.name}" is defined twice`, { field: `columns[${i}].name` });
+    if (seen.has(c.name)) throw new TandemError({ kind: 'column_duplicate', column: c.name }, { field: `columns[${i}].name` });
     seen.add(c.name);
   });
 
@@ -96,7 +96,7 @@ export const createTable: OperationPlanner<'create_table'> = (body, planner) => 
     const columns = constraint.columns ?? [];
     columns.forEach((name, j) => {
       if (!seen.has(name)) {
-        throw new TandemError('column_unknown', `column "${name}" is not one of the table's columns`, { field: `${field}.columns[${j}]` });
+        throw new TandemError({ kind: 'column_unknown', table: body.name, column: name, known: body.columns.map((c) => c.name), newTable: true }, { field: `${field}.columns[${j}]` });
       }
     });
     // Index-backed constraints share the schema's relation names with the old table's indexes.
@@ -104,13 +104,13 @@ export const createTable: OperationPlanner<'create_table'> = (body, planner) => 
     const named = `CONSTRAINT ${quoteIdent(physical)}`;
     const cols = `(${columns.map(quoteIdent).join(', ')})`;
     const needColumns = () => {
-      if (!columns.length) throw new TandemError('constraint_columns', `a ${constraint.type} constraint needs columns`, { field: `${field}.columns` });
+      if (!columns.length) throw new TandemError({ kind: 'constraint_columns', type: constraint.type }, { field: `${field}.columns` });
     };
     switch (constraint.type) {
       case 'primary_key':
         needColumns();
         if (primaryKey.length) {
-          throw new TandemError('primary_key_twice', 'the table has pk columns and a primary_key constraint; use one', { field });
+          throw new TandemError({ kind: 'primary_key_twice' }, { field });
         }
         tableConstraints.push(`${named} PRIMARY KEY ${cols}${indexParametersSql(constraint.index_parameters)}${deferrable(constraint)}`);
         modelTable.primaryKey = [...columns];
@@ -122,19 +122,19 @@ export const createTable: OperationPlanner<'create_table'> = (body, planner) => 
         break;
       }
       case 'check':
-        if (!constraint.check) throw new TandemError('constraint_check', 'a check constraint needs its check expression', { field: `${field}.check` });
+        if (!constraint.check) throw new TandemError({ kind: 'constraint_check' }, { field: `${field}.check` });
         tableConstraints.push(checkSql(constraint.name, constraint.check, constraint.no_inherit));
         break;
       case 'foreign_key':
         needColumns();
         if (!constraint.references) {
-          throw new TandemError('constraint_references', 'a foreign_key constraint needs references', { field: `${field}.references` });
+          throw new TandemError({ kind: 'constraint_references' }, { field: `${field}.references` });
         }
         tableConstraints.push(tableForeignKeySql(model, constraint.name, columns, constraint.references, constraint, `${field}.references`));
         break;
       case 'exclude': {
         const exclude = constraint.exclude;
-        if (!exclude?.elements) throw new TandemError('constraint_exclude', 'an exclude constraint needs exclude.elements', { field: `${field}.exclude` });
+        if (!exclude?.elements) throw new TandemError({ kind: 'constraint_exclude' }, { field: `${field}.exclude` });
         const method = exclude.index_method ? ` USING ${exclude.index_method}` : '';
         const where = exclude.predicate ? ` WHERE (${exclude.predicate})` : '';
         tableConstraints.push(`${named} EXCLUDE${method} (${exclude.elements})${indexParametersSql(constraint.index_parameters)}${where}${deferrable(constraint)}`);

@@ -1,5 +1,5 @@
 import type { OperationPlanner } from './types.js';
-import { TandemError } from '../errors.js';
+import { TandemError } from '../errors/index.js';
 
 /** Like rename_column, for a table: the new version's view has the new name; complete renames the table. */
 export const renameTable: OperationPlanner<'rename_table'> = (body, planner) => {
@@ -7,7 +7,7 @@ export const renameTable: OperationPlanner<'rename_table'> = (body, planner) => 
   const table = model.table(body.from, 'from');
   if (body.from === body.to) return;
   if (model.findTable(body.to) || (model.relationNameTaken(body.to) && body.to !== table.physical)) {
-    throw new TandemError('table_exists', `a table or index named "${body.to}" already exists in schema "${model.schema}"`, { field: 'to' });
+    throw new TandemError({ kind: 'table_exists', schema: model.schema, name: body.to }, { field: 'to' });
   }
   model.renameTable(body.from, body.to);
 };

@@ -1,7 +1,7 @@
 import type { OperationPlanner } from './types.js';
 import { sqlStep } from '../core/steps.js';
 import { qualified, quoteIdent } from '../core/quote.js';
-import { TandemError } from '../errors.js';
+import { TandemError } from '../errors/index.js';
 
 const IDENTITIES = ['default', 'full', 'nothing', 'index'] as const;
 
@@ -11,17 +11,14 @@ export const setReplicaIdentity: OperationPlanner<'set_replica_identity'> = (bod
   const table = model.table(body.table, 'table');
   const type = body.identity.type.toLowerCase();
   if (!(IDENTITIES as readonly string[]).includes(type)) {
-    throw new TandemError('replica_identity_type', `unknown replica identity "${body.identity.type}"`, {
-      field: 'identity.type',
-      hint: `one of ${IDENTITIES.join(', ')}`,
-    });
+    throw new TandemError({ kind: 'replica_identity_type', identity: body.identity.type, known: IDENTITIES }, { field: 'identity.type' });
   }
   const tableSql = qualified(model.schema, table.physical);
   let clause = type.toUpperCase();
   if (type === 'index') {
     const name = body.identity.index;
-    if (!name) throw new TandemError('replica_identity_index', 'identity type "index" needs the index name', { field: 'identity.index' });
-    if (!model.indexNames.has(name)) throw new TandemError('index_unknown', `index "${name}" does not exist in schema "${model.schema}"`, { field: 'identity.index' });
+    if (!name) throw new TandemError({ kind: 'replica_identity_index' }, { field: 'identity.index' });
+    if (!model.indexNames.has(name)) throw new TandemError({ kind: 'index_unknown', schema: model.schema, index: name }, { field: 'identity.index' });
     clause = `USING INDEX ${quoteIdent(name)}`;
   }
   planner.start('expand', sqlStep(`set replica identity of ${table.name} to ${type}`, `ALTER TABLE ${tableSql} REPLICA IDENTITY ${clause}`, { lockTarget: `${model.schema}.${table.physical}` }));

@@ -7,7 +7,7 @@ import net from 'node:net';
 import os from 'node:os';
 import type tls from 'node:tls';
 import { startHttpServer, type HttpServer, type Readiness } from '../observe/http.js';
-import { TandemError } from '../errors.js';
+import { TandemError } from '../errors/index.js';
 import { redactUrl } from '../observe/logger.js';
 import { CancelRegistry } from './cancel.js';
 import { Catalogs, type RetiredVersion } from './catalog.js';
@@ -328,10 +328,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
 function listenError(where: HostPort, flag: string, error: Error): TandemError {
   const code = (error as NodeJS.ErrnoException).code;
   const why = code === 'EADDRINUSE' ? 'the address is already in use' : code === 'EACCES' ? 'permission denied' : code === 'EADDRNOTAVAIL' ? 'no such local address' : error.message;
-  return new TandemError('listen_failed', `the proxy cannot listen on ${formatHostPort(where)} (${flag}): ${why}`, {
-    hint: `stop whatever holds ${formatHostPort(where)}, or choose another address with ${flag}; the proxy started nothing`,
-    cause: error,
-  });
+  return new TandemError({ kind: 'listen_failed', address: formatHostPort(where), flag, reason: why }, { cause: error });
 }
 
 function withTimeout(promise: Promise<void>, ms: number): Promise<void> {

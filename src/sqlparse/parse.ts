@@ -3,7 +3,7 @@
  * that know where they are in the file. Lint and convert both start here.
  */
 import { loadModule, parseSync, scanSync, type Node, type RawStmt } from 'libpg-query';
-import { TandemError } from '../errors.js';
+import { TandemError } from '../errors/index.js';
 import { SourceText, type Position } from './source.js';
 
 /** One lexical token. Offsets are UTF-8 bytes, as the parser reports them. */
@@ -41,13 +41,13 @@ export interface ParsedSql {
 export class SqlSyntaxError extends TandemError {
   readonly position: Position;
   constructor(message: string, file: string, position: Position) {
-    super('sql_syntax', `line ${position.line}, column ${position.column}: ${message}`, { file });
+    super({ kind: 'sql_syntax', reason: message, position: { line: position.line, column: position.column } }, { file });
     this.name = 'SqlSyntaxError';
     this.position = position;
   }
   /** The parser's message without the position prefix. */
   get reason(): string {
-    return this.message.replace(/^line \d+, column \d+: /, '');
+    return this.fact.kind === 'sql_syntax' ? this.fact.reason : this.message;
   }
 }
 
@@ -77,7 +77,7 @@ export async function parseSql(text: string, file: string): Promise<ParsedSql> {
 function syntaxError(error: unknown, source: SourceText, file: string): TandemError {
   const details = (error as { sqlDetails?: { message?: string; cursorPosition?: number } }).sqlDetails;
   if (!details || typeof details.cursorPosition !== 'number') {
-    return new TandemError('sql_syntax', `the SQL parser failed: ${(error as Error).message}`, { file, cause: error });
+    return new TandemError({ kind: 'sql_syntax', reason: (error as Error).message }, { file, cause: error });
   }
   // The cursor counts code points from 0 (checked against libpg-query 18 in test/lint/parse.test.ts).
   const position = source.positionOfIndex(source.indexOfCodePoint(details.cursorPosition));

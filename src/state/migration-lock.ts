@@ -5,7 +5,7 @@
  * live run from an interrupted one.
  */
 import type { Queryable } from '../db/connection.js';
-import { TandemError } from '../errors.js';
+import { TandemError } from '../errors/index.js';
 import { ADVISORY_LOCK_CLASS } from './schema.js';
 
 /** The key (within ADVISORY_LOCK_CLASS, hashed by hashtext) of the lock one migrating process holds per schema. */
@@ -39,13 +39,8 @@ export async function readMigrationLockHolder(db: Queryable, stateSchema: string
 export async function takeMigrationLock(db: Queryable, stateSchema: string, schema: string): Promise<void> {
   const { rows } = await db.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [ADVISORY_LOCK_CLASS, migrationLockKey(stateSchema, schema)]);
   if (rows[0]!.ok) return;
-  const h = await readMigrationLockHolder(db, stateSchema, schema);
-  const who = h ? ` (server pid ${h.pid}, ${h.who}, ${h.state ?? 'unknown state'} since ${h.since ?? '?'}${h.state === 'active' && h.query ? `: ${JSON.stringify(h.query)}` : ''})` : '';
-  throw new TandemError('busy', `another tandem process is migrating schema "${schema}" right now${who}`, {
-    hint: h
-      ? `wait for it to finish (tandem status shows what it is doing); if that process was killed, its server session ends by itself after its current statement (within seconds: tandem sets client_connection_check_interval), or end it now with SELECT pg_terminate_backend(${h.pid})`
-      : 'wait for it to finish; tandem status shows what it is doing',
-  });
+  const holder = await readMigrationLockHolder(db, stateSchema, schema);
+  throw new TandemError({ kind: 'busy', schema, holder: holder ?? undefined });
 }
 
 /** Gives the lock back; a session that is gone has given it back already, so failing here is no error. */

@@ -8,6 +8,7 @@ import YAML from 'yaml';
 import { convertSql, migrationDocument, type Conversion } from '../../src/convert/convert.js';
 import { conversionHeader, renderConversion, toYaml } from '../../src/convert/emit.js';
 import { parseMigration } from '../../src/migration/load.js';
+import { expectError } from '../support/errors.js';
 
 async function convert(sql: string, schema = 'public') {
   const conversion = await convertSql(sql, 'case.sql', { name: 'case', schema });
@@ -132,20 +133,15 @@ describe('convert: one operation per statement kind', () => {
     const second = lineOf('up: "REVIEW: the value existing rows get for zone"');
     expect(line).toBeGreaterThan(0);
     expect(second).toBeGreaterThan(line);
-    let refused: unknown;
-    try {
-      parseMigration(yaml, { file: 'case.yaml', format: 'yaml' });
-    } catch (error) {
-      refused = error;
-    }
-    expect(refused).toMatchObject({ code: 'review_placeholder', file: 'case.yaml', operation: 0, kind: 'add_column', field: 'up' });
-    expect((refused as Error).message).toBe(
-      `line ${line}: a placeholder from tandem convert is still here: "REVIEW: the value existing rows get for region" (and 1 more, on line ${second})`,
+    await expectError(
+      () => parseMigration(yaml, { file: 'case.yaml', format: 'yaml' }),
+      { kind: 'review_placeholder', value: 'REVIEW: the value existing rows get for region', line, more: 1, moreLines: [second] },
+      { file: 'case.yaml', operation: 0, kind: 'add_column', field: 'up' },
     );
     // JSON output carries the same placeholder, and is refused the same way.
     const json = JSON.stringify(migrationDocument(conversion.migrations[0]!), null, 2);
     const jsonLine = json.split('\n').findIndex((l) => l.includes('"up": "REVIEW: the value existing rows get for region"')) + 1;
-    expect(() => parseMigration(json, { file: 'case.json', format: 'json' })).toThrow(`line ${jsonLine}: a placeholder from tandem convert`);
+    await expectError(() => parseMigration(json, { file: 'case.json', format: 'json' }), { kind: 'review_placeholder', line: jsonLine });
     // Once a person writes the value, the file loads.
     const edited = yaml.replace('"REVIEW: the value existing rows get for region"', "'''eu'''").replace('"REVIEW: the value existing rows get for zone"', '"0"');
     expect(parseMigration(edited, { file: 'case.yaml', format: 'yaml' }).migration.operations).toHaveLength(2);
@@ -374,10 +370,11 @@ DO $$ BEGIN PERFORM 1; PERFORM 2; EXCEPTION WHEN duplicate_object THEN null; END
   });
 
   it('refuses a file with nothing to convert and reports syntax errors with their position', async () => {
-    await expect(convertSql('BEGIN; COMMIT;', 'empty.sql', { name: 'x', schema: 'public' })).rejects.toMatchObject({ code: 'convert_empty' });
-    await expect(convertSql('ALTER TABLE;', 'bad.sql', { name: 'x', schema: 'public' })).rejects.toMatchObject({
-      code: 'sql_syntax',
-      message: 'line 1, column 12: syntax error at or near ";"',
+    await expectError(convertSql('BEGIN; COMMIT;', 'empty.sql', { name: 'x', schema: 'public' }), { kind: 'convert_empty', source: 'file' }, { file: 'empty.sql' });
+    await expectError(convertSql('ALTER TABLE;', 'bad.sql', { name: 'x', schema: 'public' }), {
+      kind: 'sql_syntax',
+      reason: 'syntax error at or near ";"',
+      position: { line: 1, column: 12 },
     });
   });
 });

@@ -1,7 +1,7 @@
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve, sep } from 'node:path';
 import { Option, type Command } from 'commander';
-import { TandemError, UsageError } from '../../errors.js';
+import { TandemError, UsageError } from '../../errors/index.js';
 import { convertSql, type Conversion } from '../../convert/convert.js';
 import { prefixedByPosition, readHistory, sortsInRunOrder } from '../../convert/history.js';
 import { conversionHeader, noteLines, renderConversion, toJson, toYaml, type OutputFormat } from '../../convert/emit.js';
@@ -59,7 +59,7 @@ function defaultName(file: string): string {
  */
 async function convertFolder(dir: string, output: string, format: OutputFormat, schema: string, io: CliIO): Promise<void> {
   const history = await readHistory(dir);
-  if (!history.entries.length) throw new TandemError('convert_empty', 'the folder holds no SQL migration', { file: dir });
+  if (!history.entries.length) throw new TandemError({ kind: 'convert_empty', source: 'folder' }, { file: dir });
   const convertAll = async (names: string[]) => {
     const conversions: Conversion[] = [];
     for (const [index, entry] of history.entries.entries()) conversions.push(await convertSql(await readSource(entry.file), entry.file, { name: names[index]!, schema }));
@@ -120,6 +120,6 @@ async function readSource(file: string): Promise<string> {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new UsageError(`no such file: ${file}`);
-    throw new TandemError('convert_unreadable', `cannot read the file (${code})`, { file });
+    throw new TandemError({ kind: 'convert_unreadable', problem: 'file', errno: code }, { file });
   }
 }

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { startDev } from '../../dev/session.js';
-import { UsageError } from '../../errors.js';
+import { UsageError } from '../../errors/index.js';
 import { parseHostPort } from '../../proxy/config.js';
 import { writeLine, type CliIO } from '../io.js';
 import { commonSettings, positiveInteger } from '../settings.js';

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { withConnection } from '../../db/connection.js';
-import { TandemError } from '../../errors.js';
+import { TandemError } from '../../errors/index.js';
 import { listVersions } from '../../state/versions.js';
 import { writeLine, type CliIO } from '../io.js';
 import { commonSettings } from '../settings.js';
@@ -14,7 +14,7 @@ export function registerLatest(program: Command, io: CliIO): void {
       const settings = commonSettings(cmd);
       const versions = await withConnection(settings.postgresUrl, (db) => listVersions(db, settings.stateSchema, settings.schema));
       const latest = versions[0];
-      if (!latest) throw new TandemError('no_versions', `no migration has been applied to schema "${settings.schema}" yet`);
+      if (!latest) throw new TandemError({ kind: 'no_versions', schema: settings.schema });
       writeLine(io.stdout, options.migration ? latest.migration : latest.versionSchema);
     });
 }

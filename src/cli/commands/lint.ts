@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { TandemError, UsageError } from '../../errors.js';
+import { TandemError, UsageError } from '../../errors/index.js';
 import { collectSqlFiles } from '../../lint/files.js';
 import { lintSql } from '../../lint/lint.js';
 import { formatReport, REPORT_FORMATS, type ReportFormat } from '../../lint/report/index.js';
@@ -63,7 +63,7 @@ export function registerLint(program: Command, io: CliIO): void {
 /** The check found problems; the report on stdout has the details. */
 export class LintFailed extends TandemError {
   constructor(count: number) {
-    super('lint_findings', `${count} problem${count === 1 ? '' : 's'} found`);
+    super({ kind: 'lint_findings', count });
   }
 }
 
@@ -71,7 +71,7 @@ async function readSql(file: string): Promise<string> {
   try {
     return await readFile(file, 'utf8');
   } catch (error) {
-    throw new TandemError('lint_unreadable', `cannot read the file (${(error as NodeJS.ErrnoException).code})`, { file });
+    throw new TandemError({ kind: 'lint_unreadable', errno: (error as NodeJS.ErrnoException).code }, { file });
   }
 }
 

@@ -6,7 +6,7 @@ import { writeLine, type CliIO } from '../io.js';
 import { connect } from '../../db/connection.js';
 import { commonSettings } from '../settings.js';
 import { stateSchemaExists } from '../../state/schema.js';
-import { TandemError } from '../../errors.js';
+import { TandemError } from '../../errors/index.js';
 
 export function registerMigrate(program: Command, io: CliIO): void {
   const command = program
@@ -29,7 +29,7 @@ export function registerMigrate(program: Command, io: CliIO): void {
         const active = applied.at(-1);
         if (active && active.status !== 'complete') {
           if (active.status === 'rolling_back') {
-            throw new TandemError('rollback_unfinished', `migration "${active.name}" is being rolled back`, { hint: 'run tandem rollback to finish it first' });
+            throw new TandemError({ kind: 'rollback_unfinished', name: active.name }, { hint: 'run tandem rollback to finish it first' });
           }
           if (active.status === 'starting') {
             writeLine(io.stdout, `${active.name}: resuming its interrupted start`);

@@ -1,27 +1,46 @@
+import { hintOf, messageOf } from './messages.js';
+import type { MigrationFileFact } from './migration-file.js';
+import type { PlanningFact } from './planning.js';
+import type { StateFact } from './state.js';
+import type { ToolFact } from './tools.js';
+
+export type { HistoryMismatch, MigrationFileFact } from './migration-file.js';
+export type { LockHolder, PlanningFact } from './planning.js';
+export type { LockHolderSession, Phase, StateFact, StepAt, VersionSchemaConflict } from './state.js';
+export type { ConvertUnreadable, ToolFact } from './tools.js';
+export { afterPhaseFailure } from './messages.js';
+
 /**
- * Every failure tandem reports to a user is a TandemError: the facts live in fields, and
- * `formatError` turns them into one readable message. Exit status 1 means "the operation failed"
+ * Every failure tandem reports to a user is a TandemError carrying one ErrorFact: a closed union of
+ * kinds, each with the facts of its case as fields, grouped by area in the files beside this one.
+ * messages.ts is the one place facts become words. Exit status 1 means "the operation failed"
  * (validation, database refusal), 2 means "bad usage" (flags, arguments), as DESIGN.md fixes.
  */
+export type ErrorFact = PlanningFact | MigrationFileFact | StateFact | ToolFact;
+export type ErrorKind = ErrorFact['kind'];
+export type FactOf<K extends ErrorKind> = Extract<ErrorFact, { kind: K }>;
+
 export interface ErrorLocation {
   /** The migration file, when the error is about one. */
   file?: string;
   /** Zero-based index of the operation inside the migration. */
   operation?: number;
-  /** The operation's kind, e.g. `add_column`. */
+  /** The operation's kind, e.g. `add_column` (not the error's kind: that is `fact.kind`). */
   kind?: string;
   /** Dotted path of the offending field inside the operation, e.g. `column.type`. */
   field?: string;
 }
 
 export interface TandemErrorOptions extends ErrorLocation {
-  /** What the user can do about it. */
+  /** What the user can do about it, when the throw site knows better than the kind's own hint. */
   hint?: string;
   exitCode?: 1 | 2;
   cause?: unknown;
 }
 
 export class TandemError extends Error {
+  readonly fact: ErrorFact;
+  /** The kind's name, as logs and `--json` output have always shown it (`<phase>_failed` for a phase). */
   readonly code: string;
   readonly file?: string;
   readonly operation?: number;
@@ -30,21 +49,22 @@ export class TandemError extends Error {
   readonly hint?: string;
   readonly exitCode: 1 | 2;
 
-  constructor(code: string, message: string, options: TandemErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+  constructor(fact: ErrorFact, options: TandemErrorOptions = {}) {
+    super(messageOf(fact), options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'TandemError';
-    this.code = code;
+    this.fact = fact;
+    this.code = fact.kind === 'phase_failed' ? `${fact.phase}_failed` : fact.kind;
     this.file = options.file;
     this.operation = options.operation;
     this.kind = options.kind;
     this.field = options.field;
-    this.hint = options.hint;
-    this.exitCode = options.exitCode ?? 1;
+    this.hint = options.hint ?? hintOf(fact);
+    this.exitCode = options.exitCode ?? (fact.kind === 'usage' ? 2 : 1);
   }
 
   /** A copy of this error with location facts filled in where they were missing. */
   at(location: ErrorLocation): TandemError {
-    return new TandemError(this.code, this.message, {
+    return new TandemError(this.fact, {
       file: this.file ?? location.file,
       operation: this.operation ?? location.operation,
       kind: this.kind ?? location.kind,
@@ -56,9 +76,10 @@ export class TandemError extends Error {
   }
 }
 
+/** Bad flags or arguments: exit status 2. */
 export class UsageError extends TandemError {
   constructor(message: string, hint?: string) {
-    super('usage', message, { hint, exitCode: 2 });
+    super({ kind: 'usage', message }, { hint });
     this.name = 'UsageError';
   }
 }
@@ -75,7 +96,7 @@ export function describeLocation(location: ErrorLocation): string {
   return where;
 }
 
-/** The one place errors become words. */
+/** An error as the user reads it: where, what, and the hint. */
 export function formatError(error: unknown): string {
   if (error instanceof TandemError) {
     const where = describeLocation(error);
