@@ -1,6 +1,7 @@
 import type { OperationPlanner } from './types.js';
 import { sqlStep } from '../core/steps.js';
-import { qualified, quoteIdent } from '../core/quote.js';
+import { quoteIdent } from '../core/quote.js';
+import { lockTargetOf, replicaIdentitySql } from '../core/ddl.js';
 import { TandemError } from '../errors.js';
 
 const IDENTITIES = ['default', 'full', 'nothing', 'index'] as const;
@@ -16,7 +17,8 @@ export const setReplicaIdentity: OperationPlanner<'set_replica_identity'> = (bod
       hint: `one of ${IDENTITIES.join(', ')}`,
     });
   }
-  const tableSql = qualified(model.schema, table.physical);
+  const ddlTable = { schema: model.schema, name: table.physical };
+  const lockTarget = lockTargetOf(ddlTable);
   let clause = type.toUpperCase();
   if (type === 'index') {
     const name = body.identity.index;
@@ -24,12 +26,12 @@ export const setReplicaIdentity: OperationPlanner<'set_replica_identity'> = (bod
     if (!model.indexNames.has(name)) throw new TandemError('index_unknown', `index "${name}" does not exist in schema "${model.schema}"`, { field: 'identity.index' });
     clause = `USING INDEX ${quoteIdent(name)}`;
   }
-  planner.start('expand', sqlStep(`set replica identity of ${table.name} to ${type}`, `ALTER TABLE ${tableSql} REPLICA IDENTITY ${clause}`, { lockTarget: `${model.schema}.${table.physical}` }));
+  planner.start('expand', sqlStep(`set replica identity of ${table.name} to ${type}`, replicaIdentitySql(ddlTable, clause), { lockTarget }));
   if (table.info) {
     const previous = table.info.replicaIdentity;
     const previousIndex = table.info.indexes.find((i) => i.replicaIdentity)?.name;
     const restore =
       previous === 'i' && previousIndex ? `USING INDEX ${quoteIdent(previousIndex)}` : { d: 'DEFAULT', n: 'NOTHING', f: 'FULL', i: 'DEFAULT' }[previous];
-    planner.rollback(sqlStep(`restore replica identity of ${table.name}`, `ALTER TABLE ${tableSql} REPLICA IDENTITY ${restore}`, { lockTarget: `${model.schema}.${table.physical}` }));
+    planner.rollback(sqlStep(`restore replica identity of ${table.name}`, replicaIdentitySql(ddlTable, restore), { lockTarget }));
   }
 };
