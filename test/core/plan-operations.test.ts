@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { planOperations } from '../../src/engine/plan-migration.js';
 import { parseMigration } from '../../src/migration/load.js';
-import type { MigrationContext } from '../../src/core/planner.js';
+import { Planner, type MigrationContext } from '../../src/core/planner.js';
+import { SchemaModel, findColumn } from '../../src/core/model.js';
+import { derivedIdent } from '../../src/core/quote.js';
 import type { Plan, Step } from '../../src/core/steps.js';
 import { catalogSnapshot, memoryInspector } from '../support/memory-inspector.js';
 
@@ -35,7 +37,7 @@ const schema = catalogSnapshot([
   {
     name: 'posts',
     columns: [
-      { name: 'id', type: 'bigint', nullable: false },
+      { name: 'id', type: 'bigint', nullable: false, default: "nextval('posts_id_seq'::regclass)", sequence: 'public.posts_id_seq' },
       { name: 'user_id', type: 'bigint', nullable: false },
       { name: 'title', type: 'text' },
     ],
@@ -70,6 +72,15 @@ const cases: { name: string; operations: object[]; volatile?: string[] }[] = [
     { alter_column: { table: 'users', column: 'email', type: 'varchar(200)', up: 'email', down: 'email' } },
     { alter_column: { table: 'users', column: 'email', unique: { name: 'users_email_key' }, up: 'lower(email)', down: 'email' } },
   ] },
+  { name: 'alter_column-serial', operations: [{ alter_column: { table: 'posts', column: 'id', type: 'numeric', up: 'id', down: 'id::bigint' } }] },
+  { name: 'alter_column-comment-after-type', operations: [
+    { alter_column: { table: 'users', column: 'age', type: 'bigint', up: 'age', down: 'age::integer' } },
+    { alter_column: { table: 'users', column: 'age', comment: 'in years' } },
+  ] },
+  { name: 'create_constraint-primary-key-replaced', operations: [
+    { drop_constraint: { table: 'posts', name: 'posts_pkey', up: 'id', down: 'id' } },
+    { create_constraint: { table: 'posts', name: 'posts_id_user_pkey', type: 'primary_key', columns: ['id', 'user_id'], up: { id: 'id', user_id: 'user_id' }, down: { id: 'id', user_id: 'user_id' } } },
+  ] },
   { name: 'create_constraint-check', operations: [{ create_constraint: { table: 'users', name: 'name_length', type: 'check', columns: ['name'], check: 'length(name) > 0', up: { name: "coalesce(nullif(name, ''), 'x')" }, down: { name: 'name' } } }] },
   { name: 'create_constraint-unique', operations: [{ create_constraint: { table: 'users', name: 'users_email_name_key', type: 'unique', columns: ['email', 'name'], up: { email: 'lower(email)', name: 'name' }, down: { email: 'email', name: 'name' } } }] },
   { name: 'create_constraint-foreign-key', operations: [{ create_constraint: { table: 'posts', name: 'posts_author_fk', type: 'foreign_key', columns: ['user_id'], references: { table: 'users', columns: ['id'] }, up: { user_id: 'user_id' }, down: { user_id: 'user_id' } } }] },
@@ -98,6 +109,18 @@ const cases: { name: string; operations: object[]; volatile?: string[] }[] = [
     { rename_column: { table: 'users', from: 'age', to: 'years' } },
     { alter_column: { table: 'users', column: 'years', type: 'bigint', up: 'age', down: 'years::integer' } },
   ] },
+  { name: 'rename_column-then-drop-constraint', operations: [
+    { rename_column: { table: 'users', from: 'age', to: 'years' } },
+    { drop_constraint: { table: 'users', name: 'users_age_check', up: 'age', down: 'greatest(years, 1)' } },
+  ] },
+  { name: 'create_table-constraints-then-drop', operations: [
+    { create_table: { name: 'tags', columns: [{ name: 'id', type: 'bigint' }, { name: 'label', type: 'text' }], constraints: [
+      { name: 'tags_pkey', type: 'primary_key', columns: ['id'] },
+      { name: 'tags_label_check', type: 'check', check: "label <> ''" },
+    ] } },
+    { drop_constraint: { table: 'tags', name: 'tags_label_check' } },
+    { create_constraint: { table: 'tags', name: 'tags_label_key', type: 'unique', columns: ['label'] } },
+  ] },
   { name: 'rename_table', operations: [{ rename_table: { from: 'posts', to: 'articles' } }] },
   { name: 'drop_table', operations: [{ drop_table: { name: 'posts' } }] },
   { name: 'drop_table-after-changes', operations: [
@@ -123,6 +146,22 @@ describe('plans without a database', () => {
   });
 });
 
+describe('shadow steps', () => {
+  it('are computed from the model without changing it: the constraint moves are returned for the planner to make', () => {
+    const model = new SchemaModel(schema);
+    const planner = new Planner(model, context, memoryInspector());
+    const users = model.table('users', 'table');
+    planner.shadowColumn(users, findColumn(users, 'age')!);
+    const before = structuredClone(users.constraints);
+    const shadows = planner.shadowTable(users)!;
+    const temporary = (kind: string, name: string) => derivedIdent(`_tandem_${kind}_`, name);
+    const first = shadows.steps(temporary);
+    expect(users.constraints).toEqual(before);
+    expect(shadows.steps(temporary)).toEqual(first);
+    expect(first.constraintMoves).toEqual([{ from: 'users_age_check', to: '_tandem_c_users_age_check' }]);
+  });
+});
+
 function render(plan: Plan, warnings: string[]): string {
   const lines = warnings.map((w) => `-- warning: ${w}`);
   for (const [phase, steps] of [['start', plan.start], ['complete', plan.complete], ['rollback', plan.rollback]] as const) {
@@ -140,7 +179,7 @@ function renderStep(step: Step): string[] {
     step.kind === 'sql' && step.lockTarget ? `lock ${step.lockTarget}` : '',
     step.kind === 'sql' && !step.transactional ? 'not transactional' : '',
     step.kind === 'sql' && step.destructive ? 'destructive' : '',
-    step.undoes?.length ? `undoes ${step.undoes.join(',')}` : '',
+    'undoes' in step && step.undoes?.length ? `undoes ${step.undoes.join(',')}` : '',
     step.origin ? `operation ${step.origin.operation}` : '',
   ].filter(Boolean);
   const head = `-- ${step.description} [${facts.join('; ')}]`;
