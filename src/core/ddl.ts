@@ -155,8 +155,8 @@ export function createIndexConcurrently(table: DdlTable, index: string, sql: str
 }
 
 /** `CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS` over plain columns, for `createIndexConcurrently`. */
-export function createUniqueIndexConcurrentlySql(table: DdlTable, index: string, columns: string[], options = ''): string {
-  return `CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ${quoteIdent(index)} ON ${tableSql(table)} (${columns.map(quoteIdent).join(', ')})${options}`;
+export function createUniqueIndexConcurrentlySql(table: DdlTable, index: string, columns: string[], indexOptions = ''): string {
+  return `CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ${quoteIdent(index)} ON ${tableSql(table)} (${columns.map(quoteIdent).join(', ')})${indexOptions}`;
 }
 
 /**
