@@ -143,6 +143,21 @@ export class SchemaModel {
     this.tables.set(to, table);
   }
 
+  /** An index this migration creates takes `name` in the schema's relation namespace. */
+  addIndex(name: string): void {
+    this.indexNames.add(name);
+  }
+
+  /** drop_index: the name is free for the new version (the index itself goes at complete). */
+  dropIndex(name: string): void {
+    this.indexNames.delete(name);
+  }
+
+  /** drop_constraint of a constraint that exists: foreign keys pointing elsewhere stop counting. */
+  dropExistingConstraint(table: ModelTable, physical: string): void {
+    this.droppedConstraints.add(`${table.info!.oid}:${physical}`);
+  }
+
   /** True when a physical table or index already uses `name` (they share one namespace). */
   relationNameTaken(name: string): boolean {
     return this.physicalTables.has(name) || this.indexNames.has(name);
@@ -210,10 +225,57 @@ export function findColumn(table: ModelTable, name: string): ModelColumn | undef
   return found;
 }
 
-/** Gives a column the name the new version sees it by. */
+/** Gives a column the name the new version sees it by; the constraints and primary key naming it follow. */
 export function renameColumn(table: ModelTable, column: ModelColumn, to: string): void {
+  const from = column.name;
   column.name = to;
   indexColumn(columnIndex(table), column);
+  for (const constraint of table.constraints) constraint.columns = constraint.columns.map((c) => (c === from ? to : c));
+  table.primaryKey = table.primaryKey.map((c) => (c === from ? to : c));
+}
+
+/** A column the new version sees and the old one does not. */
+export function addColumn(table: ModelTable, column: ModelColumn): void {
+  table.columns.push(column);
+}
+
+/** The new version stops seeing the column (its column index starts afresh with the new array). */
+export function dropColumn(table: ModelTable, column: ModelColumn): void {
+  table.columns = table.columns.filter((c) => c !== column);
+}
+
+/** The definition the new version gives a column: for a shadowed column, what its shadow is built with. */
+export type ColumnChanges = Partial<Pick<ModelColumn, 'type' | 'nullable' | 'default' | 'comment'>>;
+
+export function changeColumn(column: ModelColumn, changes: ColumnChanges): void {
+  if (changes.type !== undefined) column.type = changes.type;
+  if (changes.nullable !== undefined) column.nullable = changes.nullable;
+  if (changes.default !== undefined) column.default = changes.default;
+  if (changes.comment !== undefined) column.comment = changes.comment;
+}
+
+/** A constraint the new version has; a primary key becomes the table's. */
+export function addConstraint(table: ModelTable, constraint: ModelConstraint): ModelConstraint {
+  table.constraints.push(constraint);
+  if (constraint.type === 'primary_key') table.primaryKey = [...constraint.columns];
+  return constraint;
+}
+
+/** The new version no longer has the constraint (nor, for a primary key, a primary key). */
+export function dropConstraint(table: ModelTable, constraint: ModelConstraint): void {
+  table.constraints = table.constraints.filter((c) => c !== constraint);
+  if (constraint.type === 'primary_key') table.primaryKey = [];
+}
+
+/** The name the constraint has after complete (the physical one until then). */
+export function renameConstraint(constraint: ModelConstraint, to: string): void {
+  constraint.name = to;
+}
+
+/** The constraint now lives under another physical name until complete renames it (a copy on shadow columns). */
+export function moveConstraint(table: ModelTable, physical: string, to: string): void {
+  const constraint = table.constraints.find((c) => c.physical === physical);
+  if (constraint) constraint.physical = to;
 }
 
 /** Points a column at the physical column that now holds the new version's value (a shadow). */

@@ -6,7 +6,8 @@
  *   finish (NOT NULL, constraints) → rename columns and constraints, then tables, into place;
  * - rollback: the new version schema and triggers go first, then each operation's undo, last first.
  */
-import { movePhysical, physicalColumnTaken, type ModelColumn, type ModelTable, type SchemaModel } from './model.js';
+import { lockTargetOf, renameColumnSql, renameConstraint, renameIndex, renameTable } from './ddl.js';
+import { moveConstraint, movePhysical, physicalColumnTaken, type ModelColumn, type ModelTable, type SchemaModel } from './model.js';
 import { ShadowTable, shadowName, type ShadowColumn } from './shadow.js';
 import {
   COMPLETE_PHASES,
@@ -20,7 +21,7 @@ import {
   type Step,
   type StepOrigin,
 } from './steps.js';
-import { derivedIdent, qualified, quoteIdent, quoteLiteral } from './quote.js';
+import { derivedIdent, qualified, quoteLiteral } from './quote.js';
 import {
   backfillAssignments,
   createSyncTriggerSql,
@@ -120,10 +121,6 @@ export class Planner {
       column,
       original: column.original,
       shadow,
-      type: column.type,
-      nullable: column.nullable,
-      default: column.default,
-      comment: column.comment,
       up: [],
       down: [],
       origin: this.origin,
@@ -230,6 +227,7 @@ export class Planner {
     for (const shadows of this.shadowTables.values()) {
       const table = shadows.table;
       const steps = shadows.steps((kind, name) => derivedIdent(`_tandem_${kind}_`, name));
+      for (const { from, to } of steps.constraintMoves) moveConstraint(table, from, to);
       const origin = shadows.columns[0]!.origin;
       const add = <T>(list: T[], item: T) => list.push(item);
       for (const step of steps.expand) add(this.startSteps.get('expand')!, step);
@@ -256,32 +254,25 @@ export class Planner {
   private renameSteps(): Step[] {
     const steps: Step[] = [];
     for (const table of this.model.visibleTables()) {
-      const tableSql = qualified(this.context.schema, table.physical);
-      const lockTarget = `${this.context.schema}.${table.physical}`;
+      const ddlTable = { schema: this.context.schema, name: table.physical };
       const columns = table.columns.map((c) => ({ from: c.physical, to: c.name }));
       for (const { from, to } of orderRenames(columns, (n) => derivedIdent('_tandem_tmp_', n))) {
-        const statements = [`ALTER TABLE ${tableSql} RENAME COLUMN ${quoteIdent(from)} TO ${quoteIdent(to)}`];
+        const statements = [renameColumnSql(ddlTable, from, to)];
         if (this.model.atLeast(18)) statements.push(renameNotNullConstraintSql(this.context.schema, table.physical, from, to));
-        steps.push(sqlStep(`rename column ${table.physical}.${from} to ${to}`, statements, { lockTarget }));
+        steps.push(sqlStep(`rename column ${table.physical}.${from} to ${to}`, statements, { lockTarget: lockTargetOf(ddlTable) }));
       }
       const constraints = table.constraints.map((c) => ({ from: c.physical, to: c.name }));
       for (const { from, to } of orderRenames(constraints, (n) => derivedIdent('_tandem_tmp_', n))) {
-        steps.push(sqlStep(`rename constraint ${from} to ${to}`, `ALTER TABLE ${tableSql} RENAME CONSTRAINT ${quoteIdent(from)} TO ${quoteIdent(to)}`, { lockTarget }));
+        steps.push(renameConstraint(ddlTable, from, to));
       }
     }
-    for (const { from, to } of this.indexRenames) {
-      steps.push(sqlStep(`rename index ${from} to ${to}`, `ALTER INDEX ${qualified(this.context.schema, from)} RENAME TO ${quoteIdent(to)}`));
-    }
+    for (const { from, to } of this.indexRenames) steps.push(renameIndex(this.context.schema, from, to));
     return steps;
   }
 
   private renameTableSteps(): Step[] {
     const tables = this.model.visibleTables().map((t) => ({ from: t.physical, to: t.name }));
-    return orderRenames(tables, (n) => derivedIdent('_tandem_tmp_', n)).map(({ from, to }) =>
-      sqlStep(`rename table ${from} to ${to}`, `ALTER TABLE ${qualified(this.context.schema, from)} RENAME TO ${quoteIdent(to)}`, {
-        lockTarget: `${this.context.schema}.${from}`,
-      }),
-    );
+    return orderRenames(tables, (n) => derivedIdent('_tandem_tmp_', n)).map(({ from, to }) => renameTable({ schema: this.context.schema, name: from }, to));
   }
 
   /** The whole plan, in execution order. */

@@ -11,19 +11,40 @@
 import type { InboundForeignKey, TableInfo } from './catalog-types.js';
 import { inboundForeignKeysLeft, type ModelColumn, type ModelTable, type SchemaModel } from './model.js';
 import { sqlStep, type SqlStep, type StepOrigin } from './steps.js';
+import {
+  addColumnSql,
+  addIdentityFromSettingSql,
+  addConstraintNotValid,
+  addConstraintNotValidSql,
+  attachIndexSql,
+  commentOnColumnSql,
+  createIndexConcurrently,
+  createUniqueIndexConcurrentlySql,
+  dropColumn,
+  dropColumnSql,
+  dropConstraintSql,
+  dropDefaultSql,
+  lockTargetOf,
+  notNullCheck,
+  sequenceOwnedBySql,
+  setDefaultSql,
+  tableSql,
+  validateConstraint,
+  validateConstraintSql,
+  type DdlTable,
+} from './ddl.js';
 import { renameColumnRefs } from './rewrite.js';
-import { derivedIdent, qualified, quoteIdent, quoteLiteral } from './quote.js';
+import { derivedIdent, quoteIdent, quoteLiteral } from './quote.js';
 import type { SyncExpression, SyncRule } from './triggers.js';
 
 export interface ShadowColumn {
-  /** The model column; its `physical` is the shadow while the migration is active. */
+  /**
+   * The model column; its `physical` is the shadow while the migration is active, and its type,
+   * nullability, default and comment are what the shadow is built with.
+   */
   column: ModelColumn;
   original: string;
   shadow: string;
-  type: string;
-  nullable: boolean;
-  default: string | null;
-  comment: string | null;
   up: SyncExpression[];
   down: SyncExpression[];
   origin: StepOrigin;
@@ -53,6 +74,11 @@ export interface ShadowSteps {
   swap: SqlStep;
   afterSwap: SqlStep[];
   indexRenames: { from: string; to: string }[];
+  /**
+   * Constraints of the table recreated on the shadows under a temporary name: the model's constraint
+   * of physical name `from` must be moved to `to` (see `moveConstraint`), for complete to rename it back.
+   */
+  constraintMoves: { from: string; to: string }[];
   rollback: SqlStep[];
 }
 
@@ -81,9 +107,11 @@ export class ShadowTable {
     return new Map(this.columns.map((s) => [s.original, s.shadow]));
   }
 
+  /** What the shadows need, computed from the model without changing it. */
   steps(temporaryName: (kind: string, name: string) => string): ShadowSteps {
-    const table = qualified(this.schema, this.table.physical);
-    const lockTarget = `${this.schema}.${this.table.physical}`;
+    const ddlTable: DdlTable = { schema: this.schema, name: this.table.physical };
+    const table = tableSql(ddlTable);
+    const lockTarget = lockTargetOf(ddlTable);
     const mapping = this.mapping();
     const involves = (columns: (string | null)[]) => columns.some((c) => c !== null && mapping.has(c));
     const origin = this.columns[0]!.origin;
@@ -100,6 +128,7 @@ export class ShadowTable {
       validate: [],
       afterSwap: [],
       indexRenames: [],
+      constraintMoves: [],
       rollback: [],
     };
     const notValid: { name: string; table: string }[] = [];
@@ -111,37 +140,37 @@ export class ShadowTable {
 
     for (const s of this.columns) {
       const old = columnsOf.find((c) => c.name === s.original)!;
-      const shadow = quoteIdent(s.shadow);
+      const pending = s.column;
       // Added bare, so the table is never rewritten; defaults apply to new rows, the backfill fills old ones.
-      const statements = [`ALTER TABLE ${table} ADD COLUMN ${shadow} ${s.type}`];
+      const statements = [addColumnSql(ddlTable, s.shadow, pending.type)];
       const identity = old.identity !== '' && old.sequence;
-      const defaultSql = identity ? `nextval(${quoteLiteral(old.sequence!)}::regclass)` : s.default;
-      if (defaultSql) statements.push(`ALTER TABLE ${table} ALTER COLUMN ${shadow} SET DEFAULT ${defaultSql}`);
-      if (s.comment !== null) statements.push(`COMMENT ON COLUMN ${table}.${shadow} IS ${quoteLiteral(s.comment)}`);
+      const defaultSql = identity ? `nextval(${quoteLiteral(old.sequence!)}::regclass)` : pending.default;
+      if (defaultSql) statements.push(setDefaultSql(ddlTable, s.shadow, defaultSql));
+      if (pending.comment !== null) statements.push(commentOnColumnSql(ddlTable, s.shadow, pending.comment));
       result.expand.push(step(`add shadow column ${this.table.physical}.${s.shadow} for ${s.original}`, statements, { origin: s.origin }));
-      result.rollback.push(step(`drop shadow column ${this.table.physical}.${s.shadow}`, [`ALTER TABLE ${table} DROP COLUMN IF EXISTS ${shadow}`], { origin: s.origin }));
+      result.rollback.push(dropColumn(ddlTable, s.shadow, `drop shadow column ${this.table.physical}.${s.shadow}`, { origin: s.origin }));
 
       result.rules.push({
         description: `${this.table.name}.${s.column.name}: ${s.original} <-> ${s.shadow}`,
         oldColumn: s.original,
         newColumn: s.shadow,
-        up: s.up.length ? s.up : [copyExpression(s.original, old.type, s.type, s.origin, 'up')],
-        down: s.down.length ? s.down : [copyExpression(s.shadow, s.type, old.type, s.origin, 'down')],
+        up: s.up.length ? s.up : [copyExpression(s.original, old.type, pending.type, s.origin, 'up')],
+        down: s.down.length ? s.down : [copyExpression(s.shadow, pending.type, old.type, s.origin, 'down')],
         origin: { operation: s.origin.operation, kind: s.origin.kind },
       });
 
-      if (!s.nullable) {
+      if (!pending.nullable) {
         const check = temporaryName('nn', `${this.table.physical}_${s.original}`);
-        result.constrain.push(step(`add NOT NULL check on ${s.shadow} NOT VALID`, [`ALTER TABLE ${table} ADD CONSTRAINT ${quoteIdent(check)} CHECK (${shadow} IS NOT NULL) NOT VALID`]));
+        const notNull = notNullCheck(ddlTable, s.shadow, check);
+        result.constrain.push(step(`add NOT NULL check on ${s.shadow} NOT VALID`, [notNull.add]));
         notValid.push({ name: check, table });
-        // The validated check lets SET NOT NULL skip its scan; then it has done its job.
-        beforeDrop.push(`ALTER TABLE ${table} ALTER COLUMN ${shadow} SET NOT NULL`, `ALTER TABLE ${table} DROP CONSTRAINT ${quoteIdent(check)}`);
+        beforeDrop.push(...notNull.set);
       }
       if (old.identity === '' && old.sequence) {
         // A serial's sequence belongs to the old column and would go with it (or, when the shadow's
         // default still uses it, stop the drop); it belongs to the column that replaces it, as
         // ALTER COLUMN … TYPE would have left it.
-        beforeDrop.push(`ALTER SEQUENCE ${old.sequence} OWNED BY ${table}.${shadow}`);
+        beforeDrop.push(sequenceOwnedBySql(old.sequence, ddlTable, s.shadow));
       }
       if (identity) {
         const setting = `tandem.identity_${s.shadow.replace(/[^a-z0-9_]/gi, '_')}`.slice(0, 60);
@@ -149,7 +178,7 @@ export class ShadowTable {
         beforeDrop.push(
           `SELECT set_config(${quoteLiteral(setting)}, (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM ${old.sequence})::text, true)`,
           // The shadow's default uses that sequence; it must let go before the old column takes it along.
-          `ALTER TABLE ${table} ALTER COLUMN ${shadow} DROP DEFAULT`,
+          dropDefaultSql(ddlTable, s.shadow),
         );
       }
     }
@@ -162,17 +191,15 @@ export class ShadowTable {
         const definition = constraint.definition.replace(/\s+NOT VALID$/, '');
         const body =
           constraint.type === 'foreign_key' ? rewriteHead(definition, 'REFERENCES', mapping) : renameColumnRefs(definition, mapping);
-        result.constrain.push(step(`recreate constraint ${constraint.name} on the shadow columns NOT VALID`, [`ALTER TABLE ${table} ADD CONSTRAINT ${quoteIdent(temp)} ${body} NOT VALID`]));
+        result.constrain.push(step(`recreate constraint ${constraint.name} on the shadow columns NOT VALID`, [addConstraintNotValidSql(ddlTable, temp, body)]));
         notValid.push({ name: temp, table });
-        const model = this.table.constraints.find((c) => c.physical === constraint.name);
-        if (model) model.physical = temp;
+        result.constraintMoves.push({ from: constraint.name, to: temp });
       } else if (constraint.type === 'unique' || constraint.type === 'primary_key') {
         const index = this.info.indexes.find((i) => i.name === constraint.indexName);
         const temp = temporaryName('ix', constraint.name);
         result.indexes.push(this.concurrentIndex(temp, index!.definition, mapping, constraint.type === 'primary_key'));
         const deferrable = /DEFERRABLE( INITIALLY DEFERRED)?$/.exec(constraint.definition)?.[0] ?? '';
-        const kind = constraint.type === 'primary_key' ? 'PRIMARY KEY' : 'UNIQUE';
-        attach.push(`ALTER TABLE ${table} ADD CONSTRAINT ${quoteIdent(constraint.name)} ${kind} USING INDEX ${quoteIdent(temp)}${deferrable ? ` ${deferrable}` : ''}`);
+        attach.push(attachIndexSql(ddlTable, constraint.name, constraint.type, temp, deferrable ? ` ${deferrable}` : ''));
       }
     }
     for (const index of this.info.indexes) {
@@ -187,32 +214,25 @@ export class ShadowTable {
     // Constraints the migration adds.
     for (const constraint of this.added) {
       if (constraint.kind === 'check' || constraint.kind === 'foreign_key') {
-        result.constrain.push(step(`add constraint ${constraint.name} NOT VALID`, [`ALTER TABLE ${table} ADD CONSTRAINT ${quoteIdent(constraint.name)} ${constraint.body} NOT VALID`], { origin: constraint.origin }));
+        result.constrain.push(addConstraintNotValid(ddlTable, constraint.name, constraint.body!, { origin: constraint.origin }));
         notValid.push({ name: constraint.name, table });
       } else {
         const temp = temporaryName('ix', constraint.name);
-        const columns = constraint.columns!.map(quoteIdent).join(', ');
-        result.indexes.push(
-          step(`build unique index ${temp} concurrently`, [`CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ${quoteIdent(temp)} ON ${table} (${columns})${constraint.indexOptions ?? ''}`], {
-            transactional: false,
-            cleanup: [dropInvalidIndexSql(this.schema, temp)],
-            origin: constraint.origin,
-          }),
-        );
-        const kind = constraint.kind === 'primary_key' ? 'PRIMARY KEY' : 'UNIQUE';
-        attach.push(`ALTER TABLE ${table} ADD CONSTRAINT ${quoteIdent(constraint.name)} ${kind} USING INDEX ${quoteIdent(temp)}${constraint.deferrable ?? ''}`);
+        const sql = createUniqueIndexConcurrentlySql(ddlTable, temp, constraint.columns!, constraint.indexOptions ?? '');
+        result.indexes.push(createIndexConcurrently(ddlTable, temp, sql, `build unique index ${temp} concurrently`, { origin: constraint.origin }));
+        attach.push(attachIndexSql(ddlTable, constraint.name, constraint.kind, temp, constraint.deferrable ?? ''));
       }
     }
 
     for (const { name } of notValid) {
-      result.validate.push(step(`validate constraint ${name}`, [`ALTER TABLE ${table} VALIDATE CONSTRAINT ${quoteIdent(name)}`]));
+      result.validate.push(validateConstraint(ddlTable, name, { origin }));
     }
 
     // Foreign keys of other tables that point at an old column move to its shadow.
     // Those the migration drops (or whose tables it drops) go with their own tables' changes.
     const inbound = inboundForeignKeysLeft(this.model, this.table).filter((fk) => involves(fk.referencedColumns));
-    const dropInbound = inbound.map((fk) => `ALTER TABLE ${fk.table} DROP CONSTRAINT ${quoteIdent(fk.name)}`);
-    const addInbound = inbound.map((fk) => `ALTER TABLE ${fk.table} ADD CONSTRAINT ${quoteIdent(fk.name)} ${retargetForeignKey(fk, mapping)} NOT VALID`);
+    const dropInbound = inbound.map((fk) => dropConstraintSql(fk.table, fk.name));
+    const addInbound = inbound.map((fk) => addConstraintNotValidSql(fk.table, fk.name, retargetForeignKey(fk, mapping)));
     afterSwapValidate.push(...inbound.map((fk) => ({ name: fk.name, table: fk.table })));
 
     const identities = this.columns.filter((s) => {
@@ -223,9 +243,7 @@ export class ShadowTable {
       const old = columnsOf.find((c) => c.name === s.original)!;
       const setting = `tandem.identity_${s.shadow.replace(/[^a-z0-9_]/gi, '_')}`.slice(0, 60);
       const mode = old.identity === 'a' ? 'ALWAYS' : 'BY DEFAULT';
-      return [
-        `DO $tandem$ BEGIN EXECUTE format('ALTER TABLE ${table.replace(/'/g, "''")} ALTER COLUMN ${quoteIdent(s.shadow).replace(/'/g, "''")} ADD GENERATED ${mode} AS IDENTITY (START WITH %s)', current_setting(${quoteLiteral(setting)})); END $tandem$`,
-      ];
+      return [addIdentityFromSettingSql(ddlTable, s.shadow, mode, setting)];
     });
 
     const swapStep = step(
@@ -233,7 +251,7 @@ export class ShadowTable {
       [
         ...beforeDrop,
         ...dropInbound,
-        ...this.columns.map((s) => `ALTER TABLE ${table} DROP COLUMN ${quoteIdent(s.original)}`),
+        ...this.columns.map((s) => dropColumnSql(ddlTable, s.original)),
         ...attach,
         ...identityStatements,
         ...addInbound,
@@ -241,7 +259,7 @@ export class ShadowTable {
       { destructive: true },
     );
     for (const { name, table: on } of afterSwapValidate) {
-      result.afterSwap.push(step(`validate moved foreign key ${name}`, [`ALTER TABLE ${on} VALIDATE CONSTRAINT ${quoteIdent(name)}`]));
+      result.afterSwap.push(step(`validate moved foreign key ${name}`, [validateConstraintSql(on, name)]));
     }
     return { ...result, swap: swapStep };
   }
@@ -252,10 +270,7 @@ export class ShadowTable {
     const using = definition.indexOf(' USING ', on);
     const head = definition.slice(0, on).replace(/^CREATE (UNIQUE )?INDEX \S+/, (_m, unique: string | undefined) => `CREATE ${unique || primary ? 'UNIQUE ' : ''}INDEX CONCURRENTLY IF NOT EXISTS ${quoteIdent(name)}`);
     const sql = `${head}${definition.slice(on, using)}${renameColumnRefs(definition.slice(using), mapping)}`;
-    return sqlStep(`build index ${name} concurrently on the shadow columns`, [sql], {
-      transactional: false,
-      cleanup: [dropInvalidIndexSql(this.schema, name)],
-      lockTarget: `${this.schema}.${this.table.physical}`,
+    return createIndexConcurrently({ schema: this.schema, name: this.table.physical }, name, sql, `build index ${name} concurrently on the shadow columns`, {
       origin: this.columns[0]!.origin,
     });
   }
@@ -292,16 +307,6 @@ export function copyExpression(column: string, fromType: string, toType: string,
     resultType: toType,
     origin: { operation: origin.operation, kind: origin.kind, field },
   };
-}
-
-/** Removes an index left INVALID by an interrupted CREATE INDEX CONCURRENTLY, so the build can run again. */
-export function dropInvalidIndexSql(schema: string, index: string): string {
-  return `DO $tandem$ BEGIN
-  IF EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE n.nspname = ${quoteLiteral(schema)} AND c.relname = ${quoteLiteral(index)} AND NOT i.indisvalid) THEN
-    EXECUTE ${quoteLiteral(`DROP INDEX ${qualified(schema, index)}`)};
-  END IF;
-END $tandem$`;
 }
 
 export function shadowName(column: string): string {

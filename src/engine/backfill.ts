@@ -49,7 +49,7 @@ export class Backfill {
     private readonly executor: Executor,
     stateSchema: string,
     migrationId: number,
-    private readonly schema: string,
+    schema: string,
     private readonly step: BackfillStep,
     private readonly options: BackfillOptions,
   ) {

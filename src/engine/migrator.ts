@@ -5,7 +5,7 @@
  */
 import type pg from 'pg';
 import { readSchema } from '../catalog/read.js';
-import { afterPhaseFailure, formatError, TandemError, type VersionSchemaConflict } from '../errors/index.js';
+import { formatError, TandemError, type VersionSchemaConflict } from '../errors/index.js';
 import type { LoadedMigration } from '../migration/load.js';
 import type { BackfillMetrics } from '../observe/backfill-metrics.js';
 import type { Logger } from '../observe/logger.js';

@@ -7,7 +7,8 @@ import { databaseInspector } from './inspect.js';
 import { SchemaModel } from '../core/model.js';
 import type { Plan } from '../core/steps.js';
 import { withRehearsal } from '../core/rehearsal.js';
-import { Planner, type MigrationContext } from '../core/planner.js';
+import { Planner, type Inspector, type MigrationContext, type Probe } from '../core/planner.js';
+import type { SchemaInfo } from '../core/catalog-types.js';
 
 export interface PlannedMigration {
   plan: Plan;
@@ -20,8 +21,37 @@ export interface PlannedMigration {
  * `up`/`down` expression is planned by the server. Errors name the file, operation, kind and field.
  */
 export async function planMigration(db: Queryable, migration: Migration, context: MigrationContext, file?: string): Promise<PlannedMigration> {
-  const model = new SchemaModel(await readSchema(db, context.schema));
-  const planner = new Planner(model, context, databaseInspector(db));
+  const { plan, warnings, probes } = await planOperations(await readSchema(db, context.schema), migration, context, databaseInspector(db), file);
+  for (const probe of probes) {
+    try {
+      await db.query(probe.sql);
+    } catch (error) {
+      throw new TandemError({ kind: 'expression_invalid', reason: (error as Error).message }, {
+        file,
+        operation: probe.origin.operation,
+        kind: probe.origin.kind,
+        field: probe.origin.field,
+        cause: error,
+      });
+    }
+  }
+  return { plan, warnings };
+}
+
+/**
+ * The plan of a migration over a catalog snapshot, with the server's answers coming from `inspector`:
+ * no connection, so the plan tests give a snapshot literal and an in-memory inspector. The probes
+ * are the queries `planMigration` has the server plan before the plan may run.
+ */
+export async function planOperations(
+  schema: SchemaInfo,
+  migration: Migration,
+  context: MigrationContext,
+  inspector: Inspector,
+  file?: string,
+): Promise<PlannedMigration & { probes: Probe[] }> {
+  const model = new SchemaModel(schema);
+  const planner = new Planner(model, context, inspector);
   const operations = migration.operations;
   for (const [index, operation] of operations.entries()) {
     const location = { file, operation: index, kind: operation.kind };
@@ -38,20 +68,7 @@ export async function planMigration(db: Queryable, migration: Migration, context
   }
   const plan = withRehearsal(planner.build());
   plan.expect = planner.expected();
-  for (const probe of planner.probes) {
-    try {
-      await db.query(probe.sql);
-    } catch (error) {
-      throw new TandemError({ kind: 'expression_invalid', reason: (error as Error).message }, {
-        file,
-        operation: probe.origin.operation,
-        kind: probe.origin.kind,
-        field: probe.origin.field,
-        cause: error,
-      });
-    }
-  }
-  return { plan, warnings: planner.warnings };
+  return { plan, warnings: planner.warnings, probes: planner.probes };
 }
 
 /**

@@ -1,12 +1,27 @@
 import type { OperationPlanner } from './types.js';
-import { oldVersionNames, physicalColumnTaken, requireNewColumnName, type ModelColumn, type ModelTable } from '../core/model.js';
+import { addColumn as addModelColumn, oldVersionNames, physicalColumnTaken, requireNewColumnName, type ModelColumn, type ModelTable } from '../core/model.js';
 import type { Planner } from '../core/planner.js';
 import type { ColumnDefinition } from '../migration/format.js';
-import { sqlStep } from '../core/steps.js';
-import { derivedIdent, qualified, quoteIdent, quoteLiteral } from '../core/quote.js';
+import { sqlStep, type SqlStep } from '../core/steps.js';
+import { derivedIdent } from '../core/quote.js';
 import { TandemError } from '../errors/index.js';
-import { dropInvalidIndexSql } from '../core/shadow.js';
-import { checkSql, columnForeignKeySql, generatedSql, isIdentity } from '../core/definition-sql.js';
+import {
+  addColumnSql,
+  addConstraintNotValid,
+  addConstraintSql,
+  attachIndexSql,
+  commentOnColumnSql,
+  createIndexConcurrently,
+  createUniqueIndexConcurrentlySql,
+  dropColumn,
+  dropIndexConcurrently,
+  lockTargetOf,
+  notNullCheck,
+  setDefaultSql,
+  validateConstraint,
+  type DdlTable,
+} from '../core/ddl.js';
+import { checkBody, checkSql, columnForeignKeyBody, columnForeignKeySql, generatedSql, isIdentity } from '../core/definition-sql.js';
 
 /**
  * A column the new version sees and the old one does not. On an existing table it is added in ways
@@ -27,12 +42,11 @@ export const addColumn: OperationPlanner<'add_column'> = async (body, planner) =
   if (definition.pk) {
     throw new TandemError({ kind: 'add_column_pk' }, { field: 'column.pk' });
   }
-  const tableSql = qualified(model.schema, table.physical);
-  const lockTarget = `${model.schema}.${table.physical}`;
+  const ddlTable: DdlTable = { schema: model.schema, name: table.physical };
+  const lockTarget = lockTargetOf(ddlTable);
   // A column of the same name may still exist physically (dropped or renamed away in this migration):
   // then the new one waits under a temporary name until complete.
   const physical = physicalColumnTaken(table, definition.name) ? derivedIdent('_tandem_new_', definition.name) : definition.name;
-  const column = quoteIdent(physical);
   const notNull = !definition.nullable && !isIdentity(definition);
   const generated = generatedSql(definition);
 
@@ -50,19 +64,19 @@ export const addColumn: OperationPlanner<'add_column'> = async (body, planner) =
 
   if (table.created) {
     // Nothing reads this table yet: add the column complete.
-    let sql = `ALTER TABLE ${tableSql} ADD COLUMN ${column} ${definition.type}`;
+    let sql = definition.type;
     if (definition.unique) sql += ' UNIQUE';
     if (notNull) sql += ' NOT NULL';
     if (definition.default !== undefined) sql += ` DEFAULT ${definition.default}`;
     sql += generated;
     if (definition.check) sql += ` ${checkSql(definition.check.name, definition.check.constraint, definition.check.no_inherit)}`;
-    const statements = [sql];
+    const statements = [addColumnSql(ddlTable, physical, sql)];
     if (definition.references) {
-      statements.push(`ALTER TABLE ${tableSql} ADD ${columnForeignKeySql(model, physical, definition.references, 'column.references')}`);
+      statements.push(addConstraintSql(ddlTable, columnForeignKeySql(model, physical, definition.references, 'column.references')));
     }
-    if (definition.comment !== undefined) statements.push(`COMMENT ON COLUMN ${tableSql}.${column} IS ${quoteLiteral(definition.comment)}`);
+    if (definition.comment !== undefined) statements.push(commentOnColumnSql(ddlTable, physical, definition.comment));
     planner.start('expand', sqlStep(`add column ${table.name}.${definition.name}`, statements, { lockTarget }));
-    table.columns.push(added);
+    addModelColumn(table, added);
     expectColumn(planner, table, added, definition);
     return;
   }
@@ -93,19 +107,17 @@ export const addColumn: OperationPlanner<'add_column'> = async (body, planner) =
   }
   // With a catalog default and no `up`, NOT NULL holds for existing rows at once and costs nothing.
   const notNullNow = notNull && (generated !== '' || (catalogDefault && up === undefined));
-  const notNullCheck = notNull && !notNullNow ? derivedIdent('_tandem_nn_', `${table.physical}_${definition.name}`) : undefined;
+  const notNullCheckName = notNull && !notNullNow ? derivedIdent('_tandem_nn_', `${table.physical}_${definition.name}`) : undefined;
 
-  let addSql = `ALTER TABLE ${tableSql} ADD COLUMN ${column} ${definition.type}`;
+  let addSql = definition.type;
   if (catalogDefault) addSql += ` DEFAULT ${definition.default}`;
   if (notNullNow) addSql += ' NOT NULL';
   addSql += generated;
-  const expand = [addSql];
-  if (definition.default !== undefined && !catalogDefault && !generated) {
-    expand.push(`ALTER TABLE ${tableSql} ALTER COLUMN ${column} SET DEFAULT ${definition.default}`);
-  }
-  if (definition.comment !== undefined) expand.push(`COMMENT ON COLUMN ${tableSql}.${column} IS ${quoteLiteral(definition.comment)}`);
+  const expand = [addColumnSql(ddlTable, physical, addSql)];
+  if (definition.default !== undefined && !catalogDefault && !generated) expand.push(setDefaultSql(ddlTable, physical, definition.default));
+  if (definition.comment !== undefined) expand.push(commentOnColumnSql(ddlTable, physical, definition.comment));
   planner.start('expand', sqlStep(`add column ${table.name}.${definition.name}`, expand, { lockTarget }));
-  planner.rollback(sqlStep(`drop column ${table.name}.${physical}`, `ALTER TABLE ${tableSql} DROP COLUMN IF EXISTS ${column}`, { lockTarget }));
+  planner.rollback(dropColumn(ddlTable, physical, `drop column ${table.name}.${physical}`));
 
   if (up !== undefined) {
     planner.sync(table.physical, {
@@ -117,20 +129,20 @@ export const addColumn: OperationPlanner<'add_column'> = async (body, planner) =
     planner.backfill(table.physical, physical);
   }
 
-  const constraints: { name: string; sql: string; field: string }[] = [];
-  if (notNullCheck) constraints.push({ name: notNullCheck, sql: `CONSTRAINT ${quoteIdent(notNullCheck)} CHECK (${column} IS NOT NULL)`, field: 'column.nullable' });
+  const notNullSteps = notNullCheckName ? notNullCheck(ddlTable, physical, notNullCheckName, { dropIfExists: true }) : undefined;
+  const constraints: { name: string; step: SqlStep }[] = [];
+  if (notNullSteps) constraints.push({ name: notNullCheckName!, step: sqlStep(`add constraint ${notNullCheckName} NOT VALID`, notNullSteps.add, { lockTarget }) });
   if (definition.check) {
-    constraints.push({ name: definition.check.name, sql: checkSql(definition.check.name, definition.check.constraint, definition.check.no_inherit), field: 'column.check' });
+    const body = checkBody(definition.check.constraint, definition.check.no_inherit);
+    constraints.push({ name: definition.check.name, step: addConstraintNotValid(ddlTable, definition.check.name, body) });
   }
   if (definition.references) {
-    constraints.push({ name: definition.references.name, sql: columnForeignKeySql(model, physical, definition.references, 'column.references'), field: 'column.references' });
+    const body = columnForeignKeyBody(model, physical, definition.references, 'column.references');
+    constraints.push({ name: definition.references.name, step: addConstraintNotValid(ddlTable, definition.references.name, body) });
   }
   for (const constraint of constraints) {
-    planner.start(
-      'constrain',
-      sqlStep(`add constraint ${constraint.name} NOT VALID`, `ALTER TABLE ${tableSql} ADD ${constraint.sql} NOT VALID`, { lockTarget }),
-    );
-    planner.complete('validate', sqlStep(`validate constraint ${constraint.name}`, `ALTER TABLE ${tableSql} VALIDATE CONSTRAINT ${quoteIdent(constraint.name)}`, { lockTarget }));
+    planner.start('constrain', constraint.step);
+    planner.complete('validate', validateConstraint(ddlTable, constraint.name));
   }
 
   if (definition.unique) {
@@ -138,35 +150,21 @@ export const addColumn: OperationPlanner<'add_column'> = async (body, planner) =
     const constraintName = derivedIdent('', `${table.name}_${definition.name}_key`);
     planner.start(
       'backfill',
-      sqlStep(`build unique index ${index} concurrently`, `CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ${quoteIdent(index)} ON ${tableSql} (${column})`, {
-        transactional: false,
-        cleanup: [dropInvalidIndexSql(model.schema, index)],
-        lockTarget,
-      }),
+      createIndexConcurrently(ddlTable, index, createUniqueIndexConcurrentlySql(ddlTable, index, [physical]), `build unique index ${index} concurrently`),
     );
-    planner.rollback(sqlStep(`drop index ${index}`, `DROP INDEX CONCURRENTLY IF EXISTS ${qualified(model.schema, index)}`, { transactional: false }));
+    planner.rollback(dropIndexConcurrently(model.schema, index, `drop index ${index}`));
     planner.complete(
       'finish',
-      sqlStep(`attach unique index as constraint ${constraintName}`, `ALTER TABLE ${tableSql} ADD CONSTRAINT ${quoteIdent(constraintName)} UNIQUE USING INDEX ${quoteIdent(index)}`, {
-        lockTarget,
-      }),
+      sqlStep(`attach unique index as constraint ${constraintName}`, attachIndexSql(ddlTable, constraintName, 'unique', index), { lockTarget }),
     );
-    model.indexNames.add(index);
+    model.addIndex(index);
   }
 
-  if (notNullCheck) {
-    planner.complete(
-      'finish',
-      sqlStep(`set ${table.name}.${definition.name} NOT NULL`, [
-        // The validated check proves no NULLs, so SET NOT NULL skips its full-table scan.
-        `ALTER TABLE ${tableSql} ALTER COLUMN ${column} SET NOT NULL`,
-        `ALTER TABLE ${tableSql} DROP CONSTRAINT IF EXISTS ${quoteIdent(notNullCheck)}`,
-      ], { lockTarget }),
-    );
-  }
+  // The validated check proves no NULLs, so SET NOT NULL skips its full-table scan.
+  if (notNullSteps) planner.complete('finish', sqlStep(`set ${table.name}.${definition.name} NOT NULL`, notNullSteps.set, { lockTarget }));
 
   // A temporary physical name is renamed to the final one at complete (the planner does all renames).
-  table.columns.push(added);
+  addModelColumn(table, added);
   expectColumn(planner, table, added, definition);
 };
 

@@ -1,10 +1,20 @@
 import type { OperationPlanner } from './types.js';
-import { column as findModelColumn, newVersionNames, oldVersionNames, type ModelColumn, type ModelTable } from '../core/model.js';
+import { addConstraint, changeColumn, column as findModelColumn, newVersionNames, oldVersionNames, type ModelColumn, type ModelTable } from '../core/model.js';
 import { sqlStep } from '../core/steps.js';
 import type { Planner } from '../core/planner.js';
 import { renameColumnRefs } from '../core/rewrite.js';
 import { copyExpression, type ShadowColumn } from '../core/shadow.js';
-import { qualified, quoteIdent, quoteLiteral } from '../core/quote.js';
+import { quoteIdent } from '../core/quote.js';
+import {
+  addConstraintSql,
+  alterTypeSql,
+  commentOnColumnSql,
+  dropDefaultSql,
+  dropNotNullSql,
+  lockTargetOf,
+  setDefaultSql,
+  setNotNullSql,
+} from '../core/ddl.js';
 import { TandemError } from '../errors/index.js';
 import { checkBody, checkSql, columnForeignKeyBody, columnForeignKeySql } from '../core/definition-sql.js';
 
@@ -33,41 +43,38 @@ export const alterColumn: OperationPlanner<'alter_column'> = (body, planner) => 
   }
   const earlier = planner.shadowTable(table)?.find(column);
   if (changes.length === 1 && changes[0] === 'comment' && earlier) {
-    earlier.comment = column.comment = body.comment ?? null;
+    // The shadow is built with the column's comment.
+    changeColumn(column, { comment: body.comment ?? null });
     return;
   }
   if (changes.length === 1 && changes[0] === 'comment') {
     // A comment changes nothing either version reads or writes.
-    const tableSql = qualified(model.schema, table.physical);
-    const target = `${tableSql}.${quoteIdent(column.physical)}`;
-    const lockTarget = `${model.schema}.${table.physical}`;
-    planner.start('expand', sqlStep(`comment on ${table.name}.${column.name}`, `COMMENT ON COLUMN ${target} IS ${body.comment === null ? 'NULL' : quoteLiteral(body.comment!)}`, { lockTarget }));
-    planner.rollback(sqlStep(`restore comment of ${table.name}.${column.name}`, `COMMENT ON COLUMN ${target} IS ${column.comment === null ? 'NULL' : quoteLiteral(column.comment)}`, { lockTarget }));
-    column.comment = body.comment ?? null;
+    const ddlTable = { schema: model.schema, name: table.physical };
+    const lockTarget = lockTargetOf(ddlTable);
+    planner.start('expand', sqlStep(`comment on ${table.name}.${column.name}`, commentOnColumnSql(ddlTable, column.physical, body.comment!), { lockTarget }));
+    planner.rollback(sqlStep(`restore comment of ${table.name}.${column.name}`, commentOnColumnSql(ddlTable, column.physical, column.comment), { lockTarget }));
+    changeColumn(column, { comment: body.comment ?? null });
     return;
   }
 
   // Names for `up` are bound before this operation changes anything; chained operations on one
   // column see the value so far (held in the shadow) under the column's name.
   const upNames = oldVersionNames(table);
-  if (earlier) upNames[column.name] = { column: earlier.shadow, type: earlier.type };
+  if (earlier) upNames[column.name] = { column: earlier.shadow, type: column.type };
   const shadow = planner.shadowColumn(table, column);
-  const previousType = shadow.type;
-
-  if (body.type !== undefined) shadow.type = column.type = body.type;
-  if (body.nullable !== undefined) shadow.nullable = column.nullable = body.nullable;
-  if (body.default !== undefined) shadow.default = column.default = body.default;
-  if (body.comment !== undefined) shadow.comment = column.comment = body.comment;
+  const previousType = column.type;
+  // The column holds the shadow's definition: the shadow is built from it at the end of planning.
+  changeColumn(column, { type: body.type, nullable: body.nullable, default: body.default, comment: body.comment });
 
   if (body.up) {
     // An earlier operation on this column without `up` copied the value: that copy comes first, so
     // this `up` sees the value so far and not an empty shadow.
     if (earlier && !shadow.up.length) shadow.up.push(copyExpression(shadow.original, oldTypeOf(table, shadow), previousType, shadow.origin, 'up'));
-    shadow.up.push(planner.expression(body.up, upNames, shadow.type, 'up'));
+    shadow.up.push(planner.expression(body.up, upNames, column.type, 'up'));
   }
   if (body.down) {
     const downNames = newVersionNames(table);
-    downNames[column.name] = { column: shadow.shadow, type: shadow.type };
+    downNames[column.name] = { column: shadow.shadow, type: column.type };
     const oldType = oldTypeOf(table, shadow);
     // Later operations' `down` run first: each turns its value back into the one before it.
     shadow.down.unshift(planner.expression(body.down, downNames, earlier ? previousType : oldType, 'down'));
@@ -98,47 +105,35 @@ function addConstraints(body: Parameters<typeof alterColumn>[0], planner: Planne
   if (body.check) {
     const expression = renameColumnRefs(body.check.constraint, physicalNames);
     shadows.added.push({ name: body.check.name, kind: 'check', body: checkBody(expression, body.check.no_inherit), origin: planner.origin });
-    table.constraints.push({ name: body.check.name, physical: body.check.name, type: 'check', columns: [shadow.column.name] });
-    planner.expect({ kind: 'constraint', table, constraint: table.constraints.at(-1)! });
+    const constraint = addConstraint(table, { name: body.check.name, physical: body.check.name, type: 'check', columns: [shadow.column.name] });
+    planner.expect({ kind: 'constraint', table, constraint });
   }
   if (body.unique) {
     shadows.added.push({ name: body.unique.name, kind: 'unique', columns: [shadow.shadow], origin: planner.origin });
-    table.constraints.push({ name: body.unique.name, physical: body.unique.name, type: 'unique', columns: [shadow.column.name] });
-    planner.expect({ kind: 'constraint', table, constraint: table.constraints.at(-1)! });
+    const constraint = addConstraint(table, { name: body.unique.name, physical: body.unique.name, type: 'unique', columns: [shadow.column.name] });
+    planner.expect({ kind: 'constraint', table, constraint });
   }
   if (body.references) {
     const sql = columnForeignKeyBody(planner.model, shadow.shadow, body.references, 'references');
     shadows.added.push({ name: body.references.name, kind: 'foreign_key', body: sql, origin: planner.origin });
-    table.constraints.push({ name: body.references.name, physical: body.references.name, type: 'foreign_key', columns: [shadow.column.name] });
-    planner.expect({ kind: 'constraint', table, constraint: table.constraints.at(-1)! });
+    const constraint = addConstraint(table, { name: body.references.name, physical: body.references.name, type: 'foreign_key', columns: [shadow.column.name] });
+    planner.expect({ kind: 'constraint', table, constraint });
   }
 }
 
 /** Nothing old reads this column: change it directly. */
 function alterInPlace(body: Parameters<typeof alterColumn>[0], planner: Planner, table: ModelTable, column: ModelColumn): void {
-  const tableSql = qualified(planner.model.schema, table.physical);
-  const col = quoteIdent(column.physical);
+  const ddlTable = { schema: planner.model.schema, name: table.physical };
+  const physical = column.physical;
   const statements: string[] = [];
-  if (body.type !== undefined) {
-    const using = body.up ? ` USING (${body.up})` : '';
-    statements.push(`ALTER TABLE ${tableSql} ALTER COLUMN ${col} TYPE ${body.type}${using}`);
-    column.type = body.type;
-  }
-  if (body.default !== undefined) {
-    statements.push(body.default === null ? `ALTER TABLE ${tableSql} ALTER COLUMN ${col} DROP DEFAULT` : `ALTER TABLE ${tableSql} ALTER COLUMN ${col} SET DEFAULT ${body.default}`);
-    column.default = body.default;
-  }
-  if (body.nullable !== undefined) {
-    statements.push(`ALTER TABLE ${tableSql} ALTER COLUMN ${col} ${body.nullable ? 'DROP' : 'SET'} NOT NULL`);
-    column.nullable = body.nullable;
-  }
-  if (body.check) statements.push(`ALTER TABLE ${tableSql} ADD ${checkSql(body.check.name, body.check.constraint, body.check.no_inherit)}`);
-  if (body.unique) statements.push(`ALTER TABLE ${tableSql} ADD CONSTRAINT ${quoteIdent(body.unique.name)} UNIQUE (${col})`);
-  if (body.references) statements.push(`ALTER TABLE ${tableSql} ADD ${columnForeignKeySql(planner.model, column.physical, body.references, 'references')}`);
-  if (body.comment !== undefined) {
-    statements.push(`COMMENT ON COLUMN ${tableSql}.${col} IS ${body.comment === null ? 'NULL' : quoteLiteral(body.comment)}`);
-    column.comment = body.comment;
-  }
-  planner.start('expand', sqlStep(`alter column ${table.name}.${column.name}`, statements, { lockTarget: `${planner.model.schema}.${table.physical}` }));
+  if (body.type !== undefined) statements.push(alterTypeSql(ddlTable, physical, body.type, body.up));
+  if (body.default !== undefined) statements.push(body.default === null ? dropDefaultSql(ddlTable, physical) : setDefaultSql(ddlTable, physical, body.default));
+  if (body.nullable !== undefined) statements.push(body.nullable ? dropNotNullSql(ddlTable, physical) : setNotNullSql(ddlTable, physical));
+  if (body.check) statements.push(addConstraintSql(ddlTable, checkSql(body.check.name, body.check.constraint, body.check.no_inherit)));
+  if (body.unique) statements.push(addConstraintSql(ddlTable, `CONSTRAINT ${quoteIdent(body.unique.name)} UNIQUE (${quoteIdent(physical)})`));
+  if (body.references) statements.push(addConstraintSql(ddlTable, columnForeignKeySql(planner.model, physical, body.references, 'references')));
+  if (body.comment !== undefined) statements.push(commentOnColumnSql(ddlTable, physical, body.comment));
+  changeColumn(column, { type: body.type, default: body.default, nullable: body.nullable, comment: body.comment });
+  planner.start('expand', sqlStep(`alter column ${table.name}.${column.name}`, statements, { lockTarget: lockTargetOf(ddlTable) }));
   for (const name of [body.check?.name, body.unique?.name, body.references?.name]) if (name) planner.expect({ kind: 'constraint', table, column, name });
 }

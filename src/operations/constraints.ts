@@ -1,13 +1,36 @@
 /** create_constraint, drop_constraint, drop_multicolumn_constraint and rename_constraint. */
 import type { OperationPlanner } from './types.js';
 import type { OperationBody } from '../migration/format.js';
-import { column as modelColumn, findConstraint, freeConstraintName, inboundForeignKeysLeft, newVersionNames, oldVersionNames, type ModelColumn, type ModelTable } from '../core/model.js';
+import {
+  addConstraint,
+  changeColumn,
+  column as modelColumn,
+  dropConstraint as dropModelConstraint,
+  findConstraint,
+  freeConstraintName,
+  inboundForeignKeysLeft,
+  newVersionNames,
+  oldVersionNames,
+  renameConstraint as renameModelConstraint,
+  type ModelColumn,
+  type ModelTable,
+} from '../core/model.js';
 import { sqlStep } from '../core/steps.js';
 import type { Planner } from '../core/planner.js';
 import { renameColumnRefs } from '../core/rewrite.js';
 import type { ShadowColumn } from '../core/shadow.js';
-import { dropInvalidIndexSql } from '../core/shadow.js';
-import { derivedIdent, qualified, quoteIdent } from '../core/quote.js';
+import { derivedIdent, quoteIdent } from '../core/quote.js';
+import {
+  addConstraintNotValid,
+  addConstraintSql,
+  attachIndexSql,
+  createIndexConcurrently,
+  createUniqueIndexConcurrentlySql,
+  dropConstraint as dropConstraintStep,
+  dropIndexConcurrently,
+  lockTargetOf,
+  validateConstraint,
+} from '../core/ddl.js';
 import { TandemError } from '../errors/index.js';
 import { checkBody, tableForeignKeyBody, tableForeignKeySql } from '../core/definition-sql.js';
 
@@ -44,16 +67,15 @@ export const createConstraint: OperationPlanner<'create_constraint'> = (body, pl
   }
 
   if (table.created) {
-    const tableSql = qualified(planner.model.schema, table.physical);
+    const ddlTable = { schema: planner.model.schema, name: table.physical };
     const physical = columns.map((c) => quoteIdent(modelColumn(table, c, 'columns').physical));
     let sql: string;
     if (body.type === 'check') sql = `CONSTRAINT ${quoteIdent(body.name)} ${checkBody(body.check!, body.no_inherit)}`;
     else if (body.type === 'foreign_key') sql = tableForeignKeySql(planner.model, body.name, columns.map((c) => modelColumn(table, c, 'columns').physical), body.references!, {}, 'references');
     else sql = `CONSTRAINT ${quoteIdent(body.name)} ${body.type === 'unique' ? 'UNIQUE' : 'PRIMARY KEY'} (${physical.join(', ')})${indexOptions(body.index_parameters, 'constraint')}`;
-    planner.start('expand', sqlStep(`add constraint ${body.name}`, `ALTER TABLE ${tableSql} ADD ${sql}`, { lockTarget: `${planner.model.schema}.${table.physical}` }));
-    table.constraints.push({ name: body.name, physical: body.name, type: body.type, columns: [...columns] });
-    if (body.type === 'primary_key') table.primaryKey = [...columns];
-    planner.expect({ kind: 'constraint', table, constraint: table.constraints.at(-1)! });
+    planner.start('expand', sqlStep(`add constraint ${body.name}`, addConstraintSql(ddlTable, sql), { lockTarget: lockTargetOf(ddlTable) }));
+    const constraint = addConstraint(table, { name: body.name, physical: body.name, type: body.type, columns: [...columns] });
+    planner.expect({ kind: 'constraint', table, constraint });
     return;
   }
 
@@ -69,13 +91,13 @@ export const createConstraint: OperationPlanner<'create_constraint'> = (body, pl
   const shadows = modelColumns.map((column) => {
     if (!column.original) {
       chainUpOnNewColumn(body, planner, table, column);
-      if (body.type === 'primary_key') column.nullable = false;
+      if (body.type === 'primary_key') changeColumn(column, { nullable: false });
       return undefined;
     }
     const shadow = planner.shadowColumn(table, column);
     const up = body.up?.[column.name];
-    if (up) shadow.up.push(planner.expression(up, upNames, shadow.type, `up.${column.name}`));
-    if (body.type === 'primary_key') shadow.nullable = column.nullable = false;
+    if (up) shadow.up.push(planner.expression(up, upNames, column.type, `up.${column.name}`));
+    if (body.type === 'primary_key') changeColumn(column, { nullable: false });
     return shadow;
   });
   for (const shadow of shadows) {
@@ -101,12 +123,11 @@ export const createConstraint: OperationPlanner<'create_constraint'> = (body, pl
     case 'primary_key':
       // Attached at complete, once the old columns (and any constraint of that name on them) are gone.
       shadowTable.added.push({ name: body.name, kind: body.type, columns: physical, indexOptions: indexOptions(body.index_parameters, 'index'), origin: planner.origin });
-      if (body.type === 'primary_key') table.primaryKey = [...columns];
       break;
   }
   const isIndexed = body.type === 'unique' || body.type === 'primary_key';
-  table.constraints.push({ name: body.name, physical: isIndexed ? body.name : physicalName, type: body.type, columns: [...columns] });
-  planner.expect({ kind: 'constraint', table, constraint: table.constraints.at(-1)! });
+  const constraint = addConstraint(table, { name: body.name, physical: isIndexed ? body.name : physicalName, type: body.type, columns: [...columns] });
+  planner.expect({ kind: 'constraint', table, constraint });
 };
 
 /**
@@ -116,11 +137,11 @@ export const createConstraint: OperationPlanner<'create_constraint'> = (body, pl
  */
 function addOnNewColumns(body: OperationBody<'create_constraint'>, planner: Planner, table: ModelTable, columns: ModelColumn[], physicalName: string): void {
   const { model } = planner;
-  const tableSql = qualified(model.schema, table.physical);
-  const lockTarget = `${model.schema}.${table.physical}`;
+  const ddlTable = { schema: model.schema, name: table.physical };
+  const lockTarget = lockTargetOf(ddlTable);
   for (const column of columns) {
     chainUpOnNewColumn(body, planner, table, column);
-    if (body.type === 'primary_key') column.nullable = false;
+    if (body.type === 'primary_key') changeColumn(column, { nullable: false });
   }
   const physical = columns.map((c) => c.physical);
   if (body.type === 'check' || body.type === 'foreign_key') {
@@ -128,31 +149,24 @@ function addOnNewColumns(body: OperationBody<'create_constraint'>, planner: Plan
       body.type === 'check'
         ? checkBody(renameColumnRefs(body.check!, physicalNames(table)), body.no_inherit)
         : tableForeignKeyBody(model, physical, body.references!, {}, 'references');
-    planner.start('constrain', sqlStep(`add constraint ${body.name} NOT VALID`, `ALTER TABLE ${tableSql} ADD CONSTRAINT ${quoteIdent(physicalName)} ${definition} NOT VALID`, { lockTarget }));
-    planner.rollback(sqlStep(`drop constraint ${physicalName}`, `ALTER TABLE ${tableSql} DROP CONSTRAINT IF EXISTS ${quoteIdent(physicalName)}`, { lockTarget }));
-    planner.complete('validate', sqlStep(`validate constraint ${physicalName}`, `ALTER TABLE ${tableSql} VALIDATE CONSTRAINT ${quoteIdent(physicalName)}`, { lockTarget }));
-    table.constraints.push({ name: body.name, physical: physicalName, type: body.type, columns: columns.map((c) => c.name) });
-  } else {
-    const index = derivedIdent('_tandem_ix_', body.name);
-    planner.start(
-      'backfill',
-      sqlStep(
-        `build unique index ${index} concurrently`,
-        `CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ${quoteIdent(index)} ON ${tableSql} (${physical.map(quoteIdent).join(', ')})${indexOptions(body.index_parameters, 'index')}`,
-        { transactional: false, cleanup: [dropInvalidIndexSql(model.schema, index)], lockTarget },
-      ),
-    );
-    planner.rollback(sqlStep(`drop index ${index}`, `DROP INDEX CONCURRENTLY IF EXISTS ${qualified(model.schema, index)}`, { transactional: false }));
-    const kind = body.type === 'primary_key' ? 'PRIMARY KEY' : 'UNIQUE';
-    planner.complete(
-      'finish',
-      sqlStep(`attach index ${index} as constraint ${body.name}`, `ALTER TABLE ${tableSql} ADD CONSTRAINT ${quoteIdent(body.name)} ${kind} USING INDEX ${quoteIdent(index)}`, { lockTarget }),
-    );
-    model.indexNames.add(index);
-    table.constraints.push({ name: body.name, physical: body.name, type: body.type, columns: columns.map((c) => c.name) });
-    if (body.type === 'primary_key') table.primaryKey = columns.map((c) => c.name);
+    planner.start('constrain', addConstraintNotValid(ddlTable, physicalName, definition, { description: `add constraint ${body.name} NOT VALID` }));
+    planner.rollback(dropConstraintStep(ddlTable, physicalName));
+    planner.complete('validate', validateConstraint(ddlTable, physicalName));
+    const constraint = addConstraint(table, { name: body.name, physical: physicalName, type: body.type, columns: columns.map((c) => c.name) });
+    planner.expect({ kind: 'constraint', table, constraint });
+    return;
   }
-  planner.expect({ kind: 'constraint', table, constraint: table.constraints.at(-1)! });
+  const index = derivedIdent('_tandem_ix_', body.name);
+  const indexSql = createUniqueIndexConcurrentlySql(ddlTable, index, physical, indexOptions(body.index_parameters, 'index'));
+  planner.start('backfill', createIndexConcurrently(ddlTable, index, indexSql, `build unique index ${index} concurrently`));
+  planner.rollback(dropIndexConcurrently(model.schema, index, `drop index ${index}`));
+  planner.complete(
+    'finish',
+    sqlStep(`attach index ${index} as constraint ${body.name}`, attachIndexSql(ddlTable, body.name, body.type, index), { lockTarget }),
+  );
+  model.addIndex(index);
+  const constraint = addConstraint(table, { name: body.name, physical: body.name, type: body.type, columns: columns.map((c) => c.name) });
+  planner.expect({ kind: 'constraint', table, constraint });
 }
 
 /**
@@ -203,7 +217,7 @@ export const renameConstraint: OperationPlanner<'rename_constraint'> = (body, pl
   }
   // The new name applies at complete (the planner renames from the physical name); nothing reads
   // constraint names through the views, so both versions are unaffected until then.
-  constraint.name = body.to;
+  renameModelConstraint(constraint, body.to);
 };
 
 function constraintOf(planner: Planner, tableName: string, name: string, field = 'name') {
@@ -223,11 +237,9 @@ function dropWithShadows(
   expressions: (column: string) => { up?: string; down?: string },
   separator: string,
 ): void {
-  const tableSql = qualified(planner.model.schema, table.physical);
-  table.constraints = table.constraints.filter((c) => c !== constraint);
-  if (constraint.type === 'primary_key') table.primaryKey = [];
+  dropModelConstraint(table, constraint);
   if (table.created) {
-    planner.start('expand', sqlStep(`drop constraint ${constraint.name}`, `ALTER TABLE ${tableSql} DROP CONSTRAINT IF EXISTS ${quoteIdent(constraint.physical)}`, { lockTarget: `${planner.model.schema}.${table.physical}` }));
+    planner.start('expand', dropConstraintStep({ schema: planner.model.schema, name: table.physical }, constraint.physical, `drop constraint ${constraint.name}`));
     return;
   }
   // Foreign keys that operations before this one dropped (or whose tables they dropped) no longer count.
@@ -241,7 +253,7 @@ function dropWithShadows(
     const shadow = planner.shadowColumn(table, modelColumn(table, name, 'name'));
     const { up } = expressions(name);
     const field = separator ? `up${separator}${name}` : 'up';
-    if (up) shadow.up.push(planner.expression(up, upNames, shadow.type, field));
+    if (up) shadow.up.push(planner.expression(up, upNames, shadow.column.type, field));
     return shadow;
   });
   for (const shadow of shadows) {
@@ -250,7 +262,7 @@ function dropWithShadows(
     if (down) shadow.down.unshift(planner.expression(down, newVersionNames(table), oldTypeOf(table, shadow), field));
   }
   planner.shadowTable(table)!.dropped.add(constraint.physical);
-  planner.model.droppedConstraints.add(`${table.info!.oid}:${constraint.physical}`);
+  planner.model.dropExistingConstraint(table, constraint.physical);
 }
 
 function oldTypeOf(table: ModelTable, shadow: ShadowColumn): string {

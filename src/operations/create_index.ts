@@ -1,10 +1,9 @@
 import type { OperationPlanner } from './types.js';
 import { column } from '../core/model.js';
-import { sqlStep } from '../core/steps.js';
 import { renameColumnRefs } from '../core/rewrite.js';
-import { derivedIdent, qualified, quoteIdent } from '../core/quote.js';
+import { derivedIdent, quoteIdent } from '../core/quote.js';
 import { TandemError } from '../errors/index.js';
-import { dropInvalidIndexSql } from '../core/shadow.js';
+import { createIndexConcurrently, dropIndexConcurrently, tableSql } from '../core/ddl.js';
 
 /** Built CONCURRENTLY, so writes continue; an interrupted build's invalid index is removed before a retry. */
 export const createIndex: OperationPlanner<'create_index'> = (body, planner) => {
@@ -46,19 +45,13 @@ export const createIndex: OperationPlanner<'create_index'> = (body, planner) => 
     // The predicate names columns as the new version sees them.
     const physical = new Map(table.columns.filter((c) => c.physical !== c.name).map((c) => [c.name, c.physical]));
     const predicate = body.predicate ? ` WHERE (${renameColumnRefs(body.predicate, physical)})` : '';
-    const tableSql = qualified(model.schema, table.physical);
+    const ddlTable = { schema: model.schema, name: table.physical };
+    const sql = `CREATE ${unique}INDEX CONCURRENTLY IF NOT EXISTS ${quoteIdent(physicalName)} ON ${tableSql(ddlTable)}${method} (${elements.join(', ')})${storage}${predicate}`;
     // On shadow columns, after the backfill has filled them (as the indexes that follow a shadow are).
-    planner.start(
-      shadowed ? 'backfill' : 'constrain',
-      sqlStep(
-        `create index ${body.name} concurrently`,
-        `CREATE ${unique}INDEX CONCURRENTLY IF NOT EXISTS ${quoteIdent(physicalName)} ON ${tableSql}${method} (${elements.join(', ')})${storage}${predicate}`,
-        { transactional: false, cleanup: [dropInvalidIndexSql(model.schema, physicalName)], lockTarget: `${model.schema}.${table.physical}`, origin },
-      ),
-    );
+    planner.start(shadowed ? 'backfill' : 'constrain', createIndexConcurrently(ddlTable, physicalName, sql, `create index ${body.name} concurrently`, { origin }));
   });
-  planner.rollback(sqlStep(`drop index ${body.name}`, `DROP INDEX CONCURRENTLY IF EXISTS ${qualified(model.schema, physicalName)}`, { transactional: false }));
-  model.indexNames.add(physicalName);
-  model.indexNames.add(body.name);
+  planner.rollback(dropIndexConcurrently(model.schema, physicalName, `drop index ${body.name}`));
+  model.addIndex(physicalName);
+  model.addIndex(body.name);
   planner.expect({ kind: 'index', table, name: body.name, columns });
 };

@@ -1,8 +1,9 @@
 import type { OperationPlanner } from './types.js';
-import type { ModelColumn, ModelTable, SchemaModel } from '../core/model.js';
+import { addConstraint, type ModelColumn, type ModelTable, type SchemaModel } from '../core/model.js';
 import { sqlStep } from '../core/steps.js';
 import { derivedIdent, qualified, quoteIdent, quoteLiteral } from '../core/quote.js';
 import { TandemError } from '../errors/index.js';
+import { dropTableSql } from '../core/ddl.js';
 import {
   checkSql,
   columnForeignKeySql,
@@ -113,7 +114,6 @@ export const createTable: OperationPlanner<'create_table'> = (body, planner) => 
           throw new TandemError({ kind: 'primary_key_twice' }, { field });
         }
         tableConstraints.push(`${named} PRIMARY KEY ${cols}${indexParametersSql(constraint.index_parameters)}${deferrable(constraint)}`);
-        modelTable.primaryKey = [...columns];
         break;
       case 'unique': {
         needColumns();
@@ -141,10 +141,10 @@ export const createTable: OperationPlanner<'create_table'> = (body, planner) => 
         break;
       }
     }
-    modelTable.constraints.push({ name: constraint.name, physical, type: constraint.type, columns: [...columns] });
-    if (physical !== constraint.name) model.indexNames.add(physical);
+    addConstraint(modelTable, { name: constraint.name, physical, type: constraint.type, columns: [...columns] });
+    if (physical !== constraint.name) model.addIndex(physical);
   });
-  for (const c of renamedLater) model.indexNames.add(c.physical);
+  for (const c of renamedLater) model.addIndex(c.physical);
 
   const statements = [`CREATE TABLE ${table} (\n  ${[...definitions.map((d) => d.sql), ...tableConstraints].join(',\n  ')}\n)`];
   if (body.comment !== undefined) statements.push(`COMMENT ON TABLE ${table} IS ${quoteLiteral(body.comment)}`);
@@ -157,7 +157,7 @@ export const createTable: OperationPlanner<'create_table'> = (body, planner) => 
     planner.complete('rename', sqlStep(`rename the sequences of ${body.name}`, renameOwnedSequencesSql(model.schema, physicalName, body.name)));
   }
   planner.start('expand', sqlStep(`create table ${body.name}`, statements));
-  planner.rollback(sqlStep(`drop table ${body.name}`, `DROP TABLE IF EXISTS ${table}`));
+  planner.rollback(sqlStep(`drop table ${body.name}`, dropTableSql({ schema: model.schema, name: physicalName })));
   planner.expect({ kind: 'table', table: modelTable });
   for (const column of modelTable.columns) planner.expect({ kind: 'column', table: modelTable, column });
   for (const constraint of modelTable.constraints) planner.expect({ kind: 'constraint', table: modelTable, constraint });

@@ -1,7 +1,6 @@
 import type { OperationPlanner } from './types.js';
-import { column, newVersionNames } from '../core/model.js';
-import { sqlStep } from '../core/steps.js';
-import { qualified, quoteIdent } from '../core/quote.js';
+import { column, dropColumn as dropModelColumn, newVersionNames } from '../core/model.js';
+import { dropColumn as dropColumnStep } from '../core/ddl.js';
 
 /**
  * The new version stops seeing the column at start; the old version keeps it until complete drops it.
@@ -11,16 +10,15 @@ export const dropColumn: OperationPlanner<'drop_column'> = (body, planner) => {
   const { model } = planner;
   const table = model.table(body.table, 'table');
   const dropped = column(table, body.column, 'column');
-  table.columns = table.columns.filter((c) => c !== dropped);
+  dropModelColumn(table, dropped);
   if (table.primaryKey.includes(body.column)) {
     planner.warn(`column "${body.column}" is part of the primary key of "${table.name}"; dropping it at complete drops the primary key too`);
   }
-  const lockTarget = `${model.schema}.${table.physical}`;
-  const tableSql = qualified(model.schema, table.physical);
+  const ddlTable = { schema: model.schema, name: table.physical };
 
   if (table.created || !dropped.original) {
     // Nothing old reads it: drop it now.
-    planner.start('expand', sqlStep(`drop column ${table.name}.${body.column}`, `ALTER TABLE ${tableSql} DROP COLUMN IF EXISTS ${quoteIdent(dropped.physical)}`, { lockTarget }));
+    planner.start('expand', dropColumnStep(ddlTable, dropped.physical, `drop column ${table.name}.${body.column}`));
     return;
   }
 
@@ -35,11 +33,5 @@ export const dropColumn: OperationPlanner<'drop_column'> = (body, planner) => {
       `column "${body.column}" is NOT NULL without a default: until complete, inserts by the new version fail unless \`down\` gives it a value`,
     );
   }
-  planner.complete(
-    'contract',
-    sqlStep(`drop column ${table.physical}.${dropped.original}`, `ALTER TABLE ${tableSql} DROP COLUMN IF EXISTS ${quoteIdent(dropped.original)}`, {
-      lockTarget,
-      destructive: true,
-    }),
-  );
+  planner.complete('contract', dropColumnStep(ddlTable, dropped.original, `drop column ${table.physical}.${dropped.original}`, { destructive: true }));
 };

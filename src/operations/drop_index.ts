@@ -1,6 +1,5 @@
 import type { OperationPlanner } from './types.js';
-import { sqlStep } from '../core/steps.js';
-import { qualified } from '../core/quote.js';
+import { dropIndexConcurrently } from '../core/ddl.js';
 import { TandemError } from '../errors/index.js';
 
 /** The old version may still depend on the index for speed, so it is dropped (concurrently) at complete. */
@@ -15,9 +14,6 @@ export const dropIndex: OperationPlanner<'drop_index'> = (body, planner) => {
       throw new TandemError({ kind: 'index_is_constraint', index: body.name, constraint: index.constraint, table: table.name }, { field: 'name' });
     }
   }
-  model.indexNames.delete(body.name);
-  planner.complete(
-    'contract',
-    sqlStep(`drop index ${body.name} concurrently`, `DROP INDEX CONCURRENTLY IF EXISTS ${qualified(model.schema, body.name)}`, { transactional: false, destructive: true }),
-  );
+  model.dropIndex(body.name);
+  planner.complete('contract', dropIndexConcurrently(model.schema, body.name, `drop index ${body.name} concurrently`, { destructive: true }));
 };

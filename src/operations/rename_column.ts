@@ -11,6 +11,4 @@ export const renameColumn: OperationPlanner<'rename_column'> = (body, planner) =
   if (body.from === body.to) return;
   requireNewColumnName(table, body.to, 'to');
   renameModelColumn(table, renamed, body.to);
-  for (const constraint of table.constraints) constraint.columns = constraint.columns.map((c) => (c === body.from ? body.to : c));
-  table.primaryKey = table.primaryKey.map((c) => (c === body.from ? body.to : c));
 };

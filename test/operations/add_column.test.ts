@@ -16,12 +16,10 @@ const users = {
     },
   ],
 };
-const seed = `SELECT 1`;
 
 runOperationCases('add_column', [
   {
     name: 'nullable column with a constant default: catalog-only, no backfill',
-    setup: seed,
     migrations: [users, { name: '02_add_nickname', operations: [{ add_column: { table: 'users', column: { name: 'nickname', type: 'text', nullable: true, default: "'none'" } } }] }],
     afterStart: async (t) => {
       await t.old.query(`INSERT INTO users (name) VALUES ('ann')`);

@@ -132,10 +132,18 @@ runOperationCases('create_constraint, drop_constraint, drop_multicolumn_constrai
       },
     ],
     afterStart: async (t) => {
-      expect(Object.keys(await constraintsOf(t.db, 'public', 'members'))).toContain('members_age_positive');
+      // Renamed only at complete: until then the old names hold and the new ones are free.
+      const names = Object.keys(await constraintsOf(t.db, 'public', 'members'));
+      expect(names).toContain('members_age_positive');
+      expect(names).toContain('members_team_handle');
+      expect(names).not.toContain('age_is_positive');
+      expect(names).not.toContain('one_handle_per_team');
     },
     afterComplete: async (t) => {
       expect(Object.keys(await constraintsOf(t.db, 'public', 'members'))).toEqual(['age_is_positive', 'members_pkey', 'one_handle_per_team']);
+    },
+    afterRollback: async (t) => {
+      expect(Object.keys(await constraintsOf(t.db, 'public', 'members'))).toEqual(['members_age_positive', 'members_pkey', 'members_team_handle']);
     },
   },
 ]);

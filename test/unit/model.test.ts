@@ -1,5 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { findColumn, movePhysical, physicalColumnTaken, renameColumn, type ModelColumn, type ModelTable } from '../../src/core/model.js';
+import {
+  addColumn,
+  addConstraint,
+  dropColumn,
+  dropConstraint,
+  findColumn,
+  moveConstraint,
+  movePhysical,
+  physicalColumnTaken,
+  renameColumn,
+  type ModelColumn,
+  type ModelTable,
+} from '../../src/core/model.js';
 
 function modelColumn(name: string, original: string | null = name): ModelColumn {
   return { name, physical: name, type: 'int', nullable: true, default: null, identity: '', generated: '', comment: null, original };
@@ -47,9 +59,11 @@ describe('column lookups of the planning model', () => {
   });
 
   it('start afresh when the columns are replaced (a dropped column is gone)', () => {
-    const table = modelTable([modelColumn('a'), modelColumn('b', null)]);
-    expect(findColumn(table, 'b')).toBeDefined();
-    table.columns = table.columns.filter((c) => c.name !== 'b');
+    const table = modelTable([modelColumn('a')]);
+    const b = modelColumn('b', null);
+    addColumn(table, b);
+    expect(findColumn(table, 'b')).toBe(b);
+    dropColumn(table, b);
     expect(findColumn(table, 'b')).toBeUndefined();
     expect(physicalColumnTaken(table, 'b')).toBe(false);
   });
@@ -68,5 +82,28 @@ describe('column lookups of the planning model', () => {
     expect(findColumn(table, 'y')).toBe(second);
     renameColumn(table, second, 'x');
     expect(findColumn(table, 'x')).toBe(first);
+  });
+});
+
+describe('changes to the planning model', () => {
+  it('a renamed column takes the constraints and primary key that name it along', () => {
+    const table = modelTable([modelColumn('id'), modelColumn('age')]);
+    addConstraint(table, { name: 't_pkey', physical: 't_pkey', type: 'primary_key', columns: ['id'] });
+    const check = addConstraint(table, { name: 't_age_check', physical: 't_age_check', type: 'check', columns: ['age'] });
+    expect(table.primaryKey).toEqual(['id']);
+    renameColumn(table, findColumn(table, 'id')!, 'key');
+    renameColumn(table, findColumn(table, 'age')!, 'years');
+    expect(table.primaryKey).toEqual(['key']);
+    expect(table.constraints.map((c) => c.columns)).toEqual([['key'], ['years']]);
+    moveConstraint(table, 't_age_check', '_tandem_c_t_age_check');
+    expect(check).toMatchObject({ name: 't_age_check', physical: '_tandem_c_t_age_check' });
+  });
+
+  it('a dropped primary key leaves the table without one', () => {
+    const table = modelTable([modelColumn('id')]);
+    const primaryKey = addConstraint(table, { name: 't_pkey', physical: 't_pkey', type: 'primary_key', columns: ['id'] });
+    dropConstraint(table, primaryKey);
+    expect(table.primaryKey).toEqual([]);
+    expect(table.constraints).toEqual([]);
   });
 });

@@ -1,0 +1,147 @@
+
+-- ==== start ====
+-- create index users_name_idx concurrently [#0; sql; lock public.users; not transactional; operation 0]
+CREATE INDEX CONCURRENTLY IF NOT EXISTS "users_name_idx" ON "public"."users" ("name") WHERE (age > 18);
+-- cleanup before a retry:
+DO $tandem$ BEGIN
+  IF EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = 'public' AND c.relname = 'users_name_idx' AND NOT i.indisvalid) THEN
+    EXECUTE 'DROP INDEX "public"."users_name_idx"';
+  END IF;
+END $tandem$;
+-- create version schema public_02_change [#1; sql]
+CREATE SCHEMA "public_02_change";
+INSERT INTO "tandem"."version_schemas" (version_schema, schema_name, migration)
+     VALUES ('public_02_change', 'public', '02_change')
+     ON CONFLICT (version_schema) DO UPDATE SET schema_name = EXCLUDED.schema_name, migration = EXCLUDED.migration, created_at = now();
+CREATE OR REPLACE VIEW "public_02_change"."posts" WITH (security_invoker = true) AS SELECT "id", "user_id", "title" FROM "public"."posts";
+CREATE OR REPLACE VIEW "public_02_change"."users" WITH (security_invoker = true) AS SELECT "id", "name", "email", "age" FROM "public"."users";
+
+-- ==== complete ====
+-- rehearse the rest of complete (rolled back) [sql]
+DO $tandem_rehearsal$ BEGIN
+  BEGIN
+    EXECUTE 'DO $tandem$
+DECLARE
+  _view text;
+  _others text;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = ''public_01_init'') THEN
+    DELETE FROM "tandem"."version_schemas" WHERE version_schema = ''public_01_init'';
+    RETURN;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM "tandem"."version_schemas" WHERE version_schema = ''public_01_init'') THEN
+    RAISE EXCEPTION ''schema % was not created by tandem: it is not dropped'', ''"public_01_init"''
+      USING ERRCODE = ''42501'', HINT = ''tandem drops only the version schemas it created itself'';
+  END IF;
+  FOR _view IN SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = ''public_01_init'' AND c.relkind = ''v'' ORDER BY c.relname LOOP
+    EXECUTE pg_catalog.format(''DROP VIEW %I.%I'', ''public_01_init'', _view);
+  END LOOP;
+  SELECT pg_catalog.string_agg(what, '', '' ORDER BY what) INTO _others FROM (
+    SELECT pg_catalog.format(''%s %I'', CASE c.relkind WHEN ''r'' THEN ''table'' WHEN ''p'' THEN ''table'' WHEN ''S'' THEN ''sequence''
+             WHEN ''m'' THEN ''materialized view'' WHEN ''f'' THEN ''foreign table'' WHEN ''i'' THEN ''index'' WHEN ''c'' THEN ''type'' ELSE ''relation'' END, c.relname) AS what
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = ''public_01_init''
+    UNION ALL
+    SELECT pg_catalog.format(''function %I'', p.proname) FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+     WHERE n.nspname = ''public_01_init''
+    UNION ALL
+    SELECT pg_catalog.format(''type %I'', t.typname) FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+     WHERE n.nspname = ''public_01_init'' AND t.typrelid = 0 AND t.typelem = 0
+  ) AS found;
+  IF _others IS NOT NULL THEN
+    RAISE EXCEPTION ''version schema % holds objects tandem did not put there: %'', ''"public_01_init"'', _others
+      USING ERRCODE = ''2BP01'', HINT = ''move them to another schema (ALTER … SET SCHEMA) or drop them, then run the command again'';
+  END IF;
+  EXECUTE ''DROP SCHEMA "public_01_init"'';
+  DELETE FROM "tandem"."version_schemas" WHERE version_schema = ''public_01_init'';
+END
+$tandem$';
+    RAISE EXCEPTION USING ERRCODE = 'T0R01';
+  EXCEPTION WHEN SQLSTATE 'T0R01' THEN
+    NULL;
+  END;
+END $tandem_rehearsal$;
+-- drop the previous version schema public_01_init [sql; destructive]
+DO $tandem$
+DECLARE
+  _view text;
+  _others text;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = 'public_01_init') THEN
+    DELETE FROM "tandem"."version_schemas" WHERE version_schema = 'public_01_init';
+    RETURN;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM "tandem"."version_schemas" WHERE version_schema = 'public_01_init') THEN
+    RAISE EXCEPTION 'schema % was not created by tandem: it is not dropped', '"public_01_init"'
+      USING ERRCODE = '42501', HINT = 'tandem drops only the version schemas it created itself';
+  END IF;
+  FOR _view IN SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = 'public_01_init' AND c.relkind = 'v' ORDER BY c.relname LOOP
+    EXECUTE pg_catalog.format('DROP VIEW %I.%I', 'public_01_init', _view);
+  END LOOP;
+  SELECT pg_catalog.string_agg(what, ', ' ORDER BY what) INTO _others FROM (
+    SELECT pg_catalog.format('%s %I', CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'S' THEN 'sequence'
+             WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table' WHEN 'i' THEN 'index' WHEN 'c' THEN 'type' ELSE 'relation' END, c.relname) AS what
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = 'public_01_init'
+    UNION ALL
+    SELECT pg_catalog.format('function %I', p.proname) FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+     WHERE n.nspname = 'public_01_init'
+    UNION ALL
+    SELECT pg_catalog.format('type %I', t.typname) FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+     WHERE n.nspname = 'public_01_init' AND t.typrelid = 0 AND t.typelem = 0
+  ) AS found;
+  IF _others IS NOT NULL THEN
+    RAISE EXCEPTION 'version schema % holds objects tandem did not put there: %', '"public_01_init"', _others
+      USING ERRCODE = '2BP01', HINT = 'move them to another schema (ALTER … SET SCHEMA) or drop them, then run the command again';
+  END IF;
+  EXECUTE 'DROP SCHEMA "public_01_init"';
+  DELETE FROM "tandem"."version_schemas" WHERE version_schema = 'public_01_init';
+END
+$tandem$;
+-- wait for the proxies to retire public_01_init [await_proxies]
+
+-- ==== rollback ====
+-- drop version schema public_02_change [sql; undoes 1]
+DO $tandem$
+DECLARE
+  _view text;
+  _others text;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = 'public_02_change') THEN
+    DELETE FROM "tandem"."version_schemas" WHERE version_schema = 'public_02_change';
+    RETURN;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM "tandem"."version_schemas" WHERE version_schema = 'public_02_change') THEN
+    RAISE EXCEPTION 'schema % was not created by tandem: it is not dropped', '"public_02_change"'
+      USING ERRCODE = '42501', HINT = 'tandem drops only the version schemas it created itself';
+  END IF;
+  FOR _view IN SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = 'public_02_change' AND c.relkind = 'v' ORDER BY c.relname LOOP
+    EXECUTE pg_catalog.format('DROP VIEW %I.%I', 'public_02_change', _view);
+  END LOOP;
+  SELECT pg_catalog.string_agg(what, ', ' ORDER BY what) INTO _others FROM (
+    SELECT pg_catalog.format('%s %I', CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'S' THEN 'sequence'
+             WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table' WHEN 'i' THEN 'index' WHEN 'c' THEN 'type' ELSE 'relation' END, c.relname) AS what
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = 'public_02_change'
+    UNION ALL
+    SELECT pg_catalog.format('function %I', p.proname) FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+     WHERE n.nspname = 'public_02_change'
+    UNION ALL
+    SELECT pg_catalog.format('type %I', t.typname) FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+     WHERE n.nspname = 'public_02_change' AND t.typrelid = 0 AND t.typelem = 0
+  ) AS found;
+  IF _others IS NOT NULL THEN
+    RAISE EXCEPTION 'version schema % holds objects tandem did not put there: %', '"public_02_change"', _others
+      USING ERRCODE = '2BP01', HINT = 'move them to another schema (ALTER … SET SCHEMA) or drop them, then run the command again';
+  END IF;
+  EXECUTE 'DROP SCHEMA "public_02_change"';
+  DELETE FROM "tandem"."version_schemas" WHERE version_schema = 'public_02_change';
+END
+$tandem$;
+-- drop index users_name_idx [sql; not transactional; undoes 0; operation 0]
+DROP INDEX CONCURRENTLY IF EXISTS "public"."users_name_idx";
+-- expect index users.users_name_idx
