@@ -8,7 +8,7 @@
  */
 import { lockTargetOf, renameColumnSql, renameConstraint, renameIndex, renameTable } from './ddl.js';
 import { moveConstraint, movePhysical, physicalColumnTaken, type ModelColumn, type ModelTable, type SchemaModel } from './model.js';
-import { ShadowTable, shadowName, type ShadowColumn } from './shadow.js';
+import { ShadowTable, shadowName, type NewConstraint, type ShadowColumn } from './shadow.js';
 import {
   COMPLETE_PHASES,
   START_PHASES,
@@ -21,7 +21,7 @@ import {
   type Step,
   type StepOrigin,
 } from './steps.js';
-import { derivedIdent, qualified, quoteLiteral } from './quote.js';
+import { derivedIdent, qualified, quoteIdent, quoteLiteral } from './quote.js';
 import {
   backfillAssignments,
   createSyncTriggerSql,
@@ -128,6 +128,22 @@ export class Planner {
     shadows.columns.push(state);
     movePhysical(table, column, shadow);
     return state;
+  }
+
+  /**
+   * Takes back the shadow of a column that a later operation of the same migration drops (a
+   * constraint dropped, a type changed, then the column itself dropped): a shadow would be swapped
+   * into place at complete under the name of the column being dropped. Without it the old column
+   * stays as it is until complete drops it, with whatever constraints it has.
+   */
+  unshadowColumn(table: ModelTable, column: ModelColumn): void {
+    const shadows = this.shadowTables.get(table);
+    const state = shadows?.find(column);
+    if (!shadows || !state) return;
+    shadows.columns.splice(shadows.columns.indexOf(state), 1);
+    shadows.added.splice(0, shadows.added.length, ...shadows.added.filter((added) => !mentions(added, state.shadow)));
+    movePhysical(table, column, state.original);
+    if (!shadows.columns.length) this.shadowTables.delete(table);
   }
 
   shadowTable(table: ModelTable): ShadowTable | undefined {
@@ -417,4 +433,9 @@ function renameNotNullConstraintSql(schema: string, table: string, from: string,
     EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', ${relation}, current_name, ${wanted});
   END IF;
 END $tandem$`;
+}
+
+/** Whether a constraint added on shadow columns involves the shadow column `physical`. */
+function mentions(constraint: NewConstraint, physical: string): boolean {
+  return (constraint.columns ?? []).includes(physical) || (constraint.body ?? '').includes(quoteIdent(physical));
 }

@@ -10,6 +10,8 @@ export const dropColumn: OperationPlanner<'drop_column'> = (body, planner) => {
   const { model } = planner;
   const table = model.table(body.table, 'table');
   const dropped = column(table, body.column, 'column');
+  // An earlier operation of this migration may have shadowed it (drop_constraint, a type change): moot now.
+  planner.unshadowColumn(table, dropped);
   dropModelColumn(table, dropped);
   if (table.primaryKey.includes(body.column)) {
     planner.warn(`column "${body.column}" is part of the primary key of "${table.name}"; dropping it at complete drops the primary key too`);

@@ -108,8 +108,9 @@ describe.each(HISTORIES)('the $name history', (history) => {
   }
 
   it('converts file by file, and each file applied alone gives the schema its plain SQL gives', async () => {
+    const url = pg.url;
     const { entries } = await readHistory(history.dir);
-    const rawName = new URL(pg.url).pathname.slice(1);
+    const rawName = new URL(url).pathname.slice(1);
     for (const [index, entry] of entries.entries()) {
       // tandem runs on a copy of what the plain SQL of the earlier files built; the original gets this file's plain SQL.
       const copy = `${rawName}_file${index}`;
@@ -118,15 +119,15 @@ describe.each(HISTORIES)('the $name history', (history) => {
       ok(await tandem(copyUrl, ['init']));
       await applyWithTandem(copyUrl, await convertFile(entry));
       const sql = await readFile(entry.file, 'utf8');
-      const expected = await withClient(pg.url, async (raw) => (await raw.query(sql), snapshotSchema(raw, 'public')));
+      const expected = await withClient(url, async (raw) => (await raw.query(sql), snapshotSchema(raw, 'public')));
       expect(await withClient(copyUrl, (converted) => snapshotSchema(converted, 'public')), entry.name).toEqual(expected);
       await withClient(pg.server.url(), (admin) => admin.query(`DROP DATABASE "${copy}" WITH (FORCE)`));
     }
   }, HISTORY_TIMEOUT_MS);
 
-  /** The schema the whole history's plain SQL builds, in a database of its own. */
-  async function plainSqlSchema(entries: HistoryEntry[]) {
-    const name = `${new URL(pg.url).pathname.slice(1)}_plain`;
+  /** The schema the whole history's plain SQL builds, in a database of its own (named after `url`'s). */
+  async function plainSqlSchema(entries: HistoryEntry[], url: string) {
+    const name = `${new URL(url).pathname.slice(1)}_plain`;
     await withClient(pg.server.url(), (admin) => admin.query(`CREATE DATABASE "${name}"`));
     return withClient(pg.server.url(name), async (raw) => {
       for (const entry of entries) await raw.query(await readFile(entry.file, 'utf8'));
@@ -135,27 +136,29 @@ describe.each(HISTORIES)('the $name history', (history) => {
   }
 
   it('applies as one chain with migrate --complete, to the schema the plain SQL gives', async () => {
+    const url = pg.url;
     const { entries } = await readHistory(history.dir);
     const dir = await mkdtemp(join(tmpdir(), 'tandem-history-'));
     for (const entry of entries) {
       for (const migration of await convertFile(entry)) await writeFile(join(dir, `${migration.name}.yaml`), toYaml(review(migration)));
     }
     expect((await readdir(dir)).length).toBeGreaterThanOrEqual(entries.length);
-    ok(await tandem(pg.url, ['init']));
-    ok(await tandem(pg.url, ['migrate', dir, '--complete']));
-    expect(await withClient(pg.url, (db) => snapshotSchema(db, 'public'))).toEqual(await plainSqlSchema(entries));
+    ok(await tandem(url, ['init']));
+    ok(await tandem(url, ['migrate', dir, '--complete']));
+    expect(await withClient(url, (db) => snapshotSchema(db, 'public'))).toEqual(await plainSqlSchema(entries, url));
   }, HISTORY_TIMEOUT_MS);
 
   it('applies as one chain on tables that hold rows, written before every file', async () => {
+    const url = pg.url;
     const { entries } = await readHistory(history.dir);
-    ok(await tandem(pg.url, ['init']));
+    ok(await tandem(url, ['init']));
     const folder = await mkdtemp(join(tmpdir(), 'tandem-history-'));
     let rows = 0;
     for (const entry of entries) {
-      rows += await withClient(pg.url, (db) => fillTables(db, 'public', 200));
-      await applyWithTandem(pg.url, await convertFile(entry), folder);
+      rows += await withClient(url, (db) => fillTables(db, 'public', 200));
+      await applyWithTandem(url, await convertFile(entry), folder);
     }
     expect(rows).toBeGreaterThan(0);
-    expect(await withClient(pg.url, (db) => snapshotSchema(db, 'public'))).toEqual(await plainSqlSchema(entries));
+    expect(await withClient(url, (db) => snapshotSchema(db, 'public'))).toEqual(await plainSqlSchema(entries, url));
   }, HISTORY_TIMEOUT_MS);
 });

@@ -46,6 +46,23 @@ runOperationCases('operations that meet in one migration', [
     },
   },
   {
+    name: 'drop_constraint, then drop_column of the column it covered (trigger.dev history)',
+    setup,
+    migrations: [
+      { name: '01_drop_author', operations: [{ drop_constraint: { table: 'posts', name: 'posts_author_fkey' } }, { drop_column: { table: 'posts', column: 'author' } }] },
+    ],
+    afterStart: async (t) => {
+      // The new version neither sees the column nor is held by its key; the old one keeps both.
+      await t.new.query(`INSERT INTO posts (title) VALUES ('new')`);
+      await expect(t.old.query(`INSERT INTO posts (author, title) VALUES (999, 'old')`)).rejects.toThrow(/posts_author_fkey/);
+      expect(await columnNames(t.db, 'public', 'posts')).toEqual(['id', 'author', 'title']);
+    },
+    afterComplete: async (t) => {
+      expect(await columnNames(t.db, 'public', 'posts')).toEqual(['id', 'title']);
+      expect(await constraintsOf(t.db, 'public', 'posts')).toEqual({ posts_pkey: 'PRIMARY KEY (id)' });
+    },
+  },
+  {
     name: 'drop_constraint, then drop_table of the same table',
     setup,
     migrations: [{ name: '01_drop_posts', operations: [{ drop_constraint: { table: 'posts', name: 'posts_author_fkey' } }, { drop_table: { name: 'posts' } }] }],
