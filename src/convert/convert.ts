@@ -7,11 +7,12 @@
  * The result is checked with the validator `tandem start` uses before anyone sees it.
  */
 import { createHash } from 'node:crypto';
-import { parseSql, type Statement } from '../sqlparse/parse.js';
+import { parseSql, type ParsedSql, type Statement } from '../sqlparse/parse.js';
 import { asNode } from '../sqlparse/ast.js';
 import { parseMigration } from '../migration/load.js';
 import { TandemError } from '../errors/index.js';
-import type { ConvertedOperation } from './context.js';
+import type { ConvertedOperation, Note } from './context.js';
+import { MAX_NAME } from './names.js';
 import { convertStatement } from './statements.js';
 
 export interface ConvertOptions {
@@ -39,23 +40,22 @@ export async function convertSql(text: string, file: string, options: ConvertOpt
   const parsed = await parseSql(text, file);
   const operations: ConvertedOperation[] = [];
   const skipped = new Set<string>();
-  for (const statement of parsed.statements) {
-    const guarded = guardedStatement(statement);
-    if (guarded !== undefined) {
-      // Drizzle wraps ADD CONSTRAINT in a DO block that swallows duplicate_object: convert the
-      // statement inside, which tandem refuses cleanly if the constraint is already there.
-      const inner = await parseSql(guarded, file);
-      for (const innerStatement of inner.statements) {
-        const result = convertStatement({ parsed: inner, statement: innerStatement, schema: options.schema }, operations);
-        for (const converted of result.operations) converted.notes.push(GUARD_NOTE);
-        operations.push(...result.operations);
-        if (result.skipped) skipped.add(result.skipped);
-      }
-      continue;
-    }
-    const result = convertStatement({ parsed, statement, schema: options.schema }, operations);
+  const convert = (source: ParsedSql, statement: Statement, notes: Note[] = []) => {
+    const result = convertStatement({ parsed: source, statement, schema: options.schema }, operations);
+    for (const converted of result.operations) converted.notes.push(...notes);
     operations.push(...result.operations);
     if (result.skipped) skipped.add(result.skipped);
+  };
+  for (const statement of parsed.statements) {
+    const guarded = guardedStatement(statement);
+    if (guarded === undefined) {
+      convert(parsed, statement);
+      continue;
+    }
+    // Drizzle wraps ADD CONSTRAINT in a DO block that swallows duplicate_object: convert the
+    // statement inside, which tandem refuses cleanly if the constraint is already there.
+    const inner = await parseSql(guarded, file);
+    for (const innerStatement of inner.statements) convert(inner, innerStatement, [GUARD_NOTE]);
   }
   if (!operations.length) {
     throw new TandemError({ kind: 'convert_empty', source: 'file' }, { file });
@@ -75,7 +75,7 @@ export async function convertSql(text: string, file: string, options: ConvertOpt
 
 /** `DO $$ BEGIN <statement>; EXCEPTION WHEN duplicate_object THEN null; END $$`, as Drizzle writes it. */
 const DUPLICATE_GUARD = /^\s*BEGIN\s+([\s\S]+?);?\s*EXCEPTION\s+WHEN\s+duplicate_object\s+THEN\s+null\s*;\s*END\s*;?\s*$/i;
-const GUARD_NOTE = { level: 'info', text: 'the DO block that ignored duplicate_object is dropped: tandem refuses to create what already exists' } as const;
+const GUARD_NOTE: Note = { level: 'info', text: 'the DO block that ignored duplicate_object is dropped: tandem refuses to create what already exists' };
 
 /** The statement inside a duplicate_object guard, when `statement` is one. */
 function guardedStatement(statement: Statement): string | undefined {
@@ -142,9 +142,6 @@ function markReplacements(operations: ConvertedOperation[]): ConvertedOperation[
   });
 }
 
-/** PostgreSQL's NAMEDATALEN - 1: longer names are cut, and two versions could end up sharing one schema. */
-const MAX_NAME_BYTES = 63;
-
 /**
  * `<schema>_<name>` is the version schema; when that passes 63 bytes the migration sets a shorter
  * `version_schema` (the name's start and a digest of the whole name, so it stays unique) and keeps
@@ -152,10 +149,11 @@ const MAX_NAME_BYTES = 63;
  */
 function withVersionSchema(migration: ConvertedMigration, schema: string): ConvertedMigration {
   const natural = `${schema}_${migration.name}`;
-  if (Buffer.byteLength(natural) <= MAX_NAME_BYTES) return migration;
+  // A cut name could make two versions share one schema.
+  if (Buffer.byteLength(natural) <= MAX_NAME) return migration;
   const digest = createHash('sha256').update(migration.name).digest('hex').slice(0, 8);
   let start = natural;
-  while (Buffer.byteLength(`${start}_${digest}`) > MAX_NAME_BYTES) start = [...start].slice(0, -1).join('');
+  while (Buffer.byteLength(`${start}_${digest}`) > MAX_NAME) start = [...start].slice(0, -1).join('');
   return { ...migration, versionSchema: `${start}_${digest}` };
 }
 

@@ -23,10 +23,14 @@ export function toJson(migration: ConvertedMigration): string {
   return `${JSON.stringify(migrationDocument(migration), null, 2)}\n`;
 }
 
+/** How many REVIEW notes a conversion has: places a person must check before tandem start. */
+export function reviewCount(conversion: Conversion): number {
+  return conversion.migrations.flatMap((m) => m.operations.flatMap((op) => op.notes)).filter((note) => note.level === 'review').length;
+}
+
 /** What the first migration's comments say about the whole conversion. */
 export function conversionHeader(conversion: Conversion, source: string): string[] {
-  const notes = conversion.migrations.flatMap((m) => m.operations.flatMap((op) => op.notes));
-  const reviews = notes.filter((note) => note.level === 'review').length;
+  const reviews = reviewCount(conversion);
   const header = [`Converted by tandem convert from ${source}.`];
   if (conversion.migrations.length > 1) {
     header.push(

@@ -4,8 +4,8 @@
  * exactly what the plain SQL would have (`users_email_key`, `orders_user_id_fkey`, ...).
  */
 
-/** PostgreSQL's NAMEDATALEN - 1. */
-const MAX_NAME = 63;
+/** PostgreSQL's NAMEDATALEN - 1: longer names are cut. */
+export const MAX_NAME = 63;
 
 /**
  * `table_columns_label`, shortened the way PostgreSQL's makeObjectName does it: the longer of

@@ -4,7 +4,7 @@ import { Option, type Command } from 'commander';
 import { TandemError, UsageError } from '../../errors/index.js';
 import { convertSql, type Conversion } from '../../convert/convert.js';
 import { prefixedByPosition, readHistory, sortsInRunOrder } from '../../convert/history.js';
-import { conversionHeader, noteLines, renderConversion, toJson, toYaml, type OutputFormat } from '../../convert/emit.js';
+import { conversionHeader, noteLines, renderConversion, reviewCount, toJson, toYaml, type OutputFormat } from '../../convert/emit.js';
 import { writeLine, type CliIO } from '../io.js';
 
 interface ConvertFlags {
@@ -42,7 +42,7 @@ export function registerConvert(program: Command, io: CliIO): void {
         return;
       }
       const written = await writeMigrations(conversion, flags.output, format, basename(file));
-      const reviews = conversion.migrations.flatMap((m) => m.operations.flatMap((op) => op.notes)).filter((n) => n.level === 'review').length;
+      const reviews = reviewCount(conversion);
       writeLine(io.stderr, `wrote ${written.join(', ')}${reviews ? `: ${reviews} REVIEW note${reviews === 1 ? '' : 's'} to check` : ''}`);
     });
 }
@@ -75,7 +75,7 @@ async function convertFolder(dir: string, output: string, format: OutputFormat, 
     const source = history.entries[index]!.file;
     if (format === 'json') for (const line of noteLines(conversion, source)) writeLine(io.stderr, line);
     written.push(...(await writeMigrations(conversion, output, format, source)));
-    reviews += conversion.migrations.flatMap((m) => m.operations.flatMap((op) => op.notes)).filter((n) => n.level === 'review').length;
+    reviews += reviewCount(conversion);
   }
   for (const skipped of history.skipped) writeLine(io.stderr, `skipped ${skipped}`);
   if (prefixed) writeLine(io.stderr, 'the migration names are numbered (0001_…), as their own order differs from the order the files run in');
