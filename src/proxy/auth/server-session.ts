@@ -47,23 +47,6 @@ export class ServerError extends Error {
 
 export type Row = Array<string | null>;
 
-/**
- * The extended-protocol and result message types this module needs beyond protocol/messages.ts's
- * MessageType (kept here while other work changes that file; to move there when both land).
- */
-const Message = {
-  Parse: 0x50, // 'P'
-  Bind: 0x42, // 'B'
-  Sync: 0x53, // 'S' (same byte as ParameterStatus, other direction)
-  ParseComplete: 0x31, // '1'
-  BindComplete: 0x32, // '2'
-  CommandComplete: 0x43, // 'C'
-  EmptyQueryResponse: 0x49, // 'I'
-  NoData: 0x6e, // 'n'
-  RowDescription: 0x54, // 'T'
-  DataRow: 0x44, // 'D'
-} as const;
-
 /** Server messages outside a query are small; a row of a secret lookup or a probe is too. */
 const MAX_MESSAGE_LENGTH = 1024 * 1024;
 
@@ -144,7 +127,7 @@ export class ServerSession {
     for (;;) {
       const frame = await this.next();
       switch (frame.type) {
-        case Message.DataRow:
+        case MessageType.DataRow:
           rows.push(parseDataRow(frame.body));
           break;
         case MessageType.ErrorResponse:
@@ -266,19 +249,19 @@ const QUIET = new Set<number>([
   MessageType.BackendKeyData,
   MessageType.NoticeResponse,
   MessageType.NegotiateProtocolVersion,
-  Message.ParseComplete,
-  Message.BindComplete,
-  Message.CommandComplete,
-  Message.EmptyQueryResponse,
-  Message.NoData,
-  Message.RowDescription,
+  MessageType.ParseComplete,
+  MessageType.BindComplete,
+  MessageType.CommandComplete,
+  MessageType.EmptyQueryResponse,
+  MessageType.NoData,
+  MessageType.RowDescription,
 ]);
 
 const cString = (text: string): Buffer => Buffer.from(`${text}\0`, 'utf8');
 
 /** Parse of the unnamed statement, parameter types left to the server. */
 function encodeParse(sql: string): Buffer {
-  return encodeMessage(Message.Parse, Buffer.concat([cString(''), cString(sql), Buffer.alloc(2)]));
+  return encodeMessage(MessageType.Parse, Buffer.concat([cString(''), cString(sql), Buffer.alloc(2)]));
 }
 
 /** Bind of the unnamed portal: all parameters as text, all results as text. */
@@ -292,14 +275,14 @@ function encodeBind(params: ReadonlyArray<string | null>): Buffer {
     }
   }
   parts.push(int16(0));
-  return encodeMessage(Message.Bind, Buffer.concat(parts));
+  return encodeMessage(MessageType.Bind, Buffer.concat(parts));
 }
 
 function encodeExecute(): Buffer {
   return encodeMessage(MessageType.Execute, Buffer.concat([cString(''), int32(0)]));
 }
 
-const SYNC = encodeMessage(Message.Sync, Buffer.alloc(0));
+const SYNC = encodeMessage(MessageType.Sync, Buffer.alloc(0));
 
 function int16(value: number): Buffer {
   const buffer = Buffer.alloc(2);

@@ -15,7 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import { ProtocolError, type TypedFrame } from '../protocol/frames.js';
-import { encodeErrorResponse, encodeMessage } from '../protocol/messages.js';
+import { MessageType, encodeErrorResponse, encodeMessage } from '../protocol/messages.js';
 
 /** PgBouncer's default for max_prepared_statements. */
 export const DEFAULT_MAX_PREPARED_STATEMENTS = 200;
@@ -96,28 +96,6 @@ export function serverStatementName(queryAndTypes: Buffer): string {
   return SERVER_NAME_PREFIX + createHash('sha1').update(queryAndTypes).digest('hex');
 }
 
-const Type = {
-  Parse: 0x50, // 'P'
-  Bind: 0x42, // 'B'
-  Describe: 0x44, // 'D'
-  Close: 0x43, // 'C'
-  Execute: 0x45, // 'E'
-  Sync: 0x53, // 'S'
-  Query: 0x51, // 'Q'
-  FunctionCall: 0x46, // 'F'
-  ParseComplete: 0x31, // '1'
-  BindComplete: 0x32, // '2'
-  CloseComplete: 0x33, // '3'
-  ParameterDescription: 0x74, // 't'
-  RowDescription: 0x54, // 'T'
-  NoData: 0x6e, // 'n'
-  CommandComplete: 0x43, // 'C'
-  EmptyQueryResponse: 0x49, // 'I'
-  PortalSuspended: 0x73, // 's'
-  ErrorResponse: 0x45, // 'E'
-  ReadyForQuery: 0x5a, // 'Z'
-} as const;
-
 const STATEMENT = 0x53; // 'S' in Describe and Close
 
 /** What each reply-producing message sent to the server (or answered by the proxy) waits for. */
@@ -148,8 +126,8 @@ const enum Reply {
   Query,
 }
 
-const PARSE_COMPLETE = encodeMessage(Type.ParseComplete, Buffer.alloc(0));
-const CLOSE_COMPLETE = encodeMessage(Type.CloseComplete, Buffer.alloc(0));
+const PARSE_COMPLETE = encodeMessage(MessageType.ParseComplete, Buffer.alloc(0));
+const CLOSE_COMPLETE = encodeMessage(MessageType.CloseComplete, Buffer.alloc(0));
 
 /**
  * One client's named statements, and the replies its frames wait for on the server connection it
@@ -198,29 +176,29 @@ export class PreparedStatements {
   /** Rewrites one client frame for the attached server connection. */
   fromClient(message: TypedFrame, sink: FrameSink): void {
     const type = message.type;
-    if (this.skipping && type !== Type.Sync) {
+    if (this.skipping && type !== MessageType.Sync) {
       // The server ignores it; so does the bookkeeping.
       sink.server(message.frame);
       return;
     }
     switch (type) {
-      case Type.Parse:
+      case MessageType.Parse:
         return this.parse(message, sink);
-      case Type.Bind:
+      case MessageType.Bind:
         return this.bind(message, sink);
-      case Type.Describe:
+      case MessageType.Describe:
         return this.describe(message, sink);
-      case Type.Close:
+      case MessageType.Close:
         return this.close(message, sink);
-      case Type.Execute:
+      case MessageType.Execute:
         this.expect(Reply.Execute, sink);
         break;
-      case Type.Sync:
+      case MessageType.Sync:
         this.skipping = false;
         this.expect(Reply.Sync, sink);
         break;
-      case Type.Query:
-      case Type.FunctionCall:
+      case MessageType.Query:
+      case MessageType.FunctionCall:
         this.expect(Reply.Query, sink);
         break;
     }
@@ -232,39 +210,39 @@ export class PreparedStatements {
     const type = message.type;
     const head = this.count > 0 ? (this.kinds[this.head] as Reply) : undefined;
     switch (type) {
-      case Type.ParseComplete:
+      case MessageType.ParseComplete:
         if (head !== Reply.Parse && head !== Reply.InjectedParse) throw unexpected('ParseComplete', head);
         if (head === Reply.Parse) sink.client(message.frame);
         this.pop();
         break;
-      case Type.BindComplete:
+      case MessageType.BindComplete:
         if (head !== Reply.Bind) throw unexpected('BindComplete', head);
         sink.client(message.frame);
         this.pop();
         break;
-      case Type.CloseComplete:
+      case MessageType.CloseComplete:
         if (head !== Reply.Close && head !== Reply.InjectedClose) throw unexpected('CloseComplete', head);
         if (head === Reply.Close) sink.client(message.frame);
         this.pop();
         break;
-      case Type.RowDescription:
-      case Type.NoData:
+      case MessageType.RowDescription:
+      case MessageType.NoData:
         sink.client(message.frame);
         // Also part of a simple query's results; it completes only a Describe.
         if (head === Reply.DescribeStatement || head === Reply.DescribePortal) this.pop();
         break;
-      case Type.CommandComplete:
-      case Type.EmptyQueryResponse:
-      case Type.PortalSuspended:
+      case MessageType.CommandComplete:
+      case MessageType.EmptyQueryResponse:
+      case MessageType.PortalSuspended:
         sink.client(message.frame);
         if (head === Reply.Execute) this.pop();
         break;
-      case Type.ReadyForQuery:
+      case MessageType.ReadyForQuery:
         if (head !== Reply.Sync && head !== Reply.Query) throw unexpected('ReadyForQuery', head);
         sink.client(message.frame);
         this.pop();
         break;
-      case Type.ErrorResponse:
+      case MessageType.ErrorResponse:
         sink.client(head === Reply.DuplicateParse ? (this.payloads[this.head] as Buffer) : message.frame);
         // A simple query's error still ends at its ReadyForQuery; an extended-protocol error makes
         // the server skip to the next Sync. (With nothing outstanding it is the server going away.)
@@ -299,7 +277,7 @@ export class PreparedStatements {
     const statement: ClientStatement = {
       serverName,
       serverNameBytes,
-      parse: encodeMessage(Type.Parse, Buffer.concat([serverNameBytes, rest])),
+      parse: encodeMessage(MessageType.Parse, Buffer.concat([serverNameBytes, rest])),
     };
     this.statements.set(name, statement);
     const server = this.attached();
@@ -325,7 +303,7 @@ export class PreparedStatements {
     const names = statement.serverNameBytes;
     const length = 4 + portalEnd + 1 + names.length + rest.length;
     const frame = Buffer.allocUnsafe(1 + length);
-    frame[0] = Type.Bind;
+    frame[0] = MessageType.Bind;
     frame.writeInt32BE(length, 1);
     copyBytes(body, 0, portalEnd + 1, frame, 5);
     copyBytes(names, 0, names.length, frame, 5 + portalEnd + 1);
@@ -346,7 +324,7 @@ export class PreparedStatements {
     }
     this.ensurePrepared(statement, sink);
     this.expect(Reply.DescribeStatement, sink);
-    sink.server(encodeMessage(Type.Describe, Buffer.concat([Buffer.of(STATEMENT), statement.serverNameBytes])));
+    sink.server(encodeMessage(MessageType.Describe, Buffer.concat([Buffer.of(STATEMENT), statement.serverNameBytes])));
   }
 
   private close(message: TypedFrame, sink: FrameSink): void {
@@ -381,7 +359,7 @@ export class PreparedStatements {
       const evicted = server.leastRecentlyUsed()!;
       server.delete(evicted);
       this.expect(Reply.InjectedClose, sink, evicted);
-      sink.server(encodeMessage(Type.Close, Buffer.from(`S${evicted}\0`, 'latin1')));
+      sink.server(encodeMessage(MessageType.Close, Buffer.from(`S${evicted}\0`, 'latin1')));
     }
     // Counted as prepared from now on, so the rest of the pipeline does not prepare it again; an
     // error or a skip takes it back out (`undo`).

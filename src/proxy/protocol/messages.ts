@@ -21,9 +21,25 @@ export const MessageType = {
   NoticeResponse: 0x4e, // 'N'
   ParameterStatus: 0x53, // 'S'
   NegotiateProtocolVersion: 0x76, // 'v'
+  ParseComplete: 0x31, // '1'
+  BindComplete: 0x32, // '2'
+  CloseComplete: 0x33, // '3'
+  ParameterDescription: 0x74, // 't'
+  RowDescription: 0x54, // 'T'
+  DataRow: 0x44, // 'D' (same byte as Describe, other direction)
+  NoData: 0x6e, // 'n'
+  CommandComplete: 0x43, // 'C' (same byte as Close, other direction)
+  EmptyQueryResponse: 0x49, // 'I'
+  PortalSuspended: 0x73, // 's'
   // frontend → backend
   Query: 0x51, // 'Q'
+  Parse: 0x50, // 'P'
+  Bind: 0x42, // 'B'
+  Describe: 0x44, // 'D'
+  Close: 0x43, // 'C'
   Execute: 0x45, // 'E' (same byte as ErrorResponse, other direction)
+  Sync: 0x53, // 'S' (same byte as ParameterStatus, other direction)
+  FunctionCall: 0x46, // 'F'
   PasswordFamily: 0x70, // 'p': password, SASLInitialResponse, SASLResponse, GSS response
   Terminate: 0x58, // 'X'
 } as const;
