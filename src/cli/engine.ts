@@ -35,7 +35,7 @@ const parseSeconds = parseSecondsFor('--stall-timeout');
 
 /** Opens the connection, builds a Migrator from the flags, runs `body`, closes. */
 export async function withMigrator<T>(command: Command, io: CliIO, body: (migrator: Migrator, settings: CommonSettings) => Promise<T>): Promise<T> {
-  const settings = commonSettings(command);
+  const settings = commonSettings(command, { logTo: io.stderr });
   const options = command.opts<{ stallTimeout?: number; metricsListen?: string; reconnectTimeout?: number }>();
   let listen;
   try {

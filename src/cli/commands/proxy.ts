@@ -20,7 +20,7 @@ interface RawProxyOptions {
   forwarder: string;
 }
 
-export function registerProxy(program: Command, _io: CliIO): void {
+export function registerProxy(program: Command, io: CliIO): void {
   program
     .command('proxy')
     .description('run the version-routing PostgreSQL proxy: clients connect to app@VERSION')
@@ -37,7 +37,7 @@ export function registerProxy(program: Command, _io: CliIO): void {
     .option('--version-cache-ttl <duration>', 're-read versions after this long even without a notification', PROXY_DEFAULTS.versionCacheTtl)
     .option('--forwarder <auto|native|node>', 'who forwards bytes after login: the native epoll thread (plain TCP, Linux) or Node; auto = native when built', PROXY_DEFAULTS.forwarder)
     .action(async (_options: unknown, command: Command) => {
-      const settings = commonSettings(command);
+      const settings = commonSettings(command, { logTo: io.stderr });
       const options = proxyOptions(command.opts<RawProxyOptions>(), settings);
       const proxy = await startProxy(options);
       let stopping = false;

@@ -10,7 +10,7 @@ export function registerStatus(program: Command, io: CliIO): void {
     .description('active migration, versions, backfill progress, live clients per version')
     .option('--json', 'machine-readable output')
     .action(async (options: { json?: boolean }, cmd: Command) => {
-      const settings = commonSettings(cmd);
+      const settings = commonSettings(cmd, { logTo: io.stderr });
       const status = await withConnection(settings.postgresUrl, (db) => readStatus(db, settings.stateSchema, settings.schema));
       if (options.json) writeLine(io.stdout, JSON.stringify(status, null, 2));
       else io.stdout.write(statusText(status));
