@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { ENGINE_DEFAULTS, Migrator } from '../engine/migrator.js';
+import { readStatusFrom } from '../engine/status.js';
 import { loadMigrationFolder, unappliedMigrations } from '../migration/folder.js';
 import type { Logger } from '../observe/logger.js';
 import { PROXY_DEFAULTS, parseDuration, formatHostPort, type HostPort } from '../proxy/config.js';
@@ -88,6 +89,7 @@ export async function startDev(options: DevOptions): Promise<DevSession> {
       schema: SCHEMA,
       stateSchema: STATE_SCHEMA,
       logger: options.logger,
+      rollout: () => readStatusFrom(postgresUrl, STATE_SCHEMA, SCHEMA),
     });
     await printConnections(postgresUrl, options);
     if (options.watch) watcher = watchFolder(postgresUrl, options);

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { UsageError } from '../../errors/index.js';
 import { PROXY_DEFAULTS, parseDuration, parseForwarder, parseHostPort, type ProxyOptions } from '../../proxy/config.js';
+import { readStatusFrom } from '../../engine/status.js';
 import { startProxy } from '../../proxy/server.js';
 import type { CliIO } from '../io.js';
 import { commonSettings, positiveInteger } from '../settings.js';
@@ -86,6 +87,7 @@ function proxyOptions(raw: RawProxyOptions, settings: ReturnType<typeof commonSe
     schema: settings.schema,
     stateSchema: settings.stateSchema,
     logger: settings.logger,
+    rollout: () => readStatusFrom(settings.postgresUrl, settings.stateSchema, settings.schema),
   };
 }
 
