@@ -205,7 +205,11 @@ function when(value: When): string {
   return (typeof value === 'string' ? value : value.toISOString()).replace('T', ' ').replace(/\.\d+Z$/, 'Z');
 }
 
-/** Fetches the page again and swaps the main element, so the reader keeps their place; on failure it says so and tries again. */
+/**
+ * Fetches the page again and swaps the main element's content, so the reader keeps their place; on
+ * failure it marks the page stale and tries again. data-refreshes counts the swaps, to tell a live
+ * page from a frozen one.
+ */
 function refreshScript(seconds: number): string {
   return `(function () {
   var page = document.getElementById('page');
@@ -214,7 +218,10 @@ function refreshScript(seconds: number): string {
       .then(function (r) { if (!r.ok) throw new Error('HTTP ' + r.status); return r.text(); })
       .then(function (text) {
         var fresh = new DOMParser().parseFromString(text, 'text/html').getElementById('page');
-        if (fresh) page.innerHTML = fresh.innerHTML;
+        if (!fresh) throw new Error('not a status page');
+        page.innerHTML = fresh.innerHTML;
+        page.removeAttribute('data-stale');
+        page.setAttribute('data-refreshes', String(Number(page.getAttribute('data-refreshes') || 0) + 1));
       })
       .catch(function (e) { page.setAttribute('data-stale', String(e && e.message)); })
       .then(function () { setTimeout(again, ${seconds * 1000}); });
