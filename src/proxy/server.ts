@@ -89,7 +89,11 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
   const proxyId = options.proxyId ?? `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
   const startedAt = new Date();
   const ledger = new UsageLedger();
-  const metrics = new ProxyMetrics(ledger);
+  // Read at scrape time only, after everything below exists.
+  const metrics = new ProxyMetrics(ledger, {
+    versions: () => catalogs.all().map((catalog) => ({ database: catalog.database, versions: catalog.cached() })),
+    ready: async () => (await readiness()).ready,
+  });
   const rates = new QueryRates();
   rates.sample(ledger.snapshot());
   const rateSampler = setInterval(() => rates.sample(ledger.snapshot()), RATE_WINDOW_MS).unref();
