@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { Histogram } from 'prom-client';
 import { parse } from 'yaml';
 import { createBackfillMetrics } from '../../src/observe/backfill-metrics.js';
 import { ProxyMetrics } from '../../src/proxy/metrics.js';
@@ -21,7 +22,7 @@ async function exportedNames(): Promise<Set<string>> {
   for (const registry of [proxy.registry, createBackfillMetrics().registry]) {
     for (const metric of await registry.getMetricsAsJSON()) {
       names.add(metric.name);
-      if (metric.type === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) names.add(`${metric.name}${suffix}`);
+      if (registry.getSingleMetric(metric.name) instanceof Histogram) for (const suffix of ['_bucket', '_sum', '_count']) names.add(`${metric.name}${suffix}`);
     }
   }
   return names;
