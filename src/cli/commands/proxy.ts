@@ -26,7 +26,7 @@ export function registerProxy(program: Command, io: CliIO): void {
     .command('proxy')
     .description('run the version-routing PostgreSQL proxy: clients connect to app@VERSION')
     .option('--listen <host:port>', 'where clients connect', PROXY_DEFAULTS.listen)
-    .option('--http <host:port>', 'serve /healthz, /readyz, /metrics and /status here')
+    .option('--http <host:port>', 'serve /healthz, /readyz, /metrics, /status and the status page at / here')
     .option('--tls-cert <file>', 'PEM certificate for TLS from clients (with --tls-key)')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
     .option('--default-version <version>', 'version for a database name without @VERSION', PROXY_DEFAULTS.defaultVersion)
