@@ -13,8 +13,10 @@ export type LogFormat = (typeof LOG_FORMATS)[number];
 
 export interface LoggerOptions {
   level?: LevelWithSilent;
-  /** Defaults to text when the destination is a terminal, else json. */
+  /** Defaults to `terminalFormat` when the destination is a terminal, else json. */
   format?: LogFormat;
+  /** text (the default) for commands that report steps; pretty where every line's fields matter (the proxy's connection lines). */
+  terminalFormat?: LogFormat;
   /** Where lines go; stderr by default so that stdout stays clean for command output. */
   destination?: NodeJS.WritableStream;
 }
@@ -47,7 +49,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const destination = options.destination ?? process.stderr;
   const level = options.level ?? parseLogLevel(process.env.TANDEM_LOG_LEVEL) ?? 'info';
   const terminal = Boolean((destination as { isTTY?: boolean }).isTTY);
-  const format = options.format ?? (terminal ? 'text' : 'json');
+  const format = options.format ?? (terminal ? (options.terminalFormat ?? 'text') : 'json');
   const base = { level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime };
   if (format === 'pretty') {
     return pino(base, pretty({ destination, sync: true, colorize: terminal, ignore: 'pid,hostname', translateTime: 'HH:MM:ss.l' }));

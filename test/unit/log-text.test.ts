@@ -36,6 +36,10 @@ describe('text log lines', () => {
     createLogger({ destination: pipe.stream, level: 'info' }).info({ step: 1, of: 1, ms: 0 }, 'create table users');
     expect(JSON.parse(pipe.text())).toMatchObject({ level: 30, msg: 'create table users', step: 1, of: 1, ms: 0 });
 
+    const proxy = capture(true);
+    createLogger({ destination: proxy.stream, level: 'info', terminalFormat: 'pretty' }).info({ version: 'public_02_x' }, 'client connected');
+    expect(proxy.text()).toMatch(/client connected.*\n.*version.*public_02_x/s);
+
     const chosen = capture(false);
     createLogger({ destination: chosen.stream, level: 'info', format: 'text' }).warn('careful');
     expect(chosen.text()).toBe('! careful\n');

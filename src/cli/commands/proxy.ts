@@ -38,7 +38,7 @@ export function registerProxy(program: Command, io: CliIO): void {
     .option('--version-cache-ttl <duration>', 're-read versions after this long even without a notification', PROXY_DEFAULTS.versionCacheTtl)
     .option('--forwarder <auto|native|node>', 'who forwards bytes after login: the native epoll thread (plain TCP, Linux) or Node; auto = native when built', PROXY_DEFAULTS.forwarder)
     .action(async (_options: unknown, command: Command) => {
-      const settings = commonSettings(command, { logTo: io.stderr });
+      const settings = commonSettings(command, { logTo: io.stderr, terminalLogFormat: 'pretty' });
       const options = proxyOptions(command.opts<RawProxyOptions>(), settings);
       const proxy = await startProxy(options);
       let stopping = false;
