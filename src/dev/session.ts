@@ -145,7 +145,7 @@ async function printConnections(postgresUrl: string, options: DevOptions): Promi
   }
   if (!versions.length) options.print(`  postgres://postgres@${address}/postgres   (no migrations yet: the server's defaults)`);
   options.print(`  e.g.  psql "postgres://postgres@${address}/postgres@latest"`);
-  if (options.http) options.print(`status and metrics: http://${formatHostPort(options.http)}/status  /metrics`);
+  if (options.http) options.print(`status page: http://${formatHostPort(options.http)}/  (JSON: /status, Prometheus: /metrics)`);
   options.print(options.watch ? `watching ${options.migrations} for new migrations; Ctrl-C stops everything` : 'Ctrl-C stops everything');
 }
 

@@ -153,7 +153,7 @@ function migrationSection(rollout: RolloutView, live: NonNullable<StatusPage['ba
   const byTable = new Map(live.map((p) => [p.table, fromProgress(p)]));
   const backfills = [...active.backfills.map((b) => byTable.get(b.table) ?? b), ...[...byTable.values()].filter((b) => !active.backfills.some((r) => r.table === b.table))];
   return html`<section id="migration"><h2>Migration <code>${active.name}</code></h2>
-<p>${active.status}${running ? html` · step ${active.step} of ${active.steps}` : ''} · version schema <code>${active.versionSchema}</code> · started ${when(active.startedAt)} by ${active.startedBy}</p>
+<p>${active.status}${running ? html` · ${active.step} of ${active.steps} steps done` : ''} · version schema <code>${active.versionSchema}</code> · started ${when(active.startedAt)} by ${active.startedBy}</p>
 ${active.run?.state === 'interrupted' ? html`<p class="bad">Interrupted: no tandem process is running it; ${active.run.continueWith}</p>` : ''}
 ${active.error ? html`<p class="bad">Last error: ${active.error.split('\n')[0]}</p>` : ''}
 <ol id="steps">${steps}</ol>
