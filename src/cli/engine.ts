@@ -2,11 +2,13 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { connect } from '../db/connection.js';
 import { DEFAULT_RETRY } from '../engine/executor.js';
 import { Migrator } from '../engine/migrator.js';
+import { readStatusFrom } from '../engine/status.js';
 import { UsageError } from '../errors/index.js';
 import { createBackfillMetrics } from '../observe/backfill-metrics.js';
 import { startHttpServer } from '../observe/http.js';
 import { parseHostPort } from '../proxy/config.js';
 import { backfillReporter, type BackfillProgress } from '../observe/progress.js';
+import { renderStatusPage } from '../observe/status-page.js';
 import type { CliIO } from './io.js';
 import { commonSettings, type CommonSettings } from './settings.js';
 
@@ -14,7 +16,7 @@ import { commonSettings, type CommonSettings } from './settings.js';
 export function addEngineOptions(command: Command): Command {
   return command
     .option('--stall-timeout <seconds>', 'report a backfill as stalled after this long without progress', parseSeconds, 60)
-    .option('--metrics-listen <host:port>', 'serve Prometheus /metrics (backfill progress) and /status while the command runs')
+    .option('--metrics-listen <host:port>', 'serve Prometheus /metrics (backfill progress), /status and the status page at / while the command runs')
     .option(
       '--reconnect-timeout <seconds>',
       'when the connection to PostgreSQL is lost (a restart, a failover), keep reconnecting this long, then go on where the run stopped',
@@ -35,7 +37,7 @@ const parseSeconds = parseSecondsFor('--stall-timeout');
 
 /** Opens the connection, builds a Migrator from the flags, runs `body`, closes. */
 export async function withMigrator<T>(command: Command, io: CliIO, body: (migrator: Migrator, settings: CommonSettings) => Promise<T>): Promise<T> {
-  const settings = commonSettings(command);
+  const settings = commonSettings(command, { logTo: io.stderr });
   const options = command.opts<{ stallTimeout?: number; metricsListen?: string; reconnectTimeout?: number }>();
   let listen;
   try {
@@ -46,13 +48,22 @@ export async function withMigrator<T>(command: Command, io: CliIO, body: (migrat
   const metrics = createBackfillMetrics();
   const progress = new Map<string, BackfillProgress>();
   const report = backfillReporter(io.stderr, settings.logger);
+  // The page reads the state over a connection of its own: the run's connection may be inside a step's transaction.
+  const statusDocument = async () => ({
+    backfills: [...progress.values()],
+    rollout: await readStatusFrom(settings.postgresUrl, settings.stateSchema, settings.schema).catch((error: Error) => ({ error: error.message })),
+  });
   const http = listen
     ? await startHttpServer(
         listen,
         {
           readiness: async () => ({ ready: true, detail: {} }),
           metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
-          status: () => ({ backfills: [...progress.values()] }),
+          status: statusDocument,
+          page: async () => {
+            const document = await statusDocument();
+            return renderStatusPage({ title: `tandem ${command.name()}`, generatedAt: new Date(), refreshSeconds: 2, ...document });
+          },
         },
         settings.logger,
       )

@@ -1,7 +1,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { resolvePostgresUrl } from '../db/connection.js';
 import { UsageError } from '../errors/index.js';
-import { createLogger, parseLogLevel, type Logger } from '../observe/logger.js';
+import { createLogger, parseLogFormat, parseLogLevel, type LogFormat, type Logger } from '../observe/logger.js';
 
 /** Options every command accepts (DESIGN.md "Command line"). */
 export interface CommonSettings {
@@ -43,7 +43,8 @@ export function addCommonOptions(program: Command): Command {
     .option('--lock-retries <n>', 'attempts per DDL statement when its lock does not come in time', positiveInteger('--lock-retries'), 25)
     .option('--backfill-batch-size <rows>', 'rows per backfill batch', positiveInteger('--backfill-batch-size'), 1000)
     .option('--backfill-batch-delay <ms>', 'pause between backfill batches, in milliseconds', nonNegativeInteger('--backfill-batch-delay'), 0)
-    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (else TANDEM_LOG_LEVEL, else info)');
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (else TANDEM_LOG_LEVEL, else info)')
+    .option('--log-format <format>', 'json, text (one line a step) or pretty; default on a terminal text (proxy and dev: pretty), else json');
 }
 
 interface RawCommonOptions {
@@ -55,14 +56,24 @@ interface RawCommonOptions {
   backfillBatchSize: number;
   backfillBatchDelay: number;
   logLevel?: string;
+  logFormat?: string;
 }
 
-/** `connects: false` for commands that never use --postgres-url / DATABASE_URL (tandem dev), so a bad one does not stop them. */
-export function commonSettings(command: Command, options: { connects?: boolean } = {}): CommonSettings {
+/**
+ * `connects: false` for commands that never use --postgres-url / DATABASE_URL (tandem dev), so a bad
+ * one does not stop them; `logTo` is where log lines go (the command's stderr); `terminalLogFormat`
+ * the format on a terminal when --log-format does not say.
+ */
+export function commonSettings(
+  command: Command,
+  options: { connects?: boolean; logTo?: NodeJS.WritableStream; terminalLogFormat?: LogFormat } = {},
+): CommonSettings {
   const raw = command.optsWithGlobals<RawCommonOptions>();
   let level;
+  let format;
   try {
     level = parseLogLevel(raw.logLevel);
+    format = parseLogFormat(raw.logFormat);
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
@@ -77,6 +88,6 @@ export function commonSettings(command: Command, options: { connects?: boolean }
     lockRetries: raw.lockRetries,
     backfillBatchSize: raw.backfillBatchSize,
     backfillBatchDelayMs: raw.backfillBatchDelay,
-    logger: createLogger({ level }),
+    logger: createLogger({ level, format, terminalFormat: options.terminalLogFormat, destination: options.logTo }),
   };
 }

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { ENGINE_DEFAULTS, Migrator } from '../engine/migrator.js';
+import { readStatusFrom } from '../engine/status.js';
 import { loadMigrationFolder, unappliedMigrations } from '../migration/folder.js';
 import type { Logger } from '../observe/logger.js';
 import { PROXY_DEFAULTS, parseDuration, formatHostPort, type HostPort } from '../proxy/config.js';
@@ -88,6 +89,7 @@ export async function startDev(options: DevOptions): Promise<DevSession> {
       schema: SCHEMA,
       stateSchema: STATE_SCHEMA,
       logger: options.logger,
+      rollout: () => readStatusFrom(postgresUrl, STATE_SCHEMA, SCHEMA),
     });
     await printConnections(postgresUrl, options);
     if (options.watch) watcher = watchFolder(postgresUrl, options);
@@ -143,7 +145,7 @@ async function printConnections(postgresUrl: string, options: DevOptions): Promi
   }
   if (!versions.length) options.print(`  postgres://postgres@${address}/postgres   (no migrations yet: the server's defaults)`);
   options.print(`  e.g.  psql "postgres://postgres@${address}/postgres@latest"`);
-  if (options.http) options.print(`status and metrics: http://${formatHostPort(options.http)}/status  /metrics`);
+  if (options.http) options.print(`status page: http://${formatHostPort(options.http)}/  (JSON: /status, Prometheus: /metrics)`);
   options.print(options.watch ? `watching ${options.migrations} for new migrations; Ctrl-C stops everything` : 'Ctrl-C stops everything');
 }
 

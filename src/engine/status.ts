@@ -1,4 +1,4 @@
-import type { Queryable } from '../db/connection.js';
+import { withConnection, type Queryable } from '../db/connection.js';
 import { MigrationStore, type MigrationRecord } from '../state/migrations.js';
 import { stateSchemaExists } from '../state/schema.js';
 import { BackfillStore, type BackfillStatus } from '../state/backfills.js';
@@ -23,6 +23,8 @@ export interface ActiveMigration extends MigrationSummary {
   /** Steps of the current phase done, and how many there are. */
   step: number;
   steps: number;
+  /** What each step of the current phase does (start's steps once the migration is active). */
+  phaseSteps: string[];
   backfills: BackfillStatus[];
   /** What `tandem complete` would do now, step by step. */
   completeWouldRun: string[];
@@ -81,6 +83,7 @@ export async function readStatus(db: Queryable, stateSchema: string, schema: str
       ...summary(inFlight),
       step: inFlight.status === 'active' ? inFlight.plan.start.length : inFlight.step,
       steps: inFlight.status === 'active' ? inFlight.plan.start.length : phaseSteps.length,
+      phaseSteps: (inFlight.status === 'active' ? inFlight.plan.start : phaseSteps).map((s) => s.description),
       backfills: await new BackfillStore(db, stateSchema, inFlight.id).list(),
       completeWouldRun: inFlight.plan.complete.map((s) => s.description),
       completeCheck:
@@ -110,6 +113,14 @@ export async function readStatus(db: Queryable, stateSchema: string, schema: str
     proxies: { live: live.proxies.length, stale: live.staleProxies.map(({ hostname, pid, listen, heartbeatAt }) => ({ hostname, pid, listen, heartbeatAt })) },
     history,
   };
+}
+
+/**
+ * readStatus over a connection of its own: for status pages, which poll while the caller's own
+ * connection may be inside a migration's transaction.
+ */
+export function readStatusFrom(postgresUrl: string | undefined, stateSchema: string, schema: string): Promise<EngineStatus> {
+  return withConnection(postgresUrl, (db) => readStatus(db, stateSchema, schema), { applicationName: 'tandem status' });
 }
 
 /** Who holds the schema's migration lock, if anyone: a live run, or none (an interrupted one). */

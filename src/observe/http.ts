@@ -4,6 +4,7 @@
  *   /readyz   200 when the process can do its job, 503 with the reason otherwise (readiness)
  *   /metrics  Prometheus text
  *   /status   a JSON document of the process's own choosing
+ *   /         the status page (HTML) for a person, from the same facts as /status
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -18,7 +19,8 @@ export interface Readiness {
 export interface HttpEndpoints {
   readiness(): Promise<Readiness>;
   metrics(): Promise<{ contentType: string; body: string }>;
-  status(): unknown;
+  status(): Promise<unknown>;
+  page(): Promise<string>;
 }
 
 export interface HttpServer {
@@ -78,10 +80,16 @@ async function handle(request: http.IncomingMessage, response: http.ServerRespon
       return;
     }
     case '/status':
-      send(response, 200, endpoints.status());
+      send(response, 200, await endpoints.status());
       return;
+    case '/': {
+      const page = await endpoints.page();
+      response.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+      response.end(page);
+      return;
+    }
     default:
-      send(response, 404, { error: `no endpoint ${path}; try /healthz, /readyz, /metrics or /status` });
+      send(response, 404, { error: `no endpoint ${path}; try /, /healthz, /readyz, /metrics or /status` });
   }
 }
 

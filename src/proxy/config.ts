@@ -3,6 +3,7 @@
  * edge: the CLI calls these, the proxy only ever sees ProxyOptions).
  */
 import type { Logger } from '../observe/logger.js';
+import type { RolloutView } from '../observe/status-page.js';
 import { FORWARDER_CHOICES, type ForwarderChoice } from './native.js';
 
 export interface HostPort {
@@ -39,6 +40,11 @@ export interface ProxyOptions {
   proxyId?: string;
   /** Who forwards bytes after login (default `auto`: the native forwarder where it is built). */
   forwarder?: ForwarderChoice;
+  /**
+   * Reads the rollout (versions, live clients across proxies, the active migration) for /status and
+   * the status page; the proxy cannot read it itself because that is the engine's reading.
+   */
+  rollout?: () => Promise<RolloutView>;
 }
 
 export const PROXY_DEFAULTS = {

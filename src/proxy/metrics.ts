@@ -10,6 +10,14 @@ import type { UsageLedger } from './usage.js';
 const NO_VERSION = 'none';
 
 export type RejectReason = 'max_client_conn' | 'shutting_down' | 'unknown_version' | 'catalog_unavailable';
+/** What the proxy knows beyond its sessions, read at scrape time. */
+export interface ProxyFacts {
+  /** Each database's versions, newest first, as the proxy last loaded them. */
+  versions(): Iterable<{ database: string; versions: readonly { versionSchema: string; startedAt: Date }[] }>;
+  /** The answer /readyz would give now. */
+  ready(): Promise<boolean>;
+}
+
 export type ErrorKind = 'protocol' | 'login_timeout' | 'upstream_connect' | 'upstream_lost' | 'tls' | 'retired_version' | 'internal';
 
 export class ProxyMetrics {
@@ -20,7 +28,7 @@ export class ProxyMetrics {
   private readonly authFailures: Counter;
   private readonly connectSeconds: Histogram;
 
-  constructor(ledger: UsageLedger) {
+  constructor(ledger: UsageLedger, facts: ProxyFacts) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'tandem_proxy_process_' });
     this.connections = new Counter({
@@ -72,6 +80,28 @@ export class ProxyMetrics {
       collect() {
         this.reset();
         for (const v of ledger.snapshot().versions) this.inc({ database: v.database, version: v.version || NO_VERSION }, v.queries);
+      },
+    });
+    new Gauge({
+      name: 'tandem_proxy_version_superseded_timestamp_seconds',
+      help: 'Unix time a newer version of the database was started, for every version but the latest: alert on clients still here long after',
+      labelNames: ['database', 'version'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { database, versions } of facts.versions()) {
+          versions.forEach((v, i) => {
+            if (i > 0) this.set({ database, version: v.versionSchema }, versions[i - 1]!.startedAt.getTime() / 1000);
+          });
+        }
+      },
+    });
+    new Gauge({
+      name: 'tandem_proxy_ready',
+      help: '1 when the proxy can serve clients (what /readyz answers), else 0',
+      registers,
+      async collect() {
+        this.set((await facts.ready()) ? 1 : 0);
       },
     });
     new Counter({

@@ -9,6 +9,7 @@ import type tls from 'node:tls';
 import { startHttpServer, type HttpServer, type Readiness } from '../observe/http.js';
 import { TandemError } from '../errors/index.js';
 import { redactUrl } from '../observe/logger.js';
+import { renderStatusPage, type RolloutView } from '../observe/status-page.js';
 import { CancelRegistry } from './cancel.js';
 import { Catalogs, type RetiredVersion } from './catalog.js';
 import { formatHostPort, type HostPort, type ProxyOptions } from './config.js';
@@ -20,7 +21,7 @@ import { describeCloseReason } from './session/close-reason.js';
 import { Session, type SessionContext } from './session/session.js';
 import { loadServerTls } from './tls.js';
 import { describeTarget, upstreamTarget } from './upstream.js';
-import { UsageLedger } from './usage.js';
+import { QueryRates, UsageLedger } from './usage.js';
 
 /**
  * Beyond max-client-conn the proxy still reads a startup packet to answer with a proper error; past
@@ -28,6 +29,11 @@ import { UsageLedger } from './usage.js';
  */
 const HARD_LIMIT_FACTOR = 2;
 const HARD_LIMIT_SLACK = 100;
+
+/** Queries per second are averaged over this window. */
+const RATE_WINDOW_MS = 5_000;
+/** How often an open status page fetches itself again. */
+const PAGE_REFRESH_SECONDS = 5;
 
 export interface ProxyStatus {
   proxyId: string;
@@ -38,8 +44,16 @@ export interface ProxyStatus {
   /** Who forwards plain-TCP sessions after login. */
   forwarder: 'native' | 'node';
   clients: number;
-  /** Per database, per version schema ('' = server defaults): live clients, queries, last query. */
-  databases: Record<string, { versions: string[]; clients: Record<string, { clients: number; queries: number; lastQueryAt: string | null }> }>;
+  /** Per database, per version schema ('' = server defaults): live clients, queries (total and per second), last query. */
+  databases: Record<
+    string,
+    { versions: string[]; clients: Record<string, { clients: number; queries: number; queriesPerSecond: number | null; lastQueryAt: string | null }> }
+  >;
+}
+
+/** What /status serves: this proxy's status and, when the proxy can read it, the rollout across all proxies. */
+export interface ProxyStatusDocument extends ProxyStatus {
+  rollout: RolloutView | { error: string } | null;
 }
 
 export interface Proxy {
@@ -75,7 +89,14 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
   const proxyId = options.proxyId ?? `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
   const startedAt = new Date();
   const ledger = new UsageLedger();
-  const metrics = new ProxyMetrics(ledger);
+  // Read at scrape time only, after everything below exists.
+  const metrics = new ProxyMetrics(ledger, {
+    versions: () => catalogs.all().map((catalog) => ({ database: catalog.database, versions: catalog.cached() })),
+    ready: async () => (await readiness()).ready,
+  });
+  const rates = new QueryRates();
+  rates.sample(ledger.snapshot());
+  const rateSampler = setInterval(() => rates.sample(ledger.snapshot()), RATE_WINDOW_MS).unref();
   const sessions = new Set<Session>();
   /**
    * Sessions that hold one of the --max-client-conn places: taken when the socket is accepted, so
@@ -195,6 +216,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
       entry.clients[used.version] = {
         clients: used.clients,
         queries: used.queries,
+        queriesPerSecond: rates.perSecond(used.database, used.version),
         lastQueryAt: used.lastQueryAt ? new Date(used.lastQueryAt).toISOString() : null,
       };
     }
@@ -208,6 +230,15 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
       clients: sessions.size,
       databases,
     };
+  };
+
+  const statusDocument = async (): Promise<ProxyStatusDocument> => {
+    const rollout = options.rollout ? await options.rollout().catch((error: Error) => ({ error: error.message })) : null;
+    return { ...status(), rollout };
+  };
+  const page = async (): Promise<string> => {
+    const document = await statusDocument();
+    return renderStatusPage({ title: `proxy ${proxyId}`, generatedAt: new Date(), refreshSeconds: PAGE_REFRESH_SECONDS, rollout: document.rollout, proxy: document });
   };
 
   const readiness = async (): Promise<Readiness> => {
@@ -228,7 +259,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
   try {
     if (options.http) {
       const where = options.http;
-      http = await startHttpServer(where, { readiness, metrics: () => metrics.text(), status }, logger).catch((error: Error) => {
+      http = await startHttpServer(where, { readiness, metrics: () => metrics.text(), status: statusDocument, page }, logger).catch((error: Error) => {
         throw listenError(where, '--http', error);
       });
     }
@@ -240,6 +271,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
       });
     });
   } catch (error) {
+    clearInterval(rateSampler);
     await http?.close();
     await catalogs.close();
     throw error;
@@ -285,6 +317,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
         for (const session of [...sessions]) session.terminate({ kind: 'shutdown', error });
       }
       await stopped;
+      clearInterval(rateSampler);
       await withTimeout(heartbeats.stop(), options.serverConnectTimeoutMs);
       await catalogs.close();
       await http?.close();

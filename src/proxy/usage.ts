@@ -90,3 +90,26 @@ export class UsageLedger {
     return entry;
   }
 }
+
+/**
+ * Queries per second per version over the last sampling window: the ledger only counts, so a rate
+ * needs two samples taken apart; until the second one it is unknown (null), not zero.
+ */
+export class QueryRates {
+  private previous: { at: number; queries: Map<string, number> } | undefined;
+  private rates: Map<string, number> | undefined;
+
+  sample(snapshot: UsageSnapshot, now = Date.now()): void {
+    const queries = new Map(snapshot.versions.map((v) => [keyOf(v.database, v.version), v.queries]));
+    const before = this.previous;
+    if (before && now > before.at) {
+      const seconds = (now - before.at) / 1000;
+      this.rates = new Map([...queries].map(([key, count]) => [key, Math.max(0, count - (before.queries.get(key) ?? 0)) / seconds]));
+    }
+    this.previous = { at: now, queries };
+  }
+
+  perSecond(database: string, version: string): number | null {
+    return this.rates ? (this.rates.get(keyOf(database, version)) ?? 0) : null;
+  }
+}

@@ -79,6 +79,12 @@ describe('backfill', () => {
     expect(metrics).toMatch(/tandem_backfill_last_progress_timestamp_seconds\{table="big"\} \d/);
     const status = (await fetch(`http://127.0.0.1:${port}/status`).then((r) => r.json())) as { backfills: { table: string; rowsTotal: number }[] };
     expect(status.backfills[0]).toMatchObject({ table: 'big', rowsTotal: rows });
+    // The page shows the same run: the migration's steps from the state, the live backfill row.
+    const page = await fetch(`http://127.0.0.1:${port}/`);
+    expect(page.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    const html = await page.text();
+    expect(html).toContain('<h2>Migration <code>01_upper</code></h2>');
+    expect(html).toMatch(/<tr data-table="big">.*\/120000<\/td>/s);
     expect(await run.exit).toBe(0);
     // Not a terminal: progress goes to the JSON log, with rows, total and rate.
     const progressLines = run.stderr().split('\n').filter((l) => l.includes('"backfill"'));

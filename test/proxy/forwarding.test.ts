@@ -44,7 +44,7 @@ function capturedLogger() {
       done();
     },
   });
-  return { logger: createLogger({ destination, pretty: false, level: 'info' }), lines };
+  return { logger: createLogger({ destination, format: 'json', level: 'info' }), lines };
 }
 
 function closeLine(lines: Array<Record<string, unknown>>, count = 1): Promise<Array<Record<string, unknown>>> {

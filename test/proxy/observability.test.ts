@@ -66,6 +66,12 @@ describe('heartbeats and live clients', () => {
     expect(metrics).toMatch(new RegExp(`tandem_proxy_queries_total\\{database="${database}",version="public_01_init"\\} [1-9]`));
     expect(metrics).toMatch(/tandem_proxy_client_sent_bytes_total [1-9]/);
     expect(metrics).toContain('tandem_proxy_upstream_connect_seconds_bucket');
+    // The older version was superseded when the newer one started; the latest has no such series.
+    const started = (await pg.query(`SELECT extract(epoch FROM started_at)::float8 AS at FROM tandem.migrations WHERE name = '02_rename'`)).rows[0].at as number;
+    const superseded = new RegExp(`tandem_proxy_version_superseded_timestamp_seconds\\{database="${database}",version="public_01_init"\\} ([\\d.]+)`).exec(metrics);
+    expect(Number(superseded?.[1])).toBeCloseTo(started, 2);
+    expect(metrics).not.toMatch(/tandem_proxy_version_superseded_timestamp_seconds\{[^}]*version="public_02_rename"/);
+    expect(metrics).toContain('tandem_proxy_ready 1');
     const status = (await (await fetch(`${base}/status`)).json()) as { clients: number; databases: Record<string, { versions: string[] }> };
     expect(status.clients).toBe(1);
     expect(status.databases[database]!.versions).toEqual(['public_02_rename', 'public_01_init']);

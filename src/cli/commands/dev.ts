@@ -21,7 +21,7 @@ export function registerDev(program: Command, io: CliIO): void {
     .option('--http <host:port>', 'proxy status and metrics endpoint', '127.0.0.1:6433')
     .option('--watch', 'start new migration files as they appear in the folder')
     .action(async (dir: string | undefined, options: { data?: string; pgPort?: number; listen: string; http: string; watch?: boolean }, cmd: Command) => {
-      const settings = commonSettings(cmd, { connects: false });
+      const settings = commonSettings(cmd, { connects: false, logTo: io.stderr, terminalLogFormat: 'pretty' });
       const migrations = dir ?? (existsSync('migrations') ? 'migrations' : EXAMPLES);
       if (!existsSync(migrations)) throw new UsageError(`no migrations folder "${migrations}"`);
       const parse = (text: string, flag: string) => {

@@ -9,7 +9,7 @@ export function registerInit(program: Command, io: CliIO): void {
     .command('init')
     .description('create the state schema (idempotent)')
     .action(async (_options: unknown, command: Command) => {
-      const settings = commonSettings(command);
+      const settings = commonSettings(command, { logTo: io.stderr });
       await withConnection(settings.postgresUrl, (db) => initStateSchema(db, settings.stateSchema));
       writeLine(io.stdout, `state schema "${settings.stateSchema}" is ready`);
     });

@@ -11,7 +11,7 @@ export function registerLatest(program: Command, io: CliIO): void {
     .description('print the latest version schema name')
     .option('--migration', 'print the migration name instead of the schema')
     .action(async (options: { migration?: boolean }, cmd: Command) => {
-      const settings = commonSettings(cmd);
+      const settings = commonSettings(cmd, { logTo: io.stderr });
       const versions = await withConnection(settings.postgresUrl, (db) => listVersions(db, settings.stateSchema, settings.schema));
       const latest = versions[0];
       if (!latest) throw new TandemError({ kind: 'no_versions', schema: settings.schema });

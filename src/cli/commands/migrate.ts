@@ -16,7 +16,7 @@ export function registerMigrate(program: Command, io: CliIO): void {
     .option('--complete', 'complete the last migration too (the others are always completed, one active at a time)')
     .action(async (dir: string, options: { complete?: boolean }, cmd: Command) => {
       const folder = await loadMigrationFolder(dir);
-      const settings = commonSettings(cmd);
+      const settings = commonSettings(cmd, { logTo: io.stderr });
       const db = await connect(settings.postgresUrl);
       let applied;
       try {

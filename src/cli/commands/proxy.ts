@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { UsageError } from '../../errors/index.js';
 import { PROXY_DEFAULTS, parseDuration, parseForwarder, parseHostPort, type ProxyOptions } from '../../proxy/config.js';
+import { readStatusFrom } from '../../engine/status.js';
 import { startProxy } from '../../proxy/server.js';
 import type { CliIO } from '../io.js';
 import { commonSettings, positiveInteger } from '../settings.js';
@@ -20,12 +21,12 @@ interface RawProxyOptions {
   forwarder: string;
 }
 
-export function registerProxy(program: Command, _io: CliIO): void {
+export function registerProxy(program: Command, io: CliIO): void {
   program
     .command('proxy')
     .description('run the version-routing PostgreSQL proxy: clients connect to app@VERSION')
     .option('--listen <host:port>', 'where clients connect', PROXY_DEFAULTS.listen)
-    .option('--http <host:port>', 'serve /healthz, /readyz, /metrics and /status here')
+    .option('--http <host:port>', 'serve /healthz, /readyz, /metrics, /status and the status page at / here')
     .option('--tls-cert <file>', 'PEM certificate for TLS from clients (with --tls-key)')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
     .option('--default-version <version>', 'version for a database name without @VERSION', PROXY_DEFAULTS.defaultVersion)
@@ -37,7 +38,7 @@ export function registerProxy(program: Command, _io: CliIO): void {
     .option('--version-cache-ttl <duration>', 're-read versions after this long even without a notification', PROXY_DEFAULTS.versionCacheTtl)
     .option('--forwarder <auto|native|node>', 'who forwards bytes after login: the native epoll thread (plain TCP, Linux) or Node; auto = native when built', PROXY_DEFAULTS.forwarder)
     .action(async (_options: unknown, command: Command) => {
-      const settings = commonSettings(command);
+      const settings = commonSettings(command, { logTo: io.stderr, terminalLogFormat: 'pretty' });
       const options = proxyOptions(command.opts<RawProxyOptions>(), settings);
       const proxy = await startProxy(options);
       let stopping = false;
@@ -86,6 +87,7 @@ function proxyOptions(raw: RawProxyOptions, settings: ReturnType<typeof commonSe
     schema: settings.schema,
     stateSchema: settings.stateSchema,
     logger: settings.logger,
+    rollout: () => readStatusFrom(settings.postgresUrl, settings.stateSchema, settings.schema),
   };
 }
 

@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
-import { withConnection } from '../../db/connection.js';
-import { readStatus, type EngineStatus } from '../../engine/status.js';
+import { readStatusFrom, type EngineStatus } from '../../engine/status.js';
 import { writeLine, type CliIO } from '../io.js';
 import { commonSettings } from '../settings.js';
 
@@ -10,8 +9,8 @@ export function registerStatus(program: Command, io: CliIO): void {
     .description('active migration, versions, backfill progress, live clients per version')
     .option('--json', 'machine-readable output')
     .action(async (options: { json?: boolean }, cmd: Command) => {
-      const settings = commonSettings(cmd);
-      const status = await withConnection(settings.postgresUrl, (db) => readStatus(db, settings.stateSchema, settings.schema));
+      const settings = commonSettings(cmd, { logTo: io.stderr });
+      const status = await readStatusFrom(settings.postgresUrl, settings.stateSchema, settings.schema);
       if (options.json) writeLine(io.stdout, JSON.stringify(status, null, 2));
       else io.stdout.write(statusText(status));
     });

@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest';
+import { renderStatusPage, type RolloutView } from '../../src/observe/status-page.js';
+
+const generatedAt = new Date('2026-01-02T03:04:05Z');
+
+const rollout: RolloutView = {
+  schema: 'public',
+  stateSchema: 'tandem',
+  initialized: true,
+  versions: [{ migration: '02_<b>', versionSchema: 'public_02_<b>', role: 'latest', status: 'active', clients: 3, lastQueryAt: generatedAt, proxies: [] }],
+  proxies: { live: 1, stale: [] },
+  active: {
+    name: '02_<b>',
+    status: 'starting',
+    versionSchema: 'public_02_<b>',
+    startedAt: generatedAt,
+    startedBy: 'me',
+    error: null,
+    step: 1,
+    steps: 3,
+    phaseSteps: ['add column "<img src=x>"', 'backfill users', 'create version schema'],
+    backfills: [{ table: 'users', rowsDone: 500, rowsTotal: 1000, rowsPerSecond: 100, status: 'running', secondsSinceProgress: 0, throttleReason: 'replica lag 12 s' }],
+    completeWouldRun: [],
+    completeCheck: null,
+    run: { state: 'running', continueWith: '' },
+  },
+};
+
+describe('status page', () => {
+  it('escapes every fact it shows', () => {
+    const html = renderStatusPage({ title: 'tandem start', generatedAt, refreshSeconds: 2, rollout });
+    expect(html).not.toContain('<b>');
+    expect(html).not.toContain('<img');
+    expect(html).toContain('<code>public_02_&#60;b&#62;</code>');
+    expect(html).toContain('<li class="done">✓ add column &#34;&#60;img src=x&#62;&#34;</li>');
+  });
+
+  it('marks the running step and shows a backfill with rate, ETA and why it is throttled', () => {
+    const html = renderStatusPage({ title: 'tandem start', generatedAt, refreshSeconds: 2, rollout });
+    expect(html).toContain('<li class="current">▶ backfill users</li>');
+    expect(html).toContain('<li class="todo">· create version schema</li>');
+    expect(html).toMatch(/<tr data-table="users">.*50%.*500\/1000.*100\/s<\/td><td>5s<\/td><td><span class="warn">throttled: replica lag 12 s<\/span>/s);
+  });
+
+  it('prefers the running process\'s live backfill figures to the state row, and renders without throttle fields', () => {
+    const html = renderStatusPage({
+      title: 'tandem start',
+      generatedAt,
+      refreshSeconds: 2,
+      rollout,
+      backfills: [{ table: 'users', method: 'primary key (id)', rowsDone: 900, rowsTotal: 1000, rowsPerSecond: 50, batches: 9, retries: 0, stalled: false, done: false }],
+    });
+    expect(html).toMatch(/<tr data-table="users">.*900\/1000.*50\/s<\/td><td>2s<\/td><td>running<\/td>/s);
+  });
+});
