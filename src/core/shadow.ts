@@ -299,22 +299,6 @@ function retargetForeignKey(fk: InboundForeignKey, mapping: Map<string, string>)
   return `${match[1]}${referenced}${match[3]}`;
 }
 
-/**
- * Adds a `down` that runs before the ones already there. Each `down` writes the old column; the
- * ones of earlier operations on the column run after it and must turn back what it wrote, so they
- * read the old column from then on, no longer the shadow (the new version's value): the chain of
- * `down`s undoes the operations in reverse order, as the chain of `up`s does them in order.
- */
-export function prependDown(shadow: ShadowColumn, expression: SyncExpression): void {
-  shadow.down = shadow.down.map((earlier) => ({
-    ...earlier,
-    names: Object.fromEntries(
-      Object.entries(earlier.names).map(([name, binding]) => [name, binding.column === shadow.shadow ? { ...binding, column: shadow.original } : binding]),
-    ),
-  }));
-  shadow.down.unshift(expression);
-}
-
 /** The default `up`/`down`: the value itself, converted by assignment. */
 export function copyExpression(column: string, fromType: string, toType: string, origin: StepOrigin, field: string): SyncExpression {
   return {

@@ -3,7 +3,7 @@ import { addConstraint, changeColumn, column as findModelColumn, newVersionNames
 import { sqlStep } from '../core/steps.js';
 import type { Planner } from '../core/planner.js';
 import { renameColumnRefs } from '../core/rewrite.js';
-import { copyExpression, prependDown, type ShadowColumn } from '../core/shadow.js';
+import { copyExpression, type ShadowColumn } from '../core/shadow.js';
 import { quoteIdent } from '../core/quote.js';
 import {
   addConstraintSql,
@@ -77,7 +77,7 @@ export const alterColumn: OperationPlanner<'alter_column'> = (body, planner) => 
     downNames[column.name] = { column: shadow.shadow, type: column.type };
     const oldType = oldTypeOf(table, shadow);
     // Later operations' `down` run first: each turns its value back into the one before it.
-    prependDown(shadow, planner.expression(body.down, downNames, earlier ? previousType : oldType, 'down'));
+    shadow.down.unshift(planner.expression(body.down, downNames, earlier ? previousType : oldType, 'down'));
   }
   warnAboutNulls(body, planner, column);
   addConstraints(body, planner, table, shadow);

@@ -18,7 +18,7 @@ import {
 import { sqlStep } from '../core/steps.js';
 import type { Planner } from '../core/planner.js';
 import { renameColumnRefs } from '../core/rewrite.js';
-import { prependDown, type ShadowColumn } from '../core/shadow.js';
+import type { ShadowColumn } from '../core/shadow.js';
 import { derivedIdent, quoteIdent } from '../core/quote.js';
 import {
   addConstraintNotValid,
@@ -103,7 +103,7 @@ export const createConstraint: OperationPlanner<'create_constraint'> = (body, pl
   for (const shadow of shadows) {
     if (!shadow) continue;
     const down = body.down?.[shadow.column.name];
-    if (down) prependDown(shadow, planner.expression(down, newVersionNames(table), oldTypeOf(table, shadow), `down.${shadow.column.name}`));
+    if (down) shadow.down.unshift(planner.expression(down, newVersionNames(table), oldTypeOf(table, shadow), `down.${shadow.column.name}`));
   }
   const shadowTable = planner.shadowTable(table)!;
   const physical = modelColumns.map((c) => c.physical);
@@ -259,7 +259,7 @@ function dropWithShadows(
   for (const shadow of shadows) {
     const { down } = expressions(shadow.column.name);
     const field = separator ? `down${separator}${shadow.column.name}` : 'down';
-    if (down) prependDown(shadow, planner.expression(down, newVersionNames(table), oldTypeOf(table, shadow), field));
+    if (down) shadow.down.unshift(planner.expression(down, newVersionNames(table), oldTypeOf(table, shadow), field));
   }
   planner.shadowTable(table)!.dropped.add(constraint.physical);
   planner.model.dropExistingConstraint(table, constraint.physical);
