@@ -14,8 +14,10 @@ import { existsSync } from 'node:fs';
 import type pg from 'pg';
 import { connect, redactPassword, type Queryable } from '../db/connection.js';
 import type { Logger } from '../observe/logger.js';
-import { readBackfillPause } from '../state/backfill-pauses.js';
+import { readBackfillPause, type BackfillPause } from '../state/backfill-pauses.js';
 import type { ThrottleReason } from '../state/backfills.js';
+
+const PAUSE_READ_MS = 250;
 
 export interface ThrottleSettings {
   /** Hold batches while any replica is further behind than this. */
@@ -76,6 +78,8 @@ export class Throttle {
   private readonly seen = new Set<string>();
   private readonly gone = new Set<string>();
   private readonly direct = new Map<string, pg.Client>();
+  private pause: BackfillPause | undefined;
+  private pauseReadAt = 0;
 
   constructor(
     private readonly settings: ThrottleSettings,
@@ -102,7 +106,12 @@ export class Throttle {
   private async manual(db: Queryable): Promise<ThrottleVerdict | undefined> {
     const file = this.settings.throttleFile;
     if (file && existsSync(file)) return { reason: 'manual', detail: `the throttle file ${file} exists` };
-    const pause = await readBackfillPause(db, this.stateSchema, this.schema);
+    // Read at most every PAUSE_READ_MS: a round trip before every batch of a fast backfill costs more than a pause that lands a few batches later.
+    if (Date.now() - this.pauseReadAt >= PAUSE_READ_MS) {
+      this.pause = await readBackfillPause(db, this.stateSchema, this.schema);
+      this.pauseReadAt = Date.now();
+    }
+    const pause = this.pause;
     if (pause) return { reason: 'manual', detail: `paused by ${pause.pausedBy} at ${pause.pausedAt.toISOString()} (tandem backfill --resume goes on)` };
     return undefined;
   }
