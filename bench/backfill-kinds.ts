@@ -6,11 +6,10 @@
  *
  *   npx tsx bench/backfill-kinds.ts [rows ...]      (default: 1000000); BATCH=1000
  */
-import pg from 'pg';
 import { ENGINE_DEFAULTS, Migrator } from '../src/engine/migrator.js';
 import { parseMigration } from '../src/migration/load.js';
 import { silentLogger } from '../src/observe/logger.js';
-import { fmt, machine, startBenchServer, table, timed } from './support.js';
+import { fmt, machine, table, timed, withBenchSession } from './support.js';
 
 const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
 const batchSize = Number(process.env.BATCH ?? 1000);
@@ -52,11 +51,8 @@ const KINDS: Kind[] = [
 ];
 
 async function main() {
-  const server = await startBenchServer();
-  const db = new pg.Client({ connectionString: server.url });
-  await db.connect();
   const rows: (string | number)[][] = [];
-  try {
+  await withBenchSession(async (db) => {
     for (const size of sizes.length ? sizes : [1_000_000]) {
       for (const kind of KINDS) {
         // The migrator leaves its session settings behind (search_path, lock_timeout).
@@ -91,10 +87,7 @@ async function main() {
         await migrator.rollback();
       }
     }
-  } finally {
-    await db.end();
-    await server.stop();
-  }
+  });
   console.log(`\nBackfill kinds (batch size ${batchSize}) on ${machine()}\n`);
   console.log(table(['kind', 'rows', 'UPDATE s', 'tandem start s', 'of which backfill s', 'UPDATE / start', 'batches'], rows));
 }

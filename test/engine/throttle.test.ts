@@ -3,16 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { usePostgres } from '../support/harness.js';
-import { migrationFile, ok, tandem } from '../support/migrations.js';
+import { migrationFile, ok, tandem, upperBackfill } from '../support/migrations.js';
 import { spawnCli, waitFor } from '../support/spawn.js';
 import { freePort } from '../support/postgres.js';
 
 describe('backfill throttling', () => {
   const pg = usePostgres();
   const rows = 20_000;
-  const table = `CREATE TABLE big (id bigint PRIMARY KEY, v text NOT NULL);
-    INSERT INTO big SELECT g, 'value ' || g FROM generate_series(1, ${rows}) g; ANALYZE big;`;
-  const addUpper = { name: '01_upper', operations: [{ add_column: { table: 'big', up: 'upper(v)', column: { name: 'w', type: 'text' } } }] };
+  const { setup: table, migration: addUpper } = upperBackfill(rows);
 
   interface Row {
     done: number;
