@@ -4,21 +4,17 @@
  *
  *   npx tsx bench/backfill.ts [rows ...]      (default: 100000 1000000 5000000)
  */
-import pg from 'pg';
 import { ENGINE_DEFAULTS, Migrator } from '../src/engine/migrator.js';
 import { parseMigration } from '../src/migration/load.js';
 import { silentLogger } from '../src/observe/logger.js';
-import { fmt, machine, startBenchServer, table, timed } from './support.js';
+import { fmt, machine, table, timed, withBenchSession } from './support.js';
 
 const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
 const batchSize = Number(process.env.BATCH ?? 1000);
 
 async function main() {
-  const server = await startBenchServer();
-  const db = new pg.Client({ connectionString: server.url });
-  await db.connect();
   const rows: (string | number)[][] = [];
-  try {
+  await withBenchSession(async (db) => {
     for (const size of sizes.length ? sizes : [100_000, 1_000_000, 5_000_000]) {
       for (const name of ['data', 'copy']) {
         await db.query(`DROP TABLE IF EXISTS ${name}; DROP SCHEMA IF EXISTS tandem CASCADE; DROP SCHEMA IF EXISTS public_01_upper CASCADE`);
@@ -45,10 +41,7 @@ async function main() {
       console.error(`${fmt(size)} rows: UPDATE ${baseline.seconds.toFixed(2)} s, tandem backfill ${tandemSeconds.toFixed(2)} s`);
       await migrator.rollback();
     }
-  } finally {
-    await db.end();
-    await server.stop();
-  }
+  });
   console.log(`\nBackfill throughput (batch size ${batchSize}) on ${machine()}\n`);
   console.log(table(['rows', 'one UPDATE rows/s', 'tandem backfill rows/s', 'tandem / UPDATE', 'batches'], rows));
 }

@@ -2,6 +2,7 @@
 import { mkdtemp, rm, chmod } from 'node:fs/promises';
 import { tmpdir, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { EmbeddedPostgres } from '../src/dev/embedded.js';
 import { freePort } from '../src/dev/ports.js';
 
@@ -30,6 +31,19 @@ export async function startBenchServer(settings: Record<string, string> = {}): P
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** A throwaway server and one session on it for `body`; both closed afterwards, whatever happens. */
+export async function withBenchSession<T>(body: (db: pg.Client) => Promise<T>): Promise<T> {
+  const server = await startBenchServer();
+  const db = new pg.Client({ connectionString: server.url });
+  await db.connect();
+  try {
+    return await body(db);
+  } finally {
+    await db.end();
+    await server.stop();
+  }
 }
 
 export async function timed<T>(body: () => Promise<T>): Promise<{ result: T; seconds: number }> {

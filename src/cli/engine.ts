@@ -1,5 +1,5 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { connect } from '../db/connection.js';
+import { checkPostgresUrl, connect } from '../db/connection.js';
 import { DEFAULT_RETRY } from '../engine/executor.js';
 import { Migrator } from '../engine/migrator.js';
 import { readStatusFrom } from '../engine/status.js';
@@ -10,7 +10,8 @@ import { parseHostPort } from '../proxy/config.js';
 import { backfillReporter, type BackfillProgress } from '../observe/progress.js';
 import { renderStatusPage } from '../observe/status-page.js';
 import type { CliIO } from './io.js';
-import { commonSettings, type CommonSettings } from './settings.js';
+import { commonSettings, durationOption, nonNegativeInteger, type CommonSettings } from './settings.js';
+import type { ThrottleSettings } from '../engine/throttle.js';
 
 /** Options of the commands that run migrations (start, complete, rollback, migrate, backfill). */
 export function addEngineOptions(command: Command): Command {
@@ -22,7 +23,38 @@ export function addEngineOptions(command: Command): Command {
       'when the connection to PostgreSQL is lost (a restart, a failover), keep reconnecting this long, then go on where the run stopped',
       parseSecondsFor('--reconnect-timeout'),
       60,
-    );
+    )
+    .option('--max-replica-lag <duration>', 'hold backfill batches while a streaming replica is further behind than this (e.g. 2s)', durationOption('--max-replica-lag'))
+    .option(
+      '--replica-url <url>',
+      'a replica to ask for its lag directly, beyond those pg_stat_replication lists (repeatable; needs --max-replica-lag)',
+      (value: string, previous: string[] = []) => [...previous, value],
+    )
+    .option('--max-active-backends <n>', 'hold backfill batches while more client sessions than this are active', nonNegativeInteger('--max-active-backends'))
+    .option('--max-lock-waiters <n>', "hold backfill batches while more sessions than this wait on locks of the table", nonNegativeInteger('--max-lock-waiters'))
+    .option('--throttle-file <path>', 'hold backfill batches while this file exists');
+}
+
+interface ThrottleOptions {
+  maxReplicaLag?: number;
+  replicaUrl?: string[];
+  maxActiveBackends?: number;
+  maxLockWaiters?: number;
+  throttleFile?: string;
+}
+
+function throttleSettings(options: ThrottleOptions): ThrottleSettings {
+  const replicaUrls = (options.replicaUrl ?? []).map((url) => checkPostgresUrl(url, '--replica-url'));
+  if (replicaUrls.length && options.maxReplicaLag === undefined) {
+    throw new UsageError('--replica-url needs --max-replica-lag: the lag the backfill waits for the replicas to be under');
+  }
+  return {
+    maxReplicaLagMs: options.maxReplicaLag,
+    replicaUrls,
+    maxActiveBackends: options.maxActiveBackends,
+    maxLockWaiters: options.maxLockWaiters,
+    throttleFile: options.throttleFile,
+  };
 }
 
 function parseSecondsFor(flag: string): (value: string) => number {
@@ -38,7 +70,8 @@ const parseSeconds = parseSecondsFor('--stall-timeout');
 /** Opens the connection, builds a Migrator from the flags, runs `body`, closes. */
 export async function withMigrator<T>(command: Command, io: CliIO, body: (migrator: Migrator, settings: CommonSettings) => Promise<T>): Promise<T> {
   const settings = commonSettings(command, { logTo: io.stderr });
-  const options = command.opts<{ stallTimeout?: number; metricsListen?: string; reconnectTimeout?: number }>();
+  const options = command.opts<{ stallTimeout?: number; metricsListen?: string; reconnectTimeout?: number } & ThrottleOptions>();
+  const throttle = throttleSettings(options);
   let listen;
   try {
     listen = options.metricsListen ? parseHostPort(options.metricsListen, '--metrics-listen') : undefined;
@@ -82,6 +115,8 @@ export async function withMigrator<T>(command: Command, io: CliIO, body: (migrat
       retry: { ...DEFAULT_RETRY, attempts: settings.lockRetries },
       backfillBatchSize: settings.backfillBatchSize,
       backfillBatchDelayMs: settings.backfillBatchDelayMs,
+      backfillBatchTimeMs: settings.backfillBatchTimeMs,
+      throttle,
       stallTimeoutMs: (options.stallTimeout ?? 60) * 1000,
       logger: settings.logger,
       metrics,

@@ -2,6 +2,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { resolvePostgresUrl } from '../db/connection.js';
 import { UsageError } from '../errors/index.js';
 import { createLogger, parseLogFormat, parseLogLevel, type LogFormat, type Logger } from '../observe/logger.js';
+import { parseDuration } from '../proxy/config.js';
 
 /** Options every command accepts (DESIGN.md "Command line"). */
 export interface CommonSettings {
@@ -14,6 +15,8 @@ export interface CommonSettings {
   lockRetries: number;
   backfillBatchSize: number;
   backfillBatchDelayMs: number;
+  /** Size batches to take about this long each (backfillBatchSize is then the most a batch takes). */
+  backfillBatchTimeMs: number | undefined;
   logger: Logger;
 }
 
@@ -23,6 +26,17 @@ export function positiveInteger(name: string) {
       throw new InvalidArgumentError(`${name} must be a positive whole number, got "${value}"`);
     }
     return Number(value);
+  };
+}
+
+/** A duration flag (500ms, 30s, 2m) in milliseconds. */
+export function durationOption(flag: string) {
+  return (value: string): number => {
+    try {
+      return parseDuration(value, flag);
+    } catch (error) {
+      throw new InvalidArgumentError((error as Error).message);
+    }
   };
 }
 
@@ -41,7 +55,8 @@ export function addCommonOptions(program: Command): Command {
     .option('--state-schema <name>', 'where tandem keeps its state', 'tandem')
     .option('--lock-timeout <ms>', 'lock_timeout for every DDL statement, in milliseconds', positiveInteger('--lock-timeout'), 500)
     .option('--lock-retries <n>', 'attempts per DDL statement when its lock does not come in time', positiveInteger('--lock-retries'), 25)
-    .option('--backfill-batch-size <rows>', 'rows per backfill batch', positiveInteger('--backfill-batch-size'), 1000)
+    .option('--backfill-batch-size <rows>', 'rows per backfill batch (with --backfill-batch-time: the most a batch takes)', positiveInteger('--backfill-batch-size'), 1000)
+    .option('--backfill-batch-time <duration>', 'size each backfill batch to take about this long (e.g. 200ms) instead of a fixed row count', durationOption('--backfill-batch-time'))
     .option('--backfill-batch-delay <ms>', 'pause between backfill batches, in milliseconds', nonNegativeInteger('--backfill-batch-delay'), 0)
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (else TANDEM_LOG_LEVEL, else info)')
     .option('--log-format <format>', 'json, text (one line a step) or pretty; default on a terminal text (proxy and dev: pretty), else json');
@@ -55,6 +70,7 @@ interface RawCommonOptions {
   lockRetries: number;
   backfillBatchSize: number;
   backfillBatchDelay: number;
+  backfillBatchTime?: number;
   logLevel?: string;
   logFormat?: string;
 }
@@ -88,6 +104,7 @@ export function commonSettings(
     lockRetries: raw.lockRetries,
     backfillBatchSize: raw.backfillBatchSize,
     backfillBatchDelayMs: raw.backfillBatchDelay,
+    backfillBatchTimeMs: raw.backfillBatchTime,
     logger: createLogger({ level, format, terminalFormat: options.terminalLogFormat, destination: options.logTo }),
   };
 }

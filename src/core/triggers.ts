@@ -176,20 +176,41 @@ function ruleBlock(rule: SyncRule, trigger: SyncTrigger): string {
     lines.push(`  IF _tandem_direction = 'up'${when} THEN`, ...rule.up.map((e) => assignment(n, e, trigger)), `  END IF;`);
   }
   if (rule.down?.length && o) {
-    lines.push(`  IF _tandem_direction = 'down' THEN`, ...rule.down.map((e) => assignment(o, e, trigger)), `  END IF;`);
+    lines.push(`  IF _tandem_direction = 'down' THEN`, ...downChain(o, rule.down, rule.newColumn, trigger), `  END IF;`);
   }
   return lines.join('\n');
 }
 
 /**
+ * The `down`s of the operations chained on one column, the latest operation's first: each turns the
+ * value the one before it made (the first: the new column's) back into the value before its own
+ * operation, and the last one's is the old column's. The values in between live in variables of
+ * their own types, since neither column's type need hold them.
+ */
+function downChain(target: string, chain: SyncExpression[], newColumn: string | undefined, trigger: SyncTrigger): string[] {
+  if (chain.length === 1 || !newColumn) return chain.map((e) => assignment(target, e, trigger));
+  const step = (i: number) => `_tandem_down_${i}`;
+  return [
+    `    DECLARE`,
+    ...chain.slice(0, -1).map((e, i) => `      ${step(i + 1)} ${e.resultType};`),
+    `    BEGIN`,
+    ...chain.map((e, i) => assignment(i === chain.length - 1 ? target : step(i + 1), e, trigger, i === 0 ? undefined : { column: newColumn, variable: step(i) })),
+    `    END;`,
+  ];
+}
+
+/**
  * A nested block that binds the row's columns to the names the expression uses, then assigns. The
  * explicit CAST is the conversion the expression was checked with before start (expressionProbeSql).
+ * In a chain of `down`s, the names of the new column read the value the `down` before made instead.
  */
-function assignment(target: string, expression: SyncExpression, trigger: SyncTrigger): string {
+function assignment(target: string, expression: SyncExpression, trigger: SyncTrigger, chained?: { column: string; variable: string }): string {
   const names = expression.names;
   const used = referencedNames(expression.sql, Object.keys(names));
   const declarations = used.map((name) => {
-    const column = quoteIdent(names[name]!.column);
+    const binding = names[name]!;
+    if (binding.column === chained?.column) return `      ${quoteIdent(name)} ${binding.type} := ${chained.variable};`;
+    const column = quoteIdent(binding.column);
     return `      ${quoteIdent(name)} ${qualified(trigger.schema, trigger.table)}.${column}%TYPE := NEW.${column};`;
   });
   return [

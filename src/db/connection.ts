@@ -17,10 +17,15 @@ const URL_SCHEMES = ['postgres:', 'postgresql:'];
 const URL_SHAPE = 'postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=require…] (postgresql:// works too)';
 
 /** The URL unchanged when node-postgres can use it; else a usage error naming `source` and the value. */
-export function checkPostgresUrl(value: string, source: '--postgres-url' | 'DATABASE_URL'): string {
+export function checkPostgresUrl(value: string, source: '--postgres-url' | 'DATABASE_URL' | '--replica-url'): string {
   const problem = urlProblem(value);
   if (!problem) return value;
-  const fallback = source === '--postgres-url' ? 'leave it out to use DATABASE_URL or the PG* variables' : 'fix DATABASE_URL, or unset it to use the PG* variables';
+  const fallback =
+    source === '--postgres-url'
+      ? 'leave it out to use DATABASE_URL or the PG* variables'
+      : source === 'DATABASE_URL'
+        ? 'fix DATABASE_URL, or unset it to use the PG* variables'
+        : 'give the replica as a connection URL';
   throw new UsageError(`${source} ${JSON.stringify(redactPassword(value))} is not a PostgreSQL connection URL: ${problem}`, `expected ${URL_SHAPE}; ${fallback}`);
 }
 

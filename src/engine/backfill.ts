@@ -7,6 +7,10 @@
  * scan per batch: cost grows linearly with the table), else by physical position (ctid page ranges,
  * a TID range scan). Rows an application transaction holds locked are skipped (SKIP LOCKED) and
  * revisited at the end, waiting at most lock_timeout for each.
+ *
+ * Before each batch the backfill asks its Throttle whether it may go on (replicas, load, lock
+ * waiters, an operator's pause), and waits while it may not. With a batch time, each batch is sized
+ * from the last one's duration to take about that long, never above the batch size.
  */
 import type pg from 'pg';
 import { isDatabaseError } from '../errors/index.js';
@@ -19,12 +23,24 @@ import { BackfillStore, type BackfillMethod, type BackfillRow } from '../state/b
 import type { BackfillStep } from '../core/steps.js';
 import { qualified, quoteIdent } from '../core/quote.js';
 import { BACKFILL_SETTING } from '../core/triggers.js';
+import type { Throttle, ThrottleCheck, ThrottleVerdict } from './throttle.js';
+
+/** Sized batches start small and at most double each time: the first batches on a cold table are the slow ones. */
+const ADAPTIVE_FIRST_BATCH = 100;
+const ADAPTIVE_FLOOR = 10;
+/** How often a throttled backfill asks again whether it may go on. */
+const THROTTLE_POLL_MS = 500;
 
 export interface BackfillOptions {
+  /** Rows per batch; with `batchTimeMs`, the most a batch asks for. */
   batchSize: number;
+  /** Size each batch to take about this long (from the previous batch's time), instead of a fixed count. */
+  batchTimeMs?: number;
   batchDelayMs: number;
   /** No progress for this long: reported as stalled (log, metric, state). */
   stallTimeoutMs: number;
+  /** Asked before each batch; none: batches never wait. */
+  throttle?: Throttle;
   logger: Logger;
   metrics?: BackfillMetrics;
   onProgress?: (progress: BackfillProgress) => void;
@@ -44,6 +60,11 @@ export class Backfill {
   private row!: BackfillRow;
   private readonly startedAt = Date.now();
   private rowsAtStart = 0;
+  /** Rows the next batch asks for. */
+  private size: number;
+  private throttled: (ThrottleVerdict & { since: number }) | undefined;
+  private throttledMs = 0;
+  private replicaLagSeconds: number | null = null;
 
   constructor(
     private readonly executor: Executor,
@@ -55,6 +76,7 @@ export class Backfill {
   ) {
     this.table = qualified(schema, step.table);
     this.store = new BackfillStore(executor.db, stateSchema, migrationId);
+    this.size = options.batchTimeMs ? Math.min(options.batchSize, ADAPTIVE_FIRST_BATCH) : options.batchSize;
   }
 
   private get db(): pg.Client {
@@ -70,7 +92,9 @@ export class Backfill {
         { table: this.step.table, method: this.row.method, keys: this.row.key_columns, rowsTotal: numberOrNull(this.row.rows_total), resumedAt: this.row.cursor },
         `backfilling ${this.step.table} by ${describeMethod(this.row)}${this.row.cursor !== null ? ' (resuming)' : ''}`,
       );
-      while (!(await this.batch())) {
+      for (;;) {
+        await this.waitWhileThrottled();
+        if (await this.batch()) break;
         if (this.options.batchDelayMs > 0) await sleep(this.options.batchDelayMs);
       }
       await this.revisitPending();
@@ -172,6 +196,7 @@ export class Backfill {
    * scanned were updated by the application meanwhile, through the trigger: nothing left to do there.
    */
   private async batch(): Promise<boolean> {
+    const size = this.size;
     const set = this.setClause();
     const params: unknown[] = [];
     let scanned: string;
@@ -182,7 +207,7 @@ export class Backfill {
       const upper = this.row.upper_bound as number;
       if (from >= upper) return true;
       const perPage = Math.max(1, Number(this.row.rows_total ?? 0) / Math.max(1, upper));
-      const to = Math.min(upper, from + Math.max(1, Math.floor(this.options.batchSize / perPage)));
+      const to = Math.min(upper, from + Math.max(1, Math.floor(size / perPage)));
       scanned = `SELECT ctid AS tid FROM ${this.table} WHERE ctid >= '(${from},0)'::tid AND ctid < '(${to},0)'::tid`;
       last = () => `to_json(${to})`;
       skippedRange = `CASE WHEN EXISTS (SELECT 1 FROM scanned s WHERE s.tid NOT IN (SELECT tid FROM locked))
@@ -191,7 +216,7 @@ export class Backfill {
       const conditions: string[] = [];
       if (this.row.cursor) conditions.push(this.keyComparison('>', this.row.cursor as string[], params));
       conditions.push(this.keyComparison('<=', this.row.upper_bound as string[], params));
-      params.push(this.options.batchSize);
+      params.push(size);
       const order = this.keys.map((k) => quoteIdent(k.name)).join(', ');
       const orderDesc = this.keys.map((k) => `${quoteIdent(k.name)} DESC`).join(', ');
       scanned = `SELECT ctid AS tid, ${order} FROM ${this.table} WHERE ${conditions.join(' AND ')} ORDER BY ${order} LIMIT $${params.length}`;
@@ -220,23 +245,86 @@ export class Backfill {
     // WAL flush (the application's own commits are unaffected).
     const settings: Record<string, string> = { synchronous_commit: 'off' };
     if (this.step.assignments) settings[BACKFILL_SETTING] = 'on';
-    const result = await this.withLockRetries(async (attempt) =>
-      this.executor.inTransaction(async () => {
+    let tookMs = 0;
+    const result = await this.withLockRetries(async (attempt) => {
+      // Only the try that went through counts towards sizing: a lock wait says nothing of the batch's cost.
+      const began = performance.now();
+      const summary = await this.executor.inTransaction(async () => {
         const { rows } = await this.db.query<{ scanned: number; touched: number; last: string[] | number | null; skipped: BackfillRow['pending'] }>(
           attempt === 1 ? direct : skipLocked,
           params,
         );
         return rows[0]!;
-      }, settings),
-    );
+      }, settings);
+      tookMs = performance.now() - began;
+      return summary;
+    });
 
     if (result.scanned === 0) return true;
     this.row.cursor = result.last;
     this.row.rows_done = String(Number(this.row.rows_done) + result.touched);
     this.row.batches = String(Number(this.row.batches) + 1);
     this.row.pending = [...this.row.pending, ...result.skipped];
+    const finished = this.row.method === 'ctid' ? (result.last as number) >= (this.row.upper_bound as number) : result.scanned < size;
+    // The last batch is short: its time says nothing of what a full one costs.
+    if (!finished) this.resize(tookMs);
     this.madeProgress(result.touched);
-    return this.row.method === 'ctid' ? (result.last as number) >= (this.row.upper_bound as number) : result.scanned < this.options.batchSize;
+    return finished;
+  }
+
+  /** The next batch's rows, from how long this one took against the batch time. */
+  private resize(tookMs: number): void {
+    const target = this.options.batchTimeMs;
+    if (!target) return;
+    const wanted = Math.round((this.size * target) / Math.max(tookMs, 1));
+    this.size = Math.max(Math.min(ADAPTIVE_FLOOR, this.options.batchSize), Math.min(this.options.batchSize, this.size * 2, wanted));
+  }
+
+  /**
+   * Holds back the next batch for as long as the throttle says so, keeping the state row, metrics,
+   * log and progress saying why. A throttled backfill is not stalled: the stall clock restarts after.
+   */
+  private async waitWhileThrottled(): Promise<void> {
+    const throttle = this.options.throttle;
+    if (!throttle) return;
+    let check = await throttle.check(this.db, this.table);
+    this.noteReplicaLags(check);
+    if (!check.verdict) return;
+    const table = this.step.table;
+    const metrics = this.options.metrics;
+    const since = Date.now();
+    let counted = since;
+    while (check.verdict) {
+      const verdict = check.verdict;
+      const previous = this.throttled;
+      if (previous && metrics) metrics.throttledSeconds.inc({ table, reason: previous.reason }, (Date.now() - counted) / 1000);
+      counted = Date.now();
+      if (previous?.reason !== verdict.reason) {
+        if (previous) metrics?.throttled.set({ table, reason: previous.reason }, 0);
+        metrics?.throttled.set({ table, reason: verdict.reason }, 1);
+        this.options.logger.warn({ table, reason: verdict.reason, detail: verdict.detail }, `backfill of ${table} throttled (${verdict.reason}): ${verdict.detail}`);
+      }
+      this.throttled = { ...verdict, since };
+      await this.store.markThrottled(table, verdict, check.replicaLagSeconds);
+      this.options.onProgress?.(this.progress());
+      await sleep(THROTTLE_POLL_MS);
+      check = await throttle.check(this.db, this.table);
+      this.noteReplicaLags(check);
+    }
+    const reason = this.throttled!.reason;
+    metrics?.throttledSeconds.inc({ table, reason }, (Date.now() - counted) / 1000);
+    metrics?.throttled.set({ table, reason }, 0);
+    this.throttled = undefined;
+    this.throttledMs += Date.now() - since;
+    await this.store.markUnthrottled(table, check.replicaLagSeconds);
+    this.lastProgressAt = Date.now();
+    this.options.logger.info({ table, throttledSeconds: Math.round((Date.now() - since) / 1000) }, `backfill of ${table} goes on after ${Math.round((Date.now() - since) / 1000)} s throttled (${reason})`);
+    this.options.onProgress?.(this.progress());
+  }
+
+  private noteReplicaLags(check: ThrottleCheck): void {
+    this.replicaLagSeconds = check.replicaLagSeconds;
+    for (const [replica, lag] of check.replicas) this.options.metrics?.replicaLag.set({ replica }, lag ?? -1);
   }
 
   /** Rows that were locked when their batch ran: now wait for them, at most lock_timeout each try. */
@@ -246,6 +334,7 @@ export class Backfill {
     this.options.logger.info({ table: this.step.table, rows: pending.length }, `revisiting ${pending.length} skipped ${this.row.method === 'ctid' ? 'page ranges' : 'rows'} of ${this.step.table}`);
     const set = this.setClause();
     for (let i = 0; i < pending.length; i += this.options.batchSize) {
+      await this.waitWhileThrottled();
       const chunk = pending.slice(i, i + this.options.batchSize);
       let sql: string;
       let params: unknown[];
@@ -314,6 +403,7 @@ export class Backfill {
       metrics.batches.inc({ table: this.step.table });
       metrics.lastProgress.set({ table: this.step.table }, Date.now() / 1000);
       metrics.stalled.set({ table: this.step.table }, 0);
+      metrics.batchSize.set({ table: this.step.table }, this.size);
     }
     if (this.stalled) {
       this.stalled = false;
@@ -334,6 +424,10 @@ export class Backfill {
       batches: Number(this.row.batches),
       retries: Number(this.row.retries),
       stalled: this.stalled,
+      throttle: this.throttled ? { reason: this.throttled.reason, detail: this.throttled.detail, seconds: Math.round((Date.now() - this.throttled.since) / 1000) } : null,
+      throttledSeconds: Math.round((this.throttledMs + (this.throttled ? Date.now() - this.throttled.since : 0)) / 1000),
+      replicaLagSeconds: this.replicaLagSeconds,
+      adaptiveBatchSize: this.options.batchTimeMs ? this.size : null,
       done: this.row.status === 'done',
     };
   }

@@ -15,6 +15,7 @@ import { initStateSchema, stateSchemaExists } from '../state/schema.js';
 import { releaseMigrationLock, takeMigrationLock } from '../state/migration-lock.js';
 import { listVersions } from '../state/versions.js';
 import { Backfill } from './backfill.js';
+import { Throttle, type ThrottleSettings } from './throttle.js';
 import type { BackfillProgress } from '../observe/progress.js';
 import { awaitProxies, awaitRetirable, type DrainOptions } from './drain.js';
 import { crashPointReached } from './crash-points.js';
@@ -36,6 +37,10 @@ export interface EngineSettings {
   lockTimeoutMs: number;
   backfillBatchSize: number;
   backfillBatchDelayMs: number;
+  /** Size backfill batches to take about this long each, at most backfillBatchSize rows. */
+  backfillBatchTimeMs?: number;
+  /** When backfills hold back their batches: replica lag, load, lock waiters, a throttle file. */
+  throttle?: ThrottleSettings;
   stallTimeoutMs: number;
   logger: Logger;
   retry?: RetryPolicy;
@@ -190,6 +195,8 @@ export class Migrator {
   async resume(): Promise<MigrationRecord> {
     await this.prepareSession();
     await this.requireState();
+    // A state schema from an older tandem gets what this one's backfill reads (the pause table).
+    await initStateSchema(this.db, this.settings.stateSchema);
     return this.exclusively(async () => {
       const record = await this.store.inFlight();
       if (!record || record.status !== 'starting') {
@@ -351,17 +358,25 @@ export class Migrator {
       case 'sql':
         await this.executor.run(step, markDone);
         return;
-      case 'backfill':
-        await new Backfill(this.executor, this.settings.stateSchema, record.id, this.settings.schema, step, {
-          batchSize: this.settings.backfillBatchSize,
-          batchDelayMs: this.settings.backfillBatchDelayMs,
-          stallTimeoutMs: this.settings.stallTimeoutMs,
-          logger: this.logger,
-          metrics: this.settings.metrics,
-          onProgress: this.settings.onBackfillProgress,
-        }).run();
+      case 'backfill': {
+        const throttle = new Throttle(this.settings.throttle ?? {}, this.settings.stateSchema, this.settings.schema, this.logger);
+        try {
+          await new Backfill(this.executor, this.settings.stateSchema, record.id, this.settings.schema, step, {
+            batchSize: this.settings.backfillBatchSize,
+            batchTimeMs: this.settings.backfillBatchTimeMs,
+            batchDelayMs: this.settings.backfillBatchDelayMs,
+            stallTimeoutMs: this.settings.stallTimeoutMs,
+            throttle,
+            logger: this.logger,
+            metrics: this.settings.metrics,
+            onProgress: this.settings.onBackfillProgress,
+          }).run();
+        } finally {
+          await throttle.close();
+        }
         await markDone(this.db);
         return;
+      }
       case 'await_proxies':
         await awaitProxies(this.db, this.settings.stateSchema, this.settings.schema, DEFAULT_STALE_AFTER_MS, this.logger);
         await markDone(this.db);

@@ -10,6 +10,14 @@ export interface BackfillProgress {
   batches: number;
   retries: number;
   stalled: boolean;
+  /** While the backfill holds back its batches on purpose: why (replica_lag, load, lock_waiters, manual), in words, and for how long. */
+  throttle: { reason: string; detail: string; seconds: number } | null;
+  /** Seconds throttled in all during this run. */
+  throttledSeconds: number;
+  /** The largest replica lag last measured, when replicas are watched. */
+  replicaLagSeconds: number | null;
+  /** Rows the next batch asks for when batches are sized to take --backfill-batch-time; null for the fixed --backfill-batch-size. */
+  adaptiveBatchSize: number | null;
   done: boolean;
 }
 
@@ -23,7 +31,7 @@ export function backfillReporter(stream: NodeJS.WritableStream & { isTTY?: boole
   return (progress) => {
     const now = Date.now();
     if (stream.isTTY) {
-      if (!progress.done && !progress.stalled && now - lastDraw < 100) return;
+      if (!progress.done && !progress.stalled && !progress.throttle && now - lastDraw < 100) return;
       lastDraw = now;
       stream.write(`\r\x1b[2K${progressLine(progress)}${progress.done ? '\n' : ''}`);
       return;
@@ -44,8 +52,13 @@ export function progressLine(p: BackfillProgress): string {
   const rate = p.rowsPerSecond ? `${compact(p.rowsPerSecond)} rows/s` : '– rows/s';
   const remaining = total && p.rowsPerSecond && !p.done ? Math.max(0, (total - p.rowsDone) / p.rowsPerSecond) : null;
   const eta = p.done ? 'done' : remaining !== null ? `ETA ${duration(remaining)}` : 'ETA –';
-  const state = p.stalled ? ' STALLED (waiting for a lock)' : '';
-  return `backfill ${p.table} ${bar} ${Math.round(fraction * 100)}% ${compact(p.rowsDone)}/${total ? compact(total) : '?'} rows · ${rate} · ${eta}${state}`;
+  const state = p.throttle
+    ? ` THROTTLED ${p.throttle.reason} for ${duration(p.throttle.seconds)} (${p.throttle.detail})`
+    : p.stalled
+      ? ' STALLED (waiting for a lock)'
+      : '';
+  const batch = p.adaptiveBatchSize !== null && !p.done ? ` · batch ${compact(p.adaptiveBatchSize)}` : '';
+  return `backfill ${p.table} ${bar} ${Math.round(fraction * 100)}% ${compact(p.rowsDone)}/${total ? compact(total) : '?'} rows · ${rate}${batch} · ${eta}${state}`;
 }
 
 function compact(n: number): string {

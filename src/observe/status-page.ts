@@ -42,7 +42,7 @@ export interface RolloutView {
   } | null;
 }
 
-/** A backfill as the state schema records it; the throttle reason is there only once backfills are throttled. */
+/** A backfill as the state schema records it (`tandem status --json`): `throttle` is set while it is held back. */
 interface BackfillRow {
   table: string;
   rowsDone: number;
@@ -50,7 +50,7 @@ interface BackfillRow {
   rowsPerSecond: number | null;
   status: string;
   secondsSinceProgress: number | null;
-  throttleReason?: string | null;
+  throttle?: { reason: string; detail: string; seconds: number } | null;
 }
 
 /** This proxy's own view: queries per second are counted here, not in the heartbeats. */
@@ -71,7 +71,7 @@ export interface StatusPage {
   rollout: RolloutView | { error: string } | null;
   proxy?: ProxyView;
   /** Backfills this process runs now, with their live rate. */
-  backfills?: (BackfillProgress & { throttleReason?: string | null })[];
+  backfills?: BackfillProgress[];
 }
 
 /** Text that is already HTML; everything else that reaches `html` is escaped. */
@@ -167,7 +167,7 @@ function backfillSection(rows: BackfillRow[]): Html {
     const done = b.status === 'done';
     const fraction = done ? 1 : total ? b.rowsDone / total : 0;
     const eta = done ? 'done' : total && b.rowsPerSecond ? duration(Math.max(0, (total - b.rowsDone) / b.rowsPerSecond)) : '–';
-    const state = b.throttleReason ? html`<span class="warn">throttled: ${b.throttleReason}</span>` : b.status === 'stalled' ? html`<span class="bad">stalled${b.secondsSinceProgress !== null ? ` ${b.secondsSinceProgress}s` : ''}</span>` : b.status;
+    const state = b.throttle ? html`<span class="warn" title="${b.throttle.detail}">throttled: ${b.throttle.reason.replaceAll('_', ' ')} for ${duration(b.throttle.seconds)}</span>` : b.status === 'stalled' ? html`<span class="bad">stalled${b.secondsSinceProgress !== null ? ` ${b.secondsSinceProgress}s` : ''}</span>` : b.status;
     return html`<tr data-table="${b.table}"><td><code>${b.table}</code></td><td><progress max="1" value="${fraction.toFixed(3)}"></progress> ${Math.round(fraction * 100)}%</td>
 <td class="num">${b.rowsDone}/${total ?? '?'}</td><td class="num">${b.rowsPerSecond ? `${Math.round(b.rowsPerSecond)}/s` : '–'}</td><td>${eta}</td><td>${state}</td></tr>`;
   });
@@ -192,7 +192,7 @@ function fromProgress(p: NonNullable<StatusPage['backfills']>[number]): Backfill
     rowsPerSecond: p.rowsPerSecond,
     status: p.done ? 'done' : p.stalled ? 'stalled' : 'running',
     secondsSinceProgress: null,
-    throttleReason: p.throttleReason ?? null,
+    throttle: p.throttle,
   };
 }
 

@@ -8,6 +8,16 @@ import type { Queryable } from '../db/connection.js';
 import { quoteIdent } from '../core/quote.js';
 import type { BACKFILL_STATUSES } from './schema.js';
 
+/** Why a backfill holds back its batches: a replica behind, a busy server, sessions queued for the table's locks, an operator. */
+export type ThrottleReason = 'replica_lag' | 'load' | 'lock_waiters' | 'manual';
+
+/** A throttled backfill's reason, in words too, and how long it has been held back this time. */
+export interface ThrottleState {
+  reason: ThrottleReason;
+  detail: string;
+  seconds: number;
+}
+
 /** How a table is walked: by its primary key, a unique index over NOT NULL columns, or physical position. */
 export type BackfillMethod = 'primary key' | 'unique index' | 'ctid';
 
@@ -24,7 +34,7 @@ export interface BackfillRow {
   rows_total: string | null;
   batches: string;
   retries: string;
-  status: 'running' | 'stalled' | 'done';
+  status: 'running' | 'throttled' | 'stalled' | 'done';
   elapsed_seconds: number;
 }
 
@@ -44,6 +54,12 @@ export interface BackfillStatus {
   finishedAt: Date | null;
   /** Seconds since the last committed batch, for a backfill that is not done. */
   secondsSinceProgress: number | null;
+  /** Set while the backfill is throttled. */
+  throttle: ThrottleState | null;
+  /** Seconds throttled in all, the current pause included. */
+  throttledSeconds: number;
+  /** The largest replica lag the backfill last measured, when it watches replicas. */
+  replicaLagSeconds: number | null;
 }
 
 /** The backfills of one migration. */
@@ -105,6 +121,29 @@ export class BackfillStore {
     await this.db.query(`UPDATE ${this.table} SET status = 'stalled' WHERE migration_id = $1 AND table_name = $2`, [this.migrationId, table]);
   }
 
+  /** The backfill holds back its batches from now on (or goes on being held back, for a new reason or lag). */
+  async markThrottled(table: string, throttle: { reason: ThrottleReason; detail: string }, replicaLagSeconds: number | null): Promise<void> {
+    await this.db.query(
+      `UPDATE ${this.table}
+          SET status = 'throttled', throttle_reason = $3, throttle_detail = $4, replica_lag_seconds = $5,
+              throttled_since = CASE WHEN status = 'throttled' THEN throttled_since ELSE now() END
+        WHERE migration_id = $1 AND table_name = $2`,
+      [this.migrationId, table, throttle.reason, throttle.detail, replicaLagSeconds],
+    );
+  }
+
+  /** The pause is over: its length joins the total, and the backfill counts as running (its next batch is due). */
+  async markUnthrottled(table: string, replicaLagSeconds: number | null): Promise<void> {
+    await this.db.query(
+      `UPDATE ${this.table}
+          SET status = 'running', throttle_reason = NULL, throttle_detail = NULL, throttled_since = NULL, replica_lag_seconds = $3,
+              throttled_seconds = throttled_seconds + coalesce(extract(epoch FROM now() - throttled_since)::float8, 0),
+              last_progress_at = now()
+        WHERE migration_id = $1 AND table_name = $2`,
+      [this.migrationId, table, replicaLagSeconds],
+    );
+  }
+
   async markDone(table: string): Promise<void> {
     await this.db.query(`UPDATE ${this.table} SET status = 'done', finished_at = now(), pending = '[]' WHERE migration_id = $1 AND table_name = $2`, [
       this.migrationId,
@@ -135,10 +174,16 @@ export class BackfillStore {
       last_progress_at: Date;
       finished_at: Date | null;
       idle: number;
+      throttle: { reason: ThrottleReason | null; detail: string | null; seconds: number | null; before: number | null; lag: number | null };
     }>(
+      // The throttle columns came with state version 3: read through to_jsonb, a state schema that
+      // no start or init has upgraded yet (a newer tandem's first \`tandem status\`) shows no throttling.
       `SELECT table_name, method, key_columns, rows_done, rows_total, rate, batches, retries, status,
-              started_at, last_progress_at, finished_at, extract(epoch FROM now() - last_progress_at)::float8 AS idle
-         FROM ${this.table} WHERE migration_id = $1 ORDER BY started_at`,
+              started_at, last_progress_at, finished_at, extract(epoch FROM now() - last_progress_at)::float8 AS idle,
+              json_build_object('reason', b.j->>'throttle_reason', 'detail', b.j->>'throttle_detail',
+                                'seconds', extract(epoch FROM now() - (b.j->>'throttled_since')::timestamptz),
+                                'before', (b.j->>'throttled_seconds')::float8, 'lag', (b.j->>'replica_lag_seconds')::float8) AS throttle
+         FROM (SELECT *, to_jsonb(b) AS j FROM ${this.table} b WHERE migration_id = $1) b ORDER BY started_at`,
       [this.migrationId],
     );
     return rows.map((r) => ({
@@ -154,7 +199,14 @@ export class BackfillStore {
       startedAt: r.started_at,
       lastProgressAt: r.last_progress_at,
       finishedAt: r.finished_at,
-      secondsSinceProgress: r.status === 'done' ? null : Math.round(r.idle),
+      // Waiting on purpose is not waiting for progress: a throttled backfill has not stalled.
+      secondsSinceProgress: r.status === 'done' || r.status === 'throttled' ? null : Math.round(r.idle),
+      throttle:
+        r.status === 'throttled' && r.throttle.reason
+          ? { reason: r.throttle.reason, detail: r.throttle.detail ?? '', seconds: Math.round(r.throttle.seconds ?? 0) }
+          : null,
+      throttledSeconds: Math.round((r.throttle.before ?? 0) + (r.status === 'throttled' ? (r.throttle.seconds ?? 0) : 0)),
+      replicaLagSeconds: r.throttle.lag,
     }));
   }
 }

@@ -2,7 +2,7 @@ import type { Queryable } from '../db/connection.js';
 import { quoteIdent, quoteLiteral } from '../core/quote.js';
 
 /** Bumped whenever the DDL below changes shape; `init` upgrades older state schemas in place. */
-export const STATE_VERSION = 2;
+export const STATE_VERSION = 3;
 
 /** Channel on which every change to migration state is announced, so proxies refresh their version cache. */
 export const VERSIONS_CHANNEL = 'tandem_versions';
@@ -12,8 +12,20 @@ export const MIGRATION_STATUSES = ['starting', 'active', 'completing', 'complete
 export type MigrationStatus = (typeof MIGRATION_STATUSES)[number];
 export const IN_FLIGHT_STATUSES: readonly MigrationStatus[] = ['starting', 'active', 'completing', 'rolling_back'];
 
-/** A table's backfill: running, stalled (no batch for a while), done, or abandoned with its migration. */
-export const BACKFILL_STATUSES = ['running', 'stalled', 'done', 'rolled_back'] as const;
+/**
+ * A table's backfill: running, throttled (paused on purpose: a replica behind, load, lock waiters,
+ * an operator), stalled (no batch for a while, against its will), done, or abandoned with its migration.
+ */
+export const BACKFILL_STATUSES = ['running', 'throttled', 'stalled', 'done', 'rolled_back'] as const;
+
+/** Why a backfill is throttled now and since when, how long it was throttled before, the last replica lag it measured. */
+const THROTTLE_COLUMNS = [
+  'throttle_reason text',
+  'throttle_detail text',
+  'throttled_since timestamptz',
+  'throttled_seconds double precision NOT NULL DEFAULT 0',
+  'replica_lag_seconds double precision',
+];
 
 /**
  * The state schema's DDL. Every statement is idempotent, so `tandem init` can run any number of
@@ -88,7 +100,14 @@ export function stateSchemaDDL(stateSchema: string): string[] {
        started_at timestamptz NOT NULL DEFAULT now(),
        last_progress_at timestamptz NOT NULL DEFAULT now(),
        finished_at timestamptz,
+       ${THROTTLE_COLUMNS.join(',\n       ')},
        PRIMARY KEY (migration_id, table_name)
+     )`,
+    // \`tandem backfill --pause\` from any machine: the running backfill reads this before each batch.
+    `CREATE TABLE IF NOT EXISTS ${s}.backfill_pauses (
+       schema_name text PRIMARY KEY,
+       paused_by text NOT NULL,
+       paused_at timestamptz NOT NULL DEFAULT now()
      )`,
     // The version schemas tandem created, recorded in the transaction that creates each one: tandem
     // drops a schema only when it is here, so no migration can make it drop a schema of the user's.
@@ -129,10 +148,15 @@ export function stateSchemaDDL(stateSchema: string): string[] {
 function upgradeDDL(stateSchema: string, from: number): string[] {
   const s = quoteIdent(stateSchema);
   const statements: string[] = [];
-  if (from < 2) {
+  if (from < 3) {
     statements.push(
       `ALTER TABLE ${s}.backfills DROP CONSTRAINT IF EXISTS backfills_status_check,
-         ADD CONSTRAINT backfills_status_check CHECK (status IN (${BACKFILL_STATUSES.map(quoteLiteral).join(', ')}))`,
+         ADD CONSTRAINT backfills_status_check CHECK (status IN (${BACKFILL_STATUSES.map(quoteLiteral).join(', ')})),
+         ${THROTTLE_COLUMNS.map((column) => `ADD COLUMN IF NOT EXISTS ${column}`).join(',\n         ')}`,
+    );
+  }
+  if (from < 2) {
+    statements.push(
       // Version schemas made before tandem recorded them: those of migrations that are still live.
       `INSERT INTO ${s}.version_schemas (version_schema, schema_name, migration)
          SELECT m.version_schema, m.schema_name, m.name FROM ${s}.migrations m

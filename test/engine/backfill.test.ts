@@ -1,15 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { usePostgres } from '../support/harness.js';
-import { migrationFile, ok, start, tandem } from '../support/migrations.js';
+import { migrationFile, ok, start, tandem, upperBackfill } from '../support/migrations.js';
 import { spawnCli, waitFor } from '../support/spawn.js';
 import { freePort } from '../support/postgres.js';
 
 describe('backfill', () => {
   const pg = usePostgres();
   const rows = 120_000;
-  const bigTable = `CREATE TABLE big (id bigint PRIMARY KEY, v text NOT NULL);
-    INSERT INTO big SELECT g, 'value ' || g FROM generate_series(1, ${rows}) g; ANALYZE big;`;
-  const addUpper = { name: '01_upper', operations: [{ add_column: { table: 'big', up: 'upper(v)', column: { name: 'w', type: 'text' } } }] };
+  const { setup: bigTable, migration: addUpper } = upperBackfill(rows);
 
   async function progress() {
     const result = await pg.query(`SELECT rows_done::int AS done, batches::int AS batches, status FROM tandem.backfills`).catch(() => undefined);

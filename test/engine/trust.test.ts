@@ -92,7 +92,7 @@ describe('trust', () => {
       expect((await db.query(`SELECT version_schema, migration FROM tandem.version_schemas`)).rows).toEqual([
         { version_schema: 'public_01_add', migration: '01_add' },
       ]);
-      expect((await db.query(`SELECT value FROM tandem.meta WHERE key = 'state_version'`)).rows).toEqual([{ value: '2' }]);
+      expect((await db.query(`SELECT value FROM tandem.meta WHERE key = 'state_version'`)).rows).toEqual([{ value: '3' }]);
       ok(await tandem(db.url, ['rollback']));
       expect((await db.query(`SELECT 1 FROM pg_namespace WHERE nspname = 'public_01_add'`)).rows).toEqual([]);
     });

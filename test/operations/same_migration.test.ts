@@ -6,7 +6,7 @@
  */
 import { expect } from 'vitest';
 import { runOperationCases } from '../support/cases.js';
-import { columnNames, constraintsOf, indexesOf } from '../support/migrations.js';
+import { columnNames, columnsOf, constraintsOf, indexesOf } from '../support/migrations.js';
 
 const setup = `
   CREATE TABLE users (id serial PRIMARY KEY, name text);
@@ -210,6 +210,45 @@ runOperationCases('operations that meet in one migration', [
     ],
     afterComplete: async (t) => {
       expect(Object.keys(await indexesOf(t.db, 'public', 'sessions'))).toEqual(['sessions_pkey', 'sessions_token_key']);
+    },
+  },
+  {
+    // pgroll refuses a second backfilling operation on a column; here each one's `up` applies to what the one before made of it.
+    name: 'two backfilling operations on the same column: a type change, then NOT NULL, over many batches',
+    setup: `CREATE TABLE readings (id int PRIMARY KEY, value int);
+      INSERT INTO readings SELECT g, CASE WHEN g % 10 = 0 THEN NULL ELSE g END FROM generate_series(1, 3000) g;`,
+    migrations: [
+      {
+        name: '01_value_bigint_required',
+        operations: [
+          { alter_column: { table: 'readings', column: 'value', type: 'bigint', up: 'value * 10', down: '(value / 10)::int' } },
+          { alter_column: { table: 'readings', column: 'value', nullable: false, up: 'coalesce(value, -1)', down: 'nullif(value, -1)' } },
+        ],
+      },
+    ],
+    flags: ['--backfill-batch-size', '250'],
+    afterStart: async (t) => {
+      const wrong = await t.new.query(
+        `SELECT count(*)::int AS n FROM readings WHERE value IS DISTINCT FROM CASE WHEN id % 10 = 0 THEN -1 ELSE id * 10 END`,
+      );
+      expect(wrong.rows[0].n).toBe(0);
+      expect((await t.old.query(`SELECT count(*)::int AS n FROM readings WHERE value IS DISTINCT FROM CASE WHEN id % 10 = 0 THEN NULL ELSE id END`)).rows[0].n).toBe(0);
+      // Writes from either side go through both expressions.
+      await t.old.query(`INSERT INTO readings VALUES (5001, 7), (5002, NULL)`);
+      expect((await t.new.query(`SELECT id, value FROM readings WHERE id > 5000 ORDER BY id`)).rows).toEqual([
+        { id: 5001, value: '70' },
+        { id: 5002, value: '-1' },
+      ]);
+      await t.new.query(`INSERT INTO readings VALUES (5003, 90), (5004, -1)`);
+      expect((await t.old.query(`SELECT id, value FROM readings WHERE id > 5002 ORDER BY id`)).rows).toEqual([
+        { id: 5003, value: 9 },
+        { id: 5004, value: null },
+      ]);
+      await expect(t.new.query(`INSERT INTO readings VALUES (5005, NULL)`)).rejects.toThrow(/_tandem_nn_|null value/);
+    },
+    afterComplete: async (t) => {
+      expect((await columnsOf(t.db, 'public', 'readings')).find((c) => c.name === 'value')).toMatchObject({ type: 'bigint', nullable: false });
+      expect((await t.db.query(`SELECT count(*)::int AS n FROM readings WHERE value IS NULL`)).rows[0].n).toBe(0);
     },
   },
 ]);

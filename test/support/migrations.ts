@@ -12,6 +12,15 @@ export async function migrationFile(name: string, document: object, extension = 
   return file;
 }
 
+/** A table `big` of `rows` rows keyed by id, and the migration whose add_column backfills `w = upper(v)` in it. */
+export function upperBackfill(rows: number) {
+  return {
+    setup: `CREATE TABLE big (id bigint PRIMARY KEY, v text NOT NULL);
+      INSERT INTO big SELECT g, 'value ' || g FROM generate_series(1, ${rows}) g; ANALYZE big;`,
+    migration: { name: '01_upper', operations: [{ add_column: { table: 'big', up: 'upper(v)', column: { name: 'w', type: 'text' } } }] },
+  };
+}
+
 /** `tandem <command> FILE` for a migration given inline. */
 export async function tandem(url: string, args: string[]): Promise<CliResult> {
   return runCli(args, { postgresUrl: url });

@@ -19,7 +19,7 @@ const rollout: RolloutView = {
     step: 1,
     steps: 3,
     phaseSteps: ['add column "<img src=x>"', 'backfill users', 'create version schema'],
-    backfills: [{ table: 'users', rowsDone: 500, rowsTotal: 1000, rowsPerSecond: 100, status: 'running', secondsSinceProgress: 0, throttleReason: 'replica lag 12 s' }],
+    backfills: [{ table: 'users', rowsDone: 500, rowsTotal: 1000, rowsPerSecond: 100, status: 'throttled', secondsSinceProgress: null, throttle: { reason: 'replica_lag', detail: 'replica 10.0.0.2 is 12 s behind', seconds: 40 } }],
     completeWouldRun: [],
     completeCheck: null,
     run: { state: 'running', continueWith: '' },
@@ -39,16 +39,16 @@ describe('status page', () => {
     const html = renderStatusPage({ title: 'tandem start', generatedAt, refreshSeconds: 2, rollout });
     expect(html).toContain('<li class="current">▶ backfill users</li>');
     expect(html).toContain('<li class="todo">· create version schema</li>');
-    expect(html).toMatch(/<tr data-table="users">.*50%.*500\/1000.*100\/s<\/td><td>5s<\/td><td><span class="warn">throttled: replica lag 12 s<\/span>/s);
+    expect(html).toMatch(/<tr data-table="users">.*50%.*500\/1000.*100\/s<\/td><td>5s<\/td><td><span class="warn" title="replica 10.0.0.2 is 12 s behind">throttled: replica lag for 40s<\/span>/s);
   });
 
-  it('prefers the running process\'s live backfill figures to the state row, and renders without throttle fields', () => {
+  it('prefers the running process\'s live backfill figures to the state row, and renders an unthrottled one as running', () => {
     const html = renderStatusPage({
       title: 'tandem start',
       generatedAt,
       refreshSeconds: 2,
       rollout,
-      backfills: [{ table: 'users', method: 'primary key (id)', rowsDone: 900, rowsTotal: 1000, rowsPerSecond: 50, batches: 9, retries: 0, stalled: false, done: false }],
+      backfills: [{ table: 'users', method: 'primary key (id)', rowsDone: 900, rowsTotal: 1000, rowsPerSecond: 50, batches: 9, retries: 0, stalled: false, done: false, throttle: null, throttledSeconds: 0, replicaLagSeconds: null, adaptiveBatchSize: null }],
     });
     expect(html).toMatch(/<tr data-table="users">.*900\/1000.*50\/s<\/td><td>2s<\/td><td>running<\/td>/s);
   });

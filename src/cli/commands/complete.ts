@@ -1,18 +1,8 @@
-import { InvalidArgumentError, type Command } from 'commander';
-import { parseDuration } from '../../proxy/config.js';
+import type { Command } from 'commander';
 import { DEFAULT_STALE_AFTER_MS } from '../../state/heartbeats.js';
 import { addEngineOptions, withMigrator } from '../engine.js';
 import { writeLine, type CliIO } from '../io.js';
-
-export function durationOption(flag: string) {
-  return (value: string): number => {
-    try {
-      return parseDuration(value, flag);
-    } catch (error) {
-      throw new InvalidArgumentError((error as Error).message);
-    }
-  };
-}
+import { durationOption } from '../settings.js';
 
 export function registerComplete(program: Command, io: CliIO): void {
   const command = program

@@ -39,7 +39,14 @@ export function statusText(status: EngineStatus): string {
       const idle = b.status === 'stalled' ? `, STALLED: no progress for ${b.secondsSinceProgress}s` : '';
       // A backfill row says running until its process records otherwise; a dead process records nothing.
       const state = b.status !== 'done' && active.run?.state === 'interrupted' ? 'interrupted' : b.status;
-      lines.push(`  backfill ${b.table}: ${state}, ${b.rowsDone}${total} rows${pct}${rate}, by ${b.method}${b.keyColumns.length ? ` (${b.keyColumns.join(', ')})` : ''}${idle}`);
+      const throttled =
+        b.throttle && state === 'throttled'
+          ? `, THROTTLED (${b.throttle.reason}) for ${b.throttle.seconds}s: ${b.throttle.detail}`
+          : b.throttledSeconds > 0
+            ? `, throttled ${b.throttledSeconds}s in all`
+            : '';
+      const lag = b.replicaLagSeconds !== null && state !== 'done' && state !== 'interrupted' ? `, replica lag ${b.replicaLagSeconds.toFixed(1)}s` : '';
+      lines.push(`  backfill ${b.table}: ${state}, ${b.rowsDone}${total} rows${pct}${rate}, by ${b.method}${b.keyColumns.length ? ` (${b.keyColumns.join(', ')})` : ''}${idle}${throttled}${lag}`);
     }
     if (active.status === 'active') {
       const check = active.completeCheck;

@@ -37,14 +37,18 @@ BEGIN
   END IF;
   IF _tandem_direction = 'down' THEN
     DECLARE
-      "email" "public"."users"."_tandem_new_email"%TYPE := NEW."_tandem_new_email";
+      _tandem_down_1 varchar(200);
     BEGIN
-      NEW."email" := CAST((email) AS varchar(200));
-    END;
     DECLARE
       "email" "public"."users"."_tandem_new_email"%TYPE := NEW."_tandem_new_email";
     BEGIN
+      _tandem_down_1 := CAST((email) AS varchar(200));
+    END;
+    DECLARE
+      "email" varchar(200) := _tandem_down_1;
+    BEGIN
       NEW."email" := CAST((email) AS text);
+    END;
     END;
   END IF;
   RETURN NEW;

@@ -40,14 +40,18 @@ BEGIN
   END IF;
   IF _tandem_direction = 'down' THEN
     DECLARE
-      "id" "public"."posts"."_tandem_new_id"%TYPE := NEW."_tandem_new_id";
+      _tandem_down_1 bigint;
     BEGIN
-      NEW."id" := CAST((id) AS bigint);
-    END;
     DECLARE
       "id" "public"."posts"."_tandem_new_id"%TYPE := NEW."_tandem_new_id";
     BEGIN
+      _tandem_down_1 := CAST((id) AS bigint);
+    END;
+    DECLARE
+      "id" bigint := _tandem_down_1;
+    BEGIN
       NEW."id" := CAST((id) AS bigint);
+    END;
     END;
   END IF;
   -- posts.user_id: user_id <-> _tandem_new_user_id
