@@ -67,12 +67,12 @@ describe('examples/monitoring', () => {
   });
 
   it('has the alerts a rollout needs', () => {
-    expect(rules().map((r) => r.alert)).toEqual(['TandemBackfillStalled', 'TandemOldVersionStillInUse', 'TandemProxyNotReady', 'TandemProxyAuthFailuresSpike']);
+    expect(rules().map((r) => r.alert)).toEqual(['TandemBackfillStalled', 'TandemBackfillThrottled', 'TandemOldVersionStillInUse', 'TandemProxyNotReady', 'TandemProxyAuthFailuresSpike']);
   });
 
   it.skipIf(promtoolMissing)('the rule file passes promtool check rules', () => {
     const check = spawnSync('promtool', ['check', 'rules', rulesFile], { encoding: 'utf8' });
-    expect(check.stdout + check.stderr).toContain('SUCCESS: 4 rules found');
+    expect(check.stdout + check.stderr).toContain('SUCCESS: 5 rules found');
     expect(check.status).toBe(0);
   });
 });
