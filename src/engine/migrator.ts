@@ -23,7 +23,7 @@ import { Executor } from './executor.js';
 import { retry, type RetryPolicy } from './retry.js';
 import { SchemaModel } from '../core/model.js';
 import type { Plan, Step } from '../core/steps.js';
-import { planMigration } from './plan-migration.js';
+import { expressionCheckFor, planMigration, type ExpressionCheck } from './plan-migration.js';
 import { MAX_IDENTIFIER_BYTES } from '../core/quote.js';
 import { fixedSearchPath } from '../core/triggers.js';
 import { describeMissing, missingObjects } from './verify.js';
@@ -66,6 +66,13 @@ export interface StartOutcome {
   completed: boolean;
 }
 
+export interface StartOptions {
+  complete?: boolean;
+  completeOptions?: CompleteOptions;
+  /** Only warn about `up`/`down` expressions the server cannot plan (pgroll's --skip-validation). */
+  skipValidation?: boolean;
+}
+
 export interface CompleteOptions extends DrainOptions {
   /** Retire the previous version even while clients use it. */
   force?: boolean;
@@ -100,7 +107,7 @@ export class Migrator {
   }
 
   /** Validates and plans without changing anything. */
-  async plan(loaded: LoadedMigration): Promise<{ plan: Plan; warnings: string[]; versionSchema: string }> {
+  async plan(loaded: LoadedMigration, expressions: ExpressionCheck = 'refuse'): Promise<{ plan: Plan; warnings: string[]; versionSchema: string }> {
     await this.prepareSession();
     await this.requireSchema();
     const versionSchema = this.versionSchemaOf(loaded);
@@ -117,11 +124,12 @@ export class Migrator {
         previousVersionSchema: previous,
       },
       loaded.file,
+      expressions,
     );
     return { ...planned, versionSchema };
   }
 
-  async start(loaded: LoadedMigration, options: { complete?: boolean; completeOptions?: CompleteOptions } = {}): Promise<StartOutcome> {
+  async start(loaded: LoadedMigration, options: StartOptions = {}): Promise<StartOutcome> {
     await this.prepareSession();
     // Validate before anything is written, even the state schema: a migration that does not fit the
     // schema leaves the database exactly as it was. (A start being resumed is not planned again: the
@@ -130,7 +138,8 @@ export class Migrator {
     const stateExists = await stateSchemaExists(this.db, this.settings.stateSchema);
     const resuming = stateExists && (await this.store.inFlight())?.name === name;
     const historyBefore = stateExists && !resuming ? (await this.refuseIfApplied(loaded)).at(-1)?.id : undefined;
-    let planned = resuming ? undefined : await this.plan(loaded);
+    const expressions = expressionCheckFor(options);
+    let planned = resuming ? undefined : await this.plan(loaded, expressions);
     await initStateSchema(this.db, this.settings.stateSchema);
     return this.exclusively(async () => {
       const inFlight = await this.store.inFlight();
@@ -159,7 +168,7 @@ export class Migrator {
       } else {
         const applied = await this.refuseIfApplied(loaded);
         // Another process may have applied a migration between planning and the lock: plan again.
-        if (!planned || applied.at(-1)?.id !== historyBefore) planned = await this.plan(loaded);
+        if (!planned || applied.at(-1)?.id !== historyBefore) planned = await this.plan(loaded, expressions);
         warnings.push(...planned.warnings);
         for (const warning of warnings) this.logger.warn({ migration: name }, warning);
         record = await this.store.insert({

@@ -3,8 +3,8 @@ import { extname, join } from 'node:path';
 import { TandemError } from '../errors/index.js';
 import { loadMigrationFile, MIGRATION_EXTENSIONS, type LoadedMigration } from './load.js';
 
-/** Every migration file in a folder, loaded and validated, in name order. */
-export async function loadMigrationFolder(dir: string): Promise<LoadedMigration[]> {
+/** The names of a folder's migration files (.json, .yaml, .yml), in the order they apply. */
+export async function listMigrationFiles(dir: string): Promise<string[]> {
   let entries: string[];
   try {
     entries = await readdir(dir);
@@ -12,9 +12,14 @@ export async function loadMigrationFolder(dir: string): Promise<LoadedMigration[
     const code = (error as NodeJS.ErrnoException).code;
     throw new TandemError({ kind: 'folder_unreadable', dir, errno: code });
   }
-  const files = entries
+  return entries
     .filter((name) => (MIGRATION_EXTENSIONS as readonly string[]).includes(extname(name).toLowerCase()))
     .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** Every migration file in a folder, loaded and validated, in name order. */
+export async function loadMigrationFolder(dir: string): Promise<LoadedMigration[]> {
+  const files = await listMigrationFiles(dir);
   const loaded: LoadedMigration[] = [];
   for (const name of files) loaded.push(await loadMigrationFile(join(dir, name)));
   const seen = new Map<string, string>();

@@ -12,6 +12,7 @@ import { registerProxy } from './proxy.js';
 import { registerRollback } from './rollback.js';
 import { registerStart } from './start.js';
 import { registerStatus } from './status.js';
+import { registerUpdate } from './update.js';
 
 /** Each command lives in its own file and registers itself on the program. */
 export type RegisterCommand = (program: Command, io: CliIO) => void;
@@ -29,4 +30,5 @@ export const COMMANDS: RegisterCommand[] = [
   registerDev,
   registerLint,
   registerConvert,
+  registerUpdate,
 ];
