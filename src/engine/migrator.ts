@@ -11,7 +11,7 @@ import type { BackfillMetrics } from '../observe/backfill-metrics.js';
 import type { Logger } from '../observe/logger.js';
 import { DEFAULT_STALE_AFTER_MS } from '../state/heartbeats.js';
 import { MigrationStore, type MigrationRecord } from '../state/migrations.js';
-import { initStateSchema, stateSchemaExists } from '../state/schema.js';
+import { initStateSchema, KEEP_OUT_OF_PGROLL_HISTORY, stateSchemaExists } from '../state/schema.js';
 import { releaseMigrationLock, takeMigrationLock } from '../state/migration-lock.js';
 import { listVersions } from '../state/versions.js';
 import { Backfill } from './backfill.js';
@@ -454,6 +454,7 @@ export class Migrator {
         `SET tcp_keepalives_idle = 10`,
         `SET tcp_keepalives_interval = 5`,
         `SET tcp_keepalives_count = 3`,
+        KEEP_OUT_OF_PGROLL_HISTORY,
       ].join(';\n'),
     );
   }

@@ -2,7 +2,7 @@ import type { Queryable } from '../db/connection.js';
 import { quoteIdent, quoteLiteral } from '../core/quote.js';
 
 /** Bumped whenever the DDL below changes shape; `init` upgrades older state schemas in place. */
-export const STATE_VERSION = 2;
+export const STATE_VERSION = 3;
 
 /** Channel on which every change to migration state is announced, so proxies refresh their version cache. */
 export const VERSIONS_CHANNEL = 'tandem_versions';
@@ -50,7 +50,8 @@ export function stateSchemaDDL(stateSchema: string): string[] {
        rolled_back_at timestamptz,
        rolled_back_by text,
        updated_at timestamptz NOT NULL DEFAULT now(),
-       error text
+       error text,
+       pgroll_type text
      )`,
     `CREATE UNIQUE INDEX IF NOT EXISTS migrations_one_in_flight
        ON ${s}.migrations (schema_name) WHERE status IN (${inFlight})`,
@@ -141,8 +142,20 @@ function upgradeDDL(stateSchema: string, from: number): string[] {
          ON CONFLICT (version_schema) DO NOTHING`,
     );
   }
+  if (from < 3) {
+    // Rows imported from pgroll's history by tandem init --from-pgroll carry pgroll's
+    // migration_type (pgroll, inferred, baseline); the migrations tandem runs have none.
+    statements.push(`ALTER TABLE ${s}.migrations ADD COLUMN IF NOT EXISTS pgroll_type text`);
+  }
   return statements;
 }
+
+/**
+ * On a database taken over from pgroll, pgroll's event triggers record every DDL statement run
+ * outside pgroll as an "inferred" migration in pgroll's history, unless the session sets this, as
+ * pgroll's own sessions do. A server without pgroll takes it as a custom setting nobody reads.
+ */
+export const KEEP_OUT_OF_PGROLL_HISTORY = `SET pgroll.no_inferred_migrations = 'TRUE'`;
 
 /** A fixed advisory-lock class so tandem's locks never collide with an application's. */
 export const ADVISORY_LOCK_CLASS = 0x74616e64; // "tand"
@@ -152,6 +165,7 @@ export async function initStateSchema(db: Queryable, stateSchema: string): Promi
   await db.query('BEGIN');
   try {
     await db.query('SELECT pg_advisory_xact_lock($1, 0)', [ADVISORY_LOCK_CLASS]);
+    await db.query(KEEP_OUT_OF_PGROLL_HISTORY);
     const before = await storedStateVersion(db, stateSchema);
     for (const statement of stateSchemaDDL(stateSchema)) await db.query(statement);
     if (before !== undefined) for (const statement of upgradeDDL(stateSchema, before)) await db.query(statement);
