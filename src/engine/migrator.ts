@@ -7,6 +7,7 @@ import type pg from 'pg';
 import { readSchema } from '../catalog/read.js';
 import { formatError, TandemError, type VersionSchemaConflict } from '../errors/index.js';
 import type { LoadedMigration } from '../migration/load.js';
+import { versionSchemaName } from '../migration/names.js';
 import type { BackfillMetrics } from '../observe/backfill-metrics.js';
 import type { Logger } from '../observe/logger.js';
 import { DEFAULT_STALE_AFTER_MS } from '../state/heartbeats.js';
@@ -393,7 +394,7 @@ export class Migrator {
 
   /** The version schema this migration creates: `version_schema`, else `<schema>_<name>`, as pgroll names it. */
   private versionSchemaOf(loaded: LoadedMigration): string {
-    const name = loaded.migration.versionSchema ?? `${this.settings.schema}_${loaded.migration.name}`;
+    const name = versionSchemaName(loaded.migration, this.settings.schema);
     if (Buffer.byteLength(name) > MAX_IDENTIFIER_BYTES) {
       throw new TandemError({ kind: 'version_schema_too_long', versionSchema: name }, { file: loaded.file, field: 'version_schema' });
     }

@@ -9,10 +9,12 @@ import { registerLatest } from './latest.js';
 import { registerLint } from './lint.js';
 import { registerMigrate } from './migrate.js';
 import { registerProxy } from './proxy.js';
+import { registerPull } from './pull.js';
 import { registerRollback } from './rollback.js';
 import { registerStart } from './start.js';
 import { registerStatus } from './status.js';
 import { registerUpdate } from './update.js';
+import { registerValidate } from './validate.js';
 
 /** Each command lives in its own file and registers itself on the program. */
 export type RegisterCommand = (program: Command, io: CliIO) => void;
@@ -31,4 +33,6 @@ export const COMMANDS: RegisterCommand[] = [
   registerLint,
   registerConvert,
   registerUpdate,
+  registerValidate,
+  registerPull,
 ];
