@@ -143,6 +143,13 @@ describe('tandem init --from-pgroll', () => {
     expect(active.code).toBe(1);
     expect(active.stderr).toContain(`pgroll's migration "02_add_email" on schema "public" is active (started, not completed)`);
     expect(active.stderr).toContain('finish it with pgroll first (pgroll complete, or pgroll rollback)');
+    // PGROLL_STATE_SCHEMA, as pgroll's scripts set it, says where pgroll's state is.
+    process.env.PGROLL_STATE_SCHEMA = 'pgroll_state';
+    try {
+      expect((await tandem(pg.url, ['init', '--from-pgroll'])).stderr).toContain(`pgroll's migration "02_add_email" on schema "public" is active`);
+    } finally {
+      delete process.env.PGROLL_STATE_SCHEMA;
+    }
     expect((await db.query(`SELECT to_regclass('tandem.migrations') AS t`)).rows).toEqual([{ t: null }]);
 
     await db.query(`UPDATE pgroll_state.migrations SET done = true`);
