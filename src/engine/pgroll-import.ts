@@ -9,7 +9,7 @@ import type { Queryable } from '../db/connection.js';
 import { TandemError } from '../errors/index.js';
 import { digestOf } from '../migration/load.js';
 import { actor, MigrationStore } from '../state/migrations.js';
-import { releaseMigrationLock, takeMigrationLock } from '../state/migration-lock.js';
+import { underMigrationLock } from '../state/migration-lock.js';
 import { initStateSchema } from '../state/schema.js';
 
 /** pgroll's event triggers, which record DDL run outside pgroll as "inferred" migrations. */
@@ -95,39 +95,29 @@ export async function importPgrollHistory(db: Queryable, options: { pgrollSchema
   const active = history.find((m) => !m.done);
   if (active) throw new TandemError({ kind: 'pgroll_migration_active', name: active.name, schema });
   await initStateSchema(db, stateSchema);
-  await takeMigrationLock(db, stateSchema, schema);
-  try {
-    await db.query('BEGIN');
-    try {
-      const store = new MigrationStore(db, stateSchema, schema);
-      const applied = await store.applied();
-      const alreadyImported = applied.every((record, i) => record.pgrollType && record.name === history[i]?.name);
-      if (!alreadyImported) throw new TandemError({ kind: 'pgroll_import_conflict', stateSchema, schema, applied: applied.length });
-      const imported = history.slice(applied.length);
-      const by = `pgroll (imported by tandem, ${actor()})`;
-      for (const migration of imported) {
-        await store.insertImported({
-          name: migration.name,
-          versionSchema: pgrollVersionSchema(schema, migration),
-          parent: migration.parent,
-          digest: digestOf(migration.migration),
-          migration: migration.migration,
-          pgrollType: migration.migrationType,
-          createdAt: migration.createdAt,
-          updatedAt: migration.updatedAt,
-          by,
-        });
-      }
-      const versionSchemas = await adoptVersionSchemas(db, stateSchema, schema, history);
-      await db.query('COMMIT');
-      return { imported, history, versionSchemas, eventTriggers: await pgrollEventTriggers(db) };
-    } catch (error) {
-      await db.query('ROLLBACK').catch(() => {});
-      throw error;
+  const imported = await underMigrationLock(db, stateSchema, schema, async () => {
+    const store = new MigrationStore(db, stateSchema, schema);
+    const applied = await store.applied();
+    const alreadyImported = applied.every((record, i) => record.pgrollType && record.name === history[i]?.name);
+    if (!alreadyImported) throw new TandemError({ kind: 'pgroll_import_conflict', stateSchema, schema, applied: applied.length });
+    const missing = history.slice(applied.length);
+    const by = `pgroll (imported by tandem, ${actor()})`;
+    for (const migration of missing) {
+      await store.insertApplied({
+        name: migration.name,
+        versionSchema: pgrollVersionSchema(schema, migration),
+        parent: migration.parent,
+        digest: digestOf(migration.migration),
+        migration: migration.migration,
+        pgrollType: migration.migrationType,
+        createdAt: migration.createdAt,
+        updatedAt: migration.updatedAt,
+        by,
+      });
     }
-  } finally {
-    await releaseMigrationLock(db, stateSchema, schema);
-  }
+    return { missing, versionSchemas: await adoptVersionSchemas(db, stateSchema, schema, history) };
+  });
+  return { imported: imported.missing, history, versionSchemas: imported.versionSchemas, eventTriggers: await pgrollEventTriggers(db) };
 }
 
 /** Records the version schemas of pgroll's migrations that exist, so tandem may drop them when it retires them. */

@@ -27,7 +27,7 @@ export interface MigrationRecord {
   rolledBackAt: Date | null;
   rolledBackBy: string | null;
   error: string | null;
-  /** pgroll's migration_type (pgroll, inferred, baseline) when the row was imported from pgroll's history. */
+  /** pgroll's migration_type (pgroll, inferred, baseline) of a row imported from pgroll's history; baseline for tandem baseline too. */
   pgrollType: string | null;
 }
 
@@ -155,10 +155,10 @@ export class MigrationStore {
   }
 
   /**
-   * A migration pgroll applied, recorded as complete with pgroll's own times: nothing of it runs
-   * again, and its plan is empty (tandem cannot roll back what pgroll did).
+   * A migration recorded as complete without tandem running anything: one pgroll applied (with
+   * pgroll's own times), or a baseline. Its plan is empty: there is nothing to roll back.
    */
-  async insertImported(record: {
+  async insertApplied(record: {
     name: string;
     versionSchema: string;
     parent: string | null;

@@ -144,7 +144,8 @@ function upgradeDDL(stateSchema: string, from: number): string[] {
   }
   if (from < 3) {
     // Rows imported from pgroll's history by tandem init --from-pgroll carry pgroll's
-    // migration_type (pgroll, inferred, baseline); the migrations tandem runs have none.
+    // migration_type (pgroll, inferred, baseline), and tandem baseline writes "baseline" as pgroll
+    // does; the migrations tandem runs have none.
     statements.push(`ALTER TABLE ${s}.migrations ADD COLUMN IF NOT EXISTS pgroll_type text`);
   }
   return statements;

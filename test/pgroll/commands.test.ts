@@ -151,4 +151,27 @@ describe("pgroll's commands and flags", () => {
     expect(badUrl.code).toBe(2);
     expect(badUrl.stderr).toContain('PGROLL_PG_URL "mysql://x" is not a PostgreSQL connection URL');
   });
+
+  it('create writes a new file to fill in; baseline adopts the schema as it stands and migrate goes on after it', async () => {
+    const dir = await folder({ '01_users.yaml': USERS });
+    const created = ok(await tandem(pg.url, ['create', '--name', '02_teams', '--empty', '--dir', dir]));
+    expect(created.stdout).toBe(`wrote ${join(dir, '02_teams.yaml')}: add its operations before tandem start\n`);
+    expect(await readFile(join(dir, '02_teams.yaml'), 'utf8')).toBe('operations: []\n');
+    expect((await tandem(pg.url, ['create', '-n', '02_teams', '--dir', dir])).code).toBe(2);
+    expect(ok(await tandem(pg.url, ['create', '-n', '00_early', '--json', '--dir', dir])).stderr).toContain('00_early sorts before 02_teams.yaml');
+
+    // A schema that exists already (made by hand, or by another tool): a baseline adopts it.
+    await pg.query(`CREATE TABLE users (id int PRIMARY KEY, email text)`);
+    const base = await folder({});
+    expect((await tandem(pg.url, ['baseline', '01_start', base])).code).toBe(2);
+    const baseline = ok(await tandem(pg.url, ['baseline', '01_start', base, '--yes']));
+    expect(baseline.stdout).toContain(`baseline 01_start recorded for schema "public"; placeholder ${join(base, '01_start.yaml')} written`);
+    expect(await readFile(join(base, '01_start.yaml'), 'utf8')).toBe('operations:\n  - sql:\n      up: ""\n');
+    await writeFile(join(base, '00_before.yaml'), USERS);
+    await writeFile(join(base, '02_age.yaml'), AGE);
+    expect(ok(await tandem(pg.url, ['migrate', base, '--complete'])).stdout).toBe('02_age: started and completed (public_02_age)\n');
+    const again = await tandem(pg.url, ['baseline', '01_start', base, '--yes']);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain('migration "01_start" was already applied');
+  });
 });

@@ -1,8 +1,10 @@
 import type { Command } from 'commander';
 import type { CliIO } from '../io.js';
 import { registerBackfill } from './backfill.js';
+import { registerBaseline } from './baseline.js';
 import { registerComplete } from './complete.js';
 import { registerConvert } from './convert.js';
+import { registerCreate } from './create.js';
 import { registerDev } from './dev.js';
 import { registerInit } from './init.js';
 import { registerLatest } from './latest.js';
@@ -35,4 +37,6 @@ export const COMMANDS: RegisterCommand[] = [
   registerUpdate,
   registerValidate,
   registerPull,
+  registerBaseline,
+  registerCreate,
 ];
