@@ -6,7 +6,7 @@ export type MigrationFormat = 'json' | 'yaml';
 /** A migration document as the text of its file. */
 export function migrationText(document: unknown, format: MigrationFormat): string {
   if (format === 'json') return `${JSON.stringify(document, null, 2)}\n`;
-  // No anchors and aliases: a migration is read by people, and equal parts should look equal.
+  // Written out in full, as convert writes YAML: people read these files.
   return new YAML.Document(document, { aliasDuplicateObjects: false }).toString({ lineWidth: 0 });
 }
 

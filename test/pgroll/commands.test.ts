@@ -1,16 +1,9 @@
-import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
 import { usePostgres } from '../support/harness.js';
-import { ok, tandem } from '../support/migrations.js';
-
-async function folder(files: Record<string, string>): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'tandem-pgroll-cmd-'));
-  for (const [name, text] of Object.entries(files)) await writeFile(join(dir, name), text);
-  return dir;
-}
+import { migrationFolder as folder, ok, tandem } from '../support/migrations.js';
 
 const USERS = 'operations:\n  - create_table: {name: users, columns: [{name: id, type: int, pk: true}, {name: email, type: text, nullable: true}]}\n';
 const RENAME = '{"name": "02_rename", "operations": [{"rename_column": {"table": "users", "from": "email", "to": "mail"}}]}';

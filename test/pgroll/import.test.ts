@@ -1,11 +1,10 @@
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { connectThrough, startTestProxy, databaseOf } from '../proxy/support.js';
 import { usePostgres } from '../support/harness.js';
-import { columnNames, ok, tandem } from '../support/migrations.js';
+import { columnNames, migrationFolder, ok, tandem } from '../support/migrations.js';
 
 const INIT_SQL = join(import.meta.dirname, '../fixtures/pgroll-state/init.sql');
 
@@ -48,10 +47,9 @@ async function pgrollApplied(
 const USERS = { name: '01_users', operations: [{ create_table: { name: 'users', columns: [{ name: 'id', type: 'serial', pk: true }, { name: 'name', type: 'text' }] } }] };
 const EMAIL = { name: '02_add_email', version_schema: 'v2', operations: [{ add_column: { table: 'users', column: { name: 'email', type: 'text', nullable: true }, up: '' } }] };
 
-async function folder(files: Record<string, object>): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'tandem-pgroll-'));
-  for (const [name, document] of Object.entries(files)) await writeFile(join(dir, name), JSON.stringify(document));
-  return dir;
+/** A migrations folder of JSON files. */
+function folder(files: Record<string, object>): Promise<string> {
+  return migrationFolder(Object.fromEntries(Object.entries(files).map(([name, document]) => [name, JSON.stringify(document)])));
 }
 
 /** The two migrations as the user's files: pgroll's current format, no `name` field. */

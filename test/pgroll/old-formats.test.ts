@@ -1,11 +1,10 @@
-import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseMigration } from '../../src/migration/load.js';
 import { upgradeMigration } from '../../src/migration/upgrade.js';
 import { usePostgres } from '../support/harness.js';
-import { columnNames, ok, tandem } from '../support/migrations.js';
+import { columnNames, migrationFolder as folder, ok, tandem } from '../support/migrations.js';
 
 /** Files as older pgroll releases wrote them, one per format change pgroll made. */
 const OLD_FILES: Record<string, string> = {
@@ -22,12 +21,6 @@ const OLD_FILES: Record<string, string> = {
   // pgroll before 0.8: drop_constraint named the column.
   '07_drop_check.json': JSON.stringify({ operations: [{ drop_constraint: { table: 'users', column: 'age', name: 'age_positive', up: 'age', down: 'age' } }] }),
 };
-
-async function folder(files: Record<string, string>): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'tandem-old-'));
-  for (const [name, text] of Object.entries(files)) await writeFile(join(dir, name), text);
-  return dir;
-}
 
 describe('files written for older pgroll releases: reading them', () => {
   it('rewrites each old shape into the current one, saying what it was', () => {

@@ -12,6 +12,13 @@ export async function migrationFile(name: string, document: object, extension = 
   return file;
 }
 
+/** A temporary migrations folder holding `files` (name → text). */
+export async function migrationFolder(files: Record<string, string>): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'tandem-folder-'));
+  for (const [name, text] of Object.entries(files)) await writeFile(join(dir, name), text);
+  return dir;
+}
+
 /** `tandem <command> FILE` for a migration given inline. */
 export async function tandem(url: string, args: string[]): Promise<CliResult> {
   return runCli(args, { postgresUrl: url });
