@@ -1,15 +1,8 @@
-import { mkdtemp, rename, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { usePostgres } from './support/harness.js';
-import { columnNames, migrationFile, ok, start, tandem, versionClient } from './support/migrations.js';
-
-async function folder(files: Record<string, string>): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'tandem-folder-'));
-  for (const [name, text] of Object.entries(files)) await writeFile(join(dir, name), text);
-  return dir;
-}
+import { columnNames, migrationFile, migrationFolder as folder, ok, start, tandem, versionClient } from './support/migrations.js';
 
 const createUsers = 'operations:\n  - create_table: {name: users, columns: [{name: id, type: int, pk: true}, {name: email, type: text, nullable: true}]}\n';
 const renameEmail = '{"operations": [{"rename_column": {"table": "users", "from": "email", "to": "email_address"}}]}';

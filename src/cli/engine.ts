@@ -101,7 +101,7 @@ export async function withMigrator<T>(command: Command, io: CliIO, body: (migrat
         settings.logger,
       )
     : undefined;
-  const open = () => connect(settings.postgresUrl, { applicationName: 'tandem' });
+  const open = () => connect(settings.postgresUrl, { applicationName: 'tandem', role: settings.role });
   const db = await open().catch(async (error: unknown) => {
     await http?.close();
     throw error;

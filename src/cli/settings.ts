@@ -1,4 +1,4 @@
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { resolvePostgresUrl } from '../db/connection.js';
 import { UsageError } from '../errors/index.js';
 import { createLogger, parseLogFormat, parseLogLevel, type LogFormat, type Logger } from '../observe/logger.js';
@@ -17,6 +17,8 @@ export interface CommonSettings {
   backfillBatchDelayMs: number;
   /** Size batches to take about this long each (backfillBatchSize is then the most a batch takes). */
   backfillBatchTimeMs: number | undefined;
+  /** The role migrations run as (SET ROLE), so what they create is owned by it. */
+  role: string | undefined;
   logger: Logger;
 }
 
@@ -47,13 +49,20 @@ export function nonNegativeInteger(name: string) {
   };
 }
 
-/** Adds the common options to the root program; subcommands read them with optsWithGlobals(). */
+/**
+ * Adds the common options to the root program; subcommands read them with optsWithGlobals().
+ * pgroll's environment variables stand in for the flags they mean, so scripts and CI jobs written
+ * for pgroll run unchanged (PGROLL_PG_URL is read with DATABASE_URL, in db/connection.ts).
+ */
 export function addCommonOptions(program: Command): Command {
   return program
-    .option('--postgres-url <url>', 'PostgreSQL connection string (else DATABASE_URL, else the PG* variables)')
-    .option('--schema <name>', 'the schema whose tables tandem migrates', 'public')
+    .option('--postgres-url <url>', 'PostgreSQL connection string (else DATABASE_URL, else PGROLL_PG_URL, else the PG* variables)')
+    .addOption(new Option('--schema <name>', 'the schema whose tables tandem migrates').default('public').env('PGROLL_SCHEMA'))
     .option('--state-schema <name>', 'where tandem keeps its state', 'tandem')
-    .option('--lock-timeout <ms>', 'lock_timeout for every DDL statement, in milliseconds', positiveInteger('--lock-timeout'), 500)
+    .addOption(
+      new Option('--lock-timeout <ms>', 'lock_timeout for every DDL statement, in milliseconds').argParser(positiveInteger('--lock-timeout')).default(500).env('PGROLL_LOCK_TIMEOUT'),
+    )
+    .addOption(new Option('--role <name>', 'run migrations as this role (SET ROLE), so that it owns what they create').env('PGROLL_ROLE'))
     .option('--lock-retries <n>', 'attempts per DDL statement when its lock does not come in time', positiveInteger('--lock-retries'), 25)
     .option('--backfill-batch-size <rows>', 'rows per backfill batch (with --backfill-batch-time: the most a batch takes)', positiveInteger('--backfill-batch-size'), 1000)
     .option('--backfill-batch-time <duration>', 'size each backfill batch to take about this long (e.g. 200ms) instead of a fixed row count', durationOption('--backfill-batch-time'))
@@ -71,6 +80,7 @@ interface RawCommonOptions {
   backfillBatchSize: number;
   backfillBatchDelay: number;
   backfillBatchTime?: number;
+  role?: string;
   logLevel?: string;
   logFormat?: string;
 }
@@ -105,6 +115,7 @@ export function commonSettings(
     backfillBatchSize: raw.backfillBatchSize,
     backfillBatchDelayMs: raw.backfillBatchDelay,
     backfillBatchTimeMs: raw.backfillBatchTime,
+    role: raw.role || undefined,
     logger: createLogger({ level, format, terminalFormat: options.terminalLogFormat, destination: options.logTo }),
   };
 }

@@ -10,6 +10,8 @@ import { isDatabaseError, TandemError, UsageError } from '../errors/index.js';
 export function resolvePostgresUrl(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
   if (flag !== undefined) return checkPostgresUrl(flag, '--postgres-url');
   if (env.DATABASE_URL) return checkPostgresUrl(env.DATABASE_URL, 'DATABASE_URL');
+  // pgroll's variable, so that scripts written for pgroll find the same server.
+  if (env.PGROLL_PG_URL) return checkPostgresUrl(env.PGROLL_PG_URL, 'PGROLL_PG_URL');
   return undefined;
 }
 
@@ -17,15 +19,15 @@ const URL_SCHEMES = ['postgres:', 'postgresql:'];
 const URL_SHAPE = 'postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=require…] (postgresql:// works too)';
 
 /** The URL unchanged when node-postgres can use it; else a usage error naming `source` and the value. */
-export function checkPostgresUrl(value: string, source: '--postgres-url' | 'DATABASE_URL' | '--replica-url'): string {
+export function checkPostgresUrl(value: string, source: '--postgres-url' | 'DATABASE_URL' | 'PGROLL_PG_URL' | '--replica-url'): string {
   const problem = urlProblem(value);
   if (!problem) return value;
   const fallback =
     source === '--postgres-url'
       ? 'leave it out to use DATABASE_URL or the PG* variables'
-      : source === 'DATABASE_URL'
-        ? 'fix DATABASE_URL, or unset it to use the PG* variables'
-        : 'give the replica as a connection URL';
+      : source === '--replica-url'
+        ? 'give the replica as a connection URL'
+        : `fix ${source}, or unset it to use the PG* variables`;
   throw new UsageError(`${source} ${JSON.stringify(redactPassword(value))} is not a PostgreSQL connection URL: ${problem}`, `expected ${URL_SHAPE}; ${fallback}`);
 }
 
@@ -60,6 +62,8 @@ export function redactPassword(value: string): string {
 export interface ConnectOptions {
   /** Shown in pg_stat_activity, so an operator can tell tandem's sessions from the app's. */
   applicationName?: string;
+  /** SET ROLE right after connecting (--role): what the session creates is owned by that role. */
+  role?: string;
 }
 
 export function clientConfig(url: string | undefined, options: ConnectOptions = {}): pg.ClientConfig {
@@ -83,6 +87,15 @@ export async function connect(url: string | undefined, options: ConnectOptions =
     if (isDatabaseError(error)) throw error;
     const where = `${client.host ?? 'localhost'}:${client.port ?? 5432}`;
     throw new TandemError({ kind: 'connect_failed', address: where, reason: (error as Error).message }, { cause: error });
+  }
+  if (options.role) {
+    try {
+      // SET ROLE, with the name as a parameter rather than spliced into the statement.
+      await client.query(`SELECT pg_catalog.set_config('role', $1, false)`, [options.role]);
+    } catch (error) {
+      await client.end().catch(() => {});
+      throw error;
+    }
   }
   return client;
 }

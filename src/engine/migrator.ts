@@ -7,11 +7,12 @@ import type pg from 'pg';
 import { readSchema } from '../catalog/read.js';
 import { formatError, TandemError, type VersionSchemaConflict } from '../errors/index.js';
 import type { LoadedMigration } from '../migration/load.js';
+import { versionSchemaName } from '../migration/names.js';
 import type { BackfillMetrics } from '../observe/backfill-metrics.js';
 import type { Logger } from '../observe/logger.js';
 import { DEFAULT_STALE_AFTER_MS } from '../state/heartbeats.js';
 import { MigrationStore, type MigrationRecord } from '../state/migrations.js';
-import { initStateSchema, stateSchemaExists } from '../state/schema.js';
+import { initStateSchema, KEEP_OUT_OF_PGROLL_HISTORY, stateSchemaExists } from '../state/schema.js';
 import { releaseMigrationLock, takeMigrationLock } from '../state/migration-lock.js';
 import { listVersions } from '../state/versions.js';
 import { Backfill } from './backfill.js';
@@ -24,7 +25,7 @@ import { Executor } from './executor.js';
 import { retry, type RetryPolicy } from './retry.js';
 import { SchemaModel } from '../core/model.js';
 import type { Plan, Step } from '../core/steps.js';
-import { planMigration } from './plan-migration.js';
+import { expressionCheckFor, planMigration, type ExpressionCheck } from './plan-migration.js';
 import { MAX_IDENTIFIER_BYTES } from '../core/quote.js';
 import { fixedSearchPath } from '../core/triggers.js';
 import { describeMissing, missingObjects } from './verify.js';
@@ -71,6 +72,13 @@ export interface StartOutcome {
   completed: boolean;
 }
 
+export interface StartOptions {
+  complete?: boolean;
+  completeOptions?: CompleteOptions;
+  /** Only warn about `up`/`down` expressions the server cannot plan (pgroll's --skip-validation). */
+  skipValidation?: boolean;
+}
+
 export interface CompleteOptions extends DrainOptions {
   /** Retire the previous version even while clients use it. */
   force?: boolean;
@@ -105,7 +113,7 @@ export class Migrator {
   }
 
   /** Validates and plans without changing anything. */
-  async plan(loaded: LoadedMigration): Promise<{ plan: Plan; warnings: string[]; versionSchema: string }> {
+  async plan(loaded: LoadedMigration, expressions: ExpressionCheck = 'refuse'): Promise<{ plan: Plan; warnings: string[]; versionSchema: string }> {
     await this.prepareSession();
     await this.requireSchema();
     const versionSchema = this.versionSchemaOf(loaded);
@@ -122,11 +130,12 @@ export class Migrator {
         previousVersionSchema: previous,
       },
       loaded.file,
+      expressions,
     );
     return { ...planned, versionSchema };
   }
 
-  async start(loaded: LoadedMigration, options: { complete?: boolean; completeOptions?: CompleteOptions } = {}): Promise<StartOutcome> {
+  async start(loaded: LoadedMigration, options: StartOptions = {}): Promise<StartOutcome> {
     await this.prepareSession();
     // Validate before anything is written, even the state schema: a migration that does not fit the
     // schema leaves the database exactly as it was. (A start being resumed is not planned again: the
@@ -135,7 +144,8 @@ export class Migrator {
     const stateExists = await stateSchemaExists(this.db, this.settings.stateSchema);
     const resuming = stateExists && (await this.store.inFlight())?.name === name;
     const historyBefore = stateExists && !resuming ? (await this.refuseIfApplied(loaded)).at(-1)?.id : undefined;
-    let planned = resuming ? undefined : await this.plan(loaded);
+    const expressions = expressionCheckFor(options);
+    let planned = resuming ? undefined : await this.plan(loaded, expressions);
     await initStateSchema(this.db, this.settings.stateSchema);
     return this.exclusively(async () => {
       const inFlight = await this.store.inFlight();
@@ -164,7 +174,7 @@ export class Migrator {
       } else {
         const applied = await this.refuseIfApplied(loaded);
         // Another process may have applied a migration between planning and the lock: plan again.
-        if (!planned || applied.at(-1)?.id !== historyBefore) planned = await this.plan(loaded);
+        if (!planned || applied.at(-1)?.id !== historyBefore) planned = await this.plan(loaded, expressions);
         warnings.push(...planned.warnings);
         for (const warning of warnings) this.logger.warn({ migration: name }, warning);
         record = await this.store.insert({
@@ -399,7 +409,7 @@ export class Migrator {
 
   /** The version schema this migration creates: `version_schema`, else `<schema>_<name>`, as pgroll names it. */
   private versionSchemaOf(loaded: LoadedMigration): string {
-    const name = loaded.migration.versionSchema ?? `${this.settings.schema}_${loaded.migration.name}`;
+    const name = versionSchemaName(loaded.migration, this.settings.schema);
     if (Buffer.byteLength(name) > MAX_IDENTIFIER_BYTES) {
       throw new TandemError({ kind: 'version_schema_too_long', versionSchema: name }, { file: loaded.file, field: 'version_schema' });
     }
@@ -460,6 +470,7 @@ export class Migrator {
         `SET tcp_keepalives_idle = 10`,
         `SET tcp_keepalives_interval = 5`,
         `SET tcp_keepalives_count = 3`,
+        KEEP_OUT_OF_PGROLL_HISTORY,
       ].join(';\n'),
     );
   }

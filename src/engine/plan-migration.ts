@@ -16,23 +16,46 @@ export interface PlannedMigration {
 }
 
 /**
+ * What an `up`/`down` expression the server cannot plan means. pgroll does not look at them until
+ * a trigger first runs one, so files it applied may hold expressions that never could run:
+ * - `refuse`: an error, the default: a version that writes a row would hit it;
+ * - `warn_down`: `start --complete` retires the old version at once, so no client ever writes
+ *   through a `down` expression and only `up` (which the backfill runs) must work;
+ * - `warn`: `--skip-validation`, the user's word that the expressions are right.
+ */
+export type ExpressionCheck = 'refuse' | 'warn_down' | 'warn';
+
+export function expressionCheckFor(options: { complete?: boolean; skipValidation?: boolean }): ExpressionCheck {
+  return options.skipValidation ? 'warn' : options.complete ? 'warn_down' : 'refuse';
+}
+
+/**
  * Validates a migration against the live schema and plans it, without changing anything: every
  * operation is checked in order against the schema as the operations before it leave it, and every
  * `up`/`down` expression is planned by the server. Errors name the file, operation, kind and field.
  */
-export async function planMigration(db: Queryable, migration: Migration, context: MigrationContext, file?: string): Promise<PlannedMigration> {
+export async function planMigration(
+  db: Queryable,
+  migration: Migration,
+  context: MigrationContext,
+  file?: string,
+  expressions: ExpressionCheck = 'refuse',
+): Promise<PlannedMigration> {
   const { plan, warnings, probes } = await planOperations(await readSchema(db, context.schema), migration, context, databaseInspector(db), file);
   for (const probe of probes) {
     try {
       await db.query(probe.sql);
     } catch (error) {
-      throw new TandemError({ kind: 'expression_invalid', reason: (error as Error).message }, {
+      const failure = new TandemError({ kind: 'expression_invalid', reason: (error as Error).message }, {
         file,
         operation: probe.origin.operation,
         kind: probe.origin.kind,
         field: probe.origin.field,
         cause: error,
       });
+      const neverRuns = expressions === 'warn' || (expressions === 'warn_down' && /^down\b/.test(probe.origin.field ?? ''));
+      if (!neverRuns) throw failure;
+      warnings.push(formatError(failure));
     }
   }
   return { plan, warnings };

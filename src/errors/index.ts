@@ -1,10 +1,12 @@
 import { hintOf, messageOf } from './messages.js';
 import type { MigrationFileFact } from './migration-file.js';
+import type { PgrollFact } from './pgroll.js';
 import type { PlanningFact } from './planning.js';
 import type { StateFact } from './state.js';
 import type { ToolFact } from './tools.js';
 
 export type { HistoryMismatch, MigrationFileFact } from './migration-file.js';
+export type { PgrollFact } from './pgroll.js';
 export type { LockHolder, PlanningFact } from './planning.js';
 export type { LockHolderSession, Phase, StateFact, StepAt, VersionSchemaConflict } from './state.js';
 export type { ConvertUnreadable, ToolFact } from './tools.js';
@@ -16,7 +18,7 @@ export { afterPhaseFailure } from './messages.js';
  * messages.ts is the one place facts become words. Exit status 1 means "the operation failed"
  * (validation, database refusal), 2 means "bad usage" (flags, arguments), as DESIGN.md fixes.
  */
-export type ErrorFact = PlanningFact | MigrationFileFact | StateFact | ToolFact;
+export type ErrorFact = PlanningFact | MigrationFileFact | StateFact | ToolFact | PgrollFact;
 export type ErrorKind = ErrorFact['kind'];
 export type FactOf<K extends ErrorKind> = Extract<ErrorFact, { kind: K }>;
 

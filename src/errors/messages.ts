@@ -150,6 +150,13 @@ const MESSAGES: Words<string> = {
         return 'expected Drizzle\'s journal: {"entries": [{"idx": 0, "tag": "0000_name", ...}, ...]}';
     }
   },
+
+  // coming from pgroll
+  more_than_one_pending: (f) => `--expect-one: ${f.names.length} migrations are waiting to be applied (${f.names.join(', ')})`,
+  pgroll_state_missing: (f) => `pgroll's state schema "${f.pgrollSchema}" does not exist (or has no migrations table)`,
+  pgroll_migration_active: (f) => `pgroll's migration "${f.name}" on schema "${f.schema}" is active (started, not completed)`,
+  pgroll_history_broken: (f) => `pgroll's history is not one chain: migration "${f.name}" has parent ${f.parent === null ? '(none)' : `"${f.parent}"`}, which is not the one before it`,
+  pgroll_import_conflict: (f) => `tandem's state schema "${f.stateSchema}" already records ${f.applied} migration${f.applied === 1 ? '' : 's'} on schema "${f.schema}"`,
 };
 
 /** What the user can do, where that follows from the kind and its facts; a throw site may give its own. */
@@ -219,6 +226,12 @@ const HINTS: Partial<Words<string | undefined>> = {
   listen_failed: (f) => `stop whatever holds ${f.address}, or choose another address with ${f.flag}; the proxy started nothing`,
   convert_empty: (f) => (f.source === 'file' ? 'a migration needs at least one operation' : undefined),
   convert_invalid: () => 'this is a bug in tandem convert; please report it with the SQL statement',
+
+  more_than_one_pending: () => 'nothing was applied; apply them one deploy at a time, or run without --expect-one',
+  pgroll_state_missing: () => 'pass --pgroll-schema when pgroll ran with another --pgroll-schema (PGROLL_STATE_SCHEMA)',
+  pgroll_migration_active: () => 'nothing was imported; finish it with pgroll first (pgroll complete, or pgroll rollback), then run tandem init --from-pgroll again',
+  pgroll_history_broken: () => 'nothing was imported; pgroll status and pgroll pull show the history pgroll sees',
+  pgroll_import_conflict: () => 'nothing was imported: tandem already manages this schema here; import into an empty state schema (--state-schema)',
 };
 
 export function messageOf(fact: ErrorFact): string {

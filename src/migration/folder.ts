@@ -3,8 +3,8 @@ import { extname, join } from 'node:path';
 import { TandemError } from '../errors/index.js';
 import { loadMigrationFile, MIGRATION_EXTENSIONS, type LoadedMigration } from './load.js';
 
-/** Every migration file in a folder, loaded and validated, in name order. */
-export async function loadMigrationFolder(dir: string): Promise<LoadedMigration[]> {
+/** The names of a folder's migration files (.json, .yaml, .yml), in the order they apply. */
+export async function listMigrationFiles(dir: string): Promise<string[]> {
   let entries: string[];
   try {
     entries = await readdir(dir);
@@ -12,9 +12,14 @@ export async function loadMigrationFolder(dir: string): Promise<LoadedMigration[
     const code = (error as NodeJS.ErrnoException).code;
     throw new TandemError({ kind: 'folder_unreadable', dir, errno: code });
   }
-  const files = entries
+  return entries
     .filter((name) => (MIGRATION_EXTENSIONS as readonly string[]).includes(extname(name).toLowerCase()))
     .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** Every migration file in a folder, loaded and validated, in name order. */
+export async function loadMigrationFolder(dir: string): Promise<LoadedMigration[]> {
+  const files = await listMigrationFiles(dir);
   const loaded: LoadedMigration[] = [];
   for (const name of files) loaded.push(await loadMigrationFile(join(dir, name)));
   const seen = new Map<string, string>();
@@ -32,13 +37,22 @@ export interface AppliedMigration {
   name: string;
   digest: string;
   status: string;
+  /** pgroll's migration_type, for a migration imported from pgroll's history. */
+  pgrollType?: string | null;
 }
 
 /**
  * Lines up the folder with the history: applied migrations must be the folder's first files, in
  * order and unchanged. Returns the files not applied yet.
+ *
+ * History imported from pgroll is lined up the way pgroll does it: from its latest baseline on
+ * (files named up to the baseline's name are the past the baseline stands for), and by name only,
+ * as pgroll stored each migration re-serialized rather than as its file had it.
  */
-export function unappliedMigrations(folder: LoadedMigration[], applied: AppliedMigration[]): LoadedMigration[] {
+export function unappliedMigrations(allFiles: LoadedMigration[], allApplied: AppliedMigration[]): LoadedMigration[] {
+  const baseline = allApplied.findLastIndex((done) => done.pgrollType === 'baseline');
+  const applied = baseline < 0 ? allApplied : allApplied.slice(baseline + 1);
+  const folder = baseline < 0 ? allFiles : allFiles.filter((file) => file.migration.name > allApplied[baseline]!.name);
   applied.forEach((done, i) => {
     const file = folder[i];
     if (!file) {
@@ -53,7 +67,7 @@ export function unappliedMigrations(folder: LoadedMigration[], applied: AppliedM
         { file: file.file },
       );
     }
-    if (file.digest !== done.digest) {
+    if (!done.pgrollType && file.digest !== done.digest) {
       throw new TandemError({ kind: 'history_mismatch', problem: 'changed', name: done.name }, { file: file.file });
     }
   });

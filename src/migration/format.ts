@@ -177,7 +177,8 @@ export const operationBodies = {
     }),
   }),
   sql: z.strictObject({
-    up: z.string().min(1, 'must not be empty'),
+    // Empty in the placeholder file pgroll baseline writes, which stands for the schema as it was.
+    up: z.string(),
     down: z.string().optional(),
     onComplete: z.boolean().optional(),
   }),

@@ -7,6 +7,7 @@ import { TandemError } from '../errors/index.js';
 import { nameProblem } from './names.js';
 import { closest } from './suggest.js';
 import { findPlaceholders } from './placeholders.js';
+import { upgradeMigration, type Upgrade } from './upgrade.js';
 import { migrationEnvelope, OPERATION_KINDS, operationBodies, type Migration, type Operation, type OperationKind } from './format.js';
 
 export const MIGRATION_EXTENSIONS = ['.json', '.yaml', '.yml'] as const;
@@ -36,6 +37,8 @@ export interface LoadedMigration {
   digest: string;
   /** The parsed document, stored in history exactly as the user wrote it. */
   raw: unknown;
+  /** What of an older pgroll format was read (see upgrade.ts): `tandem update` rewrites the file. */
+  upgrades: Upgrade[];
 }
 
 export async function loadMigrationFile(file: string, limits: MigrationLimits = MIGRATION_LIMITS): Promise<LoadedMigration> {
@@ -86,7 +89,10 @@ function parseText(text: string, options: ParseOptions): LoadedMigration {
   const limits = options.limits ?? MIGRATION_LIMITS;
   refuseSize(Buffer.byteLength(text), file, limits);
   const raw = parseDocument(text, options);
-  const envelope = migrationEnvelope.safeParse(raw, { reportInput: true });
+  // The digest is of the current format, so that rewriting a file with tandem update does not make
+  // an applied migration look edited.
+  const { document: current, upgrades } = upgradeMigration(raw);
+  const envelope = migrationEnvelope.safeParse(current, { reportInput: true });
   if (!envelope.success) throw issueToError(envelope.error.issues[0]!, { file });
   const count = envelope.data.operations.length;
   if (count > limits.maxOperations) {
@@ -97,13 +103,13 @@ function parseText(text: string, options: ParseOptions): LoadedMigration {
   refuseName(name, fromFile ? 'file name' : 'name', file);
   if (envelope.data.version_schema !== undefined) refuseName(envelope.data.version_schema, 'version_schema', file);
   const operations = envelope.data.operations.map((operation, index) => parseOperation(operation, index, file));
-  if (!options.allowPlaceholders) refusePlaceholders(raw, text, operations, file);
+  if (!options.allowPlaceholders) refusePlaceholders(current, text, operations, file);
   if (operations.length === 0) {
     throw new TandemError({ kind: 'migration_empty' }, { file, field: 'operations' });
   }
   const migration: Migration = { name, operations };
   if (envelope.data.version_schema) migration.versionSchema = envelope.data.version_schema;
-  return { migration, file, raw, digest: digestOf(raw) };
+  return { migration, file, raw, digest: digestOf(current), upgrades };
 }
 
 function refusePlaceholders(raw: unknown, text: string, operations: Operation[], file: string): void {

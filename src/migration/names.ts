@@ -52,3 +52,8 @@ export function nameProblem(name: string): NameProblem | undefined {
   }
   return undefined;
 }
+
+/** The version schema a migration creates: its `version_schema`, else `<schema>_<name>`. */
+export function versionSchemaName(migration: { name: string; versionSchema?: string }, schema: string): string {
+  return migration.versionSchema ?? `${schema}_${migration.name}`;
+}

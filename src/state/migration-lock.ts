@@ -47,3 +47,24 @@ export async function takeMigrationLock(db: Queryable, stateSchema: string, sche
 export async function releaseMigrationLock(db: Queryable, stateSchema: string, schema: string): Promise<void> {
   await db.query('SELECT pg_advisory_unlock($1, hashtext($2))', [ADVISORY_LOCK_CLASS, migrationLockKey(stateSchema, schema)]).catch(() => {});
 }
+
+/**
+ * Runs `body` in one transaction while holding the schema's migration lock: for the commands that
+ * write history without running a plan (tandem init --from-pgroll, tandem baseline).
+ */
+export async function underMigrationLock<T>(db: Queryable, stateSchema: string, schema: string, body: () => Promise<T>): Promise<T> {
+  await takeMigrationLock(db, stateSchema, schema);
+  try {
+    await db.query('BEGIN');
+    try {
+      const result = await body();
+      await db.query('COMMIT');
+      return result;
+    } catch (error) {
+      await db.query('ROLLBACK').catch(() => {});
+      throw error;
+    }
+  } finally {
+    await releaseMigrationLock(db, stateSchema, schema);
+  }
+}

@@ -27,6 +27,8 @@ export interface MigrationRecord {
   rolledBackAt: Date | null;
   rolledBackBy: string | null;
   error: string | null;
+  /** pgroll's migration_type (pgroll, inferred, baseline) of a row imported from pgroll's history; baseline for tandem baseline too. */
+  pgrollType: string | null;
 }
 
 interface Row {
@@ -49,6 +51,7 @@ interface Row {
   rolled_back_at: Date | null;
   rolled_back_by: string | null;
   error: string | null;
+  pgroll_type: string | null;
 }
 
 function fromRow(row: Row): MigrationRecord {
@@ -72,6 +75,7 @@ function fromRow(row: Row): MigrationRecord {
     rolledBackAt: row.rolled_back_at,
     rolledBackBy: row.rolled_back_by,
     error: row.error,
+    pgrollType: row.pgroll_type,
   };
 }
 
@@ -148,6 +152,30 @@ export class MigrationStore {
       [this.schema, record.name, record.versionSchema, record.parent, record.digest, JSON.stringify(record.migration), record.file, JSON.stringify(record.plan), actor()],
     );
     return fromRow(rows[0]!);
+  }
+
+  /**
+   * A migration recorded as complete without tandem running anything: one pgroll applied (with
+   * pgroll's own times), or a baseline. Its plan is empty: there is nothing to roll back.
+   */
+  async insertApplied(record: {
+    name: string;
+    versionSchema: string;
+    parent: string | null;
+    digest: string;
+    migration: unknown;
+    pgrollType: string;
+    createdAt: Date;
+    updatedAt: Date;
+    by: string;
+  }): Promise<void> {
+    const emptyPlan: Plan = { start: [], complete: [], rollback: [], retires: null };
+    await this.db.query(
+      `INSERT INTO ${this.table} (schema_name, name, version_schema, parent, digest, migration, status, plan, step, started_at, started_by,
+                                  start_finished_at, completed_at, completed_by, updated_at, pgroll_type)
+       VALUES ($1, $2, $3, $4, $5, $6, 'complete', $7, 0, $8, $10, $9, $9, $10, $9, $11)`,
+      [this.schema, record.name, record.versionSchema, record.parent, record.digest, JSON.stringify(record.migration), JSON.stringify(emptyPlan), record.createdAt, record.updatedAt, record.by, record.pgrollType],
+    );
   }
 
   /** Records that step `step` (and everything before it) is done. */

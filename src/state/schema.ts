@@ -62,7 +62,8 @@ export function stateSchemaDDL(stateSchema: string): string[] {
        rolled_back_at timestamptz,
        rolled_back_by text,
        updated_at timestamptz NOT NULL DEFAULT now(),
-       error text
+       error text,
+       pgroll_type text
      )`,
     `CREATE UNIQUE INDEX IF NOT EXISTS migrations_one_in_flight
        ON ${s}.migrations (schema_name) WHERE status IN (${inFlight})`,
@@ -153,6 +154,10 @@ function upgradeDDL(stateSchema: string, from: number): string[] {
       `ALTER TABLE ${s}.backfills DROP CONSTRAINT IF EXISTS backfills_status_check,
          ADD CONSTRAINT backfills_status_check CHECK (status IN (${BACKFILL_STATUSES.map(quoteLiteral).join(', ')})),
          ${THROTTLE_COLUMNS.map((column) => `ADD COLUMN IF NOT EXISTS ${column}`).join(',\n         ')}`,
+      // Rows imported from pgroll's history by tandem init --from-pgroll carry pgroll's
+      // migration_type (pgroll, inferred, baseline), and tandem baseline writes "baseline" as pgroll
+      // does; the migrations tandem runs have none.
+      `ALTER TABLE ${s}.migrations ADD COLUMN IF NOT EXISTS pgroll_type text`,
     );
   }
   if (from < 2) {
@@ -168,6 +173,13 @@ function upgradeDDL(stateSchema: string, from: number): string[] {
   return statements;
 }
 
+/**
+ * On a database taken over from pgroll, pgroll's event triggers record every DDL statement run
+ * outside pgroll as an "inferred" migration in pgroll's history, unless the session sets this, as
+ * pgroll's own sessions do. A server without pgroll takes it as a custom setting nobody reads.
+ */
+export const KEEP_OUT_OF_PGROLL_HISTORY = `SET pgroll.no_inferred_migrations = 'TRUE'`;
+
 /** A fixed advisory-lock class so tandem's locks never collide with an application's. */
 export const ADVISORY_LOCK_CLASS = 0x74616e64; // "tand"
 
@@ -176,6 +188,7 @@ export async function initStateSchema(db: Queryable, stateSchema: string): Promi
   await db.query('BEGIN');
   try {
     await db.query('SELECT pg_advisory_xact_lock($1, 0)', [ADVISORY_LOCK_CLASS]);
+    await db.query(KEEP_OUT_OF_PGROLL_HISTORY);
     const before = await storedStateVersion(db, stateSchema);
     for (const statement of stateSchemaDDL(stateSchema)) await db.query(statement);
     if (before !== undefined) for (const statement of upgradeDDL(stateSchema, before)) await db.query(statement);

@@ -86,6 +86,7 @@ describe('trust', () => {
       ok(await start(db.url, '01_add', [{ add_column: { table: 'users', column: { name: 'a', type: 'int', nullable: true } } }]));
       // The state schema as tandem 0.1 left it: no records, state_version 1, the old backfill check.
       await db.query(`DROP TABLE tandem.version_schemas; UPDATE tandem.meta SET value = '1' WHERE key = 'state_version';
+                      ALTER TABLE tandem.migrations DROP COLUMN pgroll_type;
                       ALTER TABLE tandem.backfills DROP CONSTRAINT backfills_status_check,
                         ADD CONSTRAINT backfills_status_check CHECK (status IN ('running', 'stalled', 'done'))`);
       ok(await tandem(db.url, ['init']));
@@ -93,6 +94,7 @@ describe('trust', () => {
         { version_schema: 'public_01_add', migration: '01_add' },
       ]);
       expect((await db.query(`SELECT value FROM tandem.meta WHERE key = 'state_version'`)).rows).toEqual([{ value: '3' }]);
+      ok(await tandem(db.url, ['status']));
       ok(await tandem(db.url, ['rollback']));
       expect((await db.query(`SELECT 1 FROM pg_namespace WHERE nspname = 'public_01_add'`)).rows).toEqual([]);
     });

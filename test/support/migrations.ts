@@ -21,6 +21,13 @@ export function upperBackfill(rows: number) {
   };
 }
 
+/** A temporary migrations folder holding `files` (name → text). */
+export async function migrationFolder(files: Record<string, string>): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'tandem-folder-'));
+  for (const [name, text] of Object.entries(files)) await writeFile(join(dir, name), text);
+  return dir;
+}
+
 /** `tandem <command> FILE` for a migration given inline. */
 export async function tandem(url: string, args: string[]): Promise<CliResult> {
   return runCli(args, { postgresUrl: url });

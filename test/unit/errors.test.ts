@@ -325,6 +325,41 @@ const CASES: Cases = {
     { fact: { kind: 'convert_unreadable', problem: 'journal_not_json', reason: 'Unexpected token' }, message: 'not valid JSON: Unexpected token' },
     { fact: { kind: 'convert_unreadable', problem: 'journal_shape' }, message: 'expected Drizzle\'s journal: {"entries": [{"idx": 0, "tag": "0000_name", ...}, ...]}' },
   ],
+  more_than_one_pending: [
+    {
+      fact: { kind: 'more_than_one_pending', names: ['02_a', '03_b'] },
+      message: '--expect-one: 2 migrations are waiting to be applied (02_a, 03_b)',
+      hint: 'nothing was applied; apply them one deploy at a time, or run without --expect-one',
+    },
+  ],
+  pgroll_state_missing: [
+    {
+      fact: { kind: 'pgroll_state_missing', pgrollSchema: 'pgroll' },
+      message: 'pgroll\'s state schema "pgroll" does not exist (or has no migrations table)',
+      hint: 'pass --pgroll-schema when pgroll ran with another --pgroll-schema (PGROLL_STATE_SCHEMA)',
+    },
+  ],
+  pgroll_migration_active: [
+    {
+      fact: { kind: 'pgroll_migration_active', name: '02_a', schema: 'public' },
+      message: 'pgroll\'s migration "02_a" on schema "public" is active (started, not completed)',
+      hint: 'nothing was imported; finish it with pgroll first (pgroll complete, or pgroll rollback), then run tandem init --from-pgroll again',
+    },
+  ],
+  pgroll_history_broken: [
+    {
+      fact: { kind: 'pgroll_history_broken', name: '03_b', parent: '01_a' },
+      message: 'pgroll\'s history is not one chain: migration "03_b" has parent "01_a", which is not the one before it',
+      hint: 'nothing was imported; pgroll status and pgroll pull show the history pgroll sees',
+    },
+  ],
+  pgroll_import_conflict: [
+    {
+      fact: { kind: 'pgroll_import_conflict', stateSchema: 'tandem', schema: 'public', applied: 2 },
+      message: 'tandem\'s state schema "tandem" already records 2 migrations on schema "public"',
+      hint: 'nothing was imported: tandem already manages this schema here; import into an empty state schema (--state-schema)',
+    },
+  ],
 };
 
 describe('the words of each error kind', () => {

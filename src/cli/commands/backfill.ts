@@ -17,7 +17,7 @@ export function registerBackfill(program: Command, io: CliIO): void {
     .action(async (options: { pause?: boolean; resume?: boolean }, cmd: Command) => {
       if (options.pause && options.resume) throw new UsageError('--pause and --resume: choose one');
       if (options.pause || options.resume) {
-        const settings = commonSettings(cmd);
+        const settings = commonSettings(cmd, { logTo: io.stderr });
         await withConnection(settings.postgresUrl, async (db) => {
           await initStateSchema(db, settings.stateSchema);
           if (options.pause) {

@@ -3,6 +3,7 @@ import { loadMigrationFolder, unappliedMigrations } from '../../migration/folder
 import { MigrationStore } from '../../state/migrations.js';
 import { addEngineOptions, withMigrator } from '../engine.js';
 import { writeLine, type CliIO } from '../io.js';
+import { noteOutdated } from './update.js';
 import { connect } from '../../db/connection.js';
 import { commonSettings } from '../settings.js';
 import { stateSchemaExists } from '../../state/schema.js';
@@ -13,8 +14,9 @@ export function registerMigrate(program: Command, io: CliIO): void {
     .command('migrate')
     .description('start (and complete) every migration in DIR not applied yet, in name order')
     .argument('<dir>', 'folder of migration files (.json, .yaml, .yml)')
-    .option('--complete', 'complete the last migration too (the others are always completed, one active at a time)')
-    .action(async (dir: string, options: { complete?: boolean }, cmd: Command) => {
+    .option('-c, --complete', 'complete the last migration too (the others are always completed, one active at a time)')
+    .option('--expect-one', 'refuse, changing nothing, when more than one migration is waiting to be applied')
+    .action(async (dir: string, options: { complete?: boolean; expectOne?: boolean }, cmd: Command) => {
       const folder = await loadMigrationFolder(dir);
       const settings = commonSettings(cmd, { logTo: io.stderr });
       const db = await connect(settings.postgresUrl);
@@ -25,6 +27,10 @@ export function registerMigrate(program: Command, io: CliIO): void {
         await db.end().catch(() => {});
       }
       const pending = unappliedMigrations(folder, applied);
+      for (const loaded of pending) noteOutdated(io, loaded);
+      if (options.expectOne && pending.length > 1) {
+        throw new TandemError({ kind: 'more_than_one_pending', names: pending.map((p) => p.migration.name) });
+      }
       await withMigrator(cmd, io, async (migrator) => {
         const active = applied.at(-1);
         if (active && active.status !== 'complete') {
@@ -49,7 +55,8 @@ export function registerMigrate(program: Command, io: CliIO): void {
         }
         for (const [i, loaded] of pending.entries()) {
           const last = i === pending.length - 1;
-          const { record } = await migrator.start(loaded, { complete: !last || options.complete });
+          const { record, warnings } = await migrator.start(loaded, { complete: !last || options.complete });
+          for (const warning of warnings) writeLine(io.stderr, `tandem: warning: ${warning}`);
           writeLine(io.stdout, `${record.name}: ${!last || options.complete ? 'started and completed' : 'started'} (${record.versionSchema})`);
         }
       });

@@ -11,9 +11,22 @@ export function registerStatus(program: Command, io: CliIO): void {
     .action(async (options: { json?: boolean }, cmd: Command) => {
       const settings = commonSettings(cmd, { logTo: io.stderr });
       const status = await readStatusFrom(settings.postgresUrl, settings.stateSchema, settings.schema);
-      if (options.json) writeLine(io.stdout, JSON.stringify(status, null, 2));
+      if (options.json) writeLine(io.stdout, JSON.stringify({ ...pgrollStatus(status), ...status }, null, 2));
       else io.stdout.write(statusText(status));
     });
+}
+
+/**
+ * pgroll status's three fields, for the scripts that parse it: lower case since pgroll 0.4
+ * (`schema` is tandem's own field already, with the same meaning), capitalised before.
+ */
+function pgrollStatus(status: EngineStatus): { Schema: string; Version: string; Status: string; version: string; status: string } {
+  const latest = status.versions[0]?.versionSchema ?? '';
+  const prefix = `${status.schema}_`;
+  // pgroll's version is the version schema without "<schema>_", the name of the migration in most cases.
+  const version = latest.startsWith(prefix) ? latest.slice(prefix.length) : latest;
+  const state = !version ? 'No migrations' : status.active ? 'In progress' : 'Complete';
+  return { Schema: status.schema, Version: version, Status: state, version, status: state };
 }
 
 export function statusText(status: EngineStatus): string {
