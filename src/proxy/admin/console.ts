@@ -15,6 +15,7 @@ import {
   encodeErrorResponse,
   encodeNoticeResponse,
   encodeRowDescription,
+  type ErrorFields,
 } from '../protocol/messages.js';
 import type {
   AdminClientRow,
@@ -104,11 +105,11 @@ const CONNECTION_BODY: Array<Column<AdminConnectionRow>> = [
 
 /** The columns they share at the end. */
 const CONNECTION_TAIL: Array<Column<AdminConnectionRow>> = [
-  column('link', 'int8', (r) => r.link),
+  column('link', 'int4', (r) => r.link),
   column('tls', 'text', (r) => r.tls),
   column('application_name', 'text', (r) => r.applicationName),
   column('prepared_statements', 'int4', (r) => r.preparedStatements),
-  column('id', 'int8', (r) => r.id),
+  column('id', 'int4', (r) => r.id),
 ];
 
 const CLIENT_COLUMNS: Array<Column<AdminClientRow>> = [
@@ -208,6 +209,17 @@ class ConsoleError extends Error {
   }
 }
 
+/**
+ * What a client that sends anything but a simple Query (Parse, Bind, a FunctionCall…) is told
+ * before the session closes: PgBouncer's console speaks only the simple protocol too.
+ */
+export const EXTENDED_PROTOCOL_REFUSAL: ErrorFields = {
+  severity: 'FATAL',
+  code: '08P01',
+  message: 'extended query protocol not supported by admin console',
+  hint: 'Send the command as a simple query (psql does; node-postgres does for a query without parameters).',
+};
+
 function invalidCommand(statement: string): ConsoleError {
   return new ConsoleError(`invalid command '${statement}', use SHOW HELP;`);
 }
@@ -302,7 +314,7 @@ async function act(command: string, run: () => unknown, code = 'XX000'): Promise
  * The statements of a query, split at semicolons outside quotes, trimmed, empty ones dropped
  * (`SHOW POOLS;;` is one statement, `;` none).
  */
-export function splitStatements(sql: string): string[] {
+function splitStatements(sql: string): string[] {
   const statements: string[] = [];
   let start = 0;
   let quote: string | undefined;

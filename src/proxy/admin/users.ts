@@ -27,6 +27,7 @@ export class AdminUsers {
     return this.names.has(user);
   }
 
+  /** False without --admin-users: the console lets no one in. */
   get open(): boolean {
     return this.names.size > 0;
   }

@@ -15,7 +15,7 @@ import {
   type ErrorFields,
 } from '../../../src/proxy/protocol/messages.js';
 import { encodeAuthenticationOk } from '../../../src/proxy/auth/messages.js';
-import { answerAdminQuery } from '../../../src/proxy/admin/console.js';
+import { EXTENDED_PROTOCOL_REFUSAL, answerAdminQuery } from '../../../src/proxy/admin/console.js';
 import type { AdminSource } from '../../../src/proxy/admin/source.js';
 import { DEFAULT_ADMIN_DATABASE, adminLoginRefusal, type AdminUsers } from '../../../src/proxy/admin/users.js';
 
@@ -91,7 +91,7 @@ function serve(socket: net.Socket, source: AdminSource, users: AdminUsers): void
     for (let frame = reader.nextTyped(); frame; frame = reader.nextTyped()) {
       if (frame.type === MessageType.Terminate) return void socket.end();
       if (frame.type !== MessageType.Query) {
-        return refuse({ severity: 'FATAL', code: '08P01', message: 'extended query protocol not supported by admin console' });
+        return refuse(EXTENDED_PROTOCOL_REFUSAL);
       }
       const sql = frame.body.toString('utf8', 0, frame.body.length - 1);
       answering = answering.then(async () => {

@@ -168,9 +168,9 @@ describe('SHOW through node-postgres', () => {
     expect(clientsResult.fields.map((f) => f.name)).toEqual(['type', 'user', 'database', 'version', 'state', ...SOCKET_COLUMNS, ...SOCKET_TAIL, 'pinned']);
     expect(clientsResult.rows[0]).toMatchObject({
       type: 'C', state: 'waiting', addr: '10.0.0.7', port: 51234, connect_time: '2026-03-04 05:06:07 UTC', request_time: null,
-      wait: 1, wait_us: 500, link: null, application_name: 'checkout', prepared_statements: 2, id: '17', pinned: '',
+      wait: 1, wait_us: 500, link: null, application_name: 'checkout', prepared_statements: 2, id: 17, pinned: '',
     });
-    expect(clientsResult.rows[1]).toMatchObject({ state: 'active', request_time: '2026-03-04 05:16:00 UTC', link: '5', pinned: 'advisory_lock', tls: 'TLSv1.3/TLS_AES_256_GCM_SHA384' });
+    expect(clientsResult.rows[1]).toMatchObject({ state: 'active', request_time: '2026-03-04 05:16:00 UTC', link: 5, pinned: 'advisory_lock', tls: 'TLSv1.3/TLS_AES_256_GCM_SHA384' });
 
     const serversResult = await client.query('show servers');
     expect(serversResult.fields.map((f) => f.name)).toEqual(['type', 'user', 'database', 'version', 'state', ...SOCKET_COLUMNS, 'remote_pid', ...SOCKET_TAIL]);
@@ -178,7 +178,7 @@ describe('SHOW through node-postgres', () => {
       {
         type: 'S', user: 'web', database: 'app', version: 'public_02_rename', state: 'active', addr: '10.0.1.1', port: 5432,
         local_addr: '10.0.0.2', local_port: 40100, connect_time: '2026-03-04 05:06:07 UTC', request_time: '2026-03-04 05:16:00 UTC',
-        wait: 0, wait_us: 0, remote_pid: 31337, link: '18', tls: '', application_name: '', prepared_statements: 4, id: '5',
+        wait: 0, wait_us: 0, remote_pid: 31337, link: 18, tls: '', application_name: '', prepared_statements: 4, id: 5,
       },
     ]);
   });
@@ -313,6 +313,15 @@ describe('commands through node-postgres', () => {
     const client = await connect();
     source.reloadFailure = new Error('cannot read /etc/tandem/userlist.txt');
     expect(await errorOf(client.query('RELOAD'))).toMatchObject({ code: 'F0000', message: 'RELOAD failed: cannot read /etc/tandem/userlist.txt' });
+  });
+
+  it('refuses the extended protocol', async () => {
+    const client = await connect();
+    client.on('error', () => {});
+    expect(await errorOf(client.query({ name: 'pools', text: 'SHOW POOLS' }))).toMatchObject({
+      code: '08P01',
+      message: 'extended query protocol not supported by admin console',
+    });
   });
 
   it('only --admin-users log in', async () => {
