@@ -179,16 +179,6 @@ function encodeRows<Row>(columns: ReadonlyArray<Column<Row>>, rows: readonly Row
   ]);
 }
 
-const SHOW: Record<string, (source: AdminSource) => Buffer> = {
-  pools: (source) => encodeRows(POOL_COLUMNS, source.pools()),
-  clients: (source) => encodeRows(CLIENT_COLUMNS, source.clients()),
-  servers: (source) => encodeRows(SERVER_COLUMNS, source.servers()),
-  stats: (source) => encodeRows(STATS_COLUMNS, source.stats()),
-  versions: (source) => encodeRows(VERSION_COLUMNS, source.versions()),
-  config: (source) => encodeRows(CONFIG_COLUMNS, source.config()),
-  help: () => Buffer.concat([encodeNoticeResponse({ severity: 'NOTICE', code: '00000', message: 'Console usage', detail: HELP }), encodeCommandComplete('SHOW')]),
-};
-
 const HELP = [
   '',
   'SHOW HELP|POOLS|CLIENTS|SERVERS|STATS|VERSIONS|CONFIG',
@@ -198,6 +188,24 @@ const HELP = [
   'RELOAD',
   'SHUTDOWN',
 ].join('\n\t');
+
+// A Map, not an object literal: `SHOW constructor` must not find Object's prototype.
+const SHOW = new Map<string, (source: AdminSource) => Buffer>([
+  ['pools', (source) => encodeRows(POOL_COLUMNS, source.pools())],
+  ['clients', (source) => encodeRows(CLIENT_COLUMNS, source.clients())],
+  ['servers', (source) => encodeRows(SERVER_COLUMNS, source.servers())],
+  ['stats', (source) => encodeRows(STATS_COLUMNS, source.stats())],
+  ['versions', (source) => encodeRows(VERSION_COLUMNS, source.versions())],
+  ['config', (source) => encodeRows(CONFIG_COLUMNS, source.config())],
+  [
+    'help',
+    () =>
+      Buffer.concat([
+        encodeNoticeResponse({ severity: 'NOTICE', code: '00000', message: 'Console usage', detail: HELP }),
+        encodeCommandComplete('SHOW'),
+      ]),
+  ],
+]);
 
 /** A refusal of one statement; stops the rest of the query, as PostgreSQL stops at an error. */
 class ConsoleError extends Error {
@@ -251,7 +259,7 @@ async function answerStatement(statement: string, source: AdminSource): Promise<
   const [command, argument] = words;
   switch (command.toLowerCase()) {
     case 'show': {
-      const show = argument === undefined ? undefined : SHOW[argument.toLowerCase()];
+      const show = argument === undefined ? undefined : SHOW.get(argument.toLowerCase());
       if (!show) throw invalidCommand(statement);
       return show(source);
     }

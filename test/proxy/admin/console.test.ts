@@ -286,6 +286,7 @@ describe('commands through node-postgres', () => {
     const refusals: Array<[string, string]> = [
       ['SHOW NOTHING', "invalid command 'SHOW NOTHING', use SHOW HELP;"],
       ['SHOW', "invalid command 'SHOW', use SHOW HELP;"],
+      ['SHOW constructor', "invalid command 'SHOW constructor', use SHOW HELP;"],
       ['SELECT 1', "invalid command 'SELECT 1', use SHOW HELP;"],
       ['SHOW POOLS extra', "invalid command 'SHOW POOLS extra', use SHOW HELP;"],
       ['RELOAD now', "invalid command 'RELOAD now', use SHOW HELP;"],
