@@ -52,7 +52,7 @@ const TYPE_OIDS: Record<ColumnType, number> = {
   time: TypeOid.text,
 };
 
-/** Timestamps as PgBouncer prints them: text, to the second, with the zone (UTC here). */
+/** A cell as PgBouncer prints it: whole numbers, t/f, timestamps to the second with their zone (UTC here), NULL for unknown. */
 function formatCell(cell: Cell): string | null {
   if (cell === undefined) return null;
   if (typeof cell === 'boolean') return cell ? 't' : 'f';

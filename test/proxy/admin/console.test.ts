@@ -310,10 +310,13 @@ describe('commands through node-postgres', () => {
     expect((await client.query('RESUME')).command).toBe('RESUME');
   });
 
-  it('a RELOAD that fails is F0000 with the reason', async () => {
+  it('a command the source fails is an error of that statement: F0000 for RELOAD, XX000 for the others', async () => {
     const client = await connect();
     source.reloadFailure = new Error('cannot read /etc/tandem/userlist.txt');
     expect(await errorOf(client.query('RELOAD'))).toMatchObject({ code: 'F0000', message: 'RELOAD failed: cannot read /etc/tandem/userlist.txt' });
+    source.pauseHook = () => Promise.reject(new Error('the proxy is shutting down'));
+    expect(await errorOf(client.query('PAUSE app'))).toMatchObject({ code: 'XX000', message: 'PAUSE failed: the proxy is shutting down' });
+    expect((await client.query('SHOW POOLS')).command).toBe('SHOW');
   });
 
   it('refuses the extended protocol', async () => {
