@@ -25,6 +25,8 @@ import type { Secret } from './auth/secret.js';
 import type { PoolStats } from './pool/pool.js';
 import { loadPinningParser } from './pool/pinning.js';
 import { ProxyPooling } from './pooling.js';
+import { proxyAdminSource } from './admin/proxy-source.js';
+import { AdminUsers } from './admin/users.js';
 import { UpstreamGuard } from './upstream-check.js';
 
 /**
@@ -142,6 +144,29 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     pooling,
     upstreamCheck: () => upstreamGuard.check(),
     upstreamUnreachable: () => upstreamGuard.reset(),
+    admin:
+      pooling && options.adminUsers && options.adminUsers.length > 0
+        ? {
+            database: options.adminDatabase ?? 'tandem',
+            users: AdminUsers.parse(options.adminUsers.join(','), '--admin-users'),
+            source: proxyAdminSource({
+              sessions,
+              pooling,
+              options: options.pooling!,
+              ledger,
+              catalogs,
+              upstream,
+              kill: (session) => session.terminate({ kind: 'shutdown', error: { severity: 'FATAL', code: '57P01', message: 'terminating connection: killed from the tandem admin console (KILL)' } }),
+              reload: async () => {
+                await pooling.loadAuthFile();
+                await Promise.all(catalogs.all().map((c) => c.refresh().catch(() => [])));
+                logger.info('admin console: RELOAD (auth file and version lists re-read)');
+              },
+              // After the reply to SHUTDOWN has gone out.
+              shutdown: () => setImmediate(() => void shutdown(0)),
+            }),
+          }
+        : undefined,
     admissionError(session): ErrorFields | undefined {
       if (draining) {
         metrics.reject('shutting_down');

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { UsageError } from '../../errors/index.js';
+import { AdminUsers } from '../../proxy/admin/users.js';
 import { AUTH_TYPES } from '../../proxy/auth/client-auth.js';
 import { DEFAULT_AUTH_QUERY } from '../../proxy/auth/auth-query.js';
 import { PROXY_DEFAULTS, parseDuration, parseForwarder, parseHostPort, type PoolingOptions, type ProxyOptions } from '../../proxy/config.js';
@@ -122,12 +123,19 @@ function proxyOptions(raw: RawProxyOptions, settings: ReturnType<typeof commonSe
     versionCacheTtlMs: parse(() => parseDuration(raw.versionCacheTtl, '--version-cache-ttl')),
     forwarder: parse(() => parseForwarder(raw.forwarder, '--forwarder')),
     pooling: poolingOptions(raw, parse),
-    adminUsers: raw.adminUsers ? raw.adminUsers.split(',').map((name) => name.trim()).filter(Boolean) : [],
+    adminUsers: adminUsers(raw, parse),
     adminDatabase: raw.adminDatabase,
     schema: settings.schema,
     stateSchema: settings.stateSchema,
     logger: settings.logger,
   };
+}
+
+function adminUsers(raw: RawProxyOptions, parse: <T>(fn: () => T) => T): string[] {
+  if (!raw.adminUsers) return [];
+  if (raw.poolMode.trim() === 'none') throw new UsageError('--admin-users needs --pool-mode session or transaction: the proxy authenticates admin console users itself, with --auth-type and --auth-file/--auth-query');
+  parse(() => AdminUsers.parse(raw.adminUsers!, '--admin-users'));
+  return raw.adminUsers.split(',').map((name) => name.trim()).filter(Boolean);
 }
 
 function poolingOptions(raw: RawProxyOptions, parse: <T>(fn: () => T) => T): PoolingOptions | undefined {

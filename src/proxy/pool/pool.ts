@@ -98,10 +98,7 @@ export interface Lease<C extends ServerConnection> {
   release(options?: ReleaseOptions): void;
 }
 
-export interface PoolStats {
-  database: string;
-  user: string;
-  version: string;
+export interface PoolStats extends PoolKey {
   waitingClients: number;
   /** Connections lent to clients (as many as clients holding one: PgBouncer's cl_active and sv_active). */
   active: number;

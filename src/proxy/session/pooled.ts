@@ -64,11 +64,16 @@ export class PooledForwarding {
   clientTerminated = false;
   /** When the client started waiting for a server connection (0: not waiting), for SHOW CLIENTS. */
   waitingSince = 0;
+  /** Server connections borrowed (transactions, in transaction mode), and time held and waited for them (µs): SHOW STATS. */
+  transactions = 0;
+  heldMicros = 0;
+  waitedMicros = 0;
+  private takenAt = 0;
   private readonly sink: FrameSink;
 
   constructor(
     private readonly client: net.Socket | tls.TLSSocket,
-    private readonly key: PoolKey,
+    readonly key: PoolKey,
     private readonly ctx: PooledContext,
     private readonly counters: Float64Array,
     private readonly events: PooledEvents,
@@ -189,6 +194,7 @@ export class PooledForwarding {
     this.waitingSince = Date.now();
     this.ctx.pools.acquire(this.key, this.waitAbort.signal).then(
       (lease) => {
+        this.waitedMicros += (Date.now() - this.waitingSince) * 1000;
         this.waitingSince = 0;
         if (this.stopped) {
           lease.release();
@@ -217,6 +223,8 @@ export class PooledForwarding {
 
   private take(lease: Lease<PooledServer>): void {
     this.lease = lease;
+    this.transactions++;
+    this.takenAt = performance.now();
     const server = lease.connection;
     server.client = this.sessionId;
     server.requestAt = Date.now();
@@ -250,6 +258,7 @@ export class PooledForwarding {
     const lease = this.lease;
     if (!lease) return;
     this.lease = undefined;
+    this.heldMicros += Math.round((performance.now() - this.takenAt) * 1000);
     const server = lease.connection;
     server.session.stream(undefined);
     server.session.connection.removeListener('close', this.onServerClose);

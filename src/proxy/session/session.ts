@@ -34,6 +34,9 @@ import { ClientConnection, endClient } from './client.js';
 import { closeReasonOfNativeEnd, type CloseReason, type ToldCloseReason } from './close-reason.js';
 import { NodeForwarding, handOverToNative, nativeCanForward, retiredError, type ForwardingEvents } from './forwarding.js';
 import { connectServer, sendStartup } from './server-connection.js';
+import type { AdminSource } from '../admin/source.js';
+import { adminLoginRefusal, type AdminUsers } from '../admin/users.js';
+import { AdminConversation, adminWelcome } from './admin.js';
 import { PooledForwarding, type PooledEnd, type Pooling } from './pooled.js';
 import { MAX_AUTH_MESSAGE_LENGTH, readStartupRequest, routeLogin, type LoginRoute } from './startup.js';
 
@@ -60,6 +63,8 @@ export interface SessionContext {
    * parameter (upstream-check.ts); asked before a versioned login is relayed.
    */
   upstreamCheck(): Promise<ErrorFields | undefined>;
+  /** The admin console: logins to its database by its users are answered by it (pooled modes). */
+  readonly admin: { readonly database: string; readonly users: AdminUsers; readonly source: AdminSource } | undefined;
   /** A connection to the upstream failed: the next versioned login checks it again. */
   upstreamUnreachable(): void;
   /** An error when this session must be refused (read once its startup packet is in); else it counts as admitted. */
@@ -85,7 +90,10 @@ type SessionState =
   | { readonly phase: 'routing' }
   | { readonly phase: 'auth'; readonly by: 'relay'; readonly server: net.Socket; readonly database: string; readonly relay: AuthRelay }
   /** Pooled: the proxy runs the exchange itself against the user's stored secret. */
-  | { readonly phase: 'auth'; readonly by: 'proxy'; readonly pooling: Pooling; readonly database: string; readonly route: LoginRoute; readonly authenticator: ClientAuthenticator }
+  /** Pooled: the proxy runs the exchange itself against the user's stored secret; no route: the admin console. */
+  | { readonly phase: 'auth'; readonly by: 'proxy'; readonly pooling: Pooling; readonly database: string; readonly route: LoginRoute | undefined; readonly authenticator: ClientAuthenticator }
+  /** Logged in to the admin console. */
+  | { readonly phase: 'admin'; readonly conversation: AdminConversation }
   /** Logged in; waits for the writes of the login to go out before the native thread takes the sockets. */
   | {
       readonly phase: 'forwarding';
@@ -280,6 +288,15 @@ export class Session implements SessionUsage {
       this.fatal({ kind: 'refused', why: 'admission', error: refusal });
       return;
     }
+    const admin = this.ctx.admin;
+    if (admin && request.database === admin.database && request.requestedVersion === undefined) {
+      if (!this.ctx.pooling) {
+        this.fatal({ kind: 'refused', why: 'authentication', error: { severity: 'FATAL', code: '28000', message: 'the admin console needs --pool-mode session or transaction: the proxy must authenticate its users itself' } });
+        return;
+      }
+      await this.startProxyAuth(this.ctx.pooling, request.database, undefined);
+      return;
+    }
     const routed = await routeLogin(request, params, this.ctx);
     if (!routed.ok) {
       this.fatal(routed.reason);
@@ -335,7 +352,7 @@ export class Session implements SessionUsage {
 
   // ---- pooled login: the proxy authenticates -------------------------------------------------
 
-  private async startProxyAuth(pooling: Pooling, database: string, route: LoginRoute): Promise<void> {
+  private async startProxyAuth(pooling: Pooling, database: string, route: LoginRoute | undefined): Promise<void> {
     const user = this.user ?? '';
     let secret;
     try {
@@ -375,6 +392,10 @@ export class Session implements SessionUsage {
         return;
       case 'ok': {
         this.client.socket.write(Buffer.concat([step.bytes, AUTHENTICATION_OK]));
+        if (!state.route) {
+          this.startAdmin();
+          return;
+        }
         if (state.route.refusalAfterLogin) {
           this.ctx.metrics.reject('unknown_version');
           this.fatal({ kind: 'refused', why: 'unknown_version', error: state.route.refusalAfterLogin });
@@ -433,6 +454,26 @@ export class Session implements SessionUsage {
     this.state = { phase: 'forwarding', by: 'pool', login, pooled };
     this.ctx.ready(this);
     pooled.start(this.clientReader.takeRest());
+  }
+
+  private startAdmin(): void {
+    const admin = this.ctx.admin!;
+    const user = this.user ?? '';
+    // Refused after authentication, as PgBouncer does: the refusal tells nothing to a stranger.
+    if (!admin.users.isAdmin(user)) {
+      this.fatal({ kind: 'refused', why: 'authentication', error: adminLoginRefusal(user, admin.database) });
+      return;
+    }
+    clearTimeout(this.loginTimer);
+    this.client.stopReading();
+    this.client.socket.write(adminWelcome(randomBytes(8)));
+    const conversation = new AdminConversation(this.client.socket, admin.source, (error) => {
+      if (error) this.cause = { kind: 'client_protocol_violation', error };
+      this.finish();
+    });
+    this.state = { phase: 'admin', conversation };
+    this.ctx.logger.info({ session: this.id, client: this.clientAddress, user }, 'admin console login');
+    conversation.start(this.clientReader.takeRest());
   }
 
   private readonly onPooledEnd = (end: PooledEnd): void => {
@@ -729,6 +770,7 @@ export class Session implements SessionUsage {
     clearTimeout(this.loginTimer);
     if (state.phase === 'forwarding' && state.by === 'node') state.node.stop();
     if (state.phase === 'forwarding' && state.by === 'pool') state.pooled.stop();
+    if (state.phase === 'admin') state.conversation.stop();
     if ('server' in state && !state.server.destroyed && !state.server.writableEnded) state.server.destroy();
     if (!this.client.socket.writableEnded) this.client.socket.destroy();
     this.ctx.closed(this, reason);

@@ -9,22 +9,10 @@ import { describe, expect, it } from 'vitest';
 import pg from 'pg';
 import postgres from 'postgres';
 import { usePostgres } from '../../support/harness.js';
-import { DEFAULT_POOL_SETTINGS } from '../../../src/proxy/pool/pool.js';
-import type { PoolingOptions } from '../../../src/proxy/config.js';
+import { poolingOptions } from './support.js';
 import { TWO_SHAPES, createUsersTable, databaseOf, simulateVersions, startTestProxy, versionSchemaOf } from '../support.js';
 
 const db = usePostgres();
-
-export function poolingOptions(overrides: Partial<PoolingOptions> & { settings?: Partial<PoolingOptions['settings']> } = {}): PoolingOptions {
-  return {
-    mode: 'transaction',
-    idleTransactionTimeoutMs: 0,
-    maxPreparedStatements: 200,
-    authType: 'trust',
-    ...overrides,
-    settings: { ...DEFAULT_POOL_SETTINGS, ...overrides.settings },
-  };
-}
 
 async function withVersions(): Promise<string> {
   await createUsersTable(db.url);
