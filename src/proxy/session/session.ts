@@ -135,6 +135,8 @@ export class Session implements SessionUsage {
   private readonly clientReader = new FrameReader(MAX_STARTUP_PACKET_LENGTH);
   private readonly loginTimer: NodeJS.Timeout;
   private retiredMessage: string | undefined;
+  /** The search_path the client set in its startup packet (pooled sessions open their server connections with it). */
+  private clientSearchPath: string | undefined;
   /**
    * What the session's end is called if nothing more telling comes first: the last socket error,
    * the server's refusal, the proxy's own verdict. `closed` keeps it.
@@ -306,6 +308,7 @@ export class Session implements SessionUsage {
     const route = routed.route;
     this.version = route.version;
     if (this.ctx.pooling) {
+      this.clientSearchPath = request.clientSearchPath;
       await this.startProxyAuth(this.ctx.pooling, request.database, route);
       return;
     }
@@ -403,7 +406,10 @@ export class Session implements SessionUsage {
         }
         // Only the next client messages (after ReadyForQuery) may follow now.
         this.state = { phase: 'routing' };
-        const searchPath = state.route.upstreamParams.find(([name]) => name === 'search_path')?.[1];
+        // Pooled connections are opened with the search_path only (no client options): the client's
+        // own, when it set one, decides the pool, and the version it starts with is the session's.
+        const searchPath = state.route.upstreamParams.find(([name]) => name === 'search_path')?.[1] ?? this.clientSearchPath;
+        if (this.clientSearchPath !== undefined) this.version = versionOfSearchPath(this.clientSearchPath, state.route.versions) ?? this.version;
         const key = state.pooling.poolFor(state.database, this.user ?? '', this.version?.versionSchema ?? '', searchPath, step.credentials);
         void this.welcome(state, key).catch((error: unknown) => {
           this.ctx.logger.error({ session: this.id, err: (error as Error).message }, 'unexpected failure while opening a session');
