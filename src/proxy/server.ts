@@ -156,6 +156,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
               ledger,
               catalogs,
               upstream,
+              startedAt: startedAt.getTime(),
               kill: (session) => session.terminate({ kind: 'shutdown', error: { severity: 'FATAL', code: '57P01', message: 'terminating connection: killed from the tandem admin console (KILL)' } }),
               reload: async () => {
                 await pooling.loadAuthFile();

@@ -17,6 +17,8 @@ export interface ProxySourceDeps {
   ledger: UsageLedger;
   catalogs: Catalogs;
   upstream: UpstreamTarget;
+  /** When the proxy started (ms since the epoch): the averages are per second since. */
+  startedAt: number;
   /** Ends a session from the proxy's side (KILL). */
   kill(session: Session): void;
   reload(): Promise<void>;
@@ -105,6 +107,7 @@ export function proxyAdminSource(deps: ProxySourceDeps): AdminSource {
         remotePid: connection.session.backendKey?.readInt32BE(0) ?? 0,
       }));
     },
+    /** Over the clients connected now: an ended client's figures leave with it. */
     stats(): AdminStatsRow[] {
       const rows = new Map<string, { database: string; version: string; total: AdminStatsFigures; clients: number }>();
       for (const { session, pooled } of pooledSessions()) {
@@ -123,16 +126,18 @@ export function proxyAdminSource(deps: ProxySourceDeps): AdminSource {
         row.total.xactTimeUs += pooled.heldMicros;
         row.total.waitTimeUs += pooled.waitedMicros;
       }
+      const seconds = Math.max(1, (Date.now() - deps.startedAt) / 1000);
+      const perSecond = (value: number) => Math.round(value / seconds);
       return [...rows.values()].map(({ database, version, total }) => ({
         database,
         version,
         total,
         average: {
-          serverAssignmentCount: total.serverAssignmentCount,
-          xactCount: total.xactCount,
-          queryCount: total.queryCount,
-          received: total.received,
-          sent: total.sent,
+          serverAssignmentCount: perSecond(total.serverAssignmentCount),
+          xactCount: perSecond(total.xactCount),
+          queryCount: perSecond(total.queryCount),
+          received: perSecond(total.received),
+          sent: perSecond(total.sent),
           xactTimeUs: total.xactCount > 0 ? Math.round(total.xactTimeUs / total.xactCount) : 0,
           queryTimeUs: 0,
           waitTimeUs: total.serverAssignmentCount > 0 ? Math.round(total.waitTimeUs / total.serverAssignmentCount) : 0,
