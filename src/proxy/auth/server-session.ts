@@ -62,6 +62,8 @@ export class ServerSession {
   private readonly reader: FrameReader;
   /** While set, every frame goes here as it arrives instead of waiting for `next()` (a lent pooled connection). */
   private streamTo: ((frame: TypedFrame) => void) | undefined;
+  /** Called after the frames of one read have gone to `streamTo` (to uncork what they were written to). */
+  private streamBatchEnd: (() => void) | undefined;
   private waiting: { resolve(): void; reject(error: Error): void } | undefined;
   private failure: Error | undefined;
   private loggedIn = false;
@@ -111,8 +113,9 @@ export class ServerSession {
    * Hands every frame that arrives to `onFrame` (synchronously, in order) until `stream(undefined)`;
    * for a pooled connection lent to a client. Frames already buffered go first.
    */
-  stream(onFrame: ((frame: TypedFrame) => void) | undefined): void {
+  stream(onFrame: ((frame: TypedFrame) => void) | undefined, onBatchEnd?: () => void): void {
     this.streamTo = onFrame;
+    this.streamBatchEnd = onFrame ? onBatchEnd : undefined;
     if (onFrame) this.drainToStream();
   }
 
@@ -164,6 +167,7 @@ export class ServerSession {
       this.fail(error as Error);
       this.socket.destroy();
     }
+    this.streamBatchEnd?.();
   }
 
   /**

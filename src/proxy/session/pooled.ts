@@ -138,6 +138,9 @@ export class PooledForwarding {
     if (this.stopped) return;
     this.counters[Counter.BytesIn] = (this.counters[Counter.BytesIn] ?? 0) + chunk.length;
     this.reader.push(chunk);
+    // One write to the server for all the messages of this read, not one per message.
+    const server = this.lease?.connection.session.connection;
+    server?.cork();
     try {
       let frame: TypedFrame | undefined;
       while (!this.stopped && (frame = this.reader.nextTyped())) this.fromClient(frame);
@@ -145,6 +148,8 @@ export class PooledForwarding {
       const message = error instanceof ProtocolError ? error.message : (error as Error).message;
       const code = error instanceof ProtocolError ? error.code : 'XX000';
       this.finish({ kind: 'client_protocol_violation', error: { severity: 'FATAL', code, message } }, true);
+    } finally {
+      server?.uncork();
     }
   };
 
@@ -229,13 +234,26 @@ export class PooledForwarding {
     server.client = this.sessionId;
     server.requestAt = Date.now();
     this.prepared?.attach(server.statements);
-    server.session.stream(this.fromServer);
+    server.session.stream(this.fromServer, this.serverBatchEnd);
     server.session.connection.on('close', this.onServerClose);
     server.session.connection.on('drain', this.resumeClient);
   }
 
+  private clientCorked = false;
+
+  /** After the messages of one read from the server: they go to the client in one write. */
+  private readonly serverBatchEnd = (): void => {
+    if (!this.clientCorked) return;
+    this.clientCorked = false;
+    this.client.uncork();
+  };
+
   private readonly fromServer = (frame: TypedFrame): void => {
     if (this.stopped) return;
+    if (!this.clientCorked) {
+      this.clientCorked = true;
+      this.client.cork();
+    }
     this.counters[Counter.BytesOut] = (this.counters[Counter.BytesOut] ?? 0) + frame.frame.length;
     try {
       if (this.prepared) this.prepared.fromServer(frame, this.sink);
@@ -261,6 +279,8 @@ export class PooledForwarding {
     this.heldMicros += Math.round((performance.now() - this.takenAt) * 1000);
     const server = lease.connection;
     server.session.stream(undefined);
+    // The batch that brought the ReadyForQuery ends without us now: what it wrote goes out here.
+    this.serverBatchEnd();
     server.session.connection.removeListener('close', this.onServerClose);
     server.session.connection.removeListener('drain', this.resumeClient);
     server.client = undefined;
