@@ -7,21 +7,26 @@ import type { Logger } from '../observe/logger.js';
 import { sendCancel, type UpstreamTarget } from './upstream.js';
 
 export class CancelRegistry {
-  private readonly sessions = new Map<string, object>();
+  /** By the key the client was given: its session, and (pooled) where that key's cancel goes now. */
+  private readonly sessions = new Map<string, { owner: object; upstreamKey: (() => Buffer | undefined) | undefined }>();
 
   constructor(
     private readonly target: UpstreamTarget,
     private readonly logger: Logger,
   ) {}
 
-  add(key: Buffer, owner: object): void {
-    this.sessions.set(key.toString('hex'), owner);
+  /**
+   * `upstreamKey`: for a pooled session, whose key is the proxy's own, the key of the server
+   * connection it holds right now (undefined while it holds none: nothing runs to cancel).
+   */
+  add(key: Buffer, owner: object, upstreamKey?: () => Buffer | undefined): void {
+    this.sessions.set(key.toString('hex'), { owner, upstreamKey });
   }
 
   /** Forgets a key, unless another session has taken it since (the server reuses process ids). */
   remove(key: Buffer, owner: object): void {
     const hex = key.toString('hex');
-    if (this.sessions.get(hex) === owner) this.sessions.delete(hex);
+    if (this.sessions.get(hex)?.owner === owner) this.sessions.delete(hex);
   }
 
   get size(): number {
@@ -33,11 +38,14 @@ export class CancelRegistry {
    * server would. Resolves once the server has closed the forwarded request (it has acted on it).
    */
   async cancel(key: Buffer, from: string): Promise<void> {
-    if (!this.sessions.has(key.toString('hex'))) {
+    const entry = this.sessions.get(key.toString('hex'));
+    if (!entry) {
       this.logger.info({ client: from }, 'cancel request with an unknown key ignored');
       return;
     }
-    await sendCancel(this.target, key).catch((error: Error) =>
+    const upstream = entry.upstreamKey ? entry.upstreamKey() : key;
+    if (!upstream) return;
+    await sendCancel(this.target, upstream).catch((error: Error) =>
       this.logger.warn({ client: from, err: error.message }, 'could not pass a cancel request to the server'),
     );
   }

@@ -4,7 +4,24 @@
  */
 import type { Logger } from '../observe/logger.js';
 import type { RolloutView } from '../observe/status-page.js';
+import type { AuthType } from './auth/client-auth.js';
 import { FORWARDER_CHOICES, type ForwarderChoice } from './native.js';
+import type { PoolSettings } from './pool/pool.js';
+import type { PoolMode } from './session/pooled.js';
+
+/** `--pool-mode session|transaction` and what goes with it (absent: `none`, one server connection per client). */
+export interface PoolingOptions {
+  mode: PoolMode;
+  settings: PoolSettings;
+  /** 0: never. */
+  idleTransactionTimeoutMs: number;
+  maxPreparedStatements: number;
+  authType: AuthType;
+  /** PgBouncer's userlist.txt format. */
+  authFile?: string;
+  /** Looks up users not in the auth file; run as the --postgres-url user. */
+  authQuery?: string;
+}
 
 export interface HostPort {
   host: string;
@@ -45,6 +62,11 @@ export interface ProxyOptions {
    * the status page; the proxy cannot read it itself because that is the engine's reading.
    */
   rollout?: () => Promise<RolloutView>;
+  pooling?: PoolingOptions;
+  /** Users who may connect to the admin console (empty: nobody). */
+  adminUsers?: readonly string[];
+  /** The database name that reaches the admin console. */
+  adminDatabase?: string;
 }
 
 export const PROXY_DEFAULTS = {
@@ -57,6 +79,9 @@ export const PROXY_DEFAULTS = {
   heartbeatInterval: '5s',
   versionCacheTtl: '10s',
   forwarder: 'auto',
+  poolMode: 'none',
+  authType: 'md5',
+  adminDatabase: 'tandem',
 } as const;
 
 /** `HOST:PORT`, `[v6]:PORT` or `:PORT` (all interfaces); port 0 picks a free one. */

@@ -4,6 +4,7 @@
  * forwarding path never touches a labelled metric.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { PoolKey, PoolStats } from './pool/pool.js';
 import type { UsageLedger } from './usage.js';
 
 /** Label for sessions on the server's defaults (no version routed). */
@@ -27,6 +28,10 @@ export class ProxyMetrics {
   private readonly errors: Counter<'kind'>;
   private readonly authFailures: Counter;
   private readonly connectSeconds: Histogram;
+  private readonly poolWaitSeconds: Histogram<'database' | 'version'>;
+  private readonly pins: Counter<'reason'>;
+  /** Where the pool gauges are read at scrape time (set when the proxy pools). */
+  poolStats: (() => PoolStats[]) | undefined;
 
   constructor(ledger: UsageLedger, facts: ProxyFacts) {
     const registers = [this.registry];
@@ -60,6 +65,37 @@ export class ProxyMetrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
     });
+    this.poolWaitSeconds = new Histogram({
+      name: 'tandem_proxy_pool_wait_seconds',
+      help: 'How long clients waited for a server connection of their pool (0 when one was free)',
+      labelNames: ['database', 'version'],
+      buckets: [0, 0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
+      registers,
+    });
+    this.pins = new Counter({
+      name: 'tandem_proxy_pinned_clients_total',
+      help: 'Clients pinned to their server connection for the rest of their session, by what they ran (transaction mode)',
+      labelNames: ['reason'],
+      registers,
+    });
+    const poolGauge = (name: string, help: string, value: (stats: PoolStats) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['database', 'user', 'version'],
+        registers,
+        collect: () => {
+          const gauge = this.registry.getSingleMetric(name) as Gauge<'database' | 'user' | 'version'>;
+          gauge.reset();
+          for (const stats of this.poolStats?.() ?? []) gauge.set({ database: stats.database, user: stats.user, version: stats.version || NO_VERSION }, value(stats));
+        },
+      });
+    poolGauge('tandem_proxy_pool_server_connections_active', 'Server connections lent to clients, per pool', (p) => p.active);
+    poolGauge('tandem_proxy_pool_server_connections_idle', 'Server connections idle in the pool', (p) => p.idle);
+    poolGauge('tandem_proxy_pool_server_connections_used', 'Server connections being rolled back or reset after use', (p) => p.used);
+    poolGauge('tandem_proxy_pool_server_connections_opening', 'Server connections being opened', (p) => p.opening);
+    poolGauge('tandem_proxy_pool_waiting_clients', 'Clients waiting for a server connection', (p) => p.waitingClients);
+    poolGauge('tandem_proxy_pool_max_wait_seconds', 'How long the oldest waiting client has waited', (p) => p.maxWaitMs / 1000);
     new Gauge({
       name: 'tandem_proxy_client_connections',
       help: 'Authenticated client sessions now open, by database and version schema',
@@ -138,6 +174,14 @@ export class ProxyMetrics {
 
   authFailure(): void {
     this.authFailures.inc();
+  }
+
+  poolWait(key: PoolKey, seconds: number): void {
+    this.poolWaitSeconds.observe({ database: key.database, version: key.version || NO_VERSION }, seconds);
+  }
+
+  pinned(reason: string): void {
+    this.pins.inc({ reason });
   }
 
   upstreamConnected(seconds: number): void {

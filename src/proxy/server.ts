@@ -22,6 +22,13 @@ import { Session, type SessionContext } from './session/session.js';
 import { loadServerTls } from './tls.js';
 import { describeTarget, upstreamTarget } from './upstream.js';
 import { QueryRates, UsageLedger } from './usage.js';
+import type { Secret } from './auth/secret.js';
+import type { PoolStats } from './pool/pool.js';
+import { loadPinningParser } from './pool/pinning.js';
+import { ProxyPooling } from './pooling.js';
+import { proxyAdminSource } from './admin/proxy-source.js';
+import { AdminUsers } from './admin/users.js';
+import { UpstreamGuard } from './upstream-check.js';
 
 /**
  * Beyond max-client-conn the proxy still reads a startup packet to answer with a proper error; past
@@ -44,6 +51,10 @@ export interface ProxyStatus {
   /** Who forwards plain-TCP sessions after login. */
   forwarder: 'native' | 'node';
   clients: number;
+  /** `none`, or the pool mode. */
+  poolMode: 'none' | 'session' | 'transaction';
+  /** Per pool (pooled modes): its connections and waiting clients. */
+  pools: PoolStats[];
   /** Per database, per version schema ('' = server defaults): live clients, queries (total and per second), last query. */
   databases: Record<
     string,
@@ -113,6 +124,10 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
       for (const session of sessions) {
         if (session.database === gone.database && session.versionSchema === gone.versionSchema) session.retire(gone.message);
       }
+      // Its pools: waiting clients fail, idle connections close now, lent ones when they come back.
+      for (const pool of pooling?.pools.stats() ?? []) {
+        if (pool.database === gone.database && pool.version === gone.versionSchema) void pooling!.pools.retire(pool);
+      }
     }
   };
   const catalogs = new Catalogs({
@@ -124,6 +139,19 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     onRetired,
   });
   const homeDatabase = decodeURIComponent(new URL(options.postgresUrl).pathname.slice(1)) || new URL(options.postgresUrl).username || 'postgres';
+  const proxyLogin = ownLogin(options.postgresUrl, homeDatabase);
+  const upstreamGuard = new UpstreamGuard(upstream, proxyLogin, (result) => {
+    if (result.ok === true) logger.info({ upstream: describeTarget(upstream) }, 'upstream check passed: the search_path startup parameter reaches PostgreSQL');
+    else if (result.ok === false) logger.error({ upstream: describeTarget(upstream), err: result.error.message, detail: result.error.detail }, 'upstream check failed: versioned connections are refused');
+    else logger.warn({ upstream: describeTarget(upstream), err: result.reason }, 'upstream check could not run; it runs again at the next versioned login');
+  });
+  const pooling = options.pooling ? new ProxyPooling(options.pooling, upstream, proxyLogin, metrics, logger) : undefined;
+  if (pooling) {
+    await pooling.loadAuthFile();
+    // The parser that tells which statements pin a client (WASM, loaded once).
+    if (pooling.mode === 'transaction') await loadPinningParser();
+    metrics.poolStats = () => pooling.pools.stats();
+  }
 
   const context: SessionContext = {
     tls: secureContext,
@@ -134,6 +162,33 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     metrics,
     logger,
     forwarder: forwarding.forwarder,
+    pooling,
+    upstreamCheck: () => upstreamGuard.check(),
+    upstreamUnreachable: () => upstreamGuard.reset(),
+    admin:
+      pooling && options.adminUsers && options.adminUsers.length > 0
+        ? {
+            database: options.adminDatabase ?? 'tandem',
+            users: AdminUsers.parse(options.adminUsers.join(','), '--admin-users'),
+            source: proxyAdminSource({
+              sessions,
+              pooling,
+              options: options.pooling!,
+              ledger,
+              catalogs,
+              upstream,
+              startedAt: startedAt.getTime(),
+              kill: (session) => session.terminate({ kind: 'shutdown', error: { severity: 'FATAL', code: '57P01', message: 'terminating connection: killed from the tandem admin console (KILL)' } }),
+              reload: async () => {
+                await pooling.loadAuthFile();
+                await Promise.all(catalogs.all().map((c) => c.refresh().catch(() => [])));
+                logger.info('admin console: RELOAD (auth file and version lists re-read)');
+              },
+              // After the reply to SHUTDOWN has gone out.
+              shutdown: () => setImmediate(() => void shutdown(0)),
+            }),
+          }
+        : undefined,
     admissionError(session): ErrorFields | undefined {
       if (draining) {
         metrics.reject('shutting_down');
@@ -152,8 +207,8 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
       metrics.connection('cancel');
       return cancelKeys.cancel(key, from);
     },
-    registerCancelKey(key, session) {
-      cancelKeys.add(key, session);
+    registerCancelKey(key, session, upstreamKey) {
+      cancelKeys.add(key, session, upstreamKey);
     },
     ready(session) {
       metrics.connection('established');
@@ -227,6 +282,8 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
       uptimeSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
       draining,
       forwarder: forwarderName,
+      poolMode: options.pooling?.mode ?? 'none',
+      pools: pooling?.pools.stats() ?? [],
       clients: sessions.size,
       databases,
     };
@@ -244,6 +301,8 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
   const readiness = async (): Promise<Readiness> => {
     if (draining) return { ready: false, detail: { reason: 'shutting down' } };
     if (!address) return { ready: false, detail: { reason: 'starting' } };
+    const refusal = await upstreamGuard.check();
+    if (refusal) return { ready: false, detail: { upstream: describeTarget(upstream), reason: refusal.message, detail: refusal.detail, hint: refusal.hint } };
     try {
       const versions = await catalogs.get(homeDatabase).refresh();
       return { ready: true, detail: { upstream: describeTarget(upstream), database: homeDatabase, versions: versions.length } };
@@ -318,6 +377,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
       }
       await stopped;
       clearInterval(rateSampler);
+      await withTimeout(pooling?.close() ?? Promise.resolve(), options.serverConnectTimeoutMs);
       await withTimeout(heartbeats.stop(), options.serverConnectTimeoutMs);
       await catalogs.close();
       await http?.close();
@@ -334,6 +394,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
       http: http ? formatHostPort(http) : null,
       tls: Boolean(secureContext),
       forwarder: forwarding.description,
+      poolMode: options.pooling?.mode ?? 'none',
       proxyId,
       postgresUrl: redactUrl(options.postgresUrl),
     },
@@ -373,4 +434,12 @@ function withTimeout(promise: Promise<void>, ms: number): Promise<void> {
       resolve();
     });
   });
+}
+
+/** The proxy's own login, from --postgres-url: runs the auth query and the upstream check. */
+function ownLogin(postgresUrl: string, database: string): { user: string; database: string; secret?: Secret } {
+  const url = new URL(postgresUrl);
+  const user = decodeURIComponent(url.username) || process.env.PGUSER || 'postgres';
+  const password = url.password ? decodeURIComponent(url.password) : process.env.PGPASSWORD;
+  return { user, database, ...(password ? { secret: { kind: 'plain' as const, password } } : {}) };
 }

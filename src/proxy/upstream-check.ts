@@ -70,3 +70,60 @@ export function upstreamCheckError(failure: UpstreamCheckFailure): ErrorFields {
     hint: WAYS_OUT,
   };
 }
+
+/** A failed check is repeated after this long, so that fixing the upstream needs no restart. */
+const RECHECK_FAILED_AFTER_MS = 10_000;
+
+/**
+ * The check, once per upstream: run before the first versioned login, again after a connection to
+ * the upstream failed (it may be another server now), and, while failing, at most every 10 s.
+ */
+export class UpstreamGuard {
+  private state: { status: 'unknown' } | { status: 'checking'; done: Promise<ErrorFields | undefined> } | { status: 'ok' } | { status: 'failed'; error: ErrorFields; at: number } = { status: 'unknown' };
+
+  constructor(
+    private readonly target: UpstreamTarget,
+    private readonly login: Omit<ServerLogin, 'params'>,
+    private readonly onResult: (result: { ok: true } | { ok: false; error: ErrorFields } | { ok: undefined; reason: string }) => void,
+  ) {}
+
+  /** Undefined when versions may be served through the upstream; else the FATAL error for the client. */
+  check(): Promise<ErrorFields | undefined> {
+    const state = this.state;
+    if (state.status === 'ok') return Promise.resolve(undefined);
+    if (state.status === 'checking') return state.done;
+    if (state.status === 'failed' && performance.now() - state.at < RECHECK_FAILED_AFTER_MS) return Promise.resolve(state.error);
+    const done = checkUpstream(this.target, this.login).then(
+      (result) => {
+        if (result.ok) {
+          this.state = { status: 'ok' };
+          this.onResult({ ok: true });
+          return undefined;
+        }
+        const error = upstreamCheckError(result.failure);
+        this.state = { status: 'failed', error, at: performance.now() };
+        this.onResult({ ok: false, error });
+        return error;
+      },
+      (error: unknown) => {
+        // Unreachable or refusing the proxy's own login: that says nothing about the parameter; the
+        // client's own connection will meet the same trouble and say so.
+        this.state = { status: 'unknown' };
+        this.onResult({ ok: undefined, reason: (error as Error).message });
+        return undefined;
+      },
+    );
+    this.state = { status: 'checking', done };
+    return done;
+  }
+
+  /** A connection to the upstream failed: check again before the next versioned login. */
+  reset(): void {
+    if (this.state.status === 'ok') this.state = { status: 'unknown' };
+  }
+
+  /** The last failure, for /readyz. */
+  get failure(): ErrorFields | undefined {
+    return this.state.status === 'failed' ? this.state.error : undefined;
+  }
+}

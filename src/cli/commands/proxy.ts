@@ -1,10 +1,15 @@
 import type { Command } from 'commander';
 import { UsageError } from '../../errors/index.js';
-import { PROXY_DEFAULTS, parseDuration, parseForwarder, parseHostPort, type ProxyOptions } from '../../proxy/config.js';
+import { AdminUsers } from '../../proxy/admin/users.js';
+import { AUTH_TYPES } from '../../proxy/auth/client-auth.js';
+import { DEFAULT_AUTH_QUERY } from '../../proxy/auth/auth-query.js';
+import { PROXY_DEFAULTS, parseDuration, parseForwarder, parseHostPort, type PoolingOptions, type ProxyOptions } from '../../proxy/config.js';
+import { DEFAULT_POOL_SETTINGS } from '../../proxy/pool/pool.js';
+import { DEFAULT_MAX_PREPARED_STATEMENTS } from '../../proxy/pool/prepared.js';
 import { readStatusFrom } from '../../engine/status.js';
 import { startProxy } from '../../proxy/server.js';
 import type { CliIO } from '../io.js';
-import { commonSettings, positiveInteger } from '../settings.js';
+import { commonSettings, nonNegativeInteger, positiveInteger } from '../settings.js';
 
 interface RawProxyOptions {
   listen: string;
@@ -19,6 +24,23 @@ interface RawProxyOptions {
   heartbeatInterval: string;
   versionCacheTtl: string;
   forwarder: string;
+  poolMode: string;
+  poolSize: number;
+  minPoolSize: number;
+  reservePoolSize: number;
+  reservePoolTimeout: string;
+  maxDbConnections: number;
+  serverIdleTimeout: string;
+  serverLifetime: string;
+  queryWaitTimeout: string;
+  idleTransactionTimeout: string;
+  serverResetQuery: string;
+  maxPreparedStatements: number;
+  authType: string;
+  authFile?: string;
+  authQuery?: string | true;
+  adminUsers?: string;
+  adminDatabase: string;
 }
 
 export function registerProxy(program: Command, io: CliIO): void {
@@ -37,6 +59,23 @@ export function registerProxy(program: Command, io: CliIO): void {
     .option('--heartbeat-interval <duration>', 'how often live clients per version are written to the state schema', PROXY_DEFAULTS.heartbeatInterval)
     .option('--version-cache-ttl <duration>', 're-read versions after this long even without a notification', PROXY_DEFAULTS.versionCacheTtl)
     .option('--forwarder <auto|native|node>', 'who forwards bytes after login: the native epoll thread (plain TCP, Linux) or Node; auto = native when built', PROXY_DEFAULTS.forwarder)
+    .option('--pool-mode <none|session|transaction>', 'none: one server connection per client, its login relayed to the server; session/transaction: pool server connections (PgBouncer semantics)', PROXY_DEFAULTS.poolMode)
+    .option('--pool-size <n>', 'server connections per pool (database, user, version)', nonNegativeInteger('--pool-size'), DEFAULT_POOL_SETTINGS.poolSize)
+    .option('--min-pool-size <n>', 'server connections kept open per pool', nonNegativeInteger('--min-pool-size'), DEFAULT_POOL_SETTINGS.minPoolSize)
+    .option('--reserve-pool-size <n>', 'extra connections for a pool whose client waited --reserve-pool-timeout', nonNegativeInteger('--reserve-pool-size'), DEFAULT_POOL_SETTINGS.reservePoolSize)
+    .option('--reserve-pool-timeout <duration>', 'how long a client waits before the reserve opens', '5s')
+    .option('--max-db-connections <n>', 'server connections per database across its pools (0: no limit)', nonNegativeInteger('--max-db-connections'), DEFAULT_POOL_SETTINGS.maxDbConnections)
+    .option('--server-idle-timeout <duration>', 'close server connections idle this long (0: never)', '600s')
+    .option('--server-lifetime <duration>', 'close server connections this old when they come back (0: never)', '3600s')
+    .option('--query-wait-timeout <duration>', 'a client waiting this long for a server connection gets an error (0: wait forever)', '120s')
+    .option('--idle-transaction-timeout <duration>', 'disconnect a client idle inside a transaction this long (0: never)', '0')
+    .option('--server-reset-query <sql>', 'run when a session-mode client gives its connection back', DEFAULT_POOL_SETTINGS.serverResetQuery)
+    .option('--max-prepared-statements <n>', 'protocol-level prepared statements kept per server connection in transaction mode (LRU)', positiveInteger('--max-prepared-statements'), DEFAULT_MAX_PREPARED_STATEMENTS)
+    .option('--auth-type <md5|scram-sha-256|trust>', 'how the proxy authenticates clients when it pools', PROXY_DEFAULTS.authType)
+    .option('--auth-file <file>', "users' secrets in PgBouncer's userlist.txt format")
+    .option('--auth-query [sql]', "look up users' secrets in the server (default query: pg_catalog.pg_shadow), as the --postgres-url user")
+    .option('--admin-users <names>', 'comma-separated users who may use the admin console')
+    .option('--admin-database <name>', 'the database name of the admin console', PROXY_DEFAULTS.adminDatabase)
     .action(async (_options: unknown, command: Command) => {
       const settings = commonSettings(command, { logTo: io.stderr, terminalLogFormat: 'pretty' });
       const options = proxyOptions(command.opts<RawProxyOptions>(), settings);
@@ -84,10 +123,54 @@ function proxyOptions(raw: RawProxyOptions, settings: ReturnType<typeof commonSe
     heartbeatExpireMs: Math.max(heartbeatIntervalMs * 120, 600_000),
     versionCacheTtlMs: parse(() => parseDuration(raw.versionCacheTtl, '--version-cache-ttl')),
     forwarder: parse(() => parseForwarder(raw.forwarder, '--forwarder')),
+    pooling: poolingOptions(raw, parse),
+    adminUsers: adminUsers(raw, parse),
+    adminDatabase: raw.adminDatabase,
     schema: settings.schema,
     stateSchema: settings.stateSchema,
     logger: settings.logger,
     rollout: () => readStatusFrom(settings.postgresUrl, settings.stateSchema, settings.schema),
+  };
+}
+
+function adminUsers(raw: RawProxyOptions, parse: <T>(fn: () => T) => T): string[] {
+  if (!raw.adminUsers) return [];
+  if (raw.poolMode.trim() === 'none') throw new UsageError('--admin-users needs --pool-mode session or transaction: the proxy authenticates admin console users itself, with --auth-type and --auth-file/--auth-query');
+  parse(() => AdminUsers.parse(raw.adminUsers!, '--admin-users'));
+  return raw.adminUsers.split(',').map((name) => name.trim()).filter(Boolean);
+}
+
+function poolingOptions(raw: RawProxyOptions, parse: <T>(fn: () => T) => T): PoolingOptions | undefined {
+  const mode = raw.poolMode.trim();
+  if (mode !== 'none' && mode !== 'session' && mode !== 'transaction') throw new UsageError(`--pool-mode must be none, session or transaction, got "${raw.poolMode}"`);
+  const authType = AUTH_TYPES.find((type) => type === raw.authType.trim());
+  if (!authType) throw new UsageError(`--auth-type must be one of ${AUTH_TYPES.join(', ')}, got "${raw.authType}"`);
+  if (mode === 'none') {
+    if (raw.authFile || raw.authQuery) throw new UsageError('--auth-file and --auth-query need --pool-mode session or transaction: with --pool-mode none the server authenticates each client itself');
+    return undefined;
+  }
+  if (authType !== 'trust' && !raw.authFile && raw.authQuery === undefined) {
+    throw new UsageError(`--auth-type ${authType} needs the users' secrets: give --auth-file, --auth-query, or both`);
+  }
+  const duration = (text: string, flag: string) => parse(() => parseDuration(text, flag));
+  return {
+    mode,
+    settings: {
+      poolSize: raw.poolSize,
+      minPoolSize: raw.minPoolSize,
+      reservePoolSize: raw.reservePoolSize,
+      reservePoolTimeoutMs: duration(raw.reservePoolTimeout, '--reserve-pool-timeout'),
+      maxDbConnections: raw.maxDbConnections,
+      serverIdleTimeoutMs: duration(raw.serverIdleTimeout, '--server-idle-timeout'),
+      serverLifetimeMs: duration(raw.serverLifetime, '--server-lifetime'),
+      queryWaitTimeoutMs: duration(raw.queryWaitTimeout, '--query-wait-timeout'),
+      serverResetQuery: raw.serverResetQuery,
+    },
+    idleTransactionTimeoutMs: duration(raw.idleTransactionTimeout, '--idle-transaction-timeout'),
+    maxPreparedStatements: raw.maxPreparedStatements,
+    authType,
+    ...(raw.authFile ? { authFile: raw.authFile } : {}),
+    ...(raw.authQuery !== undefined ? { authQuery: raw.authQuery === true ? DEFAULT_AUTH_QUERY : raw.authQuery } : {}),
   };
 }
 

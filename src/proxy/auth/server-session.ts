@@ -53,19 +53,33 @@ const MAX_MESSAGE_LENGTH = 1024 * 1024;
 export class ServerSession {
   /** ParameterStatus values reported at login (and updated after). */
   readonly parameters = new Map<string, string>();
-  private readonly reader = new FrameReader(MAX_MESSAGE_LENGTH);
+  /** The ParameterStatus frames of the login, as sent: what a pooled client is told it has. */
+  readonly parameterFrames: Buffer[] = [];
+  /** The server's BackendKeyData body (process id, secret key): where a cancel for this session goes. */
+  backendKey: Buffer | undefined;
+  /** The status of the last ReadyForQuery: 'I' idle, 'T' in a transaction, 'E' in a failed one. */
+  transactionStatus: 'I' | 'T' | 'E' = 'I';
+  private readonly reader: FrameReader;
+  /** While set, every frame goes here as it arrives instead of waiting for `next()` (a lent pooled connection). */
+  private streamTo: ((frame: TypedFrame) => void) | undefined;
+  /** Called after the frames of one read have gone to `streamTo` (to uncork what they were written to). */
+  private streamBatchEnd: (() => void) | undefined;
   private waiting: { resolve(): void; reject(error: Error): void } | undefined;
   private failure: Error | undefined;
+  private loggedIn = false;
   private busy: Promise<unknown> = Promise.resolve();
 
   private constructor(
     private readonly socket: net.Socket,
     private readonly where: string,
     private readonly timeoutMs: number,
+    maxMessageLength = MAX_MESSAGE_LENGTH,
   ) {
+    this.reader = new FrameReader(maxMessageLength);
     socket.on('data', (chunk: Buffer) => {
       this.reader.push(chunk);
-      this.wake();
+      if (this.streamTo) this.drainToStream();
+      else this.wake();
     });
     socket.on('error', (error: Error) => this.fail(error));
     socket.on('close', () => this.fail(new Error(`${where} closed the connection`)));
@@ -73,9 +87,9 @@ export class ServerSession {
   }
 
   /** Opens a session and logs in; rejects with ServerError when the server refuses. */
-  static async open(target: UpstreamTarget, login: ServerLogin): Promise<ServerSession> {
+  static async open(target: UpstreamTarget, login: ServerLogin, maxMessageLength?: number): Promise<ServerSession> {
     const socket = await openUpstream(target);
-    const session = new ServerSession(socket, describeTarget(target), target.connectTimeoutMs);
+    const session = new ServerSession(socket, describeTarget(target), target.connectTimeoutMs, maxMessageLength);
     try {
       await session.logIn(login);
       return session;
@@ -88,6 +102,72 @@ export class ServerSession {
   /** False once the connection failed or was closed: open a new one. */
   get usable(): boolean {
     return this.failure === undefined;
+  }
+
+  /** The local port of the connection (PgBouncer's SHOW SERVERS lists it). */
+  get localPort(): number | undefined {
+    return this.socket.localPort;
+  }
+
+  /**
+   * Hands every frame that arrives to `onFrame` (synchronously, in order) until `stream(undefined)`;
+   * for a pooled connection lent to a client. Frames already buffered go first.
+   */
+  stream(onFrame: ((frame: TypedFrame) => void) | undefined, onBatchEnd?: () => void): void {
+    this.streamTo = onFrame;
+    this.streamBatchEnd = onFrame ? onBatchEnd : undefined;
+    if (onFrame) this.drainToStream();
+  }
+
+  /** Writes frames as they are (a lent connection's client traffic); false when the socket buffer is full. */
+  write(bytes: Buffer): boolean {
+    return this.socket.write(bytes);
+  }
+
+  /** The socket, for backpressure ('drain') and pausing by whoever the connection is lent to. */
+  get connection(): net.Socket {
+    return this.socket;
+  }
+
+  /**
+   * Runs SQL through the simple query protocol (statements such as DISCARD ALL that refuse a
+   * transaction block, and several statements at once); settles at ReadyForQuery.
+   */
+  simpleQuery(sql: string): Promise<void> {
+    const run = this.busy.then(async () => {
+      this.socket.write(encodeMessage(MessageType.Query, cString(sql)));
+      let error: ServerError | undefined;
+      for (;;) {
+        let frame: TypedFrame;
+        try {
+          frame = await this.next();
+        } catch (failure) {
+          this.socket.destroy();
+          throw failure;
+        }
+        if (frame.type === MessageType.ErrorResponse) error = new ServerError(parseErrorFields(frame.body));
+        else if (frame.type === MessageType.ReadyForQuery) {
+          if (error) throw error;
+          return;
+        } else if (frame.type !== MessageType.DataRow && frame.type !== MessageType.CommandComplete) this.other(frame);
+      }
+    });
+    this.busy = run.catch(() => {});
+    return run;
+  }
+
+  private drainToStream(): void {
+    let frame: TypedFrame | undefined;
+    try {
+      while (this.streamTo && (frame = this.reader.nextTyped())) {
+        if (frame.type === MessageType.ReadyForQuery) this.transactionStatus = transactionStatusOf(frame.body);
+        this.streamTo(frame);
+      }
+    } catch (error) {
+      this.fail(error as Error);
+      this.socket.destroy();
+    }
+    this.streamBatchEnd?.();
   }
 
   /**
@@ -148,7 +228,10 @@ export class ServerSession {
     let scram: ScramClientExchange | undefined;
     for (;;) {
       const frame = await this.next();
-      if (frame.type === MessageType.ReadyForQuery) return;
+      if (frame.type === MessageType.ReadyForQuery) {
+        this.loggedIn = true;
+        return;
+      }
       if (frame.type === MessageType.ErrorResponse) throw new ServerError(parseErrorFields(frame.body));
       if (frame.type !== MessageType.Authentication) {
         this.other(frame);
@@ -198,6 +281,9 @@ export class ServerSession {
     if (frame.type === MessageType.ParameterStatus) {
       const { name, value } = parseParameterStatus(frame.body);
       this.parameters.set(name, value);
+      if (!this.loggedIn) this.parameterFrames.push(Buffer.from(frame.frame));
+    } else if (frame.type === MessageType.BackendKeyData) {
+      this.backendKey = Buffer.from(frame.body);
     } else if (!QUIET.has(frame.type)) {
       throw new ProtocolError(`unexpected message ${describeType(frame.type)} from ${this.where}`);
     }
@@ -206,7 +292,10 @@ export class ServerSession {
   private async next(): Promise<TypedFrame> {
     for (;;) {
       const frame = this.reader.nextTyped();
-      if (frame) return frame;
+      if (frame) {
+        if (frame.type === MessageType.ReadyForQuery) this.transactionStatus = transactionStatusOf(frame.body);
+        return frame;
+      }
       if (this.failure) throw this.failure;
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => {
@@ -256,6 +345,11 @@ const QUIET = new Set<number>([
   MessageType.NoData,
   MessageType.RowDescription,
 ]);
+
+function transactionStatusOf(body: Buffer): 'I' | 'T' | 'E' {
+  const status = String.fromCharCode(body[0] ?? 0x49);
+  return status === 'T' || status === 'E' ? status : 'I';
+}
 
 const cString = (text: string): Buffer => Buffer.from(`${text}\0`, 'utf8');
 

@@ -29,6 +29,8 @@ export interface PoolKey {
   user: string;
   /** The version schema the connection's search_path starts with; '' for the server's default. */
   version: string;
+  /** The search_path startup parameter its connections are opened with, when one is. */
+  searchPath?: string;
 }
 
 export interface PoolSettings {
@@ -96,10 +98,7 @@ export interface Lease<C extends ServerConnection> {
   release(options?: ReleaseOptions): void;
 }
 
-export interface PoolStats {
-  database: string;
-  user: string;
-  version: string;
+export interface PoolStats extends PoolKey {
   waitingClients: number;
   /** Connections lent to clients (as many as clients holding one: PgBouncer's cl_active and sv_active). */
   active: number;
@@ -582,7 +581,7 @@ export class Pools<C extends ServerConnection> {
 }
 
 function idOf(key: PoolKey): string {
-  return `${key.database}\0${key.user}\0${key.version}`;
+  return `${key.database}\0${key.user}\0${key.version}\0${key.searchPath ?? ''}`;
 }
 
 export function describeKey(key: PoolKey): string {

@@ -167,6 +167,18 @@ export const SERVER_CLOSED_UNEXPECTEDLY: ErrorFields = {
 
 /** An ErrorResponse as PostgreSQL sends it, so drivers show it like any server error. */
 export function encodeErrorResponse(fields: ErrorFields): Buffer {
+  return encodeFieldsMessage(MessageType.ErrorResponse, fields);
+}
+
+export interface NoticeFields extends Omit<ErrorFields, 'severity'> {
+  severity: 'NOTICE' | 'WARNING';
+}
+
+export function encodeNoticeResponse(fields: NoticeFields): Buffer {
+  return encodeFieldsMessage(MessageType.NoticeResponse, fields);
+}
+
+function encodeFieldsMessage(type: number, fields: ErrorFields | NoticeFields): Buffer {
   const entries: Array<[string, string | undefined]> = [
     ['S', fields.severity],
     ['V', fields.severity],
@@ -179,7 +191,73 @@ export function encodeErrorResponse(fields: ErrorFields): Buffer {
     .filter((entry): entry is [string, string] => entry[1] !== undefined)
     .map(([tag, value]) => `${tag}${value}\0`)
     .join('');
-  return encodeMessage(MessageType.ErrorResponse, Buffer.from(`${text}\0`, 'utf8'));
+  return encodeMessage(type, Buffer.from(`${text}\0`, 'utf8'));
+}
+
+/** Type oids of the columns the proxy describes itself (pg_type's, as PostgreSQL sends them). */
+export const TypeOid = {
+  bool: 16,
+  int8: 20,
+  int4: 23,
+  text: 25,
+  numeric: 1700,
+} as const;
+
+export interface ColumnDescription {
+  name: string;
+  typeOid: number;
+}
+
+/** The pg_type.typlen a RowDescription carries: -1 for the variable-length types. */
+const TYPE_SIZE: Record<number, number> = { [TypeOid.bool]: 1, [TypeOid.int8]: 8, [TypeOid.int4]: 4 };
+
+/** A RowDescription of text-format columns that belong to no table (as for a computed result). */
+export function encodeRowDescription(columns: readonly ColumnDescription[]): Buffer {
+  const parts: Buffer[] = [uint16(columns.length)];
+  for (const column of columns) {
+    const field = Buffer.alloc(18);
+    // table oid 0 and column number 0: not a table column; typmod -1; format 0 (text).
+    field.writeInt32BE(column.typeOid, 6);
+    field.writeInt16BE(TYPE_SIZE[column.typeOid] ?? -1, 10);
+    field.writeInt32BE(-1, 12);
+    parts.push(Buffer.from(`${column.name}\0`, 'utf8'), field);
+  }
+  return encodeMessage(MessageType.RowDescription, Buffer.concat(parts));
+}
+
+/** A DataRow of text values; null is SQL NULL. */
+export function encodeDataRow(values: ReadonlyArray<string | null>): Buffer {
+  const parts: Buffer[] = [uint16(values.length)];
+  for (const value of values) {
+    const length = Buffer.alloc(4);
+    if (value === null) {
+      length.writeInt32BE(-1, 0);
+      parts.push(length);
+    } else {
+      const text = Buffer.from(value, 'utf8');
+      length.writeInt32BE(text.length, 0);
+      parts.push(length, text);
+    }
+  }
+  return encodeMessage(MessageType.DataRow, Buffer.concat(parts));
+}
+
+/** CommandComplete with its tag (`SHOW`, `SELECT 3`, `PAUSE`). */
+export function encodeCommandComplete(tag: string): Buffer {
+  return encodeMessage(MessageType.CommandComplete, Buffer.from(`${tag}\0`, 'utf8'));
+}
+
+export const EMPTY_QUERY_RESPONSE = encodeMessage(MessageType.EmptyQueryResponse, Buffer.alloc(0));
+
+/** ReadyForQuery with the transaction status: idle, in a transaction, or in a failed one. */
+export function encodeReadyForQuery(status: 'I' | 'T' | 'E'): Buffer {
+  return encodeMessage(MessageType.ReadyForQuery, Buffer.from(status, 'latin1'));
+}
+
+function uint16(value: number): Buffer {
+  const buffer = Buffer.alloc(2);
+  buffer.writeUInt16BE(value, 0);
+  return buffer;
 }
 
 /** The fields of an ErrorResponse or NoticeResponse body, keyed by their one-letter tag. */

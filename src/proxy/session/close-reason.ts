@@ -6,7 +6,7 @@ import type { NativeEnd } from '../native.js';
 import type { ErrorFields } from '../protocol/messages.js';
 
 /** Why the proxy itself turned a login away (the client was told, with `error`). */
-export type Refusal = 'admission' | 'catalog_unavailable' | 'unknown_version' | 'retired_version' | 'channel_binding';
+export type Refusal = 'admission' | 'catalog_unavailable' | 'unknown_version' | 'retired_version' | 'channel_binding' | 'authentication' | 'upstream_check';
 
 export type CloseReason =
   // The client's side.
@@ -24,6 +24,9 @@ export type CloseReason =
   | { kind: 'shutdown'; error: ErrorFields }
   | { kind: 'internal'; error: ErrorFields }
   | { kind: 'native_internal'; detail: string }
+  /** Pooled: no server connection for the client (query_wait_timeout, the server unreachable, the pool closed). */
+  | { kind: 'pool_error'; error: ErrorFields }
+  | { kind: 'idle_transaction_timeout'; error: ErrorFields }
   // The server's side.
   | { kind: 'upstream_unreachable'; error: ErrorFields }
   | { kind: 'server_refused'; code: string }
@@ -70,6 +73,8 @@ export function describeCloseReason(reason: CloseReason): string {
     case 'refused':
     case 'internal':
     case 'upstream_unreachable':
+    case 'pool_error':
+    case 'idle_transaction_timeout':
       return describeError(reason.error);
   }
 }

@@ -13,6 +13,7 @@
  * Every failure ends this session only: it becomes an ErrorResponse to the client where the protocol
  * allows one, a log line, and a metric.
  */
+import { randomBytes } from 'node:crypto';
 import type net from 'node:net';
 import type tls from 'node:tls';
 import type { Logger } from '../../observe/logger.js';
@@ -21,16 +22,26 @@ import type { Catalogs } from '../catalog.js';
 import type { ErrorKind, ProxyMetrics } from '../metrics.js';
 import { COUNTER_SLOTS, Counter, type NativeEnd, type NativeForwarder, type NativeHandle } from '../native.js';
 import { FrameReader, MAX_STARTUP_PACKET_LENGTH, ProtocolError } from '../protocol/frames.js';
-import { MessageType, SERVER_CLOSED_UNEXPECTEDLY, encodeErrorResponse, type ErrorFields, type StartupParams } from '../protocol/messages.js';
+import { MessageType, SERVER_CLOSED_UNEXPECTEDLY, encodeErrorResponse, encodeMessage, type ErrorFields, type StartupParams } from '../protocol/messages.js';
 import { routeRequest, versionOfSearchPath, type RoutingOptions } from '../routing.js';
 import type { UpstreamTarget } from '../upstream.js';
 import type { SessionUsage } from '../usage.js';
+import { ClientAuthenticator, type ClientAuthStep } from '../auth/client-auth.js';
+import { PoolError, type Lease } from '../pool/pool.js';
+import type { PooledServer } from '../pool/pooled-server.js';
 import { AuthRelay, type AuthStep } from './auth.js';
 import { ClientConnection, endClient } from './client.js';
 import { closeReasonOfNativeEnd, type CloseReason, type ToldCloseReason } from './close-reason.js';
 import { NodeForwarding, handOverToNative, nativeCanForward, retiredError, type ForwardingEvents } from './forwarding.js';
 import { connectServer, sendStartup } from './server-connection.js';
-import { MAX_AUTH_MESSAGE_LENGTH, readStartupRequest, routeLogin } from './startup.js';
+import type { AdminSource } from '../admin/source.js';
+import { adminLoginRefusal, type AdminUsers } from '../admin/users.js';
+import { AdminConversation, adminWelcome } from './admin.js';
+import { PooledForwarding, type PooledEnd, type Pooling } from './pooled.js';
+import { MAX_AUTH_MESSAGE_LENGTH, readStartupRequest, routeLogin, type LoginRoute } from './startup.js';
+
+const AUTHENTICATION_OK = encodeMessage(MessageType.Authentication, Buffer.alloc(4));
+const READY_IDLE = encodeMessage(MessageType.ReadyForQuery, Buffer.from('I'));
 
 const INTERNAL_ERROR: ToldCloseReason = { kind: 'internal', error: { severity: 'FATAL', code: 'XX000', message: 'internal error in the tandem proxy' } };
 
@@ -45,11 +56,23 @@ export interface SessionContext {
   readonly logger: Logger;
   /** Set when plain-TCP sessions are to be handed to the native forwarder after login. */
   readonly forwarder: NativeForwarder | undefined;
+  /** Set with --pool-mode session|transaction: the proxy authenticates clients and serves them from pools. */
+  readonly pooling: Pooling | undefined;
+  /**
+   * Resolves to an error while the upstream fails the check that it carries the search_path startup
+   * parameter (upstream-check.ts); asked before a versioned login is relayed.
+   */
+  upstreamCheck(): Promise<ErrorFields | undefined>;
+  /** The admin console: logins to its database by its users are answered by it (pooled modes). */
+  readonly admin: { readonly database: string; readonly users: AdminUsers; readonly source: AdminSource } | undefined;
+  /** A connection to the upstream failed: the next versioned login checks it again. */
+  upstreamUnreachable(): void;
   /** An error when this session must be refused (read once its startup packet is in); else it counts as admitted. */
   admissionError(session: Session): ErrorFields | undefined;
   /** Relays a cancel request; resolves when the server has taken it. */
   cancel(key: Buffer, from: string): Promise<void>;
-  registerCancelKey(key: Buffer, session: Session): void;
+  /** `upstreamKey`: for a pooled session, the key of the server connection it holds now. */
+  registerCancelKey(key: Buffer, session: Session, upstreamKey?: () => Buffer | undefined): void;
   ready(session: Session): void;
   closed(session: Session, reason: CloseReason): void;
 }
@@ -65,7 +88,12 @@ type SessionState =
   | { readonly phase: 'startup' }
   | { readonly phase: 'cancelling' }
   | { readonly phase: 'routing' }
-  | { readonly phase: 'auth'; readonly server: net.Socket; readonly database: string; readonly relay: AuthRelay }
+  | { readonly phase: 'auth'; readonly by: 'relay'; readonly server: net.Socket; readonly database: string; readonly relay: AuthRelay }
+  /** Pooled: the proxy runs the exchange itself against the user's stored secret. */
+  /** Pooled: the proxy runs the exchange itself against the user's stored secret; no route: the admin console. */
+  | { readonly phase: 'auth'; readonly by: 'proxy'; readonly pooling: Pooling; readonly database: string; readonly route: LoginRoute | undefined; readonly authenticator: ClientAuthenticator }
+  /** Logged in to the admin console. */
+  | { readonly phase: 'admin'; readonly conversation: AdminConversation }
   /** Logged in; waits for the writes of the login to go out before the native thread takes the sockets. */
   | {
       readonly phase: 'forwarding';
@@ -77,12 +105,15 @@ type SessionState =
       readonly rest: { toClient: Buffer; toServer: Buffer };
     }
   | { readonly phase: 'forwarding'; readonly by: 'node'; readonly server: net.Socket; readonly login: LoggedIn; readonly node: NodeForwarding }
+  /** Served from a pool: a server connection is borrowed per transaction (or for the session). */
+  | { readonly phase: 'forwarding'; readonly by: 'pool'; readonly login: LoggedIn; readonly pooled: PooledForwarding }
   /** The native thread has the sockets (Node's are destroyed) until it reports the end. */
   | { readonly phase: 'forwarding'; readonly by: 'native'; readonly login: LoggedIn; readonly forwarder: NativeForwarder; readonly handle: NativeHandle }
   | { readonly phase: 'closed'; readonly reason: CloseReason; readonly forwardedBy: 'node' | 'native' | undefined };
 
 export type Phase = SessionState['phase'];
-type AuthState = Extract<SessionState, { phase: 'auth' }>;
+type AuthState = Extract<SessionState, { phase: 'auth'; by: 'relay' }>;
+type ProxyAuthState = Extract<SessionState, { phase: 'auth'; by: 'proxy' }>;
 type ForwardingState = Extract<SessionState, { phase: 'forwarding' }>;
 type HandOverState = Extract<SessionState, { by: 'handover' }>;
 
@@ -104,6 +135,8 @@ export class Session implements SessionUsage {
   private readonly clientReader = new FrameReader(MAX_STARTUP_PACKET_LENGTH);
   private readonly loginTimer: NodeJS.Timeout;
   private retiredMessage: string | undefined;
+  /** The search_path the client set in its startup packet (pooled sessions open their server connections with it). */
+  private clientSearchPath: string | undefined;
   /**
    * What the session's end is called if nothing more telling comes first: the last socket error,
    * the server's refusal, the proxy's own verdict. `closed` keeps it.
@@ -137,7 +170,8 @@ export class Session implements SessionUsage {
   get forwardedBy(): 'node' | 'native' | undefined {
     const state = this.state;
     if (state.phase === 'closed') return state.forwardedBy;
-    return state.phase === 'forwarding' && state.by !== 'handover' ? state.by : undefined;
+    if (state.phase !== 'forwarding' || state.by === 'handover') return undefined;
+    return state.by === 'native' ? 'native' : 'node';
   }
 
   get versionSchema(): string | undefined {
@@ -169,6 +203,7 @@ export class Session implements SessionUsage {
     if (state.phase !== 'forwarding') this.fatal({ kind: 'refused', why: 'retired_version', error: retiredError(message) }, 'retired_version');
     else if (state.by === 'native') state.forwarder.retire(state.handle, encodeErrorResponse(retiredError(message)));
     else if (state.by === 'node') state.node.retire(message);
+    else if (state.by === 'pool') state.pooled.retire(message);
     // A hand-over under way passes it on once the thread has the session.
   }
 
@@ -185,7 +220,8 @@ export class Session implements SessionUsage {
     try {
       const state = this.state;
       if (state.phase === 'startup') this.readStartup();
-      else if (state.phase === 'auth') this.relayClientAuth(state);
+      else if (state.phase === 'auth' && state.by === 'relay') this.relayClientAuth(state);
+      else if (state.phase === 'auth') this.proxyClientAuth(state);
       // In 'routing' the bytes wait in the reader until the upstream connection exists; a client
       // has no business sending much before it is asked for a password.
       else if (this.clientReader.pending > MAX_AUTH_MESSAGE_LENGTH) throw new ProtocolError('too much data before authentication');
@@ -254,6 +290,15 @@ export class Session implements SessionUsage {
       this.fatal({ kind: 'refused', why: 'admission', error: refusal });
       return;
     }
+    const admin = this.ctx.admin;
+    if (admin && request.database === admin.database && request.requestedVersion === undefined) {
+      if (!this.ctx.pooling) {
+        this.fatal({ kind: 'refused', why: 'authentication', error: { severity: 'FATAL', code: '28000', message: 'the admin console needs --pool-mode session or transaction: the proxy must authenticate its users itself' } });
+        return;
+      }
+      await this.startProxyAuth(this.ctx.pooling, request.database, undefined);
+      return;
+    }
     const routed = await routeLogin(request, params, this.ctx);
     if (!routed.ok) {
       this.fatal(routed.reason);
@@ -262,9 +307,23 @@ export class Session implements SessionUsage {
     if (this.isClosed()) return;
     const route = routed.route;
     this.version = route.version;
+    if (this.ctx.pooling) {
+      this.clientSearchPath = request.clientSearchPath;
+      await this.startProxyAuth(this.ctx.pooling, request.database, route);
+      return;
+    }
+    if (route.version) {
+      const refusal = await this.ctx.upstreamCheck();
+      if (refusal) {
+        this.fatal({ kind: 'refused', why: 'upstream_check', error: refusal });
+        return;
+      }
+      if (this.isClosed()) return;
+    }
 
     const connected = await connectServer(this.ctx.upstream, this.ctx.metrics);
     if (!connected.ok) {
+      this.ctx.upstreamUnreachable();
       this.fatal(connected.reason, 'upstream_connect');
       return;
     }
@@ -283,7 +342,7 @@ export class Session implements SessionUsage {
         this.cause = { kind: 'server_refused', code };
       },
     });
-    const auth = { phase: 'auth', server, database: request.database, relay } as const;
+    const auth = { phase: 'auth', by: 'relay', server, database: request.database, relay } as const;
     this.state = auth;
     server.on('data', this.onServerData);
     server.on('error', this.onServerError);
@@ -294,6 +353,168 @@ export class Session implements SessionUsage {
     this.relayClientAuth(auth);
   }
 
+  // ---- pooled login: the proxy authenticates -------------------------------------------------
+
+  private async startProxyAuth(pooling: Pooling, database: string, route: LoginRoute | undefined): Promise<void> {
+    const user = this.user ?? '';
+    let secret;
+    try {
+      secret = await pooling.secretOf(user);
+    } catch (error) {
+      this.ctx.logger.error({ session: this.id, user, err: (error as Error).message }, 'could not look up the secret of a user');
+      this.fatal({ kind: 'internal', error: { severity: 'FATAL', code: '08006', message: `the tandem proxy could not look up the password of user "${user}": ${(error as Error).message}` } }, 'internal');
+      return;
+    }
+    if (this.isClosed()) return;
+    const authenticator = new ClientAuthenticator(user, pooling.authType, secret);
+    const state: ProxyAuthState = { phase: 'auth', by: 'proxy', pooling, database, route, authenticator };
+    this.state = state;
+    this.afterProxyAuthStep(state, authenticator.start());
+    if (this.state === state) this.proxyClientAuth(state);
+  }
+
+  private proxyClientAuth(state: ProxyAuthState): void {
+    for (let frame = this.clientReader.nextTyped(); frame && this.state === state; frame = this.clientReader.nextTyped()) {
+      if (frame.type === MessageType.Terminate) {
+        this.cause = { kind: 'client_terminated', before: 'login' };
+        this.finish();
+        return;
+      }
+      this.afterProxyAuthStep(state, state.authenticator.fromClient(frame));
+    }
+  }
+
+  private afterProxyAuthStep(state: ProxyAuthState, step: ClientAuthStep): void {
+    switch (step.next) {
+      case 'send':
+        this.client.socket.write(step.bytes);
+        return;
+      case 'fail':
+        if (step.error.code.startsWith('28')) this.ctx.metrics.authFailure();
+        this.fatal({ kind: 'refused', why: 'authentication', error: step.error });
+        return;
+      case 'ok': {
+        this.client.socket.write(Buffer.concat([step.bytes, AUTHENTICATION_OK]));
+        if (!state.route) {
+          this.startAdmin();
+          return;
+        }
+        if (state.route.refusalAfterLogin) {
+          this.ctx.metrics.reject('unknown_version');
+          this.fatal({ kind: 'refused', why: 'unknown_version', error: state.route.refusalAfterLogin });
+          return;
+        }
+        // Only the next client messages (after ReadyForQuery) may follow now.
+        this.state = { phase: 'routing' };
+        // Pooled connections are opened with the search_path only (no client options): the client's
+        // own, when it set one, decides the pool, and the version it starts with is the session's.
+        const searchPath = state.route.upstreamParams.find(([name]) => name === 'search_path')?.[1] ?? this.clientSearchPath;
+        if (this.clientSearchPath !== undefined) this.version = versionOfSearchPath(this.clientSearchPath, state.route.versions) ?? this.version;
+        const key = state.pooling.poolFor(state.database, this.user ?? '', this.version?.versionSchema ?? '', searchPath, step.credentials);
+        void this.welcome(state, key).catch((error: unknown) => {
+          this.ctx.logger.error({ session: this.id, err: (error as Error).message }, 'unexpected failure while opening a session');
+          this.fatal(INTERNAL_ERROR, 'internal');
+        });
+        return;
+      }
+    }
+  }
+
+  /**
+   * The rest of a login as the server would send it: the server's parameters (from a connection
+   * of the pool: the first client of a pool waits for it to open), a cancel key of the proxy's own,
+   * ReadyForQuery. Session mode keeps the connection it borrowed for this.
+   */
+  private async welcome(state: ProxyAuthState, key: ReturnType<Pooling['poolFor']>): Promise<void> {
+    const pooling = state.pooling;
+    let lease: Lease<PooledServer> | undefined;
+    let frames = pooling.welcome(key);
+    if (!frames || pooling.mode === 'session') {
+      try {
+        lease = await pooling.pools.acquire(key);
+      } catch (error) {
+        const fields: ErrorFields =
+          error instanceof PoolError ? { severity: 'FATAL', code: error.code, message: error.message } : { severity: 'FATAL', code: 'XX000', message: (error as Error).message };
+        this.fatal({ kind: 'pool_error', error: fields });
+        return;
+      }
+      if (this.isClosed()) {
+        lease.release();
+        return;
+      }
+      frames = lease.connection.session.parameterFrames;
+      if (pooling.mode === 'transaction') {
+        lease.release();
+        lease = undefined;
+      }
+    }
+    clearTimeout(this.loginTimer);
+    const cancelKey = randomBytes(8);
+    this.cancelKey = cancelKey;
+    this.client.socket.write(Buffer.concat([...frames, encodeMessage(MessageType.BackendKeyData, cancelKey), READY_IDLE]));
+    this.client.stopReading();
+    const login: LoggedIn = { database: state.database, routedVersion: this.version };
+    const pooled = new PooledForwarding(this.client.socket, key, pooling, this.counters, { ended: this.onPooledEnd }, lease, this.id);
+    if (this.retiredMessage !== undefined) pooled.retire(this.retiredMessage);
+    this.ctx.registerCancelKey(cancelKey, this, () => pooled.server?.session.backendKey);
+    this.state = { phase: 'forwarding', by: 'pool', login, pooled };
+    this.ctx.ready(this);
+    pooled.start(this.clientReader.takeRest());
+  }
+
+  private startAdmin(): void {
+    const admin = this.ctx.admin!;
+    const user = this.user ?? '';
+    // Refused after authentication, as PgBouncer does: the refusal tells nothing to a stranger.
+    if (!admin.users.isAdmin(user)) {
+      this.fatal({ kind: 'refused', why: 'authentication', error: adminLoginRefusal(user, admin.database) });
+      return;
+    }
+    clearTimeout(this.loginTimer);
+    this.client.stopReading();
+    this.client.socket.write(adminWelcome(randomBytes(8)));
+    const conversation = new AdminConversation(this.client.socket, admin.source, (error) => {
+      if (error) this.cause = { kind: 'client_protocol_violation', error };
+      this.finish();
+    });
+    this.state = { phase: 'admin', conversation };
+    this.ctx.logger.info({ session: this.id, client: this.clientAddress, user }, 'admin console login');
+    conversation.start(this.clientReader.takeRest());
+  }
+
+  private readonly onPooledEnd = (end: PooledEnd): void => {
+    switch (end.kind) {
+      case 'client_closed':
+        this.cause = { kind: 'client_closed' };
+        break;
+      case 'server_closed':
+        this.recordEnding({ kind: 'server_closed' });
+        break;
+      case 'server_protocol_violation':
+        this.recordEnding({ kind: 'server_protocol_violation', detail: end.detail });
+        break;
+      case 'client_protocol_violation':
+        this.recordEnding({ kind: 'client_protocol_violation', error: end.error });
+        break;
+      case 'retired_version':
+        this.recordEnding({ kind: 'retired_version' });
+        break;
+      case 'pool_error':
+        this.cause = { kind: 'pool_error', error: end.error };
+        break;
+      case 'idle_transaction_timeout':
+        this.cause = { kind: 'idle_transaction_timeout', error: end.error };
+        break;
+    }
+    this.finish();
+  };
+
+  /** The pooled session the admin console and the status look at, if this is one. */
+  get pooled(): PooledForwarding | undefined {
+    const state = this.state;
+    return state.phase === 'forwarding' && state.by === 'pool' ? state.pooled : undefined;
+  }
+
   // ---- authentication relay ------------------------------------------------------------------
 
   private relayClientAuth(state: AuthState): void {
@@ -302,7 +523,7 @@ export class Session implements SessionUsage {
 
   private readonly onServerData = (chunk: Buffer): void => {
     const state = this.state;
-    if (state.phase !== 'auth') return;
+    if (state.phase !== 'auth' || state.by !== 'relay') return;
     this.client.socket.cork();
     try {
       const step = state.relay.fromServer(chunk);
@@ -420,6 +641,9 @@ export class Session implements SessionUsage {
       case 'node':
         state.node.end(error);
         break;
+      case 'pool':
+        state.pooled.end(error);
+        break;
       case 'native':
         // The thread ends it and reports back (onNativeEnd).
         state.forwarder.terminate(state.handle, encodeErrorResponse(error));
@@ -530,7 +754,7 @@ export class Session implements SessionUsage {
     if (state.phase === 'closed') return;
     const node = state.phase === 'forwarding' && state.by === 'node' ? state.node : undefined;
     const clientTerminated = node?.clientTerminated ?? false;
-    const serverSentError = state.phase === 'auth' ? state.relay.serverSentError : node?.lastServerType === MessageType.ErrorResponse;
+    const serverSentError = state.phase === 'auth' && state.by === 'relay' ? state.relay.serverSentError : node?.lastServerType === MessageType.ErrorResponse;
     if (clientTerminated) this.cause = { kind: 'client_closed' };
     if (!serverSentError && !clientTerminated) {
       this.recordEnding({ kind: 'server_closed' });
@@ -551,6 +775,8 @@ export class Session implements SessionUsage {
     this.state = { phase: 'closed', reason, forwardedBy: this.forwardedBy };
     clearTimeout(this.loginTimer);
     if (state.phase === 'forwarding' && state.by === 'node') state.node.stop();
+    if (state.phase === 'forwarding' && state.by === 'pool') state.pooled.stop();
+    if (state.phase === 'admin') state.conversation.stop();
     if ('server' in state && !state.server.destroyed && !state.server.writableEnded) state.server.destroy();
     if (!this.client.socket.writableEnded) this.client.socket.destroy();
     this.ctx.closed(this, reason);

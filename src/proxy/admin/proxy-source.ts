@@ -1,0 +1,222 @@
+/**
+ * The admin console's figures and commands over the live proxy: its sessions, its pools, the usage
+ * ledger and the version catalogs (the console itself, console.ts, only formats and parses).
+ */
+import type { Catalogs } from '../catalog.js';
+import type { PoolingOptions } from '../config.js';
+import type { ProxyPooling } from '../pooling.js';
+import type { Session } from '../session/session.js';
+import type { UpstreamTarget } from '../upstream.js';
+import type { UsageLedger } from '../usage.js';
+import type { AdminClientRow, AdminConfigRow, AdminPauseState, AdminPoolRow, AdminServerRow, AdminSource, AdminStatsFigures, AdminStatsRow, AdminVersionRow } from './source.js';
+
+export interface ProxySourceDeps {
+  sessions: ReadonlySet<Session>;
+  pooling: ProxyPooling;
+  options: PoolingOptions;
+  ledger: UsageLedger;
+  catalogs: Catalogs;
+  upstream: UpstreamTarget;
+  /** When the proxy started (ms since the epoch): the averages are per second since. */
+  startedAt: number;
+  /** Ends a session from the proxy's side (KILL). */
+  kill(session: Session): void;
+  reload(): Promise<void>;
+  shutdown(): void;
+}
+
+export function proxyAdminSource(deps: ProxySourceDeps): AdminSource {
+  const { sessions, pooling, ledger, catalogs } = deps;
+  const pools = pooling.pools;
+  let pausedAll = false;
+  const pausedDatabases = new Set<string>();
+  const knownDatabases = (): string[] => [...new Set([...catalogs.all().map((c) => c.database), ...pools.stats().map((p) => p.database)])];
+  const pooledSessions = () => [...sessions].flatMap((session) => (session.pooled ? [{ session, pooled: session.pooled }] : []));
+  // Performance-clock times of the pool (openedAt, changedAt) as wall-clock dates.
+  const wallClock = (at: number) => new Date(Date.now() - (performance.now() - at));
+  const address = (text: string) => {
+    const colon = text.lastIndexOf(':');
+    return { addr: text.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(text.slice(colon + 1)) || 0 };
+  };
+  const upstreamAddress = 'socketPath' in deps.upstream ? { addr: 'unix', port: 0 } : { addr: (deps.upstream as { host: string }).host, port: (deps.upstream as { port: number }).port };
+
+  return {
+    pools(): AdminPoolRow[] {
+      const clients = pooledSessions();
+      return pools.stats().map((stats) => {
+        const mine = clients.filter(({ pooled }) => pooled.key.database === stats.database && pooled.key.user === stats.user && pooled.key.version === stats.version && pooled.key.searchPath === stats.searchPath);
+        return {
+          database: stats.database,
+          user: stats.user,
+          version: stats.version,
+          clientsActive: mine.filter(({ pooled }) => pooled.waitingSince === 0).length,
+          clientsWaiting: mine.filter(({ pooled }) => pooled.waitingSince > 0).length,
+          serversActive: stats.active,
+          serversIdle: stats.idle,
+          serversUsed: stats.used,
+          serversTested: 0,
+          serversLogin: stats.opening,
+          maxWaitMs: stats.maxWaitMs,
+          poolMode: deps.options.mode,
+          paused: stats.paused,
+        };
+      });
+    },
+    clients(): AdminClientRow[] {
+      return pooledSessions().map(({ session, pooled }) => {
+        const { addr, port } = address(session.clientAddress);
+        const server = pooled.server;
+        return {
+          user: session.user ?? '',
+          database: session.database ?? '',
+          version: session.versionSchema ?? '',
+          addr,
+          port,
+          localAddr: '',
+          localPort: 0,
+          connectTime: new Date(session.startedAt),
+          requestTime: session.lastQueryAt > 0 ? new Date(session.lastQueryAt) : undefined,
+          link: server?.id,
+          tls: '',
+          applicationName: '',
+          preparedStatements: pooled.preparedStatements,
+          id: session.id,
+          state: pooled.waitingSince > 0 ? 'waiting' : server ? 'active' : 'idle',
+          waitMs: pooled.waitingSince > 0 ? Date.now() - pooled.waitingSince : 0,
+          pinned: pooled.pinned?.detail ?? '',
+        };
+      });
+    },
+    servers(): AdminServerRow[] {
+      return pools.servers().map(({ key, state, connection, openedAt, changedAt }) => ({
+        user: key.user,
+        database: key.database,
+        version: key.version,
+        addr: upstreamAddress.addr,
+        port: upstreamAddress.port,
+        localAddr: '',
+        localPort: connection.session.localPort ?? 0,
+        connectTime: wallClock(openedAt),
+        requestTime: wallClock(changedAt),
+        link: connection.client,
+        tls: '',
+        applicationName: '',
+        preparedStatements: connection.statements.size,
+        id: connection.id,
+        state,
+        remotePid: connection.session.backendKey?.readInt32BE(0) ?? 0,
+      }));
+    },
+    /** Over the clients connected now: an ended client's figures leave with it. */
+    stats(): AdminStatsRow[] {
+      const rows = new Map<string, { database: string; version: string; total: AdminStatsFigures; clients: number }>();
+      for (const { session, pooled } of pooledSessions()) {
+        const id = `${session.database}\0${session.versionSchema ?? ''}`;
+        let row = rows.get(id);
+        if (!row) {
+          row = { database: session.database ?? '', version: session.versionSchema ?? '', total: zeroFigures(), clients: 0 };
+          rows.set(id, row);
+        }
+        row.clients++;
+        row.total.serverAssignmentCount += pooled.transactions;
+        row.total.xactCount += pooled.transactions;
+        row.total.queryCount += session.queries;
+        row.total.received += session.bytesIn;
+        row.total.sent += session.bytesOut;
+        row.total.xactTimeUs += pooled.heldMicros;
+        row.total.waitTimeUs += pooled.waitedMicros;
+      }
+      const seconds = Math.max(1, (Date.now() - deps.startedAt) / 1000);
+      const perSecond = (value: number) => Math.round(value / seconds);
+      return [...rows.values()].map(({ database, version, total }) => ({
+        database,
+        version,
+        total,
+        average: {
+          serverAssignmentCount: perSecond(total.serverAssignmentCount),
+          xactCount: perSecond(total.xactCount),
+          queryCount: perSecond(total.queryCount),
+          received: perSecond(total.received),
+          sent: perSecond(total.sent),
+          xactTimeUs: total.xactCount > 0 ? Math.round(total.xactTimeUs / total.xactCount) : 0,
+          queryTimeUs: 0,
+          waitTimeUs: total.serverAssignmentCount > 0 ? Math.round(total.waitTimeUs / total.serverAssignmentCount) : 0,
+        },
+      }));
+    },
+    versions(): AdminVersionRow[] {
+      const live = new Map(catalogs.all().map((catalog) => [catalog.database, new Set(catalog.cached().map((v) => v.versionSchema))]));
+      const rows: AdminVersionRow[] = ledger.snapshot().versions.map((used) => ({
+        database: used.database,
+        version: used.version,
+        clients: used.clients,
+        queries: used.queries,
+        lastQuery: used.lastQueryAt ? new Date(used.lastQueryAt) : undefined,
+        retired: used.version !== '' && !(live.get(used.database)?.has(used.version) ?? false),
+      }));
+      for (const catalog of catalogs.all()) {
+        for (const version of catalog.cached()) {
+          if (!rows.some((row) => row.database === catalog.database && row.version === version.versionSchema)) {
+            rows.push({ database: catalog.database, version: version.versionSchema, clients: 0, queries: 0, lastQuery: undefined, retired: false });
+          }
+        }
+      }
+      return rows;
+    },
+    config(): AdminConfigRow[] {
+      const { settings } = deps.options;
+      const row = (key: string, value: string | number, initial: string | number): AdminConfigRow => ({ key, value: String(value), default: String(initial), changeable: false });
+      return [
+        row('pool_mode', deps.options.mode, 'none'),
+        row('auth_type', deps.options.authType, 'md5'),
+        row('auth_file', deps.options.authFile ?? '', ''),
+        row('auth_query', deps.options.authQuery ?? '', ''),
+        row('default_pool_size', settings.poolSize, 20),
+        row('min_pool_size', settings.minPoolSize, 0),
+        row('reserve_pool_size', settings.reservePoolSize, 0),
+        row('reserve_pool_timeout', settings.reservePoolTimeoutMs / 1000, 5),
+        row('max_db_connections', settings.maxDbConnections, 0),
+        row('server_idle_timeout', settings.serverIdleTimeoutMs / 1000, 600),
+        row('server_lifetime', settings.serverLifetimeMs / 1000, 3600),
+        row('query_wait_timeout', settings.queryWaitTimeoutMs / 1000, 120),
+        row('idle_transaction_timeout', deps.options.idleTransactionTimeoutMs / 1000, 0),
+        row('server_reset_query', settings.serverResetQuery, 'DISCARD ALL'),
+        row('max_prepared_statements', deps.options.maxPreparedStatements, 200),
+      ];
+    },
+    databases: knownDatabases,
+    pauseState(): AdminPauseState {
+      return { all: pausedAll, databases: [...pausedDatabases] };
+    },
+    async pause(database) {
+      const targets = database === undefined ? knownDatabases() : [database];
+      if (database === undefined) pausedAll = true;
+      else pausedDatabases.add(database);
+      await Promise.all(targets.map((name) => pools.pause(name)));
+    },
+    resume(database) {
+      const targets = database === undefined ? knownDatabases() : [database];
+      if (database === undefined) {
+        pausedAll = false;
+        pausedDatabases.clear();
+      } else pausedDatabases.delete(database);
+      for (const name of targets) pools.resume(name);
+    },
+    reload: deps.reload,
+    kill(database) {
+      for (const session of [...sessions]) {
+        if (session.pooled && (database === undefined || session.database === database)) deps.kill(session);
+      }
+      const targets = database === undefined ? knownDatabases() : [database];
+      if (database === undefined) pausedAll = true;
+      else pausedDatabases.add(database);
+      // Paused until RESUME, as PgBouncer's KILL leaves it; the pause closes every connection once the killed clients' are back.
+      for (const name of targets) void pools.pause(name);
+    },
+    shutdown: deps.shutdown,
+  };
+}
+
+function zeroFigures(): AdminStatsFigures {
+  return { serverAssignmentCount: 0, xactCount: 0, queryCount: 0, received: 0, sent: 0, xactTimeUs: 0, queryTimeUs: 0, waitTimeUs: 0 };
+}

@@ -1,0 +1,53 @@
+/**
+ * A server connection as the pool holds it: a logged-in ServerSession (opened with its version's
+ * search_path, so it never serves another version) plus what the pooled sessions keep about it
+ * (its prepared statements, the client it is lent to).
+ */
+import { ServerSession, type ServerLogin } from '../auth/server-session.js';
+import { MAX_MESSAGE_LENGTH } from '../protocol/frames.js';
+import type { UpstreamTarget } from '../upstream.js';
+import type { ServerConnection, TransactionStatus } from './pool.js';
+import { ServerStatements } from './prepared.js';
+
+let nextId = 1;
+
+/** Statements after which the server holds no prepared statements any more. */
+const FORGETS_PREPARED = /^\s*(discard\s+all|deallocate\s+(prepare\s+)?all)\s*;?\s*$/i;
+
+export class PooledServer implements ServerConnection {
+  readonly id = nextId++;
+  readonly statements: ServerStatements;
+  /** The id of the client session it is lent to, for SHOW SERVERS. */
+  client: number | undefined;
+  /** When it was last lent or given back (ms since the epoch). */
+  requestAt = Date.now();
+
+  private constructor(
+    readonly session: ServerSession,
+    maxPreparedStatements: number,
+  ) {
+    this.statements = new ServerStatements(maxPreparedStatements);
+  }
+
+  static async open(target: UpstreamTarget, login: ServerLogin, maxPreparedStatements: number): Promise<PooledServer> {
+    return new PooledServer(await ServerSession.open(target, login, MAX_MESSAGE_LENGTH), maxPreparedStatements);
+  }
+
+  get transactionStatus(): TransactionStatus {
+    return this.session.transactionStatus;
+  }
+
+  get usable(): boolean {
+    return this.session.usable;
+  }
+
+  async run(sql: string): Promise<void> {
+    await this.session.simpleQuery(sql);
+    if (FORGETS_PREPARED.test(sql)) this.statements.clear();
+  }
+
+  close(): void {
+    this.session.stream(undefined);
+    this.session.close();
+  }
+}

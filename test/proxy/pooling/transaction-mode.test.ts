@@ -1,0 +1,172 @@
+/**
+ * `--pool-mode transaction` end to end: real PostgreSQL, real clients (node-postgres, postgres.js,
+ * psql, pgbench) through the proxy, which authenticates them itself and lends a server connection
+ * of the client's (database, user, version) pool per transaction.
+ */
+import { execFile, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import pg from 'pg';
+import postgres from 'postgres';
+import { usePostgres } from '../../support/harness.js';
+import { poolingOptions } from './support.js';
+import { TWO_SHAPES, createUsersTable, databaseOf, simulateVersions, startTestProxy, versionSchemaOf } from '../support.js';
+
+const db = usePostgres();
+
+async function withVersions(): Promise<string> {
+  await createUsersTable(db.url);
+  await simulateVersions(db.url, TWO_SHAPES);
+  return databaseOf(db.url);
+}
+
+/** Backends of the test database other than the asking one and the proxy's version catalog. */
+async function serverBackends(): Promise<number> {
+  const { rows } = await db.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND application_name <> 'tandem proxy'`);
+  return rows[0].n;
+}
+
+describe('transaction pooling', () => {
+  it('serves 64 clients of two versions over a pool of 4 per version, each transaction on its own version', async () => {
+    const database = await withVersions();
+    const proxy = await startTestProxy(db.url, { pooling: poolingOptions({ settings: { poolSize: 4 } }) });
+    const clients = await Promise.all(
+      Array.from({ length: 64 }, async (_, i) => {
+        const version = i % 2 === 0 ? '01_init' : '02_rename';
+        const client = new pg.Client({ connectionString: proxy.url(`${database}@${version}`) });
+        await client.connect();
+        return { client, version };
+      }),
+    );
+    try {
+      let wrong = 0;
+      await Promise.all(
+        clients.map(async ({ client, version }) => {
+          for (let round = 0; round < 5; round++) {
+            await client.query('BEGIN');
+            const { rows } = await client.query('SELECT (pg_catalog.current_schemas(false))[1] AS schema, pg_backend_pid() AS pid');
+            if (rows[0].schema !== versionSchemaOf(version)) wrong++;
+            await client.query('COMMIT');
+          }
+        }),
+      );
+      expect(wrong).toBe(0);
+      // 2 pools of at most 4, however many clients.
+      expect(await serverBackends()).toBeLessThanOrEqual(8);
+      const pools = proxy.status().pools;
+      expect(pools.map((p) => p.version).sort()).toEqual([versionSchemaOf('01_init'), versionSchemaOf('02_rename')]);
+      for (const pool of pools) expect(pool.active + pool.idle + pool.used + pool.opening).toBeLessThanOrEqual(4);
+    } finally {
+      await Promise.all(clients.map(({ client }) => client.end()));
+    }
+  });
+
+  it('moves named prepared statements between server connections (node-postgres and postgres.js)', async () => {
+    const database = await withVersions();
+    const proxy = await startTestProxy(db.url, { pooling: poolingOptions({ settings: { poolSize: 2 } }) });
+    const a = new pg.Client({ connectionString: proxy.url(`${database}@02_rename`) });
+    const b = new pg.Client({ connectionString: proxy.url(`${database}@02_rename`) });
+    await a.connect();
+    await b.connect();
+    const sql = postgres(proxy.url(`${database}@02_rename`), { max: 3, onnotice: () => {} });
+    try {
+      const pids = new Set<number>();
+      for (let i = 0; i < 20; i++) {
+        // Hold one connection in a transaction now and then so that the next statement lands elsewhere.
+        if (i % 3 === 0) await b.query('BEGIN');
+        const { rows } = await a.query({ name: 'by-id', text: 'SELECT mail, pg_backend_pid() AS pid FROM users WHERE id = $1', values: [1 + (i % 2)] });
+        expect(rows[0].mail).toBe(i % 2 === 0 ? 'a@example.com' : 'b@example.com');
+        pids.add(rows[0].pid);
+        if (i % 3 === 0) await b.query('COMMIT');
+        const [row] = await sql`SELECT full_name FROM users WHERE id = ${1 + (i % 2)}`;
+        expect(row!.full_name).toBe(i % 2 === 0 ? 'Ada' : 'Bob');
+      }
+      expect(pids.size).toBe(2);
+    } finally {
+      await a.end();
+      await b.end();
+      await sql.end();
+    }
+  });
+
+  it('rolls back the transaction of a client that disconnects in the middle of it', async () => {
+    const database = await withVersions();
+    const proxy = await startTestProxy(db.url, { pooling: poolingOptions({ settings: { poolSize: 1 } }) });
+    const quitter = new pg.Client({ connectionString: proxy.url(`${database}@02_rename`) });
+    quitter.on('error', () => {});
+    await quitter.connect();
+    await quitter.query('BEGIN');
+    await quitter.query(`UPDATE users SET full_name = 'changed' WHERE id = 1`);
+    // Gone without COMMIT or Terminate.
+    (quitter as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+    const next = new pg.Client({ connectionString: proxy.url(`${database}@02_rename`) });
+    await next.connect();
+    try {
+      const { rows } = await next.query(`SELECT full_name, pg_catalog.txid_current_if_assigned() IS NULL AS fresh FROM users WHERE id = 1`);
+      expect(rows[0]).toEqual({ full_name: 'Ada', fresh: true });
+      // The row lock went with the rollback: an update does not wait.
+      await next.query(`SET LOCAL lock_timeout = '1s'`);
+      await next.query(`UPDATE users SET full_name = 'next' WHERE id = 1`);
+    } finally {
+      await next.end();
+    }
+  });
+
+  it('tells a client that waited query_wait_timeout for a server connection, and serves the others', async () => {
+    const database = await withVersions();
+    const proxy = await startTestProxy(db.url, { pooling: poolingOptions({ settings: { poolSize: 1, queryWaitTimeoutMs: 300 } }) });
+    const holder = new pg.Client({ connectionString: proxy.url(`${database}@02_rename`) });
+    await holder.connect();
+    await holder.query('BEGIN');
+    const waiter = new pg.Client({ connectionString: proxy.url(`${database}@02_rename`) });
+    waiter.on('error', () => {});
+    await waiter.connect();
+    const error = (await waiter.query('SELECT 1').catch((e: unknown) => e)) as { code?: string; message?: string };
+    expect(error.code).toBe('08P01');
+    expect(error.message).toMatch(/query_wait_timeout/);
+    await holder.query('COMMIT');
+    const { rows } = await holder.query('SELECT count(*)::int AS n FROM users');
+    expect(rows[0].n).toBe(2);
+    await holder.end();
+  });
+
+  it('pins a client that runs a session-level SET to its server connection, and counts it', async () => {
+    const database = await withVersions();
+    const proxy = await startTestProxy(db.url, { pooling: poolingOptions({ settings: { poolSize: 2 } }) });
+    const pinned = new pg.Client({ connectionString: proxy.url(`${database}@02_rename`) });
+    const other = new pg.Client({ connectionString: proxy.url(`${database}@02_rename`) });
+    await pinned.connect();
+    await other.connect();
+    try {
+      await pinned.query(`SET statement_timeout = '12s'`);
+      const first = (await pinned.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+      for (let i = 0; i < 5; i++) {
+        await other.query('SELECT 1');
+        const { rows } = await pinned.query(`SELECT pg_backend_pid() AS pid, current_setting('statement_timeout') AS timeout`);
+        expect(rows[0]).toEqual({ pid: first, timeout: '12s' });
+      }
+      // The other client never sees the setting.
+      expect((await other.query(`SELECT current_setting('statement_timeout') AS t`)).rows[0].t).toBe('0');
+      const metrics = (await proxy.metrics.text()).body;
+      expect(metrics).toMatch(/tandem_proxy_pinned_clients_total\{reason="set"\} 1/);
+    } finally {
+      await pinned.end();
+      await other.end();
+    }
+  });
+
+  const pgbench = spawnSync('pgbench', ['--version']).status === 0;
+  it.skipIf(!pgbench)('runs pgbench -M prepared through transaction mode', async () => {
+    const database = databaseOf(db.url);
+    const init = spawnSync('pgbench', ['-i', '-s', '1', '-q', db.url], { encoding: 'utf8' });
+    expect(init.status, init.stderr).toBe(0);
+    const proxy = await startTestProxy(db.url, { pooling: poolingOptions({ settings: { poolSize: 3 } }) });
+    // Not spawnSync: the proxy runs in this process and must keep serving. One thread per client:
+    // pgbench prepares a statement synchronously (PQprepare) on first use, so a single thread with
+    // more clients than server connections would wait for a connection its other clients hold, a
+    // deadlock it would meet behind PgBouncer too.
+    const run = await promisify(execFile)('pgbench', ['-n', '-M', 'prepared', '-c', '8', '-j', '8', '-t', '50', proxy.url(database)], { encoding: 'utf8' });
+    expect(run.stdout).toMatch(/number of transactions actually processed: 400\/400/);
+    expect(run.stdout + run.stderr).not.toMatch(/error/i);
+  });
+});
