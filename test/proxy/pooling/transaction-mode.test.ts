@@ -89,6 +89,29 @@ describe('transaction pooling', () => {
     }
   });
 
+  it('prepares a named statement again after a client ran DEALLOCATE ALL or DISCARD ALL on the connection', async () => {
+    const database = await withVersions();
+    const proxy = await startTestProxy(db.url, { pooling: poolingOptions({ settings: { poolSize: 1 } }) });
+    const client = new pg.Client({ connectionString: proxy.url(`${database}@02_rename`) });
+    await client.connect();
+    try {
+      const byId = { name: 'by-id', text: 'SELECT mail FROM users WHERE id = $1' };
+      for (const forget of ['DEALLOCATE ALL', 'DISCARD ALL']) {
+        expect((await client.query({ ...byId, values: [1] })).rows).toEqual([{ mail: 'a@example.com' }]);
+        // One server connection: the statement is gone from it, and the proxy must know.
+        await client.query(forget);
+        expect((await client.query({ ...byId, values: [2] })).rows).toEqual([{ mail: 'b@example.com' }]);
+        // Refused inside a transaction block, DISCARD ALL forgets nothing: the statement stays usable.
+        await client.query('BEGIN');
+        await expect(client.query('DISCARD ALL')).rejects.toMatchObject({ code: '25001' });
+        await client.query('ROLLBACK');
+        expect((await client.query({ ...byId, values: [1] })).rows).toEqual([{ mail: 'a@example.com' }]);
+      }
+    } finally {
+      await client.end();
+    }
+  });
+
   it('rolls back the transaction of a client that disconnects in the middle of it', async () => {
     const database = await withVersions();
     const proxy = await startTestProxy(db.url, { pooling: poolingOptions({ settings: { poolSize: 1 } }) });
