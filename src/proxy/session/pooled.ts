@@ -262,6 +262,7 @@ export class PooledForwarding {
       this.finish({ kind: 'server_protocol_violation', detail: (error as Error).message }, false);
       return;
     }
+    if (frame.type === MessageType.CommandComplete && forgetsPreparedStatements(frame.body)) this.lease?.connection.statements.clear();
     if (frame.type !== MessageType.ReadyForQuery) return;
     const status = this.lease?.connection.transactionStatus;
     if (status !== 'I') {
@@ -340,6 +341,18 @@ export class PooledForwarding {
     else this.stop();
     this.events.ended(reason);
   }
+}
+
+const DISCARD_ALL = Buffer.from('DISCARD ALL\0');
+const DEALLOCATE_ALL = Buffer.from('DEALLOCATE ALL\0');
+
+/**
+ * The command tag of a `DISCARD ALL` or `DEALLOCATE ALL` the client ran: the server connection holds
+ * no prepared statement any more, so the record of what it holds must say so (the tag, not the
+ * statement, because a DISCARD ALL refused inside a transaction block forgets nothing).
+ */
+function forgetsPreparedStatements(tag: Buffer): boolean {
+  return (tag.length === DISCARD_ALL.length && tag.equals(DISCARD_ALL)) || (tag.length === DEALLOCATE_ALL.length && tag.equals(DEALLOCATE_ALL));
 }
 
 function queryText(body: Buffer, from: number): string {

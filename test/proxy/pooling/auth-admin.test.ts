@@ -21,9 +21,14 @@ const run = promisify(execFile);
 
 /** Roles with passwords, the server asking for them, and their stored secrets as an auth file. */
 async function passwordUsers(): Promise<string> {
-  await db.server.admin(`DROP ROLE IF EXISTS alice; DROP ROLE IF EXISTS bob; DROP ROLE IF EXISTS carol`);
-  await db.server.admin(`SET password_encryption = 'scram-sha-256'; CREATE ROLE alice LOGIN PASSWORD 'alice-secret'; CREATE ROLE carol LOGIN PASSWORD 'carol-secret'`);
-  await db.server.admin(`SET password_encryption = 'md5'; CREATE ROLE bob LOGIN PASSWORD 'bob-secret'`);
+  // Roles belong to the server, not to the test's database: made once, their passwords set every time.
+  await db.server.admin(`DO $$ BEGIN
+      IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'alice') THEN CREATE ROLE alice LOGIN; END IF;
+      IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'bob') THEN CREATE ROLE bob LOGIN; END IF;
+      IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'carol') THEN CREATE ROLE carol LOGIN; END IF;
+    END $$`);
+  await db.server.admin(`SET password_encryption = 'scram-sha-256'; ALTER ROLE alice PASSWORD 'alice-secret'; ALTER ROLE carol PASSWORD 'carol-secret'`);
+  await db.server.admin(`SET password_encryption = 'md5'; ALTER ROLE bob PASSWORD 'bob-secret'`);
   const database = databaseOf(db.url);
   await db.server.admin(`GRANT ALL ON DATABASE "${database}" TO alice, bob, carol`);
   await db.query(`GRANT ALL ON SCHEMA public TO alice, bob, carol`);
@@ -120,6 +125,48 @@ describe('admin console', () => {
 
     const stranger = new pg.Client({ connectionString: proxy.url('tandem', 'someone') });
     expect(await stranger.connect().catch((e: unknown) => e)).toMatchObject({ code: '28000', message: expect.stringContaining('not allowed to use the admin console') });
+  });
+});
+
+describe('admin console commands', () => {
+  it('RELOAD re-reads the auth file; KILL closes a database\'s clients and holds it paused until RESUME', async () => {
+    const authFile = await passwordUsers();
+    const database = databaseOf(db.url);
+    const { readFileSync } = await import('node:fs');
+    const withBob = readFileSync(authFile, 'utf8');
+    // Start with alice only; bob comes with the RELOAD.
+    writeFileSync(authFile, withBob.split('\n').filter((line) => !line.startsWith('"bob"')).join('\n'));
+    const proxy = await startTestProxy(db.url, { pooling: poolingOptions({ authType: 'md5', authFile }), adminUsers: ['alice'], adminDatabase: 'tandem' });
+    const admin = new pg.Client({ connectionString: proxy.url('tandem', 'alice', 'alice-secret') });
+    await admin.connect();
+    const bobBefore = await new pg.Client({ connectionString: proxy.url(database, 'bob', 'bob-secret') }).connect().catch((e: unknown) => e);
+    expect(bobBefore).toMatchObject({ code: '28P01' });
+    writeFileSync(authFile, withBob);
+    await admin.query('RELOAD');
+    const bob = new pg.Client({ connectionString: proxy.url(database, 'bob', 'bob-secret') });
+    // The FATAL first, then the connection's end: keep the first.
+    const told = new Promise((resolve) => bob.on('error', resolve));
+    await bob.connect();
+    expect((await bob.query('SELECT current_user AS who')).rows[0].who).toBe('bob');
+
+    // Idle clients are told at once, as PgBouncer's KILL does.
+    await admin.query(`KILL "${database}"`);
+    expect(await told).toMatchObject({ code: '57P01', message: expect.stringContaining('KILL') });
+    // Paused: a new client logs in (its pool's parameters are known) but its first query waits for RESUME.
+    const after = new pg.Client({ connectionString: proxy.url(database, 'bob', 'bob-secret') });
+    await after.connect();
+    let answered = false;
+    const waiting = after.query('SELECT 2 AS two').then((r) => {
+      answered = true;
+      return r;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(answered).toBe(false);
+    expect((await admin.query('SHOW POOLS')).rows.find((row) => row.database === database)).toMatchObject({ paused: 1 });
+    await admin.query(`RESUME "${database}"`);
+    expect((await waiting).rows[0].two).toBe(2);
+    await after.end();
+    await admin.end();
   });
 });
 

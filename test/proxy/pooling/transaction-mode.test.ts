@@ -4,6 +4,9 @@
  * of the client's (database, user, version) pool per transaction.
  */
 import { execFile, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import pg from 'pg';
@@ -89,6 +92,29 @@ describe('transaction pooling', () => {
     }
   });
 
+  it('prepares a named statement again after a client ran DEALLOCATE ALL or DISCARD ALL on the connection', async () => {
+    const database = await withVersions();
+    const proxy = await startTestProxy(db.url, { pooling: poolingOptions({ settings: { poolSize: 1 } }) });
+    const client = new pg.Client({ connectionString: proxy.url(`${database}@02_rename`) });
+    await client.connect();
+    try {
+      const byId = { name: 'by-id', text: 'SELECT mail FROM users WHERE id = $1' };
+      for (const forget of ['DEALLOCATE ALL', 'DISCARD ALL']) {
+        expect((await client.query({ ...byId, values: [1] })).rows).toEqual([{ mail: 'a@example.com' }]);
+        // One server connection: the statement is gone from it, and the proxy must know.
+        await client.query(forget);
+        expect((await client.query({ ...byId, values: [2] })).rows).toEqual([{ mail: 'b@example.com' }]);
+        // Refused inside a transaction block, DISCARD ALL forgets nothing: the statement stays usable.
+        await client.query('BEGIN');
+        await expect(client.query('DISCARD ALL')).rejects.toMatchObject({ code: '25001' });
+        await client.query('ROLLBACK');
+        expect((await client.query({ ...byId, values: [1] })).rows).toEqual([{ mail: 'a@example.com' }]);
+      }
+    } finally {
+      await client.end();
+    }
+  });
+
   it('rolls back the transaction of a client that disconnects in the middle of it', async () => {
     const database = await withVersions();
     const proxy = await startTestProxy(db.url, { pooling: poolingOptions({ settings: { poolSize: 1 } }) });
@@ -168,5 +194,33 @@ describe('transaction pooling', () => {
     const run = await promisify(execFile)('pgbench', ['-n', '-M', 'prepared', '-c', '8', '-j', '8', '-t', '50', proxy.url(database)], { encoding: 'utf8' });
     expect(run.stdout).toMatch(/number of transactions actually processed: 400\/400/);
     expect(run.stdout + run.stderr).not.toMatch(/error/i);
+  });
+
+  it.skipIf(!pgbench)('runs pgbench (TPC-B, extended protocol) through session mode with more clients than server connections', async () => {
+    const database = databaseOf(db.url);
+    const init = spawnSync('pgbench', ['-i', '-s', '1', '-q', db.url], { encoding: 'utf8' });
+    expect(init.status, init.stderr).toBe(0);
+    const proxy = await startTestProxy(db.url, { pooling: poolingOptions({ mode: 'session', settings: { poolSize: 4 } }) });
+    // -C: a connection per transaction, so the 8 clients take turns on the 4 server connections.
+    const run = await promisify(execFile)('pgbench', ['-n', '-C', '-M', 'extended', '-c', '8', '-j', '8', '-t', '20', proxy.url(database)], { encoding: 'utf8' });
+    expect(run.stdout).toMatch(/number of transactions actually processed: 160\/160/);
+    expect(await serverBackends()).toBeLessThanOrEqual(4);
+  });
+
+  it('serves psql scripts in transaction mode, a transaction spanning several lines included', async () => {
+    const database = await withVersions();
+    const proxy = await startTestProxy(db.url, { pooling: poolingOptions({ settings: { poolSize: 2 } }) });
+    const script = [
+      'BEGIN;',
+      `UPDATE users SET full_name = 'Ada L.' WHERE id = 1;`,
+      'SELECT full_name FROM users WHERE id = 1;',
+      'COMMIT;',
+      'SELECT (pg_catalog.current_schemas(false))[1];',
+    ].join('\n');
+    // From a file, psql sends each statement as a Query of its own: the transaction spans four.
+    const file = join(mkdtempSync(join(tmpdir(), 'tandem-psql-')), 'script.sql');
+    writeFileSync(file, script);
+    const { stdout } = await promisify(execFile)('psql', ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-f', file, proxy.url(`${database}@02_rename`)], { encoding: 'utf8' });
+    expect(stdout.trim().split('\n')).toEqual(['Ada L.', versionSchemaOf('02_rename')]);
   });
 });
