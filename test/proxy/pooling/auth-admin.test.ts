@@ -40,6 +40,17 @@ async function passwordUsers(): Promise<string> {
   return file;
 }
 
+/** Sends `sql` and says whether it was answered within 200 ms: a paused pool must hold it back. */
+async function sentWhilePaused(client: pg.Client, sql: string): Promise<{ answered: boolean; result: Promise<pg.QueryResult> }> {
+  let answered = false;
+  const result = client.query(sql).then((r) => {
+    answered = true;
+    return r;
+  });
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  return { answered, result };
+}
+
 describe('pooled authentication', () => {
   it('logs SCRAM and md5 users in itself and to the server as them, and refuses a wrong password with the server words', async () => {
     const authFile = await passwordUsers();
@@ -111,15 +122,10 @@ describe('admin console', () => {
 
     // PAUSE waits for lent connections to come back; while paused, a query waits; RESUME lets it run.
     await admin.query(`PAUSE "${database}"`);
-    let answered = false;
-    const waiting = app.query('SELECT 1 AS one').then((r) => {
-      answered = true;
-      return r;
-    });
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    expect(answered).toBe(false);
+    const paused = await sentWhilePaused(app, 'SELECT 1 AS one');
+    expect(paused.answered).toBe(false);
     await admin.query(`RESUME "${database}"`);
-    expect((await waiting).rows[0].one).toBe(1);
+    expect((await paused.result).rows[0].one).toBe(1);
     await admin.end();
     await app.end();
 
@@ -155,16 +161,11 @@ describe('admin console commands', () => {
     // Paused: a new client logs in (its pool's parameters are known) but its first query waits for RESUME.
     const after = new pg.Client({ connectionString: proxy.url(database, 'bob', 'bob-secret') });
     await after.connect();
-    let answered = false;
-    const waiting = after.query('SELECT 2 AS two').then((r) => {
-      answered = true;
-      return r;
-    });
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    expect(answered).toBe(false);
+    const paused = await sentWhilePaused(after, 'SELECT 2 AS two');
+    expect(paused.answered).toBe(false);
     expect((await admin.query('SHOW POOLS')).rows.find((row) => row.database === database)).toMatchObject({ paused: 1 });
     await admin.query(`RESUME "${database}"`);
-    expect((await waiting).rows[0].two).toBe(2);
+    expect((await paused.result).rows[0].two).toBe(2);
     await after.end();
     await admin.end();
   });

@@ -17,6 +17,13 @@ import { TWO_SHAPES, createUsersTable, databaseOf, simulateVersions, startTestPr
 
 const db = usePostgres();
 
+/** Two node-postgres clients, connected through `url`. */
+async function connectedClients(url: string): Promise<[pg.Client, pg.Client]> {
+  const clients: [pg.Client, pg.Client] = [new pg.Client({ connectionString: url }), new pg.Client({ connectionString: url })];
+  await Promise.all(clients.map((client) => client.connect()));
+  return clients;
+}
+
 async function withVersions(): Promise<string> {
   await createUsersTable(db.url);
   await simulateVersions(db.url, TWO_SHAPES);
@@ -67,10 +74,7 @@ describe('transaction pooling', () => {
   it('moves named prepared statements between server connections (node-postgres and postgres.js)', async () => {
     const database = await withVersions();
     const proxy = await startTestProxy(db.url, { pooling: poolingOptions({ settings: { poolSize: 2 } }) });
-    const a = new pg.Client({ connectionString: proxy.url(`${database}@02_rename`) });
-    const b = new pg.Client({ connectionString: proxy.url(`${database}@02_rename`) });
-    await a.connect();
-    await b.connect();
+    const [a, b] = await connectedClients(proxy.url(`${database}@02_rename`));
     const sql = postgres(proxy.url(`${database}@02_rename`), { max: 3, onnotice: () => {} });
     try {
       const pids = new Set<number>();
@@ -159,10 +163,7 @@ describe('transaction pooling', () => {
   it('pins a client that runs a session-level SET to its server connection, and counts it', async () => {
     const database = await withVersions();
     const proxy = await startTestProxy(db.url, { pooling: poolingOptions({ settings: { poolSize: 2 } }) });
-    const pinned = new pg.Client({ connectionString: proxy.url(`${database}@02_rename`) });
-    const other = new pg.Client({ connectionString: proxy.url(`${database}@02_rename`) });
-    await pinned.connect();
-    await other.connect();
+    const [pinned, other] = await connectedClients(proxy.url(`${database}@02_rename`));
     try {
       await pinned.query(`SET statement_timeout = '12s'`);
       const first = (await pinned.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
