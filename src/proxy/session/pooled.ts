@@ -60,8 +60,6 @@ export class PooledForwarding {
   private retiredMessage: string | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private stopped = false;
-  /** The client sent Terminate. */
-  clientTerminated = false;
   /** When the client started waiting for a server connection (0: not waiting), for SHOW CLIENTS. */
   waitingSince = 0;
   /** Server connections borrowed (transactions, in transaction mode), and time held and waited for them (µs): SHOW STATS. */
@@ -114,7 +112,7 @@ export class PooledForwarding {
     this.retiredMessage = message;
   }
 
-  /** Ends with an error to the client (written between two server messages only) and gives the connection back. */
+  /** Ends with an error to the client and gives the connection back. */
   end(error: ErrorFields | undefined): void {
     if (this.stopped) return;
     // Server messages reach the client whole, so an error always lands between two of them.
@@ -156,7 +154,6 @@ export class PooledForwarding {
   private fromClient(frame: TypedFrame): void {
     const type = frame.type;
     if (type === MessageType.Terminate) {
-      this.clientTerminated = true;
       this.client.end();
       this.finish({ kind: 'client_closed' }, false);
       return;
@@ -170,11 +167,13 @@ export class PooledForwarding {
       this.backlog.push(frame);
       return;
     }
+    // A retired version's client may finish its transaction; its next one is refused. (Session mode
+    // and pinned clients hold their connection between transactions: the same rule applies.)
+    if (this.retiredMessage !== undefined && this.betweenTransactions()) {
+      this.finish({ kind: 'retired_version' }, true, retiredError(this.retiredMessage));
+      return;
+    }
     if (!this.lease) {
-      if (this.retiredMessage !== undefined) {
-        this.finish({ kind: 'retired_version' }, true, retiredError(this.retiredMessage));
-        return;
-      }
       this.backlog = [frame];
       this.borrow();
       return;
@@ -193,6 +192,11 @@ export class PooledForwarding {
     }
     if (this.prepared) this.prepared.fromClient(frame, this.sink);
     else this.toServer(frame.frame);
+  }
+
+  private betweenTransactions(): boolean {
+    const lease = this.lease;
+    return !lease || (lease.connection.transactionStatus === 'I' && !this.serverBusy && (this.prepared?.idle ?? true));
   }
 
   private borrow(): void {

@@ -172,11 +172,11 @@ describe('admin console commands', () => {
 });
 
 describe('versions and upstreams under pooling', () => {
-  it('closes a retired version\'s pool and tells its clients, while the other version goes on', async () => {
+  it.each(['transaction', 'session'] as const)('in %s mode, closes a retired version\'s pool and tells its clients, while the other version goes on', async (mode) => {
     await createUsersTable(db.url);
     await simulateVersions(db.url, TWO_SHAPES);
     const database = databaseOf(db.url);
-    const proxy = await startTestProxy(db.url, { pooling: poolingOptions() });
+    const proxy = await startTestProxy(db.url, { pooling: poolingOptions({ mode }) });
     const old = new pg.Client({ connectionString: proxy.url(`${database}@01_init`) });
     const current = new pg.Client({ connectionString: proxy.url(`${database}@02_rename`) });
     old.on('error', () => {});
