@@ -1,6 +1,7 @@
 /**
  * The server's side of a session before authentication: a connection to PostgreSQL that has been
- * sent the client's (routed) startup packet. Today one per session; a pool would hand one out here.
+ * sent the client's (routed) startup packet: one per session with --pool-mode none (pooled sessions
+ * borrow theirs from pool/, already logged in).
  */
 import type net from 'node:net';
 import { performance } from 'node:perf_hooks';

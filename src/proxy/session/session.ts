@@ -5,9 +5,13 @@
  *   startup     reading SSLRequest / GSSENCRequest / CancelRequest / StartupMessage  (startup.ts)
  *   cancelling  a CancelRequest was passed on; waiting for the server to close it, then closing
  *   routing     resolving the version (startup.ts) and opening the server connection (server-connection.ts)
- *   auth        relaying the server's authentication exchange, message by message   (auth.ts)
+ *   auth        relaying the server's authentication exchange, message by message   (auth.ts),
+ *               or, when the proxy pools, running it itself against the stored secret (auth/client-auth.ts)
  *   forwarding  bytes both ways, only frame headers looked at: in Node, or (plain TCP on both
  *               sides, when the native forwarder is loaded) by its thread after a hand-over (forwarding.ts)
+ *               or, pooled, message by message with a server connection borrowed per transaction or
+ *               session (pooled.ts)
+ *   admin       logged in to the admin console (admin.ts)
  *   closed      with the reason why (close-reason.ts)
  *
  * Every failure ends this session only: it becomes an ErrorResponse to the client where the protocol
@@ -89,7 +93,6 @@ type SessionState =
   | { readonly phase: 'cancelling' }
   | { readonly phase: 'routing' }
   | { readonly phase: 'auth'; readonly by: 'relay'; readonly server: net.Socket; readonly database: string; readonly relay: AuthRelay }
-  /** Pooled: the proxy runs the exchange itself against the user's stored secret. */
   /** Pooled: the proxy runs the exchange itself against the user's stored secret; no route: the admin console. */
   | { readonly phase: 'auth'; readonly by: 'proxy'; readonly pooling: Pooling; readonly database: string; readonly route: LoginRoute | undefined; readonly authenticator: ClientAuthenticator }
   /** Logged in to the admin console. */
