@@ -123,6 +123,23 @@ describe('cancel requests in transaction mode', () => {
       await Promise.all([sleeper.end(), other.end()]);
     }
   });
+
+  it('leaves the query of a client still waiting for a server connection to run once one comes free', async () => {
+    const database = databaseOf(db.url);
+    const proxy = await startTestProxy(db.url, { pooling: poolingOptions({ settings: { poolSize: 1 } }) });
+    const holder = await connectThrough(proxy.url(database));
+    const waiter = await connectThrough(proxy.url(database));
+    try {
+      await holder.query('BEGIN');
+      const waiting = waiter.query('SELECT 7 AS seven');
+      await expect.poll(() => proxy.status().pools[0]?.waitingClients).toBe(1);
+      await cancelWithKeyOf(proxy.port, waiter);
+      await holder.query('COMMIT');
+      expect((await waiting).rows[0].seven).toBe(7);
+    } finally {
+      await Promise.all([holder.end(), waiter.end()]);
+    }
+  });
 });
 
 describe('idle_transaction_timeout', () => {
@@ -218,16 +235,16 @@ describe('min_pool_size and server_lifetime', () => {
     const client = await connectThrough(proxy.url(database));
     try {
       const pid = async () => (await client.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
-      const first = await pid();
-      expect(await pid()).toBe(first);
       // A transaction that outlives server_lifetime: the connection is not closed under it...
       await client.query('BEGIN');
-      expect(await pid()).toBe(first);
+      const first = await pid();
       await client.query('SELECT pg_sleep(1.1)');
       expect(await pid()).toBe(first);
       await client.query('COMMIT');
-      // ...but once given back it is, and the next transaction gets a new one.
-      expect(await pid()).not.toBe(first);
+      // ...but once given back it is, and the next transaction gets a new one, young enough to be reused.
+      const second = await pid();
+      expect(second).not.toBe(first);
+      expect(await pid()).toBe(second);
       await expect.poll(serverPids).not.toContain(first);
     } finally {
       await client.end();
