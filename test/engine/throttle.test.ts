@@ -7,7 +7,8 @@ import { migrationFile, ok, tandem, upperBackfill } from '../support/migrations.
 import { spawnCli, waitFor } from '../support/spawn.js';
 import { freePort } from '../support/postgres.js';
 
-describe('backfill throttling', () => {
+// Each case runs the CLI several times (a process start each): on a loaded 2-core machine that takes minutes.
+describe('backfill throttling', { timeout: 180_000 }, () => {
   const pg = usePostgres();
   const rows = 20_000;
   const { setup: table, migration: addUpper } = upperBackfill(rows);
