@@ -17,32 +17,19 @@
  * idle clients' sockets are open in this process and in the proxy at once). Not run by the tests.
  */
 import { spawnSync } from 'node:child_process';
-import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { machine, table } from '../support.js';
 import {
-  closeClients, cpuSeconds, DATABASE, medianOfRotatingRounds, openIdleClients, pgbench, rssKb, startPgBouncer, startPgbenchDatabase,
-  startTandem, type PgbenchRun, type Result,
+  closeClients, cpuSeconds, DATABASE, medianOfRotatingRounds, openIdleClients, parseBenchArgs, pgbench, rssKb, startPgBouncer,
+  startPgbenchDatabase, startTandem, type PgbenchRun, type Result,
 } from './targets.js';
 
-const { values: args } = parseArgs({
-  options: {
-    duration: { type: 'string', default: '10' },
-    rounds: { type: 'string', default: '3' },
-    clients: { type: 'string', default: '8,32,200' },
-    'pool-size': { type: 'string', default: '16' },
-    'connect-clients': { type: 'string', default: '8' },
-    idle: { type: 'string', default: '5000' },
-    scale: { type: 'string', default: '10' },
-  },
-});
-const DURATION = Number(args.duration);
-const ROUNDS = Number(args.rounds);
-const CLIENTS = args.clients.split(',').map(Number);
-const POOL_SIZE = Number(args['pool-size']);
-const CONNECT_CLIENTS = Number(args['connect-clients']);
-const IDLE = Number(args.idle);
-const SCALE = Number(args.scale);
+const { duration: DURATION, rounds: ROUNDS, idle: IDLE, clients: CLIENTS, scale: SCALE, own } = parseBenchArgs(
+  { clients: '8,32,200', idle: '5000' },
+  { 'pool-size': '16', 'connect-clients': '8' },
+);
+const POOL_SIZE = Number(own['pool-size']);
+const CONNECT_CLIENTS = Number(own['connect-clients']);
 const MAX_CLIENT_CONN = IDLE + 1000;
 
 const PGBOUNCER_NO_PREPARED = 'n/a (PgBouncer 1.18 has no prepared statement support in transaction mode)';

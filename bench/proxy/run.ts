@@ -9,28 +9,17 @@
  * Needs pgbench and pgbouncer (Debian: apt-get install -y postgresql-client pgbouncer). As root,
  * PgBouncer runs as the postgres user (it refuses to run as root). Not run by the test suite.
  */
-import { parseArgs } from 'node:util';
 import { machine, table } from '../support.js';
 import {
-  closeClients, medianOfRotatingRounds, openIdleClients, pgbench, rssKb, startPgBouncer, startPgbenchDatabase, startTandem, type Result,
+  closeClients, medianOfRotatingRounds, openIdleClients, parseBenchArgs, pgbench, rssKb, startPgBouncer, startPgbenchDatabase, startTandem,
+  type Result,
 } from './targets.js';
 
-const { values: args } = parseArgs({
-  options: {
-    duration: { type: 'string', default: '10' },
-    rounds: { type: 'string', default: '3' },
-    idle: { type: 'string', default: '1000' },
-    clients: { type: 'string', default: '1,8,32' },
-    scale: { type: 'string', default: '10' },
-    scripts: { type: 'string', default: 'select-only,tpcb-like' },
-  },
-});
-const DURATION = Number(args.duration);
-const ROUNDS = Number(args.rounds);
-const IDLE = Number(args.idle);
-const CLIENTS = args.clients.split(',').map(Number);
-const SCALE = Number(args.scale);
-const SCRIPTS = args.scripts.split(',') as Array<'select-only' | 'tpcb-like'>;
+const { duration: DURATION, rounds: ROUNDS, idle: IDLE, clients: CLIENTS, scale: SCALE, own } = parseBenchArgs(
+  { clients: '1,8,32', idle: '1000' },
+  { scripts: 'select-only,tpcb-like' },
+);
+const SCRIPTS = own.scripts.split(',') as Array<'select-only' | 'tpcb-like'>;
 
 async function idleMemory(port: number, pid: number): Promise<{ beforeKb: number; afterKb: number; perClientBytes: number }> {
   const beforeKb = rssKb(pid);

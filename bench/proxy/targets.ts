@@ -8,11 +8,41 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { freePort } from '../../src/dev/ports.js';
 import { startBenchServer, type BenchServer } from '../support.js';
 
 export const DATABASE = 'bench';
+
+export interface BenchArgs<K extends string> {
+  /** pgbench -T of every run, seconds. */
+  duration: number;
+  rounds: number;
+  scale: number;
+  clients: number[];
+  /** Idle clients of the memory measurement; 0 skips it. */
+  idle: number;
+  /** The script's own options, as given. */
+  own: Record<K, string>;
+}
+
+/** The command line both proxy benchmarks share (`--duration`, `--rounds`, `--scale`, `--clients`, `--idle`), with `own` beside it. */
+export function parseBenchArgs<K extends string>(defaults: { clients: string; idle: string }, own: Record<K, string>): BenchArgs<K> {
+  const withDefaults: Record<string, string> = { duration: '10', rounds: '3', scale: '10', ...defaults, ...own };
+  const { values } = parseArgs({
+    options: Object.fromEntries(Object.entries(withDefaults).map(([name, value]) => [name, { type: 'string', default: value }] as const)),
+  });
+  const given = values as Record<string, string>;
+  return {
+    duration: Number(given.duration),
+    rounds: Number(given.rounds),
+    scale: Number(given.scale),
+    clients: given.clients!.split(',').map(Number),
+    idle: Number(given.idle),
+    own: Object.fromEntries(Object.keys(own).map((name) => [name, given[name]!])) as Record<K, string>,
+  };
+}
 
 export interface PgbenchDatabase {
   server: BenchServer;
