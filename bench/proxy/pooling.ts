@@ -9,7 +9,7 @@
  * - 5000 idle clients through tandem pooled: the proxy's RSS per client, and the server backends.
  *
  * Each figure is the median of rotating rounds; beside the TPS, the CPU time the proxy process used
- * per transaction (/proc/PID/stat before and after each pgbench run). Prints a Markdown table.
+ * per transaction, in user space and in the kernel (/proc/PID/stat before and after each pgbench run). Prints a Markdown table.
  *
  *   npm run build && npx tsx bench/proxy/pooling.ts [--duration 10] [--rounds 3] [--clients 8,32,200] [--pool-size 16] [--connect-clients 8] [--idle 5000]
  *
@@ -21,7 +21,7 @@ import pg from 'pg';
 import { machine, table } from '../support.js';
 import {
   closeClients, cpuSeconds, DATABASE, medianOfRotatingRounds, openIdleClients, parseBenchArgs, pgbench, rssKb, startPgBouncer,
-  startPgbenchDatabase, startTandem, type PgbenchRun, type Result,
+  startPgbenchDatabase, startTandem, type CpuTimes, type PgbenchRun, type Result,
 } from './targets.js';
 
 const { duration: DURATION, rounds: ROUNDS, idle: IDLE, clients: CLIENTS, scale: SCALE, own } = parseBenchArgs(
@@ -37,8 +37,13 @@ const PGBOUNCER_NO_PREPARED = 'n/a (PgBouncer 1.18 has no prepared statement sup
 type TargetName = 'direct' | 'pgbouncer' | 'tandem' | 'tandem-none';
 
 interface Measured extends Result {
-  /** CPU of the proxy process per transaction, µs; undefined for direct connections. */
-  cpuUs: number | undefined;
+  /** CPU of the proxy process per transaction, µs, user and system; undefined for direct connections. */
+  cpuUs: CpuTimes | undefined;
+}
+
+/** User plus system, then each: where a proxy spends its time, in its own code or in the kernel. */
+function cpuCell(cpu: CpuTimes): string {
+  return `${(cpu.user + cpu.system).toFixed(0)} (${cpu.user.toFixed(0)} + ${cpu.system.toFixed(0)})`;
 }
 
 function shell(command: string): string {
@@ -65,12 +70,16 @@ async function main(): Promise<void> {
   async function measure(names: TargetName[], label: string, run: PgbenchRun): Promise<Record<string, Measured>> {
     return medianOfRotatingRounds(names, ROUNDS, async (name, round) => {
       const { port, pid } = targets[name as TargetName];
-      const cpuBefore = pid === undefined ? 0 : cpuSeconds(pid);
+      const cpuBefore = pid === undefined ? undefined : cpuSeconds(pid);
       const result = await pgbench(port, run);
-      const cpuUs = pid === undefined ? undefined : ((cpuSeconds(pid) - cpuBefore) * 1e6) / result.transactions;
+      const cpuAfter = pid === undefined ? undefined : cpuSeconds(pid);
+      const perTransaction = (before: number, after: number) => ((after - before) * 1e6) / result.transactions;
+      const cpuUs = cpuBefore && cpuAfter
+        ? { user: perTransaction(cpuBefore.user, cpuAfter.user), system: perTransaction(cpuBefore.system, cpuAfter.system) }
+        : undefined;
       process.stderr.write(
         `${label} c=${run.clients} round ${round + 1} ${name}: ${result.tps.toFixed(0)} tps, ${result.latencyMs.toFixed(3)} ms` +
-          `${cpuUs === undefined ? '' : `, ${cpuUs.toFixed(1)} µs CPU/tx`}\n`,
+          `${cpuUs === undefined ? '' : `, ${cpuCell(cpuUs)} µs CPU/tx`}\n`,
       );
       return { ...result, cpuUs };
     });
@@ -79,7 +88,7 @@ async function main(): Promise<void> {
   const rows: Array<Array<string | number>> = [];
   const tps = (m: Measured | undefined) => (m ? m.tps.toFixed(0) : '–');
   const ms = (m: Measured | undefined) => (m ? m.latencyMs.toFixed(3) : '–');
-  const cpu = (m: Measured | undefined) => (m?.cpuUs === undefined ? '–' : m.cpuUs.toFixed(1));
+  const cpu = (m: Measured | undefined) => (m?.cpuUs === undefined ? '–' : cpuCell(m.cpuUs));
   const ratio = (a: Measured | undefined, b: Measured | undefined) => (a && b ? `**${(a.tps / b.tps).toFixed(2)}**` : 'n/a');
   function row(label: string, clients: number, r: Record<string, Measured>, pgbouncerCell?: string): void {
     const [d, b, t, n] = [r.direct, r.pgbouncer, r.tandem, r['tandem-none']];
@@ -119,7 +128,7 @@ async function main(): Promise<void> {
   console.log(`uptime before: ${uptimeBefore}\nuptime after:  ${uptimeAfter}\n`);
   const headers = [
     'pgbench', 'clients', 'direct TPS', 'PgBouncer TPS', 'tandem TPS', 'tandem none TPS', 'tandem/PgBouncer', 'direct ms', 'PgBouncer ms',
-    'tandem ms', 'tandem none ms', 'PgBouncer µs CPU/tx', 'tandem µs CPU/tx', 'tandem none µs CPU/tx',
+    'tandem ms', 'tandem none ms', 'PgBouncer µs CPU/tx (user + sys)', 'tandem µs CPU/tx (user + sys)', 'tandem none µs CPU/tx (user + sys)',
   ];
   console.log(table(headers, rows));
   if (idle) {

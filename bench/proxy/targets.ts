@@ -238,13 +238,18 @@ export function rssKb(pid: number): number {
 
 const CLOCK_TICKS_PER_SECOND = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 
-/** User plus system CPU seconds of a process, all its threads included. */
-export function cpuSeconds(pid: number): number {
+export interface CpuTimes {
+  user: number;
+  system: number;
+}
+
+/** User and system CPU seconds of a process, all its threads included. */
+export function cpuSeconds(pid: number): CpuTimes {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // The command name in parentheses may hold spaces; the fields after it are fixed.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+  return { user: Number(fields[11]) / CLOCK_TICKS_PER_SECOND, system: Number(fields[12]) / CLOCK_TICKS_PER_SECOND };
 }
 
 /** Opens `count` idle clients to `port`, 50 at a time; end them with `closeClients`. */
