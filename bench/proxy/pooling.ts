@@ -1,0 +1,195 @@
+/**
+ * Pooling benchmark (issue #13): tandem proxy with --pool-mode transaction against PgBouncer in
+ * transaction mode with the same pool size, all in one run on one machine over loopback.
+ *
+ * - pgbench -S at 8, 32 and 200 clients over a pool of 16: direct, PgBouncer, tandem pooled;
+ * - the same with -M prepared: direct and tandem pooled (PgBouncer 1.18 cannot, see below);
+ * - pgbench -C -S (a new connection per transaction) at 8 clients: direct, PgBouncer, tandem
+ *   pooled and tandem --pool-mode none (one server connection per client, as before pooling);
+ * - 5000 idle clients through tandem pooled: the proxy's RSS per client, and the server backends.
+ *
+ * Each figure is the median of rotating rounds; beside the TPS, the CPU time the proxy process used
+ * per transaction, in user space and in the kernel (/proc/PID/stat before and after each pgbench run). Prints a Markdown table.
+ *
+ *   npm run build && npx tsx bench/proxy/pooling.ts [--duration 10] [--rounds 3] [--clients 8,32,200] [--pool-size 16] [--connect-clients 8] [--idle 5000]
+ *
+ * Needs pgbench and pgbouncer (see run.ts), and `ulimit -n` of at least twice --idle plus 1000 (the
+ * idle clients' sockets are open in this process and in the proxy at once). Not run by the tests.
+ */
+import { spawnSync } from 'node:child_process';
+import pg from 'pg';
+import { machine, table } from '../support.js';
+import {
+  closeClients, cpuSeconds, DATABASE, medianOfRotatingRounds, openIdleClients, parseBenchArgs, pgbench, rssKb, startPgBouncer,
+  startPgbenchDatabase, startTandem, type CpuTimes, type PgbenchRun, type Result,
+} from './targets.js';
+
+const { duration: DURATION, rounds: ROUNDS, idle: IDLE, clients: CLIENTS, scale: SCALE, own } = parseBenchArgs(
+  { clients: '8,32,200', idle: '5000' },
+  { 'pool-size': '16', 'connect-clients': '8' },
+);
+const POOL_SIZE = Number(own['pool-size']);
+const CONNECT_CLIENTS = Number(own['connect-clients']);
+const MAX_CLIENT_CONN = IDLE + 1000;
+
+const PGBOUNCER_NO_PREPARED = 'n/a (PgBouncer 1.18 has no prepared statement support in transaction mode)';
+
+type TargetName = 'direct' | 'pgbouncer' | 'tandem' | 'tandem-none';
+
+interface Measured extends Result {
+  /** CPU of the proxy process per transaction, µs, user and system; undefined for direct connections. */
+  cpuUs: CpuTimes | undefined;
+}
+
+/** User plus system, then each: where a proxy spends its time, in its own code or in the kernel. */
+function cpuCell(cpu: CpuTimes): string {
+  return `${(cpu.user + cpu.system).toFixed(0)} (${cpu.user.toFixed(0)} + ${cpu.system.toFixed(0)})`;
+}
+
+function shell(command: string): string {
+  return spawnSync('sh', ['-c', command], { encoding: 'utf8' }).stdout.trim();
+}
+
+async function main(): Promise<void> {
+  const openFiles = Number(shell('ulimit -n'));
+  if (IDLE > 0 && openFiles < 2 * IDLE + 1000) {
+    throw new Error(`ulimit -n is ${openFiles}: ${IDLE} idle clients need at least ${2 * IDLE + 1000} (run \`ulimit -n ${2 * IDLE + 1000}\` first)`);
+  }
+  const uptimeBefore = shell('uptime');
+  const { server, url, major } = await startPgbenchDatabase(SCALE, Math.max(...CLIENTS, CONNECT_CLIENTS) + 100);
+  const bouncer = await startPgBouncer(server.port, { poolMode: 'transaction', poolSize: POOL_SIZE, maxClientConn: MAX_CLIENT_CONN });
+  const pooled = await startTandem(url, ['--pool-mode', 'transaction', '--auth-type', 'trust', '--pool-size', String(POOL_SIZE), '--max-client-conn', String(MAX_CLIENT_CONN)]);
+  const relay = await startTandem(url, ['--pool-mode', 'none', '--max-client-conn', String(MAX_CLIENT_CONN)]);
+  const targets: Record<TargetName, { port: number; pid: number | undefined }> = {
+    direct: { port: server.port, pid: undefined },
+    pgbouncer: bouncer,
+    tandem: pooled,
+    'tandem-none': relay,
+  };
+
+  async function measure(names: TargetName[], label: string, run: PgbenchRun): Promise<Record<string, Measured>> {
+    return medianOfRotatingRounds(names, ROUNDS, async (name, round) => {
+      const { port, pid } = targets[name as TargetName];
+      const cpuBefore = pid === undefined ? undefined : cpuSeconds(pid);
+      const result = await pgbench(port, run);
+      const cpuAfter = pid === undefined ? undefined : cpuSeconds(pid);
+      const perTransaction = (before: number, after: number) => ((after - before) * 1e6) / result.transactions;
+      const cpuUs = cpuBefore && cpuAfter
+        ? { user: perTransaction(cpuBefore.user, cpuAfter.user), system: perTransaction(cpuBefore.system, cpuAfter.system) }
+        : undefined;
+      process.stderr.write(
+        `${label} c=${run.clients} round ${round + 1} ${name}: ${result.tps.toFixed(0)} tps, ${result.latencyMs.toFixed(3)} ms` +
+          `${cpuUs === undefined ? '' : `, ${cpuCell(cpuUs)} µs CPU/tx`}\n`,
+      );
+      return { ...result, cpuUs };
+    });
+  }
+
+  const rows: Array<Array<string | number>> = [];
+  const tps = (m: Measured | undefined) => (m ? m.tps.toFixed(0) : '–');
+  const ms = (m: Measured | undefined) => (m ? m.latencyMs.toFixed(3) : '–');
+  const cpu = (m: Measured | undefined) => (m?.cpuUs === undefined ? '–' : cpuCell(m.cpuUs));
+  const ratio = (a: Measured | undefined, b: Measured | undefined) => (a && b ? `**${(a.tps / b.tps).toFixed(2)}**` : 'n/a');
+  function row(label: string, clients: number, r: Record<string, Measured>, pgbouncerCell?: string): void {
+    const [d, b, t, n] = [r.direct, r.pgbouncer, r.tandem, r['tandem-none']];
+    rows.push([label, clients, tps(d), pgbouncerCell ?? tps(b), tps(t), tps(n), ratio(t, b), ms(d), ms(b), ms(t), ms(n), cpu(b), cpu(t), cpu(n)]);
+  }
+
+  let idle: IdleFigures | undefined;
+  try {
+    try {
+      for (const clients of CLIENTS) {
+        const threads = Math.min(clients, 2);
+        row('-S', clients, await measure(['direct', 'pgbouncer', 'tandem'], '-S', { clients, threads, seconds: DURATION }));
+      }
+      for (const clients of CLIENTS) {
+        // pgbench prepares each statement synchronously on a connection's first use: with fewer
+        // threads than clients, a thread waits for a server connection while holding the clients that
+        // would give one back, and deadlocks behind any transaction pooler. One thread per client.
+        const run: PgbenchRun = { clients, threads: clients, seconds: DURATION, protocol: 'prepared' };
+        row('-S -M prepared', clients, await measure(['direct', 'tandem'], '-S -M prepared', run), PGBOUNCER_NO_PREPARED);
+      }
+      const connectRun: PgbenchRun = { clients: CONNECT_CLIENTS, threads: Math.min(CONNECT_CLIENTS, 2), seconds: DURATION, connectPerTransaction: true };
+      row('-S -C', CONNECT_CLIENTS, await measure(['direct', 'pgbouncer', 'tandem', 'tandem-none'], '-S -C', connectRun));
+    } finally {
+      await relay.stop();
+      bouncer.stop();
+    }
+    // With the pooled proxy alone on the server, every backend on the database is one of its own.
+    if (IDLE > 0) idle = await idleClients(server.url, pooled.port, pooled.pid);
+  } finally {
+    await pooled.stop();
+    await server.stop();
+  }
+  const uptimeAfter = shell('uptime');
+
+  console.log(`\n${machine()}; PostgreSQL ${major}; ${shell('pgbouncer --version | head -1')}; pgbench -T ${DURATION}, scale ${SCALE}, median of ${ROUNDS} rotating rounds`);
+  console.log(`pool of ${POOL_SIZE} server connections in both poolers; -j min(clients, 2), but -j clients with -M prepared`);
+  console.log(`uptime before: ${uptimeBefore}\nuptime after:  ${uptimeAfter}\n`);
+  const headers = [
+    'pgbench', 'clients', 'direct TPS', 'PgBouncer TPS', 'tandem TPS', 'tandem none TPS', 'tandem/PgBouncer', 'direct ms', 'PgBouncer ms',
+    'tandem ms', 'tandem none ms', 'PgBouncer µs CPU/tx (user + sys)', 'tandem µs CPU/tx (user + sys)', 'tandem none µs CPU/tx (user + sys)',
+  ];
+  console.log(table(headers, rows));
+  if (idle) {
+    const perClient = ((idle.afterKb - idle.beforeKb) * 1024) / IDLE;
+    console.log(
+      `\n${IDLE} idle clients through tandem --pool-mode transaction --pool-size ${POOL_SIZE}: RSS ${idle.beforeKb} kB before, ` +
+        `${idle.afterKb} kB with them: ${Math.round(perClient)} bytes per idle client. Server backends on ${DATABASE}: ` +
+        `at most ${idle.peakBackends} while they connected, ${idle.backends} with all of them connected (${idle.backendsByName})`,
+    );
+  }
+}
+
+interface IdleFigures {
+  beforeKb: number;
+  afterKb: number;
+  /** The most client backends on the database seen while the idle clients were connecting. */
+  peakBackends: number;
+  backends: number;
+  /** Backends by application_name: the pool's connections carry none, the proxy's own one its name. */
+  backendsByName: string;
+}
+
+const BACKENDS_BY_NAME = `
+  SELECT coalesce(nullif(application_name, ''), '(no application_name)') AS name, count(*)::int AS n
+    FROM pg_stat_activity
+   WHERE datname = $1 AND backend_type = 'client backend'
+   GROUP BY 1 ORDER BY 1`;
+
+/** Opens the idle clients through the pooled proxy and asks the server, directly, what it sees meanwhile. */
+async function idleClients(serverUrl: string, port: number, pid: number): Promise<IdleFigures> {
+  // On the postgres database, so that it does not count itself.
+  const admin = new pg.Client({ connectionString: serverUrl });
+  await admin.connect();
+  const backendsNow = async () => (await admin.query<{ name: string; n: number }>(BACKENDS_BY_NAME, [DATABASE])).rows;
+  const total = (rows: Array<{ n: number }>) => rows.reduce((sum, r) => sum + r.n, 0);
+  let peakBackends = 0;
+  let connecting = true;
+  const watching = (async () => {
+    while (connecting) {
+      peakBackends = Math.max(peakBackends, total(await backendsNow()));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  })();
+  const beforeKb = rssKb(pid);
+  let clients: pg.Client[] = [];
+  try {
+    clients = await openIdleClients(port, IDLE);
+    connecting = false;
+    await watching;
+    // Lets the proxy's allocations settle (and V8 collect what the logins left behind) before reading.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    const afterKb = rssKb(pid);
+    const rows = await backendsNow();
+    const backends = total(rows);
+    return { beforeKb, afterKb, peakBackends: Math.max(peakBackends, backends), backends, backendsByName: rows.map((r) => `${r.name}: ${r.n}`).join(', ') || 'none' };
+  } finally {
+    connecting = false;
+    await watching.catch(() => {});
+    await closeClients(clients);
+    await admin.end();
+  }
+}
+
+await main();
