@@ -12,7 +12,7 @@ import { loadUserlist, type Userlist } from './auth/userlist.js';
 import type { PoolingOptions } from './config.js';
 import type { ProxyMetrics } from './metrics.js';
 import type { Pinning } from './pool/pinning.js';
-import { Pools, describeKey, type PoolKey } from './pool/pool.js';
+import { Pools, describeKey, idOf, type PoolKey } from './pool/pool.js';
 import { PooledServer } from './pool/pooled-server.js';
 import type { Pooling } from './session/pooled.js';
 import type { UpstreamTarget } from './upstream.js';
@@ -111,8 +111,4 @@ export class ProxyPooling implements Pooling {
     if (!this.welcomes.has(idOf(key))) this.welcomes.set(idOf(key), server.session.parameterFrames);
     return server;
   }
-}
-
-function idOf(key: PoolKey): string {
-  return `${key.database}\0${key.user}\0${key.version}\0${key.searchPath ?? ''}`;
 }

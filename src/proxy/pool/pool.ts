@@ -580,7 +580,8 @@ export class Pools<C extends ServerConnection> {
   }
 }
 
-function idOf(key: PoolKey): string {
+/** One string per pool key, for maps keyed by pool. */
+export function idOf(key: PoolKey): string {
   return `${key.database}\0${key.user}\0${key.version}\0${key.searchPath ?? ''}`;
 }
 

@@ -11,9 +11,6 @@ import { ServerStatements } from './prepared.js';
 
 let nextId = 1;
 
-/** Statements after which the server holds no prepared statements any more. */
-const FORGETS_PREPARED = /^\s*(discard\s+all|deallocate\s+(prepare\s+)?all)\s*;?\s*$/i;
-
 export class PooledServer implements ServerConnection {
   readonly id = nextId++;
   readonly statements: ServerStatements;
@@ -41,9 +38,12 @@ export class PooledServer implements ServerConnection {
     return this.session.usable;
   }
 
-  async run(sql: string): Promise<void> {
-    await this.session.simpleQuery(sql);
-    if (FORGETS_PREPARED.test(sql)) this.statements.clear();
+  /**
+   * The pool's own ROLLBACK (transaction mode) and reset query (session mode, where no prepared
+   * statements are tracked: a reset that drops them leaves no record to correct).
+   */
+  run(sql: string): Promise<void> {
+    return this.session.simpleQuery(sql);
   }
 
   close(): void {
