@@ -93,13 +93,14 @@ describe('migrate, latest, status, start --dry-run', () => {
   it('--schema migrates a schema other than public, and version_schema names the version', async () => {
     await pg.query(`CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int PRIMARY KEY, total int); INSERT INTO billing.invoices VALUES (1, 10)`);
     const file = await migrationFile('01_cents', {
-      version_schema: 'billing_v2',
+      version_schema: 'v2',
       operations: [
         { rename_column: { table: 'invoices', from: 'total', to: 'total_cents' } },
         { alter_column: { table: 'invoices', column: 'total_cents', type: 'bigint', up: 'total * 100', down: 'total_cents / 100' } },
       ],
     });
     ok(await tandem(pg.url, ['--schema', 'billing', 'start', file]));
+    // pgroll's naming: <schema>_<version_schema>.
     const fresh = await versionClient(pg.url, 'billing_v2', 'billing');
     expect((await fresh.query('SELECT id, total_cents FROM invoices')).rows).toEqual([{ id: 1, total_cents: '1000' }]);
     await fresh.query('INSERT INTO invoices VALUES (2, 250)');

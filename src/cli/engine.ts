@@ -118,6 +118,7 @@ export async function withMigrator<T>(command: Command, io: CliIO, body: (migrat
       backfillBatchTimeMs: settings.backfillBatchTimeMs,
       throttle,
       stallTimeoutMs: (options.stallTimeout ?? 60) * 1000,
+      useVersionSchema: settings.useVersionSchema,
       logger: settings.logger,
       metrics,
       onBackfillProgress: (p) => {

@@ -19,6 +19,8 @@ export interface CommonSettings {
   backfillBatchTimeMs: number | undefined;
   /** The role migrations run as (SET ROLE), so what they create is owned by it. */
   role: string | undefined;
+  /** false: start creates no version schema (pgroll's --use-version-schema=false). */
+  useVersionSchema: boolean;
   logger: Logger;
 }
 
@@ -39,6 +41,15 @@ export function durationOption(flag: string) {
     } catch (error) {
       throw new InvalidArgumentError((error as Error).message);
     }
+  };
+}
+
+/** A boolean flag's value as pgroll's (Go's) flags read it: 1, t, true, 0, f, false, in any case. */
+export function booleanValue(name: string) {
+  return (value: string): boolean => {
+    if (/^(1|t|true)$/i.test(value)) return true;
+    if (/^(0|f|false)$/i.test(value)) return false;
+    throw new InvalidArgumentError(`${name} must be true or false, got "${value}"`);
   };
 }
 
@@ -67,7 +78,15 @@ export function addCommonOptions(program: Command): Command {
     .option('--backfill-batch-size <rows>', 'rows per backfill batch (with --backfill-batch-time: the most a batch takes)', positiveInteger('--backfill-batch-size'), 1000)
     .option('--backfill-batch-time <duration>', 'size each backfill batch to take about this long (e.g. 200ms) instead of a fixed row count', durationOption('--backfill-batch-time'))
     .option('--backfill-batch-delay <ms>', 'pause between backfill batches, in milliseconds', nonNegativeInteger('--backfill-batch-delay'), 0)
+    .addOption(
+      new Option('--use-version-schema [bool]', 'create a version schema for each migration (pgroll\'s flag: --use-version-schema=false creates none)')
+        .argParser(booleanValue('--use-version-schema'))
+        .preset('true')
+        .default(true)
+        .env('PGROLL_USE_VERSION_SCHEMA'),
+    )
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (else TANDEM_LOG_LEVEL, else info)')
+    .option('--verbose', "pgroll's flag: --log-level debug, unless --log-level says otherwise")
     .option('--log-format <format>', 'json, text (one line a step) or pretty; default on a terminal text (proxy and dev: pretty), else json');
 }
 
@@ -81,7 +100,9 @@ interface RawCommonOptions {
   backfillBatchDelay: number;
   backfillBatchTime?: number;
   role?: string;
+  useVersionSchema: boolean;
   logLevel?: string;
+  verbose?: boolean;
   logFormat?: string;
 }
 
@@ -98,7 +119,7 @@ export function commonSettings(
   let level;
   let format;
   try {
-    level = parseLogLevel(raw.logLevel);
+    level = parseLogLevel(raw.logLevel ?? (raw.verbose ? 'debug' : undefined));
     format = parseLogFormat(raw.logFormat);
   } catch (error) {
     throw new UsageError((error as Error).message);
@@ -116,6 +137,7 @@ export function commonSettings(
     backfillBatchDelayMs: raw.backfillBatchDelay,
     backfillBatchTimeMs: raw.backfillBatchTime,
     role: raw.role || undefined,
+    useVersionSchema: raw.useVersionSchema,
     logger: createLogger({ level, format, terminalFormat: options.terminalLogFormat, destination: options.logTo }),
   };
 }

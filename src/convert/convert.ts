@@ -13,6 +13,7 @@ import { parseMigration } from '../migration/load.js';
 import { TandemError } from '../errors/index.js';
 import type { ConvertedOperation, Note } from './context.js';
 import { MAX_NAME } from './names.js';
+import { versionSchemaName } from '../migration/names.js';
 import { convertStatement } from './statements.js';
 
 export interface ConvertOptions {
@@ -144,16 +145,18 @@ function markReplacements(operations: ConvertedOperation[]): ConvertedOperation[
 
 /**
  * `<schema>_<name>` is the version schema; when that passes 63 bytes the migration sets a shorter
- * `version_schema` (the name's start and a digest of the whole name, so it stays unique) and keeps
- * its full name, which the proxy also accepts (`app@<name>`).
+ * `version_schema` (the name's start and a digest of the whole name, so it stays unique; the schema
+ * prefix is added to it as to a name) and keeps its full name, which the proxy also accepts
+ * (`app@<name>`).
  */
 function withVersionSchema(migration: ConvertedMigration, schema: string): ConvertedMigration {
-  const natural = `${schema}_${migration.name}`;
   // A cut name could make two versions share one schema.
-  if (Buffer.byteLength(natural) <= MAX_NAME) return migration;
+  if (Buffer.byteLength(versionSchemaName(migration, schema)) <= MAX_NAME) return migration;
   const digest = createHash('sha256').update(migration.name).digest('hex').slice(0, 8);
-  let start = natural;
-  while (Buffer.byteLength(`${start}_${digest}`) > MAX_NAME) start = [...start].slice(0, -1).join('');
+  let start = migration.name;
+  while (start && Buffer.byteLength(versionSchemaName({ name: migration.name, versionSchema: `${start}_${digest}` }, schema)) > MAX_NAME) {
+    start = [...start].slice(0, -1).join('');
+  }
   return { ...migration, versionSchema: `${start}_${digest}` };
 }
 

@@ -40,8 +40,10 @@ export interface MigrationContext {
   schema: string;
   stateSchema: string;
   migrationName: string;
-  /** This migration's version schema. */
+  /** This migration's version schema (its name: the sync triggers tell its writers by it even when it is not created). */
   versionSchema: string;
+  /** false: start creates no version schema (pgroll's --use-version-schema=false); the default is true. */
+  createVersionSchema?: boolean;
   /** The version schema the old app uses, if an earlier migration made one. */
   previousVersionSchema: string | null;
 }
@@ -293,7 +295,7 @@ export class Planner {
 
   /** The whole plan, in execution order. */
   build(): Plan {
-    const { schema, versionSchema, previousVersionSchema } = this.context;
+    const { schema, versionSchema, previousVersionSchema, createVersionSchema = true } = this.context;
     for (const work of this.atBuild.splice(0)) work();
     this.addShadowSteps();
     const triggers = this.syncTriggers();
@@ -311,13 +313,11 @@ export class Planner {
         return { kind: 'backfill', description: `backfill ${table}`, table, touchColumn, ...(assignments ? { assignments } : {}), origin };
       }),
       ...at('backfill'),
-      this.viewsFromLiveSchema
-        ? { kind: 'live_views', description: `create version schema ${versionSchema}`, versionSchema }
-        : sqlStep(`create version schema ${versionSchema}`, createVersionSchemaSql(this.model, versionSchema, this.versionSchemaOwner())),
+      ...(createVersionSchema ? [this.versionSchemaStep()] : []),
       ...at('views'),
     ];
     const start = unnumbered.map((step, id): Step => ({ ...step, id }));
-    const viewsStep = start.find((s) => s.description === `create version schema ${versionSchema}`)!;
+    const viewsStep = start.find((s) => s.description === `create version schema ${versionSchema}`);
     const triggerStep = (table: string) => start.find((s) => s.description === `install sync trigger on ${table}`)!;
     // Grouped once: looking them up per operation would make planning quadratic in the operations.
     const startIds = new Map<number, number[]>();
@@ -352,7 +352,7 @@ export class Planner {
     // Each rollback step says which start steps it undoes, so undoing a start that failed half-way
     // touches only what was done (and needs no lock on tables that start never reached).
     const rollback: Step[] = [
-      { ...sqlStep(`drop version schema ${versionSchema}`, dropVersionSchemaSql(this.context.stateSchema, versionSchema)), undoes: [viewsStep.id!] },
+      ...(viewsStep ? [{ ...sqlStep(`drop version schema ${versionSchema}`, dropVersionSchemaSql(this.context.stateSchema, versionSchema)), undoes: [viewsStep.id!] }] : []),
       ...triggers.map((t) => ({
         ...sqlStep(`drop sync trigger on ${t.table}`, dropSyncTriggerSql(t), { lockTarget: lockTarget(t.table) }),
         undoes: [triggerStep(t.table).id!],
@@ -362,7 +362,15 @@ export class Planner {
         .reverse()
         .flat(),
     ];
-    return { start, complete, rollback, retires: previousVersionSchema };
+    return { start, complete, rollback, retires: previousVersionSchema, ...(createVersionSchema ? {} : { createsVersionSchema: false as const }) };
+  }
+
+  private versionSchemaStep(): Step {
+    const { versionSchema } = this.context;
+    const description = `create version schema ${versionSchema}`;
+    return this.viewsFromLiveSchema
+      ? { kind: 'live_views', description, versionSchema }
+      : sqlStep(description, createVersionSchemaSql(this.model, versionSchema, this.versionSchemaOwner()));
   }
 
   private versionSchemaOwner(): VersionSchemaOwner {

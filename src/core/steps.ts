@@ -90,11 +90,18 @@ export interface Plan {
   rollback: Step[];
   /** The version schema `complete` retires (the one the old app uses), if any. */
   retires: string | null;
+  /** false when start creates no version schema (pgroll's --use-version-schema=false); absent: it does. */
+  createsVersionSchema?: false;
   /**
    * What the migration creates, checked after the last complete step (absent from plans stored
    * before tandem kept it: their complete checks nothing).
    */
   expect?: ExpectedObject[];
+}
+
+/** Whether the migration's start creates its version schema (plans stored before the choice existed do). */
+export function createsVersionSchema(plan: Plan): boolean {
+  return plan.createsVersionSchema !== false;
 }
 
 /** An object a migration creates, by the names it has once complete is done. */

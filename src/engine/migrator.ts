@@ -25,6 +25,7 @@ import { Executor } from './executor.js';
 import { retry, type RetryPolicy } from './retry.js';
 import { SchemaModel } from '../core/model.js';
 import type { Plan, Step } from '../core/steps.js';
+import { versionSchemaReady } from './status.js';
 import { expressionCheckFor, planMigration, type ExpressionCheck } from './plan-migration.js';
 import { MAX_IDENTIFIER_BYTES } from '../core/quote.js';
 import { fixedSearchPath } from '../core/triggers.js';
@@ -43,6 +44,8 @@ export interface EngineSettings {
   /** When backfills hold back their batches: replica lag, load, lock waiters, a throttle file. */
   throttle?: ThrottleSettings;
   stallTimeoutMs: number;
+  /** false: start creates no version schema (pgroll's --use-version-schema=false). Default true. */
+  useVersionSchema?: boolean;
   logger: Logger;
   retry?: RetryPolicy;
   metrics?: BackfillMetrics;
@@ -117,7 +120,8 @@ export class Migrator {
     await this.prepareSession();
     await this.requireSchema();
     const versionSchema = this.versionSchemaOf(loaded);
-    await this.refuseVersionSchema(versionSchema, loaded);
+    const createVersionSchema = this.settings.useVersionSchema !== false;
+    if (createVersionSchema) await this.refuseVersionSchema(versionSchema, loaded);
     const previous = await this.previousVersionSchema();
     const planned = await planMigration(
       this.db,
@@ -127,6 +131,7 @@ export class Migrator {
         stateSchema: this.settings.stateSchema,
         migrationName: loaded.migration.name,
         versionSchema,
+        createVersionSchema,
         previousVersionSchema: previous,
       },
       loaded.file,
@@ -228,7 +233,7 @@ export class Migrator {
       throw phaseFailure('start', record, error, file);
     }
     await this.withReconnect('start', record, () => this.store.setStatus(record.id, 'active', { step: 0 }));
-    this.logger.info({ migration: record.name, versionSchema: record.versionSchema }, `${record.name} is active: version schema ${record.versionSchema} is ready`);
+    this.logger.info({ migration: record.name, versionSchema: record.versionSchema }, `${record.name} is active: ${versionSchemaReady(record)}`);
     return { ...record, status: 'active', step: 0 };
   }
 

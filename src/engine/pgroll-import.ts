@@ -8,6 +8,7 @@ import { quoteIdent } from '../core/quote.js';
 import type { Queryable } from '../db/connection.js';
 import { TandemError } from '../errors/index.js';
 import { digestOf } from '../migration/load.js';
+import { versionSchemaName } from '../migration/names.js';
 import { actor, MigrationStore } from '../state/migrations.js';
 import { underMigrationLock } from '../state/migration-lock.js';
 import { initStateSchema } from '../state/schema.js';
@@ -37,10 +38,10 @@ export interface PgrollImport {
   eventTriggers: string[];
 }
 
-/** The version schema pgroll gives a migration: the schema, "_", and `version_schema` or the name. */
+/** The version schema pgroll gave a migration (tandem names them the same way). */
 export function pgrollVersionSchema(schema: string, migration: PgrollMigration): string {
-  const suffix = typeof migration.migration.version_schema === 'string' && migration.migration.version_schema ? migration.migration.version_schema : migration.name;
-  return `${schema}_${suffix}`;
+  const versionSchema = typeof migration.migration.version_schema === 'string' && migration.migration.version_schema ? migration.migration.version_schema : undefined;
+  return versionSchemaName({ name: migration.name, versionSchema }, schema);
 }
 
 /** pgroll's history of `schema`, oldest first, following each migration's parent. */

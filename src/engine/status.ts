@@ -7,6 +7,7 @@ import { listVersions, type VersionInfo } from '../state/versions.js';
 import { DEFAULT_STALE_AFTER_MS, readLiveClients } from '../state/heartbeats.js';
 import { checkRetirement, type RetirementCheck } from './drain.js';
 import { whatWorksNow } from './next-command.js';
+import { createsVersionSchema } from '../core/steps.js';
 
 export interface MigrationSummary {
   name: string;
@@ -54,6 +55,11 @@ export interface EngineStatus {
   /** Proxies with a fresh heartbeat for this schema, and those gone quiet. */
   proxies: { live: number; stale: { hostname: string; pid: number; listen: string; heartbeatAt: Date }[] };
   history: MigrationSummary[];
+}
+
+/** What an active migration offers the new app: its version schema, or none when started with --use-version-schema=false. */
+export function versionSchemaReady(record: Pick<MigrationRecord, 'versionSchema' | 'plan'>): string {
+  return createsVersionSchema(record.plan) ? `version schema ${record.versionSchema} is ready` : 'no version schema (--use-version-schema=false)';
 }
 
 function summary(record: MigrationRecord): MigrationSummary {

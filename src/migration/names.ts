@@ -53,7 +53,11 @@ export function nameProblem(name: string): NameProblem | undefined {
   return undefined;
 }
 
-/** The version schema a migration creates: its `version_schema`, else `<schema>_<name>`. */
+/**
+ * The version schema a migration creates, named as pgroll names it: the migrated schema, `_`, and the
+ * file's `version_schema` when it has one, else the migration's name (`version_schema: v2` on
+ * `public` is `public_v2`), so a database pgroll and tandem take turns on has one schema per version.
+ */
 export function versionSchemaName(migration: { name: string; versionSchema?: string }, schema: string): string {
-  return migration.versionSchema ?? `${schema}_${migration.name}`;
+  return `${schema}_${migration.versionSchema ?? migration.name}`;
 }

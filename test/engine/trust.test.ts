@@ -18,25 +18,23 @@ describe('trust', () => {
   }
 
   describe('version_schema never names a schema tandem did not create', () => {
-    it('refuses an existing schema, the migrated and state schemas, system names and a live version, and changes nothing', async () => {
-      await db.query(`CREATE SCHEMA sales; CREATE TABLE sales.orders (id int PRIMARY KEY); INSERT INTO sales.orders VALUES (1), (2);
+    it('refuses an existing schema, the state schema and a live version, and changes nothing', async () => {
+      // version_schema is put after "<schema>_", as pgroll does: "sales" names public_sales.
+      await db.query(`CREATE SCHEMA public_sales; CREATE TABLE public_sales.orders (id int PRIMARY KEY); INSERT INTO public_sales.orders VALUES (1), (2);
                       CREATE TABLE users (id int PRIMARY KEY, email text)`);
       ok(await start(db.url, '01_base', [{ add_column: { table: 'users', column: { name: 'a', type: 'int', nullable: true } } }], ['--complete']));
-      const cases: [string, RegExp][] = [
-        ['sales', /the version schema "sales" already exists \(owned by \w+\)/],
-        ['public', /the version schema "public" is the schema being migrated/],
-        ['tandem', /the version schema "tandem" is tandem's state schema/],
-        ['pg_mine', /is a name PostgreSQL reserves for system schemas/],
-        ['information_schema', /is a name PostgreSQL reserves for system schemas/],
-        ['public_01_base', /the version schema "public_01_base" is the live version of migration "01_base"/],
+      const cases: [string, string[], RegExp][] = [
+        ['sales', [], /the version schema "public_sales" already exists \(owned by \w+\)/],
+        ['01_base', [], /the version schema "public_01_base" is the live version of migration "01_base"/],
+        ['state', ['--state-schema', 'public_state'], /the version schema "public_state" is tandem's state schema/],
       ];
       const before = await db.query(`SELECT count(*)::int AS n FROM tandem.migrations`);
-      for (const [versionSchema, message] of cases) {
+      for (const [versionSchema, flags, message] of cases) {
         const file = await migrationFile('02_next', {
           version_schema: versionSchema,
           operations: [{ add_column: { table: 'users', column: { name: 'b', type: 'int', nullable: true } } }],
         });
-        const result = await tandem(db.url, ['start', file]);
+        const result = await tandem(db.url, [...flags, 'start', file]);
         expect(result.code, versionSchema).toBe(1);
         expect(result.stderr).toMatch(message);
         expect(result.stderr).toContain('version_schema');
@@ -47,8 +45,9 @@ describe('trust', () => {
       expect(clash.code).toBe(1);
       expect(clash.stderr).toMatch(/the version schema "public_02_clash" already exists/);
       expect(clash.stderr).toMatch(/rename the migration, or set version_schema/);
-      expect(await schemaTables('sales')).toEqual(['orders']);
-      expect((await db.query(`SELECT count(*)::int AS n FROM sales.orders`)).rows[0].n).toBe(2);
+      expect(await schemaTables('public_sales')).toEqual(['orders']);
+      expect((await db.query(`SELECT count(*)::int AS n FROM public_sales.orders`)).rows[0].n).toBe(2);
+      expect((await db.query(`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 'public_state'`)).rows[0].n).toBe(0);
       expect((await db.query(`SELECT count(*)::int AS n FROM tandem.migrations`)).rows[0].n).toBe(before.rows[0].n);
       expect((await db.query(`SELECT column_name FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'b'`)).rows).toEqual([]);
     });

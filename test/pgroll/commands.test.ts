@@ -125,6 +125,58 @@ describe("pgroll's commands and flags", () => {
     expect((await tandem(pg.url, ['migrate', dir])).stderr).toContain('role "no_such_role" does not exist');
   });
 
+  it('--use-version-schema=false: start creates no version schema, the triggers still keep both shapes in step, complete and rollback work', async () => {
+    await pg.query(`CREATE TABLE users (id int PRIMARY KEY, email text); INSERT INTO users VALUES (1, 'a@x'), (2, NULL)`);
+    const dir = await folder({ '01_wide.yaml': 'operations:\n  - alter_column: {table: users, column: id, type: bigint, up: id, down: id}\n  - add_column: {table: users, up: upper(email), column: {name: shout, type: text, nullable: true}}\n' });
+    const started = ok(await tandem(pg.url, ['--use-version-schema=false', 'migrate', dir]));
+    expect(started.stdout).toContain('01_wide: started (no version schema)');
+    const schemas = `SELECT nspname FROM pg_namespace WHERE nspname LIKE 'public\\_%' ORDER BY 1`;
+    expect((await pg.query(schemas)).rows).toEqual([]);
+    // The old app's writes to the table reach the new columns, through the trigger and the backfill.
+    await pg.query(`INSERT INTO users (id, email) VALUES (3, 'c@x')`);
+    expect((await pg.query(`SELECT id, shout FROM users ORDER BY id`)).rows).toEqual([
+      { id: 1, shout: 'A@X' },
+      { id: 2, shout: null },
+      { id: 3, shout: 'C@X' },
+    ]);
+    const status = JSON.parse(ok(await tandem(pg.url, ['status', '--json'])).stdout);
+    expect(status.active.name).toBe('01_wide');
+    expect(status.versions).toEqual([]);
+    // Nothing to serve: the proxy's list of versions is empty, so `app@01_wide` is unknown.
+    expect((await pg.query(`SELECT count(*)::int AS n FROM tandem.version_schemas`)).rows[0].n).toBe(0);
+    expect(ok(await tandem(pg.url, ['complete'])).stdout).toContain('01_wide: completed; no version schema is left');
+    expect((await pg.query(`SELECT id, shout FROM users ORDER BY id`)).rows.map((r) => [r.id, r.shout])).toEqual([
+      ['1', 'A@X'],
+      ['2', null],
+      ['3', 'C@X'],
+    ]);
+    expect((await pg.query(`SELECT data_type FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'id'`)).rows).toEqual([{ data_type: 'bigint' }]);
+
+    // With a version schema from before: complete of a migration that made none still retires it.
+    await writeFile(join(dir, '02_age.yaml'), AGE);
+    ok(await tandem(pg.url, ['migrate', dir]));
+    ok(await tandem(pg.url, ['complete']));
+    expect((await pg.query(schemas)).rows).toEqual([{ nspname: 'public_02_age' }]);
+    await writeFile(join(dir, '03_rename.json'), '{"operations": [{"rename_column": {"table": "users", "from": "email", "to": "mail"}}]}');
+    setEnv({ PGROLL_USE_VERSION_SCHEMA: 'false' });
+    ok(await tandem(pg.url, ['migrate', dir]));
+    expect((await pg.query(schemas)).rows).toEqual([{ nspname: 'public_02_age' }]);
+    ok(await tandem(pg.url, ['rollback']));
+    expect((await pg.query(schemas)).rows).toEqual([{ nspname: 'public_02_age' }]);
+    ok(await tandem(pg.url, ['migrate', dir, '--complete']));
+    expect((await pg.query(schemas)).rows).toEqual([]);
+    expect((await pg.query(`SELECT column_name FROM information_schema.columns WHERE table_name = 'users' ORDER BY 1`)).rows.map((r) => r.column_name)).toEqual([
+      'age',
+      'id',
+      'mail',
+      'shout',
+    ]);
+    setEnv({ PGROLL_USE_VERSION_SCHEMA: 'maybe' });
+    const bad = await tandem(pg.url, ['status']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--use-version-schema must be true or false, got "maybe"');
+  });
+
   it("pgroll's environment variables stand in for the flags: PGROLL_PG_URL, PGROLL_SCHEMA, PGROLL_LOCK_TIMEOUT", async () => {
     await pg.query(`CREATE SCHEMA app`);
     setEnv({ DATABASE_URL: undefined, PGROLL_PG_URL: pg.url, PGROLL_SCHEMA: 'app', PGROLL_LOCK_TIMEOUT: '750' });

@@ -71,7 +71,7 @@ async function prepareBefore(fixture: PostgresFixture, c: OpCase) {
   let oldSchema: string | null = null;
   for (const m of c.migrations.slice(0, -1)) {
     ok(await tandem(fixture.url, ['start', await migrationFile(m.name, m), '--complete']));
-    oldSchema = m.version_schema ?? `public_${m.name}`;
+    oldSchema = `public_${m.version_schema ?? m.name}`;
   }
   const db = new pg.Client({ connectionString: fixture.url });
   await db.connect();
@@ -84,7 +84,7 @@ async function startLast(fixture: PostgresFixture, c: OpCase, oldSchema: string 
   const last = c.migrations.at(-1)!;
   const result: CliResult = await tandem(fixture.url, ['start', await migrationFile(last.name, last), ...(c.flags ?? [])]);
   ok(result);
-  const newSchema = last.version_schema ?? `public_${last.name}`;
+  const newSchema = `public_${last.version_schema ?? last.name}`;
   const db = new pg.Client({ connectionString: fixture.url });
   db.on('error', () => {});
   await db.connect();

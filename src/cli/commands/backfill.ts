@@ -7,6 +7,7 @@ import { initStateSchema } from '../../state/schema.js';
 import { addEngineOptions, withMigrator } from '../engine.js';
 import { writeLine, type CliIO } from '../io.js';
 import { commonSettings } from '../settings.js';
+import { versionSchemaReady } from '../../engine/status.js';
 
 export function registerBackfill(program: Command, io: CliIO): void {
   const command = program
@@ -32,7 +33,7 @@ export function registerBackfill(program: Command, io: CliIO): void {
       }
       await withMigrator(cmd, io, async (migrator) => {
         const record = await migrator.resume();
-        writeLine(io.stdout, `${record.name}: backfill finished; version schema ${record.versionSchema} is ready`);
+        writeLine(io.stdout, `${record.name}: backfill finished; ${versionSchemaReady(record)}`);
       });
     });
   addEngineOptions(command);

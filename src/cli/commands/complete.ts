@@ -3,6 +3,7 @@ import { DEFAULT_STALE_AFTER_MS } from '../../state/heartbeats.js';
 import { addEngineOptions, withMigrator } from '../engine.js';
 import { writeLine, type CliIO } from '../io.js';
 import { durationOption } from '../settings.js';
+import { createsVersionSchema } from '../../core/steps.js';
 
 export function registerComplete(program: Command, io: CliIO): void {
   const command = program
@@ -24,7 +25,7 @@ export function registerComplete(program: Command, io: CliIO): void {
             last = line;
           },
         });
-        writeLine(io.stdout, `${record.name}: completed; ${record.versionSchema} is the only version schema`);
+        writeLine(io.stdout, `${record.name}: completed; ${createsVersionSchema(record.plan) ? `${record.versionSchema} is the only version schema` : 'no version schema is left'}`);
       });
     });
   addEngineOptions(command);

@@ -8,6 +8,7 @@ import { connect } from '../../db/connection.js';
 import { commonSettings } from '../settings.js';
 import { stateSchemaExists } from '../../state/schema.js';
 import { TandemError } from '../../errors/index.js';
+import { createsVersionSchema } from '../../core/steps.js';
 
 export function registerMigrate(program: Command, io: CliIO): void {
   const command = program
@@ -57,7 +58,7 @@ export function registerMigrate(program: Command, io: CliIO): void {
           const last = i === pending.length - 1;
           const { record, warnings } = await migrator.start(loaded, { complete: !last || options.complete });
           for (const warning of warnings) writeLine(io.stderr, `tandem: warning: ${warning}`);
-          writeLine(io.stdout, `${record.name}: ${!last || options.complete ? 'started and completed' : 'started'} (${record.versionSchema})`);
+          writeLine(io.stdout, `${record.name}: ${!last || options.complete ? 'started and completed' : 'started'} (${createsVersionSchema(record.plan) ? record.versionSchema : 'no version schema'})`);
         }
       });
     });

@@ -5,6 +5,8 @@ import { addEngineOptions, withMigrator } from '../engine.js';
 import { describePlan } from '../plan-text.js';
 import { writeLine, type CliIO } from '../io.js';
 import { noteOutdated } from './update.js';
+import { createsVersionSchema } from '../../core/steps.js';
+import { versionSchemaReady } from '../../engine/status.js';
 
 export function registerStart(program: Command, io: CliIO): void {
   const command = program
@@ -28,10 +30,15 @@ export function registerStart(program: Command, io: CliIO): void {
         const { record } = outcome;
         for (const warning of outcome.warnings) writeLine(io.stderr, `tandem: warning: ${warning}`);
         if (outcome.completed) {
-          writeLine(io.stdout, `${record.name}: started and completed; version schema ${record.versionSchema}`);
+          writeLine(io.stdout, `${record.name}: started and completed; ${createsVersionSchema(record.plan) ? `version schema ${record.versionSchema}` : 'no version schema'}`);
         } else {
-          writeLine(io.stdout, `${record.name}: ${outcome.resumed ? 'resumed and ' : ''}started; version schema ${record.versionSchema} is ready`);
-          writeLine(io.stdout, `next: point the new app version at it (search_path ${record.versionSchema}), then tandem complete`);
+          writeLine(io.stdout, `${record.name}: ${outcome.resumed ? 'resumed and ' : ''}started; ${versionSchemaReady(record)}`);
+          writeLine(
+            io.stdout,
+            createsVersionSchema(record.plan)
+              ? `next: point the new app version at it (search_path ${record.versionSchema}), then tandem complete`
+              : 'next: tandem complete (the new app version uses the tables themselves)',
+          );
         }
       });
     });
