@@ -70,6 +70,9 @@ export function addCommonOptions(program: Command): Command {
     .option('--postgres-url <url>', 'PostgreSQL connection string (else DATABASE_URL, else PGROLL_PG_URL, else the PG* variables)')
     .addOption(new Option('--schema <name>', 'the schema whose tables tandem migrates').default('public').env('PGROLL_SCHEMA'))
     .option('--state-schema <name>', 'where tandem keeps its state', 'tandem')
+    // PGROLL_STATE_SCHEMA says where pgroll's state is, so it stands for this flag and not for
+    // --state-schema: tandem's tables in pgroll's schema would collide with pgroll's (both have "migrations").
+    .addOption(new Option('--pgroll-schema <name>', "pgroll's state schema, read by init --from-pgroll (pgroll's flag)").default('pgroll').env('PGROLL_STATE_SCHEMA'))
     .addOption(
       new Option('--lock-timeout <ms>', 'lock_timeout for every DDL statement, in milliseconds').argParser(positiveInteger('--lock-timeout')).default(500).env('PGROLL_LOCK_TIMEOUT'),
     )

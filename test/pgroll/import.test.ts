@@ -153,7 +153,8 @@ describe('tandem init --from-pgroll', () => {
     await db.query(`UPDATE pgroll_state.migrations SET done = true`);
     const own = await folder({ '01_teams.json': { operations: [{ create_table: { name: 'teams', columns: [{ name: 'id', type: 'int', pk: true }] } }] } });
     ok(await tandem(pg.url, ['--state-schema', 'mine', 'migrate', own]));
-    const conflict = await tandem(pg.url, ['--state-schema', 'mine', 'init', '--from-pgroll', '--pgroll-schema', 'pgroll_state']);
+    // pgroll's global flag, before the command as pgroll's scripts write it.
+    const conflict = await tandem(pg.url, ['--pgroll-schema', 'pgroll_state', '--state-schema', 'mine', 'init', '--from-pgroll']);
     expect(conflict.code).toBe(1);
     expect(conflict.stderr).toContain(`tandem's state schema "mine" already records 1 migration on schema "public"`);
   });

@@ -1,4 +1,4 @@
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import { withConnection } from '../../db/connection.js';
 import { importPgrollHistory, PGROLL_EVENT_TRIGGERS } from '../../engine/pgroll-import.js';
 import { quoteIdent } from '../../core/quote.js';
@@ -11,11 +11,10 @@ export function registerInit(program: Command, io: CliIO): void {
     .command('init')
     .description('create the state schema (idempotent); --from-pgroll also takes over the history of a database pgroll manages')
     .option('--from-pgroll', "import pgroll's migration history and adopt its version schemas (pgroll's schema is left untouched)")
-    // PGROLL_STATE_SCHEMA says where pgroll's state is, so it stands for this flag and not for
-    // --state-schema: tandem's tables in pgroll's schema would collide with pgroll's (both have "migrations").
-    .addOption(new Option('--pgroll-schema <name>', "pgroll's state schema (pgroll's --pgroll-schema)").default('pgroll').env('PGROLL_STATE_SCHEMA'))
-    .action(async (options: { fromPgroll?: boolean; pgrollSchema: string }, command: Command) => {
+    // --pgroll-schema is a common option (pgroll scripts put it before any command).
+    .action(async (flags: { fromPgroll?: boolean }, command: Command) => {
       const settings = commonSettings(command, { logTo: io.stderr });
+      const options = { ...flags, pgrollSchema: command.optsWithGlobals<{ pgrollSchema: string }>().pgrollSchema };
       if (!options.fromPgroll) {
         await withConnection(settings.postgresUrl, (db) => initStateSchema(db, settings.stateSchema), { role: settings.role });
         writeLine(io.stdout, `state schema "${settings.stateSchema}" is ready`);
