@@ -10,10 +10,12 @@ mkdir -p native/build/Release
 gcc -shared -fPIC -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
   -std=gnu11 -I"$(dirname "$(command -v node)")/../include/node" native/forwarder.c \
   -o native/build/Release/tandem_forwarder.node -lpthread
-# The sanitizer runtimes must be loaded first, so they are preloaded into every process; psql and
-# pgbench (Debian's psql is a Perl wrapper, which hangs under ASan) get a clean environment.
+# The sanitizer runtimes must be loaded first, so they are preloaded into every process; the other
+# programs the tests start get a clean environment (Debian's psql is a Perl wrapper, and Chromium's
+# sandboxed children, which both hang under ASan; the drivers' interpreters are not ours to check).
 mkdir -p "$work/bin"
-for tool in psql pgbench; do
+for tool in psql pgbench pgbouncer chromium python3 java javac promtool; do
+  command -v "$tool" > /dev/null || continue
   printf '#!/bin/sh\nunset LD_PRELOAD\nexec %s "$@"\n' "$(command -v "$tool")" > "$work/bin/$tool"
   chmod +x "$work/bin/$tool"
 done
