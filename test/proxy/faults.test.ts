@@ -39,7 +39,8 @@ describe('fault handling', () => {
   });
 
   it('times out a client that sends half a startup packet and stalls', async () => {
-    const proxy = await startTestProxy(pg.url, { clientLoginTimeoutMs: 200 });
+    // Long enough for the well-behaved login below on a busy machine, short enough to wait out.
+    const proxy = await startTestProxy(pg.url, { clientLoginTimeoutMs: 1_000 });
     const stalled = await rawConnect(proxy.port);
     const answer = readUntilClose(stalled);
     stalled.write(encodeStartupMessage(PROTOCOL_3_0, [['user', 'postgres']]).subarray(0, 6));
@@ -132,8 +133,9 @@ describe('fault handling', () => {
   });
 
   it('survives a seeded protocol fuzz and then serves a well-behaved client', async () => {
-    // Short login timeout: a mutated packet that promises more bytes than it sends ends promptly.
-    const proxy = await startTestProxy(pg.url, { clientLoginTimeoutMs: 300 });
+    // A mutated packet that promises more bytes than it sends ends at the login timeout: short enough
+    // to wait out, long enough for the authenticated sessions' own logins on a busy machine.
+    const proxy = await startTestProxy(pg.url, { clientLoginTimeoutMs: 1_000 });
     const database = databaseOf(pg.url);
     const random = mulberry32(20_250_101);
     const byte = () => Math.floor(random() * 256);
@@ -146,17 +148,21 @@ describe('fault handling', () => {
       return random() < 0.3 ? copy.subarray(0, Math.floor(random() * copy.length)) : copy;
     };
     const cases = 300;
-    for (let n = 0; n < cases; n++) {
+    const payloads = Array.from({ length: cases }, (_, n) => {
       const kind = n % 3;
-      let payload: Buffer;
-      if (kind === 0) payload = Buffer.from(Array.from({ length: 1 + Math.floor(random() * 64) }, byte));
-      else payload = mutate(kind === 1 ? startup : query);
+      return kind === 0 ? Buffer.from(Array.from({ length: 1 + Math.floor(random() * 64) }, byte)) : mutate(kind === 1 ? startup : query);
+    });
+    const send = async (payload: Buffer, n: number): Promise<void> => {
       // Mutated query frames go to an authenticated session; the rest to a fresh connection.
-      const socket = kind === 2 && n % 6 === 2 ? await rawSession(proxy.port, database) : await rawConnect(proxy.port);
+      const socket = n % 6 === 2 ? await rawSession(proxy.port, database) : await rawConnect(proxy.port);
       const closed = readUntilClose(socket);
       socket.write(payload);
       socket.end();
       await closed;
+    };
+    // Ten at a time, so the cases that wait for the login timeout do not add up.
+    for (let first = 0; first < cases; first += 10) {
+      await Promise.all(payloads.slice(first, first + 10).map((payload, i) => send(payload, first + i)));
     }
     const client = await connectThrough(proxy.url(database));
     expect((await client.query('SELECT 42 AS answer')).rows).toEqual([{ answer: 42 }]);
