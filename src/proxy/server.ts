@@ -153,6 +153,28 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     metrics.poolStats = () => pooling.pools.stats();
   }
 
+  const adminUsers = options.adminUsers?.length ? AdminUsers.parse(options.adminUsers.join(','), '--admin-users') : undefined;
+  const adminSource =
+    pooling && adminUsers
+      ? proxyAdminSource({
+          sessions,
+          pooling,
+          options: options.pooling!,
+          ledger,
+          catalogs,
+          upstream,
+          startedAt: startedAt.getTime(),
+          kill: (session) => session.terminate({ kind: 'shutdown', error: { severity: 'FATAL', code: '57P01', message: 'terminating connection: killed from the tandem admin console (KILL)' } }),
+          reload: async () => {
+            await pooling.loadAuthFile();
+            await Promise.all(catalogs.all().map((c) => c.refresh().catch(() => [])));
+            logger.info('admin console: RELOAD (auth file and version lists re-read)');
+          },
+          // After the reply to SHUTDOWN has gone out.
+          shutdown: () => setImmediate(() => void shutdown(0)),
+        })
+      : undefined;
+
   const context: SessionContext = {
     tls: secureContext,
     loginTimeoutMs: options.clientLoginTimeoutMs,
@@ -165,30 +187,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     pooling,
     upstreamCheck: () => upstreamGuard.check(),
     upstreamUnreachable: () => upstreamGuard.reset(),
-    admin:
-      pooling && options.adminUsers && options.adminUsers.length > 0
-        ? {
-            database: options.adminDatabase ?? 'tandem',
-            users: AdminUsers.parse(options.adminUsers.join(','), '--admin-users'),
-            source: proxyAdminSource({
-              sessions,
-              pooling,
-              options: options.pooling!,
-              ledger,
-              catalogs,
-              upstream,
-              startedAt: startedAt.getTime(),
-              kill: (session) => session.terminate({ kind: 'shutdown', error: { severity: 'FATAL', code: '57P01', message: 'terminating connection: killed from the tandem admin console (KILL)' } }),
-              reload: async () => {
-                await pooling.loadAuthFile();
-                await Promise.all(catalogs.all().map((c) => c.refresh().catch(() => [])));
-                logger.info('admin console: RELOAD (auth file and version lists re-read)');
-              },
-              // After the reply to SHUTDOWN has gone out.
-              shutdown: () => setImmediate(() => void shutdown(0)),
-            }),
-          }
-        : undefined,
+    admin: adminSource && adminUsers ? { database: options.adminDatabase ?? 'tandem', users: adminUsers, source: adminSource } : undefined,
     admissionError(session): ErrorFields | undefined {
       if (draining) {
         metrics.reject('shutting_down');
@@ -219,6 +218,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     },
     closed(session, reason) {
       sessions.delete(session);
+      adminSource?.sessionEnded(session);
       admitted.delete(session);
       ledger.remove(session);
       if (session.cancelKey) cancelKeys.remove(session.cancelKey, session);

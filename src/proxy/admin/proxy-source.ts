@@ -25,13 +25,41 @@ export interface ProxySourceDeps {
   shutdown(): void;
 }
 
-export function proxyAdminSource(deps: ProxySourceDeps): AdminSource {
+/** The console's source, told when a session ends so that SHOW STATS keeps counting what it did. */
+export interface ProxyAdminSource extends AdminSource {
+  sessionEnded(session: Session): void;
+}
+
+type StatsTotals = { database: string; version: string; total: AdminStatsFigures };
+
+export function proxyAdminSource(deps: ProxySourceDeps): ProxyAdminSource {
   const { sessions, pooling, ledger, catalogs } = deps;
   const pools = pooling.pools;
   let pausedAll = false;
   const pausedDatabases = new Set<string>();
   const knownDatabases = (): string[] => [...new Set([...catalogs.all().map((c) => c.database), ...pools.stats().map((p) => p.database)])];
   const pooledSessions = () => [...sessions].flatMap((session) => (session.pooled ? [{ session, pooled: session.pooled }] : []));
+  /** SHOW STATS per database and version, of the pooled clients that have ended. */
+  const endedStats = new Map<string, StatsTotals>();
+  const statsOf = (rows: Map<string, StatsTotals>, session: Session): StatsTotals => {
+    const id = `${session.database}\0${session.versionSchema ?? ''}`;
+    let row = rows.get(id);
+    if (!row) {
+      row = { database: session.database ?? '', version: session.versionSchema ?? '', total: zeroFigures() };
+      rows.set(id, row);
+    }
+    return row;
+  };
+  const addFigures = (total: AdminStatsFigures, session: Session, pooled: NonNullable<Session['pooled']>) => {
+    total.serverAssignmentCount += pooled.transactions;
+    total.xactCount += pooled.transactions;
+    total.queryCount += session.queries;
+    total.received += session.bytesIn;
+    total.sent += session.bytesOut;
+    total.xactTimeUs += pooled.heldMicros;
+    total.queryTimeUs += pooled.requestMicros;
+    total.waitTimeUs += pooled.waitedMicros;
+  };
   // Performance-clock times of the pool (openedAt, changedAt) as wall-clock dates.
   const wallClock = (at: number) => new Date(Date.now() - (performance.now() - at));
   const address = (text: string) => {
@@ -107,25 +135,11 @@ export function proxyAdminSource(deps: ProxySourceDeps): AdminSource {
         remotePid: connection.session.backendKey?.readInt32BE(0) ?? 0,
       }));
     },
-    /** Over the clients connected now: an ended client's figures leave with it. */
+    /** Since the proxy started: the clients connected now and those that have ended. */
     stats(): AdminStatsRow[] {
-      const rows = new Map<string, { database: string; version: string; total: AdminStatsFigures; clients: number }>();
-      for (const { session, pooled } of pooledSessions()) {
-        const id = `${session.database}\0${session.versionSchema ?? ''}`;
-        let row = rows.get(id);
-        if (!row) {
-          row = { database: session.database ?? '', version: session.versionSchema ?? '', total: zeroFigures(), clients: 0 };
-          rows.set(id, row);
-        }
-        row.clients++;
-        row.total.serverAssignmentCount += pooled.transactions;
-        row.total.xactCount += pooled.transactions;
-        row.total.queryCount += session.queries;
-        row.total.received += session.bytesIn;
-        row.total.sent += session.bytesOut;
-        row.total.xactTimeUs += pooled.heldMicros;
-        row.total.waitTimeUs += pooled.waitedMicros;
-      }
+      const rows = new Map<string, StatsTotals>();
+      for (const [id, ended] of endedStats) rows.set(id, { ...ended, total: { ...ended.total } });
+      for (const { session, pooled } of pooledSessions()) addFigures(statsOf(rows, session).total, session, pooled);
       const seconds = Math.max(1, (Date.now() - deps.startedAt) / 1000);
       const perSecond = (value: number) => Math.round(value / seconds);
       return [...rows.values()].map(({ database, version, total }) => ({
@@ -139,10 +153,14 @@ export function proxyAdminSource(deps: ProxySourceDeps): AdminSource {
           received: perSecond(total.received),
           sent: perSecond(total.sent),
           xactTimeUs: total.xactCount > 0 ? Math.round(total.xactTimeUs / total.xactCount) : 0,
-          queryTimeUs: 0,
+          queryTimeUs: total.queryCount > 0 ? Math.round(total.queryTimeUs / total.queryCount) : 0,
           waitTimeUs: total.serverAssignmentCount > 0 ? Math.round(total.waitTimeUs / total.serverAssignmentCount) : 0,
         },
       }));
+    },
+    sessionEnded(session: Session): void {
+      const pooled = session.poolUse;
+      if (pooled) addFigures(statsOf(endedStats, session).total, session, pooled);
     },
     versions(): AdminVersionRow[] {
       const live = new Map(catalogs.all().map((catalog) => [catalog.database, new Set(catalog.cached().map((v) => v.versionSchema))]));

@@ -62,10 +62,17 @@ export class PooledForwarding {
   private stopped = false;
   /** When the client started waiting for a server connection (0: not waiting), for SHOW CLIENTS. */
   waitingSince = 0;
-  /** Server connections borrowed (transactions, in transaction mode), and time held and waited for them (µs): SHOW STATS. */
+  /**
+   * SHOW STATS: server connections borrowed (transactions, in transaction mode), time held and
+   * waited for them, and requests (from what the client sent to the server's next ReadyForQuery)
+   * and the time the server took to answer them, in µs.
+   */
   transactions = 0;
   heldMicros = 0;
   waitedMicros = 0;
+  requests = 0;
+  requestMicros = 0;
+  private requestSentAt = 0;
   private takenAt = 0;
   private readonly sink: FrameSink;
 
@@ -306,12 +313,19 @@ export class PooledForwarding {
   private toServer(frame: Buffer): void {
     const lease = this.lease;
     if (!lease) return;
-    this.serverBusy = true;
+    if (!this.serverBusy) {
+      this.serverBusy = true;
+      this.requestSentAt = performance.now();
+    }
     if (!lease.connection.session.write(frame)) this.client.pause();
   }
 
   private toClient(frame: Buffer): void {
-    if (frame[0] === MessageType.ReadyForQuery) this.serverBusy = false;
+    if (frame[0] === MessageType.ReadyForQuery && this.serverBusy) {
+      this.serverBusy = false;
+      this.requests++;
+      this.requestMicros += Math.round((performance.now() - this.requestSentAt) * 1000);
+    }
     if (!this.client.write(frame)) this.lease?.connection.session.connection.pause();
   }
 

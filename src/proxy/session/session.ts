@@ -112,7 +112,8 @@ type SessionState =
   | { readonly phase: 'forwarding'; readonly by: 'pool'; readonly login: LoggedIn; readonly pooled: PooledForwarding }
   /** The native thread has the sockets (Node's are destroyed) until it reports the end. */
   | { readonly phase: 'forwarding'; readonly by: 'native'; readonly login: LoggedIn; readonly forwarder: NativeForwarder; readonly handle: NativeHandle }
-  | { readonly phase: 'closed'; readonly reason: CloseReason; readonly forwardedBy: 'node' | 'native' | undefined };
+  /** `pooled`: a pooled session's forwarding, whose figures SHOW STATS keeps after the end. */
+  | { readonly phase: 'closed'; readonly reason: CloseReason; readonly forwardedBy: 'node' | 'native' | undefined; readonly pooled?: PooledForwarding };
 
 export type Phase = SessionState['phase'];
 type AuthState = Extract<SessionState, { phase: 'auth'; by: 'relay' }>;
@@ -518,6 +519,12 @@ export class Session implements SessionUsage {
     return state.phase === 'forwarding' && state.by === 'pool' ? state.pooled : undefined;
   }
 
+  /** The pooled forwarding, also once the session has ended (its figures stay in SHOW STATS). */
+  get poolUse(): PooledForwarding | undefined {
+    const state = this.state;
+    return state.phase === 'closed' ? state.pooled : this.pooled;
+  }
+
   // ---- authentication relay ------------------------------------------------------------------
 
   private relayClientAuth(state: AuthState): void {
@@ -775,7 +782,7 @@ export class Session implements SessionUsage {
     const state = this.state;
     if (state.phase === 'closed') return;
     const reason = this.cause;
-    this.state = { phase: 'closed', reason, forwardedBy: this.forwardedBy };
+    this.state = { phase: 'closed', reason, forwardedBy: this.forwardedBy, ...(state.phase === 'forwarding' && state.by === 'pool' ? { pooled: state.pooled } : {}) };
     clearTimeout(this.loginTimer);
     if (state.phase === 'forwarding' && state.by === 'node') state.node.stop();
     if (state.phase === 'forwarding' && state.by === 'pool') state.pooled.stop();

@@ -15,6 +15,7 @@ import { usePostgres } from '../../support/harness.js';
 import { pgbouncerMissing, startPgBouncer, type TestPgBouncer } from '../../support/pgbouncer.js';
 import { TWO_SHAPES, createUsersTable, databaseOf, simulateVersions, startTestProxy, versionSchemaOf } from '../support.js';
 import { poolingOptions } from './support.js';
+import { waitFor } from '../../support/spawn.js';
 
 const db = usePostgres();
 const run = promisify(execFile);
@@ -126,8 +127,23 @@ describe('admin console', () => {
     expect(paused.answered).toBe(false);
     await admin.query(`RESUME "${database}"`);
     expect((await paused.result).rows[0].one).toBe(1);
+    await app.query('SELECT pg_sleep(0.05)');
     await admin.end();
     await app.end();
+
+    // SHOW STATS counts since the proxy started, the clients that have ended included; query time
+    // is the server's answering time (the pg_sleep above is 50 ms of it).
+    const stats = await waitFor(async () => {
+      const viewer = new pg.Client({ connectionString: proxy.url('tandem') });
+      await viewer.connect();
+      const { rows } = await viewer.query('SHOW STATS');
+      await viewer.end();
+      const row = rows.find((r) => r.database === database && r.version === versionSchemaOf('02_rename'));
+      return row && Number(row.total_query_count) >= 6 ? row : undefined;
+    }, 10_000, 'the ended client in SHOW STATS');
+    expect(Number(stats.total_xact_count)).toBeGreaterThanOrEqual(3);
+    expect(Number(stats.total_query_time)).toBeGreaterThanOrEqual(50_000);
+    expect(Number(stats.avg_query_time)).toBeGreaterThan(0);
 
     const stranger = new pg.Client({ connectionString: proxy.url('tandem', 'someone') });
     expect(await stranger.connect().catch((e: unknown) => e)).toMatchObject({ code: '28000', message: expect.stringContaining('not allowed to use the admin console') });
