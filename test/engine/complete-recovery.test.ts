@@ -100,7 +100,8 @@ describe('complete interrupted at any step', () => {
     }
     expect(outcomes.rolledBack).toBe(firstDestructive + 1);
     expect(outcomes.completedAgain).toBe(steps.length - firstDestructive - 1);
-  });
+    // One fresh database and two CLI runs per step: on a busy machine that passes the default minute.
+  }, 240_000);
 
   it('a step that cannot succeed fails in the rehearsal, while rollback still works', async () => {
     const { url, db } = await fresh();
