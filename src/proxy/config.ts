@@ -21,6 +21,8 @@ export interface PoolingOptions {
   authFile?: string;
   /** Looks up users not in the auth file; run as the --postgres-url user. */
   authQuery?: string;
+  /** Startup parameters (lower case) dropped instead of refused (PgBouncer's ignore_startup_parameters). */
+  ignoreStartupParameters?: readonly string[];
 }
 
 export interface HostPort {

@@ -37,6 +37,7 @@ export class ProxyPooling implements Pooling {
   readonly mode: Pooling['mode'];
   readonly authType: Pooling['authType'];
   readonly idleTransactionTimeoutMs: number;
+  readonly ignoredStartupParameters: ReadonlySet<string>;
   private userlist: Userlist = new Map();
   private readonly authQuery: AuthQuery | undefined;
   private readonly logins = new Map<string, PoolLogin>();
@@ -53,6 +54,7 @@ export class ProxyPooling implements Pooling {
     this.mode = options.mode;
     this.authType = options.authType;
     this.idleTransactionTimeoutMs = options.idleTransactionTimeoutMs;
+    this.ignoredStartupParameters = new Set(options.ignoreStartupParameters ?? []);
     this.authQuery = options.authQuery !== undefined ? new AuthQuery({ target: upstream, login: proxyLogin, query: options.authQuery }) : undefined;
     this.pools = new Pools<PooledServer>((key) => this.open(key), options.settings, {
       onWait: (key, waitedMs) => metrics.poolWait(key, waitedMs / 1000),

@@ -46,11 +46,22 @@ export function routeRequest(params: StartupParams): RouteRequest {
 }
 
 /**
- * The last value `options` gives a setting, read as PostgreSQL does: words split at unescaped
- * whitespace (a backslash escapes the next character), `-c name=value`, `-cname=value` or
- * `--name=value`, with dashes in the name read as underscores and the name case-insensitive.
+ * The last value `options` gives a setting, read as PostgreSQL does (see `readOptions`), the name
+ * case-insensitive.
  */
 export function settingInOptions(options: string, setting: string): string | undefined {
+  let found: string | undefined;
+  for (const [name, value] of readOptions(options).settings) if (name === setting) found = value;
+  return found;
+}
+
+/**
+ * The settings an `options` startup parameter gives, in order, read as PostgreSQL does: words split
+ * at unescaped whitespace (a backslash escapes the next character), `-c name=value`,
+ * `-cname=value` or `--name=value`, with dashes in the name read as underscores and the name
+ * lower-cased. `other`: words that are not such a setting (the server's other command-line switches).
+ */
+export function readOptions(options: string): { settings: Array<[string, string]>; other: string[] } {
   const words: string[] = [];
   let word: string | undefined;
   for (let i = 0; i < options.length; i++) {
@@ -65,7 +76,8 @@ export function settingInOptions(options: string, setting: string): string | und
     }
   }
   if (word !== undefined) words.push(word);
-  let found: string | undefined;
+  const settings: Array<[string, string]> = [];
+  const other: string[] = [];
   for (let i = 0; i < words.length; i++) {
     const current = words[i]!;
     let assignment: string | undefined;
@@ -73,10 +85,13 @@ export function settingInOptions(options: string, setting: string): string | und
     else if (current.startsWith('--')) assignment = current.slice(2);
     else if (current.startsWith('-c')) assignment = current.slice(2);
     const eq = assignment?.indexOf('=') ?? -1;
-    if (assignment === undefined || eq < 0) continue;
-    if (assignment.slice(0, eq).replaceAll('-', '_').toLowerCase() === setting) found = assignment.slice(eq + 1);
+    if (assignment === undefined || eq < 0) {
+      other.push(assignment ?? current);
+      continue;
+    }
+    settings.push([assignment.slice(0, eq).replaceAll('-', '_').toLowerCase(), assignment.slice(eq + 1)]);
   }
-  return found;
+  return { settings, other };
 }
 
 /**

@@ -55,6 +55,8 @@ export interface ProxyStatus {
   poolMode: 'none' | 'session' | 'transaction';
   /** Per pool (pooled modes): its connections and waiting clients. */
   pools: PoolStats[];
+  /** Pooled modes: the per-user limit (0: none) and each user's server connections across its pools. */
+  users: { maxUserConnections: number; connections: Array<{ user: string; connections: number }> } | null;
   /** Per database, per version schema ('' = server defaults): live clients, queries (total and per second), last query. */
   databases: Record<
     string,
@@ -284,6 +286,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
       forwarder: forwarderName,
       poolMode: options.pooling?.mode ?? 'none',
       pools: pooling?.pools.stats() ?? [],
+      users: pooling ? { maxUserConnections: options.pooling!.settings.maxUserConnections, connections: pooling.pools.userConnections() } : null,
       clients: sessions.size,
       databases,
     };

@@ -41,6 +41,8 @@ interface RawProxyOptions {
   authQuery?: string | true;
   adminUsers?: string;
   adminDatabase: string;
+  maxUserConnections: number;
+  ignoreStartupParameters?: string;
 }
 
 export function registerProxy(program: Command, io: CliIO): void {
@@ -65,6 +67,7 @@ export function registerProxy(program: Command, io: CliIO): void {
     .option('--reserve-pool-size <n>', 'extra connections for a pool whose client waited --reserve-pool-timeout', nonNegativeInteger('--reserve-pool-size'), DEFAULT_POOL_SETTINGS.reservePoolSize)
     .option('--reserve-pool-timeout <duration>', 'how long a client waits before the reserve opens', '5s')
     .option('--max-db-connections <n>', 'server connections per database across its pools (0: no limit)', nonNegativeInteger('--max-db-connections'), DEFAULT_POOL_SETTINGS.maxDbConnections)
+    .option('--max-user-connections <n>', 'server connections per user across its pools (0: no limit)', nonNegativeInteger('--max-user-connections'), DEFAULT_POOL_SETTINGS.maxUserConnections)
     .option('--server-idle-timeout <duration>', 'close server connections idle this long (0: never)', '600s')
     .option('--server-lifetime <duration>', 'close server connections this old when they come back (0: never)', '3600s')
     .option('--query-wait-timeout <duration>', 'a client waiting this long for a server connection gets an error (0: wait forever)', '120s')
@@ -74,6 +77,7 @@ export function registerProxy(program: Command, io: CliIO): void {
     .option('--auth-type <md5|scram-sha-256|trust>', 'how the proxy authenticates clients when it pools', PROXY_DEFAULTS.authType)
     .option('--auth-file <file>', "users' secrets in PgBouncer's userlist.txt format")
     .option('--auth-query [sql]', "look up users' secrets in the server (default query: pg_catalog.pg_shadow), as the --postgres-url user")
+    .option('--ignore-startup-parameters <names>', 'comma-separated startup parameters (or -c settings in options) a pooled login may send and the proxy drops instead of refusing')
     .option('--admin-users <names>', 'comma-separated users who may use the admin console')
     .option('--admin-database <name>', 'the database name of the admin console', PROXY_DEFAULTS.adminDatabase)
     .action(async (_options: unknown, command: Command) => {
@@ -146,6 +150,7 @@ function poolingOptions(raw: RawProxyOptions, parse: <T>(fn: () => T) => T): Poo
   const authType = AUTH_TYPES.find((type) => type === raw.authType.trim());
   if (!authType) throw new UsageError(`--auth-type must be one of ${AUTH_TYPES.join(', ')}, got "${raw.authType}"`);
   if (mode === 'none') {
+    if (raw.ignoreStartupParameters) throw new UsageError('--ignore-startup-parameters needs --pool-mode session or transaction: with --pool-mode none every startup parameter goes to the server as it is');
     if (raw.authFile || raw.authQuery) throw new UsageError('--auth-file and --auth-query need --pool-mode session or transaction: with --pool-mode none the server authenticates each client itself');
     return undefined;
   }
@@ -161,6 +166,7 @@ function poolingOptions(raw: RawProxyOptions, parse: <T>(fn: () => T) => T): Poo
       reservePoolSize: raw.reservePoolSize,
       reservePoolTimeoutMs: duration(raw.reservePoolTimeout, '--reserve-pool-timeout'),
       maxDbConnections: raw.maxDbConnections,
+      maxUserConnections: raw.maxUserConnections,
       serverIdleTimeoutMs: duration(raw.serverIdleTimeout, '--server-idle-timeout'),
       serverLifetimeMs: duration(raw.serverLifetime, '--server-lifetime'),
       queryWaitTimeoutMs: duration(raw.queryWaitTimeout, '--query-wait-timeout'),
@@ -170,6 +176,7 @@ function poolingOptions(raw: RawProxyOptions, parse: <T>(fn: () => T) => T): Poo
     maxPreparedStatements: raw.maxPreparedStatements,
     authType,
     ...(raw.authFile ? { authFile: raw.authFile } : {}),
+    ...(raw.ignoreStartupParameters ? { ignoreStartupParameters: raw.ignoreStartupParameters.split(',').map((name) => name.trim().toLowerCase()).filter(Boolean) } : {}),
     ...(raw.authQuery !== undefined ? { authQuery: raw.authQuery === true ? DEFAULT_AUTH_QUERY : raw.authQuery } : {}),
   };
 }

@@ -51,7 +51,7 @@ export type Row = Array<string | null>;
 const MAX_MESSAGE_LENGTH = 1024 * 1024;
 
 export class ServerSession {
-  /** ParameterStatus values reported at login (and updated after). */
+  /** ParameterStatus values reported at login and since (also while streamed to a client). */
   readonly parameters = new Map<string, string>();
   /** The ParameterStatus frames of the login, as sent: what a pooled client is told it has. */
   readonly parameterFrames: Buffer[] = [];
@@ -161,6 +161,7 @@ export class ServerSession {
     try {
       while (this.streamTo && (frame = this.reader.nextTyped())) {
         if (frame.type === MessageType.ReadyForQuery) this.transactionStatus = transactionStatusOf(frame.body);
+        else if (frame.type === MessageType.ParameterStatus) this.noteParameter(frame);
         this.streamTo(frame);
       }
     } catch (error) {
@@ -279,14 +280,19 @@ export class ServerSession {
   /** Messages that may come at any time: parameter changes and notices; anything else is a bug. */
   private other(frame: TypedFrame): void {
     if (frame.type === MessageType.ParameterStatus) {
-      const { name, value } = parseParameterStatus(frame.body);
-      this.parameters.set(name, value);
+      this.noteParameter(frame);
       if (!this.loggedIn) this.parameterFrames.push(Buffer.from(frame.frame));
     } else if (frame.type === MessageType.BackendKeyData) {
       this.backendKey = Buffer.from(frame.body);
     } else if (!QUIET.has(frame.type)) {
       throw new ProtocolError(`unexpected message ${describeType(frame.type)} from ${this.where}`);
     }
+  }
+
+  /** Kept whoever reads the frame: a pooled connection's parameters decide what its next client needs SET. */
+  private noteParameter(frame: TypedFrame): void {
+    const { name, value } = parseParameterStatus(frame.body);
+    this.parameters.set(name, value);
   }
 
   private async next(): Promise<TypedFrame> {

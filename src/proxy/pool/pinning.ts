@@ -10,6 +10,7 @@
  */
 import { parseSync, type Node } from 'libpg-query';
 import { loadParser } from '../../sqlparse/parse.js';
+import { TRACKED_PARAMETERS, isReported, trackedName, type ParameterValue } from './client-parameters.js';
 
 export type PinReason =
   | 'set' // session-level SET (also SET SESSION CHARACTERISTICS)
@@ -26,34 +27,102 @@ export interface Pinning {
   detail: string;
 }
 
+/**
+ * A session-level SET or RESET of an unreported tracked parameter (client-parameters.ts), which does
+ * not pin: the caller records it once its transaction commits. (The server reports the others'
+ * changes itself.)
+ */
+export interface TrackedSetting {
+  name: string;
+  value: ParameterValue;
+}
+
+/** What a client statement does to its session: why it pins, and the tracked settings it changes. */
+export interface StatementEffects {
+  pinning: Pinning | undefined;
+  settings: TrackedSetting[];
+}
+
+const NO_EFFECTS: StatementEffects = { pinning: undefined, settings: [] };
+
 /** Loads the parser (WASM) once per process; call before the first `pinningOf`. */
 export function loadPinningParser(): Promise<void> {
   return loadParser();
 }
 
 /**
- * Words that any pinning statement must contain. `set` only counts at the start of a statement
- * (after `;`, whitespace and comments), so `UPDATE … SET` does not reach the parser.
+ * Words that any pinning statement, or one that changes a tracked setting, must contain. `set`,
+ * `reset` and `discard` only count at the start of a statement (after `;`, whitespace and
+ * comments), so `UPDATE … SET` does not reach the parser.
  */
 const CANDIDATE =
-  /(?:^|;)\s*(?:(?:--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)\s*)*set\b|listen|prepare|hold|temp|advisory_lock|set_config/i;
+  /(?:^|;)\s*(?:(?:--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)\s*)*(?:re)?set\b|(?:^|;)\s*(?:(?:--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)\s*)*discard\b|listen|prepare|hold|temp|advisory_lock|set_config/i;
 
 /**
  * Why `sql` (a simple Query's text, or a Parse's) pins its client, or undefined when it can be
  * pooled per transaction. Text the parser rejects pools: the server will reject it too.
  */
 export function pinningOf(sql: string): Pinning | undefined {
-  if (!CANDIDATE.test(sql)) return undefined;
+  return effectsOf(sql).pinning;
+}
+
+/** `pinningOf`, and the tracked settings the text changes for the session. */
+export function effectsOf(sql: string): StatementEffects {
+  if (!CANDIDATE.test(sql)) return NO_EFFECTS;
   let statements: Node[];
   try {
     statements = (parseSync(sql).stmts ?? []).flatMap((raw) => (raw.stmt ? [raw.stmt] : []));
   } catch {
-    return undefined;
+    return NO_EFFECTS;
   }
+  const settings: TrackedSetting[] = [];
   for (const statement of statements) {
+    // DISCARD ALL resets every setting, as RESET ALL does.
+    if ('DiscardStmt' in statement && statement.DiscardStmt.target === 'DISCARD_ALL') {
+      settings.push(...unreportedDefaults());
+      continue;
+    }
+    if ('VariableSetStmt' in statement) {
+      const tracked = trackedSettings(statement.VariableSetStmt);
+      if (tracked) {
+        settings.push(...tracked);
+        continue;
+      }
+    }
     const found = pinningOfStatement(statement);
-    if (found) return found;
+    if (found) return { pinning: found, settings };
   }
+  return { pinning: undefined, settings };
+}
+
+type VariableSet = Extract<Node, { VariableSetStmt: unknown }>['VariableSetStmt'];
+
+/**
+ * A session-level SET or RESET that changes only tracked parameters: the unreported ones it sets
+ * (empty for a reported one); undefined when the statement is something else, or a value cannot be read.
+ */
+function trackedSettings(set: VariableSet): TrackedSetting[] | undefined {
+  if (set.is_local) return undefined;
+  if (set.kind === 'VAR_RESET_ALL') return unreportedDefaults();
+  const name = set.name === undefined ? undefined : trackedName(set.name);
+  if (!name) return undefined;
+  if (isReported(name)) return set.kind === 'VAR_SET_CURRENT' ? undefined : [];
+  if (set.kind === 'VAR_RESET' || set.kind === 'VAR_SET_DEFAULT') return [{ name, value: null }];
+  if (set.kind !== 'VAR_SET_VALUE' || set.args?.length !== 1) return undefined;
+  const value = constantText(set.args[0]);
+  return value === undefined ? undefined : [{ name, value }];
+}
+
+function unreportedDefaults(): TrackedSetting[] {
+  return TRACKED_PARAMETERS.filter((name) => !isReported(name)).map((name) => ({ name, value: null }));
+}
+
+function constantText(node: Node | undefined): string | undefined {
+  if (!node || !('A_Const' in node)) return undefined;
+  const constant = node.A_Const;
+  if (constant.ival) return String(constant.ival.ival ?? 0);
+  if (constant.fval) return constant.fval.fval;
+  if (constant.sval) return constant.sval.sval;
   return undefined;
 }
 

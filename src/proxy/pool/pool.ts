@@ -5,7 +5,7 @@
  *
  * Semantics follow PgBouncer (doc/config.md): `pool_size` per pool, plus `reserve_pool_size` more for
  * a pool whose oldest client has waited `reserve_pool_timeout`; `max_db_connections` across the pools
- * of a database; `min_pool_size` kept open; `server_idle_timeout` and `server_lifetime` close
+ * of a database, `max_user_connections` across the pools of a user; `min_pool_size` kept open; `server_idle_timeout` and `server_lifetime` close
  * connections in the background (lifetime only once a connection is back in the pool);
  * `query_wait_timeout` fails a waiting client with a clear error instead of leaving it hanging.
  * Waiters are served first come, first served. Every timer is unref'd: a pool never keeps the process alive.
@@ -40,6 +40,8 @@ export interface PoolSettings {
   reservePoolTimeoutMs: number;
   /** 0: no limit. */
   maxDbConnections: number;
+  /** 0: no limit. */
+  maxUserConnections: number;
   /** 0: never. */
   serverIdleTimeoutMs: number;
   /** 0: never. */
@@ -57,6 +59,7 @@ export const DEFAULT_POOL_SETTINGS: PoolSettings = {
   reservePoolSize: 0,
   reservePoolTimeoutMs: 5_000,
   maxDbConnections: 0,
+  maxUserConnections: 0,
   serverIdleTimeoutMs: 600_000,
   serverLifetimeMs: 3_600_000,
   queryWaitTimeoutMs: 120_000,
@@ -183,6 +186,8 @@ const MAINTENANCE_INTERVAL_MS = 1_000;
 export class Pools<C extends ServerConnection> {
   private readonly pools = new Map<string, Pool<C>>();
   private readonly databases = new Map<string, DatabaseState>();
+  /** Open and opening connections per user across its pools (for max_user_connections). */
+  private readonly connectionsPerUser = new Map<string, number>();
   private maintenance: ReturnType<typeof setInterval> | undefined;
 
   constructor(
@@ -233,7 +238,7 @@ export class Pools<C extends ServerConnection> {
                 giveUp(
                   new PoolError(
                     'query_wait_timeout',
-                    `no server connection came free for ${describeKey(key)} within query_wait_timeout (${queryWaitTimeoutMs} ms)`,
+                    `no server connection came free for ${describeKey(key)} within query_wait_timeout (${queryWaitTimeoutMs} ms)${this.userLimitNote(key.user)}`,
                     key,
                   ),
                 ),
@@ -345,6 +350,17 @@ export class Pools<C extends ServerConnection> {
     return list;
   }
 
+  /** Server connections per user, open or opening, across its pools (for max_user_connections). */
+  userConnections(): Array<{ user: string; connections: number }> {
+    return [...this.connectionsPerUser.entries()].filter(([, connections]) => connections > 0).map(([user, connections]) => ({ user, connections }));
+  }
+
+  /** Why a user's client may have waited in vain, when the per-user limit holds it back. */
+  private userLimitNote(user: string): string {
+    const limit = this.settings.maxUserConnections;
+    return limit > 0 && this.connectionsOf(user) >= limit ? `: user "${user}" has max_user_connections (${limit}) server connections open` : '';
+  }
+
   private poolOf(key: PoolKey): Pool<C> {
     const id = idOf(key);
     let pool = this.pools.get(id);
@@ -420,23 +436,34 @@ export class Pools<C extends ServerConnection> {
   }
 
   private mayOpen(pool: Pool<C>): boolean {
-    const { poolSize, reservePoolSize, maxDbConnections } = this.settings;
+    const { poolSize, reservePoolSize, maxDbConnections, maxUserConnections } = this.settings;
     const size = this.size(pool);
     if (maxDbConnections > 0 && this.database(pool.key.database).connections >= maxDbConnections) {
       // As PgBouncer does, an idle connection of another pool of the database makes room; otherwise
       // a pool that went quiet would starve a busy one for as long as server_idle_timeout.
-      if (size >= poolSize || !this.evictIdle(pool)) return false;
+      if (size >= poolSize || !this.evictIdle(pool, (other) => other.key.database === pool.key.database)) return false;
+    }
+    if (maxUserConnections > 0 && this.connectionsOf(pool.key.user) >= maxUserConnections) {
+      if (size >= poolSize || !this.evictIdle(pool, (other) => other.key.user === pool.key.user)) return false;
     }
     if (size < poolSize) return true;
     // The reserve is for a pool whose oldest client has waited long enough (PgBouncer looks at the oldest too).
     return size < poolSize + reservePoolSize && pool.waiters[0]?.reserveDue === true;
   }
 
-  /** Closes the longest-idle connection of another pool of the same database. */
-  private evictIdle(except: Pool<C>): boolean {
+  private connectionsOf(user: string): number {
+    return this.connectionsPerUser.get(user) ?? 0;
+  }
+
+  private countUser(user: string, change: 1 | -1): void {
+    this.connectionsPerUser.set(user, this.connectionsOf(user) + change);
+  }
+
+  /** Closes the longest-idle connection of another pool that shares the limit (`sharing`). */
+  private evictIdle(except: Pool<C>, sharing: (pool: Pool<C>) => boolean): boolean {
     let victim: Entry<C> | undefined;
-    for (const pool of this.poolsOf(except.key.database)) {
-      if (pool === except || pool.idle.length === 0) continue;
+    for (const pool of this.pools.values()) {
+      if (pool === except || pool.idle.length === 0 || !sharing(pool)) continue;
       const oldest = pool.idle[0]!;
       if (!victim || oldest.changedAt < victim.changedAt) victim = oldest;
     }
@@ -451,6 +478,7 @@ export class Pools<C extends ServerConnection> {
     const database = this.database(pool.key.database);
     pool.opening++;
     database.connections++;
+    this.countUser(pool.key.user, 1);
     this.open(pool.key).then(
       (connection) => {
         pool.opening--;
@@ -468,6 +496,7 @@ export class Pools<C extends ServerConnection> {
       (error: unknown) => {
         pool.opening--;
         database.connections--;
+        this.countUser(pool.key.user, -1);
         this.events.onServerError?.(pool.key, error);
         // One failure fails one waiter, with the cause, rather than leaving it to the timeout.
         const waiter = pool.waiters.shift();
@@ -520,20 +549,32 @@ export class Pools<C extends ServerConnection> {
     const pool = entry.pool;
     pool.closed++;
     this.database(pool.key.database).connections--;
+    this.countUser(pool.key.user, -1);
     try {
       entry.connection.close();
     } catch (error) {
       this.events.onServerError?.(pool.key, error);
     }
-    // A freed slot of the database may let another of its pools open a connection.
-    if (offerFreedSlot && this.settings.maxDbConnections > 0) for (const other of this.poolsOf(pool.key.database)) if (other !== pool) this.serve(other);
+    // A freed slot of the database (or the user) may let another of its pools open a connection.
+    if (!offerFreedSlot) return;
+    const { maxDbConnections, maxUserConnections } = this.settings;
+    for (const other of [...this.pools.values()]) {
+      if (other === pool) continue;
+      if ((maxDbConnections > 0 && other.key.database === pool.key.database) || (maxUserConnections > 0 && other.key.user === pool.key.user)) this.serve(other);
+    }
   }
 
   /** Opens connections up to min_pool_size in the background. */
   private keepMinimum(pool: Pool<C>): void {
-    const { minPoolSize, maxDbConnections } = this.settings;
+    const { minPoolSize, maxDbConnections, maxUserConnections } = this.settings;
     const database = this.database(pool.key.database);
-    while (!pool.closing && !database.paused && this.size(pool) < minPoolSize && (maxDbConnections === 0 || database.connections < maxDbConnections)) {
+    while (
+      !pool.closing &&
+      !database.paused &&
+      this.size(pool) < minPoolSize &&
+      (maxDbConnections === 0 || database.connections < maxDbConnections) &&
+      (maxUserConnections === 0 || this.connectionsOf(pool.key.user) < maxUserConnections)
+    ) {
       this.openFor(pool);
     }
   }

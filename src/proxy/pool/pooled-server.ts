@@ -7,6 +7,7 @@ import { ServerSession, type ServerLogin } from '../auth/server-session.js';
 import { MAX_MESSAGE_LENGTH } from '../protocol/frames.js';
 import type { UpstreamTarget } from '../upstream.js';
 import type { ServerConnection, TransactionStatus } from './pool.js';
+import { TRACKED_PARAMETERS, isReported, type ParameterValue } from './client-parameters.js';
 import { ServerStatements } from './prepared.js';
 
 let nextId = 1;
@@ -18,6 +19,11 @@ export class PooledServer implements ServerConnection {
   client: number | undefined;
   /** When it was last lent or given back (ms since the epoch). */
   requestAt = Date.now();
+  /**
+   * Its values of the tracked parameters the server does not report (client-parameters.ts): from the
+   * SETs sent for clients and their own statements; absent when not known (they start at the default).
+   */
+  readonly unreported = new Map<string, ParameterValue>(TRACKED_PARAMETERS.filter((name) => !isReported(name)).map((name) => [name, null]));
 
   private constructor(
     readonly session: ServerSession,
@@ -43,7 +49,15 @@ export class PooledServer implements ServerConnection {
    * statements are tracked: a reset that drops them leaves no record to correct).
    */
   run(sql: string): Promise<void> {
+    // A reset query may reset anything; DISCARD ALL (the default) is known to reset everything.
+    if (/^\s*discard\s+all\s*;?\s*$/i.test(sql)) for (const name of this.unreported.keys()) this.unreported.set(name, null);
+    else if (!/^\s*rollback\s*$/i.test(sql)) this.unreported.clear();
     return this.session.simpleQuery(sql);
+  }
+
+  /** Its value of a tracked parameter; undefined when not known. */
+  parameter(name: string): ParameterValue | undefined {
+    return isReported(name) ? this.session.parameters.get(name) : this.unreported.get(name);
   }
 
   close(): void {

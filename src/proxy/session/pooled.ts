@@ -5,7 +5,8 @@
  * that leaves it idle with nothing outstanding. Prepared statements move with the client
  * (pool/prepared.ts); what cannot be pooled per transaction pins the client to its connection
  * (pool/pinning.ts). A server connection never changes version: it was opened with its version's
- * search_path, so nothing is SET on checkout.
+ * search_path, which is never SET. The client's own session parameters are (pool/client-parameters.ts):
+ * a connection it gets is brought to its values before its first message goes out.
  */
 import type net from 'node:net';
 import type tls from 'node:tls';
@@ -13,12 +14,13 @@ import type { Logger } from '../../observe/logger.js';
 import type { AuthType, ServerCredentials } from '../auth/client-auth.js';
 import type { Secret } from '../auth/secret.js';
 import { Counter } from '../native.js';
-import { pinningOf, type Pinning } from '../pool/pinning.js';
+import { isReported, parameterSync, trackedName, type ParameterValues } from '../pool/client-parameters.js';
+import { effectsOf, type Pinning, type TrackedSetting } from '../pool/pinning.js';
 import { PoolError, type Lease, type PoolKey, type Pools } from '../pool/pool.js';
 import type { PooledServer } from '../pool/pooled-server.js';
 import { PreparedStatements, type FrameSink } from '../pool/prepared.js';
 import { FrameReader, MAX_MESSAGE_LENGTH, ProtocolError, type TypedFrame } from '../protocol/frames.js';
-import { MessageType, SERVER_CLOSED_UNEXPECTEDLY, encodeErrorResponse, type ErrorFields } from '../protocol/messages.js';
+import { MessageType, SERVER_CLOSED_UNEXPECTEDLY, encodeErrorResponse, encodeMessage, parseErrorFields, parseParameterStatus, type ErrorFields } from '../protocol/messages.js';
 import { endClient } from './client.js';
 import { retiredError } from './forwarding.js';
 
@@ -47,7 +49,24 @@ export type PooledEnd =
   | { kind: 'server_protocol_violation'; detail: string }
   | { kind: 'retired_version' }
   | { kind: 'pool_error'; error: ErrorFields }
+  /** The server refused to take the client's parameters (an invalid value it asked for at login). */
+  | { kind: 'parameters_refused'; error: ErrorFields }
   | { kind: 'idle_transaction_timeout'; error: ErrorFields };
+
+/** The Query of SETs that brings a lent connection to the client's parameters, under way. */
+interface ParameterSync {
+  names: string[];
+  error: ErrorFields | undefined;
+}
+
+/**
+ * Unreported tracked settings (extra_float_digits) the client changed in the transaction under way:
+ * recorded when it commits; `spoiled` once an error or a rollback makes that uncertain.
+ */
+interface PendingSettings {
+  settings: TrackedSetting[];
+  spoiled: boolean;
+}
 
 export class PooledForwarding {
   private readonly reader = new FrameReader(MAX_MESSAGE_LENGTH);
@@ -75,6 +94,8 @@ export class PooledForwarding {
   private requestSentAt = 0;
   private takenAt = 0;
   private readonly sink: FrameSink;
+  private syncing: ParameterSync | undefined;
+  private pendingSettings: PendingSettings | undefined;
 
   constructor(
     private readonly client: net.Socket | tls.TLSSocket,
@@ -85,6 +106,8 @@ export class PooledForwarding {
     /** The connection borrowed for the welcome (session mode keeps it for the whole session). */
     welcomeLease: Lease<PooledServer> | undefined,
     private readonly sessionId: number,
+    /** The client's values of the tracked parameters, kept up to date with what it sets. */
+    private readonly parameters: ParameterValues,
   ) {
     this.prepared = ctx.mode === 'transaction' ? new PreparedStatements() : undefined;
     this.sink = {
@@ -191,10 +214,12 @@ export class PooledForwarding {
   private forward(frame: TypedFrame): void {
     if (this.ctx.mode === 'transaction' && !this.pinning && (frame.type === MessageType.Query || frame.type === MessageType.Parse)) {
       const sql = frame.type === MessageType.Query ? queryText(frame.body, 0) : queryText(frame.body, frame.body.indexOf(0) + 1);
-      const pinning = pinningOf(sql);
+      const { pinning, settings } = effectsOf(sql);
       if (pinning) {
         this.pinning = pinning;
         this.ctx.pinned(pinning);
+      } else if (settings.length > 0) {
+        this.pendingSettings = { settings: [...(this.pendingSettings?.settings ?? []), ...settings], spoiled: this.pendingSettings?.spoiled ?? false };
       }
     }
     if (this.prepared) this.prepared.fromClient(frame, this.sink);
@@ -217,24 +242,26 @@ export class PooledForwarding {
           return;
         }
         this.take(lease);
-        const backlog = this.backlog ?? [];
-        this.backlog = undefined;
-        for (const frame of backlog) {
-          if (this.stopped) return;
-          this.forward(frame);
-        }
+        if (!this.syncing) this.forwardBacklog();
       },
       (error: unknown) => {
         this.waitingSince = 0;
         if (this.stopped) return;
-        const fields: ErrorFields =
-          error instanceof PoolError
-            ? { severity: 'FATAL', code: error.code, message: error.message, ...(error.reason === 'query_wait_timeout' ? { hint: 'The pool is too small for the load, or its connections are held by long transactions (see SHOW POOLS on the admin console).' } : {}) }
-            : { severity: 'FATAL', code: 'XX000', message: `the tandem proxy could not get a server connection: ${(error as Error).message}` };
+        const fields = poolErrorFields(error);
         this.backlog = undefined;
         this.finish({ kind: 'pool_error', error: fields }, true, fields);
       },
     );
+  }
+
+  /** Messages that waited for a server connection (and its parameters) go out, in order. */
+  private forwardBacklog(): void {
+    const backlog = this.backlog ?? [];
+    this.backlog = undefined;
+    for (const frame of backlog) {
+      if (this.stopped) return;
+      this.forward(frame);
+    }
   }
 
   private take(lease: Lease<PooledServer>): void {
@@ -248,6 +275,64 @@ export class PooledForwarding {
     server.session.stream(this.fromServer, this.serverBatchEnd);
     server.session.connection.on('close', this.onServerClose);
     server.session.connection.on('drain', this.resumeClient);
+    const sync = parameterSync(this.parameters, (name) => server.parameter(name));
+    if (!sync) return;
+    // The client's messages wait until the server has taken its parameters; their answers it never sees.
+    this.syncing = { names: sync.names, error: undefined };
+    this.backlog ??= [];
+    server.session.write(encodeMessage(MessageType.Query, Buffer.from(`${sync.sql}\0`, 'utf8')));
+  }
+
+  /** An answer to the parameters' Query: swallowed; at its ReadyForQuery the client's messages go. */
+  private syncAnswer(sync: ParameterSync, frame: TypedFrame): void {
+    if (frame.type === MessageType.ErrorResponse) {
+      const fields = parseErrorFields(frame.body);
+      sync.error = { severity: 'FATAL', code: fields.get('C') ?? '22023', message: fields.get('M') ?? 'the server refused a parameter', ...(fields.has('D') ? { detail: fields.get('D')! } : {}) };
+      return;
+    }
+    if (frame.type !== MessageType.ReadyForQuery) return;
+    this.syncing = undefined;
+    const server = this.lease!.connection;
+    for (const name of sync.names) {
+      if (sync.error) {
+        // Rolled back as one implicit transaction: the reported values say so, the others are not known.
+        if (!isReported(name)) server.unreported.delete(name);
+      } else if (isReported(name)) {
+        // The server's spelling ('ISO, MDY' for 'iso'): compared as such at the next checkout.
+        const value = server.parameter(name);
+        if (value !== undefined) this.parameters.set(name, value);
+      } else server.unreported.set(name, this.parameters.get(name) ?? null);
+    }
+    if (sync.error) {
+      this.backlog = undefined;
+      this.finish({ kind: 'parameters_refused', error: sync.error }, true, sync.error);
+      return;
+    }
+    this.forwardBacklog();
+  }
+
+  /** Keeps the client's values in step with what its statements did to the server session. */
+  private noteSession(frame: TypedFrame): void {
+    if (frame.type === MessageType.ParameterStatus) {
+      const { name, value } = parseParameterStatus(frame.body);
+      const tracked = trackedName(name);
+      if (tracked) this.parameters.set(tracked, value);
+      return;
+    }
+    const pending = this.pendingSettings;
+    if (!pending) return;
+    if (frame.type === MessageType.ErrorResponse || (frame.type === MessageType.CommandComplete && isRollback(frame.body))) pending.spoiled = true;
+    else if (frame.type === MessageType.ReadyForQuery && this.lease?.connection.transactionStatus === 'I') {
+      this.pendingSettings = undefined;
+      const server = this.lease.connection;
+      for (const { name, value } of pending.settings) {
+        if (pending.spoiled) server.unreported.delete(name);
+        else {
+          server.unreported.set(name, value);
+          this.parameters.set(name, value);
+        }
+      }
+    }
   }
 
   private clientCorked = false;
@@ -261,6 +346,10 @@ export class PooledForwarding {
 
   private readonly fromServer = (frame: TypedFrame): void => {
     if (this.stopped) return;
+    if (this.syncing) {
+      this.syncAnswer(this.syncing, frame);
+      return;
+    }
     if (!this.clientCorked) {
       this.clientCorked = true;
       this.client.cork();
@@ -274,6 +363,7 @@ export class PooledForwarding {
       return;
     }
     if (frame.type === MessageType.CommandComplete && forgetsPreparedStatements(frame.body)) this.lease?.connection.statements.clear();
+    this.noteSession(frame);
     if (frame.type !== MessageType.ReadyForQuery) return;
     const status = this.lease?.connection.transactionStatus;
     if (status !== 'I') {
@@ -297,9 +387,15 @@ export class PooledForwarding {
     server.session.connection.removeListener('drain', this.resumeClient);
     server.client = undefined;
     server.requestAt = Date.now();
+    // A pinned client's statements are not read, and a parameters' Query or a transaction cut short
+    // leaves them unsettled: what the unreported parameters are is not known.
+    const wasSyncing = this.syncing !== undefined;
+    if (this.pinning || wasSyncing || this.pendingSettings) server.unreported.clear();
+    this.syncing = undefined;
+    this.pendingSettings = undefined;
     // The client may have paused the server's socket (backpressure) on its way out.
     server.session.connection.resume();
-    const outstanding = this.prepared ? !this.prepared.idle : this.serverBusy;
+    const outstanding = (this.prepared ? !this.prepared.idle : this.serverBusy) || wasSyncing;
     if (this.prepared && this.prepared.idle) this.prepared.detach();
     lease.release({ broken: outstanding, reset: ending && this.ctx.mode === 'session' });
   }
@@ -361,6 +457,20 @@ export class PooledForwarding {
   }
 }
 
+/** How a client is told it got no server connection. */
+export function poolErrorFields(error: unknown): ErrorFields {
+  if (!(error instanceof PoolError)) return { severity: 'FATAL', code: 'XX000', message: `the tandem proxy could not get a server connection: ${(error as Error).message}` };
+  const hint = error.reason === 'query_wait_timeout' ? 'The pool is too small for the load, or its connections are held by long transactions (see SHOW POOLS on the admin console).' : undefined;
+  return { severity: 'FATAL', code: error.code, message: error.message, ...(hint ? { hint } : {}) };
+}
+
+const ROLLBACK = Buffer.from('ROLLBACK\0');
+
+/** A transaction (or a savepoint's part of it) was rolled back: what it set is gone or uncertain. */
+function isRollback(tag: Buffer): boolean {
+  return tag.length === ROLLBACK.length && tag.equals(ROLLBACK);
+}
+
 const DISCARD_ALL = Buffer.from('DISCARD ALL\0');
 const DEALLOCATE_ALL = Buffer.from('DEALLOCATE ALL\0');
 
@@ -385,6 +495,8 @@ export interface Pooling extends PooledContext {
   secretOf(user: string): Promise<Secret | undefined>;
   /** The pool a logged-in client uses; remembers how its server connections log in. */
   poolFor(database: string, user: string, version: string, searchPath: string | undefined, credentials: ServerCredentials): PoolKey;
+  /** Startup parameters (lower case) dropped instead of refused: --ignore-startup-parameters. */
+  readonly ignoredStartupParameters: ReadonlySet<string>;
   /** The ParameterStatus frames of the pool's server connections, once one has been opened. */
   welcome(key: PoolKey): readonly Buffer[] | undefined;
 }

@@ -31,7 +31,8 @@ import { routeRequest, versionOfSearchPath, type RoutingOptions } from '../routi
 import type { UpstreamTarget } from '../upstream.js';
 import type { SessionUsage } from '../usage.js';
 import { ClientAuthenticator, type ClientAuthStep } from '../auth/client-auth.js';
-import { PoolError, type Lease } from '../pool/pool.js';
+import { clientValues, welcomeFrames, readStartupParameters, type ParameterValues } from '../pool/client-parameters.js';
+import type { Lease } from '../pool/pool.js';
 import type { PooledServer } from '../pool/pooled-server.js';
 import { AuthRelay, type AuthStep } from './auth.js';
 import { ClientConnection, endClient } from './client.js';
@@ -41,7 +42,7 @@ import { connectServer, sendStartup } from './server-connection.js';
 import type { AdminSource } from '../admin/source.js';
 import { adminLoginRefusal, type AdminUsers } from '../admin/users.js';
 import { AdminConversation, adminWelcome } from './admin.js';
-import { PooledForwarding, type PooledEnd, type Pooling } from './pooled.js';
+import { PooledForwarding, poolErrorFields, type PooledEnd, type Pooling } from './pooled.js';
 import { MAX_AUTH_MESSAGE_LENGTH, readStartupRequest, routeLogin, type LoginRoute } from './startup.js';
 
 const AUTHENTICATION_OK = encodeMessage(MessageType.Authentication, Buffer.alloc(4));
@@ -141,6 +142,8 @@ export class Session implements SessionUsage {
   private retiredMessage: string | undefined;
   /** The search_path the client set in its startup packet (pooled sessions open their server connections with it). */
   private clientSearchPath: string | undefined;
+  /** Pooled: the tracked parameters the client asked for at login, carried to its server connections. */
+  private askedParameters: ParameterValues = new Map();
   /**
    * What the session's end is called if nothing more telling comes first: the last socket error,
    * the server's refusal, the proxy's own verdict. `closed` keeps it.
@@ -312,6 +315,13 @@ export class Session implements SessionUsage {
     const route = routed.route;
     this.version = route.version;
     if (this.ctx.pooling) {
+      // Refused before authentication, as PgBouncer does: nothing about the server is told.
+      const asked = readStartupParameters(params, this.ctx.pooling.ignoredStartupParameters);
+      if (!asked.ok) {
+        this.fatal({ kind: 'refused', why: 'startup_parameter', error: asked.error });
+        return;
+      }
+      this.askedParameters = asked.values;
       this.clientSearchPath = request.clientSearchPath;
       await this.startProxyAuth(this.ctx.pooling, request.database, route);
       return;
@@ -437,9 +447,7 @@ export class Session implements SessionUsage {
       try {
         lease = await pooling.pools.acquire(key);
       } catch (error) {
-        const fields: ErrorFields =
-          error instanceof PoolError ? { severity: 'FATAL', code: error.code, message: error.message } : { severity: 'FATAL', code: 'XX000', message: (error as Error).message };
-        this.fatal({ kind: 'pool_error', error: fields });
+        this.fatal({ kind: 'pool_error', error: poolErrorFields(error) });
         return;
       }
       if (this.isClosed()) {
@@ -455,10 +463,12 @@ export class Session implements SessionUsage {
     clearTimeout(this.loginTimer);
     const cancelKey = randomBytes(8);
     this.cancelKey = cancelKey;
-    this.client.socket.write(Buffer.concat([...frames, encodeMessage(MessageType.BackendKeyData, cancelKey), READY_IDLE]));
+    // The client is told its own values (as it gave them, until a server connection has taken them).
+    const parameters = clientValues(this.askedParameters, frames);
+    this.client.socket.write(Buffer.concat([...welcomeFrames(frames, parameters), encodeMessage(MessageType.BackendKeyData, cancelKey), READY_IDLE]));
     this.client.stopReading();
     const login: LoggedIn = { database: state.database, routedVersion: this.version };
-    const pooled = new PooledForwarding(this.client.socket, key, pooling, this.counters, { ended: this.onPooledEnd }, lease, this.id);
+    const pooled = new PooledForwarding(this.client.socket, key, pooling, this.counters, { ended: this.onPooledEnd }, lease, this.id, parameters);
     if (this.retiredMessage !== undefined) pooled.retire(this.retiredMessage);
     this.ctx.registerCancelKey(cancelKey, this, () => pooled.server?.session.backendKey);
     this.state = { phase: 'forwarding', by: 'pool', login, pooled };
@@ -505,6 +515,9 @@ export class Session implements SessionUsage {
         break;
       case 'pool_error':
         this.cause = { kind: 'pool_error', error: end.error };
+        break;
+      case 'parameters_refused':
+        this.cause = { kind: 'server_refused', code: end.error.code };
         break;
       case 'idle_transaction_timeout':
         this.cause = { kind: 'idle_transaction_timeout', error: end.error };

@@ -1,6 +1,6 @@
 /** Which statements pin a client to its server connection in transaction mode: a table of SQL and verdicts. */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { loadPinningParser, pinningOf, type PinReason } from '../../../src/proxy/pool/pinning.js';
+import { effectsOf, loadPinningParser, pinningOf, type PinReason } from '../../../src/proxy/pool/pinning.js';
 
 beforeAll(() => loadPinningParser());
 
@@ -11,8 +11,14 @@ const cases: Array<[sql: string, reason: PinReason | undefined]> = [
   ['SET SESSION work_mem = \'64MB\'', 'set'],
   ['BEGIN; SET lock_timeout = 10; COMMIT', 'set'],
   ['SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY', 'set'],
-  ['/* app */ SET application_name = \'x\'', 'set'],
-  ['-- tag\nSET datestyle = iso', 'set'],
+  ['/* app */ SET statement_timeout = 0', 'set'],
+  ['-- tag\nSET work_mem = \'1MB\'', 'set'],
+  // tracked parameters follow the client instead (client-parameters.ts), unless SET FROM CURRENT
+  ['SET application_name = \'x\'', undefined],
+  ['-- tag\nSET datestyle = iso', undefined],
+  ['BEGIN; SET TimeZone = \'UTC\'; COMMIT', undefined],
+  ['SET SESSION extra_float_digits = 3', undefined],
+  ['SET datestyle FROM CURRENT', 'set'],
   ['SET LOCAL statement_timeout = 1000', undefined],
   ['BEGIN; SET LOCAL lock_timeout = 10; SELECT 1; COMMIT', undefined],
   ['SET TRANSACTION ISOLATION LEVEL SERIALIZABLE', undefined],
@@ -75,5 +81,22 @@ describe('pinningOf', () => {
     expect(pinningOf('LISTEN jobs')).toEqual({ reason: 'listen', detail: 'LISTEN jobs' });
     expect(pinningOf('CREATE TEMP TABLE scratch (a int)')).toEqual({ reason: 'temporary_object', detail: 'temporary scratch' });
     expect(pinningOf('SELECT pg_advisory_lock(1)')).toEqual({ reason: 'advisory_lock', detail: 'pg_advisory_lock()' });
+  });
+});
+
+describe('tracked settings a statement changes', () => {
+  it.each([
+    ['SET extra_float_digits = 3', [{ name: 'extra_float_digits', value: '3' }]],
+    ['set Extra_Float_Digits to -1', [{ name: 'extra_float_digits', value: '-1' }]],
+    ['SET extra_float_digits TO DEFAULT', [{ name: 'extra_float_digits', value: null }]],
+    ['RESET extra_float_digits', [{ name: 'extra_float_digits', value: null }]],
+    ['RESET ALL', [{ name: 'extra_float_digits', value: null }]],
+    ['DISCARD ALL', [{ name: 'extra_float_digits', value: null }]],
+    // the server reports the others' changes itself; SET LOCAL ends with its transaction
+    ["SET TimeZone = 'UTC'", []],
+    ['SET LOCAL extra_float_digits = 0', []],
+    ['SELECT 1', []],
+  ])('%s', (sql, settings) => {
+    expect(effectsOf(sql)).toEqual({ pinning: undefined, settings });
   });
 });

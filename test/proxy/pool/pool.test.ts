@@ -139,6 +139,26 @@ describe('Pools', () => {
     (waiting.value as Lease<RawServer>).release();
   });
 
+  it('keeps the connections of a user under max_user_connections across its pools, while another user opens', async () => {
+    const p = pools({ poolSize: 5, maxUserConnections: 2 });
+    const old = keyOf('01_old');
+    const current = keyOf('02_new');
+    const a = await p.acquire(old);
+    const b = await p.acquire(current);
+    const waiting = track(p.acquire(current));
+    const stranger = await p.acquire({ ...current, user: 'someone_else' });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(waiting.settled).toBe(false);
+    expect(p.userConnections()).toEqual(expect.arrayContaining([{ user: 'postgres', connections: 2 }, { user: 'someone_else', connections: 1 }]));
+    a.release();
+    // The idle connection of the user's other pool is closed to make room.
+    await vi.waitFor(() => expect(waiting.settled).toBe(true));
+    expect(statsOf(p, old)).toMatchObject({ active: 0, idle: 0, closed: 1 });
+    b.release();
+    stranger.release();
+    (waiting.value as Lease<RawServer>).release();
+  });
+
   it('never lends a connection left in a transaction: it is rolled back first, or closed when broken', async () => {
     const p = pools({ poolSize: 1 });
     const first = await p.acquire(keyOf());

@@ -22,6 +22,8 @@ describe('tandem proxy pooling flags', () => {
     [['--pool-mode', 'session', '--auth-type', 'scram'], '--auth-type must be one of trust, md5, scram-sha-256, got "scram"'],
     [['--auth-file', '/nonexistent'], '--auth-file and --auth-query need --pool-mode session or transaction'],
     [['--admin-users', 'ops'], '--admin-users needs --pool-mode session or transaction'],
+    [['--ignore-startup-parameters', 'work_mem'], '--ignore-startup-parameters needs --pool-mode session or transaction'],
+    [['--pool-mode', 'transaction', '--auth-type', 'trust', '--max-user-connections', '-1'], '--max-user-connections'],
     [['--pool-mode', 'transaction', '--auth-type', 'trust', '--admin-users', 'ops team'], '--admin-users takes user names separated by commas'],
     [['--pool-mode', 'transaction', '--auth-type', 'trust', '--query-wait-timeout', 'soon'], '--query-wait-timeout must be a duration'],
   ])('refuses %j with exit 2', async (flags, message) => {
@@ -41,10 +43,11 @@ describe('tandem proxy pooling flags', () => {
 
   it('runs a transaction-mode proxy whose /metrics and /status show its pools', async () => {
     const [port, http] = [await freePort(), await freePort()];
-    const cli = spawnCli(['--postgres-url', db.url, 'proxy', '--listen', `127.0.0.1:${port}`, '--http', `127.0.0.1:${http}`, '--pool-mode', 'transaction', '--auth-type', 'trust', '--pool-size', '3', '--shutdown-grace', '1s']);
+    const cli = spawnCli(['--postgres-url', db.url, 'proxy', '--listen', `127.0.0.1:${port}`, '--http', `127.0.0.1:${http}`, '--pool-mode', 'transaction', '--auth-type', 'trust', '--pool-size', '3', '--max-user-connections', '3', '--ignore-startup-parameters', 'Statement_Timeout', '--shutdown-grace', '1s']);
     try {
       await waitFor(async () => (cli.stderr().includes('tandem proxy listening') ? true : undefined), 30_000, 'the listening line');
-      const clients = Array.from({ length: 6 }, () => new pg.Client({ connectionString: `postgres://postgres@127.0.0.1:${port}/${databaseOf(db.url)}` }));
+      // statement_timeout is ignored, as asked, instead of refused.
+      const clients = Array.from({ length: 6 }, () => new pg.Client({ connectionString: `postgres://postgres@127.0.0.1:${port}/${databaseOf(db.url)}`, statement_timeout: 5000 }));
       for (const client of clients) client.on('error', () => {});
       await Promise.all(clients.map((c) => c.connect()));
       await Promise.all(clients.map((c) => c.query('SELECT pg_sleep(0.05)')));
@@ -54,8 +57,9 @@ describe('tandem proxy pooling flags', () => {
       const leases = Number(/tandem_proxy_pool_wait_seconds_count\{database="[^"]+",version="none"\} (\d+)/.exec(metrics)?.[1]);
       expect(leases).toBeGreaterThanOrEqual(6);
       expect(leases).toBeLessThanOrEqual(12);
-      const status = (await (await fetch(`http://127.0.0.1:${http}/status`)).json()) as { poolMode: string; pools: Array<{ user: string; opened: number }> };
+      const status = (await (await fetch(`http://127.0.0.1:${http}/status`)).json()) as { poolMode: string; pools: Array<{ user: string; opened: number }>; users: unknown };
       expect(status.poolMode).toBe('transaction');
+      expect(status.users).toEqual({ maxUserConnections: 3, connections: [{ user: 'postgres', connections: expect.any(Number) }] });
       expect(status.pools).toEqual([expect.objectContaining({ user: 'postgres' })]);
       expect(status.pools[0]!.opened).toBeLessThanOrEqual(3);
       await Promise.all(clients.map((c) => c.end()));

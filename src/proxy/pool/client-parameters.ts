@@ -1,0 +1,126 @@
+/**
+ * The session parameters a pooled client keeps as its own although its server connections are
+ * shared: the values it asked for at login (startup packet, `options`) or set since, carried to every
+ * server connection it is lent (one Query of SETs before its first message, only where the
+ * connection differs) and shown in its welcome. Pure: the session layer does the I/O.
+ *
+ * The set is what drivers read or set to decode what they receive (the first six are reported by the
+ * server in ParameterStatus messages, which drivers check: pgjdbc refuses a DateStyle not starting
+ * with ISO and a client_encoding other than UTF8), plus extra_float_digits, which pgjdbc sets after
+ * its login. search_path is not among them: a pool serves one version, fixed by its connections'
+ * search_path startup parameter. Anything else a client sets per session pins it
+ * (pool/pinning.ts), and anything else it asks for at login cannot be pooled.
+ */
+import { quoteLiteral } from '../../core/quote.js';
+import { MessageType, encodeMessage, parseParameterStatus, type ErrorFields, type StartupParams } from '../protocol/messages.js';
+import { readOptions } from '../routing.js';
+
+/** The server reports these (GUC_REPORT): a connection's values are known from its ParameterStatus messages. */
+const REPORTED = ['client_encoding', 'DateStyle', 'TimeZone', 'IntervalStyle', 'standard_conforming_strings', 'application_name'] as const;
+/** Not reported: known from the SETs the proxy sent and the client's statements. */
+const UNREPORTED = ['extra_float_digits'] as const;
+
+export const TRACKED_PARAMETERS: readonly string[] = [...REPORTED, ...UNREPORTED];
+
+const CANONICAL = new Map(TRACKED_PARAMETERS.map((name) => [name.toLowerCase(), name]));
+const REPORTED_NAMES = new Set<string>(REPORTED);
+
+/** The tracked parameter's name as the server reports it, for any spelling (setting names are case-insensitive). */
+export function trackedName(name: string): string | undefined {
+  return CANONICAL.get(name.toLowerCase());
+}
+
+export function isReported(name: string): boolean {
+  return REPORTED_NAMES.has(name);
+}
+
+/** A tracked parameter's value: null is the session default (RESET), for the unreported ones. */
+export type ParameterValue = string | null;
+export type ParameterValues = Map<string, ParameterValue>;
+
+/** What a pooled login asks for, or the first startup parameter that cannot be pooled. */
+export type StartupParameters = { ok: true; values: ParameterValues } | { ok: false; error: ErrorFields };
+
+/**
+ * Reads a pooled client's startup packet: tracked parameters become its values (`options` first,
+ * the packet's own parameters win, as the server applies them); user, database and search_path are
+ * the routing's; names in `ignored` (lower case) are dropped, as PgBouncer's
+ * ignore_startup_parameters; anything else is refused.
+ */
+export function readStartupParameters(params: StartupParams, ignored: ReadonlySet<string>): StartupParameters {
+  const fromOptions: Array<[string, string]> = [];
+  const direct: Array<[string, string]> = [];
+  for (const [name, value] of params) {
+    if (name === 'user' || name === 'database' || name.toLowerCase() === 'search_path') continue;
+    // Protocol extensions are the protocol's business: the proxy speaks 3.0 and the server never sees them.
+    if (name.startsWith('_pq_.')) continue;
+    if (name === 'options') {
+      const { settings, other } = readOptions(value);
+      if (other.length > 0 && !ignored.has('options')) return unsupported('options', `its switch "${other[0]}" is not a -c setting`);
+      fromOptions.push(...settings);
+      continue;
+    }
+    direct.push([name, value]);
+  }
+  const values: ParameterValues = new Map();
+  for (const [name, value] of [...fromOptions, ...direct]) {
+    const tracked = trackedName(name);
+    if (tracked) values.set(tracked, value);
+    else if (name.toLowerCase() !== 'search_path' && !ignored.has(name.toLowerCase())) return unsupported(name);
+  }
+  return { ok: true, values };
+}
+
+function unsupported(name: string, why?: string): StartupParameters {
+  return {
+    ok: false,
+    error: {
+      severity: 'FATAL',
+      code: '08P01',
+      message: `unsupported startup parameter: ${name}${why ? ` (${why})` : ''}`,
+      detail: `"${name}" cannot be pooled: the proxy shares server connections between clients and carries only ${TRACKED_PARAMETERS.join(', ')} (and the version's search_path) to them.`,
+      hint: `Set it inside each transaction (SET LOCAL), for the role or database (ALTER ROLE … SET), or have the proxy ignore it with --ignore-startup-parameters ${name}.`,
+    },
+  };
+}
+
+/** A client's values: the pool's defaults (the welcome's reported values) under the ones it asked for. */
+export function clientValues(asked: ParameterValues, welcome: readonly Buffer[]): ParameterValues {
+  const values: ParameterValues = new Map();
+  for (const frame of welcome) {
+    const { name, value } = parseParameterStatus(frame.subarray(5));
+    if (isReported(name)) values.set(name, value);
+  }
+  for (const name of UNREPORTED) values.set(name, null);
+  for (const [name, value] of asked) values.set(name, value);
+  return values;
+}
+
+/** The welcome's ParameterStatus frames with the client's own values in place of the pool's. */
+export function welcomeFrames(welcome: readonly Buffer[], values: ParameterValues): Buffer[] {
+  return welcome.map((frame) => {
+    const { name } = parseParameterStatus(frame.subarray(5));
+    const own = isReported(name) ? values.get(name) : undefined;
+    return typeof own === 'string' ? encodeParameterStatus(name, own) : frame;
+  });
+}
+
+function encodeParameterStatus(name: string, value: string): Buffer {
+  return encodeMessage(MessageType.ParameterStatus, Buffer.from(`${name}\0${value}\0`, 'utf8'));
+}
+
+/**
+ * The SQL that brings a server connection (whose values `current` gives; undefined: not known) to the
+ * client's, or undefined when they already match. The names it sets come back in `names`.
+ */
+export function parameterSync(wanted: ParameterValues, current: (name: string) => ParameterValue | undefined): { sql: string; names: string[] } | undefined {
+  const statements: string[] = [];
+  const names: string[] = [];
+  for (const [name, value] of wanted) {
+    const have = current(name);
+    if (have === value && have !== undefined) continue;
+    statements.push(value === null ? `RESET ${name}` : `SET ${name} TO ${quoteLiteral(value)}`);
+    names.push(name);
+  }
+  return statements.length > 0 ? { sql: statements.join('; '), names } : undefined;
+}
