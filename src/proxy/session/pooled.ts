@@ -11,6 +11,7 @@ import type net from 'node:net';
 import type tls from 'node:tls';
 import type { Logger } from '../../observe/logger.js';
 import type { AuthType, ServerCredentials } from '../auth/client-auth.js';
+import { KeptPasswordRefusedError } from '../auth/passthrough.js';
 import type { Secret } from '../auth/secret.js';
 import { Counter } from '../native.js';
 import { pinningOf, type Pinning } from '../pool/pinning.js';
@@ -220,10 +221,7 @@ export class PooledForwarding {
       (error: unknown) => {
         this.waitingSince = 0;
         if (this.stopped) return;
-        const fields: ErrorFields =
-          error instanceof PoolError
-            ? { severity: 'FATAL', code: error.code, message: error.message, ...(error.reason === 'query_wait_timeout' ? { hint: 'The pool is too small for the load, or its connections are held by long transactions (see SHOW POOLS on the admin console).' } : {}) }
-            : { severity: 'FATAL', code: 'XX000', message: `the tandem proxy could not get a server connection: ${(error as Error).message}` };
+        const fields = noServerConnection(error);
         this.backlog = undefined;
         this.finish({ kind: 'pool_error', error: fields }, true, fields);
       },
@@ -359,6 +357,15 @@ function forgetsPreparedStatements(tag: Buffer): boolean {
   return (tag.length === DISCARD_ALL.length && tag.equals(DISCARD_ALL)) || (tag.length === DEALLOCATE_ALL.length && tag.equals(DEALLOCATE_ALL));
 }
 
+/** What a client that gets no server connection is told. */
+export function noServerConnection(error: unknown): ErrorFields {
+  if (!(error instanceof PoolError)) return { severity: 'FATAL', code: 'XX000', message: `the tandem proxy could not get a server connection: ${(error as Error).message}` };
+  // Passthrough: the server refused the password the pool logs in with; its words say why.
+  if (error.cause instanceof KeptPasswordRefusedError) return error.cause.error;
+  const hint = error.reason === 'query_wait_timeout' ? { hint: 'The pool is too small for the load, or its connections are held by long transactions (see SHOW POOLS on the admin console).' } : {};
+  return { severity: 'FATAL', code: error.code, message: error.message, ...hint };
+}
+
 function queryText(body: Buffer, from: number): string {
   const end = body.indexOf(0, from);
   return body.toString('utf8', from, end < 0 ? body.length : end);
@@ -369,6 +376,11 @@ export interface Pooling extends PooledContext {
   readonly authType: AuthType;
   /** The user's stored secret (auth file, then auth query); undefined for an unknown user or no password. */
   secretOf(user: string): Promise<Secret | undefined>;
+  /**
+   * Passthrough: the server's refusal of `password` for `user`, or undefined when it accepts it;
+   * `key`: the pool the client will use, which the server connection of the check may join.
+   */
+  checkPassword(user: string, password: string, key: PoolKey | undefined): Promise<ErrorFields | undefined>;
   /** The pool a logged-in client uses; remembers how its server connections log in. */
   poolFor(database: string, user: string, version: string, searchPath: string | undefined, credentials: ServerCredentials): PoolKey;
   /** The ParameterStatus frames of the pool's server connections, once one has been opened. */
