@@ -5,7 +5,6 @@
  * passwords the server accepted (in memory only) to open more pooled connections as their users.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import type net from 'node:net';
 import type { ErrorFields } from '../protocol/messages.js';
 
 type Kept =
@@ -61,10 +60,10 @@ export class KeptPasswordRefusedError extends Error {
 
 /**
  * Why a password may not be asked for in clear text on this connection, or undefined when it may:
- * over TLS, from loopback, or through a Unix socket nobody can sniff.
+ * over TLS, from loopback, or through a Unix socket (no remote address) nobody can sniff.
  */
-export function cleartextRefusal(socket: net.Socket, encrypted: boolean): ErrorFields | undefined {
-  if (encrypted || isLocal(socket.remoteAddress)) return undefined;
+export function cleartextRefusal(remoteAddress: string | undefined, encrypted: boolean): ErrorFields | undefined {
+  if (encrypted || isLocal(remoteAddress)) return undefined;
   return {
     severity: 'FATAL',
     code: '28000',

@@ -364,7 +364,7 @@ export class Session implements SessionUsage {
     const user = this.user ?? '';
     if (pooling.authType === 'passthrough') {
       // Refused before the client sends its password, not after it crossed the network in clear.
-      const refusal = cleartextRefusal(this.client.socket, this.client.encrypted);
+      const refusal = cleartextRefusal(this.client.socket.remoteAddress, this.client.encrypted);
       if (refusal) {
         this.ctx.metrics.authFailure();
         this.fatal({ kind: 'refused', why: 'authentication', error: refusal });
