@@ -21,6 +21,9 @@ import { PooledServer } from './pool/pooled-server.js';
 import type { Pooling } from './session/pooled.js';
 import type { UpstreamTarget } from './upstream.js';
 
+/** PostgreSQL's SQLSTATE for a password it does not take (wrong, or expired). */
+const INVALID_PASSWORD = '28P01';
+
 /** A pooled server connection that does not have the search_path it was opened with: never lent. */
 export class SearchPathDroppedError extends Error {
   constructor(key: PoolKey, expected: string, seen: string) {
@@ -128,8 +131,8 @@ export class ProxyPooling implements Pooling {
   }
 
   /**
-   * A refused kept password (changed or expired on the server) is dropped, so the next login goes to
-   * the server again, and the waiting client gets the server's words.
+   * A kept password the server refuses (changed or expired) is dropped, so that the next login goes
+   * to the server again; whatever refused the login, the waiting client gets the server's words.
    */
   private async openWithKeptPassword(key: PoolKey, passwords: KeptPasswords): Promise<PooledServer> {
     const kept = passwords.passwordOf(key.user);
@@ -139,7 +142,9 @@ export class ProxyPooling implements Pooling {
       return await this.connect(key, { secret: { kind: 'plain', password: kept.password } });
     } catch (error) {
       if (!(error instanceof ServerError) || !error.code.startsWith('28')) throw error;
-      if (passwords.drop(key.user, kept.password, error.errorFields)) {
+      // Only a refused password is dropped: a pg_hba rule refusing this one database (28000) says
+      // nothing about the password, which other databases may still take.
+      if (error.code === INVALID_PASSWORD && passwords.drop(key.user, kept.password, error.errorFields)) {
         this.logger.warn({ user: key.user, code: error.code, err: error.message }, 'the server refused the kept password of a user: dropped; the next login of this user goes to the server');
       }
       throw new KeptPasswordRefusedError(error.errorFields);

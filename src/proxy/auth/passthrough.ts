@@ -50,7 +50,7 @@ export class KeptPasswords {
   }
 }
 
-/** The server refused a kept password while the pool opened a connection with it: the client gets the server's words. */
+/** The server refused to log the pool in with a kept password: the waiting client gets the server's words. */
 export class KeptPasswordRefusedError extends Error {
   constructor(readonly error: ErrorFields) {
     super(error.message);
