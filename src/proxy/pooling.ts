@@ -1,26 +1,28 @@
 /**
  * The proxy's pools, as the sessions see them (session/pooled.ts's Pooling): where users' secrets
- * come from (--auth-file, then --auth-query), how each pool's server connections log in (the
- * credentials of the pool's latest authenticated client), which parameters a pool's clients are
- * welcomed with, and the checks a new server connection passes before anyone uses it.
+ * come from (--auth-file, then --auth-query; in passthrough, the server's verdict on each client's
+ * password), how each pool's server connections log in (the credentials of the pool's latest
+ * authenticated client; in passthrough, the user's kept password), which parameters a pool's clients
+ * are welcomed with, and the checks a new server connection passes before anyone uses it.
  */
 import type { Logger } from '../observe/logger.js';
 import { AuthQuery } from './auth/auth-query.js';
 import type { ServerCredentials } from './auth/client-auth.js';
+import { KeptPasswordRefusedError, KeptPasswords } from './auth/passthrough.js';
+import { ServerError, ServerSession } from './auth/server-session.js';
 import type { Secret } from './auth/secret.js';
 import { loadUserlist, type Userlist } from './auth/userlist.js';
 import type { PoolingOptions } from './config.js';
 import type { ProxyMetrics } from './metrics.js';
+import type { ErrorFields } from './protocol/messages.js';
 import type { Pinning } from './pool/pinning.js';
 import { Pools, describeKey, idOf, type PoolKey } from './pool/pool.js';
 import { PooledServer } from './pool/pooled-server.js';
 import type { Pooling } from './session/pooled.js';
 import type { UpstreamTarget } from './upstream.js';
 
-interface PoolLogin {
-  credentials: ServerCredentials;
-  searchPath: string | undefined;
-}
+/** PostgreSQL's SQLSTATE for a password it does not take (wrong, or expired). */
+const INVALID_PASSWORD = '28P01';
 
 /** A pooled server connection that does not have the search_path it was opened with: never lent. */
 export class SearchPathDroppedError extends Error {
@@ -40,14 +42,16 @@ export class ProxyPooling implements Pooling {
   readonly ignoredStartupParameters: ReadonlySet<string>;
   private userlist: Userlist = new Map();
   private readonly authQuery: AuthQuery | undefined;
-  private readonly logins = new Map<string, PoolLogin>();
+  /** Passthrough only: the passwords the server accepted, per user. */
+  private readonly passwords: KeptPasswords | undefined;
+  private readonly logins = new Map<string, ServerCredentials>();
   private readonly welcomes = new Map<string, readonly Buffer[]>();
 
   constructor(
     private readonly options: PoolingOptions,
     private readonly upstream: UpstreamTarget,
     /** The proxy's own login (from --postgres-url): runs the auth query. */
-    proxyLogin: { user: string; database: string; secret?: Secret },
+    private readonly proxyLogin: { user: string; database: string; secret?: Secret },
     private readonly metrics: ProxyMetrics,
     readonly logger: Logger,
   ) {
@@ -55,6 +59,7 @@ export class ProxyPooling implements Pooling {
     this.authType = options.authType;
     this.idleTransactionTimeoutMs = options.idleTransactionTimeoutMs;
     this.ignoredStartupParameters = new Set(options.ignoreStartupParameters ?? []);
+    this.passwords = options.authType === 'passthrough' ? new KeptPasswords() : undefined;
     this.authQuery = options.authQuery !== undefined ? new AuthQuery({ target: upstream, login: proxyLogin, query: options.authQuery }) : undefined;
     this.pools = new Pools<PooledServer>((key) => this.open(key), options.settings, {
       onWait: (key, waitedMs) => metrics.poolWait(key, waitedMs / 1000),
@@ -73,9 +78,36 @@ export class ProxyPooling implements Pooling {
     return this.authQuery?.lookUp(user);
   }
 
+  /**
+   * Passthrough: whether the server takes `password` for `user` (undefined), or its refusal. A
+   * password the server accepted before needs no round trip; another one is tried on a new server
+   * connection for `key`, which then joins the pool if it has room (no key, as for the admin
+   * console: on the proxy's own database, and closed).
+   */
+  async checkPassword(user: string, password: string, key: PoolKey | undefined): Promise<ErrorFields | undefined> {
+    const passwords = this.passwords;
+    if (!passwords) throw new Error('passwords are checked by the server only with --auth-type passthrough');
+    if (passwords.matches(user, password)) return undefined;
+    const secret: Secret = { kind: 'plain', password };
+    try {
+      if (key) {
+        const server = await this.connect(key, { secret });
+        passwords.keep(user, password);
+        if (!this.pools.adopt(key, server)) server.close();
+      } else {
+        (await ServerSession.open(this.upstream, { user, database: this.proxyLogin.database, secret })).close();
+        passwords.keep(user, password);
+      }
+      return undefined;
+    } catch (error) {
+      if (error instanceof ServerError) return error.errorFields;
+      return { severity: 'FATAL', code: '08006', message: `the tandem proxy could not ask the server to check the password of user "${user}": ${(error as Error).message}` };
+    }
+  }
+
   poolFor(database: string, user: string, version: string, searchPath: string | undefined, credentials: ServerCredentials): PoolKey {
     const key: PoolKey = { database, user, version, ...(searchPath !== undefined ? { searchPath } : {}) };
-    this.logins.set(idOf(key), { credentials, searchPath });
+    this.logins.set(idOf(key), credentials);
     return key;
   }
 
@@ -94,17 +126,44 @@ export class ProxyPooling implements Pooling {
   }
 
   private async open(key: PoolKey): Promise<PooledServer> {
-    const login = this.logins.get(idOf(key));
-    if (!login) throw new Error(`no client has logged in to ${describeKey(key)} yet`);
-    const params: Array<[string, string]> = login.searchPath !== undefined ? [['search_path', login.searchPath]] : [];
-    const server = await PooledServer.open(this.upstream, { user: key.user, database: key.database, ...login.credentials, params }, this.options.maxPreparedStatements);
-    if (login.searchPath !== undefined) {
+    if (this.passwords) return this.openWithKeptPassword(key, this.passwords);
+    const credentials = this.logins.get(idOf(key));
+    if (!credentials) throw new Error(`no client has logged in to ${describeKey(key)} yet`);
+    return this.connect(key, credentials);
+  }
+
+  /**
+   * A kept password the server refuses (changed or expired) is dropped, so that the next login goes
+   * to the server again; whatever refused the login, the waiting client gets the server's words.
+   */
+  private async openWithKeptPassword(key: PoolKey, passwords: KeptPasswords): Promise<PooledServer> {
+    const kept = passwords.passwordOf(key.user);
+    if (!kept) throw new Error(`no client has logged in to ${describeKey(key)} yet`);
+    if ('refused' in kept) throw new KeptPasswordRefusedError(kept.refused);
+    try {
+      return await this.connect(key, { secret: { kind: 'plain', password: kept.password } });
+    } catch (error) {
+      if (!(error instanceof ServerError) || !error.code.startsWith('28')) throw error;
+      // Only a refused password is dropped: a pg_hba rule refusing this one database (28000) says
+      // nothing about the password, which other databases may still take.
+      if (error.code === INVALID_PASSWORD && passwords.drop(key.user, kept.password, error.errorFields)) {
+        this.logger.warn({ user: key.user, code: error.code, err: error.message }, 'the server refused the kept password of a user: dropped; the next login of this user goes to the server');
+      }
+      throw new KeptPasswordRefusedError(error.errorFields);
+    }
+  }
+
+  private async connect(key: PoolKey, credentials: ServerCredentials): Promise<PooledServer> {
+    const searchPath = key.searchPath;
+    const params: Array<[string, string]> = searchPath !== undefined ? [['search_path', searchPath]] : [];
+    const server = await PooledServer.open(this.upstream, { user: key.user, database: key.database, ...credentials, params }, this.options.maxPreparedStatements);
+    if (searchPath !== undefined) {
       // Never silently on the wrong version: a connection that lost its search_path on the way is
       // closed before anyone uses it (a pooler in between, RDS Proxy).
       try {
         const rows = await server.session.query("SELECT pg_catalog.current_setting('search_path')");
         const seen = rows[0]?.[0] ?? '';
-        if (seen !== login.searchPath) throw new SearchPathDroppedError(key, login.searchPath, seen);
+        if (seen !== searchPath) throw new SearchPathDroppedError(key, searchPath, seen);
       } catch (error) {
         server.close();
         throw error;

@@ -5,9 +5,7 @@
  * server that hangs up, and the counters that heartbeats, metrics and /status read.
  */
 import net from 'node:net';
-import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { createLogger } from '../../src/observe/logger.js';
 import { selectForwarder } from '../../src/proxy/native.js';
 import { FrameScanner } from '../../src/proxy/protocol/frames.js';
 import { encodeMessage } from '../../src/proxy/protocol/messages.js';
@@ -16,6 +14,7 @@ import { usePostgres } from '../support/harness.js';
 import { waitFor } from '../support/spawn.js';
 import {
   TWO_SHAPES,
+  capturedLogger,
   connectThrough,
   createUsersTable,
   databaseOf,
@@ -34,18 +33,6 @@ const paths = [
 ];
 
 const query = (sql: string) => encodeMessage(0x51, Buffer.from(`${sql}\0`));
-
-/** The proxy's log lines as objects, for the open/close lines. */
-function capturedLogger() {
-  const lines: Array<Record<string, unknown>> = [];
-  const destination = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString().split('\n')) if (line.startsWith('{')) lines.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { logger: createLogger({ destination, format: 'json', level: 'info' }), lines };
-}
 
 function closeLine(lines: Array<Record<string, unknown>>, count = 1): Promise<Array<Record<string, unknown>>> {
   return waitFor(async () => {

@@ -8,10 +8,11 @@ import { mkdtempSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { afterEach } from 'vitest';
 import pg from 'pg';
 import { initStateSchema } from '../../src/state/schema.js';
-import { silentLogger } from '../../src/observe/logger.js';
+import { createLogger, silentLogger } from '../../src/observe/logger.js';
 import { startProxy, type Proxy } from '../../src/proxy/server.js';
 import type { ProxyOptions } from '../../src/proxy/config.js';
 
@@ -154,6 +155,18 @@ export async function connectThrough(url: string, extra: Partial<pg.ClientConfig
   client.on('error', () => {});
   await client.connect();
   return client;
+}
+
+/** The proxy's log lines as objects, for tests that check what it logs. */
+export function capturedLogger(level: 'info' | 'debug' = 'info') {
+  const lines: Array<Record<string, unknown>> = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString().split('\n')) if (line.startsWith('{')) lines.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { logger: createLogger({ destination, format: 'json', level }), lines };
 }
 
 /** The ErrorResponses in a byte stream from the proxy, as field maps (e.g. `C` = SQLSTATE, `M` = message). */

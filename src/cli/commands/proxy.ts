@@ -74,7 +74,7 @@ export function registerProxy(program: Command, io: CliIO): void {
     .option('--idle-transaction-timeout <duration>', 'disconnect a client idle inside a transaction this long (0: never)', '0')
     .option('--server-reset-query <sql>', 'run when a session-mode client gives its connection back', DEFAULT_POOL_SETTINGS.serverResetQuery)
     .option('--max-prepared-statements <n>', 'protocol-level prepared statements kept per server connection in transaction mode (LRU)', positiveInteger('--max-prepared-statements'), DEFAULT_MAX_PREPARED_STATEMENTS)
-    .option('--auth-type <md5|scram-sha-256|trust>', 'how the proxy authenticates clients when it pools', PROXY_DEFAULTS.authType)
+    .option('--auth-type <md5|scram-sha-256|trust|passthrough>', 'how the proxy authenticates clients when it pools (passthrough: the server checks each password)', PROXY_DEFAULTS.authType)
     .option('--auth-file <file>', "users' secrets in PgBouncer's userlist.txt format")
     .option('--auth-query [sql]', "look up users' secrets in the server (default query: pg_catalog.pg_shadow), as the --postgres-url user")
     .option('--ignore-startup-parameters <names>', 'comma-separated startup parameters (or -c settings in options) a pooled login may send and the proxy drops instead of refusing')
@@ -139,7 +139,7 @@ function proxyOptions(raw: RawProxyOptions, settings: ReturnType<typeof commonSe
 
 function adminUsers(raw: RawProxyOptions, parse: <T>(fn: () => T) => T): string[] {
   if (!raw.adminUsers) return [];
-  if (raw.poolMode.trim() === 'none') throw new UsageError('--admin-users needs --pool-mode session or transaction: the proxy authenticates admin console users itself, with --auth-type and --auth-file/--auth-query');
+  if (raw.poolMode.trim() === 'none') throw new UsageError('--admin-users needs --pool-mode session or transaction: the proxy authenticates admin console users itself, with --auth-type and --auth-file/--auth-query (or the server, with --auth-type passthrough)');
   parse(() => AdminUsers.parse(raw.adminUsers!, '--admin-users'));
   return raw.adminUsers.split(',').map((name) => name.trim()).filter(Boolean);
 }
@@ -149,12 +149,16 @@ function poolingOptions(raw: RawProxyOptions, parse: <T>(fn: () => T) => T): Poo
   if (mode !== 'none' && mode !== 'session' && mode !== 'transaction') throw new UsageError(`--pool-mode must be none, session or transaction, got "${raw.poolMode}"`);
   const authType = AUTH_TYPES.find((type) => type === raw.authType.trim());
   if (!authType) throw new UsageError(`--auth-type must be one of ${AUTH_TYPES.join(', ')}, got "${raw.authType}"`);
+  if (authType === 'passthrough') {
+    if (mode === 'none') throw new UsageError('--auth-type passthrough needs --pool-mode session or transaction: with --pool-mode none every login is relayed to the server already');
+    if (raw.authFile || raw.authQuery) throw new UsageError('--auth-type passthrough takes no --auth-file or --auth-query: the server checks every password itself');
+  }
   if (mode === 'none') {
     if (raw.ignoreStartupParameters) throw new UsageError('--ignore-startup-parameters needs --pool-mode session or transaction: with --pool-mode none every startup parameter goes to the server as it is');
     if (raw.authFile || raw.authQuery) throw new UsageError('--auth-file and --auth-query need --pool-mode session or transaction: with --pool-mode none the server authenticates each client itself');
     return undefined;
   }
-  if (authType !== 'trust' && !raw.authFile && raw.authQuery === undefined) {
+  if ((authType === 'md5' || authType === 'scram-sha-256') && !raw.authFile && raw.authQuery === undefined) {
     throw new UsageError(`--auth-type ${authType} needs the users' secrets: give --auth-file, --auth-query, or both`);
   }
   const duration = (text: string, flag: string) => parse(() => parseDuration(text, flag));

@@ -2,19 +2,20 @@
  * The proxy authenticating a client itself, as a pooler must (a pooled server connection was logged
  * in long before this client came): trust, md5 or SCRAM-SHA-256 against the user's stored secret,
  * with PostgreSQL's rules and words (failure.ts), and what the pool then needs to log in to the
- * server as this user (the stored secret, or the SCRAM keys the client's proof reveals).
+ * server as this user (the stored secret, or the SCRAM keys the client's proof reveals). In
+ * passthrough it only collects the password, which the server then judges (passthrough.ts).
  */
 import type { TypedFrame } from '../protocol/frames.js';
 import { MessageType, encodeAuthenticationSASL, type ErrorFields } from '../protocol/messages.js';
 import { passwordAuthenticationFailed } from './failure.js';
 import { md5Salt, verifyMd5Response } from './md5.js';
-import { encodeAuthenticationMD5Password, encodeAuthenticationSASLContinue, encodeAuthenticationSASLFinal, parsePasswordMessage, parseSASLInitialResponseData } from './messages.js';
+import { encodeAuthenticationCleartextPassword, encodeAuthenticationMD5Password, encodeAuthenticationSASLContinue, encodeAuthenticationSASLFinal, parsePasswordMessage, parseSASLInitialResponseData } from './messages.js';
 import { SCRAM_SHA_256, ScramServerExchange, mockScramSecret, scramSecretForPlainPassword, type ScramKeys } from './scram.js';
 import { exchangeFor, type PasswordAuthType, type Secret } from './secret.js';
 
 /** `--auth-type` in the pooled modes (PgBouncer's names). */
-export type AuthType = 'trust' | PasswordAuthType;
-export const AUTH_TYPES: readonly AuthType[] = ['trust', 'md5', 'scram-sha-256'];
+export type AuthType = 'trust' | PasswordAuthType | 'passthrough';
+export const AUTH_TYPES: readonly AuthType[] = ['trust', 'md5', 'scram-sha-256', 'passthrough'];
 
 /** How the pool logs in to the server as the authenticated user. */
 export interface ServerCredentials {
@@ -27,9 +28,12 @@ export type ClientAuthStep =
   | { next: 'send'; bytes: Buffer }
   /** Authenticated; `bytes` (possibly empty) go out before AuthenticationOk. */
   | { next: 'ok'; bytes: Buffer; credentials: ServerCredentials }
+  /** Passthrough: the client's password, for the server to accept or refuse. */
+  | { next: 'check'; password: string }
   | { next: 'fail'; error: ErrorFields };
 
 type State =
+  | { phase: 'cleartext' }
   | { phase: 'md5'; salt: Buffer }
   | { phase: 'sasl-initial'; exchange: ScramServerExchange; secret: Secret | undefined }
   | { phase: 'sasl-final'; exchange: ScramServerExchange; secret: Secret | undefined }
@@ -48,6 +52,10 @@ export class ClientAuthenticator {
   start(): ClientAuthStep {
     const secret = this.secret;
     if (this.authType === 'trust') return { next: 'ok', bytes: Buffer.alloc(0), credentials: secret ? { secret } : {} };
+    if (this.authType === 'passthrough') {
+      this.state = { phase: 'cleartext' };
+      return { next: 'send', bytes: encodeAuthenticationCleartextPassword() };
+    }
     const exchange = secret ? exchangeFor(this.authType, secret) : 'scram-doomed';
     if (exchange === 'md5') {
       const salt = md5Salt();
@@ -67,6 +75,8 @@ export class ClientAuthenticator {
     }
     this.state = { phase: 'done' };
     switch (state.phase) {
+      case 'cleartext':
+        return { next: 'check', password: parsePasswordMessage(frame.body) };
       case 'md5': {
         const response = parsePasswordMessage(frame.body);
         if (!this.secret || !verifyMd5Response(this.user, this.secret, state.salt, response)) return { next: 'fail', error: passwordAuthenticationFailed(this.user) };

@@ -14,6 +14,7 @@ function encodeAuthentication(code: number, data: Buffer = Buffer.alloc(0)): Buf
 }
 
 export const encodeAuthenticationOk = (): Buffer => encodeAuthentication(AuthCode.Ok);
+export const encodeAuthenticationCleartextPassword = (): Buffer => encodeAuthentication(AuthCode.CleartextPassword);
 export const encodeAuthenticationMD5Password = (salt: Buffer): Buffer => encodeAuthentication(AuthCode.MD5Password, salt);
 export const encodeAuthenticationSASLContinue = (data: Buffer): Buffer => encodeAuthentication(AuthCode.SASLContinue, data);
 export const encodeAuthenticationSASLFinal = (data: Buffer): Buffer => encodeAuthentication(AuthCode.SASLFinal, data);

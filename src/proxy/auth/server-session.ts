@@ -16,6 +16,7 @@ import {
   parseAuthRequest,
   parseErrorFields,
   parseParameterStatus,
+  type ErrorFields,
   type StartupParams,
 } from '../protocol/messages.js';
 import { describeTarget, openUpstream, type UpstreamTarget } from '../upstream.js';
@@ -42,6 +43,19 @@ export class ServerError extends Error {
     super(fields.get('M') ?? 'the server reported an error');
     this.name = 'ServerError';
     this.code = fields.get('C') ?? 'XX000';
+  }
+
+  /** The error as the server worded it, to pass on to a client. */
+  get errorFields(): ErrorFields {
+    const detail = this.fields.get('D');
+    const hint = this.fields.get('H');
+    return {
+      severity: this.fields.get('S') === 'ERROR' ? 'ERROR' : 'FATAL',
+      code: this.code,
+      message: this.message,
+      ...(detail !== undefined ? { detail } : {}),
+      ...(hint !== undefined ? { hint } : {}),
+    };
   }
 }
 

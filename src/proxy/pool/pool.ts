@@ -264,6 +264,27 @@ export class Pools<C extends ServerConnection> {
   }
 
   /**
+   * Takes in a connection opened outside the pool for `key` (the server checking a passthrough
+   * login), when the pool has room for it within pool_size and max_db_connections; false: it does
+   * not, and the caller closes the connection.
+   */
+  adopt(key: PoolKey, connection: C): boolean {
+    const pool = this.poolOf(key);
+    const database = this.database(key.database);
+    const { poolSize, maxDbConnections, maxUserConnections } = this.settings;
+    if (pool.closing || database.paused || this.size(pool) >= poolSize) return false;
+    if (maxDbConnections > 0 && database.connections >= maxDbConnections) return false;
+    if (maxUserConnections > 0 && this.connectionsOf(key.user) >= maxUserConnections) return false;
+    database.connections++;
+    this.countUser(key.user, 1);
+    pool.opened++;
+    const at = now();
+    pool.idle.push({ connection, pool, state: 'idle', openedAt: at, changedAt: at });
+    this.serve(pool);
+    return true;
+  }
+
+  /**
    * Closes the pool of a retired version: waiting clients fail, idle connections close now and
    * lent ones when they come back. Resolves once every connection is closed.
    */

@@ -12,6 +12,7 @@ import type net from 'node:net';
 import type tls from 'node:tls';
 import type { Logger } from '../../observe/logger.js';
 import type { AuthType, ServerCredentials } from '../auth/client-auth.js';
+import { KeptPasswordRefusedError } from '../auth/passthrough.js';
 import type { Secret } from '../auth/secret.js';
 import { Counter } from '../native.js';
 import { isReported, parameterSync, trackedName, type ParameterValues } from '../pool/client-parameters.js';
@@ -397,7 +398,11 @@ export class PooledForwarding {
     server.session.connection.resume();
     const outstanding = (this.prepared ? !this.prepared.idle : this.serverBusy) || wasSyncing;
     if (this.prepared && this.prepared.idle) this.prepared.detach();
-    lease.release({ broken: outstanding, reset: ending && this.ctx.mode === 'session' });
+    // A pinned client's connection holds the session state that pinned it (a SET, a temporary table,
+    // a LISTEN, a session lock): no other client may inherit it, and the reset query is session
+    // mode's, so it is closed.
+    const dirty = this.pinning !== undefined && this.ctx.mode === 'transaction';
+    lease.release({ broken: outstanding || dirty, reset: ending && this.ctx.mode === 'session' });
   }
 
   /**
@@ -460,6 +465,8 @@ export class PooledForwarding {
 /** How a client is told it got no server connection. */
 export function poolErrorFields(error: unknown): ErrorFields {
   if (!(error instanceof PoolError)) return { severity: 'FATAL', code: 'XX000', message: `the tandem proxy could not get a server connection: ${(error as Error).message}` };
+  // Passthrough: the server refused the password the pool logs in with; its words say why.
+  if (error.cause instanceof KeptPasswordRefusedError) return error.cause.error;
   const hint = error.reason === 'query_wait_timeout' ? 'The pool is too small for the load, or its connections are held by long transactions (see SHOW POOLS on the admin console).' : undefined;
   return { severity: 'FATAL', code: error.code, message: error.message, ...(hint ? { hint } : {}) };
 }
@@ -493,6 +500,11 @@ export interface Pooling extends PooledContext {
   readonly authType: AuthType;
   /** The user's stored secret (auth file, then auth query); undefined for an unknown user or no password. */
   secretOf(user: string): Promise<Secret | undefined>;
+  /**
+   * Passthrough: the server's refusal of `password` for `user`, or undefined when it accepts it;
+   * `key`: the pool the client will use, which the server connection of the check may join.
+   */
+  checkPassword(user: string, password: string, key: PoolKey | undefined): Promise<ErrorFields | undefined>;
   /** The pool a logged-in client uses; remembers how its server connections log in. */
   poolFor(database: string, user: string, version: string, searchPath: string | undefined, credentials: ServerCredentials): PoolKey;
   /** Startup parameters (lower case) dropped instead of refused: --ignore-startup-parameters. */

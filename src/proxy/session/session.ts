@@ -6,7 +6,8 @@
  *   cancelling  a CancelRequest was passed on; waiting for the server to close it, then closing
  *   routing     resolving the version (startup.ts) and opening the server connection (server-connection.ts)
  *   auth        relaying the server's authentication exchange, message by message   (auth.ts),
- *               or, when the proxy pools, running it itself against the stored secret (auth/client-auth.ts)
+ *               or, when the proxy pools, running it itself against the stored secret (auth/client-auth.ts),
+ *               or, in passthrough, asking for the password and letting the server judge it (auth/passthrough.ts)
  *   forwarding  bytes both ways, only frame headers looked at: in Node, or (plain TCP on both
  *               sides, when the native forwarder is loaded) by its thread after a hand-over (forwarding.ts)
  *               or, pooled, message by message with a server connection borrowed per transaction or
@@ -30,9 +31,10 @@ import { MessageType, SERVER_CLOSED_UNEXPECTEDLY, encodeErrorResponse, encodeMes
 import { routeRequest, versionOfSearchPath, type RoutingOptions } from '../routing.js';
 import type { UpstreamTarget } from '../upstream.js';
 import type { SessionUsage } from '../usage.js';
-import { ClientAuthenticator, type ClientAuthStep } from '../auth/client-auth.js';
+import { ClientAuthenticator, type ClientAuthStep, type ServerCredentials } from '../auth/client-auth.js';
+import { cleartextRefusal } from '../auth/passthrough.js';
 import { clientValues, welcomeFrames, readStartupParameters, type ParameterValues } from '../pool/client-parameters.js';
-import type { Lease } from '../pool/pool.js';
+import type { Lease, PoolKey } from '../pool/pool.js';
 import type { PooledServer } from '../pool/pooled-server.js';
 import { AuthRelay, type AuthStep } from './auth.js';
 import { ClientConnection, endClient } from './client.js';
@@ -371,9 +373,18 @@ export class Session implements SessionUsage {
 
   private async startProxyAuth(pooling: Pooling, database: string, route: LoginRoute | undefined): Promise<void> {
     const user = this.user ?? '';
+    if (pooling.authType === 'passthrough') {
+      // Refused before the client sends its password, not after it crossed the network in clear.
+      const refusal = cleartextRefusal(this.client.socket.remoteAddress, this.client.encrypted);
+      if (refusal) {
+        this.ctx.metrics.authFailure();
+        this.fatal({ kind: 'refused', why: 'authentication', error: refusal });
+        return;
+      }
+    }
     let secret;
     try {
-      secret = await pooling.secretOf(user);
+      secret = pooling.authType === 'passthrough' ? undefined : await pooling.secretOf(user);
     } catch (error) {
       this.ctx.logger.error({ session: this.id, user, err: (error as Error).message }, 'could not look up the secret of a user');
       this.fatal({ kind: 'internal', error: { severity: 'FATAL', code: '08006', message: `the tandem proxy could not look up the password of user "${user}": ${(error as Error).message}` } }, 'internal');
@@ -407,31 +418,62 @@ export class Session implements SessionUsage {
         if (step.error.code.startsWith('28')) this.ctx.metrics.authFailure();
         this.fatal({ kind: 'refused', why: 'authentication', error: step.error });
         return;
-      case 'ok': {
-        this.client.socket.write(Buffer.concat([step.bytes, AUTHENTICATION_OK]));
-        if (!state.route) {
-          this.startAdmin();
-          return;
-        }
-        if (state.route.refusalAfterLogin) {
-          this.ctx.metrics.reject('unknown_version');
-          this.fatal({ kind: 'refused', why: 'unknown_version', error: state.route.refusalAfterLogin });
-          return;
-        }
-        // Only the next client messages (after ReadyForQuery) may follow now.
-        this.state = { phase: 'routing' };
-        // Pooled connections are opened with the search_path only (no client options): the client's
-        // own, when it set one, decides the pool, and the version it starts with is the session's.
-        const searchPath = state.route.upstreamParams.find(([name]) => name === 'search_path')?.[1] ?? this.clientSearchPath;
-        if (this.clientSearchPath !== undefined) this.version = versionOfSearchPath(this.clientSearchPath, state.route.versions) ?? this.version;
-        const key = state.pooling.poolFor(state.database, this.user ?? '', this.version?.versionSchema ?? '', searchPath, step.credentials);
-        void this.welcome(state, key).catch((error: unknown) => {
+      case 'ok':
+        this.authenticated(state, step.bytes, step.credentials);
+        return;
+      case 'check':
+        void this.checkWithServer(state, step.password).catch((error: unknown) => {
           this.ctx.logger.error({ session: this.id, err: (error as Error).message }, 'unexpected failure while opening a session');
           this.fatal(INTERNAL_ERROR, 'internal');
         });
         return;
-      }
     }
+  }
+
+  /** Passthrough: the server accepts the client's password, or its refusal goes to the client as it is. */
+  private async checkWithServer(state: ProxyAuthState, password: string): Promise<void> {
+    // Only the next client messages (after ReadyForQuery) may follow now.
+    this.state = { phase: 'routing' };
+    const route = state.route;
+    const key = route && !route.refusalAfterLogin ? this.poolKey(state.pooling, state.database, route, {}) : undefined;
+    const refusal = await state.pooling.checkPassword(this.user ?? '', password, key);
+    if (this.isClosed()) return;
+    if (refusal) {
+      if (refusal.code.startsWith('28')) this.ctx.metrics.authFailure();
+      this.fatal({ kind: 'refused', why: 'authentication', error: refusal });
+      return;
+    }
+    this.authenticated(state, Buffer.alloc(0), {}, key);
+  }
+
+  /** `key`: the client's pool, when the password check already found it. */
+  private authenticated(state: ProxyAuthState, bytes: Buffer, credentials: ServerCredentials, key?: PoolKey): void {
+    this.client.socket.write(Buffer.concat([bytes, AUTHENTICATION_OK]));
+    if (!state.route) {
+      this.startAdmin();
+      return;
+    }
+    if (state.route.refusalAfterLogin) {
+      this.ctx.metrics.reject('unknown_version');
+      this.fatal({ kind: 'refused', why: 'unknown_version', error: state.route.refusalAfterLogin });
+      return;
+    }
+    // Only the next client messages (after ReadyForQuery) may follow now.
+    this.state = { phase: 'routing' };
+    void this.welcome(state, key ?? this.poolKey(state.pooling, state.database, state.route, credentials)).catch((error: unknown) => {
+      this.ctx.logger.error({ session: this.id, err: (error as Error).message }, 'unexpected failure while opening a session');
+      this.fatal(INTERNAL_ERROR, 'internal');
+    });
+  }
+
+  /**
+   * Pooled connections are opened with the search_path only (no client options): the client's own,
+   * when it set one, decides the pool, and the version it starts with is the session's.
+   */
+  private poolKey(pooling: Pooling, database: string, route: LoginRoute, credentials: ServerCredentials): PoolKey {
+    const searchPath = route.upstreamParams.find(([name]) => name === 'search_path')?.[1] ?? this.clientSearchPath;
+    if (this.clientSearchPath !== undefined) this.version = versionOfSearchPath(this.clientSearchPath, route.versions) ?? this.version;
+    return pooling.poolFor(database, this.user ?? '', this.version?.versionSchema ?? '', searchPath, credentials);
   }
 
   /**
@@ -439,7 +481,7 @@ export class Session implements SessionUsage {
    * of the pool: the first client of a pool waits for it to open), a cancel key of the proxy's own,
    * ReadyForQuery. Session mode keeps the connection it borrowed for this.
    */
-  private async welcome(state: ProxyAuthState, key: ReturnType<Pooling['poolFor']>): Promise<void> {
+  private async welcome(state: ProxyAuthState, key: PoolKey): Promise<void> {
     const pooling = state.pooling;
     let lease: Lease<PooledServer> | undefined;
     let frames = pooling.welcome(key);

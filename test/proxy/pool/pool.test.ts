@@ -159,6 +159,36 @@ describe('Pools', () => {
     (waiting.value as Lease<RawServer>).release();
   });
 
+  it('takes in a connection opened outside it only while it has room (pool_size, max_db_connections), and lends it', async () => {
+    const p = pools({ poolSize: 1 });
+    const outside = await RawServer.open(db.url);
+    expect(p.adopt(keyOf(), outside)).toBe(true);
+    expect(statsOf(p)).toMatchObject({ idle: 1, opened: 1 });
+    const lease = await p.acquire(keyOf());
+    expect(lease.connection).toBe(outside);
+    expect(p.opened).toHaveLength(0);
+    const extra = await RawServer.open(db.url);
+    expect(p.adopt(keyOf(), extra)).toBe(false);
+    extra.close();
+    lease.release();
+
+    const limited = pools({ poolSize: 5, maxDbConnections: 1 });
+    const first = await RawServer.open(db.url);
+    expect(limited.adopt(keyOf('01_old'), first)).toBe(true);
+    const second = await RawServer.open(db.url);
+    expect(limited.adopt(keyOf('02_new'), second)).toBe(false);
+    second.close();
+
+    // max_user_connections counts an adopted connection as one of the user's.
+    const perUser = pools({ poolSize: 5, maxUserConnections: 1 });
+    const mine = await RawServer.open(db.url);
+    expect(perUser.adopt(keyOf('01_old'), mine)).toBe(true);
+    expect(perUser.userConnections()).toEqual([{ user: 'postgres', connections: 1 }]);
+    const more = await RawServer.open(db.url);
+    expect(perUser.adopt(keyOf('02_new'), more)).toBe(false);
+    more.close();
+  });
+
   it('never lends a connection left in a transaction: it is rolled back first, or closed when broken', async () => {
     const p = pools({ poolSize: 1 });
     const first = await p.acquire(keyOf());

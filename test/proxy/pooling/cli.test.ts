@@ -19,7 +19,10 @@ describe('tandem proxy pooling flags', () => {
   it.each([
     [['--pool-mode', 'statement'], '--pool-mode must be none, session or transaction, got "statement"'],
     [['--pool-mode', 'transaction'], '--auth-type md5 needs the users\' secrets: give --auth-file, --auth-query, or both'],
-    [['--pool-mode', 'session', '--auth-type', 'scram'], '--auth-type must be one of trust, md5, scram-sha-256, got "scram"'],
+    [['--pool-mode', 'session', '--auth-type', 'scram'], '--auth-type must be one of trust, md5, scram-sha-256, passthrough, got "scram"'],
+    [['--auth-type', 'passthrough'], '--auth-type passthrough needs --pool-mode session or transaction'],
+    [['--pool-mode', 'transaction', '--auth-type', 'passthrough', '--auth-query'], '--auth-type passthrough takes no --auth-file or --auth-query'],
+    [['--pool-mode', 'session', '--auth-type', 'passthrough', '--auth-file', '/nonexistent'], '--auth-type passthrough takes no --auth-file or --auth-query'],
     [['--auth-file', '/nonexistent'], '--auth-file and --auth-query need --pool-mode session or transaction'],
     [['--admin-users', 'ops'], '--admin-users needs --pool-mode session or transaction'],
     [['--ignore-startup-parameters', 'work_mem'], '--ignore-startup-parameters needs --pool-mode session or transaction'],

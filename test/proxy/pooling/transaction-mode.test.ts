@@ -13,6 +13,7 @@ import pg from 'pg';
 import postgres from 'postgres';
 import { usePostgres } from '../../support/harness.js';
 import { poolingOptions } from './support.js';
+import { waitFor } from '../../support/spawn.js';
 import { TWO_SHAPES, createUsersTable, databaseOf, simulateVersions, startTestProxy, versionSchemaOf } from '../support.js';
 
 const db = usePostgres();
@@ -176,8 +177,14 @@ describe('transaction pooling', () => {
       expect((await other.query(`SELECT current_setting('statement_timeout') AS t`)).rows[0].t).toBe('0');
       const metrics = (await proxy.metrics.text()).body;
       expect(metrics).toMatch(/tandem_proxy_pinned_clients_total\{reason="set"\} 1/);
-    } finally {
+      // Once the pinned client leaves, its connection (and the setting on it) is closed, not lent.
       await pinned.end();
+      await waitFor(async () => ((await db.query(`SELECT 1 FROM pg_stat_activity WHERE pid = $1`, [first])).rows.length === 0 ? true : undefined), 10_000, 'the pinned connection to close');
+      const fresh = await connectedClients(proxy.url(`${database}@02_rename`));
+      for (const client of fresh) expect((await client.query(`SELECT current_setting('statement_timeout') AS t`)).rows[0].t).toBe('0');
+      await Promise.all(fresh.map((c) => c.end()));
+    } finally {
+      await pinned.end().catch(() => {});
       await other.end();
     }
   });
