@@ -215,8 +215,9 @@ export class Backfill {
       const order = this.keys.map((k) => quoteIdent(k.name)).join(', ');
       const orderDesc = this.keys.map((k) => `${quoteIdent(k.name)} DESC`).join(', ');
       scanned = `SELECT ctid AS tid, ${order} FROM ${this.table} WHERE ${conditions.join(' AND ')} ORDER BY ${order} LIMIT ${size}`;
-      // ORDER BY, not max(): the key's type need not have a max aggregate (uuid has none).
-      last = (alias) => `(SELECT to_json(${this.keyArray(alias)}) FROM scanned ${alias} ORDER BY ${orderDesc} LIMIT 1)`;
+      // ORDER BY, not max(): the key's type need not have a max aggregate (uuid has none). The JSON
+      // is built for the one row the inner query keeps, not for every row of the batch.
+      last = (alias) => `(SELECT to_json(${this.keyArray(alias)}) FROM (SELECT * FROM scanned ORDER BY ${orderDesc} LIMIT 1) ${alias})`;
       skippedRange = `(SELECT coalesce(json_agg(${this.keyArray('s')}), '[]'::json) FROM scanned s WHERE s.tid NOT IN (SELECT tid FROM locked))`;
     }
     // The batch records its own progress in the same statement, so both commit (or not) together.
@@ -252,7 +253,8 @@ export class Backfill {
       return rows[0]!;
     });
 
-    if (result.scanned === 0) return true;
+    // A key walk that finds no row is past its end; a page range may hold no live row and the pages after it still some.
+    if (result.last === null) return true;
     this.row.cursor = result.last;
     this.row.rows_done = String(Number(this.row.rows_done) + result.touched);
     this.row.batches = String(Number(this.row.batches) + 1);

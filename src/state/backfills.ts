@@ -109,7 +109,7 @@ export class BackfillStore {
                     pending = p.pending || s.skipped::jsonb, status = 'running', last_progress_at = now(),
                     rate = (p.rows_done + s.touched) / greatest(extract(epoch FROM now() - p.started_at), 0.001)
                FROM summary s
-              WHERE p.migration_id = ${this.migrationId} AND p.table_name = ${quoteLiteral(table)} AND s.scanned > 0
+              WHERE p.migration_id = ${this.migrationId} AND p.table_name = ${quoteLiteral(table)} AND s.last IS NOT NULL
              RETURNING 1)`;
   }
 
