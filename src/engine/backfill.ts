@@ -198,13 +198,18 @@ export class Backfill {
     let scanned: string;
     let last: (alias: string) => string;
     let skippedRange: string;
+    /** What the first try (which waits for locked rows rather than skipping them) updates, and the CTE it needs for that. */
+    let direct: { scan: string; rows: string; scannedCount: string };
     if (this.row.method === 'ctid') {
       const from = (this.row.cursor as number | null) ?? 0;
       const upper = this.row.upper_bound as number;
       if (from >= upper) return true;
       const perPage = Math.max(1, Number(this.row.rows_total ?? 0) / Math.max(1, upper));
       const to = Math.min(upper, from + Math.max(1, Math.floor(size / perPage)));
-      scanned = `SELECT ctid AS tid FROM ${this.table} WHERE ctid >= '(${from},0)'::tid AND ctid < '(${to},0)'::tid`;
+      const range = `ctid >= '(${from},0)'::tid AND ctid < '(${to},0)'::tid`;
+      scanned = `SELECT ctid AS tid FROM ${this.table} WHERE ${range}`;
+      // The page range itself, by a TID range scan: no list of ctids to build and look up again.
+      direct = { scan: '', rows: range, scannedCount: '(SELECT count(*) FROM touched)' };
       last = () => `to_json(${to})`;
       skippedRange = `CASE WHEN EXISTS (SELECT 1 FROM scanned s WHERE s.tid NOT IN (SELECT tid FROM locked))
                            THEN json_build_array(json_build_array(${from}, ${to})) ELSE '[]'::json END`;
@@ -219,13 +224,14 @@ export class Backfill {
       // is built for the one row the inner query keeps, not for every row of the batch.
       last = (alias) => `(SELECT to_json(${this.keyArray(alias)}) FROM (SELECT * FROM scanned ORDER BY ${orderDesc} LIMIT 1) ${alias})`;
       skippedRange = `(SELECT coalesce(json_agg(${this.keyArray('s')}), '[]'::json) FROM scanned s WHERE s.tid NOT IN (SELECT tid FROM locked))`;
+      direct = { scan: `scanned AS MATERIALIZED (${scanned}),`, rows: 'ctid = ANY (ARRAY(SELECT tid FROM scanned))', scannedCount: '(SELECT count(*) FROM scanned)' };
     }
     // The batch records its own progress in the same statement, so both commit (or not) together.
     const progress = `${this.store.batchProgress(this.step.table)}
       SELECT * FROM summary`;
-    const direct = `WITH scanned AS MATERIALIZED (${scanned}),
-           touched AS (UPDATE ${this.table} SET ${set} WHERE ctid = ANY (ARRAY(SELECT tid FROM scanned)) RETURNING 1),
-           summary AS (SELECT (SELECT count(*) FROM scanned)::int AS scanned, (SELECT count(*) FROM touched)::int AS touched,
+    const waiting = `WITH ${direct.scan}
+           touched AS (UPDATE ${this.table} SET ${set} WHERE ${direct.rows} RETURNING 1),
+           summary AS (SELECT ${direct.scannedCount}::int AS scanned, (SELECT count(*) FROM touched)::int AS touched,
                               ${last('s')} AS last, '[]'::json AS skipped),
            ${progress}`;
     const skipLocked = `WITH scanned AS MATERIALIZED (${scanned}),
@@ -246,7 +252,7 @@ export class Backfill {
       // Only the try that went through counts towards sizing: a lock wait says nothing of the batch's cost.
       const began = performance.now();
       const { rows } = await this.executor.transactionOf<{ scanned: number; touched: number; last: string[] | number | null; skipped: BackfillRow['pending'] }>(
-        attempt === 1 ? direct : skipLocked,
+        attempt === 1 ? waiting : skipLocked,
         settings,
       );
       tookMs = performance.now() - began;
