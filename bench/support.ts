@@ -1,5 +1,5 @@
 /** Shared by the benchmarks: a throwaway embedded PostgreSQL tuned like the tests', and timing helpers. */
-import { mkdtemp, rm, chmod } from 'node:fs/promises';
+import { mkdtemp, rm, chmod, readFile } from 'node:fs/promises';
 import { tmpdir, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -64,3 +64,17 @@ export function table(headers: string[], rows: (string | number)[][]): string {
 }
 
 export const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+
+/**
+ * CPU seconds used so far by this process and by the session's server backend (Linux /proc,
+ * 100 ticks a second). On a machine that runs other work, wall time includes waiting for a core;
+ * CPU time is what a phase costs, whatever else runs beside it.
+ */
+export async function cpuSeconds(db: pg.Client): Promise<{ client: number; server: number }> {
+  const { rows } = await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+  const fields = (await readFile(`/proc/${rows[0]!.pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
+  // After the command name: state is field 3, utime 14 and stime 15 (proc(5)).
+  const server = (Number(fields[11]) + Number(fields[12])) / 100;
+  const usage = process.cpuUsage();
+  return { client: (usage.user + usage.system) / 1e6, server };
+}

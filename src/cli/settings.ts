@@ -3,6 +3,7 @@ import { resolvePostgresUrl } from '../db/connection.js';
 import { UsageError } from '../errors/index.js';
 import { createLogger, parseLogFormat, parseLogLevel, type LogFormat, type Logger } from '../observe/logger.js';
 import { parseDuration } from '../proxy/config.js';
+import { ENGINE_DEFAULTS } from '../engine/migrator.js';
 
 /** Options every command accepts (DESIGN.md "Command line"). */
 export interface CommonSettings {
@@ -78,7 +79,7 @@ export function addCommonOptions(program: Command): Command {
     )
     .addOption(new Option('--role <name>', 'run migrations as this role (SET ROLE), so that it owns what they create').env('PGROLL_ROLE'))
     .option('--lock-retries <n>', 'attempts per DDL statement when its lock does not come in time', positiveInteger('--lock-retries'), 25)
-    .option('--backfill-batch-size <rows>', 'rows per backfill batch (with --backfill-batch-time: the most a batch takes)', positiveInteger('--backfill-batch-size'), 1000)
+    .option('--backfill-batch-size <rows>', 'rows per backfill batch (with --backfill-batch-time: the most a batch takes)', positiveInteger('--backfill-batch-size'), ENGINE_DEFAULTS.backfillBatchSize)
     .option('--backfill-batch-time <duration>', 'size each backfill batch to take about this long (e.g. 200ms) instead of a fixed row count', durationOption('--backfill-batch-time'))
     .option('--backfill-batch-delay <ms>', 'pause between backfill batches, in milliseconds', nonNegativeInteger('--backfill-batch-delay'), 0)
     .addOption(

@@ -21,7 +21,7 @@ import { isLockTimeout, type Executor } from './executor.js';
 import { retry, sleep } from './retry.js';
 import { BackfillStore, type BackfillMethod, type BackfillRow } from '../state/backfills.js';
 import type { BackfillStep } from '../core/steps.js';
-import { qualified, quoteIdent } from '../core/quote.js';
+import { qualified, quoteIdent, quoteLiteral } from '../core/quote.js';
 import { BACKFILL_SETTING } from '../core/triggers.js';
 import type { Throttle, ThrottleCheck, ThrottleVerdict } from './throttle.js';
 
@@ -178,13 +178,10 @@ export class Backfill {
     return `ARRAY[${this.keys.map((k) => `${prefix}${quoteIdent(k.name)}::text`).join(', ')}]`;
   }
 
-  /** `(k1, k2) op ($n::t1, $n+1::t2)`, parameters appended to `params`. */
-  private keyComparison(op: string, values: string[], params: unknown[]): string {
-    const placeholders = this.keys.map((k, i) => {
-      params.push(values[i]);
-      return `$${params.length}::${k.type}`;
-    });
-    return `(${this.keys.map((k) => quoteIdent(k.name)).join(', ')}) ${op} (${placeholders.join(', ')})`;
+  /** `(k1, k2) op ('v1'::t1, 'v2'::t2)`: literals, so that a batch needs no parameters. */
+  private keyComparison(op: string, values: string[]): string {
+    const literals = this.keys.map((k, i) => `${quoteLiteral(values[i]!)}::${k.type}`);
+    return `(${this.keys.map((k) => quoteIdent(k.name)).join(', ')}) ${op} (${literals.join(', ')})`;
   }
 
   /**
@@ -198,38 +195,43 @@ export class Backfill {
   private async batch(): Promise<boolean> {
     const size = this.size;
     const set = this.setClause();
-    const params: unknown[] = [];
     let scanned: string;
     let last: (alias: string) => string;
     let skippedRange: string;
+    /** What the first try (which waits for locked rows rather than skipping them) updates, and the CTE it needs for that. */
+    let direct: { scan: string; rows: string; scannedCount: string };
     if (this.row.method === 'ctid') {
       const from = (this.row.cursor as number | null) ?? 0;
       const upper = this.row.upper_bound as number;
       if (from >= upper) return true;
       const perPage = Math.max(1, Number(this.row.rows_total ?? 0) / Math.max(1, upper));
       const to = Math.min(upper, from + Math.max(1, Math.floor(size / perPage)));
-      scanned = `SELECT ctid AS tid FROM ${this.table} WHERE ctid >= '(${from},0)'::tid AND ctid < '(${to},0)'::tid`;
+      const range = `ctid >= '(${from},0)'::tid AND ctid < '(${to},0)'::tid`;
+      scanned = `SELECT ctid AS tid FROM ${this.table} WHERE ${range}`;
+      // The page range itself, by a TID range scan: no list of ctids to build and look up again.
+      direct = { scan: '', rows: range, scannedCount: '(SELECT count(*) FROM touched)' };
       last = () => `to_json(${to})`;
       skippedRange = `CASE WHEN EXISTS (SELECT 1 FROM scanned s WHERE s.tid NOT IN (SELECT tid FROM locked))
                            THEN json_build_array(json_build_array(${from}, ${to})) ELSE '[]'::json END`;
     } else {
       const conditions: string[] = [];
-      if (this.row.cursor) conditions.push(this.keyComparison('>', this.row.cursor as string[], params));
-      conditions.push(this.keyComparison('<=', this.row.upper_bound as string[], params));
-      params.push(size);
+      if (this.row.cursor) conditions.push(this.keyComparison('>', this.row.cursor as string[]));
+      conditions.push(this.keyComparison('<=', this.row.upper_bound as string[]));
       const order = this.keys.map((k) => quoteIdent(k.name)).join(', ');
       const orderDesc = this.keys.map((k) => `${quoteIdent(k.name)} DESC`).join(', ');
-      scanned = `SELECT ctid AS tid, ${order} FROM ${this.table} WHERE ${conditions.join(' AND ')} ORDER BY ${order} LIMIT $${params.length}`;
-      // ORDER BY, not max(): the key's type need not have a max aggregate (uuid has none).
-      last = (alias) => `(SELECT to_json(${this.keyArray(alias)}) FROM scanned ${alias} ORDER BY ${orderDesc} LIMIT 1)`;
+      scanned = `SELECT ctid AS tid, ${order} FROM ${this.table} WHERE ${conditions.join(' AND ')} ORDER BY ${order} LIMIT ${size}`;
+      // ORDER BY, not max(): the key's type need not have a max aggregate (uuid has none). The JSON
+      // is built for the one row the inner query keeps, not for every row of the batch.
+      last = (alias) => `(SELECT to_json(${this.keyArray(alias)}) FROM (SELECT * FROM scanned ORDER BY ${orderDesc} LIMIT 1) ${alias})`;
       skippedRange = `(SELECT coalesce(json_agg(${this.keyArray('s')}), '[]'::json) FROM scanned s WHERE s.tid NOT IN (SELECT tid FROM locked))`;
+      direct = { scan: `scanned AS MATERIALIZED (${scanned}),`, rows: 'ctid = ANY (ARRAY(SELECT tid FROM scanned))', scannedCount: '(SELECT count(*) FROM scanned)' };
     }
     // The batch records its own progress in the same statement, so both commit (or not) together.
-    const progress = `${this.store.batchProgress(this.step.table, params)}
+    const progress = `${this.store.batchProgress(this.step.table)}
       SELECT * FROM summary`;
-    const direct = `WITH scanned AS MATERIALIZED (${scanned}),
-           touched AS (UPDATE ${this.table} SET ${set} WHERE ctid = ANY (ARRAY(SELECT tid FROM scanned)) RETURNING 1),
-           summary AS (SELECT (SELECT count(*) FROM scanned)::int AS scanned, (SELECT count(*) FROM touched)::int AS touched,
+    const waiting = `WITH ${direct.scan}
+           touched AS (UPDATE ${this.table} SET ${set} WHERE ${direct.rows} RETURNING 1),
+           summary AS (SELECT ${direct.scannedCount}::int AS scanned, (SELECT count(*) FROM touched)::int AS touched,
                               ${last('s')} AS last, '[]'::json AS skipped),
            ${progress}`;
     const skipLocked = `WITH scanned AS MATERIALIZED (${scanned}),
@@ -249,18 +251,16 @@ export class Backfill {
     const result = await this.withLockRetries(async (attempt) => {
       // Only the try that went through counts towards sizing: a lock wait says nothing of the batch's cost.
       const began = performance.now();
-      const summary = await this.executor.inTransaction(async () => {
-        const { rows } = await this.db.query<{ scanned: number; touched: number; last: string[] | number | null; skipped: BackfillRow['pending'] }>(
-          attempt === 1 ? direct : skipLocked,
-          params,
-        );
-        return rows[0]!;
-      }, settings);
+      const { rows } = await this.executor.transactionOf<{ scanned: number; touched: number; last: string[] | number | null; skipped: BackfillRow['pending'] }>(
+        attempt === 1 ? waiting : skipLocked,
+        settings,
+      );
       tookMs = performance.now() - began;
-      return summary;
+      return rows[0]!;
     });
 
-    if (result.scanned === 0) return true;
+    // A key walk that finds no row is past its end; a page range may hold no live row and the pages after it still some.
+    if (result.last === null) return true;
     this.row.cursor = result.last;
     this.row.rows_done = String(Number(this.row.rows_done) + result.touched);
     this.row.batches = String(Number(this.row.batches) + 1);

@@ -72,8 +72,7 @@ export class Executor {
   /** BEGIN; SET LOCAL lock_timeout; body; COMMIT — or ROLLBACK and rethrow. */
   async inTransaction<T>(body: () => Promise<T>, settings: Record<string, string> = {}): Promise<T> {
     // One round trip: BEGIN and the transaction's settings together.
-    const locals = Object.entries({ lock_timeout: String(this.lockTimeoutMs), ...settings }).map(([name, value]) => `SET LOCAL ${name} = ${value}`);
-    await this.db.query(['BEGIN', ...locals].join('; '));
+    await this.db.query(['BEGIN', ...this.localSettings(settings)].join('; '));
     try {
       const result = await body();
       await this.db.query('COMMIT');
@@ -82,6 +81,28 @@ export class Executor {
       await this.db.query('ROLLBACK').catch(() => {});
       throw error;
     }
+  }
+
+  /**
+   * `inTransaction` around one statement, in one round trip: BEGIN, the settings, the statement and
+   * COMMIT go as one simple-query message, so a short statement run many times (a backfill batch)
+   * does not wait for the network three times. The statement must carry its values as literals.
+   */
+  async transactionOf<R extends pg.QueryResultRow>(statement: string, settings: Record<string, string> = {}): Promise<pg.QueryResult<R>> {
+    const locals = this.localSettings(settings);
+    try {
+      // A line break, not just `;`: a `--` comment ending the statement must not swallow the COMMIT.
+      const results = (await this.db.query(['BEGIN', ...locals, statement, 'COMMIT'].join(';\n'))) as unknown as pg.QueryResult<R>[];
+      return results[1 + locals.length]!;
+    } catch (error) {
+      // After an error the rest of the message is skipped and the transaction is left aborted.
+      await this.db.query('ROLLBACK').catch(() => {});
+      throw error;
+    }
+  }
+
+  private localSettings(settings: Record<string, string>): string[] {
+    return Object.entries({ lock_timeout: String(this.lockTimeoutMs), ...settings }).map(([name, value]) => `SET LOCAL ${name} = ${value}`);
   }
 
   /** Retries `body` on lock timeouts and deadlocks; anything else fails at once. */

@@ -5,7 +5,7 @@
  * process resumes exactly where the last committed batch ended.
  */
 import type { Queryable } from '../db/connection.js';
-import { quoteIdent } from '../core/quote.js';
+import { quoteIdent, quoteLiteral } from '../core/quote.js';
 import type { BACKFILL_STATUSES } from './schema.js';
 
 /** Why a backfill holds back its batches: a replica behind, a busy server, sessions queued for the table's locks, an operator. */
@@ -99,17 +99,17 @@ export class BackfillStore {
    * the progress row's SQL, the backfill owns the walk, and putting both in one statement is what
    * makes a batch and its progress commit (or vanish) together. Returning a fragment rather than
    * running the batch here keeps the walk's SQL next to the code that chooses it. The fragment reads
-   * a CTE `summary` (scanned, touched, last, skipped) and appends its parameters to `params`.
+   * a CTE `summary` (scanned, touched, last, skipped) and carries its values as literals: the batch
+   * goes to the server as one simple-query message, which takes no parameters.
    */
-  batchProgress(table: string, params: unknown[]): string {
-    params.push(this.migrationId, table);
+  batchProgress(table: string): string {
     return `progress AS (
              UPDATE ${this.table} p
                 SET cursor = s.last::jsonb, rows_done = p.rows_done + s.touched, batches = p.batches + 1,
                     pending = p.pending || s.skipped::jsonb, status = 'running', last_progress_at = now(),
                     rate = (p.rows_done + s.touched) / greatest(extract(epoch FROM now() - p.started_at), 0.001)
                FROM summary s
-              WHERE p.migration_id = $${params.length - 1} AND p.table_name = $${params.length} AND s.scanned > 0
+              WHERE p.migration_id = ${this.migrationId} AND p.table_name = ${quoteLiteral(table)} AND s.last IS NOT NULL
              RETURNING 1)`;
   }
 
