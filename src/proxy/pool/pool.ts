@@ -271,10 +271,8 @@ export class Pools<C extends ServerConnection> {
   adopt(key: PoolKey, connection: C): boolean {
     const pool = this.poolOf(key);
     const database = this.database(key.database);
-    const { poolSize, maxDbConnections, maxUserConnections } = this.settings;
-    if (pool.closing || database.paused || this.size(pool) >= poolSize) return false;
-    if (maxDbConnections > 0 && database.connections >= maxDbConnections) return false;
-    if (maxUserConnections > 0 && this.connectionsOf(key.user) >= maxUserConnections) return false;
+    if (pool.closing || database.paused || this.size(pool) >= this.settings.poolSize) return false;
+    if (this.atDatabaseLimit(key.database) || this.atUserLimit(key.user)) return false;
     database.connections++;
     this.countUser(key.user, 1);
     pool.opened++;
@@ -378,8 +376,7 @@ export class Pools<C extends ServerConnection> {
 
   /** Why a user's client may have waited in vain, when the per-user limit holds it back. */
   private userLimitNote(user: string): string {
-    const limit = this.settings.maxUserConnections;
-    return limit > 0 && this.connectionsOf(user) >= limit ? `: user "${user}" has max_user_connections (${limit}) server connections open` : '';
+    return this.atUserLimit(user) ? `: user "${user}" has max_user_connections (${this.settings.maxUserConnections}) server connections open` : '';
   }
 
   private poolOf(key: PoolKey): Pool<C> {
@@ -457,19 +454,31 @@ export class Pools<C extends ServerConnection> {
   }
 
   private mayOpen(pool: Pool<C>): boolean {
-    const { poolSize, reservePoolSize, maxDbConnections, maxUserConnections } = this.settings;
+    const { poolSize, reservePoolSize } = this.settings;
     const size = this.size(pool);
-    if (maxDbConnections > 0 && this.database(pool.key.database).connections >= maxDbConnections) {
+    if (this.atDatabaseLimit(pool.key.database)) {
       // As PgBouncer does, an idle connection of another pool of the database makes room; otherwise
       // a pool that went quiet would starve a busy one for as long as server_idle_timeout.
       if (size >= poolSize || !this.evictIdle(pool, (other) => other.key.database === pool.key.database)) return false;
     }
-    if (maxUserConnections > 0 && this.connectionsOf(pool.key.user) >= maxUserConnections) {
+    if (this.atUserLimit(pool.key.user)) {
       if (size >= poolSize || !this.evictIdle(pool, (other) => other.key.user === pool.key.user)) return false;
     }
     if (size < poolSize) return true;
     // The reserve is for a pool whose oldest client has waited long enough (PgBouncer looks at the oldest too).
     return size < poolSize + reservePoolSize && pool.waiters[0]?.reserveDue === true;
+  }
+
+  /** max_db_connections (when set) reached by the database's connections, open and opening. */
+  private atDatabaseLimit(database: string): boolean {
+    const limit = this.settings.maxDbConnections;
+    return limit > 0 && this.database(database).connections >= limit;
+  }
+
+  /** max_user_connections (when set) reached by the user's connections, open and opening. */
+  private atUserLimit(user: string): boolean {
+    const limit = this.settings.maxUserConnections;
+    return limit > 0 && this.connectionsOf(user) >= limit;
   }
 
   private connectionsOf(user: string): number {
@@ -587,15 +596,8 @@ export class Pools<C extends ServerConnection> {
 
   /** Opens connections up to min_pool_size in the background. */
   private keepMinimum(pool: Pool<C>): void {
-    const { minPoolSize, maxDbConnections, maxUserConnections } = this.settings;
     const database = this.database(pool.key.database);
-    while (
-      !pool.closing &&
-      !database.paused &&
-      this.size(pool) < minPoolSize &&
-      (maxDbConnections === 0 || database.connections < maxDbConnections) &&
-      (maxUserConnections === 0 || this.connectionsOf(pool.key.user) < maxUserConnections)
-    ) {
+    while (!pool.closing && !database.paused && this.size(pool) < this.settings.minPoolSize && !this.atDatabaseLimit(pool.key.database) && !this.atUserLimit(pool.key.user)) {
       this.openFor(pool);
     }
   }
