@@ -18,9 +18,9 @@ import { readOptions } from '../routing.js';
 /** The server reports these (GUC_REPORT): a connection's values are known from its ParameterStatus messages. */
 const REPORTED = ['client_encoding', 'DateStyle', 'TimeZone', 'IntervalStyle', 'standard_conforming_strings', 'application_name'] as const;
 /** Not reported: known from the SETs the proxy sent and the client's statements. */
-const UNREPORTED = ['extra_float_digits'] as const;
+export const UNREPORTED_PARAMETERS: readonly string[] = ['extra_float_digits'];
 
-export const TRACKED_PARAMETERS: readonly string[] = [...REPORTED, ...UNREPORTED];
+const TRACKED_PARAMETERS: readonly string[] = [...REPORTED, ...UNREPORTED_PARAMETERS];
 
 const CANONICAL = new Map(TRACKED_PARAMETERS.map((name) => [name.toLowerCase(), name]));
 const REPORTED_NAMES = new Set<string>(REPORTED);
@@ -91,7 +91,7 @@ export function clientValues(asked: ParameterValues, welcome: readonly Buffer[])
     const { name, value } = parseParameterStatus(frame.subarray(5));
     if (isReported(name)) values.set(name, value);
   }
-  for (const name of UNREPORTED) values.set(name, null);
+  for (const name of UNREPORTED_PARAMETERS) values.set(name, null);
   for (const [name, value] of asked) values.set(name, value);
   return values;
 }

@@ -10,7 +10,7 @@
  */
 import { parseSync, type Node } from 'libpg-query';
 import { loadParser } from '../../sqlparse/parse.js';
-import { TRACKED_PARAMETERS, isReported, trackedName, type ParameterValue } from './client-parameters.js';
+import { UNREPORTED_PARAMETERS, isReported, trackedName, type ParameterValue } from './client-parameters.js';
 
 export type PinReason =
   | 'set' // session-level SET (also SET SESSION CHARACTERISTICS)
@@ -56,7 +56,7 @@ export function loadPinningParser(): Promise<void> {
  * comments), so `UPDATE … SET` does not reach the parser.
  */
 const CANDIDATE =
-  /(?:^|;)\s*(?:(?:--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)\s*)*(?:re)?set\b|(?:^|;)\s*(?:(?:--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)\s*)*discard\b|listen|prepare|hold|temp|advisory_lock|set_config/i;
+  /(?:^|;)\s*(?:(?:--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)\s*)*(?:(?:re)?set|discard)\b|listen|prepare|hold|temp|advisory_lock|set_config/i;
 
 /**
  * Why `sql` (a simple Query's text, or a Parse's) pins its client, or undefined when it can be
@@ -114,7 +114,7 @@ function trackedSettings(set: VariableSet): TrackedSetting[] | undefined {
 }
 
 function unreportedDefaults(): TrackedSetting[] {
-  return TRACKED_PARAMETERS.filter((name) => !isReported(name)).map((name) => ({ name, value: null }));
+  return UNREPORTED_PARAMETERS.map((name) => ({ name, value: null }));
 }
 
 function constantText(node: Node | undefined): string | undefined {

@@ -7,7 +7,7 @@ import { ServerSession, type ServerLogin } from '../auth/server-session.js';
 import { MAX_MESSAGE_LENGTH } from '../protocol/frames.js';
 import type { UpstreamTarget } from '../upstream.js';
 import type { ServerConnection, TransactionStatus } from './pool.js';
-import { TRACKED_PARAMETERS, isReported, type ParameterValue } from './client-parameters.js';
+import { UNREPORTED_PARAMETERS, isReported, type ParameterValue } from './client-parameters.js';
 import { ServerStatements } from './prepared.js';
 
 let nextId = 1;
@@ -23,7 +23,7 @@ export class PooledServer implements ServerConnection {
    * Its values of the tracked parameters the server does not report (client-parameters.ts): from the
    * SETs sent for clients and their own statements; absent when not known (they start at the default).
    */
-  readonly unreported = new Map<string, ParameterValue>(TRACKED_PARAMETERS.filter((name) => !isReported(name)).map((name) => [name, null]));
+  readonly unreported = new Map<string, ParameterValue>(UNREPORTED_PARAMETERS.map((name) => [name, null]));
 
   private constructor(
     readonly session: ServerSession,
