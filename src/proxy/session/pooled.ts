@@ -13,6 +13,7 @@ import type tls from 'node:tls';
 import type { Logger } from '../../observe/logger.js';
 import type { AuthType, ServerCredentials } from '../auth/client-auth.js';
 import { KeptPasswordRefusedError } from '../auth/passthrough.js';
+import { ServerError } from '../auth/server-session.js';
 import type { Secret } from '../auth/secret.js';
 import { Counter } from '../native.js';
 import { isReported, parameterSync, trackedName, type ParameterValues } from '../pool/client-parameters.js';
@@ -287,8 +288,8 @@ export class PooledForwarding {
   /** An answer to the parameters' Query: swallowed; at its ReadyForQuery the client's messages go. */
   private syncAnswer(sync: ParameterSync, frame: TypedFrame): void {
     if (frame.type === MessageType.ErrorResponse) {
-      const fields = parseErrorFields(frame.body);
-      sync.error = { severity: 'FATAL', code: fields.get('C') ?? '22023', message: fields.get('M') ?? 'the server refused a parameter', ...(fields.has('D') ? { detail: fields.get('D')! } : {}) };
+      // The server's words; FATAL, because the session ends here.
+      sync.error = { ...new ServerError(parseErrorFields(frame.body)).errorFields, severity: 'FATAL' };
       return;
     }
     if (frame.type !== MessageType.ReadyForQuery) return;
@@ -471,15 +472,15 @@ export function poolErrorFields(error: unknown): ErrorFields {
   return { severity: 'FATAL', code: error.code, message: error.message, ...(hint ? { hint } : {}) };
 }
 
+/** CommandComplete bodies (the tag and its terminator) the session reads. */
 const ROLLBACK = Buffer.from('ROLLBACK\0');
+const DISCARD_ALL = Buffer.from('DISCARD ALL\0');
+const DEALLOCATE_ALL = Buffer.from('DEALLOCATE ALL\0');
 
 /** A transaction (or a savepoint's part of it) was rolled back: what it set is gone or uncertain. */
 function isRollback(tag: Buffer): boolean {
-  return tag.length === ROLLBACK.length && tag.equals(ROLLBACK);
+  return tag.equals(ROLLBACK);
 }
-
-const DISCARD_ALL = Buffer.from('DISCARD ALL\0');
-const DEALLOCATE_ALL = Buffer.from('DEALLOCATE ALL\0');
 
 /**
  * The command tag of a `DISCARD ALL` or `DEALLOCATE ALL` the client ran: the server connection holds
@@ -487,7 +488,7 @@ const DEALLOCATE_ALL = Buffer.from('DEALLOCATE ALL\0');
  * statement, because a DISCARD ALL refused inside a transaction block forgets nothing).
  */
 function forgetsPreparedStatements(tag: Buffer): boolean {
-  return (tag.length === DISCARD_ALL.length && tag.equals(DISCARD_ALL)) || (tag.length === DEALLOCATE_ALL.length && tag.equals(DEALLOCATE_ALL));
+  return tag.equals(DISCARD_ALL) || tag.equals(DEALLOCATE_ALL);
 }
 
 function queryText(body: Buffer, from: number): string {
