@@ -274,10 +274,7 @@ export class Session implements SessionUsage {
         case 'login':
           this.state = { phase: 'routing' };
           this.clientReader.setMaxLength(MAX_AUTH_MESSAGE_LENGTH);
-          void this.login(request.protocol, request.params).catch((error: unknown) => {
-            this.ctx.logger.error({ session: this.id, err: (error as Error).message }, 'unexpected failure while opening a session');
-            this.fatal(INTERNAL_ERROR, 'internal');
-          });
+          this.opening(this.login(request.protocol, request.params));
           return;
       }
     }
@@ -422,12 +419,17 @@ export class Session implements SessionUsage {
         this.authenticated(state, step.bytes, step.credentials);
         return;
       case 'check':
-        void this.checkWithServer(state, step.password).catch((error: unknown) => {
-          this.ctx.logger.error({ session: this.id, err: (error as Error).message }, 'unexpected failure while opening a session');
-          this.fatal(INTERNAL_ERROR, 'internal');
-        });
+        this.opening(this.checkWithServer(state, step.password));
         return;
     }
+  }
+
+  /** A step of the login that runs on its own: whatever it did not foresee ends this session only. */
+  private opening(step: Promise<void>): void {
+    step.catch((error: unknown) => {
+      this.ctx.logger.error({ session: this.id, err: (error as Error).message }, 'unexpected failure while opening a session');
+      this.fatal(INTERNAL_ERROR, 'internal');
+    });
   }
 
   /** Passthrough: the server accepts the client's password, or its refusal goes to the client as it is. */
@@ -460,10 +462,7 @@ export class Session implements SessionUsage {
     }
     // Only the next client messages (after ReadyForQuery) may follow now.
     this.state = { phase: 'routing' };
-    void this.welcome(state, key ?? this.poolKey(state.pooling, state.database, state.route, credentials)).catch((error: unknown) => {
-      this.ctx.logger.error({ session: this.id, err: (error as Error).message }, 'unexpected failure while opening a session');
-      this.fatal(INTERNAL_ERROR, 'internal');
-    });
+    this.opening(this.welcome(state, key ?? this.poolKey(state.pooling, state.database, state.route, credentials)));
   }
 
   /**
