@@ -51,11 +51,19 @@
 #define TYPE_TERMINATE 0x58 /* 'X' */
 #define TYPE_ERROR 0x45     /* 'E' from the server */
 #define TYPE_PARAMETER_STATUS 0x53 /* 'S' from the server */
+#define TYPE_READY_FOR_QUERY 0x5a  /* 'Z' */
 /* ParameterStatus bodies longer than this are passed on without being read. */
 #define MAX_PARAMETER_BODY 4096
 
 /* Slots of the counters array JavaScript reads (NativeCounter in native.ts). */
 enum { BYTES_IN, BYTES_OUT, QUERIES, LAST_QUERY_AT, COUNTERS };
+
+/*
+ * A pooled session's client messages wait in `held` until the request they belong to is whole (it
+ * ends with a Sync or a Query) and checked; a message or request longer than this goes to
+ * JavaScript instead, which streams it.
+ */
+#define HOLD_LIMIT CHUNK
 
 typedef enum {
   END_CLIENT_CLOSED,
@@ -65,10 +73,11 @@ typedef enum {
   END_RETIRED,
   END_TERMINATED,
   END_INTERNAL,
+  END_HANDED_BACK, /* pooled: JavaScript forwards the client from here on (and holds its server connection) */
 } end_reason;
 
 static const char *const REASON_NAMES[] = {
-    "client_closed", "server_closed", "client_protocol", "server_protocol", "retired", "terminated", "internal",
+    "client_closed", "server_closed", "client_protocol", "server_protocol", "retired", "terminated", "internal", "handed_back",
 };
 
 /* What becomes of a side when its session ends. */
@@ -86,6 +95,8 @@ typedef struct {
   /* A server ParameterStatus being read (rare after login: a SET of a reported setting). */
   char *capture;
   uint32_t captured;
+  /* The next payload byte is a ReadyForQuery's transaction status (pooled sessions). */
+  uint8_t status_next;
 } scanner;
 
 struct session;
@@ -127,25 +138,55 @@ typedef struct session {
   size_t initial_to_client_len, initial_to_server_len;
   int64_t deadline;        /* after its end: when closing sides are closed regardless */
   struct command *release; /* the command that lets the thread free it, allocated up front: ending cannot fail */
+  /*
+   * Pooled (transaction mode): the server side is a connection of JavaScript's pool, lent for one
+   * transaction at a time (fd -1 between them). See "pooled sessions" below.
+   */
+  uint8_t pooled;
+  uint8_t wanting;        /* JavaScript was asked for a server connection */
+  uint8_t handing;        /* the client goes back to JavaScript at the next quiet moment */
+  uint8_t ready_seen;     /* a ReadyForQuery went through in this read */
+  uint8_t server_status;  /* the last ReadyForQuery's transaction status: 'I', 'T' or 'E' */
+  uint32_t outstanding;   /* Syncs and Queries sent whose ReadyForQuery has not come */
+  char *held;             /* client bytes not sent yet */
+  size_t held_len, held_cap;
+  size_t ready_len;       /* held[0 .. ready_len): whole, checked requests waiting for a server connection */
+  uint32_t ready_requests; /* how many ReadyForQuery they will bring */
+  size_t scan_at;         /* held[scan_at ..]: messages not looked at yet */
+  double requests, request_us; /* since the last report: requests answered, µs the server took */
+  int64_t request_started_us;
   struct session *prev, *next;            /* all sessions the thread knows */
   struct session *next_queued, *next_closing, *next_freed;
 } session;
 
-typedef enum { CMD_START, CMD_RETIRE, CMD_TERMINATE, CMD_RELEASE, CMD_STOP } command_kind;
+typedef enum { CMD_START, CMD_RETIRE, CMD_TERMINATE, CMD_RELEASE, CMD_STOP, CMD_LEND, CMD_HAND_BACK } command_kind;
 
 typedef struct command {
   command_kind kind;
   session *session;
   char *bytes;
   size_t length;
+  int fd; /* CMD_LEND: the thread's duplicate of the server connection's descriptor */
   struct command *next;
 } command;
 
+/* What JavaScript hears of a pooled session besides its end (one queue with the ends, so in order). */
+typedef enum { REPORT_END, REPORT_WANT, REPORT_GIVE_BACK, REPORT_PARAMETER } report_kind;
+
 typedef struct {
+  report_kind kind;
   session *session;
   end_reason reason;
   uint8_t explained;
   char detail[200];
+  /* Pooled ends: whether a server connection was lent, whether it is between requests, its status. */
+  uint8_t lent, clean, status;
+  double requests, request_us;
+  /* END_HANDED_BACK: the client's descriptor and the bytes it sent that were not forwarded. */
+  int fd;
+  /* END_HANDED_BACK: those bytes; REPORT_PARAMETER: the ParameterStatus body. */
+  char *bytes;
+  size_t length;
 } report;
 
 typedef struct {
@@ -156,6 +197,7 @@ typedef struct {
   command *head, *tail;
   napi_threadsafe_function on_end;
   napi_threadsafe_function on_parameter; /* NULL when JavaScript did not ask */
+  napi_ref on_pooled;                    /* pooled sessions' other reports; NULL when JavaScript did not ask */
   size_t live; /* started sessions whose end JavaScript has not seen; JS thread only */
   char *server_lost;
   size_t server_lost_len;
@@ -260,14 +302,40 @@ static int send_queued(side *sd) {
 
 /* ---- session lifecycle ------------------------------------------------------------------- */
 
-static void post_report(forwarder *f, session *s, end_reason reason, int explained, const char *detail) {
+static void post(forwarder *f, report *r) {
+  if (napi_call_threadsafe_function(f->on_end, r, napi_tsfn_nonblocking) != napi_ok) {
+    free(r->bytes);
+    free(r);
+  }
+}
+
+static report *new_report(report_kind kind, session *s) {
   report *r = calloc(1, sizeof *r);
-  if (!r) return; /* JavaScript never hears of it: the session leaks, nothing worse */
+  if (!r) return NULL;
+  r->kind = kind;
   r->session = s;
+  r->fd = -1;
+  return r;
+}
+
+/* The requests answered since the last report go with this one. */
+static void take_request_figures(session *s, report *r) {
+  r->requests = s->requests;
+  r->request_us = s->request_us;
+  s->requests = s->request_us = 0;
+}
+
+static void post_report(forwarder *f, session *s, end_reason reason, int explained, const char *detail, uint8_t lent, uint8_t clean) {
+  report *r = new_report(REPORT_END, s);
+  if (!r) return; /* JavaScript never hears of it: the session leaks, nothing worse */
   r->reason = reason;
   r->explained = (uint8_t)explained;
+  r->lent = lent;
+  r->clean = clean;
+  r->status = s->server_status;
+  take_request_figures(s, r);
   if (detail) snprintf(r->detail, sizeof r->detail, "%s", detail);
-  if (napi_call_threadsafe_function(f->on_end, r, napi_tsfn_nonblocking) != napi_ok) free(r);
+  post(f, r);
 }
 
 typedef struct {
@@ -347,11 +415,19 @@ static void close_as(forwarder *f, side *sd, close_mode mode, const char *last, 
  * Decides a session's end: what each side is sent before it is closed. The counters are final at
  * this point; the report goes out after the first attempt to send those last bytes.
  */
+static int server_quiet(const session *s) {
+  return s->outstanding == 0 && at_boundary(&s->from_server) && !has_out(&s->server);
+}
+
 static void end_session(forwarder *f, session *s, end_reason reason, int explained, const char *detail,
                         close_mode client_mode, const char *to_client, size_t to_client_len,
                         close_mode server_mode, const char *to_server, size_t to_server_len) {
   s->ended = 1;
   s->deadline = now_ms(CLOCK_MONOTONIC) + LINGER_MS;
+  uint8_t lent = s->pooled && s->server.fd >= 0;
+  uint8_t clean = lent && server_quiet(s);
+  /* A lent server connection is the pool's: only the thread's duplicate is closed, nothing is sent. */
+  if (s->pooled) server_mode = CLOSE_NOW;
   close_as(f, &s->client, client_mode, to_client, to_client_len);
   close_as(f, &s->server, server_mode, to_server, to_server_len);
   /* Only now: it may be what the client was just given. */
@@ -365,7 +441,7 @@ static void end_session(forwarder *f, session *s, end_reason reason, int explain
     f->closing_tail = s;
     linger(f, s);
   }
-  post_report(f, s, reason, explained, detail);
+  post_report(f, s, reason, explained, detail, lent, clean);
 }
 
 /* The client may be told something only between two server messages; otherwise it is cut off. */
@@ -461,12 +537,24 @@ static size_t protocol_error_message(char *into, size_t size, const char *messag
   return (size_t)length + 1;
 }
 
-/* A whole ParameterStatus body (name NUL value NUL): a search_path is kept for JavaScript. */
-static void parameter_read(scanner *sc, session *s) {
+/*
+ * A whole ParameterStatus body (name NUL value NUL). A relayed session's search_path is kept for
+ * JavaScript; a pooled session's parameters all go to JavaScript, in order with the session's other
+ * reports: they are the client's values and its server connection's, which the pool compares.
+ */
+static void parameter_read(forwarder *f, scanner *sc, session *s) {
   static const char NAME[] = "search_path";
   const char *body = sc->capture;
   uint32_t length = sc->captured;
-  if (length > sizeof NAME && memcmp(body, NAME, sizeof NAME) == 0 && body[length - 1] == 0) {
+  if (s->pooled) {
+    report *r = f ? new_report(REPORT_PARAMETER, s) : NULL;
+    if (r) {
+      r->bytes = sc->capture;
+      r->length = length;
+      sc->capture = NULL;
+      post(f, r);
+    }
+  } else if (length > sizeof NAME && memcmp(body, NAME, sizeof NAME) == 0 && body[length - 1] == 0) {
     size_t value_length = length - sizeof NAME - 1;
     char *value = malloc(value_length + 1);
     if (value) {
@@ -485,19 +573,25 @@ static void parameter_read(scanner *sc, session *s) {
  * remembering the server's last message type. Returns the offset of a header whose length is
  * invalid (-1: none; -2: it began in an earlier read), with its type and length.
  */
-static long scan(scanner *sc, const uint8_t *bytes, size_t size, session *s, int from_client,
+static long scan(forwarder *f, scanner *sc, const uint8_t *bytes, size_t size, session *s, int from_client,
                  uint8_t *bad_type, int32_t *bad_length, int *counted) {
   size_t offset = 0;
   while (offset < size) {
     if (sc->remaining > 0) {
       size_t take = size - offset < sc->remaining ? size - offset : sc->remaining;
+      if (sc->status_next) {
+        sc->status_next = 0;
+        s->server_status = bytes[offset];
+        s->ready_seen = 1;
+        if (s->outstanding > 0) s->outstanding--;
+      }
       if (sc->capture) {
         memcpy(sc->capture + sc->captured, bytes + offset, take);
         sc->captured += (uint32_t)take;
       }
       sc->remaining -= (uint32_t)take;
       offset += take;
-      if (sc->remaining == 0 && sc->capture) parameter_read(sc, s);
+      if (sc->remaining == 0 && sc->capture) parameter_read(f, sc, s);
       continue;
     }
     uint8_t type;
@@ -540,6 +634,7 @@ static long scan(scanner *sc, const uint8_t *bytes, size_t size, session *s, int
       }
     } else {
       s->last_server_type = type;
+      if (type == TYPE_READY_FOR_QUERY && length == 5 && s->pooled) sc->status_next = 1;
       if (type == TYPE_PARAMETER_STATUS && length > 4 && length - 4 <= MAX_PARAMETER_BODY) {
         sc->capture = malloc((size_t)length - 4); /* without memory the report is skipped, the bytes still go */
         sc->captured = 0;
@@ -549,6 +644,8 @@ static long scan(scanner *sc, const uint8_t *bytes, size_t size, session *s, int
   return -1;
 }
 
+static int pooled_server_ready(forwarder *f, session *s);
+
 /* Bytes read from one side: looked at, counted, passed on. Returns 0 if the session ended. */
 static int deliver(forwarder *f, session *s, int from_client, const char *bytes, size_t length) {
   uint8_t bad_type = 0;
@@ -557,7 +654,7 @@ static int deliver(forwarder *f, session *s, int from_client, const char *bytes,
   if (!from_client) {
     s->bytes_out += length;
     publish(s, BYTES_OUT, (double)s->bytes_out);
-    if (scan(&s->from_server, (const uint8_t *)bytes, length, s, 0, &bad_type, &bad_length, &counted) != -1) {
+    if (scan(f, &s->from_server, (const uint8_t *)bytes, length, s, 0, &bad_type, &bad_length, &counted) != -1) {
       char type[8], detail[120];
       describe_type(type, sizeof type, bad_type);
       snprintf(detail, sizeof detail, "invalid length %d for message type %s", bad_length, type);
@@ -565,7 +662,9 @@ static int deliver(forwarder *f, session *s, int from_client, const char *bytes,
       return 0;
     }
     if (s->search_path) report_search_path(f, s);
-    return send_or_keep(f, s, &s->client, bytes, length);
+    if (!send_or_keep(f, s, &s->client, bytes, length)) return 0;
+    if (s->pooled && s->ready_seen && at_boundary(&s->from_server)) return pooled_server_ready(f, s);
+    return 1;
   }
   if (s->retire && at_boundary(&s->from_client)) {
     /* The message that just began is not forwarded: the client is told its version is gone. */
@@ -575,7 +674,7 @@ static int deliver(forwarder *f, session *s, int from_client, const char *bytes,
   }
   s->bytes_in += length;
   publish(s, BYTES_IN, (double)s->bytes_in);
-  long bad = scan(&s->from_client, (const uint8_t *)bytes, length, s, 1, &bad_type, &bad_length, &counted);
+  long bad = scan(f, &s->from_client, (const uint8_t *)bytes, length, s, 1, &bad_type, &bad_length, &counted);
   if (counted) {
     publish(s, QUERIES, (double)s->queries);
     publish(s, LAST_QUERY_AT, (double)now_ms(CLOCK_REALTIME));
@@ -620,6 +719,355 @@ static int relay(forwarder *f, session *s, side *from, side *to, int *more) {
   return 1;
 }
 
+/* ---- pooled sessions --------------------------------------------------------------------- */
+/*
+ * A pooled session (transaction mode) starts with the client alone. Its messages are held until a
+ * request is whole (up to a Sync or a Query) and checked: only what needs no bookkeeping stays here
+ * (unnamed statements and portals, queries that cannot pin the client to a connection, COPY data).
+ * A whole request asks JavaScript for a server connection (REPORT_WANT); JavaScript's pool lends
+ * one (CMD_LEND, a duplicate of its descriptor), the held requests go out, and everything is
+ * forwarded both ways until a ReadyForQuery leaves the connection idle with nothing outstanding:
+ * then it goes back (REPORT_GIVE_BACK) and JavaScript's socket reads it again.
+ *
+ * Anything else (a named statement, a query that may SET or LISTEN or lock for the session, a
+ * Flush, a function call, a message too long to hold) hands the client back to JavaScript at the
+ * next moment nothing is outstanding on the server: the session ends here with END_HANDED_BACK,
+ * the client's descriptor and the bytes not yet forwarded, and JavaScript forwards it from then on,
+ * with the server connection it holds at that moment, if any. So the thread never forwards a
+ * message whose effect the proxy must know, and JavaScript takes over between two requests.
+ */
+
+static int64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static uint32_t read_length(const uint8_t *at) {
+  return ((uint32_t)at[0] << 24) | ((uint32_t)at[1] << 16) | ((uint32_t)at[2] << 8) | at[3];
+}
+
+static int hold(session *s, const char *bytes, size_t length) {
+  if (s->held_cap - s->held_len < length) {
+    size_t cap = s->held_len + length < 1024 ? 1024 : s->held_len + length;
+    char *grown = realloc(s->held, cap);
+    if (!grown) return 0;
+    s->held = grown;
+    s->held_cap = cap;
+  }
+  memcpy(s->held + s->held_len, bytes, length);
+  s->held_len += length;
+  return 1;
+}
+
+/* Drops held[0 .. length) (sent); an empty hold gives its memory back, as idle sessions hold none. */
+static void unhold(session *s, size_t length) {
+  s->held_len -= length;
+  s->scan_at -= length;
+  s->ready_len -= length;
+  if (s->held_len == 0) {
+    free(s->held);
+    s->held = NULL;
+    s->held_cap = 0;
+  } else {
+    memmove(s->held, s->held + length, s->held_len);
+  }
+}
+
+static int identifier_byte(uint8_t c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '$' || c >= 0x80;
+}
+
+/* `word` (lower case) at text[i], in any case; `whole`: not inside a longer identifier. */
+static int word_at(const uint8_t *text, size_t length, size_t i, const char *word, int whole) {
+  size_t n = strlen(word);
+  if (length - i < n) return 0;
+  for (size_t k = 0; k < n; k++) {
+    uint8_t c = text[i + k];
+    if (c >= 'A' && c <= 'Z') c = (uint8_t)(c + 32);
+    if (c != (uint8_t)word[k]) return 0;
+  }
+  if (!whole) return 1;
+  return (i == 0 || !identifier_byte(text[i - 1])) && (i + n == length || !identifier_byte(text[i + n]));
+}
+
+/*
+ * Whether query text might pin its client or change a setting the proxy tracks: the words that
+ * pinning.ts's prefilter looks for, here as whole words where that is enough. A yes only means
+ * JavaScript looks (with PostgreSQL's own parser); a no must be right.
+ */
+static int may_pin(const uint8_t *text, size_t length) {
+  const uint8_t *nul = memchr(text, 0, length);
+  if (nul) length = (size_t)(nul - text);
+  int statement_start = 1;
+  for (size_t i = 0; i < length; i++) {
+    uint8_t c = text[i];
+    if (c == ';') {
+      statement_start = 1;
+      continue;
+    }
+    if (statement_start) {
+      if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v') continue;
+      if (c == '-' && i + 1 < length && text[i + 1] == '-') {
+        while (i < length && text[i] != '\n') i++;
+        continue;
+      }
+      if (c == '/' && i + 1 < length && text[i + 1] == '*') {
+        i += 2;
+        while (i + 1 < length && !(text[i] == '*' && text[i + 1] == '/')) i++;
+        i++;
+        continue;
+      }
+      statement_start = 0;
+      if (word_at(text, length, i, "set", 1) || word_at(text, length, i, "reset", 1) || word_at(text, length, i, "discard", 1)) return 1;
+    }
+    switch (c | 0x20) {
+      case 'l':
+        if (word_at(text, length, i, "listen", 1)) return 1;
+        break;
+      case 'p':
+        if (word_at(text, length, i, "prepare", 1) || word_at(text, length, i, "pg_temp", 0)) return 1;
+        break;
+      case 'h':
+        if (word_at(text, length, i, "hold", 1)) return 1;
+        break;
+      case 't':
+        if (word_at(text, length, i, "temp", 1) || word_at(text, length, i, "temporary", 1)) return 1;
+        break;
+      case 'a':
+        if (word_at(text, length, i, "advisory_lock", 0)) return 1;
+        break;
+      case 's':
+        if (word_at(text, length, i, "set_config", 0)) return 1;
+        break;
+    }
+  }
+  return 0;
+}
+
+typedef enum {
+  MESSAGE_PART,       /* part of a request: held until its end */
+  MESSAGE_REQUEST_END, /* a Sync or a Query: the request is whole */
+  MESSAGE_COPY,       /* COPY data, done or failed: goes straight to the lent connection */
+  MESSAGE_TERMINATE,
+  MESSAGE_JAVASCRIPT, /* needs the proxy's bookkeeping: the client goes back to JavaScript */
+} message_class;
+
+static message_class classify(uint8_t type, const uint8_t *body, size_t length) {
+  switch (type) {
+    case 'Q':
+      return may_pin(body, length) ? MESSAGE_JAVASCRIPT : MESSAGE_REQUEST_END;
+    case 'S':
+      return MESSAGE_REQUEST_END;
+    case 'P': /* an unnamed statement */
+      return length > 0 && body[0] == 0 && !may_pin(body + 1, length - 1) ? MESSAGE_PART : MESSAGE_JAVASCRIPT;
+    case 'B': { /* any portal, of the unnamed statement */
+      const uint8_t *portal_end = memchr(body, 0, length);
+      size_t statement = portal_end ? (size_t)(portal_end - body) + 1 : length;
+      return statement < length && body[statement] == 0 ? MESSAGE_PART : MESSAGE_JAVASCRIPT;
+    }
+    case 'D':
+    case 'C': /* a portal, or the unnamed statement */
+      return length >= 2 && (body[0] == 'P' || (body[0] == 'S' && body[1] == 0)) ? MESSAGE_PART : MESSAGE_JAVASCRIPT;
+    case 'E':
+      return MESSAGE_PART;
+    case 'd':
+    case 'c':
+    case 'f':
+      return MESSAGE_COPY;
+    case TYPE_TERMINATE:
+      return MESSAGE_TERMINATE;
+    default:
+      return MESSAGE_JAVASCRIPT;
+  }
+}
+
+/* Sends the whole requests held to the lent connection. Returns 0 if the session ended. */
+static int forward_ready(forwarder *f, session *s) {
+  if (s->ready_len == 0) return 1;
+  if (s->outstanding == 0) s->request_started_us = now_us();
+  s->outstanding += s->ready_requests;
+  s->ready_requests = 0;
+  size_t length = s->ready_len;
+  if (!send_or_keep(f, s, &s->server, s->held, length)) return 0;
+  unhold(s, length);
+  return 1;
+}
+
+static void want(forwarder *f, session *s) {
+  report *r = new_report(REPORT_WANT, s);
+  if (!r) {
+    internal_failure(f, s, "out of memory");
+    return;
+  }
+  s->wanting = 1;
+  post(f, r);
+}
+
+/* The thread lets go of the lent connection (JavaScript's socket has it again). */
+static void drop_server(forwarder *f, session *s) {
+  epoll_ctl(f->epoll_fd, EPOLL_CTL_DEL, s->server.fd, NULL);
+  close(s->server.fd);
+  s->server.fd = -1;
+  s->server.readable = s->server.hangup = 0;
+  drop_out(&s->server);
+}
+
+/* JavaScript forwards the client from here on: the session ends without closing anything. */
+static void hand_back(forwarder *f, session *s) {
+  report *r = new_report(REPORT_END, s);
+  if (!r) {
+    internal_failure(f, s, "out of memory");
+    return;
+  }
+  s->ended = 1;
+  r->reason = END_HANDED_BACK;
+  r->lent = s->server.fd >= 0;
+  r->clean = r->lent;
+  r->status = s->server_status;
+  take_request_figures(s, r);
+  if (r->lent) drop_server(f, s);
+  epoll_ctl(f->epoll_fd, EPOLL_CTL_DEL, s->client.fd, NULL);
+  r->fd = s->client.fd;
+  s->client.fd = -1;
+  drop_out(&s->client);
+  r->bytes = s->held;
+  r->length = s->held_len;
+  s->held = NULL;
+  s->held_len = s->held_cap = s->ready_len = s->scan_at = 0;
+  post(f, r);
+  maybe_free(f, s);
+}
+
+/* Hands the client back (with what it sent that was not forwarded) once the server has answered everything. */
+static void hand_back_when_quiet(forwarder *f, session *s) {
+  if (!s->handing || s->ended || s->wanting || has_out(&s->client)) return;
+  if (s->server.fd >= 0 && !server_quiet(s)) return;
+  hand_back(f, s);
+}
+
+/* Looks at the held messages not looked at yet. Returns 0 if the session ended. */
+static int advance(forwarder *f, session *s) {
+  while (!s->handing) {
+    size_t at = s->scan_at;
+    if (s->held_len - at < 5) break;
+    const uint8_t *header = (const uint8_t *)s->held + at;
+    uint32_t length = read_length(header + 1);
+    if (length < 4 || length > MAX_MESSAGE_LENGTH) {
+      char type[8], message[120], error[200];
+      describe_type(type, sizeof type, header[0]);
+      snprintf(message, sizeof message, "invalid length %d for message type %s", (int32_t)length, type);
+      size_t error_len = protocol_error_message(error, sizeof error, message);
+      end_with_error(f, s, END_CLIENT_PROTOCOL, message, error, error_len);
+      return 0;
+    }
+    /* Too long to hold whole, or the request it belongs to is: JavaScript streams it. */
+    if (length > HOLD_LIMIT || at + 1 + length - s->ready_len > HOLD_LIMIT) {
+      s->handing = 1;
+      break;
+    }
+    if (s->held_len - at < 1 + (size_t)length) break;
+    /* A retired version's client is told so at its first message outside a transaction. */
+    if (s->retire && at == 0 && s->server.fd < 0 && !s->wanting) {
+      end_session(f, s, END_RETIRED, 0, NULL, client_mode(s), s->retire, s->retire_len, CLOSE_NOW, NULL, 0);
+      return 0;
+    }
+    uint8_t type = header[0];
+    message_class kind = classify(type, header + 5, length - 4);
+    if ((kind == MESSAGE_PART || kind == MESSAGE_REQUEST_END) && (type == TYPE_QUERY || type == TYPE_EXECUTE)) {
+      s->queries++;
+      publish(s, QUERIES, (double)s->queries);
+      publish(s, LAST_QUERY_AT, (double)now_ms(CLOCK_REALTIME));
+    }
+    switch (kind) {
+      case MESSAGE_PART:
+        break;
+      case MESSAGE_REQUEST_END:
+        s->ready_len = at + 1 + length;
+        s->ready_requests++;
+        break;
+      case MESSAGE_COPY:
+        /* Only a COPY under way on a lent connection reads them; anything else is JavaScript's to judge. */
+        if (s->server.fd < 0 || at != s->ready_len) {
+          s->handing = 1;
+          continue;
+        }
+        s->ready_len = at + 1 + length;
+        break;
+      case MESSAGE_TERMINATE:
+        /* The client leaves: what it had not finished is dropped, a lent connection goes back. */
+        s->client_terminated = 1;
+        end_session(f, s, END_CLIENT_CLOSED, 0, NULL, CLOSE_AFTER, NULL, 0, CLOSE_NOW, NULL, 0);
+        return 0;
+      case MESSAGE_JAVASCRIPT:
+        s->handing = 1;
+        continue;
+    }
+    s->scan_at = at + 1 + length;
+  }
+  if (s->ready_len > 0) {
+    if (s->server.fd >= 0) {
+      if (!forward_ready(f, s)) return 0;
+    } else if (!s->wanting && !s->handing) {
+      want(f, s);
+      if (s->ended) return 0;
+    }
+  }
+  hand_back_when_quiet(f, s);
+  return !s->ended;
+}
+
+/* A ReadyForQuery went to the client and the server is between messages. Returns 0 if the session ended. */
+static int pooled_server_ready(forwarder *f, session *s) {
+  s->ready_seen = 0;
+  if (s->outstanding > 0) return 1;
+  s->requests += 1;
+  s->request_us += (double)(now_us() - s->request_started_us);
+  if (s->server_status == 'I' && !has_out(&s->server) && s->ready_len == 0) {
+    report *r = new_report(REPORT_GIVE_BACK, s);
+    if (!r) {
+      internal_failure(f, s, "out of memory");
+      return 0;
+    }
+    drop_server(f, s);
+    take_request_figures(s, r);
+    post(f, r);
+  }
+  hand_back_when_quiet(f, s);
+  return !s->ended;
+}
+
+/* Reads the client of a pooled session. Returns 0 if the session ended. */
+static int pooled_read_client(forwarder *f, session *s, int *more) {
+  side *client = &s->client;
+  for (int turn = 0; client->readable && !s->handing && s->held_len < HOLD_LIMIT && !(s->server.fd >= 0 && has_out(&s->server)); turn++) {
+    if (turn == READS_PER_TURN) {
+      *more = 1;
+      return 1;
+    }
+    ssize_t n = read(client->fd, f->chunk, CHUNK);
+    if (n > 0) {
+      if (n < CHUNK && !client->hangup) client->readable = 0;
+      s->bytes_in += (uint64_t)n;
+      publish(s, BYTES_IN, (double)s->bytes_in);
+      if (!hold(s, f->chunk, (size_t)n)) {
+        internal_failure(f, s, "out of memory");
+        return 0;
+      }
+      if (!advance(f, s)) return 0;
+    } else if (n == 0) {
+      peer_closed(f, s, client, 0, "read");
+      return 0;
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      client->readable = 0;
+    } else if (errno != EINTR) {
+      peer_closed(f, s, client, errno, "read");
+      return 0;
+    }
+  }
+  return 1;
+}
+
 static void enqueue_again(forwarder *f, session *s) {
   if (s->queued) return;
   s->queued = 1;
@@ -636,26 +1084,63 @@ static void pump(forwarder *f, session *s) {
   }
   int more = 0;
   if (!flush(f, s, &s->server) || !flush(f, s, &s->client)) return;
-  if (!relay(f, s, &s->client, &s->server, &more)) return;
-  if (!relay(f, s, &s->server, &s->client, &more)) return;
+  if (s->pooled) {
+    if (!pooled_read_client(f, s, &more)) return;
+    if (s->server.fd >= 0 && !relay(f, s, &s->server, &s->client, &more)) return;
+    /* Sent what held the client back (the server's side, or the client's last answer). */
+    hand_back_when_quiet(f, s);
+    if (s->ended) return;
+  } else {
+    if (!relay(f, s, &s->client, &s->server, &more)) return;
+    if (!relay(f, s, &s->server, &s->client, &more)) return;
+  }
   if (more) enqueue_again(f, s);
 }
 
 /* ---- commands from JavaScript ------------------------------------------------------------ */
+
+/* Adds a side to the thread's epoll; returns 0 (the session ended) if it cannot. */
+static int watch(forwarder *f, session *s, side *sd) {
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = sd};
+  if (epoll_ctl(f->epoll_fd, EPOLL_CTL_ADD, sd->fd, &ev) == 0) return 1;
+  char detail[200];
+  errno_text(detail, sizeof detail, "epoll_ctl", errno);
+  internal_failure(f, s, detail);
+  return 0;
+}
+
+/* JavaScript lends a server connection for the requests held. */
+static void lend(forwarder *f, session *s, int fd) {
+  if (s->ended || !s->wanting || s->server.fd >= 0) {
+    /* Ended meanwhile: JavaScript learns from the end report that nothing was sent on it. */
+    close(fd);
+    return;
+  }
+  s->wanting = 0;
+  side *server = &s->server;
+  server->fd = fd;
+  server->readable = server->hangup = server->fin_sent = 0;
+  server->writable = 1;
+  free(s->from_server.capture);
+  memset(&s->from_server, 0, sizeof s->from_server);
+  s->last_server_type = 0;
+  s->outstanding = 0;
+  if (!watch(f, s, server) || !forward_ready(f, s)) return;
+  /* Reading the client may have stopped while it waited. */
+  enqueue_again(f, s);
+}
 
 static void start_session(forwarder *f, session *s) {
   s->next = f->sessions;
   if (f->sessions) f->sessions->prev = s;
   f->sessions = s;
   side *sides[2] = {&s->client, &s->server};
-  for (int i = 0; i < 2; i++) {
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = sides[i]};
-    if (epoll_ctl(f->epoll_fd, EPOLL_CTL_ADD, sides[i]->fd, &ev) != 0) {
-      char detail[200];
-      errno_text(detail, sizeof detail, "epoll_ctl", errno);
-      internal_failure(f, s, detail);
-      return;
-    }
+  for (int i = 0; i < (s->pooled ? 1 : 2); i++) {
+    if (!watch(f, s, sides[i])) return;
+  }
+  if (s->pooled) {
+    advance(f, s);
+    return;
   }
   /* As the JavaScript path does: the server's bytes first, then the client's. */
   int alive = 1;
@@ -668,6 +1153,7 @@ static void start_session(forwarder *f, session *s) {
 
 static void free_session(session *s) {
   free(s->release);
+  free(s->held);
   free(s->from_server.capture);
   free(s->search_path);
   free(s->retire);
@@ -707,6 +1193,16 @@ static int run_commands(forwarder *f) {
       case CMD_RELEASE:
         s->released = 1;
         maybe_free(f, s);
+        break;
+      case CMD_LEND:
+        lend(f, s, c->fd);
+        break;
+      case CMD_HAND_BACK:
+        if (!s->ended && s->wanting) {
+          s->wanting = 0;
+          s->handing = 1;
+          hand_back_when_quiet(f, s);
+        }
         break;
       case CMD_STOP:
         stop = 1;
@@ -825,32 +1321,103 @@ static napi_value throw_errno(napi_env env, const char *what, int error) {
   return NULL;
 }
 
-/* On the JS thread: a session ended. */
+/* On the JS thread: a pooled session's report other than its end: onPooled(id, kind, ...). */
+static void call_on_pooled(napi_env env, forwarder *f, report *r) {
+  napi_value callback, undefined, args[4];
+  if (!f->on_pooled || napi_get_reference_value(env, f->on_pooled, &callback) != napi_ok || !callback) return;
+  napi_get_undefined(env, &undefined);
+  napi_create_double(env, r->session->id, &args[0]);
+  size_t argc = 2;
+  switch (r->kind) {
+    case REPORT_WANT:
+      napi_create_string_utf8(env, "want", NAPI_AUTO_LENGTH, &args[1]);
+      break;
+    case REPORT_GIVE_BACK:
+      napi_create_string_utf8(env, "give_back", NAPI_AUTO_LENGTH, &args[1]);
+      napi_create_double(env, r->requests, &args[2]);
+      napi_create_double(env, r->request_us, &args[3]);
+      argc = 4;
+      break;
+    case REPORT_PARAMETER: {
+      /* name NUL value NUL, as the server sent it; anything malformed is left to the client. */
+      const char *name = r->bytes;
+      const char *name_end = memchr(r->bytes, 0, r->length);
+      if (!name_end || r->bytes[r->length - 1] != 0) return;
+      napi_create_string_utf8(env, "parameter", NAPI_AUTO_LENGTH, &args[1]);
+      napi_create_string_utf8(env, name, (size_t)(name_end - name), &args[2]);
+      napi_create_string_utf8(env, name_end + 1, NAPI_AUTO_LENGTH, &args[3]);
+      argc = 4;
+      break;
+    }
+    case REPORT_END:
+      return;
+  }
+  napi_call_function(env, undefined, callback, argc, args, NULL);
+}
+
+/* A pooled session's end: what JavaScript needs to settle its server connection (and take the client back). */
+static napi_value pooled_end(napi_env env, report *r) {
+  napi_value result, value;
+  napi_create_object(env, &result);
+  napi_get_boolean(env, r->lent, &value);
+  napi_set_named_property(env, result, "lent", value);
+  napi_get_boolean(env, r->clean, &value);
+  napi_set_named_property(env, result, "clean", value);
+  char status[2] = {r->status ? (char)r->status : 'I', 0};
+  napi_create_string_utf8(env, status, 1, &value);
+  napi_set_named_property(env, result, "status", value);
+  napi_create_double(env, r->requests, &value);
+  napi_set_named_property(env, result, "requests", value);
+  napi_create_double(env, r->request_us, &value);
+  napi_set_named_property(env, result, "requestMicros", value);
+  if (r->reason == END_HANDED_BACK) {
+    napi_create_int32(env, r->fd, &value);
+    napi_set_named_property(env, result, "fd", value);
+    r->fd = -1;
+    napi_create_buffer_copy(env, r->length, r->length ? r->bytes : "", NULL, &value);
+    napi_set_named_property(env, result, "held", value);
+  }
+  return result;
+}
+
+/* On the JS thread: a session ended (or, pooled, asked for or gave back a connection, or reported a parameter). */
 static void call_on_end(napi_env env, napi_value js_callback, void *context, void *data) {
   forwarder *f = context;
   report *r = data;
   if (!env) {
+    if (r->fd >= 0) close(r->fd);
+    free(r->bytes);
     free(r);
     return;
   }
   session *s = r->session;
+  if (r->kind != REPORT_END) {
+    call_on_pooled(env, f, r);
+    free(r->bytes);
+    free(r);
+    return;
+  }
   if (s->counters_ref) {
     napi_delete_reference(env, s->counters_ref);
     s->counters_ref = NULL;
   }
-  napi_value args[4], undefined;
+  napi_value args[5], undefined;
   napi_get_undefined(env, &undefined);
   napi_create_double(env, s->id, &args[0]);
   napi_create_string_utf8(env, REASON_NAMES[r->reason], NAPI_AUTO_LENGTH, &args[1]);
   napi_create_string_utf8(env, r->detail, NAPI_AUTO_LENGTH, &args[2]);
   napi_get_boolean(env, r->explained, &args[3]);
-  napi_call_function(env, undefined, js_callback, 4, args, NULL);
+  args[4] = s->pooled ? pooled_end(env, r) : undefined;
+  napi_call_function(env, undefined, js_callback, 5, args, NULL);
+  /* A descriptor JavaScript did not get (it failed before taking it) is closed, not leaked. */
+  if (r->fd >= 0) close(r->fd);
   /* Live sessions keep the process running, as their sockets did in Node. */
   if (--f->live == 0) napi_unref_threadsafe_function(env, f->on_end);
   /* Allocated when the session started, so that no allocation failure can keep it from being freed. */
   command *release = s->release;
   s->release = NULL;
   enqueue(f, release);
+  free(r->bytes);
   free(r);
 }
 
@@ -908,10 +1475,10 @@ static forwarder *instance(napi_env env) {
   return data;
 }
 
-/* init(onEnd(id, reason, detail, explained), serverLostErrorResponse[, onSearchPath(id, value)]) */
+/* init(onEnd(id, reason, detail, explained, pooledEnd), serverLostErrorResponse[, onSearchPath(id, value)[, onPooled(id, kind, ...)]]) */
 static napi_value init(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   void *existing = NULL;
   napi_get_instance_data(env, &existing);
@@ -958,6 +1525,13 @@ static napi_value init(napi_env env, napi_callback_info info) {
        (napi_create_threadsafe_function(env, argv[2], NULL, name, 0, 1, NULL, NULL, f, call_on_parameter, &f->on_parameter) != napi_ok ||
         napi_unref_threadsafe_function(env, f->on_parameter) != napi_ok))) {
     failed = "napi_create_threadsafe_function";
+    error = EINVAL;
+    goto fail;
+  }
+  napi_valuetype fourth = napi_undefined;
+  if (argc >= 4) napi_typeof(env, argv[3], &fourth);
+  if (fourth == napi_function && napi_create_reference(env, argv[3], 1, &f->on_pooled) != napi_ok) {
+    failed = "napi_create_reference";
     error = EINVAL;
     goto fail;
   }
@@ -1011,28 +1585,23 @@ static int copy_bytes(napi_env env, napi_value value, char **into, size_t *lengt
   return 1;
 }
 
-/* start(id, clientFd, serverFd, counters: Float64Array(4), toClient: Buffer, toServer: Buffer) → handle */
-static napi_value start(napi_env env, napi_callback_info info) {
-  forwarder *f = instance(env);
-  if (!f) return NULL;
-  size_t argc = 6;
-  napi_value argv[6];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+/* A session for `start` or `startPooled`, with its counters; NULL after throwing. */
+static session *new_session(napi_env env, napi_value id_value, napi_value counters_value, const char *usage) {
   double id;
-  int32_t client_fd, server_fd;
   napi_typedarray_type type;
   size_t count;
   void *counters;
-  if (argc < 6 || napi_get_value_double(env, argv[0], &id) != napi_ok ||
-      napi_get_value_int32(env, argv[1], &client_fd) != napi_ok ||
-      napi_get_value_int32(env, argv[2], &server_fd) != napi_ok ||
-      napi_get_typedarray_info(env, argv[3], &type, &count, &counters, NULL, NULL) != napi_ok ||
+  if (napi_get_value_double(env, id_value, &id) != napi_ok ||
+      napi_get_typedarray_info(env, counters_value, &type, &count, &counters, NULL, NULL) != napi_ok ||
       type != napi_float64_array || count < COUNTERS) {
-    napi_throw_type_error(env, NULL, "start(id, clientFd, serverFd, counters: Float64Array(4), toClient: Buffer, toServer: Buffer)");
+    napi_throw_type_error(env, NULL, usage);
     return NULL;
   }
   session *s = calloc(1, sizeof *s);
-  if (!s) return throw_errno(env, "calloc", ENOMEM);
+  if (!s) {
+    throw_errno(env, "calloc", ENOMEM);
+    return NULL;
+  }
   s->client.session = s->server.session = s;
   s->client.fd = s->server.fd = -1;
   s->client.writable = s->server.writable = 1;
@@ -1041,10 +1610,52 @@ static napi_value start(napi_env env, napi_callback_info info) {
   s->release = calloc(1, sizeof *s->release);
   if (!s->release) {
     free_session(s);
-    return throw_errno(env, "calloc", ENOMEM);
+    throw_errno(env, "calloc", ENOMEM);
+    return NULL;
   }
   s->release->kind = CMD_RELEASE;
   s->release->session = s;
+  return s;
+}
+
+/* Hands a new session to the thread; on failure closes its descriptors, frees it and throws. */
+static napi_value launch(napi_env env, forwarder *f, session *s, napi_value counters_value) {
+  if (napi_create_reference(env, counters_value, 1, &s->counters_ref) != napi_ok) {
+    close(s->client.fd);
+    if (s->server.fd >= 0) close(s->server.fd);
+    free_session(s);
+    napi_throw_error(env, NULL, "tandem forwarder: napi_create_reference failed");
+    return NULL;
+  }
+  if (!send_command(f, CMD_START, s, NULL, 0)) {
+    napi_delete_reference(env, s->counters_ref);
+    close(s->client.fd);
+    if (s->server.fd >= 0) close(s->server.fd);
+    free_session(s);
+    return throw_errno(env, "start", ENOMEM);
+  }
+  if (f->live++ == 0) napi_ref_threadsafe_function(env, f->on_end);
+  napi_value handle;
+  CHECK(napi_create_external(env, s, NULL, NULL, &handle));
+  CHECK(napi_type_tag_object(env, handle, &SESSION_TAG));
+  return handle;
+}
+
+/* start(id, clientFd, serverFd, counters: Float64Array(4), toClient: Buffer, toServer: Buffer) → handle */
+static napi_value start(napi_env env, napi_callback_info info) {
+  static const char USAGE[] = "start(id, clientFd, serverFd, counters: Float64Array(4), toClient: Buffer, toServer: Buffer)";
+  forwarder *f = instance(env);
+  if (!f) return NULL;
+  size_t argc = 6;
+  napi_value argv[6];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t client_fd, server_fd;
+  if (argc < 6 || napi_get_value_int32(env, argv[1], &client_fd) != napi_ok || napi_get_value_int32(env, argv[2], &server_fd) != napi_ok) {
+    napi_throw_type_error(env, NULL, USAGE);
+    return NULL;
+  }
+  session *s = new_session(env, argv[0], argv[3], USAGE);
+  if (!s) return NULL;
   if (!copy_bytes(env, argv[4], &s->initial_to_client, &s->initial_to_client_len) ||
       !copy_bytes(env, argv[5], &s->initial_to_server, &s->initial_to_server_len)) {
     free_session(s);
@@ -1059,25 +1670,90 @@ static napi_value start(napi_env env, napi_callback_info info) {
     free_session(s);
     return throw_errno(env, "dup", error);
   }
-  if (napi_create_reference(env, argv[3], 1, &s->counters_ref) != napi_ok) {
-    close(s->client.fd);
-    close(s->server.fd);
-    free_session(s);
-    napi_throw_error(env, NULL, "tandem forwarder: napi_create_reference failed");
+  return launch(env, f, s, argv[3]);
+}
+
+/* startPooled(id, clientFd, counters: Float64Array(4), held: Buffer) → handle: a pooled client alone (see "pooled sessions"). */
+static napi_value start_pooled(napi_env env, napi_callback_info info) {
+  static const char USAGE[] = "startPooled(id, clientFd, counters: Float64Array(4), held: Buffer)";
+  forwarder *f = instance(env);
+  if (!f) return NULL;
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t client_fd;
+  void *held;
+  size_t held_len;
+  if (argc < 4 || napi_get_value_int32(env, argv[1], &client_fd) != napi_ok || napi_get_buffer_info(env, argv[3], &held, &held_len) != napi_ok) {
+    napi_throw_type_error(env, NULL, USAGE);
     return NULL;
   }
-  if (!send_command(f, CMD_START, s, NULL, 0)) {
-    napi_delete_reference(env, s->counters_ref);
-    close(s->client.fd);
-    close(s->server.fd);
+  session *s = new_session(env, argv[0], argv[2], USAGE);
+  if (!s) return NULL;
+  s->pooled = 1;
+  s->server_status = 'I';
+  if (held_len > 0 && !hold(s, held, held_len)) {
     free_session(s);
-    return throw_errno(env, "start", ENOMEM);
+    return throw_errno(env, "malloc", ENOMEM);
   }
-  if (f->live++ == 0) napi_ref_threadsafe_function(env, f->on_end);
-  napi_value handle;
-  CHECK(napi_create_external(env, s, NULL, NULL, &handle));
-  CHECK(napi_type_tag_object(env, handle, &SESSION_TAG));
-  return handle;
+  s->client.fd = take_fd(client_fd);
+  if (s->client.fd < 0) {
+    int error = errno;
+    free_session(s);
+    return throw_errno(env, "dup", error);
+  }
+  return launch(env, f, s, argv[2]);
+}
+
+static session *session_of(napi_env env, napi_value handle) {
+  void *s = NULL;
+  bool tagged = false;
+  if (napi_check_object_type_tag(env, handle, &SESSION_TAG, &tagged) != napi_ok || !tagged || napi_get_value_external(env, handle, &s) != napi_ok) return NULL;
+  return s;
+}
+
+/* lend(handle, serverFd): the server connection the session asked for (REPORT_WANT). */
+static napi_value lend_server(napi_env env, napi_callback_info info) {
+  forwarder *f = instance(env);
+  if (!f) return NULL;
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t server_fd;
+  session *s = argc < 2 ? NULL : session_of(env, argv[0]);
+  if (!s || napi_get_value_int32(env, argv[1], &server_fd) != napi_ok) {
+    napi_throw_type_error(env, NULL, "lend(handle, serverFd)");
+    return NULL;
+  }
+  /* Node's socket already made it non-blocking (a flag of the connection, shared by duplicates). */
+  int fd = fcntl(server_fd, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "dup", errno);
+  command *c = calloc(1, sizeof *c);
+  if (!c) {
+    close(fd);
+    return throw_errno(env, "lend", ENOMEM);
+  }
+  c->kind = CMD_LEND;
+  c->session = s;
+  c->fd = fd;
+  enqueue(f, c);
+  return NULL;
+}
+
+/* handBack(handle): instead of a server connection, the session goes back to JavaScript (END_HANDED_BACK). */
+static napi_value hand_back_session(napi_env env, napi_callback_info info) {
+  forwarder *f = instance(env);
+  if (!f) return NULL;
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  session *s = argc < 1 ? NULL : session_of(env, argv[0]);
+  if (!s) {
+    napi_throw_type_error(env, NULL, "handBack(handle)");
+    return NULL;
+  }
+  if (!send_command(f, CMD_HAND_BACK, s, NULL, 0)) return throw_errno(env, "handBack", ENOMEM);
+  return NULL;
 }
 
 /* retire(handle, errorResponse) and terminate(handle, errorResponse) */
@@ -1087,13 +1763,10 @@ static napi_value command_with_bytes(napi_env env, napi_callback_info info, comm
   size_t argc = 2;
   napi_value argv[2];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  void *s;
+  session *s = argc < 2 ? NULL : session_of(env, argv[0]);
   void *bytes;
   size_t length;
-  bool tagged = false;
-  if (argc < 2 || napi_check_object_type_tag(env, argv[0], &SESSION_TAG, &tagged) != napi_ok || !tagged ||
-      napi_get_value_external(env, argv[0], &s) != napi_ok ||
-      napi_get_buffer_info(env, argv[1], &bytes, &length) != napi_ok) {
+  if (!s || napi_get_buffer_info(env, argv[1], &bytes, &length) != napi_ok) {
     napi_throw_type_error(env, NULL, "(handle, errorResponse: Buffer)");
     return NULL;
   }
@@ -1145,7 +1818,7 @@ static napi_value scan_frames(napi_env env, napi_callback_info info) {
       napi_throw_type_error(env, NULL, "scanFrames: every chunk must be a Buffer");
       return NULL;
     }
-    bad = scan(sc, data, length, s, from_client, &bad_type, &bad_length, &counted);
+    bad = scan(NULL, sc, data, length, s, from_client, &bad_type, &bad_length, &counted);
     bad_chunk = i;
     if (s->search_path) {
       free(search_path);
@@ -1193,6 +1866,9 @@ NAPI_MODULE_INIT() {
       {"start", NULL, start, NULL, NULL, NULL, napi_default, NULL},
       {"retire", NULL, retire, NULL, NULL, NULL, napi_default, NULL},
       {"terminate", NULL, terminate, NULL, NULL, NULL, napi_default, NULL},
+      {"startPooled", NULL, start_pooled, NULL, NULL, NULL, napi_default, NULL},
+      {"lend", NULL, lend_server, NULL, NULL, NULL, napi_default, NULL},
+      {"handBack", NULL, hand_back_session, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof methods / sizeof methods[0], methods);
   return exports;

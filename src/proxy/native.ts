@@ -21,7 +21,7 @@ export const FORWARDER_CHOICES: readonly ForwarderChoice[] = ['auto', 'native', 
 export const Counter = { BytesIn: 0, BytesOut: 1, Queries: 2, LastQueryAt: 3 } as const;
 export const COUNTER_SLOTS = 4;
 
-export type NativeEndReason = 'client_closed' | 'server_closed' | 'client_protocol' | 'server_protocol' | 'retired' | 'terminated' | 'internal';
+export type NativeEndReason = 'client_closed' | 'server_closed' | 'client_protocol' | 'server_protocol' | 'retired' | 'terminated' | 'internal' | 'handed_back';
 
 export interface NativeEnd {
   reason: NativeEndReason;
@@ -29,6 +29,33 @@ export interface NativeEnd {
   detail: string;
   /** For server_closed: the server had sent an ErrorResponse, or the client a Terminate. */
   explained: boolean;
+  /** A pooled session's end: how it leaves the server connection it was lent. */
+  pooled?: NativePooledEnd;
+}
+
+export interface NativePooledEnd {
+  /** The thread held a lent server connection when the session ended. */
+  lent: boolean;
+  /** It was between requests: nothing sent to it is unanswered (else it is mid-answer, not reusable). */
+  clean: boolean;
+  /** Its last ReadyForQuery's transaction status. */
+  status: 'I' | 'T' | 'E';
+  /** Requests answered since the last give-back, and the µs the server took for them. */
+  requests: number;
+  requestMicros: number;
+  /** handed_back: the client's descriptor, now JavaScript's, and what it sent that was not forwarded. */
+  fd?: number;
+  held?: Buffer;
+}
+
+/** What a pooled session's thread tells JavaScript besides its end. */
+export interface NativePooledEvents {
+  /** A whole request waits: lend a server connection (`lend`) or take the client back (`handBack`). */
+  want(): void;
+  /** The lent connection is idle again and JavaScript's socket may read it. */
+  givenBack(requests: number, requestMicros: number): void;
+  /** The server reported a parameter (a SET, or a function's set_config, in the client's transaction). */
+  parameter(name: string, value: string): void;
 }
 
 declare const nativeSession: unique symbol;
@@ -37,11 +64,15 @@ export type NativeHandle = { readonly [nativeSession]: true };
 
 interface Binding {
   init(
-    onEnd: (id: number, reason: NativeEndReason, detail: string, explained: boolean) => void,
+    onEnd: (id: number, reason: NativeEndReason, detail: string, explained: boolean, pooled: NativePooledEnd | undefined) => void,
     serverLost: Buffer,
     onSearchPath: (id: number, value: string) => void,
+    onPooled: (id: number, kind: 'want' | 'give_back' | 'parameter', a?: number | string, b?: number | string) => void,
   ): void;
   start(id: number, clientFd: number, serverFd: number, counters: Float64Array, toClient: Buffer, toServer: Buffer): NativeHandle;
+  startPooled(id: number, clientFd: number, counters: Float64Array, held: Buffer): NativeHandle;
+  lend(handle: NativeHandle, serverFd: number): void;
+  handBack(handle: NativeHandle): void;
   retire(handle: NativeHandle, errorResponse: Buffer): void;
   terminate(handle: NativeHandle, errorResponse: Buffer): void;
   scanFrames(chunks: Buffer[], fromClient: boolean): NativeScan;
@@ -68,10 +99,38 @@ interface SocketHandle {
 export class NativeForwarder {
   private readonly ends = new Map<number, (end: NativeEnd) => void>();
   private readonly searchPaths = new Map<number, (value: string) => void>();
+  private readonly pooledEvents = new Map<number, NativePooledEvents>();
 
   constructor(private readonly binding: Binding) {
     // What the thread sends a client when the server hangs up unexplained, as the Node path does.
-    binding.init(this.onEnd, encodeErrorResponse(SERVER_CLOSED_UNEXPECTEDLY), this.onSearchPath);
+    binding.init(this.onEnd, encodeErrorResponse(SERVER_CLOSED_UNEXPECTEDLY), this.onSearchPath, this.onPooled);
+  }
+
+  /**
+   * Takes over a pooled (transaction mode) client's socket, or returns undefined (touching nothing)
+   * when Node still holds bytes of it. `held`: what the client sent after its login. The thread asks
+   * for a server connection per request through `events`, and reports the end to `onEnd`.
+   */
+  takePooled(id: number, client: net.Socket, counters: Float64Array, held: Buffer, events: NativePooledEvents, onEnd: (end: NativeEnd) => void): NativeHandle | undefined {
+    const clientFd = idleDescriptor(client);
+    if (clientFd === undefined) return undefined;
+    const handle = this.binding.startPooled(id, clientFd, counters, held);
+    this.ends.set(id, onEnd);
+    this.pooledEvents.set(id, events);
+    client.removeAllListeners();
+    client.on('error', () => {});
+    client.destroy();
+    return handle;
+  }
+
+  /** Lends the thread a server connection's descriptor (it works on a duplicate until it gives it back). */
+  lend(handle: NativeHandle, serverFd: number): void {
+    this.binding.lend(handle, serverFd);
+  }
+
+  /** Answers the thread's want by taking the client back (an end with reason handed_back follows). */
+  handBack(handle: NativeHandle): void {
+    this.binding.handBack(handle);
   }
 
   /**
@@ -114,15 +173,28 @@ export class NativeForwarder {
     this.binding.terminate(handle, errorResponse);
   }
 
-  private readonly onEnd = (id: number, reason: NativeEndReason, detail: string, explained: boolean): void => {
+  private readonly onEnd = (id: number, reason: NativeEndReason, detail: string, explained: boolean, pooled: NativePooledEnd | undefined): void => {
     const handler = this.ends.get(id);
     this.ends.delete(id);
     this.searchPaths.delete(id);
+    this.pooledEvents.delete(id);
     // An exception must not escape into the addon's callback.
     try {
-      handler?.({ reason, detail, explained });
+      handler?.(pooled ? { reason, detail, explained, pooled } : { reason, detail, explained });
     } catch (error) {
       process.emitWarning(`tandem: failure while ending a natively forwarded session: ${(error as Error).message}`);
+    }
+  };
+
+  private readonly onPooled = (id: number, kind: 'want' | 'give_back' | 'parameter', a?: number | string, b?: number | string): void => {
+    const events = this.pooledEvents.get(id);
+    if (!events) return;
+    try {
+      if (kind === 'want') events.want();
+      else if (kind === 'give_back') events.givenBack(a as number, b as number);
+      else events.parameter(a as string, b as string);
+    } catch (error) {
+      process.emitWarning(`tandem: failure in a natively forwarded pooled session: ${(error as Error).message}`);
     }
   };
 
@@ -152,6 +224,34 @@ export function idleDescriptor(socket: net.Socket): number | undefined {
   if (typeof fd !== 'number' || fd < 0) return undefined;
   if (socket.writableLength > 0 || (handle?.writeQueueSize ?? 0) > 0 || socket.readableLength > 0) return undefined;
   return fd;
+}
+
+/** What the proxy reaches of a socket's libuv handle to stop and restart its reads. */
+interface ReadingHandle {
+  reading?: boolean;
+  readStop?(): number;
+  readStart?(): number;
+}
+
+/**
+ * Stops Node reading a socket at the libuv handle (socket.pause() only stops 'data' events: Node
+ * would go on reading into its buffer), while the native thread reads its descriptor. Same private
+ * handle as idleDescriptor. False when the handle cannot.
+ */
+export function stopReading(socket: net.Socket): boolean {
+  const handle = (socket as unknown as { _handle?: ReadingHandle | null })._handle;
+  if (!handle?.readStop) return false;
+  if (handle.reading && handle.readStop() !== 0) return false;
+  handle.reading = false;
+  return true;
+}
+
+/** Node reads the socket again (after stopReading). */
+export function startReading(socket: net.Socket): void {
+  const handle = (socket as unknown as { _handle?: ReadingHandle | null })._handle;
+  if (!handle?.readStart || handle.reading || socket.destroyed) return;
+  handle.reading = true;
+  if (handle.readStart() !== 0) socket.destroy(new Error('could not read the server connection again'));
 }
 
 export interface ForwarderSelection {

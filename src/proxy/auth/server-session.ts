@@ -19,6 +19,7 @@ import {
   type ErrorFields,
   type StartupParams,
 } from '../protocol/messages.js';
+import { idleDescriptor, startReading, stopReading } from '../native.js';
 import { describeTarget, openUpstream, type UpstreamTarget } from '../upstream.js';
 import { authenticationData, encodePasswordMessage, encodeSASLInitialResponse, encodeSASLResponse } from './messages.js';
 import { md5Response } from './md5.js';
@@ -136,6 +137,29 @@ export class ServerSession {
   /** Writes frames as they are (a lent connection's client traffic); false when the socket buffer is full. */
   write(bytes: Buffer): boolean {
     return this.socket.write(bytes);
+  }
+
+  /**
+   * The descriptor for the native forwarder to work on while the connection is lent to a natively
+   * forwarded client, with Node's reads stopped; undefined (nothing changed) when Node holds bytes
+   * of it, a query of the proxy's own is under way, or the socket has no plain descriptor (TLS).
+   */
+  lendDescriptor(): number | undefined {
+    if (this.failure !== undefined || this.streamTo || this.waiting || this.reader.pending > 0) return undefined;
+    const fd = idleDescriptor(this.socket);
+    if (fd === undefined || !stopReading(this.socket)) return undefined;
+    return fd;
+  }
+
+  /** Back from the native forwarder, in this transaction status: Node reads the connection again. */
+  takeBack(status: 'I' | 'T' | 'E'): void {
+    this.transactionStatus = status;
+    startReading(this.socket);
+  }
+
+  /** A parameter the server reported while the native forwarder had the connection. */
+  noteReported(name: string, value: string): void {
+    this.parameters.set(name, value);
   }
 
   /** The socket, for backpressure ('drain') and pausing by whoever the connection is lent to. */

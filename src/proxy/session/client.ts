@@ -96,6 +96,17 @@ export class ClientConnection {
     if (!this.current.destroyed && !this.handshaking) endClient(this.current, encodeErrorResponse(error));
   }
 
+  /**
+   * The native forwarder gave a pooled client back on a socket of its own (over the descriptor it
+   * had): its failures and its end are the session's again; the forwarding reads it.
+   */
+  adopt(socket: net.Socket): void {
+    this.current = socket;
+    socket.setNoDelay(true);
+    socket.on('error', this.listeners.error);
+    socket.on('close', this.listeners.close);
+  }
+
   private attach(socket: net.Socket | tls.TLSSocket): void {
     socket.on('data', this.listeners.data);
     socket.on('error', this.listeners.error);

@@ -104,5 +104,8 @@ export function closeReasonOfNativeEnd(end: NativeEnd): CloseReason | undefined 
       return undefined;
     case 'internal':
       return { kind: 'native_internal', detail: end.detail };
+    case 'handed_back':
+      // Not an end: a pooled client goes on in Node.
+      return undefined;
   }
 }

@@ -44,6 +44,7 @@ import { connectServer, sendStartup } from './server-connection.js';
 import type { AdminSource } from '../admin/source.js';
 import { adminLoginRefusal, type AdminUsers } from '../admin/users.js';
 import { AdminConversation, adminWelcome } from './admin.js';
+import { NativePooledForwarding } from './native-pooled.js';
 import { PooledForwarding, poolErrorFields, type PooledEnd, type Pooling } from './pooled.js';
 import { MAX_AUTH_MESSAGE_LENGTH, readStartupRequest, routeLogin, type LoginRoute } from './startup.js';
 
@@ -112,16 +113,19 @@ type SessionState =
     }
   | { readonly phase: 'forwarding'; readonly by: 'node'; readonly server: net.Socket; readonly login: LoggedIn; readonly node: NodeForwarding }
   /** Served from a pool: a server connection is borrowed per transaction (or for the session). */
-  | { readonly phase: 'forwarding'; readonly by: 'pool'; readonly login: LoggedIn; readonly pooled: PooledForwarding }
+  | { readonly phase: 'forwarding'; readonly by: 'pool'; readonly login: LoggedIn; readonly pooled: PoolClient }
   /** The native thread has the sockets (Node's are destroyed) until it reports the end. */
   | { readonly phase: 'forwarding'; readonly by: 'native'; readonly login: LoggedIn; readonly forwarder: NativeForwarder; readonly handle: NativeHandle }
   /** `pooled`: a pooled session's forwarding, whose figures SHOW STATS keeps after the end. */
-  | { readonly phase: 'closed'; readonly reason: CloseReason; readonly forwardedBy: 'node' | 'native' | undefined; readonly pooled?: PooledForwarding };
+  | { readonly phase: 'closed'; readonly reason: CloseReason; readonly forwardedBy: 'node' | 'native' | undefined; readonly pooled?: PoolClient };
 
 export type Phase = SessionState['phase'];
 type AuthState = Extract<SessionState, { phase: 'auth'; by: 'relay' }>;
 type ProxyAuthState = Extract<SessionState, { phase: 'auth'; by: 'proxy' }>;
 type ForwardingState = Extract<SessionState, { phase: 'forwarding' }>;
+
+/** A pooled client: forwarded in Node, or by the native thread with a connection lent per transaction. */
+export type PoolClient = PooledForwarding | NativePooledForwarding;
 type HandOverState = Extract<SessionState, { by: 'handover' }>;
 
 let nextId = 1;
@@ -180,7 +184,7 @@ export class Session implements SessionUsage {
     const state = this.state;
     if (state.phase === 'closed') return state.forwardedBy;
     if (state.phase !== 'forwarding' || state.by === 'handover') return undefined;
-    return state.by === 'native' ? 'native' : 'node';
+    return state.by === 'native' || (state.by === 'pool' && state.pooled instanceof NativePooledForwarding) ? 'native' : 'node';
   }
 
   get versionSchema(): string | undefined {
@@ -509,13 +513,76 @@ export class Session implements SessionUsage {
     this.client.socket.write(Buffer.concat([...welcomeFrames(frames, parameters), encodeMessage(MessageType.BackendKeyData, cancelKey), READY_IDLE]));
     this.client.stopReading();
     const login: LoggedIn = { database: state.database, routedVersion: this.version };
+    this.ctx.registerCancelKey(cancelKey, this, () => this.pooled?.server?.session.backendKey);
+    const rest = this.clientReader.takeRest();
+    const native = this.nativePooled(pooling, key, parameters, lease, rest);
+    if (native) {
+      this.state = { phase: 'forwarding', by: 'pool', login, pooled: native };
+      if (this.retiredMessage !== undefined) native.retire(this.retiredMessage);
+      this.ctx.ready(this);
+      return;
+    }
+    this.forwardPooledInNode(login, key, pooling, parameters, lease, rest);
+    this.ctx.ready(this);
+  }
+
+  private forwardPooledInNode(login: LoggedIn, key: PoolKey, pooling: Pooling, parameters: ParameterValues, lease: Lease<PooledServer> | undefined, rest: Buffer): PooledForwarding {
     const pooled = new PooledForwarding(this.client.socket, key, pooling, this.counters, { ended: this.onPooledEnd }, lease, this.id, parameters);
     if (this.retiredMessage !== undefined) pooled.retire(this.retiredMessage);
-    this.ctx.registerCancelKey(cancelKey, this, () => pooled.server?.session.backendKey);
     this.state = { phase: 'forwarding', by: 'pool', login, pooled };
-    this.ctx.ready(this);
-    pooled.start(this.clientReader.takeRest());
+    pooled.start(rest);
+    return pooled;
   }
+
+  /**
+   * Transaction mode over plain TCP, with the native forwarder loaded: the thread forwards the
+   * client and asks for a server connection per transaction (native-pooled.ts). Not with an idle
+   * transaction timeout, which only the Node path keeps.
+   */
+  private nativePooled(pooling: Pooling, key: PoolKey, parameters: ParameterValues, lease: Lease<PooledServer> | undefined, rest: Buffer): NativePooledForwarding | undefined {
+    const forwarder = this.ctx.forwarder;
+    if (!forwarder || pooling.mode !== 'transaction' || lease || pooling.idleTransactionTimeoutMs > 0 || this.client.encrypted) return undefined;
+    const events = {
+      ended: this.onNativePooledEnd,
+      handedBack: (socket: net.Socket, held: Buffer, heldLease: Lease<PooledServer> | undefined) => this.onHandedBack(pooling, key, parameters, socket, held, heldLease),
+    };
+    try {
+      return NativePooledForwarding.start(forwarder, this.client.socket as net.Socket, key, pooling, this.counters, events, this.id, parameters, rest);
+    } catch (error) {
+      this.ctx.logger.warn({ session: this.id, err: (error as Error).message }, 'the native forwarder could not take the pooled session; forwarding it in Node');
+      return undefined;
+    }
+  }
+
+  /** The thread gave the client back (it needs the proxy's bookkeeping): Node forwards it from here. */
+  private onHandedBack(pooling: Pooling, key: PoolKey, parameters: ParameterValues, socket: net.Socket, held: Buffer, lease: Lease<PooledServer> | undefined): void {
+    const state = this.state;
+    if (state.phase !== 'forwarding' || state.by !== 'pool') {
+      lease?.release();
+      socket.destroy();
+      return;
+    }
+    const figures = state.pooled;
+    this.client.adopt(socket);
+    const pooled = this.forwardPooledInNode(state.login, key, pooling, parameters, lease, held);
+    // The figures so far carry over (the lease carried over is not a new transaction).
+    pooled.transactions += figures.transactions - (lease ? 1 : 0);
+    pooled.heldMicros += figures.heldMicros;
+    pooled.waitedMicros += figures.waitedMicros;
+    pooled.requests += figures.requests;
+    pooled.requestMicros += figures.requestMicros;
+  }
+
+  private readonly onNativePooledEnd = (end: PooledEnd | NativeEnd): void => {
+    if ('kind' in end) {
+      this.onPooledEnd(end);
+      return;
+    }
+    const reason = closeReasonOfNativeEnd(end);
+    if (reason) this.recordEnding(reason);
+    else if (end.reason === 'client_closed') this.cause = { kind: 'client_closed' };
+    this.finish();
+  };
 
   private startAdmin(): void {
     const admin = this.ctx.admin!;
@@ -568,13 +635,13 @@ export class Session implements SessionUsage {
   };
 
   /** The pooled session the admin console and the status look at, if this is one. */
-  get pooled(): PooledForwarding | undefined {
+  get pooled(): PoolClient | undefined {
     const state = this.state;
     return state.phase === 'forwarding' && state.by === 'pool' ? state.pooled : undefined;
   }
 
   /** The pooled forwarding, also once the session has ended (its figures stay in SHOW STATS). */
-  get poolUse(): PooledForwarding | undefined {
+  get poolUse(): PoolClient | undefined {
     const state = this.state;
     return state.phase === 'closed' ? state.pooled : this.pooled;
   }
