@@ -42,6 +42,8 @@
 #define READS_PER_TURN 16
 /* How long a side that was sent its last bytes may take to hang up before it is closed (FATAL_LINGER_MS). */
 #define LINGER_MS 2000
+/* A server connection parked this long goes back to JavaScript's pool (its idle and lifetime rules). */
+#define PARK_IDLE_MS 200
 /* The largest message PostgreSQL accepts at all (MAX_MESSAGE_LENGTH in frames.ts). */
 #define MAX_MESSAGE_LENGTH 0x3fffffff
 #define MAX_EVENTS 256
@@ -56,7 +58,13 @@
 #define MAX_PARAMETER_BODY 4096
 
 /* Slots of the counters array JavaScript reads (NativeCounter in native.ts). */
-enum { BYTES_IN, BYTES_OUT, QUERIES, LAST_QUERY_AT, COUNTERS };
+enum {
+  BYTES_IN, BYTES_OUT, QUERIES, LAST_QUERY_AT,
+  /* Pooled sessions: the server connection held now (its id, 0: none), since when the client waits
+   * for one (ms since the epoch, 0: not waiting), and PgBouncer's SHOW STATS figures. */
+  SERVER_ID, WAITING_SINCE, TRANSACTIONS, HELD_US, WAITED_US, REQUESTS, REQUEST_US,
+  COUNTERS
+};
 
 /*
  * A pooled session's client messages wait in `held` until the request they belong to is whole (it
@@ -101,7 +109,11 @@ typedef struct {
 
 struct session;
 
+/* What an epoll event's pointer names: a session's side, or a pooled server connection. */
+enum { WATCH_SIDE, WATCH_LINK };
+
 typedef struct {
+  uint8_t watch; /* WATCH_SIDE (first, as in link) */
   struct session *session;
   int fd; /* -1 once closed */
   /* Edge-triggered readiness not yet used up: set by epoll, cleared on EAGAIN. */
@@ -139,11 +151,15 @@ typedef struct session {
   int64_t deadline;        /* after its end: when closing sides are closed regardless */
   struct command *release; /* the command that lets the thread free it, allocated up front: ending cannot fail */
   /*
-   * Pooled (transaction mode): the server side is a connection of JavaScript's pool, lent for one
+   * Pooled (transaction mode): the server side is a link of the session's pool, held for one
    * transaction at a time (fd -1 between them). See "pooled sessions" below.
    */
   uint8_t pooled;
-  uint8_t wanting;        /* JavaScript was asked for a server connection */
+  struct pool *pool;
+  struct server_link *link;      /* the server connection held now */
+  uint8_t wanting;        /* in the pool's queue of sessions waiting for a server_link */
+  struct session *next_waiting;
+  int64_t wait_started_us, taken_us;
   uint8_t handing;        /* the client goes back to JavaScript at the next quiet moment */
   uint8_t ready_seen;     /* a ReadyForQuery went through in this read */
   uint8_t server_status;  /* the last ReadyForQuery's transaction status: 'I', 'T' or 'E' */
@@ -153,25 +169,63 @@ typedef struct session {
   size_t ready_len;       /* held[0 .. ready_len): whole, checked requests waiting for a server connection */
   uint32_t ready_requests; /* how many ReadyForQuery they will bring */
   size_t scan_at;         /* held[scan_at ..]: messages not looked at yet */
-  double requests, request_us; /* since the last report: requests answered, µs the server took */
   int64_t request_started_us;
+  double transactions, held_us, waited_us, requests, request_us; /* SHOW STATS, published as counters */
   struct session *prev, *next;            /* all sessions the thread knows */
   struct session *next_queued, *next_closing, *next_freed;
 } session;
 
-typedef enum { CMD_START, CMD_RETIRE, CMD_TERMINATE, CMD_RELEASE, CMD_STOP, CMD_LEND, CMD_HAND_BACK } command_kind;
+/*
+ * A server connection of JavaScript's pool that the thread holds for a pool's sessions: lent to one
+ * of them for a transaction, or parked until the next one wants it. Its descriptor is the thread's
+ * duplicate, watched by epoll all along (a parked connection that speaks or hangs up goes back).
+ */
+typedef struct server_link {
+  uint8_t watch; /* WATCH_LINK (first, as in side) */
+  int fd;
+  double server_id;
+  struct pool *pool;
+  struct session *user; /* NULL while parked */
+  int64_t parked_at;    /* ms, monotonic */
+  int64_t expires_at;   /* ms, monotonic: its server_lifetime; 0: none */
+  struct server_link *next_parked;
+} server_link;
+
+/*
+ * The sessions of one pool (database, user, version and client parameters) and the links the
+ * thread holds for them. Allocated by JavaScript (pool()) and never freed: a handful per process.
+ */
+typedef struct pool {
+  double id;
+  server_link *parked;                       /* most recently parked first */
+  struct session *waiting, *waiting_tail;
+  uint32_t waiting_count;
+  uint32_t asked;     /* REPORT_WANTs JavaScript has not answered yet */
+  uint32_t give_back; /* links JavaScript asked back: they go back as they come free */
+  uint32_t links;     /* lent and parked */
+  uint8_t returning;  /* JavaScript drains the pool: every link goes back as it comes free */
+  uint8_t known;      /* on the thread's list of pools (for parked links that idle too long) */
+  struct pool *next;
+} pool;
+
+typedef enum { CMD_START, CMD_RETIRE, CMD_TERMINATE, CMD_RELEASE, CMD_STOP, CMD_LEND, CMD_RECLAIM, CMD_DRAIN, CMD_FAIL_WANT, CMD_HAND_BACK_WAITER } command_kind;
 
 typedef struct command {
   command_kind kind;
   session *session;
   char *bytes;
   size_t length;
-  int fd; /* CMD_LEND: the thread's duplicate of the server connection's descriptor */
+  /* CMD_LEND: the thread's duplicate of a server connection's descriptor, its id and lifetime left (ms, 0: none) */
+  int fd;
+  double server_id, lifetime_ms;
+  /* CMD_LEND, CMD_RECLAIM (count), CMD_DRAIN (on), CMD_FAIL_WANT (bytes: the ErrorResponse), CMD_HAND_BACK_WAITER */
+  pool *pool;
+  uint32_t count;
   struct command *next;
 } command;
 
-/* What JavaScript hears of a pooled session besides its end (one queue with the ends, so in order). */
-typedef enum { REPORT_END, REPORT_WANT, REPORT_GIVE_BACK, REPORT_PARAMETER } report_kind;
+/* What JavaScript hears besides a session's end (one queue with the ends, so in order). */
+typedef enum { REPORT_END, REPORT_WANT, REPORT_RETURNED, REPORT_PARAMETER } report_kind;
 
 typedef struct {
   report_kind kind;
@@ -179,9 +233,9 @@ typedef struct {
   end_reason reason;
   uint8_t explained;
   char detail[200];
-  /* Pooled ends: whether a server connection was lent, whether it is between requests, its status. */
-  uint8_t lent, clean, status;
-  double requests, request_us;
+  /* REPORT_WANT, REPORT_RETURNED: the pool; REPORT_RETURNED and END_HANDED_BACK: the link's server and its status. */
+  double pool_id, server_id;
+  uint8_t status, broken;
   /* END_HANDED_BACK: the client's descriptor and the bytes it sent that were not forwarded. */
   int fd;
   /* END_HANDED_BACK: those bytes; REPORT_PARAMETER: the ParameterStatus body. */
@@ -203,8 +257,11 @@ typedef struct {
   size_t server_lost_len;
   /* The thread's own state. */
   session *sessions;
+  pool *pools;
+  int64_t next_park_check;
   session *queued, *queued_tail;
   session *freed;
+  server_link *dead_links; /* closed this round, freed after it (an event of the round may still name one) */
   /* Ended sessions in the order they ended, which is also the order of their deadlines. */
   session *closing, *closing_tail;
   char chunk[CHUNK];
@@ -318,22 +375,11 @@ static report *new_report(report_kind kind, session *s) {
   return r;
 }
 
-/* The requests answered since the last report go with this one. */
-static void take_request_figures(session *s, report *r) {
-  r->requests = s->requests;
-  r->request_us = s->request_us;
-  s->requests = s->request_us = 0;
-}
-
-static void post_report(forwarder *f, session *s, end_reason reason, int explained, const char *detail, uint8_t lent, uint8_t clean) {
+static void post_report(forwarder *f, session *s, end_reason reason, int explained, const char *detail) {
   report *r = new_report(REPORT_END, s);
   if (!r) return; /* JavaScript never hears of it: the session leaks, nothing worse */
   r->reason = reason;
   r->explained = (uint8_t)explained;
-  r->lent = lent;
-  r->clean = clean;
-  r->status = s->server_status;
-  take_request_figures(s, r);
   if (detail) snprintf(r->detail, sizeof r->detail, "%s", detail);
   post(f, r);
 }
@@ -419,15 +465,15 @@ static int server_quiet(const session *s) {
   return s->outstanding == 0 && at_boundary(&s->from_server) && !has_out(&s->server);
 }
 
+static void leave_pool(forwarder *f, session *s);
+
 static void end_session(forwarder *f, session *s, end_reason reason, int explained, const char *detail,
                         close_mode client_mode, const char *to_client, size_t to_client_len,
                         close_mode server_mode, const char *to_server, size_t to_server_len) {
   s->ended = 1;
   s->deadline = now_ms(CLOCK_MONOTONIC) + LINGER_MS;
-  uint8_t lent = s->pooled && s->server.fd >= 0;
-  uint8_t clean = lent && server_quiet(s);
-  /* A lent server connection is the pool's: only the thread's duplicate is closed, nothing is sent. */
-  if (s->pooled) server_mode = CLOSE_NOW;
+  /* A pooled session's server connection is the pool's: it is settled there, never sent anything. */
+  if (s->pooled) leave_pool(f, s);
   close_as(f, &s->client, client_mode, to_client, to_client_len);
   close_as(f, &s->server, server_mode, to_server, to_server_len);
   /* Only now: it may be what the client was just given. */
@@ -441,7 +487,7 @@ static void end_session(forwarder *f, session *s, end_reason reason, int explain
     f->closing_tail = s;
     linger(f, s);
   }
-  post_report(f, s, reason, explained, detail, lent, clean);
+  post_report(f, s, reason, explained, detail);
 }
 
 /* The client may be told something only between two server messages; otherwise it is cut off. */
@@ -554,6 +600,8 @@ static void parameter_read(forwarder *f, scanner *sc, session *s) {
       sc->capture = NULL;
       post(f, r);
     }
+    /* Its server connection's parameters changed (a SET inside a function): JavaScript's to settle. */
+    s->handing = 1;
   } else if (length > sizeof NAME && memcmp(body, NAME, sizeof NAME) == 0 && body[length - 1] == 0) {
     size_t value_length = length - sizeof NAME - 1;
     char *value = malloc(value_length + 1);
@@ -724,10 +772,15 @@ static int relay(forwarder *f, session *s, side *from, side *to, int *more) {
  * A pooled session (transaction mode) starts with the client alone. Its messages are held until a
  * request is whole (up to a Sync or a Query) and checked: only what needs no bookkeeping stays here
  * (unnamed statements and portals, queries that cannot pin the client to a connection, COPY data).
- * A whole request asks JavaScript for a server connection (REPORT_WANT); JavaScript's pool lends
- * one (CMD_LEND, a duplicate of its descriptor), the held requests go out, and everything is
- * forwarded both ways until a ReadyForQuery leaves the connection idle with nothing outstanding:
- * then it goes back (REPORT_GIVE_BACK) and JavaScript's socket reads it again.
+ * A whole request takes a link of the session's pool: a parked one, or the next one that comes
+ * free, in the order the sessions asked; when the pool has fewer links than waiting sessions, the
+ * thread asks JavaScript for one more (REPORT_WANT) and JavaScript's pool lends one (CMD_LEND: a
+ * duplicate of its descriptor, Node's reads stopped). The held requests go out, and everything is
+ * forwarded both ways until a ReadyForQuery leaves the connection idle with nothing outstanding;
+ * then the link goes to the next waiting session or is parked. So once the pool has its links a
+ * transaction costs JavaScript nothing, as in PgBouncer. Links go back to JavaScript
+ * (REPORT_RETURNED) when parked longer than PARK_IDLE_MS, past their lifetime, broken, or asked
+ * back (CMD_RECLAIM: JavaScript's own clients wait; CMD_DRAIN: a pause, a retired version).
  *
  * Anything else (a named statement, a query that may SET or LISTEN or lock for the session, a
  * Flush, a function call, a message too long to hold) hands the client back to JavaScript at the
@@ -736,6 +789,9 @@ static int relay(forwarder *f, session *s, side *from, side *to, int *more) {
  * with the server connection it holds at that moment, if any. So the thread never forwards a
  * message whose effect the proxy must know, and JavaScript takes over between two requests.
  */
+
+static void enqueue_again(forwarder *f, session *s);
+static void pump(forwarder *f, session *s);
 
 static int64_t now_us(void) {
   struct timespec ts;
@@ -882,7 +938,7 @@ static message_class classify(uint8_t type, const uint8_t *body, size_t length) 
   }
 }
 
-/* Sends the whole requests held to the lent connection. Returns 0 if the session ended. */
+/* Sends the whole requests held to the held link. Returns 0 if the session ended. */
 static int forward_ready(forwarder *f, session *s) {
   if (s->ready_len == 0) return 1;
   if (s->outstanding == 0) s->request_started_us = now_us();
@@ -894,23 +950,164 @@ static int forward_ready(forwarder *f, session *s) {
   return 1;
 }
 
-static void want(forwarder *f, session *s) {
-  report *r = new_report(REPORT_WANT, s);
-  if (!r) {
-    internal_failure(f, s, "out of memory");
-    return;
-  }
-  s->wanting = 1;
-  post(f, r);
+static void publish_figures(session *s) {
+  publish(s, TRANSACTIONS, s->transactions);
+  publish(s, HELD_US, s->held_us);
+  publish(s, WAITED_US, s->waited_us);
+  publish(s, REQUESTS, s->requests);
+  publish(s, REQUEST_US, s->request_us);
 }
 
-/* The thread lets go of the lent connection (JavaScript's socket has it again). */
-static void drop_server(forwarder *f, session *s) {
-  epoll_ctl(f->epoll_fd, EPOLL_CTL_DEL, s->server.fd, NULL);
-  close(s->server.fd);
+/* The link goes back to JavaScript's pool: rolled back there when left in a transaction, closed when broken. */
+/* Closes the thread's duplicate; the struct is freed after this round of events. */
+static void close_link(forwarder *f, server_link *l) {
+  epoll_ctl(f->epoll_fd, EPOLL_CTL_DEL, l->fd, NULL);
+  close(l->fd);
+  l->fd = -1;
+  l->pool->links--;
+  l->next_parked = f->dead_links;
+  f->dead_links = l;
+}
+
+static void return_link(forwarder *f, server_link *l, uint8_t status, uint8_t broken) {
+  close_link(f, l);
+  report *r = new_report(REPORT_RETURNED, NULL);
+  if (r) {
+    r->pool_id = l->pool->id;
+    r->server_id = l->server_id;
+    r->status = status;
+    r->broken = broken;
+    post(f, r);
+  }
+}
+
+static void take_link(forwarder *f, session *s, server_link *l);
+
+/* A link whose transaction ended cleanly: to JavaScript if asked for, else the next waiting session, else parked. */
+static void free_link(forwarder *f, server_link *l) {
+  pool *p = l->pool;
+  l->user = NULL;
+  int64_t now = now_ms(CLOCK_MONOTONIC);
+  if (p->returning || p->give_back > 0 || (l->expires_at && now >= l->expires_at)) {
+    if (p->give_back > 0 && !p->returning) p->give_back--;
+    return_link(f, l, 'I', 0);
+    return;
+  }
+  session *next = p->waiting;
+  if (next) {
+    p->waiting = next->next_waiting;
+    if (!p->waiting) p->waiting_tail = NULL;
+    p->waiting_count--;
+    next->wanting = 0;
+    take_link(f, next, l);
+    return;
+  }
+  l->parked_at = now;
+  l->next_parked = p->parked;
+  p->parked = l;
+}
+
+/* The session holds the link for its next transaction. */
+static void take_link(forwarder *f, session *s, server_link *l) {
+  l->user = s;
+  s->link = l;
+  side *server = &s->server;
+  server->fd = l->fd;
+  server->readable = server->hangup = server->fin_sent = 0;
+  server->writable = 1;
+  free(s->from_server.capture);
+  memset(&s->from_server, 0, sizeof s->from_server);
+  s->last_server_type = 0;
+  s->outstanding = 0;
+  s->server_status = 'I';
+  int64_t now = now_us();
+  if (s->wait_started_us) {
+    s->waited_us += (double)(now - s->wait_started_us);
+    s->wait_started_us = 0;
+    publish(s, WAITING_SINCE, 0);
+  }
+  s->taken_us = now;
+  s->transactions += 1;
+  publish(s, SERVER_ID, l->server_id);
+  publish_figures(s);
+  /* The server may have answered and the client sent more while it waited: a turn for both. */
+  if (forward_ready(f, s)) enqueue_again(f, s);
+}
+
+/* The session lets go of its link (which stays open); NULL if it held none. */
+static server_link *drop_link(session *s) {
+  server_link *l = s->link;
+  if (!l) return NULL;
+  s->link = NULL;
   s->server.fd = -1;
   s->server.readable = s->server.hangup = 0;
   drop_out(&s->server);
+  s->held_us += (double)(now_us() - s->taken_us);
+  publish(s, SERVER_ID, 0);
+  publish_figures(s);
+  return l;
+}
+
+static void stop_waiting(session *s) {
+  if (!s->wanting) return;
+  pool *p = s->pool;
+  session *previous = NULL;
+  for (session *at = p->waiting; at; previous = at, at = at->next_waiting) {
+    if (at != s) continue;
+    if (previous) previous->next_waiting = at->next_waiting;
+    else p->waiting = at->next_waiting;
+    if (p->waiting_tail == s) p->waiting_tail = previous;
+    p->waiting_count--;
+    break;
+  }
+  s->wanting = 0;
+  s->wait_started_us = 0;
+  publish(s, WAITING_SINCE, 0);
+}
+
+/* An ending session's link: reused when it is between transactions, else back to JavaScript (rolled back or closed). */
+static void leave_pool(forwarder *f, session *s) {
+  stop_waiting(s);
+  int quiet = server_quiet(s);
+  uint8_t status = s->server_status;
+  server_link *l = drop_link(s);
+  if (!l) return;
+  if (quiet && status == 'I') free_link(f, l);
+  else return_link(f, l, status, !quiet);
+}
+
+/*
+ * Asks JavaScript for one more link while sessions wait and no request is under way: one at a
+ * time, so that the pool grows only while its sessions really wait (a link that comes free first
+ * serves them), and no request lingers in JavaScript's pool once they are served.
+ */
+static void ask(forwarder *f, pool *p) {
+  if (p->asked > 0 || p->waiting_count == 0) return;
+  report *r = new_report(REPORT_WANT, p->waiting);
+  if (!r) return; /* the next link that comes free serves them */
+  p->asked++;
+  r->pool_id = p->id;
+  post(f, r);
+}
+
+/* A whole request: the session takes a parked link, or waits for one (asking JavaScript for another). */
+static void want(forwarder *f, session *s) {
+  pool *p = s->pool;
+  server_link *l = p->parked;
+  if (l) {
+    p->parked = l->next_parked;
+    take_link(f, s, l);
+    return;
+  }
+  s->wanting = 1;
+  s->next_waiting = NULL;
+  if (p->waiting_tail) p->waiting_tail->next_waiting = s;
+  else p->waiting = s;
+  p->waiting_tail = s;
+  p->waiting_count++;
+  s->wait_started_us = now_us();
+  publish(s, WAITING_SINCE, (double)now_ms(CLOCK_REALTIME));
+  ask(f, p);
 }
 
 /* JavaScript forwards the client from here on: the session ends without closing anything. */
@@ -922,11 +1119,14 @@ static void hand_back(forwarder *f, session *s) {
   }
   s->ended = 1;
   r->reason = END_HANDED_BACK;
-  r->lent = s->server.fd >= 0;
-  r->clean = r->lent;
   r->status = s->server_status;
-  take_request_figures(s, r);
-  if (r->lent) drop_server(f, s);
+  stop_waiting(s);
+  server_link *l = drop_link(s);
+  if (l) {
+    /* The connection stays the client's: JavaScript's socket reads it from now on. */
+    r->server_id = l->server_id;
+    close_link(f, l);
+  }
   epoll_ctl(f->epoll_fd, EPOLL_CTL_DEL, s->client.fd, NULL);
   r->fd = s->client.fd;
   s->client.fd = -1;
@@ -942,7 +1142,7 @@ static void hand_back(forwarder *f, session *s) {
 /* Hands the client back (with what it sent that was not forwarded) once the server has answered everything. */
 static void hand_back_when_quiet(forwarder *f, session *s) {
   if (!s->handing || s->ended || s->wanting || has_out(&s->client)) return;
-  if (s->server.fd >= 0 && !server_quiet(s)) return;
+  if (s->link && !server_quiet(s)) return;
   hand_back(f, s);
 }
 
@@ -968,7 +1168,7 @@ static int advance(forwarder *f, session *s) {
     }
     if (s->held_len - at < 1 + (size_t)length) break;
     /* A retired version's client is told so at its first message outside a transaction. */
-    if (s->retire && at == 0 && s->server.fd < 0 && !s->wanting) {
+    if (s->retire && at == 0 && !s->link && !s->wanting) {
       end_session(f, s, END_RETIRED, 0, NULL, client_mode(s), s->retire, s->retire_len, CLOSE_NOW, NULL, 0);
       return 0;
     }
@@ -987,15 +1187,15 @@ static int advance(forwarder *f, session *s) {
         s->ready_requests++;
         break;
       case MESSAGE_COPY:
-        /* Only a COPY under way on a lent connection reads them; anything else is JavaScript's to judge. */
-        if (s->server.fd < 0 || at != s->ready_len) {
+        /* Only a COPY under way on a held link reads them; anything else is JavaScript's to judge. */
+        if (!s->link || at != s->ready_len) {
           s->handing = 1;
           continue;
         }
         s->ready_len = at + 1 + length;
         break;
       case MESSAGE_TERMINATE:
-        /* The client leaves: what it had not finished is dropped, a lent connection goes back. */
+        /* The client leaves: what it had not finished is dropped, its link is settled. */
         s->client_terminated = 1;
         end_session(f, s, END_CLIENT_CLOSED, 0, NULL, CLOSE_AFTER, NULL, 0, CLOSE_NOW, NULL, 0);
         return 0;
@@ -1006,7 +1206,7 @@ static int advance(forwarder *f, session *s) {
     s->scan_at = at + 1 + length;
   }
   if (s->ready_len > 0) {
-    if (s->server.fd >= 0) {
+    if (s->link) {
       if (!forward_ready(f, s)) return 0;
     } else if (!s->wanting && !s->handing) {
       want(f, s);
@@ -1024,14 +1224,9 @@ static int pooled_server_ready(forwarder *f, session *s) {
   s->requests += 1;
   s->request_us += (double)(now_us() - s->request_started_us);
   if (s->server_status == 'I' && !has_out(&s->server) && s->ready_len == 0) {
-    report *r = new_report(REPORT_GIVE_BACK, s);
-    if (!r) {
-      internal_failure(f, s, "out of memory");
-      return 0;
-    }
-    drop_server(f, s);
-    take_request_figures(s, r);
-    post(f, r);
+    free_link(f, drop_link(s));
+  } else {
+    publish_figures(s);
   }
   hand_back_when_quiet(f, s);
   return !s->ended;
@@ -1040,7 +1235,7 @@ static int pooled_server_ready(forwarder *f, session *s) {
 /* Reads the client of a pooled session. Returns 0 if the session ended. */
 static int pooled_read_client(forwarder *f, session *s, int *more) {
   side *client = &s->client;
-  for (int turn = 0; client->readable && !s->handing && s->held_len < HOLD_LIMIT && !(s->server.fd >= 0 && has_out(&s->server)); turn++) {
+  for (int turn = 0; client->readable && !s->handing && s->held_len < HOLD_LIMIT && !(s->link && has_out(&s->server)); turn++) {
     if (turn == READS_PER_TURN) {
       *more = 1;
       return 1;
@@ -1066,6 +1261,53 @@ static int pooled_read_client(forwarder *f, session *s, int *more) {
     }
   }
   return 1;
+}
+
+/* An event on a link: its session's server side when lent; when parked, the server spoke or hung up. */
+static void link_event(forwarder *f, server_link *l, uint32_t ev) {
+  if (l->fd < 0) return;
+  session *s = l->user;
+  if (s) {
+    side *sd = &s->server;
+    if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) sd->hangup = 1;
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) sd->readable = 1;
+    if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) sd->writable = 1;
+    pump(f, s);
+    return;
+  }
+  if (!(ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) return;
+  /* A parked connection has nothing to say but a FATAL before it closes: JavaScript closes it. */
+  pool *p = l->pool;
+  server_link **at = &p->parked;
+  while (*at && *at != l) at = &(*at)->next_parked;
+  if (*at) *at = l->next_parked;
+  return_link(f, l, 'I', 1);
+}
+
+/* Parked links idle longer than PARK_IDLE_MS, or past their lifetime, go back to JavaScript's pool. */
+static void return_idle_links(forwarder *f) {
+  int64_t now = now_ms(CLOCK_MONOTONIC);
+  if (now < f->next_park_check) return;
+  f->next_park_check = now + PARK_IDLE_MS / 2;
+  for (pool *p = f->pools; p; p = p->next) {
+    server_link **at = &p->parked;
+    while (*at) {
+      server_link *l = *at;
+      if (now - l->parked_at >= PARK_IDLE_MS || (l->expires_at && now >= l->expires_at)) {
+        *at = l->next_parked;
+        return_link(f, l, 'I', 0);
+      } else {
+        at = &l->next_parked;
+      }
+    }
+  }
+}
+
+static int has_parked_links(forwarder *f) {
+  for (pool *p = f->pools; p; p = p->next) {
+    if (p->parked) return 1;
+  }
+  return 0;
 }
 
 static void enqueue_again(forwarder *f, session *s) {
@@ -1109,25 +1351,85 @@ static int watch(forwarder *f, session *s, side *sd) {
   return 0;
 }
 
-/* JavaScript lends a server connection for the requests held. */
-static void lend(forwarder *f, session *s, int fd) {
-  if (s->ended || !s->wanting || s->server.fd >= 0) {
-    /* Ended meanwhile: JavaScript learns from the end report that nothing was sent on it. */
-    close(fd);
+/* A descriptor JavaScript lent that the thread does not take: its pool has it back unused. */
+static void return_unused(forwarder *f, pool *p, int fd, double server_id) {
+  close(fd);
+  report *r = new_report(REPORT_RETURNED, NULL);
+  if (r) {
+    r->pool_id = p->id;
+    r->server_id = server_id;
+    r->status = 'I';
+    post(f, r);
+  }
+}
+
+/* JavaScript lends a link to a pool that asked (REPORT_WANT). */
+static void lend(forwarder *f, pool *p, int fd, double server_id, double lifetime_ms) {
+  if (p->asked > 0) p->asked--;
+  if (p->waiting_count == 0 || p->returning) {
+    /* Served meanwhile by a link that came free. */
+    return_unused(f, p, fd, server_id);
     return;
   }
-  s->wanting = 0;
-  side *server = &s->server;
-  server->fd = fd;
-  server->readable = server->hangup = server->fin_sent = 0;
-  server->writable = 1;
-  free(s->from_server.capture);
-  memset(&s->from_server, 0, sizeof s->from_server);
-  s->last_server_type = 0;
-  s->outstanding = 0;
-  if (!watch(f, s, server) || !forward_ready(f, s)) return;
-  /* Reading the client may have stopped while it waited. */
-  enqueue_again(f, s);
+  if (!p->known) {
+    p->known = 1;
+    p->next = f->pools;
+    f->pools = p;
+  }
+  server_link *l = calloc(1, sizeof *l);
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
+  if (l) {
+    l->watch = WATCH_LINK;
+    l->fd = fd;
+    l->server_id = server_id;
+    l->pool = p;
+    if (lifetime_ms > 0) l->expires_at = now_ms(CLOCK_MONOTONIC) + (int64_t)lifetime_ms;
+    ev.data.ptr = l;
+  }
+  if (!l || epoll_ctl(f->epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    free(l);
+    return_unused(f, p, fd, server_id);
+    ask(f, p);
+    return;
+  }
+  p->links++;
+  free_link(f, l);
+  ask(f, p);
+}
+
+/* JavaScript wants `count` links of the pool back (its own clients wait): parked ones now, others as they come free. */
+static void reclaim(forwarder *f, pool *p, uint32_t count) {
+  while (count > 0 && p->parked) {
+    server_link *l = p->parked;
+    p->parked = l->next_parked;
+    return_link(f, l, 'I', 0);
+    count--;
+  }
+  uint32_t lent = p->links;
+  p->give_back = p->give_back + count < lent ? p->give_back + count : lent;
+}
+
+/* JavaScript's answer to a REPORT_WANT was no link: the session that waited longest is told why, if it waited `min_wait_ms`. */
+static void fail_want(forwarder *f, pool *p, const char *error, size_t error_len, uint32_t min_wait_ms) {
+  if (p->asked > 0) p->asked--;
+  session *s = p->waiting;
+  if (s && (now_us() - s->wait_started_us) / 1000 >= (int64_t)min_wait_ms) {
+    end_with_error(f, s, END_TERMINATED, NULL, error, error_len);
+  } else {
+    /* Those still waiting ask again. */
+    ask(f, p);
+  }
+}
+
+/* JavaScript cannot lend this pool a link the thread can use: the session that waited longest goes back to Node. */
+static void hand_back_waiter(forwarder *f, pool *p) {
+  if (p->asked > 0) p->asked--;
+  session *s = p->waiting;
+  if (!s) return;
+  stop_waiting(s);
+  s->handing = 1;
+  hand_back_when_quiet(f, s);
+  ask(f, p);
 }
 
 static void start_session(forwarder *f, session *s) {
@@ -1195,14 +1497,21 @@ static int run_commands(forwarder *f) {
         maybe_free(f, s);
         break;
       case CMD_LEND:
-        lend(f, s, c->fd);
+        lend(f, c->pool, c->fd, c->server_id, c->lifetime_ms);
         break;
-      case CMD_HAND_BACK:
-        if (!s->ended && s->wanting) {
-          s->wanting = 0;
-          s->handing = 1;
-          hand_back_when_quiet(f, s);
-        }
+      case CMD_RECLAIM:
+        reclaim(f, c->pool, c->count);
+        break;
+      case CMD_DRAIN:
+        c->pool->returning = c->count > 0;
+        if (c->pool->returning) reclaim(f, c->pool, c->pool->links);
+        else c->pool->give_back = 0;
+        break;
+      case CMD_FAIL_WANT:
+        fail_want(f, c->pool, c->bytes, c->length, c->count);
+        break;
+      case CMD_HAND_BACK_WAITER:
+        hand_back_waiter(f, c->pool);
         break;
       case CMD_STOP:
         stop = 1;
@@ -1276,9 +1585,15 @@ static void *run(void *arg) {
       if (!events[i].data.ptr) stop |= run_commands(f);
     }
     for (int i = 0; i < n; i++) {
-      side *sd = events[i].data.ptr;
-      if (!sd || sd->fd < 0) continue;
+      void *watched = events[i].data.ptr;
+      if (!watched) continue;
       uint32_t ev = events[i].events;
+      if (*(uint8_t *)watched == WATCH_LINK) {
+        link_event(f, watched, ev);
+        continue;
+      }
+      side *sd = watched;
+      if (sd->fd < 0) continue;
       if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) sd->hangup = 1;
       if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) sd->readable = 1;
       if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) sd->writable = 1;
@@ -1295,6 +1610,15 @@ static void *run(void *arg) {
       maybe_free(f, s);
     }
     timeout = expire(f);
+    if (f->pools) {
+      return_idle_links(f);
+      if (has_parked_links(f) && (timeout < 0 || timeout > PARK_IDLE_MS / 2)) timeout = PARK_IDLE_MS / 2;
+    }
+    while (f->dead_links) {
+      server_link *l = f->dead_links;
+      f->dead_links = l->next_parked;
+      free(l);
+    }
     while (f->freed) {
       session *s = f->freed;
       f->freed = s->next_freed;
@@ -1321,29 +1645,37 @@ static napi_value throw_errno(napi_env env, const char *what, int error) {
   return NULL;
 }
 
-/* On the JS thread: a pooled session's report other than its end: onPooled(id, kind, ...). */
+/*
+ * On the JS thread, pooled reports other than an end: onPooled('want', poolId),
+ * onPooled('returned', poolId, serverId, status, broken), onPooled('parameter', sessionId, name, value).
+ */
 static void call_on_pooled(napi_env env, forwarder *f, report *r) {
-  napi_value callback, undefined, args[4];
+  napi_value callback, undefined, args[5];
   if (!f->on_pooled || napi_get_reference_value(env, f->on_pooled, &callback) != napi_ok || !callback) return;
   napi_get_undefined(env, &undefined);
-  napi_create_double(env, r->session->id, &args[0]);
   size_t argc = 2;
   switch (r->kind) {
     case REPORT_WANT:
-      napi_create_string_utf8(env, "want", NAPI_AUTO_LENGTH, &args[1]);
+      napi_create_string_utf8(env, "want", NAPI_AUTO_LENGTH, &args[0]);
+      napi_create_double(env, r->pool_id, &args[1]);
       break;
-    case REPORT_GIVE_BACK:
-      napi_create_string_utf8(env, "give_back", NAPI_AUTO_LENGTH, &args[1]);
-      napi_create_double(env, r->requests, &args[2]);
-      napi_create_double(env, r->request_us, &args[3]);
-      argc = 4;
+    case REPORT_RETURNED: {
+      char status[2] = {(char)r->status, 0};
+      napi_create_string_utf8(env, "returned", NAPI_AUTO_LENGTH, &args[0]);
+      napi_create_double(env, r->pool_id, &args[1]);
+      napi_create_double(env, r->server_id, &args[2]);
+      napi_create_string_utf8(env, status, 1, &args[3]);
+      napi_get_boolean(env, r->broken, &args[4]);
+      argc = 5;
       break;
+    }
     case REPORT_PARAMETER: {
       /* name NUL value NUL, as the server sent it; anything malformed is left to the client. */
       const char *name = r->bytes;
       const char *name_end = memchr(r->bytes, 0, r->length);
       if (!name_end || r->bytes[r->length - 1] != 0) return;
-      napi_create_string_utf8(env, "parameter", NAPI_AUTO_LENGTH, &args[1]);
+      napi_create_string_utf8(env, "parameter", NAPI_AUTO_LENGTH, &args[0]);
+      napi_create_double(env, r->session->id, &args[1]);
       napi_create_string_utf8(env, name, (size_t)(name_end - name), &args[2]);
       napi_create_string_utf8(env, name_end + 1, NAPI_AUTO_LENGTH, &args[3]);
       argc = 4;
@@ -1355,28 +1687,21 @@ static void call_on_pooled(napi_env env, forwarder *f, report *r) {
   napi_call_function(env, undefined, callback, argc, args, NULL);
 }
 
-/* A pooled session's end: what JavaScript needs to settle its server connection (and take the client back). */
+/* A pooled session's end: for END_HANDED_BACK, what JavaScript takes over (the client, its bytes, the connection it held). */
 static napi_value pooled_end(napi_env env, report *r) {
   napi_value result, value;
   napi_create_object(env, &result);
-  napi_get_boolean(env, r->lent, &value);
-  napi_set_named_property(env, result, "lent", value);
-  napi_get_boolean(env, r->clean, &value);
-  napi_set_named_property(env, result, "clean", value);
+  if (r->reason != END_HANDED_BACK) return result;
   char status[2] = {r->status ? (char)r->status : 'I', 0};
   napi_create_string_utf8(env, status, 1, &value);
   napi_set_named_property(env, result, "status", value);
-  napi_create_double(env, r->requests, &value);
-  napi_set_named_property(env, result, "requests", value);
-  napi_create_double(env, r->request_us, &value);
-  napi_set_named_property(env, result, "requestMicros", value);
-  if (r->reason == END_HANDED_BACK) {
-    napi_create_int32(env, r->fd, &value);
-    napi_set_named_property(env, result, "fd", value);
-    r->fd = -1;
-    napi_create_buffer_copy(env, r->length, r->length ? r->bytes : "", NULL, &value);
-    napi_set_named_property(env, result, "held", value);
-  }
+  napi_create_double(env, r->server_id, &value);
+  napi_set_named_property(env, result, "serverId", value);
+  napi_create_int32(env, r->fd, &value);
+  napi_set_named_property(env, result, "fd", value);
+  r->fd = -1;
+  napi_create_buffer_copy(env, r->length, r->length ? r->bytes : "", NULL, &value);
+  napi_set_named_property(env, result, "held", value);
   return result;
 }
 
@@ -1443,6 +1768,7 @@ static void cleanup(void *arg) {
   /* Sessions started too late for the thread to see them. */
   for (command *c = f->head, *next; c; c = next) {
     next = c->next;
+    if (c->fd >= 0 && c->kind == CMD_LEND) close(c->fd);
     if (c->kind == CMD_START) {
       close(c->session->client.fd);
       close(c->session->server.fd);
@@ -1673,24 +1999,55 @@ static napi_value start(napi_env env, napi_callback_info info) {
   return launch(env, f, s, argv[3]);
 }
 
-/* startPooled(id, clientFd, counters: Float64Array(4), held: Buffer) → handle: a pooled client alone (see "pooled sessions"). */
+/* Marks the externals that are pools. */
+static const napi_type_tag POOL_TAG = {0x74616e64656d2d70ULL, 0x6f6f6c2d00000001ULL};
+
+/* pool(id) → handle: a pool of the thread's (see "pooled sessions"), for startPooled and the pool commands. */
+static napi_value create_pool(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  double id;
+  if (argc < 1 || napi_get_value_double(env, argv[0], &id) != napi_ok) {
+    napi_throw_type_error(env, NULL, "pool(id)");
+    return NULL;
+  }
+  pool *p = calloc(1, sizeof *p);
+  if (!p) return throw_errno(env, "calloc", ENOMEM);
+  p->id = id;
+  napi_value handle;
+  CHECK(napi_create_external(env, p, NULL, NULL, &handle));
+  CHECK(napi_type_tag_object(env, handle, &POOL_TAG));
+  return handle;
+}
+
+static pool *pool_of(napi_env env, napi_value handle) {
+  void *p = NULL;
+  bool tagged = false;
+  if (napi_check_object_type_tag(env, handle, &POOL_TAG, &tagged) != napi_ok || !tagged || napi_get_value_external(env, handle, &p) != napi_ok) return NULL;
+  return p;
+}
+
+/* startPooled(id, clientFd, counters: Float64Array(11), held: Buffer, pool) → handle: a pooled client alone. */
 static napi_value start_pooled(napi_env env, napi_callback_info info) {
-  static const char USAGE[] = "startPooled(id, clientFd, counters: Float64Array(4), held: Buffer)";
+  static const char USAGE[] = "startPooled(id, clientFd, counters: Float64Array(11), held: Buffer, pool)";
   forwarder *f = instance(env);
   if (!f) return NULL;
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t client_fd;
   void *held;
   size_t held_len;
-  if (argc < 4 || napi_get_value_int32(env, argv[1], &client_fd) != napi_ok || napi_get_buffer_info(env, argv[3], &held, &held_len) != napi_ok) {
+  pool *p = argc < 5 ? NULL : pool_of(env, argv[4]);
+  if (!p || napi_get_value_int32(env, argv[1], &client_fd) != napi_ok || napi_get_buffer_info(env, argv[3], &held, &held_len) != napi_ok) {
     napi_throw_type_error(env, NULL, USAGE);
     return NULL;
   }
   session *s = new_session(env, argv[0], argv[2], USAGE);
   if (!s) return NULL;
   s->pooled = 1;
+  s->pool = p;
   s->server_status = 'I';
   if (held_len > 0 && !hold(s, held, held_len)) {
     free_session(s);
@@ -1712,48 +2069,85 @@ static session *session_of(napi_env env, napi_value handle) {
   return s;
 }
 
-/* lend(handle, serverFd): the server connection the session asked for (REPORT_WANT). */
-static napi_value lend_server(napi_env env, napi_callback_info info) {
+/* A pool command: (pool, ...) with the numbers and bytes `fill` reads. */
+static napi_value pool_command(napi_env env, napi_callback_info info, command_kind kind, const char *usage) {
   forwarder *f = instance(env);
   if (!f) return NULL;
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 4;
+  napi_value argv[4];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int32_t server_fd;
-  session *s = argc < 2 ? NULL : session_of(env, argv[0]);
-  if (!s || napi_get_value_int32(env, argv[1], &server_fd) != napi_ok) {
-    napi_throw_type_error(env, NULL, "lend(handle, serverFd)");
+  pool *p = argc < 1 ? NULL : pool_of(env, argv[0]);
+  command *c = p ? calloc(1, sizeof *c) : NULL;
+  if (!c) {
+    if (p) return throw_errno(env, "command", ENOMEM);
+    napi_throw_type_error(env, NULL, usage);
     return NULL;
   }
-  /* Node's socket already made it non-blocking (a flag of the connection, shared by duplicates). */
-  int fd = fcntl(server_fd, F_DUPFD_CLOEXEC, 0);
-  if (fd < 0) return throw_errno(env, "dup", errno);
-  command *c = calloc(1, sizeof *c);
-  if (!c) {
-    close(fd);
-    return throw_errno(env, "lend", ENOMEM);
+  c->kind = kind;
+  c->pool = p;
+  c->fd = -1;
+  int ok = 1;
+  uint32_t count = 0;
+  switch (kind) {
+    case CMD_LEND: {
+      int32_t server_fd;
+      ok = argc >= 4 && napi_get_value_int32(env, argv[1], &server_fd) == napi_ok && napi_get_value_double(env, argv[2], &c->server_id) == napi_ok &&
+           napi_get_value_double(env, argv[3], &c->lifetime_ms) == napi_ok;
+      if (ok) {
+        /* Node's socket already made it non-blocking (a flag of the connection, shared by duplicates). */
+        c->fd = fcntl(server_fd, F_DUPFD_CLOEXEC, 0);
+        if (c->fd < 0) {
+          int error = errno;
+          free(c);
+          return throw_errno(env, "dup", error);
+        }
+      }
+      break;
+    }
+    case CMD_RECLAIM:
+    case CMD_DRAIN:
+      ok = argc >= 2 && napi_get_value_uint32(env, argv[1], &count) == napi_ok;
+      break;
+    case CMD_FAIL_WANT:
+      ok = argc >= 3 && copy_bytes(env, argv[1], &c->bytes, &c->length) && napi_get_value_uint32(env, argv[2], &count) == napi_ok;
+      break;
+    default:
+      break;
   }
-  c->kind = CMD_LEND;
-  c->session = s;
-  c->fd = fd;
+  if (!ok) {
+    free(c->bytes);
+    free(c);
+    napi_throw_type_error(env, NULL, usage);
+    return NULL;
+  }
+  c->count = count;
   enqueue(f, c);
   return NULL;
 }
 
-/* handBack(handle): instead of a server connection, the session goes back to JavaScript (END_HANDED_BACK). */
-static napi_value hand_back_session(napi_env env, napi_callback_info info) {
-  forwarder *f = instance(env);
-  if (!f) return NULL;
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  session *s = argc < 1 ? NULL : session_of(env, argv[0]);
-  if (!s) {
-    napi_throw_type_error(env, NULL, "handBack(handle)");
-    return NULL;
-  }
-  if (!send_command(f, CMD_HAND_BACK, s, NULL, 0)) return throw_errno(env, "handBack", ENOMEM);
-  return NULL;
+/* lend(pool, serverFd, serverId, lifetimeMs): a server connection for the pool that asked (REPORT_WANT). */
+static napi_value lend_link(napi_env env, napi_callback_info info) {
+  return pool_command(env, info, CMD_LEND, "lend(pool, serverFd, serverId, lifetimeMs)");
+}
+
+/* reclaim(pool, count): links back to JavaScript, parked ones now, others as they come free. */
+static napi_value reclaim_links(napi_env env, napi_callback_info info) {
+  return pool_command(env, info, CMD_RECLAIM, "reclaim(pool, count)");
+}
+
+/* drain(pool, on): while on, every link goes back as it comes free (a pause, a retired version). */
+static napi_value drain_pool(napi_env env, napi_callback_info info) {
+  return pool_command(env, info, CMD_DRAIN, "drain(pool, on: 0 | 1)");
+}
+
+/* failWant(pool, errorResponse, minWaitMs): no link for a REPORT_WANT; the longest waiter gets the error if it waited that long. */
+static napi_value fail_want_command(napi_env env, napi_callback_info info) {
+  return pool_command(env, info, CMD_FAIL_WANT, "failWant(pool, errorResponse: Buffer, minWaitMs)");
+}
+
+/* handBackWaiter(pool): no link the thread can use; the longest waiter goes back to JavaScript. */
+static napi_value hand_back_waiter_command(napi_env env, napi_callback_info info) {
+  return pool_command(env, info, CMD_HAND_BACK_WAITER, "handBackWaiter(pool)");
 }
 
 /* retire(handle, errorResponse) and terminate(handle, errorResponse) */
@@ -1866,9 +2260,13 @@ NAPI_MODULE_INIT() {
       {"start", NULL, start, NULL, NULL, NULL, napi_default, NULL},
       {"retire", NULL, retire, NULL, NULL, NULL, napi_default, NULL},
       {"terminate", NULL, terminate, NULL, NULL, NULL, napi_default, NULL},
+      {"pool", NULL, create_pool, NULL, NULL, NULL, napi_default, NULL},
       {"startPooled", NULL, start_pooled, NULL, NULL, NULL, napi_default, NULL},
-      {"lend", NULL, lend_server, NULL, NULL, NULL, napi_default, NULL},
-      {"handBack", NULL, hand_back_session, NULL, NULL, NULL, napi_default, NULL},
+      {"lend", NULL, lend_link, NULL, NULL, NULL, napi_default, NULL},
+      {"reclaim", NULL, reclaim_links, NULL, NULL, NULL, napi_default, NULL},
+      {"drain", NULL, drain_pool, NULL, NULL, NULL, napi_default, NULL},
+      {"failWant", NULL, fail_want_command, NULL, NULL, NULL, napi_default, NULL},
+      {"handBackWaiter", NULL, hand_back_waiter_command, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof methods / sizeof methods[0], methods);
   return exports;

@@ -18,8 +18,22 @@ export const FORWARDER_CHOICES: readonly ForwarderChoice[] = ['auto', 'native', 
  * Slots of a session's counters (a Float64Array). The Node path bumps them itself; the native
  * thread writes them in place and the usage ledger reads them only when someone asks.
  */
-export const Counter = { BytesIn: 0, BytesOut: 1, Queries: 2, LastQueryAt: 3 } as const;
-export const COUNTER_SLOTS = 4;
+export const Counter = {
+  BytesIn: 0,
+  BytesOut: 1,
+  Queries: 2,
+  LastQueryAt: 3,
+  // A natively forwarded pooled session: the server connection it holds (its id, 0: none), since
+  // when it waits for one (ms since the epoch, 0: not waiting), and its SHOW STATS figures.
+  ServerId: 4,
+  WaitingSince: 5,
+  Transactions: 6,
+  HeldMicros: 7,
+  WaitedMicros: 8,
+  Requests: 9,
+  RequestMicros: 10,
+} as const;
+export const COUNTER_SLOTS = 11;
 
 export type NativeEndReason = 'client_closed' | 'server_closed' | 'client_protocol' | 'server_protocol' | 'retired' | 'terminated' | 'internal' | 'handed_back';
 
@@ -33,30 +47,27 @@ export interface NativeEnd {
   pooled?: NativePooledEnd;
 }
 
+/** A pooled session handed back to JavaScript (reason handed_back): what Node takes over. */
 export interface NativePooledEnd {
-  /** The thread held a lent server connection when the session ended. */
-  lent: boolean;
-  /** It was between requests: nothing sent to it is unanswered (else it is mid-answer, not reusable). */
-  clean: boolean;
-  /** Its last ReadyForQuery's transaction status. */
-  status: 'I' | 'T' | 'E';
-  /** Requests answered since the last give-back, and the µs the server took for them. */
-  requests: number;
-  requestMicros: number;
-  /** handed_back: the client's descriptor, now JavaScript's, and what it sent that was not forwarded. */
+  /** The client's descriptor, now JavaScript's, and what the client sent that was not forwarded. */
   fd?: number;
   held?: Buffer;
+  /** The server connection the client held (0: none) and its last ReadyForQuery's status. */
+  serverId?: number;
+  status?: 'I' | 'T' | 'E';
 }
 
-/** What a pooled session's thread tells JavaScript besides its end. */
-export interface NativePooledEvents {
-  /** A whole request waits: lend a server connection (`lend`) or take the client back (`handBack`). */
+/** What the thread tells JavaScript about one of its pools. */
+export interface NativePoolEvents {
+  /** Sessions wait and the pool has no link for them: lend one (`lend`), or `failWant`, or `handBackWaiter`. */
   want(): void;
-  /** The lent connection is idle again and JavaScript's socket may read it. */
-  givenBack(requests: number, requestMicros: number): void;
-  /** The server reported a parameter (a SET, or a function's set_config, in the client's transaction). */
-  parameter(name: string, value: string): void;
+  /** A link is back (idle too long, asked back, broken, or unusable): Node reads it again; the pool takes it. */
+  returned(serverId: number, status: 'I' | 'T' | 'E', broken: boolean): void;
 }
+
+declare const nativePool: unique symbol;
+/** One of the thread's pools (native/forwarder.c, "pooled sessions"). */
+export type NativePoolHandle = { readonly [nativePool]: true };
 
 declare const nativeSession: unique symbol;
 /** A session the native thread forwards; valid until its end has been reported. */
@@ -67,12 +78,16 @@ interface Binding {
     onEnd: (id: number, reason: NativeEndReason, detail: string, explained: boolean, pooled: NativePooledEnd | undefined) => void,
     serverLost: Buffer,
     onSearchPath: (id: number, value: string) => void,
-    onPooled: (id: number, kind: 'want' | 'give_back' | 'parameter', a?: number | string, b?: number | string) => void,
+    onPooled: (kind: 'want' | 'returned' | 'parameter', id: number, a?: number | string, b?: string, c?: boolean) => void,
   ): void;
   start(id: number, clientFd: number, serverFd: number, counters: Float64Array, toClient: Buffer, toServer: Buffer): NativeHandle;
-  startPooled(id: number, clientFd: number, counters: Float64Array, held: Buffer): NativeHandle;
-  lend(handle: NativeHandle, serverFd: number): void;
-  handBack(handle: NativeHandle): void;
+  pool(id: number): NativePoolHandle;
+  startPooled(id: number, clientFd: number, counters: Float64Array, held: Buffer, pool: NativePoolHandle): NativeHandle;
+  lend(pool: NativePoolHandle, serverFd: number, serverId: number, lifetimeMs: number): void;
+  reclaim(pool: NativePoolHandle, count: number): void;
+  drain(pool: NativePoolHandle, on: 0 | 1): void;
+  failWant(pool: NativePoolHandle, errorResponse: Buffer, minWaitMs: number): void;
+  handBackWaiter(pool: NativePoolHandle): void;
   retire(handle: NativeHandle, errorResponse: Buffer): void;
   terminate(handle: NativeHandle, errorResponse: Buffer): void;
   scanFrames(chunks: Buffer[], fromClient: boolean): NativeScan;
@@ -99,38 +114,14 @@ interface SocketHandle {
 export class NativeForwarder {
   private readonly ends = new Map<number, (end: NativeEnd) => void>();
   private readonly searchPaths = new Map<number, (value: string) => void>();
-  private readonly pooledEvents = new Map<number, NativePooledEvents>();
+  /** Pooled sessions' parameter reports, by session id; pools' events, by pool id. */
+  private readonly parameterReports = new Map<number, (name: string, value: string) => void>();
+  private readonly poolEvents = new Map<number, NativePoolEvents>();
+  private nextPoolId = 1;
 
   constructor(private readonly binding: Binding) {
     // What the thread sends a client when the server hangs up unexplained, as the Node path does.
     binding.init(this.onEnd, encodeErrorResponse(SERVER_CLOSED_UNEXPECTEDLY), this.onSearchPath, this.onPooled);
-  }
-
-  /**
-   * Takes over a pooled (transaction mode) client's socket, or returns undefined (touching nothing)
-   * when Node still holds bytes of it. `held`: what the client sent after its login. The thread asks
-   * for a server connection per request through `events`, and reports the end to `onEnd`.
-   */
-  takePooled(id: number, client: net.Socket, counters: Float64Array, held: Buffer, events: NativePooledEvents, onEnd: (end: NativeEnd) => void): NativeHandle | undefined {
-    const clientFd = idleDescriptor(client);
-    if (clientFd === undefined) return undefined;
-    const handle = this.binding.startPooled(id, clientFd, counters, held);
-    this.ends.set(id, onEnd);
-    this.pooledEvents.set(id, events);
-    client.removeAllListeners();
-    client.on('error', () => {});
-    client.destroy();
-    return handle;
-  }
-
-  /** Lends the thread a server connection's descriptor (it works on a duplicate until it gives it back). */
-  lend(handle: NativeHandle, serverFd: number): void {
-    this.binding.lend(handle, serverFd);
-  }
-
-  /** Answers the thread's want by taking the client back (an end with reason handed_back follows). */
-  handBack(handle: NativeHandle): void {
-    this.binding.handBack(handle);
   }
 
   /**
@@ -163,6 +154,64 @@ export class NativeForwarder {
     return handle;
   }
 
+  /** A pool of the thread's, for the pooled sessions of one pool key and set of client parameters. */
+  createPool(events: NativePoolEvents): NativePoolHandle {
+    const id = this.nextPoolId++;
+    const handle = this.binding.pool(id);
+    this.poolEvents.set(id, events);
+    return handle;
+  }
+
+  /**
+   * Takes over a pooled (transaction mode) client's socket, or returns undefined (touching nothing)
+   * when Node still holds bytes of it. `held`: what the client sent after its login. The end goes to
+   * `onEnd`, the server's parameter reports to `onParameter`.
+   */
+  takePooled(
+    id: number,
+    client: net.Socket,
+    counters: Float64Array,
+    held: Buffer,
+    pool: NativePoolHandle,
+    onParameter: (name: string, value: string) => void,
+    onEnd: (end: NativeEnd) => void,
+  ): NativeHandle | undefined {
+    const clientFd = idleDescriptor(client);
+    if (clientFd === undefined) return undefined;
+    const handle = this.binding.startPooled(id, clientFd, counters, held, pool);
+    this.ends.set(id, onEnd);
+    this.parameterReports.set(id, onParameter);
+    client.removeAllListeners();
+    client.on('error', () => {});
+    client.destroy();
+    return handle;
+  }
+
+  /** Lends a pool that asked a server connection (the thread works on a duplicate of its descriptor). */
+  lend(pool: NativePoolHandle, serverFd: number, serverId: number, lifetimeMs: number): void {
+    this.binding.lend(pool, serverFd, serverId, lifetimeMs);
+  }
+
+  /** Asks `count` links back: parked ones now, others as they come free. */
+  reclaim(pool: NativePoolHandle, count: number): void {
+    this.binding.reclaim(pool, count);
+  }
+
+  /** While on, every link of the pool goes back as it comes free. */
+  drain(pool: NativePoolHandle, on: boolean): void {
+    this.binding.drain(pool, on ? 1 : 0);
+  }
+
+  /** No server connection for a want: the longest waiter gets `errorResponse` if it waited `minWaitMs`. */
+  failWant(pool: NativePoolHandle, errorResponse: Buffer, minWaitMs: number): void {
+    this.binding.failWant(pool, errorResponse, minWaitMs);
+  }
+
+  /** No server connection the thread can use: the longest waiter goes back to Node. */
+  handBackWaiter(pool: NativePoolHandle): void {
+    this.binding.handBackWaiter(pool);
+  }
+
   /** The client's next message gets this ErrorResponse instead of an answer, and the session ends. */
   retire(handle: NativeHandle, errorResponse: Buffer): void {
     this.binding.retire(handle, errorResponse);
@@ -177,7 +226,7 @@ export class NativeForwarder {
     const handler = this.ends.get(id);
     this.ends.delete(id);
     this.searchPaths.delete(id);
-    this.pooledEvents.delete(id);
+    this.parameterReports.delete(id);
     // An exception must not escape into the addon's callback.
     try {
       handler?.(pooled ? { reason, detail, explained, pooled } : { reason, detail, explained });
@@ -186,15 +235,13 @@ export class NativeForwarder {
     }
   };
 
-  private readonly onPooled = (id: number, kind: 'want' | 'give_back' | 'parameter', a?: number | string, b?: number | string): void => {
-    const events = this.pooledEvents.get(id);
-    if (!events) return;
+  private readonly onPooled = (kind: 'want' | 'returned' | 'parameter', id: number, a?: number | string, b?: string, c?: boolean): void => {
     try {
-      if (kind === 'want') events.want();
-      else if (kind === 'give_back') events.givenBack(a as number, b as number);
-      else events.parameter(a as string, b as string);
+      if (kind === 'parameter') this.parameterReports.get(id)?.(a as string, b as string);
+      else if (kind === 'want') this.poolEvents.get(id)?.want();
+      else this.poolEvents.get(id)?.returned(a as number, b as 'I' | 'T' | 'E', c === true);
     } catch (error) {
-      process.emitWarning(`tandem: failure in a natively forwarded pooled session: ${(error as Error).message}`);
+      process.emitWarning(`tandem: failure in a natively forwarded pool: ${(error as Error).message}`);
     }
   };
 

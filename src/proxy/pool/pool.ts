@@ -98,6 +98,8 @@ export interface Lease<C extends ServerConnection> {
   readonly key: PoolKey;
   /** Milliseconds the client waited for it. */
   readonly waitedMs: number;
+  /** Milliseconds until the connection passes server_lifetime (closed when it comes back then); 0: no lifetime. */
+  lifetimeLeftMs(): number;
   release(options?: ReleaseOptions): void;
 }
 
@@ -129,6 +131,17 @@ export interface ServerStats<C> {
   openedAt: number;
   /** When it last went idle or was lent out. */
   changedAt: number;
+}
+
+/**
+ * Someone who holds lent connections of a pool for clients of its own and can give some back: the
+ * native forwarder keeps connections between its clients' transactions (session/native-pooled.ts).
+ */
+export interface PoolHolder {
+  /** A client of `key` must wait: give back what is not in use. */
+  shortage(key: PoolKey): void;
+  /** While on, give back every connection of `key` as it comes free (a pause, a retired version). */
+  drain(key: PoolKey, on: boolean): void;
 }
 
 export interface PoolEvents {
@@ -189,12 +202,22 @@ export class Pools<C extends ServerConnection> {
   /** Open and opening connections per user across its pools (for max_user_connections). */
   private readonly connectionsPerUser = new Map<string, number>();
   private maintenance: ReturnType<typeof setInterval> | undefined;
+  private readonly holders: PoolHolder[] = [];
 
   constructor(
     private readonly open: (key: PoolKey) => Promise<C>,
     private readonly settings: PoolSettings,
     private readonly events: PoolEvents = {},
   ) {}
+
+  /** How long a client waits for a connection before it is told so (0: as long as it takes). */
+  get queryWaitTimeoutMs(): number {
+    return this.settings.queryWaitTimeoutMs;
+  }
+
+  addHolder(holder: PoolHolder): void {
+    this.holders.push(holder);
+  }
 
   /**
    * A server connection for `key`, now or when one comes free. Rejects with a PoolError on
@@ -260,6 +283,7 @@ export class Pools<C extends ServerConnection> {
       }
       pool.waiters.push(waiter);
       this.serve(pool);
+      if (pool.waiters.includes(waiter)) for (const holder of this.holders) holder.shortage(key);
     });
   }
 
@@ -290,6 +314,7 @@ export class Pools<C extends ServerConnection> {
     const pool = this.pools.get(idOf(key));
     if (!pool) return Promise.resolve();
     pool.closing = true;
+    for (const holder of this.holders) holder.drain(pool.key, true);
     for (const waiter of pool.waiters.splice(0)) {
       waiter.cleanup();
       waiter.reject(closedError(key));
@@ -307,6 +332,7 @@ export class Pools<C extends ServerConnection> {
   pause(database: string): Promise<void> {
     const state = this.database(database);
     state.paused = true;
+    for (const pool of this.poolsOf(database)) for (const holder of this.holders) holder.drain(pool.key, true);
     const done = new Promise<void>((resolve) => state.pausing.push(resolve));
     this.settlePause(database);
     return done;
@@ -315,6 +341,7 @@ export class Pools<C extends ServerConnection> {
   resume(database: string): void {
     const state = this.database(database);
     state.paused = false;
+    for (const pool of this.poolsOf(database)) for (const holder of this.holders) holder.drain(pool.key, false);
     for (const resolve of state.pausing.splice(0)) resolve();
     for (const pool of this.poolsOf(database)) {
       this.serve(pool);
@@ -427,6 +454,10 @@ export class Pools<C extends ServerConnection> {
       connection: entry.connection,
       key: pool.key,
       waitedMs,
+      lifetimeLeftMs: () => {
+        const lifetime = this.settings.serverLifetimeMs;
+        return lifetime > 0 ? Math.max(1, entry.openedAt + lifetime - now()) : 0;
+      },
       release: (options = {}) => {
         if (released) return;
         released = true;

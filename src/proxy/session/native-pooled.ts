@@ -1,25 +1,176 @@
 /**
- * A pooled client in transaction mode forwarded by the native thread (native/forwarder.c, "pooled
- * sessions"): the thread reads the client and holds each request until it is whole; this side lends
- * it a server connection of the client's pool per transaction and takes it back when the thread
- * reports it idle. What needs the proxy's bookkeeping (named statements, statements that may pin or
- * change a tracked parameter, COPY outside a lent connection, a Flush) makes the thread hand the
- * client back between two requests; the session then goes on with PooledForwarding in Node, with
- * the server connection it holds at that moment. So a client that never needs more costs no
- * JavaScript per message, only per transaction.
+ * Pooled clients in transaction mode forwarded by the native thread (native/forwarder.c, "pooled
+ * sessions"). The thread reads each client, holds each request until it is whole, and passes its
+ * pool's server connections ("links") from client to client between transactions, as PgBouncer
+ * does, so a transaction costs JavaScript nothing. This side supplies the links: a NativePool,
+ * one per pool key and set of client parameters, borrows connections from the proxy's Pools when the
+ * thread asks and takes them back when the thread returns them (idle too long, past their lifetime,
+ * broken, or asked back because the proxy's own clients wait, or a pause or a retired version
+ * drains the pool).
+ *
+ * What needs the proxy's bookkeeping (named statements, statements that may pin or change a tracked
+ * parameter, COPY outside a transaction, a Flush) makes the thread hand the client back between two
+ * requests; the session then goes on with PooledForwarding in Node, with the connection it holds.
  */
 import net from 'node:net';
-import type { NativeEnd, NativeForwarder, NativeHandle, NativePooledEnd } from '../native.js';
-import { trackedName, parameterSync, type ParameterValues } from '../pool/client-parameters.js';
-import type { Lease, PoolKey } from '../pool/pool.js';
+import { Counter, type NativeEnd, type NativeForwarder, type NativeHandle, type NativePoolHandle } from '../native.js';
+import { parameterSync, trackedName, isReported, type ParameterValues } from '../pool/client-parameters.js';
+import type { Lease, PoolHolder, PoolKey, Pools } from '../pool/pool.js';
 import type { PooledServer } from '../pool/pooled-server.js';
 import { encodeErrorResponse, type ErrorFields } from '../protocol/messages.js';
 import { retiredError } from './forwarding.js';
-import { poolErrorFields, type PooledContext, type PooledEnd } from './pooled.js';
+import { poolErrorFields, type PooledContext } from './pooled.js';
+
+/** The thread's pools of one proxy (one Pools), by pool key and client parameters. */
+class NativePools implements PoolHolder {
+  private readonly byKey = new Map<string, NativePool>();
+  /** The pool whose want is being acquired now: its own wait must not take links from it. */
+  acquiring: NativePool | undefined;
+
+  constructor(
+    private readonly forwarder: NativeForwarder,
+    private readonly ctx: PooledContext,
+  ) {
+    ctx.pools.addHolder(this);
+  }
+
+  poolFor(key: PoolKey, parameters: ParameterValues): NativePool {
+    const id = `${poolKeyId(key)}\0${[...parameters].map(([name, value]) => `${name}=${value ?? ''}`).join('\0')}`;
+    let pool = this.byKey.get(id);
+    if (!pool) {
+      pool = new NativePool(this.forwarder, this.ctx, key, parameters, this);
+      this.byKey.set(id, pool);
+    }
+    return pool;
+  }
+
+  shortage(key: PoolKey): void {
+    const id = poolKeyId(key);
+    for (const pool of this.byKey.values()) if (pool !== this.acquiring && poolKeyId(pool.key) === id) pool.reclaim();
+  }
+
+  drain(key: PoolKey, on: boolean): void {
+    const id = poolKeyId(key);
+    for (const pool of this.byKey.values()) if (poolKeyId(pool.key) === id) pool.drain(on);
+  }
+}
+
+function poolKeyId(key: PoolKey): string {
+  return `${key.database}\0${key.user}\0${key.version}\0${key.searchPath ?? ''}`;
+}
+
+const registries = new WeakMap<Pools<PooledServer>, NativePools>();
+
+/** The server connections the thread holds for one pool's sessions, and how they come and go. */
+export class NativePool {
+  readonly handle: NativePoolHandle;
+  /** Lent to the thread, by server connection id. */
+  private readonly leases = new Map<number, Lease<PooledServer>>();
+  private readonly parameters: ParameterValues;
+
+  constructor(
+    private readonly forwarder: NativeForwarder,
+    private readonly ctx: PooledContext,
+    readonly key: PoolKey,
+    parameters: ParameterValues,
+    private readonly registry: NativePools,
+  ) {
+    // The values its sessions share (a session whose values change goes back to Node).
+    this.parameters = new Map(parameters);
+    this.handle = forwarder.createPool({ want: () => this.want(), returned: (id, status, broken) => this.returned(id, status, broken) });
+  }
+
+  /** The connection with this id, while the thread holds it. */
+  server(id: number): PooledServer | undefined {
+    return this.leases.get(id)?.connection;
+  }
+
+  /** The lease of a connection the thread gave up with a client it handed back: it stays the client's. */
+  takeOver(id: number, status: 'I' | 'T' | 'E'): Lease<PooledServer> | undefined {
+    const lease = this.leases.get(id);
+    if (!lease) return undefined;
+    this.leases.delete(id);
+    lease.connection.session.takeBack(status);
+    return lease;
+  }
+
+  reclaim(): void {
+    if (this.leases.size > 0) this.forwarder.reclaim(this.handle, 1);
+  }
+
+  drain(on: boolean): void {
+    this.forwarder.drain(this.handle, on);
+  }
+
+  private want(): void {
+    this.registry.acquiring = this;
+    let acquired: Promise<Lease<PooledServer>>;
+    try {
+      acquired = this.ctx.pools.acquire(this.key);
+    } finally {
+      this.registry.acquiring = undefined;
+    }
+    acquired.then(
+      (lease) => void this.lend(lease),
+      (error: unknown) => {
+        const fields = poolErrorFields(error);
+        // A timeout fails the client that waited that long; anything else (a retired version, no
+        // server) the client that waited longest.
+        const minWaitMs = fields.code === '08P01' ? Math.max(0, this.ctx.pools.queryWaitTimeoutMs - 50) : 0;
+        this.forwarder.failWant(this.handle, encodeErrorResponse(fields), minWaitMs);
+      },
+    );
+  }
+
+  private async lend(lease: Lease<PooledServer>): Promise<void> {
+    const server = lease.connection;
+    const sync = parameterSync(this.parameters, (name) => server.parameter(name));
+    if (sync) {
+      // The connection last served other values: it takes the pool's before the thread gets it.
+      try {
+        await server.session.simpleQuery(sync.sql);
+        for (const name of sync.names) if (!isReported(name)) server.unreported.set(name, this.parameters.get(name) ?? null);
+      } catch (error) {
+        this.ctx.logger.warn({ err: (error as Error).message }, 'a server connection refused the parameters of natively forwarded clients; they go on in Node');
+        lease.release({ broken: !server.usable });
+        this.forwarder.handBackWaiter(this.handle);
+        return;
+      }
+    }
+    const fd = server.session.lendDescriptor();
+    if (fd === undefined) {
+      // No plain descriptor (a TLS upstream) or bytes Node holds: this client goes on in Node.
+      lease.release();
+      this.forwarder.handBackWaiter(this.handle);
+      return;
+    }
+    this.leases.set(server.id, lease);
+    server.client = undefined;
+    try {
+      this.forwarder.lend(this.handle, fd, server.id, lease.lifetimeLeftMs());
+    } catch (error) {
+      this.leases.delete(server.id);
+      server.session.takeBack('I');
+      lease.release();
+      this.ctx.logger.warn({ err: (error as Error).message }, 'could not lend a server connection to the native forwarder; the client goes on in Node');
+      this.forwarder.handBackWaiter(this.handle);
+    }
+  }
+
+  private returned(id: number, status: 'I' | 'T' | 'E', broken: boolean): void {
+    const lease = this.leases.get(id);
+    if (!lease) return;
+    this.leases.delete(id);
+    lease.connection.session.takeBack(status);
+    lease.connection.requestAt = Date.now();
+    // Left in a transaction (its client went away), the pool rolls it back; mid-answer, it is closed.
+    lease.release({ broken });
+  }
+}
 
 /** What the native pooled forwarding tells the session it belongs to. */
 export interface NativePooledEvents {
-  ended(reason: PooledEnd | NativeEnd): void;
+  ended(end: NativeEnd): void;
   /**
    * The thread gave the client back: forward it in Node from here, on `socket`, with `held` (what it
    * sent that was not forwarded) and the server connection it holds, if any.
@@ -27,33 +178,18 @@ export interface NativePooledEvents {
   handedBack(socket: net.Socket, held: Buffer, lease: Lease<PooledServer> | undefined): void;
 }
 
+/** One client of a NativePool, as the session, the admin console and the status see it. */
 export class NativePooledForwarding {
-  private lease: Lease<PooledServer> | undefined;
-  /** The thread was given the lease's descriptor (until it gives it back or ends). */
-  private lent = false;
-  private readonly waitAbort = new AbortController();
-  private stopped = false;
   /** The thread reported the end: the handle names nothing any more. */
   private threadDone = false;
-  /** Why the session is ending, when this side decided it (a pool error); the thread reports the rest. */
-  private ending: PooledEnd | undefined;
-  private takenAt = 0;
-  /** As PooledForwarding's, for SHOW CLIENTS and SHOW STATS. */
-  waitingSince = 0;
-  transactions = 0;
-  heldMicros = 0;
-  waitedMicros = 0;
-  requests = 0;
-  requestMicros = 0;
   readonly pinned = undefined;
   readonly preparedStatements = 0;
 
   private constructor(
     private readonly forwarder: NativeForwarder,
-    readonly key: PoolKey,
-    private readonly ctx: PooledContext,
+    private readonly pool: NativePool,
+    private readonly counters: Float64Array,
     private readonly events: NativePooledEvents,
-    private readonly sessionId: number,
     private readonly parameters: ParameterValues,
     private handle: NativeHandle = undefined as unknown as NativeHandle,
   ) {}
@@ -70,16 +206,52 @@ export class NativePooledForwarding {
     parameters: ParameterValues,
     held: Buffer,
   ): NativePooledForwarding | undefined {
-    const forwarding = new NativePooledForwarding(forwarder, key, ctx, events, sessionId, parameters);
-    const handle = forwarder.takePooled(sessionId, client, counters, held, forwarding.threadEvents, forwarding.onEnd);
+    let registry = registries.get(ctx.pools);
+    if (!registry) {
+      registry = new NativePools(forwarder, ctx);
+      registries.set(ctx.pools, registry);
+    }
+    const pool = registry.poolFor(key, parameters);
+    const forwarding = new NativePooledForwarding(forwarder, pool, counters, events, parameters);
+    const handle = forwarder.takePooled(sessionId, client, counters, held, pool.handle, forwarding.onParameter, forwarding.onEnd);
     if (!handle) return undefined;
     forwarding.handle = handle;
     return forwarding;
   }
 
+  get key(): PoolKey {
+    return this.pool.key;
+  }
+
   /** The server connection the client holds now, if any. */
   get server(): PooledServer | undefined {
-    return this.lease?.connection;
+    const id = this.counters[Counter.ServerId] ?? 0;
+    return id > 0 ? this.pool.server(id) : undefined;
+  }
+
+  /** When the client started waiting for a server connection (0: not waiting). */
+  get waitingSince(): number {
+    return this.counters[Counter.WaitingSince] ?? 0;
+  }
+
+  get transactions(): number {
+    return this.counters[Counter.Transactions] ?? 0;
+  }
+
+  get heldMicros(): number {
+    return Math.round(this.counters[Counter.HeldMicros] ?? 0);
+  }
+
+  get waitedMicros(): number {
+    return Math.round(this.counters[Counter.WaitedMicros] ?? 0);
+  }
+
+  get requests(): number {
+    return this.counters[Counter.Requests] ?? 0;
+  }
+
+  get requestMicros(): number {
+    return Math.round(this.counters[Counter.RequestMicros] ?? 0);
   }
 
   /** The client's next request outside a transaction gets this error (the thread applies it). */
@@ -90,111 +262,28 @@ export class NativePooledForwarding {
   /** Ends the session with an error to the client where its stream allows one; the thread reports the end. */
   end(error: ErrorFields | undefined): void {
     if (!this.threadDone) this.forwarder.terminate(this.handle, error ? encodeErrorResponse(error) : Buffer.alloc(0));
-    this.stop();
   }
 
-  /** The session is over on the proxy's side: a wait for a connection stops, the thread ends it. */
+  /** The session is over on the proxy's side: the thread ends it (and settles its connection). */
   stop(): void {
-    if (this.stopped) return;
-    this.stopped = true;
-    this.waitAbort.abort();
-    if (!this.threadDone) this.forwarder.terminate(this.handle, Buffer.alloc(0));
+    this.end(undefined);
   }
 
-  private readonly threadEvents = {
-    want: (): void => this.borrow(),
-    givenBack: (requests: number, requestMicros: number): void => {
-      this.countRequests(requests, requestMicros);
-      this.giveBack('I', true);
-    },
-    parameter: (name: string, value: string): void => {
-      const tracked = trackedName(name);
-      if (tracked) this.parameters.set(tracked, value);
-      this.lease?.connection.session.noteReported(name, value);
-    },
+  /** The server reported a parameter: the client's value now, and the connection's (the thread hands the client back next). */
+  private readonly onParameter = (name: string, value: string): void => {
+    const tracked = trackedName(name);
+    if (tracked) this.parameters.set(tracked, value);
+    this.server?.session.noteReported(name, value);
   };
 
-  private borrow(): void {
-    this.waitingSince = Date.now();
-    this.ctx.pools.acquire(this.key, this.waitAbort.signal).then(
-      (lease) => {
-        this.waitedMicros += (Date.now() - this.waitingSince) * 1000;
-        this.waitingSince = 0;
-        if (this.stopped || this.threadDone) {
-          lease.release();
-          return;
-        }
-        this.lease = lease;
-        this.transactions++;
-        this.takenAt = performance.now();
-        const server = lease.connection;
-        server.client = this.sessionId;
-        server.requestAt = Date.now();
-        // A connection whose parameters differ from the client's needs a SET first, which Node
-        // sends and reads (PooledForwarding): the client goes back to Node with the lease.
-        const fd = parameterSync(this.parameters, (name) => server.parameter(name)) ? undefined : server.session.lendDescriptor();
-        if (fd === undefined) {
-          this.forwarder.handBack(this.handle);
-          return;
-        }
-        this.lent = true;
-        try {
-          this.forwarder.lend(this.handle, fd);
-        } catch (error) {
-          this.ctx.logger.warn({ session: this.sessionId, err: (error as Error).message }, 'could not lend a server connection to the native forwarder; forwarding the client in Node');
-          this.lent = false;
-          server.session.takeBack('I');
-          this.forwarder.handBack(this.handle);
-        }
-      },
-      (error: unknown) => {
-        this.waitingSince = 0;
-        if (this.stopped || this.threadDone) return;
-        const fields = poolErrorFields(error);
-        this.ending = { kind: 'pool_error', error: fields };
-        this.forwarder.terminate(this.handle, encodeErrorResponse(fields));
-      },
-    );
-  }
-
-  private countRequests(requests: number, micros: number): void {
-    this.requests += requests;
-    this.requestMicros += Math.round(micros);
-  }
-
-  /** Node reads the lease's connection again; `release`: it goes back to the pool (else it stays the client's). */
-  private giveBack(status: 'I' | 'T' | 'E', release: boolean, broken = false): Lease<PooledServer> | undefined {
-    const lease = this.lease;
-    if (!lease) return undefined;
-    if (this.lent) lease.connection.session.takeBack(status);
-    this.lent = false;
-    if (!release) return lease;
-    this.lease = undefined;
-    this.heldMicros += Math.round((performance.now() - this.takenAt) * 1000);
-    lease.connection.client = undefined;
-    lease.connection.requestAt = Date.now();
-    // A transaction left open is rolled back by the pool; one mid-answer is closed.
-    lease.release({ broken });
-    return undefined;
-  }
-
   private readonly onEnd = (end: NativeEnd): void => {
-    const pooled: NativePooledEnd | undefined = end.pooled;
-    if (pooled) this.countRequests(pooled.requests, pooled.requestMicros);
     this.threadDone = true;
-    this.stopped = true;
-    this.waitAbort.abort();
+    const pooled = end.pooled;
     if (end.reason === 'handed_back' && pooled?.fd !== undefined) {
-      // The lease (lent or not) stays the client's: Node forwards it from here.
-      const lease = this.giveBack(pooled.status, false);
-      this.lease = undefined;
-      if (lease) lease.connection.client = this.sessionId;
+      const lease = pooled.serverId ? this.pool.takeOver(pooled.serverId, pooled.status ?? 'I') : undefined;
       this.events.handedBack(new net.Socket({ fd: pooled.fd, readable: true, writable: true }), pooled.held ?? Buffer.alloc(0), lease);
       return;
     }
-    // Lent: the thread says whether it is between requests. Lent but not used (the end came first): clean.
-    const clean = pooled?.lent ? pooled.clean : true;
-    this.giveBack(pooled?.lent ? pooled.status : 'I', true, !clean);
-    this.events.ended(this.ending ?? end);
+    this.events.ended(end);
   };
 }

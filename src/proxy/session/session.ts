@@ -573,11 +573,7 @@ export class Session implements SessionUsage {
     pooled.requestMicros += figures.requestMicros;
   }
 
-  private readonly onNativePooledEnd = (end: PooledEnd | NativeEnd): void => {
-    if ('kind' in end) {
-      this.onPooledEnd(end);
-      return;
-    }
+  private readonly onNativePooledEnd = (end: NativeEnd): void => {
     const reason = closeReasonOfNativeEnd(end);
     if (reason) this.recordEnding(reason);
     else if (end.reason === 'client_closed') this.cause = { kind: 'client_closed' };
