@@ -195,8 +195,21 @@ typedef struct server_link {
  * The sessions of one pool (database, user, version and client parameters) and the links the
  * thread holds for them. Allocated by JavaScript (pool()) and never freed: a handful per process.
  */
+/*
+ * Slots of a pool's figures (a Float64Array JavaScript owns and reads at scrape time): sessions
+ * waiting, links parked, and the histogram of how long its sessions waited for a link (0 when one
+ * was parked), in µs: count, sum, then one count per bucket of `bounds` and one above them.
+ */
+enum { POOL_WAITING, POOL_PARKED, POOL_WAIT_COUNT, POOL_WAIT_SUM_US, POOL_WAIT_BUCKETS };
+#define MAX_WAIT_BOUNDS 32
+
 typedef struct pool {
   double id;
+  double *figures;
+  napi_ref figures_ref;
+  double bounds[MAX_WAIT_BOUNDS];
+  uint32_t bound_count;
+  uint32_t parked_count;
   server_link *parked;                       /* most recently parked first */
   struct session *waiting, *waiting_tail;
   uint32_t waiting_count;
@@ -950,6 +963,45 @@ static int forward_ready(forwarder *f, session *s) {
   return 1;
 }
 
+static void publish_pool(pool *p) {
+  double value = p->waiting_count;
+  __atomic_store(&p->figures[POOL_WAITING], &value, __ATOMIC_RELAXED);
+  value = p->parked_count;
+  __atomic_store(&p->figures[POOL_PARKED], &value, __ATOMIC_RELAXED);
+}
+
+/* A session took a link after waiting `waited_us` (0: one was parked). */
+static void observe_wait(pool *p, double waited_us) {
+  uint32_t bucket = 0;
+  while (bucket < p->bound_count && waited_us > p->bounds[bucket]) bucket++;
+  double *figures = p->figures;
+  double value = figures[POOL_WAIT_COUNT] + 1;
+  __atomic_store(&figures[POOL_WAIT_COUNT], &value, __ATOMIC_RELAXED);
+  value = figures[POOL_WAIT_SUM_US] + waited_us;
+  __atomic_store(&figures[POOL_WAIT_SUM_US], &value, __ATOMIC_RELAXED);
+  value = figures[POOL_WAIT_BUCKETS + bucket] + 1;
+  __atomic_store(&figures[POOL_WAIT_BUCKETS + bucket], &value, __ATOMIC_RELAXED);
+}
+
+/* Parks a link for the pool's next session. */
+static void park(pool *p, server_link *l) {
+  l->parked_at = now_ms(CLOCK_MONOTONIC);
+  l->next_parked = p->parked;
+  p->parked = l;
+  p->parked_count++;
+  publish_pool(p);
+}
+
+/* Takes the most recently parked link, if any. */
+static server_link *unpark(pool *p) {
+  server_link *l = p->parked;
+  if (!l) return NULL;
+  p->parked = l->next_parked;
+  p->parked_count--;
+  publish_pool(p);
+  return l;
+}
+
 static void publish_figures(session *s) {
   publish(s, TRANSACTIONS, s->transactions);
   publish(s, HELD_US, s->held_us);
@@ -998,13 +1050,12 @@ static void free_link(forwarder *f, server_link *l) {
     p->waiting = next->next_waiting;
     if (!p->waiting) p->waiting_tail = NULL;
     p->waiting_count--;
+    publish_pool(p);
     next->wanting = 0;
     take_link(f, next, l);
     return;
   }
-  l->parked_at = now;
-  l->next_parked = p->parked;
-  p->parked = l;
+  park(p, l);
 }
 
 /* The session holds the link for its next transaction. */
@@ -1021,11 +1072,14 @@ static void take_link(forwarder *f, session *s, server_link *l) {
   s->outstanding = 0;
   s->server_status = 'I';
   int64_t now = now_us();
+  double waited = 0;
   if (s->wait_started_us) {
-    s->waited_us += (double)(now - s->wait_started_us);
+    waited = (double)(now - s->wait_started_us);
+    s->waited_us += waited;
     s->wait_started_us = 0;
     publish(s, WAITING_SINCE, 0);
   }
+  observe_wait(s->pool, waited);
   s->taken_us = now;
   s->transactions += 1;
   publish(s, SERVER_ID, l->server_id);
@@ -1058,6 +1112,7 @@ static void stop_waiting(session *s) {
     else p->waiting = at->next_waiting;
     if (p->waiting_tail == s) p->waiting_tail = previous;
     p->waiting_count--;
+    publish_pool(p);
     break;
   }
   s->wanting = 0;
@@ -1093,9 +1148,8 @@ static void ask(forwarder *f, pool *p) {
 /* A whole request: the session takes a parked link, or waits for one (asking JavaScript for another). */
 static void want(forwarder *f, session *s) {
   pool *p = s->pool;
-  server_link *l = p->parked;
+  server_link *l = unpark(p);
   if (l) {
-    p->parked = l->next_parked;
     take_link(f, s, l);
     return;
   }
@@ -1105,6 +1159,7 @@ static void want(forwarder *f, session *s) {
   else p->waiting = s;
   p->waiting_tail = s;
   p->waiting_count++;
+  publish_pool(p);
   s->wait_started_us = now_us();
   publish(s, WAITING_SINCE, (double)now_ms(CLOCK_REALTIME));
   ask(f, p);
@@ -1280,7 +1335,11 @@ static void link_event(forwarder *f, server_link *l, uint32_t ev) {
   pool *p = l->pool;
   server_link **at = &p->parked;
   while (*at && *at != l) at = &(*at)->next_parked;
-  if (*at) *at = l->next_parked;
+  if (*at) {
+    *at = l->next_parked;
+    p->parked_count--;
+    publish_pool(p);
+  }
   return_link(f, l, 'I', 1);
 }
 
@@ -1295,6 +1354,8 @@ static void return_idle_links(forwarder *f) {
       server_link *l = *at;
       if (now - l->parked_at >= PARK_IDLE_MS || (l->expires_at && now >= l->expires_at)) {
         *at = l->next_parked;
+        p->parked_count--;
+        publish_pool(p);
         return_link(f, l, 'I', 0);
       } else {
         at = &l->next_parked;
@@ -1399,9 +1460,8 @@ static void lend(forwarder *f, pool *p, int fd, double server_id, double lifetim
 
 /* JavaScript wants `count` links of the pool back (its own clients wait): parked ones now, others as they come free. */
 static void reclaim(forwarder *f, pool *p, uint32_t count) {
-  while (count > 0 && p->parked) {
-    server_link *l = p->parked;
-    p->parked = l->next_parked;
+  server_link *l;
+  while (count > 0 && (l = unpark(p))) {
     return_link(f, l, 'I', 0);
     count--;
   }
@@ -1413,12 +1473,9 @@ static void reclaim(forwarder *f, pool *p, uint32_t count) {
 static void fail_want(forwarder *f, pool *p, const char *error, size_t error_len, uint32_t min_wait_ms) {
   if (p->asked > 0) p->asked--;
   session *s = p->waiting;
-  if (s && (now_us() - s->wait_started_us) / 1000 >= (int64_t)min_wait_ms) {
-    end_with_error(f, s, END_TERMINATED, NULL, error, error_len);
-  } else {
-    /* Those still waiting ask again. */
-    ask(f, p);
-  }
+  if (s && (now_us() - s->wait_started_us) / 1000 >= (int64_t)min_wait_ms) end_with_error(f, s, END_TERMINATED, NULL, error, error_len);
+  /* Those still waiting ask again. */
+  ask(f, p);
 }
 
 /* JavaScript cannot lend this pool a link the thread can use: the session that waited longest goes back to Node. */
@@ -2002,19 +2059,39 @@ static napi_value start(napi_env env, napi_callback_info info) {
 /* Marks the externals that are pools. */
 static const napi_type_tag POOL_TAG = {0x74616e64656d2d70ULL, 0x6f6f6c2d00000001ULL};
 
-/* pool(id) → handle: a pool of the thread's (see "pooled sessions"), for startPooled and the pool commands. */
+/*
+ * pool(id, figures: Float64Array, waitBoundsUs: Float64Array) → handle: a pool of the thread's (see
+ * "pooled sessions"), for startPooled and the pool commands; `figures` as POOL_* above, with a
+ * bucket per bound and one more.
+ */
 static napi_value create_pool(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  static const char USAGE[] = "pool(id, figures: Float64Array, waitBoundsUs: Float64Array)";
+  size_t argc = 3;
+  napi_value argv[3];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   double id;
-  if (argc < 1 || napi_get_value_double(env, argv[0], &id) != napi_ok) {
-    napi_throw_type_error(env, NULL, "pool(id)");
+  napi_typedarray_type type, bounds_type;
+  size_t count, bound_count;
+  void *figures, *bounds;
+  if (argc < 3 || napi_get_value_double(env, argv[0], &id) != napi_ok ||
+      napi_get_typedarray_info(env, argv[1], &type, &count, &figures, NULL, NULL) != napi_ok || type != napi_float64_array ||
+      napi_get_typedarray_info(env, argv[2], &bounds_type, &bound_count, &bounds, NULL, NULL) != napi_ok || bounds_type != napi_float64_array ||
+      bound_count > MAX_WAIT_BOUNDS || count < POOL_WAIT_BUCKETS + bound_count + 1) {
+    napi_throw_type_error(env, NULL, USAGE);
     return NULL;
   }
   pool *p = calloc(1, sizeof *p);
   if (!p) return throw_errno(env, "calloc", ENOMEM);
   p->id = id;
+  p->figures = figures;
+  p->bound_count = (uint32_t)bound_count;
+  memcpy(p->bounds, bounds, bound_count * sizeof(double));
+  /* Pools live as long as the process: so does what they write to. */
+  if (napi_create_reference(env, argv[1], 1, &p->figures_ref) != napi_ok) {
+    free(p);
+    napi_throw_error(env, NULL, "tandem forwarder: napi_create_reference failed");
+    return NULL;
+  }
   napi_value handle;
   CHECK(napi_create_external(env, p, NULL, NULL, &handle));
   CHECK(napi_type_tag_object(env, handle, &POOL_TAG));

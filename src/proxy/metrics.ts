@@ -6,6 +6,15 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { PoolKey, PoolStats } from './pool/pool.js';
 import type { UsageLedger } from './usage.js';
+import { WaitHistogram } from './wait-histogram.js';
+
+/** A native pool's waits (session/native-pooled.ts), by pool key. */
+export interface NativeWaits {
+  key: PoolKey;
+  count: number;
+  sumSeconds: number;
+  buckets: number[];
+}
 
 /** Label for sessions on the server's defaults (no version routed). */
 const NO_VERSION = 'none';
@@ -28,7 +37,7 @@ export class ProxyMetrics {
   private readonly errors: Counter<'kind'>;
   private readonly authFailures: Counter;
   private readonly connectSeconds: Histogram;
-  private readonly poolWaitSeconds: Histogram<'database' | 'version'>;
+  private readonly poolWaitSeconds: WaitHistogram;
   private readonly pins: Counter<'reason'>;
   /** Where the pool gauges are read at scrape time (set when the proxy pools). */
   poolStats: (() => PoolStats[]) | undefined;
@@ -65,13 +74,7 @@ export class ProxyMetrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
     });
-    this.poolWaitSeconds = new Histogram({
-      name: 'tandem_proxy_pool_wait_seconds',
-      help: 'How long clients waited for a server connection of their pool (0 when one was free)',
-      labelNames: ['database', 'version'],
-      buckets: [0, 0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
-      registers,
-    });
+    this.poolWaitSeconds = new WaitHistogram(this.registry);
     this.pins = new Counter({
       name: 'tandem_proxy_pinned_clients_total',
       help: 'Clients pinned to their server connection for the rest of their session, by what they ran (transaction mode)',
@@ -177,7 +180,13 @@ export class ProxyMetrics {
   }
 
   poolWait(key: PoolKey, seconds: number): void {
-    this.poolWaitSeconds.observe({ database: key.database, version: key.version || NO_VERSION }, seconds);
+    this.poolWaitSeconds.observe(key.database, key.version || NO_VERSION, seconds);
+  }
+
+  /** Where the native forwarder's pool waits are read at scrape time (set when the proxy pools). */
+  set nativePoolWaits(read: () => NativeWaits[]) {
+    this.poolWaitSeconds.native = () =>
+      read().map(({ key, count, sumSeconds, buckets }) => ({ database: key.database, version: key.version || NO_VERSION, count, sumSeconds, buckets }));
   }
 
   pinned(reason: string): void {

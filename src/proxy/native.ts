@@ -65,6 +65,12 @@ export interface NativePoolEvents {
   returned(serverId: number, status: 'I' | 'T' | 'E', broken: boolean): void;
 }
 
+/**
+ * Slots of a native pool's figures (a Float64Array the thread writes): sessions waiting, links
+ * parked, and the histogram of waits for a link in µs (count, sum, a bucket per bound and one above).
+ */
+export const PoolFigure = { Waiting: 0, Parked: 1, WaitCount: 2, WaitSumMicros: 3, WaitBuckets: 4 } as const;
+
 declare const nativePool: unique symbol;
 /** One of the thread's pools (native/forwarder.c, "pooled sessions"). */
 export type NativePoolHandle = { readonly [nativePool]: true };
@@ -81,7 +87,7 @@ interface Binding {
     onPooled: (kind: 'want' | 'returned' | 'parameter', id: number, a?: number | string, b?: string, c?: boolean) => void,
   ): void;
   start(id: number, clientFd: number, serverFd: number, counters: Float64Array, toClient: Buffer, toServer: Buffer): NativeHandle;
-  pool(id: number): NativePoolHandle;
+  pool(id: number, figures: Float64Array, waitBoundsUs: Float64Array): NativePoolHandle;
   startPooled(id: number, clientFd: number, counters: Float64Array, held: Buffer, pool: NativePoolHandle): NativeHandle;
   lend(pool: NativePoolHandle, serverFd: number, serverId: number, lifetimeMs: number): void;
   reclaim(pool: NativePoolHandle, count: number): void;
@@ -154,10 +160,13 @@ export class NativeForwarder {
     return handle;
   }
 
-  /** A pool of the thread's, for the pooled sessions of one pool key and set of client parameters. */
-  createPool(events: NativePoolEvents): NativePoolHandle {
+  /**
+   * A pool of the thread's, for the pooled sessions of one pool key and set of client parameters;
+   * it writes its figures (PoolFigure) into `figures`, with a wait bucket per bound (µs) and one above.
+   */
+  createPool(events: NativePoolEvents, figures: Float64Array, waitBoundsUs: Float64Array): NativePoolHandle {
     const id = this.nextPoolId++;
-    const handle = this.binding.pool(id);
+    const handle = this.binding.pool(id, figures, waitBoundsUs);
     this.poolEvents.set(id, events);
     return handle;
   }

@@ -29,6 +29,7 @@ import { ProxyPooling } from './pooling.js';
 import { proxyAdminSource } from './admin/proxy-source.js';
 import { AdminUsers } from './admin/users.js';
 import { UpstreamGuard } from './upstream-check.js';
+import { nativeWaits } from './session/native-pooled.js';
 
 /**
  * Beyond max-client-conn the proxy still reads a startup packet to answer with a proper error; past
@@ -153,6 +154,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     // The parser that tells which statements pin a client (WASM, loaded once).
     if (pooling.mode === 'transaction') await loadPinningParser();
     metrics.poolStats = () => pooling.pools.stats();
+    metrics.nativePoolWaits = () => nativeWaits(pooling.pools);
   }
 
   const adminUsers = options.adminUsers?.length ? AdminUsers.parse(options.adminUsers.join(','), '--admin-users') : undefined;

@@ -142,6 +142,17 @@ export interface PoolHolder {
   shortage(key: PoolKey): void;
   /** While on, give back every connection of `key` as it comes free (a pause, a retired version). */
   drain(key: PoolKey, on: boolean): void;
+  /**
+   * Its own clients of `key` that wait, the connections it holds (lent to it, so counted active
+   * here) that are idle, and its requests for connections still unanswered (counted as waiters here).
+   */
+  figures(key: PoolKey): HolderFigures;
+}
+
+export interface HolderFigures {
+  waiting: number;
+  idle: number;
+  requests: number;
 }
 
 export interface PoolEvents {
@@ -161,6 +172,8 @@ interface Entry<C extends ServerConnection> {
 
 interface Waiter<C extends ServerConnection> {
   since: number;
+  /** For a holder's own clients, whose waits it counts itself: no onWait. */
+  forHolder: boolean;
   /** Waited reserve_pool_timeout (set by its timer, not by comparing clocks that may disagree by a millisecond). */
   reserveDue: boolean;
   resolve(lease: Lease<C>): void;
@@ -222,18 +235,19 @@ export class Pools<C extends ServerConnection> {
   /**
    * A server connection for `key`, now or when one comes free. Rejects with a PoolError on
    * query_wait_timeout, when the pool is closed, when `signal` aborts (the client went away) or
-   * when no connection can be opened.
+   * when no connection can be opened. `forHolder`: for a PoolHolder, which counts its clients' waits itself.
    */
-  acquire(key: PoolKey, signal?: AbortSignal): Promise<Lease<C>> {
+  acquire(key: PoolKey, signal?: AbortSignal, forHolder = false): Promise<Lease<C>> {
     const pool = this.poolOf(key);
     if (pool.closing) return Promise.reject(closedError(key));
     if (signal?.aborted) return Promise.reject(new PoolError('wait_cancelled', 'the client went away while waiting for a server connection', key));
     const since = now();
     const entry = this.database(key.database).paused ? undefined : this.takeIdle(pool);
-    if (entry) return Promise.resolve(this.lend(entry, since));
+    if (entry) return Promise.resolve(this.lend(entry, since, forHolder));
     return new Promise<Lease<C>>((resolve, reject) => {
       const waiter: Waiter<C> = {
         since,
+        forHolder,
         reserveDue: false,
         resolve,
         reject,
@@ -369,11 +383,19 @@ export class Pools<C extends ServerConnection> {
         if (entry.state === 'active') active++;
         else used++;
       }
+      // A holder's clients are clients of the pool, and its idle connections idle ones.
+      let { waiting, idle, requests } = { waiting: 0, idle: 0, requests: 0 };
+      for (const holder of this.holders) {
+        const figures = holder.figures(pool.key);
+        waiting += figures.waiting;
+        idle += figures.idle;
+        requests += figures.requests;
+      }
       return {
         ...pool.key,
-        waitingClients: pool.waiters.length,
-        active,
-        idle: pool.idle.length,
+        waitingClients: Math.max(0, pool.waiters.length - requests) + waiting,
+        active: Math.max(0, active - idle),
+        idle: pool.idle.length + idle,
         used,
         opening: pool.opening,
         maxWaitMs: pool.waiters.length > 0 ? at - pool.waiters[0]!.since : 0,
@@ -440,7 +462,7 @@ export class Pools<C extends ServerConnection> {
     return undefined;
   }
 
-  private lend(entry: Entry<C>, since: number): Lease<C> {
+  private lend(entry: Entry<C>, since: number, forHolder: boolean): Lease<C> {
     const pool = entry.pool;
     const at = now();
     entry.state = 'active';
@@ -448,7 +470,7 @@ export class Pools<C extends ServerConnection> {
     pool.busy.add(entry);
     pool.leases++;
     const waitedMs = at - since;
-    this.events.onWait?.(pool.key, waitedMs);
+    if (!forHolder) this.events.onWait?.(pool.key, waitedMs);
     let released = false;
     return {
       connection: entry.connection,
@@ -474,7 +496,7 @@ export class Pools<C extends ServerConnection> {
       if (!entry) break;
       const waiter = pool.waiters.shift()!;
       waiter.cleanup();
-      waiter.resolve(this.lend(entry, waiter.since));
+      waiter.resolve(this.lend(entry, waiter.since, waiter.forHolder));
     }
     // Connections being opened are already promised to the first waiters.
     while (pool.waiters.length > pool.opening && this.mayOpen(pool)) this.openFor(pool);

@@ -13,9 +13,11 @@
  * requests; the session then goes on with PooledForwarding in Node, with the connection it holds.
  */
 import net from 'node:net';
-import { Counter, type NativeEnd, type NativeForwarder, type NativeHandle, type NativePoolHandle } from '../native.js';
+import type { NativeWaits } from '../metrics.js';
+import { POOL_WAIT_BUCKETS } from '../wait-histogram.js';
+import { Counter, PoolFigure, type NativeEnd, type NativeForwarder, type NativeHandle, type NativePoolHandle } from '../native.js';
 import { parameterSync, trackedName, isReported, type ParameterValues } from '../pool/client-parameters.js';
-import type { Lease, PoolHolder, PoolKey, Pools } from '../pool/pool.js';
+import type { HolderFigures, Lease, PoolHolder, PoolKey, Pools } from '../pool/pool.js';
 import type { PooledServer } from '../pool/pooled-server.js';
 import { encodeErrorResponse, type ErrorFields } from '../protocol/messages.js';
 import { retiredError } from './forwarding.js';
@@ -53,7 +55,30 @@ class NativePools implements PoolHolder {
     const id = poolKeyId(key);
     for (const pool of this.byKey.values()) if (poolKeyId(pool.key) === id) pool.drain(on);
   }
+
+  figures(key: PoolKey): HolderFigures {
+    const id = poolKeyId(key);
+    const total = { waiting: 0, idle: 0, requests: 0 };
+    for (const pool of this.byKey.values()) {
+      if (poolKeyId(pool.key) !== id) continue;
+      total.waiting += pool.figure(PoolFigure.Waiting);
+      total.idle += pool.figure(PoolFigure.Parked);
+      total.requests += pool.requests;
+    }
+    return total;
+  }
+
+  pools(): Iterable<NativePool> {
+    return this.byKey.values();
+  }
 }
+
+/** The waits of every native pool of `pools` so far (cumulative, as a histogram's are). */
+export function nativeWaits(pools: Pools<PooledServer>): NativeWaits[] {
+  return [...(registries.get(pools)?.pools() ?? [])].map((pool) => pool.waits());
+}
+
+const WAIT_BOUNDS_US = new Float64Array(POOL_WAIT_BUCKETS.map((seconds) => seconds * 1e6));
 
 function poolKeyId(key: PoolKey): string {
   return `${key.database}\0${key.user}\0${key.version}\0${key.searchPath ?? ''}`;
@@ -66,6 +91,10 @@ export class NativePool {
   readonly handle: NativePoolHandle;
   /** Lent to the thread, by server connection id. */
   private readonly leases = new Map<number, Lease<PooledServer>>();
+  /** Written by the thread (PoolFigure). */
+  private readonly figures = new Float64Array(PoolFigure.WaitBuckets + WAIT_BOUNDS_US.length + 1);
+  /** Connections asked of the proxy's pool for the thread and not answered yet. */
+  requests = 0;
   private readonly parameters: ParameterValues;
 
   constructor(
@@ -77,7 +106,20 @@ export class NativePool {
   ) {
     // The values its sessions share (a session whose values change goes back to Node).
     this.parameters = new Map(parameters);
-    this.handle = forwarder.createPool({ want: () => this.want(), returned: (id, status, broken) => this.returned(id, status, broken) });
+    this.handle = forwarder.createPool({ want: () => this.want(), returned: (id, status, broken) => this.returned(id, status, broken) }, this.figures, WAIT_BOUNDS_US);
+  }
+
+  figure(slot: number): number {
+    return this.figures[slot] ?? 0;
+  }
+
+  waits(): NativeWaits {
+    return {
+      key: this.key,
+      count: this.figure(PoolFigure.WaitCount),
+      sumSeconds: this.figure(PoolFigure.WaitSumMicros) / 1e6,
+      buckets: [...this.figures.subarray(PoolFigure.WaitBuckets)],
+    };
   }
 
   /** The connection with this id, while the thread holds it. */
@@ -106,13 +148,18 @@ export class NativePool {
     this.registry.acquiring = this;
     let acquired: Promise<Lease<PooledServer>>;
     try {
-      acquired = this.ctx.pools.acquire(this.key);
+      acquired = this.ctx.pools.acquire(this.key, undefined, true);
     } finally {
       this.registry.acquiring = undefined;
     }
+    this.requests++;
     acquired.then(
-      (lease) => void this.lend(lease),
+      (lease) => {
+        this.requests--;
+        void this.lend(lease);
+      },
       (error: unknown) => {
+        this.requests--;
         const fields = poolErrorFields(error);
         // A timeout fails the client that waited that long; anything else (a retired version, no
         // server) the client that waited longest.
