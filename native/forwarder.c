@@ -610,6 +610,7 @@ static void parameter_read(forwarder *f, scanner *sc, session *s) {
     if (r) {
       r->bytes = sc->capture;
       r->length = length;
+      r->server_id = s->link ? s->link->server_id : 0;
       sc->capture = NULL;
       post(f, r);
     }
@@ -1278,7 +1279,8 @@ static int pooled_server_ready(forwarder *f, session *s) {
   if (s->outstanding > 0) return 1;
   s->requests += 1;
   s->request_us += (double)(now_us() - s->request_started_us);
-  if (s->server_status == 'I' && !has_out(&s->server) && s->ready_len == 0) {
+  /* A client going back to JavaScript keeps its connection: what changed it (a parameter) is JavaScript's to settle. */
+  if (s->server_status == 'I' && !has_out(&s->server) && s->ready_len == 0 && !s->handing) {
     free_link(f, drop_link(s));
   } else {
     publish_figures(s);
@@ -1704,7 +1706,7 @@ static napi_value throw_errno(napi_env env, const char *what, int error) {
 
 /*
  * On the JS thread, pooled reports other than an end: onPooled('want', poolId),
- * onPooled('returned', poolId, serverId, status, broken), onPooled('parameter', sessionId, name, value).
+ * onPooled('returned', poolId, serverId, status, broken), onPooled('parameter', sessionId, name, value, serverId).
  */
 static void call_on_pooled(napi_env env, forwarder *f, report *r) {
   napi_value callback, undefined, args[5];
@@ -1735,7 +1737,8 @@ static void call_on_pooled(napi_env env, forwarder *f, report *r) {
       napi_create_double(env, r->session->id, &args[1]);
       napi_create_string_utf8(env, name, (size_t)(name_end - name), &args[2]);
       napi_create_string_utf8(env, name_end + 1, NAPI_AUTO_LENGTH, &args[3]);
-      argc = 4;
+      napi_create_double(env, r->server_id, &args[4]);
+      argc = 5;
       break;
     }
     case REPORT_END:

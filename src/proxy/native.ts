@@ -84,7 +84,7 @@ interface Binding {
     onEnd: (id: number, reason: NativeEndReason, detail: string, explained: boolean, pooled: NativePooledEnd | undefined) => void,
     serverLost: Buffer,
     onSearchPath: (id: number, value: string) => void,
-    onPooled: (kind: 'want' | 'returned' | 'parameter', id: number, a?: number | string, b?: string, c?: boolean) => void,
+    onPooled: (kind: 'want' | 'returned' | 'parameter', id: number, a?: number | string, b?: string, c?: boolean | number) => void,
   ): void;
   start(id: number, clientFd: number, serverFd: number, counters: Float64Array, toClient: Buffer, toServer: Buffer): NativeHandle;
   pool(id: number, figures: Float64Array, waitBoundsUs: Float64Array): NativePoolHandle;
@@ -121,7 +121,7 @@ export class NativeForwarder {
   private readonly ends = new Map<number, (end: NativeEnd) => void>();
   private readonly searchPaths = new Map<number, (value: string) => void>();
   /** Pooled sessions' parameter reports, by session id; pools' events, by pool id. */
-  private readonly parameterReports = new Map<number, (name: string, value: string) => void>();
+  private readonly parameterReports = new Map<number, (name: string, value: string, serverId: number) => void>();
   private readonly poolEvents = new Map<number, NativePoolEvents>();
   private nextPoolId = 1;
 
@@ -182,7 +182,8 @@ export class NativeForwarder {
     counters: Float64Array,
     held: Buffer,
     pool: NativePoolHandle,
-    onParameter: (name: string, value: string) => void,
+    /** The server reported a parameter on the connection with this id (0: none held). */
+    onParameter: (name: string, value: string, serverId: number) => void,
     onEnd: (end: NativeEnd) => void,
   ): NativeHandle | undefined {
     const clientFd = idleDescriptor(client);
@@ -244,9 +245,9 @@ export class NativeForwarder {
     }
   };
 
-  private readonly onPooled = (kind: 'want' | 'returned' | 'parameter', id: number, a?: number | string, b?: string, c?: boolean): void => {
+  private readonly onPooled = (kind: 'want' | 'returned' | 'parameter', id: number, a?: number | string, b?: string, c?: boolean | number): void => {
     try {
-      if (kind === 'parameter') this.parameterReports.get(id)?.(a as string, b as string);
+      if (kind === 'parameter') this.parameterReports.get(id)?.(a as string, b as string, c as number);
       else if (kind === 'want') this.poolEvents.get(id)?.want();
       else this.poolEvents.get(id)?.returned(a as number, b as 'I' | 'T' | 'E', c === true);
     } catch (error) {

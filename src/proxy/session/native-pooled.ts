@@ -317,10 +317,10 @@ export class NativePooledForwarding {
   }
 
   /** The server reported a parameter: the client's value now, and the connection's (the thread hands the client back next). */
-  private readonly onParameter = (name: string, value: string): void => {
+  private readonly onParameter = (name: string, value: string, serverId: number): void => {
     const tracked = trackedName(name);
     if (tracked) this.parameters.set(tracked, value);
-    this.server?.session.noteReported(name, value);
+    if (serverId > 0) this.pool.server(serverId)?.session.noteReported(name, value);
   };
 
   private readonly onEnd = (end: NativeEnd): void => {

@@ -1,0 +1,140 @@
+/**
+ * Transaction mode through the native forwarder: the thread forwards a pooled client and passes
+ * its pool's server connections from client to client between transactions; anything that needs
+ * the proxy's bookkeeping hands the client back to Node between two requests. Real PostgreSQL, real
+ * clients (node-postgres, psql); which path forwarded a client is read from its close log line.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { usePostgres } from '../../support/harness.js';
+import { waitFor } from '../../support/spawn.js';
+import { selectForwarder } from '../../../src/proxy/native.js';
+import { capturedLogger, connectThrough, createUsersTable, databaseOf, startTestProxy, type TestProxy } from '../support.js';
+import { poolingOptions } from './support.js';
+
+const db = usePostgres();
+const run = promisify(execFile);
+const nativeBuilt = selectForwarder('auto').forwarder !== undefined;
+
+/** The close lines of `count` sessions, by session id. */
+function closeLines(lines: Array<Record<string, unknown>>, count: number): Promise<Array<Record<string, unknown>>> {
+  return waitFor(async () => {
+    const closed = lines.filter((line) => line.event === 'close');
+    return closed.length >= count ? closed : undefined;
+  }, 10_000, `${count} close lines`);
+}
+
+async function poolRow(admin: pg.Client, database: string): Promise<{ cl_waiting: number; sv_active: number; sv_idle: number } | undefined> {
+  return (await admin.query('SHOW POOLS')).rows.find((row: { database: string }) => row.database === database);
+}
+
+async function proxyWithLog(poolSize: number): Promise<{ proxy: TestProxy; lines: Array<Record<string, unknown>> }> {
+  const { logger, lines } = capturedLogger();
+  const proxy = await startTestProxy(db.url, { logger, pooling: poolingOptions({ settings: { poolSize } }), adminUsers: ['postgres'], adminDatabase: 'tandem' });
+  return { proxy, lines };
+}
+
+describe.skipIf(!nativeBuilt)('transaction mode through the native forwarder', () => {
+  it('passes two server connections among 20 clients, shows them in SHOW POOLS and the wait histogram, and forwards them natively to the end', async () => {
+    await createUsersTable(db.url);
+    const database = databaseOf(db.url);
+    const { proxy, lines } = await proxyWithLog(2);
+    const clients = await Promise.all(Array.from({ length: 20 }, () => connectThrough(proxy.url(database))));
+    const admin = await connectThrough(proxy.url('tandem'));
+    try {
+      const pids = new Set<number>();
+      await Promise.all(
+        clients.map(async (client, i) => {
+          for (let round = 0; round < 10; round++) {
+            await client.query('BEGIN');
+            await client.query('UPDATE users SET full_name = $1 WHERE id = 1', [`client ${i} round ${round}`]);
+            const { rows } = await client.query('SELECT full_name, pg_backend_pid() AS pid FROM users WHERE id = 1');
+            // Inside its transaction the client sees its own write: one server connection throughout.
+            expect(rows[0].full_name).toBe(`client ${i} round ${round}`);
+            pids.add(rows[0].pid);
+            await client.query('COMMIT');
+          }
+        }),
+      );
+      expect(pids.size).toBeLessThanOrEqual(2);
+      // Idle between transactions, the connections are the pool's idle ones, not lent.
+      await expect.poll(() => poolRow(admin, database)).toMatchObject({ cl_waiting: 0, sv_active: 0 });
+      const metrics = (await proxy.metrics.text()).body;
+      const waits = Number(new RegExp(`tandem_proxy_pool_wait_seconds_count\\{database="${database}",version="none"\\} (\\d+)`).exec(metrics)?.[1]);
+      // A wait (0 when a connection was parked) per transaction: 20 clients × 10 × 4 statements, each its own transaction when outside BEGIN…COMMIT.
+      expect(waits).toBeGreaterThanOrEqual(20 * 10);
+      expect(waits).toBeLessThanOrEqual(20 * 10 * 4);
+    } finally {
+      await Promise.all([...clients, admin].map((client) => client.end()));
+    }
+    const closed = await closeLines(lines, 21);
+    const forwarders = closed.filter((line) => line.database === database).map((line) => line.forwarder);
+    expect(forwarders).toEqual(new Array(20).fill('native'));
+  });
+
+  it('hands a client back to Node when it names a statement, sets a parameter or sends a long query, and serves it right', async () => {
+    await createUsersTable(db.url);
+    const database = databaseOf(db.url);
+    const { proxy, lines } = await proxyWithLog(2);
+    const named = await connectThrough(proxy.url(database));
+    const setter = await connectThrough(proxy.url(database));
+    const long = await connectThrough(proxy.url(database));
+    const plain = await connectThrough(proxy.url(database));
+    try {
+      // Natively first, then a named statement: Node prepares it on whichever connection comes next.
+      expect((await named.query('SELECT count(*)::int AS n FROM users')).rows[0].n).toBe(2);
+      for (const id of [1, 2, 1]) expect((await named.query({ name: 'by-id', text: 'SELECT id FROM users WHERE id = $1', values: [id] })).rows[0].id).toBe(id);
+      // A session SET pins the client (Node decides, with PostgreSQL's parser); a word like "hold" in a name does not.
+      await setter.query('SELECT 1 AS threshold_hold_temp');
+      await setter.query('SET statement_timeout = 1234');
+      expect((await setter.query('SHOW statement_timeout')).rows[0].statement_timeout).toBe('1234ms');
+      // Longer than the thread holds: Node streams it.
+      const big = `SELECT length('${'x'.repeat(100_000)}') AS n`;
+      expect((await long.query(big)).rows[0].n).toBe(100_000);
+      expect((await plain.query('SELECT 1 AS one')).rows[0].one).toBe(1);
+    } finally {
+      await Promise.all([named, setter, long].map((client) => client.end()));
+      await plain.end();
+    }
+    const closed = await closeLines(lines, 4);
+    const byQueries = closed.map((line) => line.forwarder);
+    // The pinned client holds one connection to its end; the others share the other.
+    expect(byQueries.filter((f) => f === 'node')).toHaveLength(3);
+    expect(byQueries.filter((f) => f === 'native')).toHaveLength(1);
+  });
+
+  it('hands back a client whose function changed a reported parameter, so the next client of that connection gets its own', async () => {
+    const database = databaseOf(db.url);
+    await db.query(`CREATE OR REPLACE FUNCTION public.rename_me() RETURNS text LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_catalog.set_config('application_name', 'renamed', false); RETURN 'ok'; END $$`);
+    const { proxy } = await proxyWithLog(1);
+    const renamer = await connectThrough(proxy.url(database), { application_name: 'one' });
+    const other = await connectThrough(proxy.url(database), { application_name: 'two' });
+    try {
+      // The statement text has no word that pins; the server's ParameterStatus tells the thread.
+      expect((await renamer.query('SELECT public.rename_me() AS r')).rows[0].r).toBe('ok');
+      expect((await renamer.query(`SELECT current_setting('application_name') AS app`)).rows[0].app).toBe('renamed');
+      expect((await other.query(`SELECT current_setting('application_name') AS app`)).rows[0].app).toBe('two');
+      expect((await renamer.query(`SELECT current_setting('application_name') AS app`)).rows[0].app).toBe('renamed');
+    } finally {
+      await Promise.all([renamer.end(), other.end()]);
+    }
+  });
+
+  it('runs COPY FROM STDIN and psql scripts natively', async () => {
+    await createUsersTable(db.url);
+    const database = databaseOf(db.url);
+    const { proxy, lines } = await proxyWithLog(1);
+    const rows = Array.from({ length: 2000 }, (_, i) => `${i + 10}\tcopied ${i}\tc${i}@example.com`).join('\n');
+    const script = join(mkdtempSync(join(tmpdir(), 'tandem-copy-')), 'copy.sql');
+    writeFileSync(script, `BEGIN;\nCOPY users (id, full_name, email) FROM STDIN;\n${rows}\n\\.\nCOMMIT;\nSELECT count(*) FROM users;\n`);
+    const { stdout } = await run('psql', ['-X', '-q', '-t', '-A', '-v', 'ON_ERROR_STOP=1', '-d', proxy.url(database), '-f', script]);
+    expect(stdout.trim().split('\n').pop()).toBe('2002');
+    const closed = await closeLines(lines, 1);
+    expect(closed.at(-1)?.forwarder).toBe('native');
+  });
+});
