@@ -18,13 +18,13 @@
  * Every failure ends this session only: it becomes an ErrorResponse to the client where the protocol
  * allows one, a log line, and a metric.
  */
-import { randomBytes } from 'node:crypto';
 import type net from 'node:net';
 import type tls from 'node:tls';
 import type { Logger } from '../../observe/logger.js';
 import type { VersionInfo } from '../../state/versions.js';
 import type { Catalogs } from '../catalog.js';
 import type { ErrorKind, ProxyMetrics } from '../metrics.js';
+import { newCancelKey } from '../cancel.js';
 import { COUNTER_SLOTS, Counter, type NativeEnd, type NativeForwarder, type NativeHandle } from '../native.js';
 import { FrameReader, MAX_STARTUP_PACKET_LENGTH, ProtocolError } from '../protocol/frames.js';
 import { MessageType, SERVER_CLOSED_UNEXPECTEDLY, encodeErrorResponse, encodeMessage, type ErrorFields, type StartupParams } from '../protocol/messages.js';
@@ -513,11 +513,11 @@ export class Session implements SessionUsage {
       }
     }
     clearTimeout(this.loginTimer);
-    const cancelKey = randomBytes(8);
+    const cancelKey = newCancelKey();
     this.cancelKey = cancelKey;
     // The client is told its own values (as it gave them, until a server connection has taken them).
     const parameters = clientValues(this.askedParameters, frames);
-    this.client.socket.write(Buffer.concat([unsent, ...welcomeFrames(frames, parameters), encodeMessage(MessageType.BackendKeyData, cancelKey), READY_IDLE]));
+    this.client.socket.write(Buffer.concat([unsent, welcomeFrames(frames, parameters), encodeMessage(MessageType.BackendKeyData, cancelKey), READY_IDLE]));
     this.client.stopReading();
     const login: LoggedIn = { database: state.database, routedVersion: this.version };
     this.ctx.registerCancelKey(cancelKey, this, () => this.pooled?.server?.session.backendKey);
@@ -602,7 +602,7 @@ export class Session implements SessionUsage {
     }
     clearTimeout(this.loginTimer);
     this.client.stopReading();
-    this.client.socket.write(Buffer.concat([authOk, adminWelcome(randomBytes(8))]));
+    this.client.socket.write(Buffer.concat([authOk, adminWelcome(newCancelKey())]));
     const conversation = new AdminConversation(this.client.socket, admin.source, (error) => {
       if (error) this.cause = { kind: 'client_protocol_violation', error };
       this.finish();
