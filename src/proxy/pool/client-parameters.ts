@@ -92,6 +92,8 @@ interface ReadWelcome {
   readonly defaults: ParameterValues;
   /** The frames as one Buffer. */
   readonly bytes: Buffer;
+  /** Per setting, the last client value encoded in its place: a pool's clients mostly ask for the same (their application_name). */
+  readonly lastOwn: Map<string, { readonly value: string; readonly frame: Buffer }>;
 }
 
 /** By the pool's frames (the array its first server connection collected, kept for the pool's life). */
@@ -104,7 +106,7 @@ function readWelcome(welcome: readonly Buffer[]): ReadWelcome {
     const defaults: ParameterValues = new Map();
     for (const { name, value } of statuses) if (isReported(name)) defaults.set(name, value);
     for (const name of UNREPORTED_PARAMETERS) defaults.set(name, null);
-    read = { statuses, defaults, bytes: Buffer.concat(welcome) };
+    read = { statuses, defaults, bytes: Buffer.concat(welcome), lastOwn: new Map() };
     readWelcomes.set(welcome, read);
   }
   return read;
@@ -123,9 +125,17 @@ export function welcomeFrames(welcome: readonly Buffer[], values: ParameterValue
   let frames: Buffer[] | undefined;
   read.statuses.forEach(({ name, value }, index) => {
     const own = isReported(name) ? values.get(name) : undefined;
-    if (typeof own === 'string' && own !== value) (frames ??= [...welcome])[index] = encodeParameterStatus(name, own);
+    if (typeof own === 'string' && own !== value) (frames ??= [...welcome])[index] = ownFrame(read, name, own);
   });
   return frames ? Buffer.concat(frames) : read.bytes;
+}
+
+function ownFrame(read: ReadWelcome, name: string, value: string): Buffer {
+  const last = read.lastOwn.get(name);
+  if (last?.value === value) return last.frame;
+  const frame = encodeParameterStatus(name, value);
+  read.lastOwn.set(name, { value, frame });
+  return frame;
 }
 
 function encodeParameterStatus(name: string, value: string): Buffer {

@@ -33,6 +33,14 @@ describe('a pooled client\'s welcome', () => {
     });
   }
 
+  it('each client of a pool with its own application_name, one after another', () => {
+    const frames = poolFrames();
+    for (const name of ['billing', 'billing', 'reports', 'billing', '']) {
+      const expected = [status('application_name', name), ...poolFrames().slice(1)];
+      expect(welcomeFrames(frames, clientValues(new Map([['application_name', name]]), frames))).toEqual(Buffer.concat(expected));
+    }
+  });
+
   it('values: the pool\'s reported ones in the welcome\'s order, the unreported at their defaults, the asked ones over them', () => {
     const frames = poolFrames();
     const values = clientValues(new Map([['TimeZone', 'Asia/Tokyo'], ['extra_float_digits', '3']]), frames);
