@@ -11,7 +11,7 @@
  * Each figure is the median of rotating rounds; beside the TPS, the CPU time the proxy process used
  * per transaction, in user space and in the kernel (/proc/PID/stat before and after each pgbench run). Prints a Markdown table.
  *
- *   npm run build && npx tsx bench/proxy/pooling.ts [--duration 10] [--rounds 3] [--clients 8,32,200] [--pool-size 16] [--connect-clients 8] [--idle 5000]
+ *   npm run build && npx tsx bench/proxy/pooling.ts [--duration 10] [--rounds 3] [--clients 8,32,200] [--pool-size 16] [--connect-clients 8] [--idle 5000] [--only connect]
  *
  * Needs pgbench and pgbouncer (see run.ts), and `ulimit -n` of at least twice --idle plus 1000 (the
  * idle clients' sockets are open in this process and in the proxy at once). Not run by the tests.
@@ -24,12 +24,16 @@ import {
   startPgbenchDatabase, startTandem, type CpuTimes, type PgbenchRun, type Result,
 } from './targets.js';
 
-const { duration: DURATION, rounds: ROUNDS, idle: IDLE, clients: CLIENTS, scale: SCALE, own } = parseBenchArgs(
+const { duration: DURATION, rounds: ROUNDS, idle: IDLE_ASKED, clients: CLIENTS, scale: SCALE, own } = parseBenchArgs(
   { clients: '8,32,200', idle: '5000' },
-  { 'pool-size': '16', 'connect-clients': '8' },
+  { 'pool-size': '16', 'connect-clients': '8', only: '' },
 );
+/** `--only connect`: the `-S -C` row alone, without the idle clients, for work on the login path. */
+const ONLY_CONNECT = own.only === 'connect';
+if (own.only !== '' && !ONLY_CONNECT) throw new Error(`--only takes "connect", not "${own.only}"`);
 const POOL_SIZE = Number(own['pool-size']);
 const CONNECT_CLIENTS = Number(own['connect-clients']);
+const IDLE = ONLY_CONNECT ? 0 : IDLE_ASKED;
 const MAX_CLIENT_CONN = IDLE + 1000;
 
 const PGBOUNCER_NO_PREPARED = 'n/a (PgBouncer 1.18 has no prepared statement support in transaction mode)';
@@ -98,11 +102,11 @@ async function main(): Promise<void> {
   let idle: IdleFigures | undefined;
   try {
     try {
-      for (const clients of CLIENTS) {
+      for (const clients of ONLY_CONNECT ? [] : CLIENTS) {
         const threads = Math.min(clients, 2);
         row('-S', clients, await measure(['direct', 'pgbouncer', 'tandem'], '-S', { clients, threads, seconds: DURATION }));
       }
-      for (const clients of CLIENTS) {
+      for (const clients of ONLY_CONNECT ? [] : CLIENTS) {
         // pgbench prepares each statement synchronously on a connection's first use: with fewer
         // threads than clients, a thread waits for a server connection while holding the clients that
         // would give one back, and deadlocks behind any transaction pooler. One thread per client.

@@ -3,8 +3,29 @@
  * proxy carries a key the server knows; the proxy passes on only keys of sessions it holds, which
  * keeps it from relaying guesses at other backends.
  */
+import { randomBytes } from 'node:crypto';
 import type { Logger } from '../observe/logger.js';
 import { sendCancel, type UpstreamTarget } from './upstream.js';
+
+const CANCEL_KEY_LENGTH = 8;
+/** Keys drawn per call into the random generator: one call per login cost more than the rest of its welcome. */
+const KEYS_PER_DRAW = 512;
+let randomStock = Buffer.alloc(0);
+let stockUsed = 0;
+
+/**
+ * A cancel key of the proxy's own (pooled sessions, the admin console). Each is fresh random bytes
+ * never handed out before; a new stock replaces the old one, so keys still in use are left as they are.
+ */
+export function newCancelKey(): Buffer {
+  if (stockUsed === randomStock.length) {
+    randomStock = randomBytes(KEYS_PER_DRAW * CANCEL_KEY_LENGTH);
+    stockUsed = 0;
+  }
+  const key = randomStock.subarray(stockUsed, stockUsed + CANCEL_KEY_LENGTH);
+  stockUsed += CANCEL_KEY_LENGTH;
+  return key;
+}
 
 export class CancelRegistry {
   /** By the key the client was given: its session, and (pooled) where that key's cancel goes now. */

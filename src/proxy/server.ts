@@ -215,6 +215,8 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     },
     ready(session) {
       metrics.connection('established');
+      // The lines of every connection: their fields are not even gathered below their level (a login per transaction with -C).
+      if (!logger.isLevelEnabled('info')) return;
       logger.info(
         { event: 'open', session: session.id, client: session.clientAddress, user: session.user, database: session.database, version: session.versionSchema ?? null },
         'client connected',
@@ -229,23 +231,25 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
       if (!session.cancelKey && reason.kind !== 'cancel_request') metrics.connection('failed');
       // Cancel requests are connections too, but one line each would drown the sessions' lines.
       const level = reason.kind === 'cancel_request' ? 'debug' : 'info';
-      logger[level](
-        {
-          event: 'close',
-          session: session.id,
-          client: session.clientAddress,
-          user: session.user,
-          database: session.database,
-          version: session.versionSchema ?? null,
-          durationMs: Date.now() - session.startedAt,
-          bytesIn: session.bytesIn,
-          bytesOut: session.bytesOut,
-          queries: session.queries,
-          forwarder: session.forwardedBy ?? null,
-          reason: describeCloseReason(reason),
-        },
-        'client disconnected',
-      );
+      if (logger.isLevelEnabled(level)) {
+        logger[level](
+          {
+            event: 'close',
+            session: session.id,
+            client: session.clientAddress,
+            user: session.user,
+            database: session.database,
+            version: session.versionSchema ?? null,
+            durationMs: Date.now() - session.startedAt,
+            bytesIn: session.bytesIn,
+            bytesOut: session.bytesOut,
+            queries: session.queries,
+            forwarder: session.forwardedBy ?? null,
+            reason: describeCloseReason(reason),
+          },
+          'client disconnected',
+        );
+      }
       if (draining && sessions.size === 0) drained?.();
     },
   };

@@ -84,25 +84,58 @@ function unsupported(name: string, why?: string): StartupParameters {
   };
 }
 
+/** A pool's welcome as every client of the pool starts from it: read once, not at each login. */
+interface ReadWelcome {
+  /** Each frame's setting, in the frames' order. */
+  readonly statuses: ReadonlyArray<{ readonly name: string; readonly value: string }>;
+  /** The reported values, then the unreported ones at their defaults (null). */
+  readonly defaults: ParameterValues;
+  /** The frames as one Buffer. */
+  readonly bytes: Buffer;
+  /** Per setting, the last client value encoded in its place: a pool's clients mostly ask for the same (their application_name). */
+  readonly lastOwn: Map<string, { readonly value: string; readonly frame: Buffer }>;
+}
+
+/** By the pool's frames (the array its first server connection collected, kept for the pool's life). */
+const readWelcomes = new WeakMap<readonly Buffer[], ReadWelcome>();
+
+function readWelcome(welcome: readonly Buffer[]): ReadWelcome {
+  let read = readWelcomes.get(welcome);
+  if (!read) {
+    const statuses = welcome.map((frame) => parseParameterStatus(frame.subarray(5)));
+    const defaults: ParameterValues = new Map();
+    for (const { name, value } of statuses) if (isReported(name)) defaults.set(name, value);
+    for (const name of UNREPORTED_PARAMETERS) defaults.set(name, null);
+    read = { statuses, defaults, bytes: Buffer.concat(welcome), lastOwn: new Map() };
+    readWelcomes.set(welcome, read);
+  }
+  return read;
+}
+
 /** A client's values: the pool's defaults (the welcome's reported values) under the ones it asked for. */
 export function clientValues(asked: ParameterValues, welcome: readonly Buffer[]): ParameterValues {
-  const values: ParameterValues = new Map();
-  for (const frame of welcome) {
-    const { name, value } = parseParameterStatus(frame.subarray(5));
-    if (isReported(name)) values.set(name, value);
-  }
-  for (const name of UNREPORTED_PARAMETERS) values.set(name, null);
+  const values: ParameterValues = new Map(readWelcome(welcome).defaults);
   for (const [name, value] of asked) values.set(name, value);
   return values;
 }
 
-/** The welcome's ParameterStatus frames with the client's own values in place of the pool's. */
-export function welcomeFrames(welcome: readonly Buffer[], values: ParameterValues): Buffer[] {
-  return welcome.map((frame) => {
-    const { name } = parseParameterStatus(frame.subarray(5));
+/** The welcome's ParameterStatus frames, as one Buffer, with the client's own values in place of the pool's. */
+export function welcomeFrames(welcome: readonly Buffer[], values: ParameterValues): Buffer {
+  const read = readWelcome(welcome);
+  let frames: Buffer[] | undefined;
+  read.statuses.forEach(({ name, value }, index) => {
     const own = isReported(name) ? values.get(name) : undefined;
-    return typeof own === 'string' ? encodeParameterStatus(name, own) : frame;
+    if (typeof own === 'string' && own !== value) (frames ??= [...welcome])[index] = ownFrame(read, name, own);
   });
+  return frames ? Buffer.concat(frames) : read.bytes;
+}
+
+function ownFrame(read: ReadWelcome, name: string, value: string): Buffer {
+  const last = read.lastOwn.get(name);
+  if (last?.value === value) return last.frame;
+  const frame = encodeParameterStatus(name, value);
+  read.lastOwn.set(name, { value, frame });
+  return frame;
 }
 
 function encodeParameterStatus(name: string, value: string): Buffer {

@@ -18,13 +18,13 @@
  * Every failure ends this session only: it becomes an ErrorResponse to the client where the protocol
  * allows one, a log line, and a metric.
  */
-import { randomBytes } from 'node:crypto';
 import type net from 'node:net';
 import type tls from 'node:tls';
 import type { Logger } from '../../observe/logger.js';
 import type { VersionInfo } from '../../state/versions.js';
 import type { Catalogs } from '../catalog.js';
 import type { ErrorKind, ProxyMetrics } from '../metrics.js';
+import { newCancelKey } from '../cancel.js';
 import { COUNTER_SLOTS, Counter, type NativeEnd, type NativeForwarder, type NativeHandle } from '../native.js';
 import { FrameReader, MAX_STARTUP_PACKET_LENGTH, ProtocolError } from '../protocol/frames.js';
 import { MessageType, SERVER_CLOSED_UNEXPECTEDLY, encodeErrorResponse, encodeMessage, type ErrorFields, type StartupParams } from '../protocol/messages.js';
@@ -50,6 +50,7 @@ import { MAX_AUTH_MESSAGE_LENGTH, readStartupRequest, routeLogin, type LoginRout
 
 const AUTHENTICATION_OK = encodeMessage(MessageType.Authentication, Buffer.alloc(4));
 const READY_IDLE = encodeMessage(MessageType.ReadyForQuery, Buffer.from('I'));
+const NOTHING = Buffer.alloc(0);
 
 const INTERNAL_ERROR: ToldCloseReason = { kind: 'internal', error: { severity: 'FATAL', code: 'XX000', message: 'internal error in the tandem proxy' } };
 
@@ -454,19 +455,21 @@ export class Session implements SessionUsage {
 
   /** `key`: the client's pool, when the password check already found it. */
   private authenticated(state: ProxyAuthState, bytes: Buffer, credentials: ServerCredentials, key?: PoolKey): void {
-    this.client.socket.write(Buffer.concat([bytes, AUTHENTICATION_OK]));
+    // AuthenticationOk goes out with the welcome when that is at hand: one write, one wake-up of the client.
+    const authOk = bytes.length > 0 ? Buffer.concat([bytes, AUTHENTICATION_OK]) : AUTHENTICATION_OK;
     if (!state.route) {
-      this.startAdmin();
+      this.startAdmin(authOk);
       return;
     }
     if (state.route.refusalAfterLogin) {
+      this.client.socket.write(authOk);
       this.ctx.metrics.reject('unknown_version');
       this.fatal({ kind: 'refused', why: 'unknown_version', error: state.route.refusalAfterLogin });
       return;
     }
     // Only the next client messages (after ReadyForQuery) may follow now.
     this.state = { phase: 'routing' };
-    this.opening(this.welcome(state, key ?? this.poolKey(state.pooling, state.database, state.route, credentials)));
+    this.opening(this.welcome(state, key ?? this.poolKey(state.pooling, state.database, state.route, credentials), authOk));
   }
 
   /**
@@ -482,13 +485,17 @@ export class Session implements SessionUsage {
   /**
    * The rest of a login as the server would send it: the server's parameters (from a connection
    * of the pool: the first client of a pool waits for it to open), a cancel key of the proxy's own,
-   * ReadyForQuery. Session mode keeps the connection it borrowed for this.
+   * ReadyForQuery. Session mode keeps the connection it borrowed for this. `authOk` precedes it,
+   * or goes out at once when a server connection must be waited for.
    */
-  private async welcome(state: ProxyAuthState, key: PoolKey): Promise<void> {
+  private async welcome(state: ProxyAuthState, key: PoolKey, authOk: Buffer): Promise<void> {
     const pooling = state.pooling;
     let lease: Lease<PooledServer> | undefined;
     let frames = pooling.welcome(key);
+    let unsent = authOk;
     if (!frames || pooling.mode === 'session') {
+      this.client.socket.write(authOk);
+      unsent = NOTHING;
       try {
         lease = await pooling.pools.acquire(key);
       } catch (error) {
@@ -506,11 +513,11 @@ export class Session implements SessionUsage {
       }
     }
     clearTimeout(this.loginTimer);
-    const cancelKey = randomBytes(8);
+    const cancelKey = newCancelKey();
     this.cancelKey = cancelKey;
     // The client is told its own values (as it gave them, until a server connection has taken them).
     const parameters = clientValues(this.askedParameters, frames);
-    this.client.socket.write(Buffer.concat([...welcomeFrames(frames, parameters), encodeMessage(MessageType.BackendKeyData, cancelKey), READY_IDLE]));
+    this.client.socket.write(Buffer.concat([unsent, welcomeFrames(frames, parameters), encodeMessage(MessageType.BackendKeyData, cancelKey), READY_IDLE]));
     this.client.stopReading();
     const login: LoggedIn = { database: state.database, routedVersion: this.version };
     this.ctx.registerCancelKey(cancelKey, this, () => this.pooled?.server?.session.backendKey);
@@ -580,17 +587,18 @@ export class Session implements SessionUsage {
     this.finish();
   };
 
-  private startAdmin(): void {
+  private startAdmin(authOk: Buffer): void {
     const admin = this.ctx.admin!;
     const user = this.user ?? '';
     // Refused after authentication, as PgBouncer does: the refusal tells nothing to a stranger.
     if (!admin.users.isAdmin(user)) {
+      this.client.socket.write(authOk);
       this.fatal({ kind: 'refused', why: 'authentication', error: adminLoginRefusal(user, admin.database) });
       return;
     }
     clearTimeout(this.loginTimer);
     this.client.stopReading();
-    this.client.socket.write(adminWelcome(randomBytes(8)));
+    this.client.socket.write(Buffer.concat([authOk, adminWelcome(newCancelKey())]));
     const conversation = new AdminConversation(this.client.socket, admin.source, (error) => {
       if (error) this.cause = { kind: 'client_protocol_violation', error };
       this.finish();
