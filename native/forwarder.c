@@ -478,7 +478,7 @@ static int server_quiet(const session *s) {
   return s->outstanding == 0 && at_boundary(&s->from_server) && !has_out(&s->server);
 }
 
-static void leave_pool(forwarder *f, session *s);
+static void leave_pool(forwarder *f, session *s, int server_failed);
 
 static void end_session(forwarder *f, session *s, end_reason reason, int explained, const char *detail,
                         close_mode client_mode, const char *to_client, size_t to_client_len,
@@ -486,7 +486,7 @@ static void end_session(forwarder *f, session *s, end_reason reason, int explain
   s->ended = 1;
   s->deadline = now_ms(CLOCK_MONOTONIC) + LINGER_MS;
   /* A pooled session's server connection is the pool's: it is settled there, never sent anything. */
-  if (s->pooled) leave_pool(f, s);
+  if (s->pooled) leave_pool(f, s, reason == END_SERVER_CLOSED || reason == END_SERVER_PROTOCOL || reason == END_INTERNAL);
   close_as(f, &s->client, client_mode, to_client, to_client_len);
   close_as(f, &s->server, server_mode, to_server, to_server_len);
   /* Only now: it may be what the client was just given. */
@@ -1121,10 +1121,13 @@ static void stop_waiting(session *s) {
   publish(s, WAITING_SINCE, 0);
 }
 
-/* An ending session's link: reused when it is between transactions, else back to JavaScript (rolled back or closed). */
-static void leave_pool(forwarder *f, session *s) {
+/*
+ * An ending session's link: reused when it is between transactions, else back to JavaScript
+ * (rolled back there, or closed when mid-answer or when the server side is what failed).
+ */
+static void leave_pool(forwarder *f, session *s, int server_failed) {
   stop_waiting(s);
-  int quiet = server_quiet(s);
+  int quiet = server_quiet(s) && !server_failed && !s->server.hangup;
   uint8_t status = s->server_status;
   server_link *l = drop_link(s);
   if (!l) return;

@@ -5,6 +5,7 @@
  * keys, and able to run a query with bound parameters and read its rows as text.
  */
 import type net from 'node:net';
+import type tls from 'node:tls';
 import { FrameReader, ProtocolError, describeType, type TypedFrame } from '../protocol/frames.js';
 import {
   AuthCode,
@@ -146,6 +147,8 @@ export class ServerSession {
    */
   lendDescriptor(): number | undefined {
     if (this.failure !== undefined || this.streamTo || this.waiting || this.reader.pending > 0) return undefined;
+    // TLS records are not the protocol's bytes: such a connection stays with Node.
+    if ((this.socket as Partial<tls.TLSSocket>).encrypted === true) return undefined;
     const fd = idleDescriptor(this.socket);
     if (fd === undefined || !stopReading(this.socket)) return undefined;
     return fd;
