@@ -707,6 +707,7 @@ static long scan(forwarder *f, scanner *sc, const uint8_t *bytes, size_t size, s
 }
 
 static int pooled_server_ready(forwarder *f, session *s);
+static int pooled_from_client(forwarder *f, session *s, const char *bytes, size_t length);
 
 /* Bytes read from one side: looked at, counted, passed on. Returns 0 if the session ended. */
 static int deliver(forwarder *f, session *s, int from_client, const char *bytes, size_t length) {
@@ -728,6 +729,7 @@ static int deliver(forwarder *f, session *s, int from_client, const char *bytes,
     if (s->pooled && s->ready_seen && at_boundary(&s->from_server)) return pooled_server_ready(f, s);
     return 1;
   }
+  if (s->pooled) return pooled_from_client(f, s, bytes, length);
   if (s->retire && at_boundary(&s->from_client)) {
     /* The message that just began is not forwarded: the client is told its version is gone. */
     end_session(f, s, END_RETIRED, 0, NULL, client_mode(s), s->retire, s->retire_len, CLOSE_AFTER, TERMINATE_MESSAGE,
@@ -755,10 +757,16 @@ static int deliver(forwarder *f, session *s, int from_client, const char *bytes,
   return 0;
 }
 
+/* Whether a side may be read now: the other keeps up and, pooled, the client's bytes may be held. */
+static int may_read(const session *s, const side *from, const side *to) {
+  if (has_out(to)) return 0;
+  return !s->pooled || from != &s->client || (!s->handing && s->held_len < HOLD_LIMIT);
+}
+
 /* Reads one side and passes it on while the other side keeps up. Returns 0 if the session ended. */
 static int relay(forwarder *f, session *s, side *from, side *to, int *more) {
   int from_client = from == &s->client;
-  for (int turn = 0; from->readable && !has_out(to); turn++) {
+  for (int turn = 0; from->readable && may_read(s, from, to); turn++) {
     if (turn == READS_PER_TURN) {
       *more = 1;
       return 1;
@@ -1292,35 +1300,15 @@ static int pooled_server_ready(forwarder *f, session *s) {
   return !s->ended;
 }
 
-/* Reads the client of a pooled session. Returns 0 if the session ended. */
-static int pooled_read_client(forwarder *f, session *s, int *more) {
-  side *client = &s->client;
-  for (int turn = 0; client->readable && !s->handing && s->held_len < HOLD_LIMIT && !(s->link && has_out(&s->server)); turn++) {
-    if (turn == READS_PER_TURN) {
-      *more = 1;
-      return 1;
-    }
-    ssize_t n = read(client->fd, f->chunk, CHUNK);
-    if (n > 0) {
-      if (n < CHUNK && !client->hangup) client->readable = 0;
-      s->bytes_in += (uint64_t)n;
-      publish(s, BYTES_IN, (double)s->bytes_in);
-      if (!hold(s, f->chunk, (size_t)n)) {
-        internal_failure(f, s, "out of memory");
-        return 0;
-      }
-      if (!advance(f, s)) return 0;
-    } else if (n == 0) {
-      peer_closed(f, s, client, 0, "read");
-      return 0;
-    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      client->readable = 0;
-    } else if (errno != EINTR) {
-      peer_closed(f, s, client, errno, "read");
-      return 0;
-    }
+/* Bytes from a pooled session's client: held, and looked at. Returns 0 if the session ended. */
+static int pooled_from_client(forwarder *f, session *s, const char *bytes, size_t length) {
+  s->bytes_in += length;
+  publish(s, BYTES_IN, (double)s->bytes_in);
+  if (!hold(s, bytes, length)) {
+    internal_failure(f, s, "out of memory");
+    return 0;
   }
-  return 1;
+  return advance(f, s);
 }
 
 /* An event on a link: its session's server side when lent; when parked, the server spoke or hung up. */
@@ -1393,7 +1381,7 @@ static void pump(forwarder *f, session *s) {
   int more = 0;
   if (!flush(f, s, &s->server) || !flush(f, s, &s->client)) return;
   if (s->pooled) {
-    if (!pooled_read_client(f, s, &more)) return;
+    if (!relay(f, s, &s->client, &s->server, &more)) return;
     if (s->server.fd >= 0 && !relay(f, s, &s->server, &s->client, &more)) return;
     /* Sent what held the client back (the server's side, or the client's last answer). */
     hand_back_when_quiet(f, s);
