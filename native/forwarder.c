@@ -2018,9 +2018,9 @@ static napi_value launch(napi_env env, forwarder *f, session *s, napi_value coun
   return handle;
 }
 
-/* start(id, clientFd, serverFd, counters: Float64Array(4), toClient: Buffer, toServer: Buffer) → handle */
+/* start(id, clientFd, serverFd, counters: Float64Array(11), toClient: Buffer, toServer: Buffer) → handle */
 static napi_value start(napi_env env, napi_callback_info info) {
-  static const char USAGE[] = "start(id, clientFd, serverFd, counters: Float64Array(4), toClient: Buffer, toServer: Buffer)";
+  static const char USAGE[] = "start(id, clientFd, serverFd, counters: Float64Array(11), toClient: Buffer, toServer: Buffer)";
   forwarder *f = instance(env);
   if (!f) return NULL;
   size_t argc = 6;
