@@ -1019,7 +1019,6 @@ static void publish_figures(session *s) {
   publish(s, REQUEST_US, s->request_us);
 }
 
-/* The link goes back to JavaScript's pool: rolled back there when left in a transaction, closed when broken. */
 /* Closes the thread's duplicate; the struct is freed after this round of events. */
 static void close_link(forwarder *f, server_link *l) {
   epoll_ctl(f->epoll_fd, EPOLL_CTL_DEL, l->fd, NULL);
@@ -1030,6 +1029,7 @@ static void close_link(forwarder *f, server_link *l) {
   f->dead_links = l;
 }
 
+/* The link goes back to JavaScript's pool: rolled back there when left in a transaction, closed when broken. */
 static void return_link(forwarder *f, server_link *l, uint8_t status, uint8_t broken) {
   close_link(f, l);
   report *r = new_report(REPORT_RETURNED, NULL);
