@@ -14,7 +14,8 @@ import pg from 'pg';
 import { usePostgres } from '../../support/harness.js';
 import { waitFor } from '../../support/spawn.js';
 import { selectForwarder } from '../../../src/proxy/native.js';
-import { capturedLogger, connectThrough, createUsersTable, databaseOf, startTestProxy, type TestProxy } from '../support.js';
+import { encodeMessage } from '../../../src/proxy/protocol/messages.js';
+import { capturedLogger, connectThrough, createUsersTable, databaseOf, errorsIn, rawSession, readUntilClose, startTestProxy, type TestProxy } from '../support.js';
 import { poolingOptions } from './support.js';
 
 const db = usePostgres();
@@ -122,6 +123,34 @@ describe.skipIf(!nativeBuilt)('transaction mode through the native forwarder', (
       expect((await renamer.query(`SELECT current_setting('application_name') AS app`)).rows[0].app).toBe('renamed');
     } finally {
       await Promise.all([renamer.end(), other.end()]);
+    }
+  });
+
+  it('answers a broken message with FATAL 08P01, in a transaction or out of one, and its connection serves the next client', async () => {
+    await createUsersTable(db.url);
+    const database = databaseOf(db.url);
+    const { proxy } = await proxyWithLog(1);
+    const admin = await connectThrough(proxy.url('tandem'));
+    try {
+      // Outside a transaction: a Query header with a length no message can have.
+      const idle = await rawSession(proxy.port, database);
+      const idleAnswer = readUntilClose(idle);
+      idle.write(Buffer.from([0x51, 0, 0, 0, 2]));
+      // Inside one: the connection is the client's when the broken header comes, mid-request.
+      const busy = await rawSession(proxy.port, database);
+      const busyAnswer = readUntilClose(busy);
+      busy.write(encodeMessage(0x51, Buffer.from(`BEGIN; UPDATE users SET full_name = 'lost' WHERE id = 1\0`)));
+      await waitFor(async () => ((await poolRow(admin, database))?.sv_active === 1 ? true : undefined), 10_000, 'the transaction holding the connection');
+      busy.write(Buffer.concat([encodeMessage(0x50, Buffer.from('\0SELECT 1\0\0\0')), Buffer.from([0x42, 0xff, 0xff, 0xff, 0xff])]));
+      for (const answer of [await idleAnswer, await busyAnswer]) {
+        expect(errorsIn(answer).at(-1)).toMatchObject({ S: 'FATAL', C: '08P01', M: expect.stringMatching(/^invalid length -?\d+ for message type '[QB]'$/) });
+      }
+      // The one connection was rolled back (or closed) and serves the next client.
+      const next = await connectThrough(proxy.url(database));
+      expect((await next.query('SELECT full_name FROM users WHERE id = 1')).rows[0].full_name).toBe('Ada');
+      await next.end();
+    } finally {
+      await admin.end();
     }
   });
 
