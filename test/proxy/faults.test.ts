@@ -7,6 +7,7 @@ import { encodeMessage, encodeStartupMessage, PROTOCOL_3_0 } from '../../src/pro
 import { usePostgres } from '../support/harness.js';
 import { waitFor } from '../support/spawn.js';
 import { connectThrough, databaseOf, errorsIn, rawConnect, rawSession, readUntilClose, startTestProxy } from './support.js';
+import { seededRandom } from '../support/random.js';
 
 describe('fault handling', () => {
   const pg = usePostgres();
@@ -137,7 +138,7 @@ describe('fault handling', () => {
     // to wait out, long enough for the authenticated sessions' own logins on a busy machine.
     const proxy = await startTestProxy(pg.url, { clientLoginTimeoutMs: 1_000 });
     const database = databaseOf(pg.url);
-    const random = mulberry32(20_250_101);
+    const random = seededRandom(20_250_101);
     const byte = () => Math.floor(random() * 256);
     const startup = encodeStartupMessage(PROTOCOL_3_0, [['user', 'postgres'], ['database', database]]);
     const query = encodeMessage(0x51, Buffer.from('SELECT 1\0'));
@@ -169,15 +170,3 @@ describe('fault handling', () => {
     await client.end();
   });
 });
-
-/** A tiny seeded PRNG, so the fuzz cases are the same on every run. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

@@ -17,6 +17,7 @@ import { selectForwarder } from '../../../src/proxy/native.js';
 import { encodeMessage } from '../../../src/proxy/protocol/messages.js';
 import { capturedLogger, connectThrough, createUsersTable, databaseOf, errorsIn, rawSession, readUntilClose, startTestProxy, type TestProxy } from '../support.js';
 import { poolingOptions } from './support.js';
+import { seededRandom } from '../../support/random.js';
 
 const db = usePostgres();
 const run = promisify(execFile);
@@ -149,6 +150,53 @@ describe.skipIf(!nativeBuilt)('transaction mode through the native forwarder', (
       const next = await connectThrough(proxy.url(database));
       expect((await next.query('SELECT full_name FROM users WHERE id = 1')).rows[0].full_name).toBe('Ada');
       await next.end();
+    } finally {
+      await admin.end();
+    }
+  });
+
+  it('survives a seeded fuzz of request streams, leaks no server connection, and serves a well-behaved client', async () => {
+    await createUsersTable(db.url);
+    const database = databaseOf(db.url);
+    const { proxy } = await proxyWithLog(2);
+    const admin = await connectThrough(proxy.url('tandem'));
+    const random = seededRandom(20_261_130);
+    const frames = [
+      encodeMessage(0x50, Buffer.from('\0SELECT $1::int\0\0\0')),
+      encodeMessage(0x42, Buffer.from('\0\0\0\0\0\x01\0\0\0\x011\0\0')),
+      encodeMessage(0x44, Buffer.from('P\0')),
+      encodeMessage(0x45, Buffer.from('\0\0\0\0\0')),
+      encodeMessage(0x53, Buffer.alloc(0)),
+      encodeMessage(0x51, Buffer.from('SELECT 1\0')),
+      encodeMessage(0x51, Buffer.from('BEGIN\0')),
+      encodeMessage(0x48, Buffer.alloc(0)),
+      encodeMessage(0x64, Buffer.from('1\tx\n')),
+      encodeMessage(0x58, Buffer.alloc(0)),
+    ];
+    const payload = (): Buffer => {
+      const stream = Buffer.concat(Array.from({ length: 1 + Math.floor(random() * 6) }, () => frames[Math.floor(random() * frames.length)]!));
+      if (random() < 0.5) return stream;
+      for (let edits = 1 + Math.floor(random() * 3); edits > 0; edits--) stream[Math.floor(random() * stream.length)] = Math.floor(random() * 256);
+      return random() < 0.3 ? stream.subarray(0, Math.floor(random() * stream.length)) : stream;
+    };
+    const payloads = Array.from({ length: 150 }, payload);
+    try {
+      for (let first = 0; first < payloads.length; first += 10) {
+        await Promise.all(
+          payloads.slice(first, first + 10).map(async (bytes) => {
+            const socket = await rawSession(proxy.port, database);
+            const closed = readUntilClose(socket);
+            socket.write(bytes);
+            socket.end();
+            await closed;
+          }),
+        );
+      }
+      const client = await connectThrough(proxy.url(database));
+      expect((await client.query('SELECT count(*)::int AS n FROM users')).rows[0].n).toBe(2);
+      await client.end();
+      // Every connection came back to be lent again: none is held by a client that is gone.
+      await expect.poll(() => poolRow(admin, database), { timeout: 5_000 }).toMatchObject({ cl_waiting: 0, sv_active: 0 });
     } finally {
       await admin.end();
     }
