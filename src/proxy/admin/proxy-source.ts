@@ -5,6 +5,7 @@
 import type { Catalogs } from '../catalog.js';
 import type { PoolingOptions } from '../config.js';
 import type { ProxyPooling } from '../pooling.js';
+import { nativeConnectionIds } from '../session/native-pooled.js';
 import type { Session } from '../session/session.js';
 import type { UpstreamTarget } from '../upstream.js';
 import type { UsageLedger } from '../usage.js';
@@ -116,6 +117,14 @@ export function proxyAdminSource(deps: ProxySourceDeps): ProxyAdminSource {
       });
     },
     servers(): AdminServerRow[] {
+      // The native thread holds its connections between its clients' transactions: lent to it, they
+      // are active only while one of its clients holds one.
+      const inThread = nativeConnectionIds(pools);
+      const heldBy = new Map<number, number>();
+      for (const { session, pooled } of pooledSessions()) {
+        const server = pooled.server;
+        if (server) heldBy.set(server.id, session.id);
+      }
       return pools.servers().map(({ key, state, connection, openedAt, changedAt }) => ({
         user: key.user,
         database: key.database,
@@ -126,12 +135,12 @@ export function proxyAdminSource(deps: ProxySourceDeps): ProxyAdminSource {
         localPort: connection.session.localPort ?? 0,
         connectTime: wallClock(openedAt),
         requestTime: wallClock(changedAt),
-        link: connection.client,
+        link: heldBy.get(connection.id) ?? connection.client,
         tls: '',
         applicationName: '',
         preparedStatements: connection.statements.size,
         id: connection.id,
-        state,
+        state: inThread.has(connection.id) && !heldBy.has(connection.id) ? 'idle' : state,
         remotePid: connection.session.backendKey?.readInt32BE(0) ?? 0,
       }));
     },

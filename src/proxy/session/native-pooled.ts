@@ -78,6 +78,11 @@ export function nativeWaits(pools: Pools<PooledServer>): NativeWaits[] {
   return [...(registries.get(pools)?.pools() ?? [])].map((pool) => pool.waits());
 }
 
+/** The ids of the server connections the native thread holds now (lent to one of its clients or parked). */
+export function nativeConnectionIds(pools: Pools<PooledServer>): Set<number> {
+  return new Set([...(registries.get(pools)?.pools() ?? [])].flatMap((pool) => pool.connectionIds()));
+}
+
 const WAIT_BOUNDS_US = new Float64Array(POOL_WAIT_BUCKETS.map((seconds) => seconds * 1e6));
 
 function poolKeyId(key: PoolKey): string {
@@ -120,6 +125,10 @@ export class NativePool {
       sumSeconds: this.figure(PoolFigure.WaitSumMicros) / 1e6,
       buckets: [...this.figures.subarray(PoolFigure.WaitBuckets)],
     };
+  }
+
+  connectionIds(): number[] {
+    return [...this.leases.keys()];
   }
 
   /** The connection with this id, while the thread holds it. */

@@ -66,6 +66,9 @@ describe.skipIf(!nativeBuilt)('transaction mode through the native forwarder', (
       expect(pids.size).toBeLessThanOrEqual(2);
       // Idle between transactions, the connections are the pool's idle ones, not lent.
       await expect.poll(() => poolRow(admin, database)).toMatchObject({ cl_waiting: 0, sv_active: 0 });
+      const servers = (await admin.query('SHOW SERVERS')).rows.filter((row: { database: string }) => row.database === database);
+      expect(servers.length).toBeGreaterThan(0);
+      expect(servers.map((row: { state: string }) => row.state)).toEqual(servers.map(() => 'idle'));
       const metrics = (await proxy.metrics.text()).body;
       const waits = Number(new RegExp(`tandem_proxy_pool_wait_seconds_count\\{database="${database}",version="none"\\} (\\d+)`).exec(metrics)?.[1]);
       // A wait (0 when a connection was parked) per transaction: 20 clients × 10 × 4 statements, each its own transaction when outside BEGIN…COMMIT.
