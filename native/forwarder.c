@@ -82,10 +82,11 @@ typedef enum {
   END_TERMINATED,
   END_INTERNAL,
   END_HANDED_BACK, /* pooled: JavaScript forwards the client from here on (and holds its server connection) */
+  END_POOL_ERROR,  /* pooled: no server connection came (the detail is JavaScript's: SQLSTATE, space, message) */
 } end_reason;
 
 static const char *const REASON_NAMES[] = {
-    "client_closed", "server_closed", "client_protocol", "server_protocol", "retired", "terminated", "internal", "handed_back",
+    "client_closed", "server_closed", "client_protocol", "server_protocol", "retired", "terminated", "internal", "handed_back", "pool_error",
 };
 
 /* What becomes of a side when its session ends. */
@@ -234,6 +235,7 @@ typedef struct command {
   /* CMD_LEND, CMD_RECLAIM (count), CMD_DRAIN (on), CMD_FAIL_WANT (bytes: the ErrorResponse), CMD_HAND_BACK_WAITER */
   pool *pool;
   uint32_t count;
+  char why[200]; /* CMD_FAIL_WANT: SQLSTATE, space, message (the end report's detail) */
   struct command *next;
 } command;
 
@@ -1463,10 +1465,10 @@ static void reclaim(forwarder *f, pool *p, uint32_t count) {
 }
 
 /* JavaScript's answer to a REPORT_WANT was no link: the session that waited longest is told why, if it waited `min_wait_ms`. */
-static void fail_want(forwarder *f, pool *p, const char *error, size_t error_len, uint32_t min_wait_ms) {
+static void fail_want(forwarder *f, pool *p, const char *error, size_t error_len, uint32_t min_wait_ms, const char *why) {
   if (p->asked > 0) p->asked--;
   session *s = p->waiting;
-  if (s && (now_us() - s->wait_started_us) / 1000 >= (int64_t)min_wait_ms) end_with_error(f, s, END_TERMINATED, NULL, error, error_len);
+  if (s && (now_us() - s->wait_started_us) / 1000 >= (int64_t)min_wait_ms) end_with_error(f, s, END_POOL_ERROR, why, error, error_len);
   /* Those still waiting ask again. */
   ask(f, p);
 }
@@ -1558,7 +1560,7 @@ static int run_commands(forwarder *f) {
         else c->pool->give_back = 0;
         break;
       case CMD_FAIL_WANT:
-        fail_want(f, c->pool, c->bytes, c->length, c->count);
+        fail_want(f, c->pool, c->bytes, c->length, c->count, c->why);
         break;
       case CMD_HAND_BACK_WAITER:
         hand_back_waiter(f, c->pool);
@@ -2179,9 +2181,12 @@ static napi_value pool_command(napi_env env, napi_callback_info info, command_ki
     case CMD_DRAIN:
       ok = argc >= 2 && napi_get_value_uint32(env, argv[1], &count) == napi_ok;
       break;
-    case CMD_FAIL_WANT:
-      ok = argc >= 3 && copy_bytes(env, argv[1], &c->bytes, &c->length) && napi_get_value_uint32(env, argv[2], &count) == napi_ok;
+    case CMD_FAIL_WANT: {
+      size_t why_len;
+      ok = argc >= 4 && copy_bytes(env, argv[1], &c->bytes, &c->length) && napi_get_value_uint32(env, argv[2], &count) == napi_ok &&
+           napi_get_value_string_utf8(env, argv[3], c->why, sizeof c->why, &why_len) == napi_ok;
       break;
+    }
     default:
       break;
   }
@@ -2211,9 +2216,12 @@ static napi_value drain_pool(napi_env env, napi_callback_info info) {
   return pool_command(env, info, CMD_DRAIN, "drain(pool, on: 0 | 1)");
 }
 
-/* failWant(pool, errorResponse, minWaitMs): no link for a REPORT_WANT; the longest waiter gets the error if it waited that long. */
+/*
+ * failWant(pool, errorResponse, minWaitMs, why): no link for a REPORT_WANT; the longest waiter gets
+ * the error if it waited that long, and ends with END_POOL_ERROR and `why` (SQLSTATE, space, message).
+ */
 static napi_value fail_want_command(napi_env env, napi_callback_info info) {
-  return pool_command(env, info, CMD_FAIL_WANT, "failWant(pool, errorResponse: Buffer, minWaitMs)");
+  return pool_command(env, info, CMD_FAIL_WANT, "failWant(pool, errorResponse: Buffer, minWaitMs, why: string)");
 }
 
 /* handBackWaiter(pool): no link the thread can use; the longest waiter goes back to JavaScript. */

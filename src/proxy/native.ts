@@ -8,7 +8,7 @@
  */
 import { createRequire } from 'node:module';
 import type net from 'node:net';
-import { SERVER_CLOSED_UNEXPECTEDLY, encodeErrorResponse } from './protocol/messages.js';
+import { SERVER_CLOSED_UNEXPECTEDLY, encodeErrorResponse, type ErrorFields } from './protocol/messages.js';
 
 /** How sessions forward after login: `auto` is native when the addon is there, else node. */
 export type ForwarderChoice = 'auto' | 'native' | 'node';
@@ -35,11 +35,11 @@ export const Counter = {
 } as const;
 export const COUNTER_SLOTS = 11;
 
-export type NativeEndReason = 'client_closed' | 'server_closed' | 'client_protocol' | 'server_protocol' | 'retired' | 'terminated' | 'internal' | 'handed_back';
+export type NativeEndReason = 'client_closed' | 'server_closed' | 'client_protocol' | 'server_protocol' | 'retired' | 'terminated' | 'internal' | 'handed_back' | 'pool_error';
 
 export interface NativeEnd {
   reason: NativeEndReason;
-  /** A socket failure ("read ECONNRESET"), a protocol error's message, or ''. */
+  /** A socket failure ("read ECONNRESET"), a protocol error's message, a pool error's SQLSTATE and message, or ''. */
   detail: string;
   /** For server_closed: the server had sent an ErrorResponse, or the client a Terminate. */
   explained: boolean;
@@ -92,7 +92,7 @@ interface Binding {
   lend(pool: NativePoolHandle, serverFd: number, serverId: number, lifetimeMs: number): void;
   reclaim(pool: NativePoolHandle, count: number): void;
   drain(pool: NativePoolHandle, on: 0 | 1): void;
-  failWant(pool: NativePoolHandle, errorResponse: Buffer, minWaitMs: number): void;
+  failWant(pool: NativePoolHandle, errorResponse: Buffer, minWaitMs: number, why: string): void;
   handBackWaiter(pool: NativePoolHandle): void;
   retire(handle: NativeHandle, errorResponse: Buffer): void;
   terminate(handle: NativeHandle, errorResponse: Buffer): void;
@@ -212,9 +212,9 @@ export class NativeForwarder {
     this.binding.drain(pool, on ? 1 : 0);
   }
 
-  /** No server connection for a want: the longest waiter gets `errorResponse` if it waited `minWaitMs`. */
-  failWant(pool: NativePoolHandle, errorResponse: Buffer, minWaitMs: number): void {
-    this.binding.failWant(pool, errorResponse, minWaitMs);
+  /** No server connection for a want: the longest waiter gets `error` if it waited `minWaitMs` (its end: pool_error). */
+  failWant(pool: NativePoolHandle, error: ErrorFields, minWaitMs: number): void {
+    this.binding.failWant(pool, encodeErrorResponse(error), minWaitMs, `${error.code} ${error.message}`);
   }
 
   /** No server connection the thread can use: the longest waiter goes back to Node. */

@@ -107,5 +107,8 @@ export function closeReasonOfNativeEnd(end: NativeEnd): CloseReason | undefined 
     case 'handed_back':
       // Not an end: a pooled client goes on in Node.
       return undefined;
+    case 'pool_error':
+      // The thread's detail: SQLSTATE, space, message.
+      return { kind: 'pool_error', error: { severity: 'FATAL', code: end.detail.slice(0, 5), message: end.detail.slice(6) } };
   }
 }

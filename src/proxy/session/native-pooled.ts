@@ -173,7 +173,7 @@ export class NativePool {
         // A timeout fails the client that waited that long; anything else (a retired version, no
         // server) the client that waited longest.
         const minWaitMs = fields.code === '08P01' ? Math.max(0, this.ctx.pools.queryWaitTimeoutMs - 50) : 0;
-        this.forwarder.failWant(this.handle, encodeErrorResponse(fields), minWaitMs);
+        this.forwarder.failWant(this.handle, fields, minWaitMs);
       },
     );
   }

@@ -205,6 +205,22 @@ describe.skipIf(!nativeBuilt)('transaction mode through the native forwarder', (
     }
   });
 
+  it('fails a client that waited query_wait_timeout with 08P01, and logs its end as that error', async () => {
+    await createUsersTable(db.url);
+    const database = databaseOf(db.url);
+    const { logger, lines } = capturedLogger();
+    const proxy = await startTestProxy(db.url, { logger, pooling: poolingOptions({ settings: { poolSize: 1, queryWaitTimeoutMs: 300 } }) });
+    const holder = await connectThrough(proxy.url(database));
+    await holder.query('BEGIN');
+    const waiter = await connectThrough(proxy.url(database));
+    const error = (await waiter.query('SELECT 1').catch((e: unknown) => e)) as { code?: string; message?: string };
+    expect(error).toMatchObject({ code: '08P01', message: expect.stringContaining('query_wait_timeout') });
+    const [closed] = await closeLines(lines, 1);
+    expect(closed).toMatchObject({ forwarder: 'native', reason: expect.stringMatching(/^08P01: .*query_wait_timeout/) });
+    await holder.query('COMMIT');
+    await holder.end();
+  });
+
   it('runs COPY FROM STDIN and psql scripts natively', async () => {
     await createUsersTable(db.url);
     const database = databaseOf(db.url);
