@@ -5,6 +5,7 @@
  * clients (node-postgres, psql); which path forwarded a client is read from its close log line.
  */
 import { execFile } from 'node:child_process';
+import type net from 'node:net';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -221,6 +222,35 @@ describe.skipIf(!nativeBuilt)('transaction mode through the native forwarder', (
     await holder.end();
   });
 
+  it('serves requests a client pipelines, transactions included, in order, and hands a Flush to Node', async () => {
+    await createUsersTable(db.url);
+    const database = databaseOf(db.url);
+    const { proxy, lines } = await proxyWithLog(2);
+    const session = await rawSession(proxy.port, database);
+    const query = (sql: string) => encodeMessage(0x51, Buffer.from(`${sql}\0`));
+    const extended = (value: string) =>
+      Buffer.concat([
+        encodeMessage(0x50, Buffer.from('\0SELECT $1::int + 1\0\0\0')),
+        encodeMessage(0x42, Buffer.concat([Buffer.from('\0\0\0\0\0\x01'), Buffer.from([0, 0, 0, value.length]), Buffer.from(value), Buffer.from('\0\0')])),
+        encodeMessage(0x45, Buffer.from('\0\0\0\0\0')),
+        encodeMessage(0x53, Buffer.alloc(0)),
+      ]);
+    // Five requests in one write, before any answer: two transactions' worth, across connections or not.
+    const answers = collectUntilReady(session, 5);
+    session.write(Buffer.concat([query('SELECT 1'), query('BEGIN'), extended('41'), query(`UPDATE users SET full_name = 'piped' WHERE id = 1; COMMIT`), extended('7')]));
+    const { rows, ready } = await answers;
+    expect(rows).toEqual(['1', '42', '8']);
+    expect(ready).toEqual(['I', 'T', 'T', 'I', 'I']);
+    // A Flush needs the proxy's bookkeeping: the client goes on in Node, and still gets its answers.
+    const flushed = collectUntilReady(session, 1);
+    session.write(Buffer.concat([encodeMessage(0x50, Buffer.from('\0SELECT 5\0\0\0')), encodeMessage(0x48, Buffer.alloc(0)), encodeMessage(0x42, Buffer.from('\0\0\0\0\0\0\0\0')), encodeMessage(0x45, Buffer.from('\0\0\0\0\0')), encodeMessage(0x53, Buffer.alloc(0))]));
+    expect((await flushed).rows).toEqual(['5']);
+    session.end(encodeMessage(0x58, Buffer.alloc(0)));
+    const [closed] = await closeLines(lines, 1);
+    expect(closed?.forwarder).toBe('node');
+    expect((await db.query('SELECT full_name FROM users WHERE id = 1')).rows[0].full_name).toBe('piped');
+  });
+
   it('runs COPY FROM STDIN and psql scripts natively', async () => {
     await createUsersTable(db.url);
     const database = databaseOf(db.url);
@@ -234,3 +264,29 @@ describe.skipIf(!nativeBuilt)('transaction mode through the native forwarder', (
     expect(closed.at(-1)?.forwarder).toBe('native');
   });
 });
+
+/** The first column of every DataRow and the status of every ReadyForQuery, until `count` of those. */
+function collectUntilReady(socket: net.Socket, count: number): Promise<{ rows: string[]; ready: string[] }> {
+  return new Promise((resolve, reject) => {
+    let buffer = Buffer.alloc(0);
+    const rows: string[] = [];
+    const ready: string[] = [];
+    const onData = (chunk: Buffer) => {
+      buffer = Buffer.concat([buffer, chunk]);
+      while (buffer.length >= 5 && buffer.length >= 1 + buffer.readInt32BE(1)) {
+        const type = buffer[0]!;
+        const body = buffer.subarray(5, 1 + buffer.readInt32BE(1));
+        buffer = buffer.subarray(1 + buffer.readInt32BE(1));
+        if (type === 0x44) rows.push(body.subarray(6, 6 + body.readInt32BE(2)).toString());
+        if (type === 0x45) reject(new Error(`error: ${body.toString().replaceAll('\0', ' ')}`));
+        if (type === 0x5a) ready.push(String.fromCharCode(body[0]!));
+        if (ready.length === count) {
+          socket.removeListener('data', onData);
+          resolve({ rows, ready });
+          return;
+        }
+      }
+    };
+    socket.on('data', onData);
+  });
+}
