@@ -9,8 +9,9 @@
  * drains the pool).
  *
  * What needs the proxy's bookkeeping (named statements, statements that may pin or change a tracked
- * parameter, COPY outside a transaction, a Flush) makes the thread hand the client back between two
- * requests; the session then goes on with PooledForwarding in Node, with the connection it holds.
+ * parameter, a Flush, a ParameterStatus from the server) makes the thread hand the client back
+ * between two requests; the session then goes on with PooledForwarding in Node, with the connection
+ * it holds.
  */
 import net from 'node:net';
 import type { NativeWaits } from '../metrics.js';
