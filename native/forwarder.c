@@ -158,7 +158,7 @@ typedef struct session {
   uint8_t pooled;
   struct pool *pool;
   struct server_link *link;      /* the server connection held now */
-  uint8_t wanting;        /* in the pool's queue of sessions waiting for a server_link */
+  uint8_t wanting;        /* in the pool's queue of sessions waiting for a link */
   struct session *next_waiting;
   int64_t wait_started_us, taken_us;
   uint8_t handing;        /* the client goes back to JavaScript at the next quiet moment */
@@ -193,10 +193,6 @@ typedef struct server_link {
 } server_link;
 
 /*
- * The sessions of one pool (database, user, version and client parameters) and the links the
- * thread holds for them. Allocated by JavaScript (pool()) and never freed: a handful per process.
- */
-/*
  * Slots of a pool's figures (a Float64Array JavaScript owns and reads at scrape time): sessions
  * waiting, links parked, and the histogram of how long its sessions waited for a link (0 when one
  * was parked), in µs: count, sum, then one count per bucket of `bounds` and one above them.
@@ -204,6 +200,10 @@ typedef struct server_link {
 enum { POOL_WAITING, POOL_PARKED, POOL_WAIT_COUNT, POOL_WAIT_SUM_US, POOL_WAIT_BUCKETS };
 #define MAX_WAIT_BOUNDS 32
 
+/*
+ * The sessions of one pool (database, user, version and client parameters) and the links the
+ * thread holds for them. Allocated by JavaScript (pool()) and never freed: a handful per process.
+ */
 typedef struct pool {
   double id;
   double *figures;
@@ -472,15 +472,17 @@ static void close_as(forwarder *f, side *sd, close_mode mode, const char *last, 
   if (mode == CLOSE_NOW || !keep(sd, last, last_len)) close_side(f, sd);
 }
 
-/*
- * Decides a session's end: what each side is sent before it is closed. The counters are final at
- * this point; the report goes out after the first attempt to send those last bytes.
- */
+/* A pooled session's server has answered everything it was sent, and has nothing more to take. */
 static int server_quiet(const session *s) {
   return s->outstanding == 0 && at_boundary(&s->from_server) && !has_out(&s->server);
 }
 
 static void leave_pool(forwarder *f, session *s, int server_failed);
+
+/*
+ * Decides a session's end: what each side is sent before it is closed. The counters are final at
+ * this point; the report goes out after the first attempt to send those last bytes.
+ */
 
 static void end_session(forwarder *f, session *s, end_reason reason, int explained, const char *detail,
                         close_mode client_mode, const char *to_client, size_t to_client_len,
@@ -1003,14 +1005,18 @@ static void park(pool *p, server_link *l) {
   publish_pool(p);
 }
 
-/* Takes the most recently parked link, if any. */
-static server_link *unpark(pool *p) {
-  server_link *l = p->parked;
-  if (!l) return NULL;
-  p->parked = l->next_parked;
+/* Takes the parked link `*at` points to (a place in the pool's parked list) out of the list. */
+static server_link *unpark_at(pool *p, server_link **at) {
+  server_link *l = *at;
+  *at = l->next_parked;
   p->parked_count--;
   publish_pool(p);
   return l;
+}
+
+/* Takes the most recently parked link, if any. */
+static server_link *unpark(pool *p) {
+  return p->parked ? unpark_at(p, &p->parked) : NULL;
 }
 
 static void publish_figures(session *s) {
@@ -1031,20 +1037,25 @@ static void close_link(forwarder *f, server_link *l) {
   f->dead_links = l;
 }
 
-/* The link goes back to JavaScript's pool: rolled back there when left in a transaction, closed when broken. */
+/* Tells JavaScript a connection of the pool is back: rolled back there when left in a transaction, closed when broken. */
+static void report_returned(forwarder *f, pool *p, double server_id, uint8_t status, uint8_t broken) {
+  report *r = new_report(REPORT_RETURNED, NULL);
+  if (!r) return;
+  r->pool_id = p->id;
+  r->server_id = server_id;
+  r->status = status;
+  r->broken = broken;
+  post(f, r);
+}
+
+/* The link goes back to JavaScript's pool. */
 static void return_link(forwarder *f, server_link *l, uint8_t status, uint8_t broken) {
   close_link(f, l);
-  report *r = new_report(REPORT_RETURNED, NULL);
-  if (r) {
-    r->pool_id = l->pool->id;
-    r->server_id = l->server_id;
-    r->status = status;
-    r->broken = broken;
-    post(f, r);
-  }
+  report_returned(f, l->pool, l->server_id, status, broken);
 }
 
 static void take_link(forwarder *f, session *s, server_link *l);
+static void stop_waiting(session *s);
 
 /* A link whose transaction ended cleanly: to JavaScript if asked for, else the next waiting session, else parked. */
 static void free_link(forwarder *f, server_link *l) {
@@ -1058,11 +1069,7 @@ static void free_link(forwarder *f, server_link *l) {
   }
   session *next = p->waiting;
   if (next) {
-    p->waiting = next->next_waiting;
-    if (!p->waiting) p->waiting_tail = NULL;
-    p->waiting_count--;
-    publish_pool(p);
-    next->wanting = 0;
+    stop_waiting(next);
     take_link(f, next, l);
     return;
   }
@@ -1113,6 +1120,7 @@ static server_link *drop_link(session *s) {
   return l;
 }
 
+/* Out of the pool's queue (its wait_started_us stays: take_link counts the wait). */
 static void stop_waiting(session *s) {
   if (!s->wanting) return;
   pool *p = s->pool;
@@ -1127,7 +1135,6 @@ static void stop_waiting(session *s) {
     break;
   }
   s->wanting = 0;
-  s->wait_started_us = 0;
   publish(s, WAITING_SINCE, 0);
 }
 
@@ -1152,7 +1159,7 @@ static void leave_pool(forwarder *f, session *s, int server_failed) {
  */
 static void ask(forwarder *f, pool *p) {
   if (p->asked > 0 || p->waiting_count == 0) return;
-  report *r = new_report(REPORT_WANT, p->waiting);
+  report *r = new_report(REPORT_WANT, NULL);
   if (!r) return; /* the next link that comes free serves them */
   p->asked++;
   r->pool_id = p->id;
@@ -1330,11 +1337,7 @@ static void link_event(forwarder *f, server_link *l, uint32_t ev) {
   pool *p = l->pool;
   server_link **at = &p->parked;
   while (*at && *at != l) at = &(*at)->next_parked;
-  if (*at) {
-    *at = l->next_parked;
-    p->parked_count--;
-    publish_pool(p);
-  }
+  if (*at) unpark_at(p, at);
   return_link(f, l, 'I', 1);
 }
 
@@ -1348,10 +1351,7 @@ static void return_idle_links(forwarder *f) {
     while (*at) {
       server_link *l = *at;
       if (now - l->parked_at >= PARK_IDLE_MS || (l->expires_at && now >= l->expires_at)) {
-        *at = l->next_parked;
-        p->parked_count--;
-        publish_pool(p);
-        return_link(f, l, 'I', 0);
+        return_link(f, unpark_at(p, at), 'I', 0);
       } else {
         at = &l->next_parked;
       }
@@ -1410,13 +1410,7 @@ static int watch(forwarder *f, session *s, side *sd) {
 /* A descriptor JavaScript lent that the thread does not take: its pool has it back unused. */
 static void return_unused(forwarder *f, pool *p, int fd, double server_id) {
   close(fd);
-  report *r = new_report(REPORT_RETURNED, NULL);
-  if (r) {
-    r->pool_id = p->id;
-    r->server_id = server_id;
-    r->status = 'I';
-    post(f, r);
-  }
+  report_returned(f, p, server_id, 'I', 0);
 }
 
 /* JavaScript lends a link to a pool that asked (REPORT_WANT). */
@@ -1854,7 +1848,7 @@ static forwarder *instance(napi_env env) {
   return data;
 }
 
-/* init(onEnd(id, reason, detail, explained, pooledEnd), serverLostErrorResponse[, onSearchPath(id, value)[, onPooled(id, kind, ...)]]) */
+/* init(onEnd(id, reason, detail, explained, pooledEnd), serverLostErrorResponse[, onSearchPath(id, value)[, onPooled(kind, id, ...)]]) */
 static napi_value init(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
@@ -2094,11 +2088,16 @@ static napi_value create_pool(napi_env env, napi_callback_info info) {
   return handle;
 }
 
-static pool *pool_of(napi_env env, napi_value handle) {
-  void *p = NULL;
+/* What an external handle made here points to, if it carries `tag` (else NULL: no other external passes for it). */
+static void *tagged_external(napi_env env, napi_value handle, const napi_type_tag *tag) {
+  void *pointer = NULL;
   bool tagged = false;
-  if (napi_check_object_type_tag(env, handle, &POOL_TAG, &tagged) != napi_ok || !tagged || napi_get_value_external(env, handle, &p) != napi_ok) return NULL;
-  return p;
+  if (napi_check_object_type_tag(env, handle, tag, &tagged) != napi_ok || !tagged || napi_get_value_external(env, handle, &pointer) != napi_ok) return NULL;
+  return pointer;
+}
+
+static pool *pool_of(napi_env env, napi_value handle) {
+  return tagged_external(env, handle, &POOL_TAG);
 }
 
 /* startPooled(id, clientFd, counters: Float64Array(11), held: Buffer, pool) → handle: a pooled client alone. */
@@ -2136,13 +2135,10 @@ static napi_value start_pooled(napi_env env, napi_callback_info info) {
 }
 
 static session *session_of(napi_env env, napi_value handle) {
-  void *s = NULL;
-  bool tagged = false;
-  if (napi_check_object_type_tag(env, handle, &SESSION_TAG, &tagged) != napi_ok || !tagged || napi_get_value_external(env, handle, &s) != napi_ok) return NULL;
-  return s;
+  return tagged_external(env, handle, &SESSION_TAG);
 }
 
-/* A pool command: (pool, ...) with the numbers and bytes `fill` reads. */
+/* A command for one of the thread's pools: (pool, ...), with the arguments its kind takes. */
 static napi_value pool_command(napi_env env, napi_callback_info info, command_kind kind, const char *usage) {
   forwarder *f = instance(env);
   if (!f) return NULL;
