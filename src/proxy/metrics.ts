@@ -6,15 +6,10 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { PoolKey, PoolStats } from './pool/pool.js';
 import type { UsageLedger } from './usage.js';
-import { WaitHistogram } from './wait-histogram.js';
+import { WaitHistogram, type WaitCounts } from './wait-histogram.js';
 
 /** A native pool's waits (session/native-pooled.ts), by pool key. */
-export interface NativeWaits {
-  key: PoolKey;
-  count: number;
-  sumSeconds: number;
-  buckets: number[];
-}
+export type NativeWaits = { key: PoolKey } & Omit<WaitCounts, 'database' | 'version'>;
 
 /** Label for sessions on the server's defaults (no version routed). */
 const NO_VERSION = 'none';

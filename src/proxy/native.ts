@@ -152,11 +152,8 @@ export class NativeForwarder {
     const handle = this.binding.start(id, clientFd, serverFd, counters, rest.toClient, rest.toServer);
     this.ends.set(id, onEnd);
     this.searchPaths.set(id, onSearchPath);
-    for (const socket of [client, server]) {
-      socket.removeAllListeners();
-      socket.on('error', () => {});
-      socket.destroy();
-    }
+    letGo(client);
+    letGo(server);
     return handle;
   }
 
@@ -191,9 +188,7 @@ export class NativeForwarder {
     const handle = this.binding.startPooled(id, clientFd, counters, held, pool);
     this.ends.set(id, onEnd);
     this.parameterReports.set(id, onParameter);
-    client.removeAllListeners();
-    client.on('error', () => {});
-    client.destroy();
+    letGo(client);
     return handle;
   }
 
@@ -281,6 +276,13 @@ export function idleDescriptor(socket: net.Socket): number | undefined {
   if (typeof fd !== 'number' || fd < 0) return undefined;
   if (socket.writableLength > 0 || (handle?.writeQueueSize ?? 0) > 0 || socket.readableLength > 0) return undefined;
   return fd;
+}
+
+/** A socket the thread took a duplicate of: Node's closes without a shutdown, and nothing it does is heard any more. */
+function letGo(socket: net.Socket): void {
+  socket.removeAllListeners();
+  socket.on('error', () => {});
+  socket.destroy();
 }
 
 /** What the proxy reaches of a socket's libuv handle to stop and restart its reads. */

@@ -328,7 +328,7 @@ export class Pools<C extends ServerConnection> {
     const pool = this.pools.get(idOf(key));
     if (!pool) return Promise.resolve();
     pool.closing = true;
-    for (const holder of this.holders) holder.drain(pool.key, true);
+    this.drainHolders(pool.key, true);
     for (const waiter of pool.waiters.splice(0)) {
       waiter.cleanup();
       waiter.reject(closedError(key));
@@ -346,7 +346,7 @@ export class Pools<C extends ServerConnection> {
   pause(database: string): Promise<void> {
     const state = this.database(database);
     state.paused = true;
-    for (const pool of this.poolsOf(database)) for (const holder of this.holders) holder.drain(pool.key, true);
+    for (const pool of this.poolsOf(database)) this.drainHolders(pool.key, true);
     const done = new Promise<void>((resolve) => state.pausing.push(resolve));
     this.settlePause(database);
     return done;
@@ -355,7 +355,7 @@ export class Pools<C extends ServerConnection> {
   resume(database: string): void {
     const state = this.database(database);
     state.paused = false;
-    for (const pool of this.poolsOf(database)) for (const holder of this.holders) holder.drain(pool.key, false);
+    for (const pool of this.poolsOf(database)) this.drainHolders(pool.key, false);
     for (const resolve of state.pausing.splice(0)) resolve();
     for (const pool of this.poolsOf(database)) {
       this.serve(pool);
@@ -424,6 +424,10 @@ export class Pools<C extends ServerConnection> {
   }
 
   /** Why a user's client may have waited in vain, when the per-user limit holds it back. */
+  private drainHolders(key: PoolKey, on: boolean): void {
+    for (const holder of this.holders) holder.drain(key, on);
+  }
+
   private userLimitNote(user: string): string {
     return this.atUserLimit(user) ? `: user "${user}" has max_user_connections (${this.settings.maxUserConnections}) server connections open` : '';
   }

@@ -18,7 +18,7 @@ import type { NativeWaits } from '../metrics.js';
 import { POOL_WAIT_BUCKETS } from '../wait-histogram.js';
 import { Counter, PoolFigure, type NativeEnd, type NativeForwarder, type NativeHandle, type NativePoolHandle } from '../native.js';
 import { parameterSync, trackedName, isReported, type ParameterValues } from '../pool/client-parameters.js';
-import type { HolderFigures, Lease, PoolHolder, PoolKey, Pools } from '../pool/pool.js';
+import { PoolError, type HolderFigures, type Lease, type PoolHolder, type PoolKey, type Pools, type ReleaseOptions } from '../pool/pool.js';
 import type { PooledServer } from '../pool/pooled-server.js';
 import { encodeErrorResponse, type ErrorFields } from '../protocol/messages.js';
 import { retiredError } from './forwarding.js';
@@ -137,7 +137,7 @@ export class NativePool {
     return this.leases.get(id)?.connection;
   }
 
-  /** The lease of a connection the thread gave up with a client it handed back: it stays the client's. */
+  /** The lease of a connection the thread gave up (Node reads it again), in this transaction status. */
   takeOver(id: number, status: 'I' | 'T' | 'E'): Lease<PooledServer> | undefined {
     const lease = this.leases.get(id);
     if (!lease) return undefined;
@@ -170,11 +170,11 @@ export class NativePool {
       },
       (error: unknown) => {
         this.requests--;
-        const fields = poolErrorFields(error);
         // A timeout fails the client that waited that long; anything else (a retired version, no
         // server) the client that waited longest.
-        const minWaitMs = fields.code === '08P01' ? Math.max(0, this.ctx.pools.queryWaitTimeoutMs - 50) : 0;
-        this.forwarder.failWant(this.handle, fields, minWaitMs);
+        const timedOut = error instanceof PoolError && error.reason === 'query_wait_timeout';
+        const minWaitMs = timedOut ? Math.max(0, this.ctx.pools.queryWaitTimeoutMs - 50) : 0;
+        this.forwarder.failWant(this.handle, poolErrorFields(error), minWaitMs);
       },
     );
   }
@@ -189,16 +189,14 @@ export class NativePool {
         for (const name of sync.names) if (!isReported(name)) server.unreported.set(name, this.parameters.get(name) ?? null);
       } catch (error) {
         this.ctx.logger.warn({ err: (error as Error).message }, 'a server connection refused the parameters of natively forwarded clients; they go on in Node');
-        lease.release({ broken: !server.usable });
-        this.forwarder.handBackWaiter(this.handle);
+        this.inNode(lease, { broken: !server.usable });
         return;
       }
     }
     const fd = server.session.lendDescriptor();
     if (fd === undefined) {
       // No plain descriptor (a TLS upstream) or bytes Node holds: this client goes on in Node.
-      lease.release();
-      this.forwarder.handBackWaiter(this.handle);
+      this.inNode(lease);
       return;
     }
     this.leases.set(server.id, lease);
@@ -206,19 +204,21 @@ export class NativePool {
     try {
       this.forwarder.lend(this.handle, fd, server.id, lease.lifetimeLeftMs());
     } catch (error) {
-      this.leases.delete(server.id);
-      server.session.takeBack('I');
-      lease.release();
+      this.takeOver(server.id, 'I');
       this.ctx.logger.warn({ err: (error as Error).message }, 'could not lend a server connection to the native forwarder; the client goes on in Node');
-      this.forwarder.handBackWaiter(this.handle);
+      this.inNode(lease);
     }
   }
 
+  /** The thread cannot use this connection: it goes back to the pool, and the client that waited longest to Node. */
+  private inNode(lease: Lease<PooledServer>, options?: ReleaseOptions): void {
+    lease.release(options);
+    this.forwarder.handBackWaiter(this.handle);
+  }
+
   private returned(id: number, status: 'I' | 'T' | 'E', broken: boolean): void {
-    const lease = this.leases.get(id);
+    const lease = this.takeOver(id, status);
     if (!lease) return;
-    this.leases.delete(id);
-    lease.connection.session.takeBack(status);
     lease.connection.requestAt = Date.now();
     // Left in a transaction (its client went away), the pool rolls it back; mid-answer, it is closed.
     lease.release({ broken });

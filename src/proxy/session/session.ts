@@ -125,7 +125,7 @@ type AuthState = Extract<SessionState, { phase: 'auth'; by: 'relay' }>;
 type ProxyAuthState = Extract<SessionState, { phase: 'auth'; by: 'proxy' }>;
 type ForwardingState = Extract<SessionState, { phase: 'forwarding' }>;
 
-/** A pooled client: forwarded in Node, or by the native thread with a connection lent per transaction. */
+/** A pooled client: forwarded in Node, or by the native thread, which passes its pool's connections between transactions. */
 export type PoolClient = PooledForwarding | NativePooledForwarding;
 type HandOverState = Extract<SessionState, { by: 'handover' }>;
 
@@ -529,28 +529,29 @@ export class Session implements SessionUsage {
       this.ctx.ready(this);
       return;
     }
-    this.forwardPooledInNode(login, key, pooling, parameters, lease, rest);
+    const pooled = this.forwardPooledInNode(login, key, pooling, parameters, lease);
     this.ctx.ready(this);
+    pooled.start(rest);
   }
 
-  private forwardPooledInNode(login: LoggedIn, key: PoolKey, pooling: Pooling, parameters: ParameterValues, lease: Lease<PooledServer> | undefined, rest: Buffer): PooledForwarding {
+  /** The session's pooled forwarding in Node, ready to start reading the client. */
+  private forwardPooledInNode(login: LoggedIn, key: PoolKey, pooling: Pooling, parameters: ParameterValues, lease: Lease<PooledServer> | undefined): PooledForwarding {
     const pooled = new PooledForwarding(this.client.socket, key, pooling, this.counters, { ended: this.onPooledEnd }, lease, this.id, parameters);
     if (this.retiredMessage !== undefined) pooled.retire(this.retiredMessage);
     this.state = { phase: 'forwarding', by: 'pool', login, pooled };
-    pooled.start(rest);
     return pooled;
   }
 
   /**
    * Transaction mode over plain TCP, with the native forwarder loaded: the thread forwards the
-   * client and asks for a server connection per transaction (native-pooled.ts). Not with an idle
-   * transaction timeout, which only the Node path keeps.
+   * client and gives it a connection of its pool per transaction (native-pooled.ts). Not with an
+   * idle transaction timeout, which only the Node path keeps.
    */
   private nativePooled(pooling: Pooling, key: PoolKey, parameters: ParameterValues, lease: Lease<PooledServer> | undefined, rest: Buffer): NativePooledForwarding | undefined {
     const forwarder = this.ctx.forwarder;
     if (!forwarder || pooling.mode !== 'transaction' || lease || pooling.idleTransactionTimeoutMs > 0 || this.client.encrypted) return undefined;
     const events = {
-      ended: this.onNativePooledEnd,
+      ended: this.onNativeEnd,
       handedBack: (socket: net.Socket, held: Buffer, heldLease: Lease<PooledServer> | undefined) => this.onHandedBack(pooling, key, parameters, socket, held, heldLease),
     };
     try {
@@ -571,21 +572,15 @@ export class Session implements SessionUsage {
     }
     const figures = state.pooled;
     this.client.adopt(socket);
-    const pooled = this.forwardPooledInNode(state.login, key, pooling, parameters, lease, held);
+    const pooled = this.forwardPooledInNode(state.login, key, pooling, parameters, lease);
     // The figures so far carry over (the lease carried over is not a new transaction).
     pooled.transactions += figures.transactions - (lease ? 1 : 0);
     pooled.heldMicros += figures.heldMicros;
     pooled.waitedMicros += figures.waitedMicros;
     pooled.requests += figures.requests;
     pooled.requestMicros += figures.requestMicros;
+    pooled.start(held);
   }
-
-  private readonly onNativePooledEnd = (end: NativeEnd): void => {
-    const reason = closeReasonOfNativeEnd(end);
-    if (reason) this.recordEnding(reason);
-    else if (end.reason === 'client_closed') this.cause = { kind: 'client_closed' };
-    this.finish();
-  };
 
   private startAdmin(authOk: Buffer): void {
     const admin = this.ctx.admin!;
