@@ -873,6 +873,14 @@ static int word_at(const uint8_t *text, size_t length, size_t i, const char *wor
   return (i == 0 || !identifier_byte(text[i - 1])) && (i + n == length || !identifier_byte(text[i + n]));
 }
 
+/* Words that may pin a client anywhere in a statement; `whole`: not inside a longer identifier. */
+static const struct {
+  const char *word;
+  int whole;
+} PIN_WORDS[] = {
+    {"listen", 1}, {"prepare", 1}, {"pg_temp", 0}, {"hold", 1}, {"temp", 1}, {"temporary", 1}, {"advisory_lock", 0}, {"set_config", 0},
+};
+
 /*
  * Whether query text might pin its client or change a setting the proxy tracks: the words that
  * pinning.ts's prefilter looks for, here as whole words where that is enough. A yes only means
@@ -903,25 +911,9 @@ static int may_pin(const uint8_t *text, size_t length) {
       statement_start = 0;
       if (word_at(text, length, i, "set", 1) || word_at(text, length, i, "reset", 1) || word_at(text, length, i, "discard", 1)) return 1;
     }
-    switch (c | 0x20) {
-      case 'l':
-        if (word_at(text, length, i, "listen", 1)) return 1;
-        break;
-      case 'p':
-        if (word_at(text, length, i, "prepare", 1) || word_at(text, length, i, "pg_temp", 0)) return 1;
-        break;
-      case 'h':
-        if (word_at(text, length, i, "hold", 1)) return 1;
-        break;
-      case 't':
-        if (word_at(text, length, i, "temp", 1) || word_at(text, length, i, "temporary", 1)) return 1;
-        break;
-      case 'a':
-        if (word_at(text, length, i, "advisory_lock", 0)) return 1;
-        break;
-      case 's':
-        if (word_at(text, length, i, "set_config", 0)) return 1;
-        break;
+    uint8_t lower = c | 0x20;
+    for (size_t w = 0; w < sizeof PIN_WORDS / sizeof PIN_WORDS[0]; w++) {
+      if (lower == (uint8_t)PIN_WORDS[w].word[0] && word_at(text, length, i, PIN_WORDS[w].word, PIN_WORDS[w].whole)) return 1;
     }
   }
   return 0;
