@@ -309,27 +309,30 @@ static int at_boundary(const scanner *sc) {
 
 /* ---- buffered output --------------------------------------------------------------------- */
 
+/* Appends to a buffer, growing it to what it must hold but at least `floor`; 0 without memory. */
+static int append(char **buffer, size_t *end, size_t *cap, const char *bytes, size_t length, size_t floor) {
+  if (*cap - *end < length) {
+    size_t grown_cap = *end + length < floor ? floor : *end + length;
+    char *grown = realloc(*buffer, grown_cap);
+    if (!grown) return 0;
+    *buffer = grown;
+    *cap = grown_cap;
+  }
+  memcpy(*buffer + *end, bytes, length);
+  *end += length;
+  return 1;
+}
+
 static int keep(side *sd, const char *bytes, size_t length) {
   if (length == 0) return 1;
   if (sd->out_start > 0 && sd->out_start == sd->out_end) sd->out_start = sd->out_end = 0;
-  if (sd->out_cap - sd->out_end < length) {
+  if (sd->out_cap - sd->out_end < length && sd->out_start > 0) {
     size_t pending = sd->out_end - sd->out_start;
-    if (sd->out_start > 0) {
-      memmove(sd->out, sd->out + sd->out_start, pending);
-      sd->out_start = 0;
-      sd->out_end = pending;
-    }
-    if (sd->out_cap - sd->out_end < length) {
-      size_t cap = pending + length < CHUNK ? CHUNK : pending + length;
-      char *grown = realloc(sd->out, cap);
-      if (!grown) return 0;
-      sd->out = grown;
-      sd->out_cap = cap;
-    }
+    memmove(sd->out, sd->out + sd->out_start, pending);
+    sd->out_start = 0;
+    sd->out_end = pending;
   }
-  memcpy(sd->out + sd->out_end, bytes, length);
-  sd->out_end += length;
-  return 1;
+  return append(&sd->out, &sd->out_end, &sd->out_cap, bytes, length, CHUNK);
 }
 
 static int has_out(const side *sd) {
@@ -830,16 +833,7 @@ static uint32_t read_length(const uint8_t *at) {
 }
 
 static int hold(session *s, const char *bytes, size_t length) {
-  if (s->held_cap - s->held_len < length) {
-    size_t cap = s->held_len + length < 1024 ? 1024 : s->held_len + length;
-    char *grown = realloc(s->held, cap);
-    if (!grown) return 0;
-    s->held = grown;
-    s->held_cap = cap;
-  }
-  memcpy(s->held + s->held_len, bytes, length);
-  s->held_len += length;
-  return 1;
+  return append(&s->held, &s->held_len, &s->held_cap, bytes, length, 1024);
 }
 
 /* Drops held[0 .. length) (sent); an empty hold gives its memory back, as idle sessions hold none. */
