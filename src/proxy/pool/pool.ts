@@ -628,6 +628,9 @@ export class Pools<C extends ServerConnection> {
       pool.idle.push(entry);
     }
     this.serve(pool);
+    // An idle connection no one here waits for can make room for a client of another pool waiting at
+    // max_db_connections or max_user_connections (mayOpen closes it), without waiting for maintenance.
+    if (pool.waiters.length === 0 && pool.idle.length > 0) this.serveSharing(pool);
     this.settleIfDrained(pool);
     this.settlePause(pool.key.database);
   }
@@ -643,10 +646,14 @@ export class Pools<C extends ServerConnection> {
       this.events.onServerError?.(pool.key, error);
     }
     // A freed slot of the database (or the user) may let another of its pools open a connection.
-    if (!offerFreedSlot) return;
+    if (offerFreedSlot) this.serveSharing(pool);
+  }
+
+  /** Serves the other pools that share a connection limit (database or user) with `pool`. */
+  private serveSharing(pool: Pool<C>): void {
     const { maxDbConnections, maxUserConnections } = this.settings;
     for (const other of [...this.pools.values()]) {
-      if (other === pool) continue;
+      if (other === pool || other.waiters.length === 0) continue;
       if ((maxDbConnections > 0 && other.key.database === pool.key.database) || (maxUserConnections > 0 && other.key.user === pool.key.user)) this.serve(other);
     }
   }
