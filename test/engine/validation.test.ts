@@ -129,10 +129,10 @@ describe('validation before anything changes', () => {
     expect(again.stderr).toContain('migration "01_once" was already applied');
   });
 
-  it('a second migration while one is active', async () => {
+  it('a second migration while one is active, with --max-active-migrations 1', async () => {
     await pg.query(setup);
     ok(await start(pg.url, '01_first', [{ drop_table: { name: 'teams' } }]));
-    const second = await start(pg.url, '02_second', [{ rename_column: { table: 'users', from: 'name', to: 'n' } }]);
+    const second = await start(pg.url, '02_second', [{ rename_column: { table: 'users', from: 'name', to: 'n' } }], ['--max-active-migrations', '1']);
     expect(second.code).toBe(1);
     expect(second.stderr).toContain('migration "01_first" is active');
     expect(second.stderr).toContain('before starting "02_second"');
