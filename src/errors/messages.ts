@@ -102,7 +102,7 @@ const MESSAGES: Words<string> = {
   stack_full: (f) =>
     `${f.active.length === 1 ? `migration "${f.active[0]}" is` : `migrations ${f.active.map((n) => `"${n}"`).join(', ')} are`} active, and --max-active-migrations ${f.max} allows no more`,
   stack_conflict: (f) =>
-    `active migration "${f.name}" changes ${f.tables.length === 1 ? 'table' : 'tables'} ${f.tables.map((t) => `"${t}"`).join(', ')}, which this migration also names; a migration stacked on an active one must name other tables`,
+    `active migration "${f.name}" changes ${f.tables.length === 1 ? 'table' : 'tables'} ${f.tables.map((t) => `"${t}"`).join(', ')}, which this migration touches too (by name or through a foreign key); a migration stacked on an active one must keep to other tables`,
   stack_refused: (f) => describeStackRefusal(f.name, f.reason),
   nothing_to_resume: (f) => (f.current ? `migration "${f.current.name}" is ${describeStatus(f.current.status)}: its start is finished` : 'no migration is being started'),
   nothing_active: (f) => `no migration is active in schema "${f.schema}"${f.fresh ? ' (tandem has not been used on this database yet)' : ''}`,

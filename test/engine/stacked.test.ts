@@ -8,6 +8,7 @@ import type pg from 'pg';
 import { usePostgres } from '../support/harness.js';
 import { columnNames, migrationFile, ok, schemaExists, start, tandem, versionClient } from '../support/migrations.js';
 import { snapshotSchema } from '../support/schema-snapshot.js';
+import { snapshot } from '../support/cases.js';
 
 const SETUP = `CREATE TABLE users (id int PRIMARY KEY, email text, score int NOT NULL DEFAULT 0);
                CREATE TABLE orders (id int PRIMARY KEY, total int);
@@ -116,5 +117,75 @@ describe('stacked migrations', () => {
     } finally {
       await sequential.end();
     }
+  });
+
+  it('refuses what cannot be stacked, naming the migration to complete first, and changes nothing', async () => {
+    await db.query(SETUP);
+    ok(await start(db.url, '02_users', USERS));
+    const admin = await db.client();
+    const before = await snapshot(admin);
+    const records = async () => (await admin.query('SELECT count(*)::int AS n FROM tandem.migrations')).rows[0].n;
+    const recordsBefore = await records();
+    const refused = async (name: string, operations: object[], extra: string[] = []) => {
+      const result = await start(db.url, name, operations, extra);
+      expect(result.code, result.stdout).toBe(1);
+      expect(await snapshot(admin)).toEqual(before);
+      expect(await records()).toBe(recordsBefore);
+      return result.stderr;
+    };
+
+    const sameTable = await refused('03_same', [{ rename_column: { table: 'users', from: 'mail', to: 'address' } }]);
+    expect(sameTable).toContain('active migration "02_users" changes tables "teams", "users", which this migration touches too');
+    expect(sameTable).toContain('complete "02_users" first');
+    // teams references users: a key between the two ties them together.
+    const neighbour = await refused('03_teams', [{ add_column: { table: 'teams', column: { name: 'motto', type: 'text', nullable: true } } }]);
+    expect(neighbour).toContain('changes tables "teams", "users"');
+    const rawSql = await refused('03_sql', [{ sql: { up: 'CREATE TABLE other (id int)' } }]);
+    expect(rawSql).toContain('cannot start while migration "02_users" is active: this migration runs raw SQL');
+    const atOnce = await refused('03_orders', ORDERS, ['--complete']);
+    expect(atOnce).toContain('cannot start and complete at once while migration "02_users" is active');
+    const one = await refused('03_orders', ORDERS, ['--max-active-migrations', '1']);
+    expect(one).toContain('migration "02_users" is active');
+
+    ok(await start(db.url, '03_orders', ORDERS));
+    const full = await start(db.url, '04_more', [{ create_table: { name: 'more', columns: [{ name: 'id', type: 'int', pk: true }] } }], ['--max-active-migrations', '2']);
+    expect(full.code).toBe(1);
+    expect(full.stderr).toContain('migrations "02_users", "03_orders" are active, and --max-active-migrations 2 allows no more');
+    expect(full.stderr).toContain('complete "02_users" first, or raise --max-active-migrations');
+  });
+
+  it('rolls back the newest migration first, giving the older one its triggers back, also after the older one completed', async () => {
+    await db.query(SETUP);
+    ok(await tandem(db.url, ['init']));
+    const admin = await db.client();
+    const initial = await snapshot(admin);
+    const syncTriggers = async (table: string) =>
+      (await admin.query(`SELECT tgname, pg_get_triggerdef(oid) AS def FROM pg_trigger WHERE tgrelid = $1::regclass AND tgname LIKE '\\_tandem\\_sync%' ORDER BY 1`, [table])).rows;
+    ok(await start(db.url, '02_users', USERS));
+    const usersTriggers = await syncTriggers('users');
+    expect(usersTriggers).toHaveLength(2);
+    ok(await start(db.url, '03_orders', ORDERS));
+    expect(JSON.stringify(await syncTriggers('users'))).toContain('public_03_orders');
+
+    const rolledBack = ok(await tandem(db.url, ['rollback']));
+    expect(rolledBack.stdout + rolledBack.stderr).toContain('03_orders');
+    expect(await schemaExists(admin, 'public_03_orders')).toBe(false);
+    expect(await syncTriggers('users')).toEqual(usersTriggers);
+    expect(await columnNames(admin, 'public', 'orders')).toEqual(['id', 'total']);
+    const status = JSON.parse(ok(await tandem(db.url, ['status', '--json'])).stdout);
+    expect(status.activeMigrations.map((m: { name: string }) => m.name)).toEqual(['02_users']);
+    ok(await tandem(db.url, ['rollback']));
+    expect(await snapshot(admin)).toEqual(initial);
+
+    // Stacked again; the older one completes (dropping its triggers), then the newer one rolls back.
+    ok(await start(db.url, '02_users', USERS));
+    ok(await start(db.url, '03_orders', ORDERS));
+    ok(await tandem(db.url, ['complete']));
+    expect(await syncTriggers('users')).toEqual([]);
+    ok(await tandem(db.url, ['rollback']));
+    expect(await syncTriggers('users')).toEqual([]);
+    expect(await columnNames(admin, 'public', 'orders')).toEqual(['id', 'total']);
+    expect(await columnNames(admin, 'public', 'users')).toEqual(expect.arrayContaining(['id', 'mail', 'score']));
+    expect(JSON.parse(ok(await tandem(db.url, ['status', '--json'])).stdout).activeMigrations).toEqual([]);
   });
 });

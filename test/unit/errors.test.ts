@@ -205,7 +205,7 @@ const CASES: Cases = {
   stack_conflict: [
     {
       fact: { kind: 'stack_conflict', name: '02', tables: ['users'] },
-      message: 'active migration "02" changes table "users", which this migration also names; a migration stacked on an active one must name other tables',
+      message: 'active migration "02" changes table "users", which this migration touches too (by name or through a foreign key); a migration stacked on an active one must keep to other tables',
       hint: 'complete "02" first',
     },
   ],
