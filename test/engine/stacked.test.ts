@@ -9,6 +9,7 @@ import { usePostgres } from '../support/harness.js';
 import { columnNames, migrationFile, ok, schemaExists, start, tandem, versionClient } from '../support/migrations.js';
 import { snapshotSchema } from '../support/schema-snapshot.js';
 import { snapshot } from '../support/cases.js';
+import { spawnCli } from '../support/spawn.js';
 
 const SETUP = `CREATE TABLE users (id int PRIMARY KEY, email text, score int NOT NULL DEFAULT 0);
                CREATE TABLE orders (id int PRIMARY KEY, total int);
@@ -188,4 +189,43 @@ describe('stacked migrations', () => {
     expect(await columnNames(admin, 'public', 'users')).toEqual(expect.arrayContaining(['id', 'mail', 'score']));
     expect(JSON.parse(ok(await tandem(db.url, ['status', '--json'])).stdout).activeMigrations).toEqual([]);
   });
+
+  it('resumes a stacked start killed after any of its steps, and a stacked rollback killed after any of its steps', async () => {
+    await db.query(SETUP);
+    ok(await start(db.url, '02_users', USERS));
+    const file = await migrationFile('03_orders', { operations: ORDERS });
+    const state = async () => (await db.query(`SELECT status, step, jsonb_array_length(plan->'start') AS starts, jsonb_array_length(plan->'rollback') AS rollbacks FROM tandem.migrations WHERE name = '03_orders' AND status <> 'rolled_back'`)).rows[0];
+    // Each run does one more step and dies; the next one (the same command) goes on from there.
+    for (let step = 1; ; step++) {
+      const run = spawnCli(['start', file], { DATABASE_URL: db.url, TANDEM_TEST_CRASH_AFTER: `start:${step}` });
+      const exit = await run.exit;
+      const now = await state();
+      if (exit === 0) {
+        expect(now.status).toBe('active');
+        expect(step).toBe(now.starts + 1);
+        break;
+      }
+      expect(exit, run.stderr()).toBe('SIGKILL');
+      expect(now).toMatchObject({ status: 'starting', step });
+    }
+    const v1 = await versionClient(db.url, null);
+    const v3 = await versionClient(db.url, 'public_03_orders');
+    try {
+      await v3.query(`INSERT INTO users (id, mail, score) VALUES (200, 'resumed@example.com', 3)`);
+      expect((await v1.query('SELECT email, score FROM users WHERE id = 200')).rows).toEqual([{ email: 'resumed@example.com', score: 3 }]);
+    } finally {
+      await Promise.all([v1.end(), v3.end()]);
+    }
+    const admin = await db.client();
+    for (let step = 1; ; step++) {
+      const run = spawnCli(['rollback'], { DATABASE_URL: db.url, TANDEM_TEST_CRASH_AFTER: `rollback:${step}` });
+      const exit = await run.exit;
+      if (exit === 0) break;
+      expect(exit, run.stderr()).toBe('SIGKILL');
+      expect(await state()).toMatchObject({ status: 'rolling_back', step });
+    }
+    expect(await schemaExists(admin, 'public_03_orders')).toBe(false);
+    expect(JSON.parse(ok(await tandem(db.url, ['status', '--json'])).stdout).activeMigrations.map((m: { name: string }) => m.name)).toEqual(['02_users']);
+    expect(await columnNames(admin, 'public', 'orders')).toEqual(['id', 'total']);
+  }, 300_000);
 });
