@@ -175,11 +175,15 @@ export class Migrator {
     // schema is half-changed by then, and its plan is stored.)
     const { name } = loaded.migration;
     const stateExists = await stateSchemaExists(this.db, this.settings.stateSchema);
-    const resuming = stateExists && (await this.store.allInFlight()).some((record) => record.name === name);
+    const inFlightBefore = stateExists ? await this.store.allInFlight() : [];
+    const resuming = inFlightBefore.some((record) => record.name === name);
     const historyBefore = stateExists && !resuming ? (await this.refuseIfApplied(loaded)).at(-1)?.id : undefined;
     const expressions = expressionCheckFor(options);
     const stacking = { complete: options.complete };
-    let planned = resuming ? undefined : await this.plan(loaded, expressions, stacking);
+    // Another migration in the middle of a run is refused under the lock, which tells a run going on
+    // now (busy, with its process) from one that was interrupted.
+    const midRun = inFlightBefore.some((record) => record.status !== 'active');
+    let planned = resuming || midRun ? undefined : await this.plan(loaded, expressions, stacking);
     await initStateSchema(this.db, this.settings.stateSchema);
     return this.exclusively(async () => {
       const all = await this.store.allInFlight();
