@@ -58,9 +58,9 @@ function tablesOf(operation: Operation, schema: SchemaInfo): string[] {
       return [operation.body.from, operation.body.to];
     case 'drop_index': {
       const owner = [...schema.tables.values()].find((t) => t.indexes.some((i) => i.name === operation.body.name));
-      // An index created by an active migration is not in the catalog under its final name yet: the
-      // index's own name stands in, and conflicts only with the migration that named it.
-      return [owner?.name ?? operation.body.name];
+      // An index an active migration creates has a temporary name until its complete: not found
+      // here, and planning refuses to drop it (index_unknown).
+      return owner ? [owner.name] : [];
     }
     case 'sql':
       return [];
