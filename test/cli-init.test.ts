@@ -12,7 +12,7 @@ describe('tandem init', () => {
     const again = await runCli(['init'], { postgresUrl: pg.url });
     expect(again.code).toBe(0);
     const { rows } = await pg.query(`SELECT value FROM tandem.meta WHERE key = 'state_version'`);
-    expect(rows).toEqual([{ value: '3' }]);
+    expect(rows).toEqual([{ value: '4' }]);
   });
 
   it('honours --state-schema', async () => {

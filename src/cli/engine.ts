@@ -2,6 +2,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { checkPostgresUrl, connect } from '../db/connection.js';
 import { DEFAULT_RETRY } from '../engine/executor.js';
 import { Migrator } from '../engine/migrator.js';
+import { DEFAULT_MAX_ACTIVE_MIGRATIONS } from '../engine/stack.js';
 import { readStatusFrom } from '../engine/status.js';
 import { UsageError } from '../errors/index.js';
 import { createBackfillMetrics } from '../observe/backfill-metrics.js';
@@ -10,12 +11,18 @@ import { parseHostPort } from '../proxy/config.js';
 import { backfillReporter, type BackfillProgress } from '../observe/progress.js';
 import { renderStatusPage } from '../observe/status-page.js';
 import type { CliIO } from './io.js';
-import { commonSettings, durationOption, nonNegativeInteger, type CommonSettings } from './settings.js';
+import { commonSettings, durationOption, nonNegativeInteger, positiveInteger, type CommonSettings } from './settings.js';
 import type { ThrottleSettings } from '../engine/throttle.js';
 
 /** Options of the commands that run migrations (start, complete, rollback, migrate, backfill). */
 export function addEngineOptions(command: Command): Command {
   return command
+    .option(
+      '--max-active-migrations <n>',
+      'how many migrations may be active at once: start stacks a migration on the active ones up to this (1: start refuses while one is active)',
+      positiveInteger('--max-active-migrations'),
+      DEFAULT_MAX_ACTIVE_MIGRATIONS,
+    )
     .option('--stall-timeout <seconds>', 'report a backfill as stalled after this long without progress', parseSeconds, 60)
     .option('--metrics-listen <host:port>', 'serve Prometheus /metrics (backfill progress), /status and the status page at / while the command runs')
     .option(
@@ -70,7 +77,7 @@ const parseSeconds = parseSecondsFor('--stall-timeout');
 /** Opens the connection, builds a Migrator from the flags, runs `body`, closes. */
 export async function withMigrator<T>(command: Command, io: CliIO, body: (migrator: Migrator, settings: CommonSettings) => Promise<T>): Promise<T> {
   const settings = commonSettings(command, { logTo: io.stderr });
-  const options = command.opts<{ stallTimeout?: number; metricsListen?: string; reconnectTimeout?: number } & ThrottleOptions>();
+  const options = command.opts<{ stallTimeout?: number; metricsListen?: string; reconnectTimeout?: number; maxActiveMigrations?: number } & ThrottleOptions>();
   const throttle = throttleSettings(options);
   let listen;
   try {
@@ -119,6 +126,7 @@ export async function withMigrator<T>(command: Command, io: CliIO, body: (migrat
       throttle,
       stallTimeoutMs: (options.stallTimeout ?? 60) * 1000,
       useVersionSchema: settings.useVersionSchema,
+      maxActiveMigrations: options.maxActiveMigrations,
       logger: settings.logger,
       metrics,
       onBackfillProgress: (p) => {

@@ -28,11 +28,13 @@ import {
   dropSyncTriggerSql,
   expressionProbeSql,
   SYNC_TRIGGER_NAME,
+  resetSyncTriggersSql,
+  syncFunctionName,
   type SyncExpression,
   type SyncRule,
   type SyncTrigger,
 } from './triggers.js';
-import { createVersionSchemaSql, dropVersionSchemaSql, type VersionSchemaOwner } from './views.js';
+import { createVersionSchemaSql, dropVersionSchemaSql, type BorrowedViews, type VersionSchemaOwner } from './views.js';
 import { resolveExpectations, type PendingExpectation } from './expectations.js';
 
 export interface MigrationContext {
@@ -46,6 +48,21 @@ export interface MigrationContext {
   createVersionSchema?: boolean;
   /** The version schema the old app uses, if an earlier migration made one. */
   previousVersionSchema: string | null;
+  /** The active migrations this one is stacked on, when it is (see engine/stack.ts). */
+  stackedOn?: StackBase;
+}
+
+/** What a migration stacked on active ones builds on. */
+export interface StackBase {
+  /**
+   * The tables the active migrations name: this version sees them as the latest version does (their
+   * views are copied from its schema, `views`), not as the catalog shows them mid-migration.
+   */
+  tables: string[];
+  /** Statements that create those views in this migration's version schema. */
+  views: string[];
+  /** The active migrations' sync triggers: each table, and the version schemas that write it as the new version now. */
+  triggers: { table: string; newVersionSchemas: string[] }[];
 }
 
 /** A query that must plan without error before the migration may touch the database. */
@@ -229,15 +246,12 @@ export class Planner {
   }
 
   syncTriggers(): SyncTrigger[] {
-    return [...this.syncRules.entries()].map(([table, rules]) => ({
-      schema: this.context.schema,
-      table,
-      functionSchema: this.context.stateSchema,
-      functionName: derivedIdent('sync_', `${this.context.schema}_${table}`),
-      triggerName: SYNC_TRIGGER_NAME,
-      versionSchema: this.context.versionSchema,
-      rules,
-    }));
+    return [...this.syncRules.entries()].map(([table, rules]) => ({ ...this.syncTriggerOf(table), versionSchema: this.context.versionSchema, rules }));
+  }
+
+  /** Where the sync trigger of `table` and its function live (the same for every migration). */
+  private syncTriggerOf(table: string) {
+    return { schema: this.context.schema, table, functionSchema: this.context.stateSchema, functionName: syncFunctionName(this.context.schema, table), triggerName: SYNC_TRIGGER_NAME };
   }
 
   /** Turns each table's shadow columns into steps, in the phases where they belong. */
@@ -316,6 +330,19 @@ export class Planner {
       ...(createVersionSchema ? [this.versionSchemaStep()] : []),
       ...at('views'),
     ];
+    // A stacked migration's version sees the active migrations' tables as the latest version does, so
+    // their triggers must take its writes as the new version's, from before its views exist.
+    const stackTriggers = (this.context.stackedOn?.triggers ?? []).map((t) => ({ ...t, trigger: this.syncTriggerOf(t.table) }));
+    const versionStepAt = unnumbered.findIndex((s) => s.description === `create version schema ${versionSchema}`);
+    unnumbered.splice(
+      versionStepAt < 0 ? unnumbered.length : versionStepAt,
+      0,
+      ...stackTriggers.map(({ table, trigger, newVersionSchemas }) =>
+        sqlStep(`let the sync trigger on ${table} take writes through ${versionSchema} as the new version's`, resetSyncTriggersSql(trigger, [...newVersionSchemas, versionSchema]), {
+          lockTarget: lockTarget(table),
+        }),
+      ),
+    );
     const start = unnumbered.map((step, id): Step => ({ ...step, id }));
     const viewsStep = start.find((s) => s.description === `create version schema ${versionSchema}`);
     const triggerStep = (table: string) => start.find((s) => s.description === `install sync trigger on ${table}`)!;
@@ -353,6 +380,10 @@ export class Planner {
     // touches only what was done (and needs no lock on tables that start never reached).
     const rollback: Step[] = [
       ...(viewsStep ? [{ ...sqlStep(`drop version schema ${versionSchema}`, dropVersionSchemaSql(this.context.stateSchema, versionSchema)), undoes: [viewsStep.id!] }] : []),
+      ...stackTriggers.map(({ table, trigger, newVersionSchemas }): Step => ({
+        ...sqlStep(`give the sync trigger on ${table} back its new versions ${newVersionSchemas.join(', ')}`, resetSyncTriggersSql(trigger, newVersionSchemas), { lockTarget: lockTarget(table) }),
+        undoes: start.filter((s) => s.description.startsWith(`let the sync trigger on ${table} `)).map((s) => s.id!),
+      })),
       ...triggers.map((t) => ({
         ...sqlStep(`drop sync trigger on ${t.table}`, dropSyncTriggerSql(t), { lockTarget: lockTarget(t.table) }),
         undoes: [triggerStep(t.table).id!],
@@ -362,7 +393,14 @@ export class Planner {
         .reverse()
         .flat(),
     ];
-    return { start, complete, rollback, retires: previousVersionSchema, ...(createVersionSchema ? {} : { createsVersionSchema: false as const }) };
+    return {
+      start,
+      complete,
+      rollback,
+      retires: previousVersionSchema,
+      ...(createVersionSchema ? {} : { createsVersionSchema: false as const }),
+      syncTables: triggers.map((t) => t.table),
+    };
   }
 
   private versionSchemaStep(): Step {
@@ -370,7 +408,12 @@ export class Planner {
     const description = `create version schema ${versionSchema}`;
     return this.viewsFromLiveSchema
       ? { kind: 'live_views', description, versionSchema }
-      : sqlStep(description, createVersionSchemaSql(this.model, versionSchema, this.versionSchemaOwner()));
+      : sqlStep(description, createVersionSchemaSql(this.model, versionSchema, this.versionSchemaOwner(), this.borrowedViews()));
+  }
+
+  private borrowedViews(): BorrowedViews | undefined {
+    const base = this.context.stackedOn;
+    return base && { tables: new Set(base.tables), views: base.views };
   }
 
   private versionSchemaOwner(): VersionSchemaOwner {

@@ -97,6 +97,14 @@ export interface Plan {
    * before tandem kept it: their complete checks nothing).
    */
   expect?: ExpectedObject[];
+  /**
+   * The tables the migration's operations name (by any name they give, old or new, and the tables
+   * their foreign keys reference), so that a migration stacked on this one can be told whether it
+   * touches them; null when raw SQL may touch anything. Absent from plans stored before stacking.
+   */
+  touches?: string[] | null;
+  /** The tables (physical names) that got a sync trigger at start. Absent from plans stored before stacking. */
+  syncTables?: string[];
 }
 
 /** Whether the migration's start creates its version schema (plans stored before the choice existed do). */

@@ -21,7 +21,7 @@
  */
 import type { NameBinding } from './model.js';
 import { substituteColumnRefs } from './rewrite.js';
-import { qualified, quoteIdent, quoteLiteral } from './quote.js';
+import { derivedIdent, qualified, quoteIdent, quoteLiteral } from './quote.js';
 
 export interface SyncRule {
   description: string;
@@ -100,7 +100,6 @@ export function backfillAssignments(rules: SyncRule[]): string | undefined {
 
 export function createSyncTriggerSql(trigger: SyncTrigger): string[] {
   const fn = qualified(trigger.functionSchema, trigger.functionName);
-  const table = qualified(trigger.schema, trigger.table);
   const blocks = trigger.rules.map((rule) => ruleBlock(rule, trigger)).join('\n');
   const functionSql = `CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger
 LANGUAGE plpgsql
@@ -116,26 +115,55 @@ ${blocks}
   RETURN NEW;
 END
 $tandem$`;
-  return [functionSql, ...syncTriggersSql(trigger, table, fn)];
+  return [functionSql, ...syncTriggersSql(trigger, [trigger.versionSchema])];
 }
 
 /**
  * The two triggers that call the function. Their WHEN conditions run in the writer's session, so
  * they see its search_path; the backfill, when it computes the columns in its own UPDATE, tells both
- * to stay out.
+ * to stay out. `newVersionSchemas`: the version schemas whose writers are the new version, the
+ * migration's own and, while later migrations are stacked on it, theirs (they see the table as it
+ * does).
  */
-function syncTriggersSql(trigger: SyncTrigger, table: string, fn: string): string[] {
+export function syncTriggersSql(trigger: Pick<SyncTrigger, 'schema' | 'table' | 'functionSchema' | 'functionName' | 'triggerName'>, newVersionSchemas: string[]): string[] {
+  const table = qualified(trigger.schema, trigger.table);
+  const fn = qualified(trigger.functionSchema, trigger.functionName);
   const notBackfill = `pg_catalog.current_setting(${quoteLiteral(BACKFILL_SETTING)}, true) IS DISTINCT FROM 'on'`;
   const firstSchema = '(pg_catalog.current_schemas(false))[1]';
-  const version = quoteLiteral(trigger.versionSchema);
   const create = (name: string, writer: string, side: 'old' | 'new') => `CREATE OR REPLACE TRIGGER ${quoteIdent(name)}
   BEFORE INSERT OR UPDATE ON ${table}
   FOR EACH ROW WHEN (${notBackfill} AND ${writer})
   EXECUTE FUNCTION ${fn}(${quoteLiteral(side)})`;
-  return [
-    create(trigger.triggerName, `${firstSchema} IS DISTINCT FROM ${version}::name`, 'old'),
-    create(SYNC_TRIGGER_NEW_NAME, `${firstSchema} IS NOT DISTINCT FROM ${version}::name`, 'new'),
-  ];
+  if (newVersionSchemas.length === 1) {
+    const version = quoteLiteral(newVersionSchemas[0]!);
+    return [
+      create(trigger.triggerName, `${firstSchema} IS DISTINCT FROM ${version}::name`, 'old'),
+      create(SYNC_TRIGGER_NEW_NAME, `${firstSchema} IS NOT DISTINCT FROM ${version}::name`, 'new'),
+    ];
+  }
+  // A search_path with no schema at all gives NULL: that writer is the old version, as above.
+  const isNew = `COALESCE(${firstSchema} = ANY (ARRAY[${newVersionSchemas.map(quoteLiteral).join(', ')}]::name[]), false)`;
+  return [create(trigger.triggerName, `NOT ${isNew}`, 'old'), create(SYNC_TRIGGER_NEW_NAME, isNew, 'new')];
+}
+
+/**
+ * The triggers of a sync function made by an earlier migration, replaced with the given new-version
+ * schemas, if they are still there: a stacked migration's rollback runs this after the migration it
+ * was stacked on may have completed and dropped them.
+ */
+export function resetSyncTriggersSql(trigger: Pick<SyncTrigger, 'schema' | 'table' | 'functionSchema' | 'functionName' | 'triggerName'>, newVersionSchemas: string[]): string {
+  const table = quoteLiteral(qualified(trigger.schema, trigger.table));
+  const statements = syncTriggersSql(trigger, newVersionSchemas).map((sql) => `    EXECUTE ${quoteLiteral(sql)};`);
+  return `DO $tandem$ BEGIN
+  IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass(${table}) AND tgname = ${quoteLiteral(trigger.triggerName)}) THEN
+${statements.join('\n')}
+  END IF;
+END $tandem$`;
+}
+
+/** The sync function of a table: one per table, in the state schema. */
+export function syncFunctionName(schema: string, table: string): string {
+  return derivedIdent('sync_', `${schema}_${table}`);
 }
 
 /**

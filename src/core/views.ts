@@ -16,7 +16,15 @@ export interface VersionSchemaOwner {
  * Creates the version schema (never one that exists already: CREATE SCHEMA fails then) and records
  * in the state schema, in the same transaction, that tandem created it.
  */
-export function createVersionSchemaSql(model: SchemaModel, versionSchema: string, owner: VersionSchemaOwner): string[] {
+/** A version schema built partly from elsewhere: tables whose views come from `views` instead of the model. */
+export interface BorrowedViews {
+  /** Tables (by the model's name or physical name) left out of the model's views. */
+  tables: ReadonlySet<string>;
+  /** Statements that create the borrowed views in the version schema. */
+  views: string[];
+}
+
+export function createVersionSchemaSql(model: SchemaModel, versionSchema: string, owner: VersionSchemaOwner, borrowed?: BorrowedViews): string[] {
   const statements = [
     `CREATE SCHEMA ${quoteIdent(versionSchema)}`,
     `INSERT INTO ${qualified(owner.stateSchema, 'version_schemas')} (version_schema, schema_name, migration)
@@ -26,7 +34,11 @@ export function createVersionSchemaSql(model: SchemaModel, versionSchema: string
   for (const grantee of model.usageGrantees) {
     statements.push(`GRANT USAGE ON SCHEMA ${quoteIdent(versionSchema)} TO ${roleName(grantee)}`);
   }
-  for (const table of model.visibleTables()) statements.push(...createViewSql(model, versionSchema, table));
+  for (const table of model.visibleTables()) {
+    if (borrowed?.tables.has(table.name) || borrowed?.tables.has(table.physical)) continue;
+    statements.push(...createViewSql(model, versionSchema, table));
+  }
+  if (borrowed) statements.push(...borrowed.views);
   return statements;
 }
 

@@ -12,7 +12,7 @@ import type { BackfillMetrics } from '../observe/backfill-metrics.js';
 import type { Logger } from '../observe/logger.js';
 import { DEFAULT_STALE_AFTER_MS } from '../state/heartbeats.js';
 import { MigrationStore, type MigrationRecord } from '../state/migrations.js';
-import { initStateSchema, KEEP_OUT_OF_PGROLL_HISTORY, stateSchemaExists } from '../state/schema.js';
+import { IN_FLIGHT_STATUSES, initStateSchema, KEEP_OUT_OF_PGROLL_HISTORY, stateSchemaExists } from '../state/schema.js';
 import { releaseMigrationLock, takeMigrationLock } from '../state/migration-lock.js';
 import { listVersions } from '../state/versions.js';
 import { Backfill } from './backfill.js';
@@ -27,6 +27,8 @@ import { SchemaModel } from '../core/model.js';
 import type { Plan, Step } from '../core/steps.js';
 import { versionSchemaReady } from './status.js';
 import { expressionCheckFor, planMigration, type ExpressionCheck } from './plan-migration.js';
+import { DEFAULT_MAX_ACTIVE_MIGRATIONS, refuseStacking, stackBase, tablesNamedBy } from './stack.js';
+import type { StackBase } from '../core/planner.js';
 import { MAX_IDENTIFIER_BYTES } from '../core/quote.js';
 import { fixedSearchPath } from '../core/triggers.js';
 import { describeMissing, missingObjects } from './verify.js';
@@ -46,6 +48,8 @@ export interface EngineSettings {
   stallTimeoutMs: number;
   /** false: start creates no version schema (pgroll's --use-version-schema=false). Default true. */
   useVersionSchema?: boolean;
+  /** How many migrations may be active at once (stacked, see stack.ts); 1: start refuses while one is. Default 3. */
+  maxActiveMigrations?: number;
   logger: Logger;
   retry?: RetryPolicy;
   metrics?: BackfillMetrics;
@@ -117,14 +121,29 @@ export class Migrator {
     this.store = new MigrationStore(db, this.settings.stateSchema, this.settings.schema);
   }
 
-  /** Validates and plans without changing anything. */
-  async plan(loaded: LoadedMigration, expressions: ExpressionCheck = 'refuse'): Promise<{ plan: Plan; warnings: string[]; versionSchema: string }> {
+  /**
+   * Validates and plans without changing anything. With other migrations active, the plan stacks it
+   * on them, or the migration is refused (see stack.ts); `stackedOn` says on which, as they were.
+   */
+  async plan(
+    loaded: LoadedMigration,
+    expressions: ExpressionCheck = 'refuse',
+    options: { complete?: boolean } = {},
+  ): Promise<{ plan: Plan; warnings: string[]; versionSchema: string; stackedOn: string }> {
     await this.prepareSession();
     await this.requireSchema();
     const versionSchema = this.versionSchemaOf(loaded);
     const createVersionSchema = this.settings.useVersionSchema !== false;
     if (createVersionSchema) await this.refuseVersionSchema(versionSchema, loaded);
     const previous = await this.previousVersionSchema();
+    const active = await this.othersInFlight(loaded.migration.name);
+    let stackedOn: StackBase | undefined;
+    if (active.length) {
+      const touches = tablesNamedBy(loaded.migration, await readSchema(this.db, this.settings.schema));
+      const maxActive = this.settings.maxActiveMigrations ?? DEFAULT_MAX_ACTIVE_MIGRATIONS;
+      refuseStacking(active, { name: loaded.migration.name, touches, createsVersionSchema: createVersionSchema, complete: options.complete === true }, maxActive, loaded.file);
+      stackedOn = await stackBase(this.db, active, versionSchema);
+    }
     const planned = await planMigration(
       this.db,
       loaded.migration,
@@ -135,11 +154,18 @@ export class Migrator {
         versionSchema,
         createVersionSchema,
         previousVersionSchema: previous,
+        ...(stackedOn ? { stackedOn } : {}),
       },
       loaded.file,
       expressions,
     );
-    return { ...planned, versionSchema };
+    return { ...planned, versionSchema, stackedOn: stackKey(active) };
+  }
+
+  /** The migrations in flight other than `name`, oldest first (none without a state schema). */
+  private async othersInFlight(name: string): Promise<MigrationRecord[]> {
+    if (!(await stateSchemaExists(this.db, this.settings.stateSchema))) return [];
+    return (await this.store.allInFlight()).filter((record) => record.name !== name);
   }
 
   async start(loaded: LoadedMigration, options: StartOptions = {}): Promise<StartOutcome> {
@@ -149,23 +175,23 @@ export class Migrator {
     // schema is half-changed by then, and its plan is stored.)
     const { name } = loaded.migration;
     const stateExists = await stateSchemaExists(this.db, this.settings.stateSchema);
-    const resuming = stateExists && (await this.store.inFlight())?.name === name;
+    const inFlightBefore = stateExists ? await this.store.allInFlight() : [];
+    const resuming = inFlightBefore.some((record) => record.name === name);
     const historyBefore = stateExists && !resuming ? (await this.refuseIfApplied(loaded)).at(-1)?.id : undefined;
     const expressions = expressionCheckFor(options);
-    let planned = resuming ? undefined : await this.plan(loaded, expressions);
+    const stacking = { complete: options.complete };
+    // Another migration in the middle of a run is refused under the lock, which tells a run going on
+    // now (busy, with its process) from one that was interrupted.
+    const midRun = inFlightBefore.some((record) => record.status !== 'active');
+    let planned = resuming || midRun ? undefined : await this.plan(loaded, expressions, stacking);
     await initStateSchema(this.db, this.settings.stateSchema);
     return this.exclusively(async () => {
-      const inFlight = await this.store.inFlight();
+      const all = await this.store.allInFlight();
+      const inFlight = all.find((record) => record.name === name);
       let record: MigrationRecord;
       let resumed = false;
       const warnings: string[] = [];
       if (inFlight) {
-        if (inFlight.name !== name) {
-          throw new TandemError({ kind: 'migration_in_flight', name: inFlight.name, status: inFlight.status }, {
-            file: loaded.file,
-            hint: `${whatWorksNow(inFlight.status, inFlight.file)} before starting "${name}"`,
-          });
-        }
         if (inFlight.status !== 'starting') {
           throw new TandemError({ kind: 'migration_already_started', name, status: inFlight.status }, {
             file: loaded.file,
@@ -180,8 +206,9 @@ export class Migrator {
         this.logger.info({ migration: name, step: record.step, steps: record.plan.start.length }, `resuming start of ${name} at step ${record.step + 1}`);
       } else {
         const applied = await this.refuseIfApplied(loaded);
-        // Another process may have applied a migration between planning and the lock: plan again.
-        if (!planned || applied.at(-1)?.id !== historyBefore) planned = await this.plan(loaded, expressions);
+        // Another process may have applied, completed or rolled back a migration between planning and
+        // the lock: plan again.
+        if (!planned || applied.at(-1)?.id !== historyBefore || planned.stackedOn !== stackKey(all)) planned = await this.plan(loaded, expressions, stacking);
         warnings.push(...planned.warnings);
         for (const warning of warnings) this.logger.warn({ migration: name }, warning);
         record = await this.store.insert({
@@ -215,9 +242,11 @@ export class Migrator {
     // A state schema from an older tandem gets what this one's backfill reads (the pause table).
     await initStateSchema(this.db, this.settings.stateSchema);
     return this.exclusively(async () => {
-      const record = await this.store.inFlight();
-      if (!record || record.status !== 'starting') {
-        throw new TandemError({ kind: 'nothing_to_resume', current: record ? { name: record.name, status: record.status } : undefined });
+      const inFlight = await this.store.allInFlight();
+      const record = inFlight.find((r) => r.status === 'starting');
+      if (!record) {
+        const current = inFlight.at(-1);
+        throw new TandemError({ kind: 'nothing_to_resume', current: current ? { name: current.name, status: current.status } : undefined });
       }
       this.logger.info({ migration: record.name, step: record.step }, `resuming start of ${record.name} at step ${record.step + 1}`);
       return this.runStart(record, record.file ?? undefined);
@@ -243,8 +272,12 @@ export class Migrator {
     await this.prepareSession();
     await this.requireState();
     return this.exclusively(async () => {
-      const record = await this.store.inFlight();
+      // Versions retire oldest first: complete works on the oldest migration in flight.
+      const [record, ...newer] = await this.store.allInFlight();
       if (!record) throw new TandemError({ kind: 'nothing_active', schema: this.settings.schema }, { hint: 'start one with tandem start FILE' });
+      // A stacked migration that is being started or rolled back copied (or drops) views of this
+      // one's tables by their names of now: they must not change under it.
+      this.refuseWhileInTransition(newer);
       if (record.status === 'starting') {
         throw new TandemError({ kind: 'start_unfinished', name: record.name, step: record.step + 1 });
       }
@@ -260,8 +293,14 @@ export class Migrator {
     await this.prepareSession();
     await this.requireState();
     return this.exclusively(async () => {
-      const record = await this.store.inFlight();
+      // Rollback undoes the newest migration in flight first: the ones stacked on it build on it.
+      const inFlight = await this.store.allInFlight();
+      const record = inFlight.at(-1);
       if (!record) throw new TandemError({ kind: 'nothing_active', schema: this.settings.schema }, { hint: 'there is nothing to roll back' });
+      this.refuseWhileInTransition(inFlight.slice(0, -1));
+      if (inFlight.length > 1) {
+        this.logger.info({ migration: record.name, active: inFlight.map((r) => r.name) }, `rolling back ${record.name}, the newest of the active migrations`);
+      }
       if (record.status === 'completing') {
         const firstDestructive = record.plan.complete.findIndex((s) => s.kind === 'sql' && s.destructive);
         if (firstDestructive >= 0 && record.step > firstDestructive) {
@@ -282,6 +321,12 @@ export class Migrator {
     });
   }
 
+  /** Refuses to go on while another migration of the schema is half-way through a run. */
+  private refuseWhileInTransition(others: MigrationRecord[]): void {
+    const busy = others.find((record) => record.status !== 'active');
+    if (busy) throw new TandemError({ kind: 'migration_in_flight', name: busy.name, status: busy.status }, { hint: whatWorksNow(busy.status, busy.file) });
+  }
+
   /** Refuses to retire a version that clients still use, or waits for them to leave (see drain.ts). */
   private async ensureRetirable(record: MigrationRecord, options: CompleteOptions): Promise<void> {
     const versionSchema = record.plan.retires;
@@ -298,7 +343,7 @@ export class Migrator {
     } catch (error) {
       if (isLostConnection(error)) throw connectionLost('complete', record, error, this.settings.reconnect);
       if (anotherProcessTookOver(error)) throw error;
-      const done = await this.store.inFlight();
+      const done = await this.store.byId(record.id);
       const firstDestructive = record.plan.complete.findIndex((s) => s.kind === 'sql' && s.destructive);
       const undamaged = firstDestructive < 0 || (done?.step ?? 0) <= firstDestructive;
       if (undamaged) await this.store.setStatus(record.id, 'active', { step: 0, error: formatError(error) });
@@ -513,8 +558,8 @@ export class Migrator {
 
   /** The step the stored record says comes next: where a run begins, and goes on after a reconnect. */
   private async storedStep(record: MigrationRecord): Promise<number> {
-    const stored = await this.store.inFlight();
-    if (stored?.id !== record.id) {
+    const stored = await this.store.byId(record.id);
+    if (!stored || !IN_FLIGHT_STATUSES.includes(stored.status)) {
       throw new TandemError({ kind: 'state_changed', name: record.name });
     }
     return stored.step;
@@ -568,4 +613,9 @@ export class Migrator {
       },
     );
   }
+}
+
+/** The in-flight migrations a plan was stacked on, as they were: planned again when they change. */
+function stackKey(records: MigrationRecord[]): string {
+  return records.map((r) => `${r.id}:${r.status}`).join(',');
 }

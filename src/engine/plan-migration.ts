@@ -4,6 +4,7 @@ import { formatError, isDatabaseError, TandemError } from '../errors/index.js';
 import type { Migration } from '../migration/format.js';
 import { OPERATIONS } from '../operations/index.js';
 import { databaseInspector } from './inspect.js';
+import { tablesNamedBy } from './stack.js';
 import { SchemaModel } from '../core/model.js';
 import type { Plan } from '../core/steps.js';
 import { withRehearsal } from '../core/rehearsal.js';
@@ -91,6 +92,7 @@ export async function planOperations(
   }
   const plan = withRehearsal(planner.build());
   plan.expect = planner.expected();
+  plan.touches = tablesNamedBy(migration, schema);
   return { plan, warnings: planner.warnings, probes: planner.probes };
 }
 

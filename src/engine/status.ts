@@ -50,7 +50,10 @@ export interface EngineStatus {
   schema: string;
   stateSchema: string;
   initialized: boolean;
+  /** The oldest migration in flight: the one `tandem complete` works on. */
   active: ActiveMigration | null;
+  /** Every migration in flight, oldest first (more than one when migrations are stacked). */
+  activeMigrations: ActiveMigration[];
   versions: VersionStatus[];
   /** Proxies with a fresh heartbeat for this schema, and those gone quiet. */
   proxies: { live: number; stale: { hostname: string; pid: number; listen: string; heartbeatAt: Date }[] };
@@ -76,35 +79,36 @@ function summary(record: MigrationRecord): MigrationSummary {
 }
 
 export async function readStatus(db: Queryable, stateSchema: string, schema: string, staleAfterMs = DEFAULT_STALE_AFTER_MS): Promise<EngineStatus> {
-  const empty: EngineStatus = { schema, stateSchema, initialized: false, active: null, versions: [], proxies: { live: 0, stale: [] }, history: [] };
+  const empty: EngineStatus = { schema, stateSchema, initialized: false, active: null, activeMigrations: [], versions: [], proxies: { live: 0, stale: [] }, history: [] };
   if (!(await stateSchemaExists(db, stateSchema))) return empty;
   const store = new MigrationStore(db, stateSchema, schema);
-  const inFlight = await store.inFlight();
+  const inFlight = await store.allInFlight();
   const versions = await listVersions(db, stateSchema, schema);
   const history = (await store.history(20)).map(summary);
-  let active: ActiveMigration | null = null;
-  if (inFlight) {
-    const phaseSteps = inFlight.status === 'completing' ? inFlight.plan.complete : inFlight.status === 'rolling_back' ? inFlight.plan.rollback : inFlight.plan.start;
-    active = {
-      ...summary(inFlight),
-      step: inFlight.status === 'active' ? inFlight.plan.start.length : inFlight.step,
-      steps: inFlight.status === 'active' ? inFlight.plan.start.length : phaseSteps.length,
-      phaseSteps: (inFlight.status === 'active' ? inFlight.plan.start : phaseSteps).map((s) => s.description),
-      backfills: await new BackfillStore(db, stateSchema, inFlight.id).list(),
-      completeWouldRun: inFlight.plan.complete.map((s) => s.description),
+  const activeMigrations: ActiveMigration[] = [];
+  for (const [i, record] of inFlight.entries()) {
+    const phaseSteps = record.status === 'completing' ? record.plan.complete : record.status === 'rolling_back' ? record.plan.rollback : record.plan.start;
+    activeMigrations.push({
+      ...summary(record),
+      step: record.status === 'active' ? record.plan.start.length : record.step,
+      steps: record.status === 'active' ? record.plan.start.length : phaseSteps.length,
+      phaseSteps: (record.status === 'active' ? record.plan.start : phaseSteps).map((s) => s.description),
+      backfills: await new BackfillStore(db, stateSchema, record.id).list(),
+      completeWouldRun: record.plan.complete.map((s) => s.description),
+      // Only the oldest can be completed now; the others wait for it (versions retire in order).
       completeCheck:
-        inFlight.status === 'active' && inFlight.plan.retires
-          ? await checkRetirement(db, stateSchema, schema, inFlight.plan.retires, staleAfterMs)
-          : null,
-      run: inFlight.status === 'active' ? null : await readRun(db, stateSchema, schema, inFlight),
-    };
+        i === 0 && record.status === 'active' && record.plan.retires ? await checkRetirement(db, stateSchema, schema, record.plan.retires, staleAfterMs) : null,
+      run: record.status === 'active' ? null : await readRun(db, stateSchema, schema, record),
+    });
   }
+  const active = activeMigrations[0] ?? null;
   const live = await readLiveClients(db, stateSchema, schema, { staleAfterMs });
   return {
     schema,
     stateSchema,
     initialized: true,
     active,
+    activeMigrations,
     versions: versions.map((v, i) => {
       const usage = live.versions[v.versionSchema];
       const reported = usage !== undefined && usage.proxies.length > 0;

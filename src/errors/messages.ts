@@ -1,5 +1,5 @@
 import type { ErrorFact, ErrorKind, FactOf } from './index.js';
-import type { Phase, StepAt, VersionSchemaConflict } from './state.js';
+import type { Phase, StackRefusal, StepAt, VersionSchemaConflict } from './state.js';
 
 /**
  * The words of every error tandem reports, from its kind and facts. A kind without an entry in
@@ -99,6 +99,11 @@ const MESSAGES: Words<string> = {
   migration_already_started: (f) => `migration "${f.name}" is already ${describeStatus(f.status)}`,
   migration_changed: (f) => `migration "${f.name}" was started from different content than this file has now`,
   migration_applied: (f) => `migration "${f.name}" was already applied`,
+  stack_full: (f) =>
+    `${f.active.length === 1 ? `migration "${f.active[0]}" is` : `migrations ${f.active.map((n) => `"${n}"`).join(', ')} are`} active, and --max-active-migrations ${f.max} allows no more`,
+  stack_conflict: (f) =>
+    `active migration "${f.name}" changes ${f.tables.length === 1 ? 'table' : 'tables'} ${f.tables.map((t) => `"${t}"`).join(', ')}, which this migration touches too (by name or through a foreign key); a migration stacked on an active one must keep to other tables`,
+  stack_refused: (f) => describeStackRefusal(f.name, f.reason),
   nothing_to_resume: (f) => (f.current ? `migration "${f.current.name}" is ${describeStatus(f.current.status)}: its start is finished` : 'no migration is being started'),
   nothing_active: (f) => `no migration is active in schema "${f.schema}"${f.fresh ? ' (tandem has not been used on this database yet)' : ''}`,
   no_versions: (f) => `no migration has been applied to schema "${f.schema}" yet`,
@@ -161,6 +166,9 @@ const MESSAGES: Words<string> = {
 
 /** What the user can do, where that follows from the kind and its facts; a throw site may give its own. */
 const HINTS: Partial<Words<string | undefined>> = {
+  stack_full: (f) => `complete "${f.active[0]}" first, or raise --max-active-migrations`,
+  stack_conflict: (f) => `complete "${f.name}" first`,
+  stack_refused: (f) => (f.reason === 'complete' ? `start it without --complete, then complete "${f.name}" and it in turn` : `complete "${f.name}" first`),
   table_unknown: (f) => (f.known.length ? `tables the new version sees: ${[...f.known].sort().join(', ')}` : 'the schema has no tables yet'),
   column_unknown: (f) => (f.newTable ? undefined : `columns the new version sees: ${f.known.join(', ')}`),
   index_is_constraint: () => 'drop the constraint instead (drop_constraint)',
@@ -264,6 +272,24 @@ function resumeAfterLostConnection(phase: Phase, name: string, file: string | un
       return `"${name}" stays "completing" with every step before this one done. Once PostgreSQL is reachable, run tandem complete again to finish it`;
     case 'rollback':
       return `"${name}" stays "rolling_back" with every step before this one done. Once PostgreSQL is reachable, run tandem rollback again to finish it`;
+  }
+}
+
+function describeStackRefusal(name: string, reason: StackRefusal): string {
+  const stacked = `cannot start while migration "${name}" is active`;
+  switch (reason) {
+    case 'raw_sql':
+      return `${stacked}: this migration runs raw SQL, which may touch any table`;
+    case 'active_raw_sql':
+      return `${stacked}: it runs raw SQL, which may touch any table`;
+    case 'no_version_schema':
+      return `${stacked}: a migration without a version schema cannot be stacked`;
+    case 'active_no_version_schema':
+      return `${stacked}: it has no version schema to build on`;
+    case 'planned_before_stacking':
+      return `${stacked}: it was started by a tandem from before stacked migrations, which did not record the tables it touches`;
+    case 'complete':
+      return `cannot start and complete at once while migration "${name}" is active: the oldest active migration completes first`;
   }
 }
 

@@ -15,6 +15,12 @@ export type StateFact =
   | { kind: 'migration_in_flight'; name: string; status: string }
   | { kind: 'migration_already_started'; name: string; status: string }
   | { kind: 'migration_changed'; name: string }
+  /** Stacking refused: as many migrations are active as --max-active-migrations allows. */
+  | { kind: 'stack_full'; active: string[]; max: number }
+  /** Stacking refused: the new migration names tables an active one changes (or may change). */
+  | { kind: 'stack_conflict'; name: string; tables: string[] }
+  /** Stacking refused for a reason of the migrations themselves (see StackRefusal). */
+  | { kind: 'stack_refused'; name: string; reason: StackRefusal }
   | { kind: 'migration_applied'; name: string }
   /** `current`: the in-flight migration, when there is one that is not being started. */
   | { kind: 'nothing_to_resume'; current?: { name: string; status: string } }
@@ -36,6 +42,14 @@ export type StateFact =
   | { kind: 'phase_failed'; phase: Phase; name: string; step?: StepAt; reason: string }
   /** `reconnectSeconds`: how long reconnecting was tried, when it was. */
   | { kind: 'connection_lost'; phase: Phase; name: string; file?: string; step?: StepAt; reconnectSeconds?: number; reason: string };
+
+/**
+ * Why a migration cannot be stacked on the active ones: raw SQL (its own, or the active migration
+ * `name`'s) may touch any table; a migration without a version schema leaves no view to build on; an
+ * active migration planned by a tandem from before stacking did not record what it touches; and
+ * `start --complete` would complete it before the older active ones.
+ */
+export type StackRefusal = 'raw_sql' | 'active_raw_sql' | 'no_version_schema' | 'active_no_version_schema' | 'planned_before_stacking' | 'complete';
 
 export type VersionSchemaConflict =
   | { with: 'migrated_schema' }

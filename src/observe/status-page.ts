@@ -25,21 +25,25 @@ export interface RolloutView {
     proxies: { proxyId: string; clients: number }[];
   }[];
   proxies: { live: number; stale: { hostname: string; pid: number; listen: string; heartbeatAt: When }[] };
-  active: {
-    name: string;
-    status: string;
-    versionSchema: string;
-    startedAt: When;
-    startedBy: string;
-    error: string | null;
-    step: number;
-    steps: number;
-    phaseSteps: string[];
-    backfills: BackfillRow[];
-    completeWouldRun: string[];
-    completeCheck: { safe: boolean; clients: number | null; details: string[] } | null;
-    run: { state: string; continueWith: string } | null;
-  } | null;
+  /** The oldest migration in flight; `activeMigrations` has them all, oldest first, when several are stacked. */
+  active: ActiveView | null;
+  activeMigrations?: ActiveView[];
+}
+
+interface ActiveView {
+  name: string;
+  status: string;
+  versionSchema: string;
+  startedAt: When;
+  startedBy: string;
+  error: string | null;
+  step: number;
+  steps: number;
+  phaseSteps: string[];
+  backfills: BackfillRow[];
+  completeWouldRun: string[];
+  completeCheck: { safe: boolean; clients: number | null; details: string[] } | null;
+  run: { state: string; continueWith: string } | null;
 }
 
 /** A backfill as the state schema records it (`tandem status --json`): `throttle` is set while it is held back. */
@@ -142,8 +146,16 @@ function proxyOnlySection(proxy: ProxyView): Html {
 }
 
 function migrationSection(rollout: RolloutView, live: NonNullable<StatusPage['backfills']>): Html {
-  const active = rollout.active;
-  if (!active) return html`<section id="migration"><h2>Migration</h2><p>No migration is active: the latest version is complete.</p></section>`;
+  const all = rollout.activeMigrations ?? (rollout.active ? [rollout.active] : []);
+  if (!all.length) return html`<section id="migration"><h2>Migration</h2><p>No migration is active: the latest version is complete.</p></section>`;
+  // The running process reports live progress for the migration it runs: the one not simply active.
+  const runningOne = all.find((m) => m.status !== 'active') ?? all[0]!;
+  const sections = all.map((active, i) => oneMigration(active, i === 0 ? undefined : all[0]!.name, i === 0 ? 'migration' : `migration-${i + 1}`, active === runningOne ? live : []));
+  return html`${sections}`;
+}
+
+/** One migration in flight; `waitsFor`: the older one complete works on first, when it is stacked. */
+function oneMigration(active: ActiveView, waitsFor: string | undefined, id: string, live: NonNullable<StatusPage['backfills']>): Html {
   const running = active.status !== 'active';
   const steps = active.phaseSteps.map((description, i) => {
     const state = i < active.step ? 'done' : running && i === active.step ? 'current' : 'todo';
@@ -152,13 +164,13 @@ function migrationSection(rollout: RolloutView, live: NonNullable<StatusPage['ba
   // The process that runs the backfill knows its rate now; the state row is as of its last batch.
   const byTable = new Map(live.map((p) => [p.table, fromProgress(p)]));
   const backfills = [...active.backfills.map((b) => byTable.get(b.table) ?? b), ...[...byTable.values()].filter((b) => !active.backfills.some((r) => r.table === b.table))];
-  return html`<section id="migration"><h2>Migration <code>${active.name}</code></h2>
+  return html`<section id="${id}"><h2>Migration <code>${active.name}</code>${waitsFor ? html` (stacked)` : ''}</h2>
 <p>${active.status}${running ? html` · ${active.step} of ${active.steps} steps done` : ''} · version schema <code>${active.versionSchema}</code> · started ${when(active.startedAt)} by ${active.startedBy}</p>
 ${active.run?.state === 'interrupted' ? html`<p class="bad">Interrupted: no tandem process is running it; ${active.run.continueWith}</p>` : ''}
 ${active.error ? html`<p class="bad">Last error: ${active.error.split('\n')[0]}</p>` : ''}
 <ol id="steps">${steps}</ol>
 ${backfills.length ? backfillSection(backfills) : ''}
-${active.status === 'active' ? completeSection(active) : ''}</section>`;
+${active.status !== 'active' ? '' : waitsFor ? html`<p><code>tandem complete</code> completes <code>${waitsFor}</code> first.</p>` : completeSection(active)}</section>`;
 }
 
 function backfillSection(rows: BackfillRow[]): Html {
@@ -174,7 +186,7 @@ function backfillSection(rows: BackfillRow[]): Html {
   return html`<h3>Backfills</h3><table id="backfills"><thead><tr><th>table</th><th>progress</th><th>rows</th><th>rate</th><th>ETA</th><th>state</th></tr></thead><tbody>${body}</tbody></table>`;
 }
 
-function completeSection(active: NonNullable<RolloutView['active']>): Html {
+function completeSection(active: ActiveView): Html {
   const check = active.completeCheck;
   const verdict = !check
     ? html`<p>Nothing to wait for: complete retires no version in use.</p>`

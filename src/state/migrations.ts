@@ -101,12 +101,26 @@ export class MigrationStore {
     this.table = `${quoteIdent(stateSchema)}.migrations`;
   }
 
-  /** The migration being started, active, being completed or being rolled back, if any. */
+  /**
+   * The oldest migration being started, active, being completed or being rolled back, if any: the
+   * one `complete` works on when several are stacked.
+   */
   async inFlight(): Promise<MigrationRecord | undefined> {
+    return (await this.allInFlight())[0];
+  }
+
+  /** Every migration in flight, oldest first (more than one when migrations are stacked). */
+  async allInFlight(): Promise<MigrationRecord[]> {
     const { rows } = await this.db.query<Row>(
-      `SELECT * FROM ${this.table} WHERE schema_name = $1 AND status = ANY($2::text[])`,
+      `SELECT * FROM ${this.table} WHERE schema_name = $1 AND status = ANY($2::text[]) ORDER BY id`,
       [this.schema, IN_FLIGHT_STATUSES],
     );
+    return rows.map(fromRow);
+  }
+
+  /** One record, by id, as stored now. */
+  async byId(id: number): Promise<MigrationRecord | undefined> {
+    const { rows } = await this.db.query<Row>(`SELECT * FROM ${this.table} WHERE id = $1`, [id]);
     return rows[0] && fromRow(rows[0]);
   }
 

@@ -2,15 +2,20 @@ import type { Queryable } from '../db/connection.js';
 import { quoteIdent, quoteLiteral } from '../core/quote.js';
 
 /** Bumped whenever the DDL below changes shape; `init` upgrades older state schemas in place. */
-export const STATE_VERSION = 3;
+export const STATE_VERSION = 4;
 
 /** Channel on which every change to migration state is announced, so proxies refresh their version cache. */
 export const VERSIONS_CHANNEL = 'tandem_versions';
 
-/** Statuses a migration passes through. Only one non-final status per managed schema at a time. */
+/**
+ * Statuses a migration passes through. Several migrations of a schema may be active at once (stacked,
+ * see engine/stack.ts), but only one at a time is being started, completed or rolled back.
+ */
 export const MIGRATION_STATUSES = ['starting', 'active', 'completing', 'complete', 'rolling_back', 'rolled_back'] as const;
 export type MigrationStatus = (typeof MIGRATION_STATUSES)[number];
 export const IN_FLIGHT_STATUSES: readonly MigrationStatus[] = ['starting', 'active', 'completing', 'rolling_back'];
+/** The in-flight statuses of a migration a tandem run is in the middle of. */
+export const TRANSITION_STATUSES: readonly MigrationStatus[] = ['starting', 'completing', 'rolling_back'];
 
 /**
  * A table's backfill: running, throttled (paused on purpose: a replica behind, load, lock waiters,
@@ -33,7 +38,7 @@ const THROTTLE_COLUMNS = [
  */
 export function stateSchemaDDL(stateSchema: string): string[] {
   const s = quoteIdent(stateSchema);
-  const inFlight = IN_FLIGHT_STATUSES.map(quoteLiteral).join(', ');
+  const inTransition = TRANSITION_STATUSES.map(quoteLiteral).join(', ');
   return [
     `CREATE SCHEMA IF NOT EXISTS ${s}`,
     `CREATE TABLE IF NOT EXISTS ${s}.meta (
@@ -41,7 +46,8 @@ export function stateSchemaDDL(stateSchema: string): string[] {
        value text NOT NULL
      )`,
     // One row per attempt to apply a migration. A rolled-back attempt stays as history; the
-    // partial unique indexes below keep one in-flight migration per schema and one live row per name.
+    // partial unique indexes below keep one migration per schema in transition (being started,
+    // completed or rolled back) and one live row per name.
     `CREATE TABLE IF NOT EXISTS ${s}.migrations (
        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
        schema_name text NOT NULL,
@@ -65,8 +71,8 @@ export function stateSchemaDDL(stateSchema: string): string[] {
        error text,
        pgroll_type text
      )`,
-    `CREATE UNIQUE INDEX IF NOT EXISTS migrations_one_in_flight
-       ON ${s}.migrations (schema_name) WHERE status IN (${inFlight})`,
+    `CREATE UNIQUE INDEX IF NOT EXISTS migrations_one_in_transition
+       ON ${s}.migrations (schema_name) WHERE status IN (${inTransition})`,
     `CREATE UNIQUE INDEX IF NOT EXISTS migrations_live_name
        ON ${s}.migrations (schema_name, name) WHERE status <> 'rolled_back'`,
     // Version schemas that exist and serve clients: the newest live one is "latest".
@@ -149,6 +155,8 @@ export function stateSchemaDDL(stateSchema: string): string[] {
 function upgradeDDL(stateSchema: string, from: number): string[] {
   const s = quoteIdent(stateSchema);
   const statements: string[] = [];
+  // Before stacked migrations, one in-flight migration per schema (active ones included).
+  if (from < 4) statements.push(`DROP INDEX IF EXISTS ${s}.migrations_one_in_flight`);
   if (from < 3) {
     statements.push(
       `ALTER TABLE ${s}.backfills DROP CONSTRAINT IF EXISTS backfills_status_check,

@@ -119,6 +119,51 @@ describe('a rolling deploy, end to end', () => {
       }
     });
 
+    it('three versions at once through the proxy (a migration stacked on the active one): each write read through the others, complete retires them oldest first, each only once it has no clients', async () => {
+      const { proxy, url } = await setup();
+      await db.query('CREATE TABLE orders (id int PRIMARY KEY, total int)');
+      ok(await tandem(db.url, ['start', await migrationFile('03_orders', { operations: [{ alter_column: { table: 'orders', column: 'total', type: 'bigint', up: 'total * 100', down: '(total / 100)::int' } }] })]));
+      const connect = async (version: string) => {
+        const client = new pg.Client({ connectionString: url(version) });
+        client.on('error', () => {});
+        await client.connect();
+        return client;
+      };
+      const [v1, v2, v3, previous] = await Promise.all([connect('01_base'), connect('02_rename'), connect('latest'), connect('previous')]);
+      const rows = async (client: pg.Client, sql: string) => (await client.query(sql)).rows;
+      try {
+        await v3.query(`INSERT INTO users (id, email_address) VALUES (1, 'three@example.com')`);
+        expect(await rows(v1, 'SELECT email FROM users')).toEqual([{ email: 'three@example.com' }]);
+        await v1.query('INSERT INTO orders (id, total) VALUES (1, 5)');
+        expect(await rows(v3, 'SELECT total FROM orders')).toEqual([{ total: '500' }]);
+        expect(await rows(v2, 'SELECT total FROM orders')).toEqual([{ total: 5 }]);
+        await v3.query('UPDATE orders SET total = 700 WHERE id = 1');
+        expect(await rows(previous, 'SELECT email_address, (SELECT total FROM orders) AS total FROM users')).toEqual([{ email_address: 'three@example.com', total: 7 }]);
+        await heartbeatShows('public_01_base', 1);
+
+        const refused = await tandem(db.url, ['complete']);
+        expect(refused.code).toBe(1);
+        expect(refused.stderr).toContain('version public_01_base still has 1 live client');
+        await v1.end();
+        await heartbeatShows('public_01_base', 0);
+        expect(ok(await tandem(db.url, ['complete'])).stdout).toContain('02_rename');
+        // 02 is now the oldest version; it still has two clients (02_rename and previous).
+        await heartbeatShows('public_02_rename', 2);
+        const second = await tandem(db.url, ['complete']);
+        expect(second.code).toBe(1);
+        expect(second.stderr).toContain('version public_02_rename still has 2 live clients');
+        await v2.query('UPDATE orders SET total = 9 WHERE id = 1');
+        expect(await rows(v3, 'SELECT u.email_address, o.total FROM users u, orders o')).toEqual([{ email_address: 'three@example.com', total: '900' }]);
+        await Promise.all([v2.end(), previous.end()]);
+        await heartbeatShows('public_02_rename', 0);
+        expect(ok(await tandem(db.url, ['complete'])).stdout).toContain('03_orders');
+        expect(await rows(v3, 'SELECT u.email_address, o.total FROM users u, orders o')).toEqual([{ email_address: 'three@example.com', total: '900' }]);
+      } finally {
+        await Promise.all([v1, v2, v3, previous].map((c) => c.end().catch(() => {})));
+        await proxy.shutdown(0);
+      }
+    });
+
     it('once proxies have served the schema, their silence is not taken for "no clients"', async () => {
       const { proxy } = await setup();
       await waitFor(async () => ((await db.query(`SELECT count(*)::int AS n FROM tandem.proxies`)).rows[0].n > 0 ? true : undefined), 10_000, 'a heartbeat');

@@ -83,8 +83,11 @@ describe('trust', () => {
     it('a state schema from before version schemas were recorded adopts the live ones', async () => {
       await db.query(`CREATE TABLE users (id int PRIMARY KEY, email text)`);
       ok(await start(db.url, '01_add', [{ add_column: { table: 'users', column: { name: 'a', type: 'int', nullable: true } } }]));
-      // The state schema as tandem 0.1 left it: no records, state_version 1, the old backfill check.
+      // The state schema as tandem 0.1 left it: no records, state_version 1, the old backfill check,
+      // one in-flight migration per schema.
       await db.query(`DROP TABLE tandem.version_schemas; UPDATE tandem.meta SET value = '1' WHERE key = 'state_version';
+                      DROP INDEX tandem.migrations_one_in_transition;
+                      CREATE UNIQUE INDEX migrations_one_in_flight ON tandem.migrations (schema_name) WHERE status IN ('starting', 'active', 'completing', 'rolling_back');
                       ALTER TABLE tandem.migrations DROP COLUMN pgroll_type;
                       ALTER TABLE tandem.backfills DROP CONSTRAINT backfills_status_check,
                         ADD CONSTRAINT backfills_status_check CHECK (status IN ('running', 'stalled', 'done'))`);
@@ -92,7 +95,8 @@ describe('trust', () => {
       expect((await db.query(`SELECT version_schema, migration FROM tandem.version_schemas`)).rows).toEqual([
         { version_schema: 'public_01_add', migration: '01_add' },
       ]);
-      expect((await db.query(`SELECT value FROM tandem.meta WHERE key = 'state_version'`)).rows).toEqual([{ value: '3' }]);
+      expect((await db.query(`SELECT value FROM tandem.meta WHERE key = 'state_version'`)).rows).toEqual([{ value: '4' }]);
+      expect((await db.query(`SELECT indexname FROM pg_indexes WHERE schemaname = 'tandem' AND indexname LIKE 'migrations_one%'`)).rows).toEqual([{ indexname: 'migrations_one_in_transition' }]);
       ok(await tandem(db.url, ['status']));
       ok(await tandem(db.url, ['rollback']));
       expect((await db.query(`SELECT 1 FROM pg_namespace WHERE nspname = 'public_01_add'`)).rows).toEqual([]);

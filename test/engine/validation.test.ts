@@ -129,10 +129,10 @@ describe('validation before anything changes', () => {
     expect(again.stderr).toContain('migration "01_once" was already applied');
   });
 
-  it('a second migration while one is active', async () => {
+  it('a second migration while one is active, with --max-active-migrations 1', async () => {
     await pg.query(setup);
     ok(await start(pg.url, '01_first', [{ drop_table: { name: 'teams' } }]));
-    const second = await start(pg.url, '02_second', [{ rename_column: { table: 'users', from: 'name', to: 'n' } }]);
+    const second = await start(pg.url, '02_second', [{ rename_column: { table: 'users', from: 'name', to: 'n' } }], ['--max-active-migrations', '1']);
     expect(second.code).toBe(1);
     expect(second.stderr).toContain('migration "01_first" is active');
     expect(second.stderr).toContain('before starting "02_second"');
@@ -154,7 +154,8 @@ describe('validation before anything changes', () => {
       ok(await tandem(pg.url, ['start', first]));
       await pg.query(`UPDATE tandem.migrations SET status = '${c.status}', step = ${c.step} WHERE name = '${name}'`);
 
-      const other = await tandem(pg.url, ['start', second]);
+      // Stacking aside (--max-active-migrations 1): an active migration is one more unfinished status.
+      const other = await tandem(pg.url, ['start', second, '--max-active-migrations', '1']);
       expect(other.code).toBe(1);
       // The hint names the file the migration was started from.
       expect(other.stderr, c.status).toContain(`hint: ${c.hint.replace('FIRST', first)} before starting "02_second"`);

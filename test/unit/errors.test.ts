@@ -198,6 +198,33 @@ const CASES: Cases = {
     { fact: { kind: 'migration_changed', name: '01' }, message: 'migration "01" was started from different content than this file has now', hint: 'restore the file as it was to resume, or run tandem rollback and start again' },
   ],
   migration_applied: [{ fact: { kind: 'migration_applied', name: '01' }, message: 'migration "01" was already applied' }],
+  stack_full: [
+    { fact: { kind: 'stack_full', active: ['02'], max: 1 }, message: 'migration "02" is active, and --max-active-migrations 1 allows no more', hint: 'complete "02" first, or raise --max-active-migrations' },
+    { fact: { kind: 'stack_full', active: ['02', '03'], max: 2 }, message: 'migrations "02", "03" are active, and --max-active-migrations 2 allows no more', hint: 'complete "02" first, or raise --max-active-migrations' },
+  ],
+  stack_conflict: [
+    {
+      fact: { kind: 'stack_conflict', name: '02', tables: ['users'] },
+      message: 'active migration "02" changes table "users", which this migration touches too (by name or through a foreign key); a migration stacked on an active one must keep to other tables',
+      hint: 'complete "02" first',
+    },
+  ],
+  stack_refused: [
+    { fact: { kind: 'stack_refused', name: '02', reason: 'raw_sql' }, message: 'cannot start while migration "02" is active: this migration runs raw SQL, which may touch any table', hint: 'complete "02" first' },
+    { fact: { kind: 'stack_refused', name: '02', reason: 'active_raw_sql' }, message: 'cannot start while migration "02" is active: it runs raw SQL, which may touch any table', hint: 'complete "02" first' },
+    { fact: { kind: 'stack_refused', name: '02', reason: 'no_version_schema' }, message: 'cannot start while migration "02" is active: a migration without a version schema cannot be stacked', hint: 'complete "02" first' },
+    { fact: { kind: 'stack_refused', name: '02', reason: 'active_no_version_schema' }, message: 'cannot start while migration "02" is active: it has no version schema to build on', hint: 'complete "02" first' },
+    {
+      fact: { kind: 'stack_refused', name: '02', reason: 'planned_before_stacking' },
+      message: 'cannot start while migration "02" is active: it was started by a tandem from before stacked migrations, which did not record the tables it touches',
+      hint: 'complete "02" first',
+    },
+    {
+      fact: { kind: 'stack_refused', name: '02', reason: 'complete' },
+      message: 'cannot start and complete at once while migration "02" is active: the oldest active migration completes first',
+      hint: 'start it without --complete, then complete "02" and it in turn',
+    },
+  ],
   nothing_to_resume: [
     { fact: { kind: 'nothing_to_resume' }, message: 'no migration is being started', hint: 'tandem status shows where things stand' },
     {

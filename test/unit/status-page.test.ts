@@ -52,4 +52,18 @@ describe('status page', () => {
     });
     expect(html).toMatch(/<tr data-table="users">.*900\/1000.*50\/s<\/td><td>2s<\/td><td>running<\/td>/s);
   });
+
+  it('shows every stacked migration, the newer ones waiting for the oldest to complete, live figures on the one being run', () => {
+    const oldest = { ...rollout.active!, name: '02_users', versionSchema: 'public_02_users', status: 'active', step: 3, backfills: [], completeWouldRun: ['drop the previous version schema public_01'], completeCheck: { safe: true, clients: 0, details: [] }, run: null };
+    const html = renderStatusPage({
+      title: 'tandem start',
+      generatedAt,
+      refreshSeconds: 2,
+      rollout: { ...rollout, active: oldest, activeMigrations: [oldest, { ...rollout.active!, name: '03_orders', versionSchema: 'public_03_orders' }] },
+      backfills: [{ table: 'users', method: 'primary key (id)', rowsDone: 900, rowsTotal: 1000, rowsPerSecond: 50, batches: 9, retries: 0, stalled: false, done: false, throttle: null, throttledSeconds: 0, replicaLagSeconds: null, adaptiveBatchSize: null }],
+    });
+    expect(html).toMatch(/<section id="migration"><h2>Migration <code>02_users<\/code><\/h2>.*Complete would go ahead now: the old version has no clients/s);
+    expect(html).toMatch(/<section id="migration-2"><h2>Migration <code>03_orders<\/code> \(stacked\)<\/h2>.*<tr data-table="users">.*900\/1000/s);
+    expect(html.match(/data-table="users"/g)).toHaveLength(1);
+  });
 });

@@ -33,22 +33,26 @@ export function registerMigrate(program: Command, io: CliIO): void {
         throw new TandemError({ kind: 'more_than_one_pending', names: pending.map((p) => p.migration.name) });
       }
       await withMigrator(cmd, io, async (migrator) => {
-        const active = applied.at(-1);
-        if (active && active.status !== 'complete') {
-          if (active.status === 'rolling_back') {
-            throw new TandemError({ kind: 'rollback_unfinished', name: active.name }, { hint: 'run tandem rollback to finish it first' });
-          }
-          if (active.status === 'starting') {
-            writeLine(io.stdout, `${active.name}: resuming its interrupted start`);
-            await migrator.resume();
-          }
-          if (pending.length || options.complete) {
-            await migrator.complete();
-            writeLine(io.stdout, `${active.name}: completed`);
-          } else {
-            writeLine(io.stdout, `${active.name} is active; nothing else to apply (use --complete to complete it)`);
-            return;
-          }
+        // Migrations left in flight (several when stacked), oldest first: migrate completes them in
+        // that order before it starts anything.
+        const inFlight = applied.filter((record) => record.status !== 'complete');
+        const rollingBack = inFlight.find((record) => record.status === 'rolling_back');
+        if (rollingBack) {
+          throw new TandemError({ kind: 'rollback_unfinished', name: rollingBack.name }, { hint: 'run tandem rollback to finish it first' });
+        }
+        const starting = inFlight.find((record) => record.status === 'starting');
+        if (starting) {
+          writeLine(io.stdout, `${starting.name}: resuming its interrupted start`);
+          await migrator.resume();
+        }
+        if (inFlight.length && !(pending.length || options.complete)) {
+          const names = inFlight.map((record) => record.name);
+          writeLine(io.stdout, `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} active; nothing else to apply (use --complete to complete ${names.length === 1 ? 'it' : 'them'})`);
+          return;
+        }
+        for (const record of inFlight) {
+          await migrator.complete();
+          writeLine(io.stdout, `${record.name}: completed`);
         }
         if (!pending.length) {
           writeLine(io.stdout, `up to date: ${folder.length} migration${folder.length === 1 ? '' : 's'} applied`);

@@ -35,9 +35,9 @@ export function statusText(status: EngineStatus): string {
     return `schema "${status.schema}": tandem has not been used here yet (no state schema "${status.stateSchema}"); run tandem init or tandem start\n`;
   }
   lines.push(`schema "${status.schema}" (state in "${status.stateSchema}")`);
-  const active = status.active;
-  if (active) {
-    lines.push('', `active migration: ${active.name} — ${active.status}, started ${when(active.startedAt)} by ${active.startedBy}`);
+  for (const [i, active] of status.activeMigrations.entries()) {
+    const stacked = i > 0 ? ` (stacked on ${status.activeMigrations[i - 1]!.name})` : '';
+    lines.push('', `active migration: ${active.name}${stacked} — ${active.status}, started ${when(active.startedAt)} by ${active.startedBy}`);
     if (active.status !== 'active') lines.push(`  progress: step ${active.step} of ${active.steps}`);
     if (active.run?.state === 'interrupted') {
       lines.push(`  INTERRUPTED: no tandem process is running it; ${active.run.continueWith}`);
@@ -61,7 +61,9 @@ export function statusText(status: EngineStatus): string {
       const lag = b.replicaLagSeconds !== null && state !== 'done' && state !== 'interrupted' ? `, replica lag ${b.replicaLagSeconds.toFixed(1)}s` : '';
       lines.push(`  backfill ${b.table}: ${state}, ${b.rowsDone}${total} rows${pct}${rate}, by ${b.method}${b.keyColumns.length ? ` (${b.keyColumns.join(', ')})` : ''}${idle}${throttled}${lag}`);
     }
-    if (active.status === 'active') {
+    if (active.status === 'active' && i > 0) {
+      lines.push(`  tandem complete completes ${status.activeMigrations[0]!.name} first`);
+    } else if (active.status === 'active') {
       const check = active.completeCheck;
       if (check && !check.safe) {
         const count = check.clients === null ? 'an unknown number of clients' : `${check.clients} live client${check.clients === 1 ? '' : 's'}`;
@@ -72,9 +74,8 @@ export function statusText(status: EngineStatus): string {
         for (const step of active.completeWouldRun) lines.push(`    - ${step}`);
       }
     }
-  } else {
-    lines.push('', 'no active migration');
   }
+  if (!status.activeMigrations.length) lines.push('', 'no active migration');
   lines.push('', 'versions:');
   if (!status.versions.length) lines.push('  none yet (clients use the tables directly)');
   for (const v of status.versions) {

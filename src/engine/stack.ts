@@ -1,0 +1,165 @@
+/**
+ * Stacked migrations: starting a migration while others are active. Versions stay linear (each
+ * active migration builds on the version before it; complete retires the oldest version first,
+ * rollback undoes the newest migration first), and for now a stacked migration must name other tables
+ * than the active ones, so no table has two migrations' shadow columns or triggers at once:
+ * - its version schema shows the active migrations' tables as the latest version does (their views
+ *   are copied from the latest version schema) and its own tables as its plan makes them;
+ * - the active migrations' sync triggers take writes through its version as their new version's,
+ *   since it sees their tables as they do.
+ */
+import type pg from 'pg';
+import { TandemError } from '../errors/index.js';
+import { whatWorksNow } from './next-command.js';
+import type { Migration, Operation } from '../migration/format.js';
+import type { SchemaInfo } from '../core/catalog-types.js';
+import type { StackBase } from '../core/planner.js';
+import { createsVersionSchema } from '../core/steps.js';
+import { qualified } from '../core/quote.js';
+import type { MigrationRecord } from '../state/migrations.js';
+
+/** How many migrations may be active at once unless --max-active-migrations says otherwise. */
+export const DEFAULT_MAX_ACTIVE_MIGRATIONS = 3;
+
+/**
+ * The tables a migration's operations name, by every name they give (a renamed table's old and new
+ * name), the tables their foreign keys reference and the tables tied to those by foreign keys now;
+ * null when it runs raw SQL, which may touch any. A dropped index counts for its table.
+ */
+export function tablesNamedBy(migration: Migration, schema: SchemaInfo): string[] | null {
+  const named = new Set<string>();
+  for (const operation of migration.operations) {
+    if (operation.kind === 'sql') return null;
+    for (const table of tablesOf(operation, schema)) named.add(table);
+  }
+  // Tables tied to them by a foreign key count too: a column swapped or dropped on one side changes
+  // the constraint on the other (complete of one migration would break a key the other added).
+  const byOid = new Map([...schema.tables.values()].map((t) => [t.oid, t.name]));
+  for (const name of [...named]) {
+    const table = schema.tables.get(name);
+    if (!table) continue;
+    for (const constraint of table.constraints) {
+      if (constraint.type === 'foreign_key' && constraint.referencedTable && schema.tables.has(constraint.referencedTable)) named.add(constraint.referencedTable);
+    }
+    for (const inbound of table.inboundForeignKeys) {
+      const referencing = byOid.get(inbound.tableOid);
+      if (referencing) named.add(referencing);
+    }
+  }
+  return [...named].sort();
+}
+
+function tablesOf(operation: Operation, schema: SchemaInfo): string[] {
+  switch (operation.kind) {
+    case 'create_table':
+    case 'drop_table':
+      return [operation.body.name, ...referencedTables(operation.body)];
+    case 'rename_table':
+      return [operation.body.from, operation.body.to];
+    case 'drop_index': {
+      const owner = [...schema.tables.values()].find((t) => t.indexes.some((i) => i.name === operation.body.name));
+      // An index an active migration creates has a temporary name until its complete: not found
+      // here, and planning refuses to drop it (index_unknown).
+      return owner ? [owner.name] : [];
+    }
+    case 'sql':
+      return [];
+    default:
+      return [operation.body.table, ...referencedTables(operation.body)];
+  }
+}
+
+/** Tables named by `references` anywhere in an operation's body (columns, constraints). */
+function referencedTables(body: unknown): string[] {
+  const found: string[] = [];
+  const visit = (value: unknown, key: string | undefined) => {
+    if (Array.isArray(value)) value.forEach((item) => visit(item, undefined));
+    else if (value && typeof value === 'object') {
+      const record = value as Record<string, unknown>;
+      if (key === 'references' && typeof record.table === 'string') found.push(record.table);
+      for (const [k, v] of Object.entries(record)) visit(v, k);
+    }
+  };
+  visit(body, undefined);
+  return found;
+}
+
+/**
+ * Checks that `migration` may be stacked on the in-flight migrations `active` (oldest first, none of
+ * them `name` itself) and refuses with the reason otherwise: any of them in the middle of a run, more
+ * than `maxActive`, raw SQL or no version schema on either side, or a table both name.
+ */
+export function refuseStacking(active: MigrationRecord[], migration: { name: string; touches: string[] | null; createsVersionSchema: boolean; complete: boolean }, maxActive: number, file?: string): void {
+  const oldest = active[0]!;
+  const busy = active.find((record) => record.status !== 'active');
+  if (busy || maxActive <= 1) {
+    const record = busy ?? oldest;
+    throw new TandemError({ kind: 'migration_in_flight', name: record.name, status: record.status }, {
+      file,
+      hint: `${whatWorksNow(record.status, record.file)} before starting "${migration.name}"`,
+    });
+  }
+  if (active.length >= maxActive) throw new TandemError({ kind: 'stack_full', active: active.map((r) => r.name), max: maxActive }, { file });
+  const refuse = (record: MigrationRecord, reason: Parameters<typeof stackRefused>[1]) => stackRefused(record.name, reason, file);
+  if (migration.complete) throw refuse(oldest, 'complete');
+  if (migration.touches === null) throw refuse(oldest, 'raw_sql');
+  if (!migration.createsVersionSchema) throw refuse(oldest, 'no_version_schema');
+  for (const record of active) {
+    if (record.plan.touches === undefined || record.plan.syncTables === undefined) throw refuse(record, 'planned_before_stacking');
+    if (record.plan.touches === null) throw refuse(record, 'active_raw_sql');
+    if (!createsVersionSchema(record.plan)) throw refuse(record, 'active_no_version_schema');
+    const shared = migration.touches.filter((table) => record.plan.touches!.includes(table));
+    if (shared.length) throw new TandemError({ kind: 'stack_conflict', name: record.name, tables: shared }, { file });
+  }
+}
+
+function stackRefused(name: string, reason: 'raw_sql' | 'active_raw_sql' | 'no_version_schema' | 'active_no_version_schema' | 'planned_before_stacking' | 'complete', file?: string): TandemError {
+  return new TandemError({ kind: 'stack_refused', name, reason }, { file });
+}
+
+/**
+ * What a migration stacked on `active` (checked by refuseStacking) builds on: the views of their
+ * tables copied from the latest version schema into `versionSchema`, with their grants, and their
+ * sync triggers with the version schemas that write through them as the new version now.
+ */
+export async function stackBase(db: pg.Client, active: MigrationRecord[], versionSchema: string): Promise<StackBase> {
+  const tables = [...new Set(active.flatMap((record) => record.plan.touches ?? []))].sort();
+  const latest = active.at(-1)!.versionSchema;
+  const views = await copiedViews(db, latest, tables, versionSchema);
+  const triggers = active.flatMap((record, i) =>
+    (record.plan.syncTables ?? []).map((table) => ({ table, newVersionSchemas: active.slice(i).map((r) => r.versionSchema) })),
+  );
+  return { tables, views, triggers };
+}
+
+/**
+ * CREATE VIEW statements that copy the views named `tables` of schema `from` into `to`, as the
+ * server prints them with nothing on the search path (every table schema-qualified), with their
+ * options and the privileges that mean something on a view.
+ */
+async function copiedViews(db: pg.Client, from: string, tables: string[], to: string): Promise<string[]> {
+  await db.query('BEGIN');
+  try {
+    await db.query('SET LOCAL search_path = pg_catalog');
+    const { rows } = await db.query<{ name: string; definition: string; options: string[] | null; grants: { privilege: string; grantee: string | null }[] }>(
+      `SELECT c.relname AS name, pg_get_viewdef(c.oid) AS definition, c.reloptions AS options,
+              COALESCE((SELECT json_agg(json_build_object('privilege', a.privilege_type, 'grantee', CASE WHEN a.grantee = 0 THEN NULL ELSE a.grantee::regrole::text END) ORDER BY a.grantee, a.privilege_type)
+                          FROM aclexplode(c.relacl) AS a
+                         WHERE a.grantee <> c.relowner AND a.privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE')), '[]') AS grants
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = $1 AND c.relkind = 'v' AND c.relname = ANY ($2::text[])
+        ORDER BY c.relname`,
+      [from, tables],
+    );
+    await db.query('COMMIT');
+    return rows.flatMap((row) => {
+      const view = qualified(to, row.name);
+      const options = row.options?.length ? ` WITH (${row.options.join(', ')})` : '';
+      const grants = row.grants.map((g) => `GRANT ${g.privilege} ON ${view} TO ${g.grantee === null ? 'PUBLIC' : g.grantee}`);
+      return [`CREATE VIEW ${view}${options} AS ${row.definition.trim().replace(/;$/, '')}`, ...grants];
+    });
+  } catch (error) {
+    await db.query('ROLLBACK').catch(() => {});
+    throw error;
+  }
+}
