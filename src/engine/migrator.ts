@@ -27,7 +27,7 @@ import { SchemaModel } from '../core/model.js';
 import type { Plan, Step } from '../core/steps.js';
 import { versionSchemaReady } from './status.js';
 import { expressionCheckFor, planMigration, type ExpressionCheck } from './plan-migration.js';
-import { DEFAULT_MAX_ACTIVE_MIGRATIONS, refuseStacking, stackBase, tablesNamedBy } from './stack.js';
+import { DEFAULT_MAX_ACTIVE_MIGRATIONS, refuseStacking, refuseStackingAll, stackBase, tablesNamedBy } from './stack.js';
 import type { StackBase } from '../core/planner.js';
 import { MAX_IDENTIFIER_BYTES } from '../core/quote.js';
 import { fixedSearchPath } from '../core/triggers.js';
@@ -160,6 +160,20 @@ export class Migrator {
       expressions,
     );
     return { ...planned, versionSchema, stackedOn: stackKey(active) };
+  }
+
+  /**
+   * `migrate --stack`: refuses, changing nothing, pending migrations that could not all be stacked on
+   * the active ones, one on the other (see stack.ts). Each start checks again as it goes.
+   */
+  async refuseStackingAll(pending: LoadedMigration[]): Promise<void> {
+    await this.prepareSession();
+    await this.requireSchema();
+    const active = (await stateSchemaExists(this.db, this.settings.stateSchema)) ? await this.store.allInFlight() : [];
+    this.refuseWhileInTransition(active);
+    const schema = await readSchema(this.db, this.settings.schema);
+    const migrations = pending.map((loaded) => ({ name: loaded.migration.name, touches: tablesNamedBy(loaded.migration, schema), file: loaded.file }));
+    refuseStackingAll(active, migrations, this.settings.useVersionSchema !== false, this.settings.maxActiveMigrations ?? DEFAULT_MAX_ACTIVE_MIGRATIONS);
   }
 
   /** The migrations in flight other than `name`, oldest first (none without a state schema). */

@@ -10,6 +10,7 @@
  */
 import type pg from 'pg';
 import { TandemError } from '../errors/index.js';
+import type { StackRefusal } from '../errors/state.js';
 import { whatWorksNow } from './next-command.js';
 import type { Migration, Operation } from '../migration/format.js';
 import type { SchemaInfo } from '../core/catalog-types.js';
@@ -100,20 +101,48 @@ export function refuseStacking(active: MigrationRecord[], migration: { name: str
     });
   }
   if (active.length >= maxActive) throw new TandemError({ kind: 'stack_full', active: active.map((r) => r.name), max: maxActive }, { file });
-  const refuse = (record: MigrationRecord, reason: Parameters<typeof stackRefused>[1]) => stackRefused(record.name, reason, file);
-  if (migration.complete) throw refuse(oldest, 'complete');
-  if (migration.touches === null) throw refuse(oldest, 'raw_sql');
-  if (!migration.createsVersionSchema) throw refuse(oldest, 'no_version_schema');
+  if (migration.complete) throw stackRefused(oldest.name, 'complete', file);
+  refuseOnTop(active, migration, file);
+}
+
+/** The checks of one migration against the active ones that do not depend on how many there are. */
+function refuseOnTop(active: MigrationRecord[], migration: { touches: string[] | null; createsVersionSchema: boolean }, file?: string): asserts migration is { touches: string[]; createsVersionSchema: boolean } {
+  const newest = active.at(-1)!.name;
+  if (migration.touches === null) throw stackRefused(newest, 'raw_sql', file);
+  if (!migration.createsVersionSchema) throw stackRefused(newest, 'no_version_schema', file);
   for (const record of active) {
-    if (record.plan.touches === undefined || record.plan.syncTables === undefined) throw refuse(record, 'planned_before_stacking');
-    if (record.plan.touches === null) throw refuse(record, 'active_raw_sql');
-    if (!createsVersionSchema(record.plan)) throw refuse(record, 'active_no_version_schema');
+    if (record.plan.touches === undefined || record.plan.syncTables === undefined) throw stackRefused(record.name, 'planned_before_stacking', file);
+    if (record.plan.touches === null) throw stackRefused(record.name, 'active_raw_sql', file);
+    if (!createsVersionSchema(record.plan)) throw stackRefused(record.name, 'active_no_version_schema', file);
     const shared = migration.touches.filter((table) => record.plan.touches!.includes(table));
     if (shared.length) throw new TandemError({ kind: 'stack_conflict', name: record.name, tables: shared }, { file });
   }
 }
 
-function stackRefused(name: string, reason: 'raw_sql' | 'active_raw_sql' | 'no_version_schema' | 'active_no_version_schema' | 'planned_before_stacking' | 'complete', file?: string): TandemError {
+/**
+ * `migrate --stack`: checks, before any is started, that the pending migrations can be stacked one on
+ * the other on top of the active ones (`active`, none of them in the middle of a run): as many as
+ * --max-active-migrations allows, and each keeping to other tables than the active ones and the
+ * pending ones before it. Each start checks again against the schema as it is then.
+ */
+export function refuseStackingAll(active: MigrationRecord[], pending: { name: string; touches: string[] | null; file?: string }[], createsVersionSchema: boolean, maxActive: number): void {
+  if (active.length + pending.length > maxActive) {
+    throw new TandemError({ kind: 'stack_full', active: active.map((r) => r.name), max: maxActive, starting: pending.map((p) => p.name) });
+  }
+  for (const [i, migration] of pending.entries()) {
+    if (active.length) refuseOnTop(active, { touches: migration.touches, createsVersionSchema }, migration.file);
+    for (const before of pending.slice(0, i)) {
+      const refused = (reason: StackRefusal) => new TandemError({ kind: 'stack_refused', name: before.name, reason, pending: true }, { file: migration.file });
+      if (!createsVersionSchema) throw refused('no_version_schema');
+      if (migration.touches === null) throw refused('raw_sql');
+      if (before.touches === null) throw refused('active_raw_sql');
+      const shared = migration.touches.filter((table) => before.touches!.includes(table));
+      if (shared.length) throw new TandemError({ kind: 'stack_conflict', name: before.name, tables: shared, pending: true }, { file: migration.file });
+    }
+  }
+}
+
+function stackRefused(name: string, reason: StackRefusal, file?: string): TandemError {
   return new TandemError({ kind: 'stack_refused', name, reason }, { file });
 }
 

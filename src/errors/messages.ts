@@ -100,10 +100,12 @@ const MESSAGES: Words<string> = {
   migration_changed: (f) => `migration "${f.name}" was started from different content than this file has now`,
   migration_applied: (f) => `migration "${f.name}" was already applied`,
   stack_full: (f) =>
-    `${f.active.length === 1 ? `migration "${f.active[0]}" is` : `migrations ${f.active.map((n) => `"${n}"`).join(', ')} are`} active, and --max-active-migrations ${f.max} allows no more`,
+    f.starting
+      ? `starting ${quotedList(f.starting)} would leave ${f.active.length + f.starting.length} migrations active${f.active.length ? ` (with ${quotedList(f.active)})` : ''}, and --max-active-migrations ${f.max} allows ${f.max}`
+      : `${f.active.length === 1 ? `migration "${f.active[0]}" is` : `migrations ${quotedList(f.active)} are`} active, and --max-active-migrations ${f.max} allows no more`,
   stack_conflict: (f) =>
-    `active migration "${f.name}" changes ${f.tables.length === 1 ? 'table' : 'tables'} ${f.tables.map((t) => `"${t}"`).join(', ')}, which this migration touches too (by name or through a foreign key); a migration stacked on an active one must keep to other tables`,
-  stack_refused: (f) => describeStackRefusal(f.name, f.reason),
+    `${f.pending ? 'migration' : 'active migration'} "${f.name}"${f.pending ? ', before this one in the folder,' : ''} changes ${f.tables.length === 1 ? 'table' : 'tables'} ${f.tables.map((t) => `"${t}"`).join(', ')}, which this migration touches too (by name or through a foreign key); a migration stacked on an active one must keep to other tables`,
+  stack_refused: (f) => describeStackRefusal(f.name, f.reason, f.pending === true),
   nothing_to_resume: (f) => (f.current ? `migration "${f.current.name}" is ${describeStatus(f.current.status)}: its start is finished` : 'no migration is being started'),
   nothing_active: (f) => `no migration is active in schema "${f.schema}"${f.fresh ? ' (tandem has not been used on this database yet)' : ''}`,
   no_versions: (f) => `no migration has been applied to schema "${f.schema}" yet`,
@@ -166,9 +168,15 @@ const MESSAGES: Words<string> = {
 
 /** What the user can do, where that follows from the kind and its facts; a throw site may give its own. */
 const HINTS: Partial<Words<string | undefined>> = {
-  stack_full: (f) => `complete "${f.active[0]}" first, or raise --max-active-migrations`,
-  stack_conflict: (f) => `complete "${f.name}" first`,
-  stack_refused: (f) => (f.reason === 'complete' ? `start it without --complete, then complete "${f.name}" and it in turn` : `complete "${f.name}" first`),
+  stack_full: (f) =>
+    f.starting ? `raise --max-active-migrations, or run migrate without --stack (it completes each migration before the next)` : `complete "${f.active[0]}" first, or raise --max-active-migrations`,
+  stack_conflict: (f) => (f.pending ? 'run migrate without --stack (it completes each migration before the next)' : `complete "${f.name}" first`),
+  stack_refused: (f) =>
+    f.pending
+      ? 'run migrate without --stack (it completes each migration before the next)'
+      : f.reason === 'complete'
+        ? `start it without --complete, then complete "${f.name}" and it in turn`
+        : `complete "${f.name}" first`,
   table_unknown: (f) => (f.known.length ? `tables the new version sees: ${[...f.known].sort().join(', ')}` : 'the schema has no tables yet'),
   column_unknown: (f) => (f.newTable ? undefined : `columns the new version sees: ${f.known.join(', ')}`),
   index_is_constraint: () => 'drop the constraint instead (drop_constraint)',
@@ -275,8 +283,12 @@ function resumeAfterLostConnection(phase: Phase, name: string, file: string | un
   }
 }
 
-function describeStackRefusal(name: string, reason: StackRefusal): string {
-  const stacked = `cannot start while migration "${name}" is active`;
+function quotedList(names: string[]): string {
+  return names.map((n) => `"${n}"`).join(', ');
+}
+
+function describeStackRefusal(name: string, reason: StackRefusal, pending: boolean): string {
+  const stacked = pending ? `cannot be stacked on migration "${name}", before it in the folder` : `cannot start while migration "${name}" is active`;
   switch (reason) {
     case 'raw_sql':
       return `${stacked}: this migration runs raw SQL, which may touch any table`;

@@ -15,12 +15,18 @@ export type StateFact =
   | { kind: 'migration_in_flight'; name: string; status: string }
   | { kind: 'migration_already_started'; name: string; status: string }
   | { kind: 'migration_changed'; name: string }
-  /** Stacking refused: as many migrations are active as --max-active-migrations allows. */
-  | { kind: 'stack_full'; active: string[]; max: number }
-  /** Stacking refused: the new migration names tables an active one changes (or may change). */
-  | { kind: 'stack_conflict'; name: string; tables: string[] }
-  /** Stacking refused for a reason of the migrations themselves (see StackRefusal). */
-  | { kind: 'stack_refused'; name: string; reason: StackRefusal }
+  /**
+   * Stacking refused: as many migrations are active as --max-active-migrations allows; `starting`:
+   * the migrations `migrate --stack` would start on top of them.
+   */
+  | { kind: 'stack_full'; active: string[]; max: number; starting?: string[] }
+  /**
+   * Stacking refused: the new migration names tables an active one changes (or may change);
+   * `pending`: `name` is not active yet but before it in the folder `migrate --stack` applies.
+   */
+  | { kind: 'stack_conflict'; name: string; tables: string[]; pending?: boolean }
+  /** Stacking refused for a reason of the migrations themselves (see StackRefusal); `pending` as for stack_conflict. */
+  | { kind: 'stack_refused'; name: string; reason: StackRefusal; pending?: boolean }
   | { kind: 'migration_applied'; name: string }
   /** `current`: the in-flight migration, when there is one that is not being started. */
   | { kind: 'nothing_to_resume'; current?: { name: string; status: string } }

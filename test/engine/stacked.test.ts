@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { usePostgres } from '../support/harness.js';
-import { columnNames, migrationFile, ok, schemaExists, start, tandem, versionClient } from '../support/migrations.js';
+import { columnNames, migrationFile, migrationFolder, ok, schemaExists, start, tandem, versionClient } from '../support/migrations.js';
 import { snapshotSchema } from '../support/schema-snapshot.js';
 import { snapshot } from '../support/cases.js';
 import { spawnCli } from '../support/spawn.js';
@@ -228,4 +228,35 @@ describe('stacked migrations', () => {
     expect(JSON.parse(ok(await tandem(db.url, ['status', '--json'])).stdout).activeMigrations.map((m: { name: string }) => m.name)).toEqual(['02_users']);
     expect(await columnNames(admin, 'public', 'orders')).toEqual(['id', 'total']);
   }, 300_000);
+
+  it('migrate --stack starts every pending migration on top of the ones before and leaves them active, or refuses before starting any', async () => {
+    await db.query(SETUP);
+    const admin = await db.client();
+    const file = (operations: object[]) => JSON.stringify({ operations });
+    const clashing = await migrationFolder({ '02_users.json': file(USERS), '03_more_users.json': file([{ add_column: { table: 'users', column: { name: 'nick', type: 'text', nullable: true } } }]) });
+    ok(await tandem(db.url, ['init']));
+    const before = await snapshot(admin);
+    const refused = await tandem(db.url, ['migrate', clashing, '--stack']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('migration "02_users", before this one in the folder, changes tables "teams", "users"');
+    expect(refused.stderr).toContain('hint: run migrate without --stack');
+    expect(await snapshot(admin)).toEqual(before);
+    expect((await tandem(db.url, ['migrate', clashing, '--stack', '--complete'])).code).toBe(2);
+
+    const dir = await migrationFolder({ '02_users.json': file(USERS), '03_orders.json': file(ORDERS) });
+    const tooMany = await tandem(db.url, ['migrate', dir, '--stack', '--max-active-migrations', '1']);
+    expect(tooMany.code).toBe(1);
+    expect(tooMany.stderr).toContain('starting "02_users", "03_orders" would leave 2 migrations active, and --max-active-migrations 1 allows 1');
+    expect(await snapshot(admin)).toEqual(before);
+
+    const stacked = ok(await tandem(db.url, ['migrate', dir, '--stack']));
+    expect(stacked.stdout).toContain('02_users: started (public_02_users)');
+    expect(stacked.stdout).toContain('03_orders: started, stacked on 02_users (public_03_orders)');
+    expect(ok(await tandem(db.url, ['migrate', dir])).stdout).toContain('02_users, 03_orders are active; nothing else to apply');
+    // Without --stack, migrate completes what is active, oldest first, before it starts anything new.
+    await db.query(`INSERT INTO users (id, email) VALUES (999, 'x@example.com')`);
+    const next = await migrationFolder({ '02_users.json': file(USERS), '03_orders.json': file(ORDERS), '04_nick.json': file([{ add_column: { table: 'users', column: { name: 'nick', type: 'text', nullable: true } } }]) });
+    const moved = ok(await tandem(db.url, ['migrate', next]));
+    expect(moved.stdout).toMatch(/02_users: completed\n03_orders: completed\n04_nick: started/);
+  });
 });

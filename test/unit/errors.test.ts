@@ -201,12 +201,23 @@ const CASES: Cases = {
   stack_full: [
     { fact: { kind: 'stack_full', active: ['02'], max: 1 }, message: 'migration "02" is active, and --max-active-migrations 1 allows no more', hint: 'complete "02" first, or raise --max-active-migrations' },
     { fact: { kind: 'stack_full', active: ['02', '03'], max: 2 }, message: 'migrations "02", "03" are active, and --max-active-migrations 2 allows no more', hint: 'complete "02" first, or raise --max-active-migrations' },
+    {
+      fact: { kind: 'stack_full', active: ['02'], max: 3, starting: ['03', '04', '05'] },
+      message: 'starting "03", "04", "05" would leave 4 migrations active (with "02"), and --max-active-migrations 3 allows 3',
+      hint: 'raise --max-active-migrations, or run migrate without --stack (it completes each migration before the next)',
+    },
   ],
   stack_conflict: [
     {
       fact: { kind: 'stack_conflict', name: '02', tables: ['users'] },
       message: 'active migration "02" changes table "users", which this migration touches too (by name or through a foreign key); a migration stacked on an active one must keep to other tables',
       hint: 'complete "02" first',
+    },
+    {
+      fact: { kind: 'stack_conflict', name: '02', tables: ['users'], pending: true },
+      message:
+        'migration "02", before this one in the folder, changes table "users", which this migration touches too (by name or through a foreign key); a migration stacked on an active one must keep to other tables',
+      hint: 'run migrate without --stack (it completes each migration before the next)',
     },
   ],
   stack_refused: [
@@ -223,6 +234,11 @@ const CASES: Cases = {
       fact: { kind: 'stack_refused', name: '02', reason: 'complete' },
       message: 'cannot start and complete at once while migration "02" is active: the oldest active migration completes first',
       hint: 'start it without --complete, then complete "02" and it in turn',
+    },
+    {
+      fact: { kind: 'stack_refused', name: '02', reason: 'active_raw_sql', pending: true },
+      message: 'cannot be stacked on migration "02", before it in the folder: it runs raw SQL, which may touch any table',
+      hint: 'run migrate without --stack (it completes each migration before the next)',
     },
   ],
   nothing_to_resume: [

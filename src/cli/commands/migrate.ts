@@ -7,7 +7,9 @@ import { noteOutdated } from './update.js';
 import { connect } from '../../db/connection.js';
 import { commonSettings } from '../settings.js';
 import { stateSchemaExists } from '../../state/schema.js';
-import { TandemError } from '../../errors/index.js';
+import { TandemError, UsageError } from '../../errors/index.js';
+import type { Migrator } from '../../engine/migrator.js';
+import type { LoadedMigration } from '../../migration/load.js';
 import { createsVersionSchema } from '../../core/steps.js';
 
 export function registerMigrate(program: Command, io: CliIO): void {
@@ -17,7 +19,9 @@ export function registerMigrate(program: Command, io: CliIO): void {
     .argument('<dir>', 'folder of migration files (.json, .yaml, .yml)')
     .option('-c, --complete', 'complete the last migration too (the others are always completed, one active at a time)')
     .option('--expect-one', 'refuse, changing nothing, when more than one migration is waiting to be applied')
-    .action(async (dir: string, options: { complete?: boolean; expectOne?: boolean }, cmd: Command) => {
+    .option('--stack', 'start every pending migration stacked on the ones before it and leave them all active (see --max-active-migrations)')
+    .action(async (dir: string, options: { complete?: boolean; expectOne?: boolean; stack?: boolean }, cmd: Command) => {
+      if (options.stack && options.complete) throw new UsageError('--stack leaves the migrations active; --complete completes them: give one of the two');
       const folder = await loadMigrationFolder(dir);
       const settings = commonSettings(cmd, { logTo: io.stderr });
       const db = await connect(settings.postgresUrl);
@@ -45,6 +49,10 @@ export function registerMigrate(program: Command, io: CliIO): void {
           writeLine(io.stdout, `${starting.name}: resuming its interrupted start`);
           await migrator.resume();
         }
+        if (options.stack) {
+          await startStacked(migrator, io, inFlight.map((record) => record.name), pending);
+          return;
+        }
         if (inFlight.length && !(pending.length || options.complete)) {
           const names = inFlight.map((record) => record.name);
           writeLine(io.stdout, `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} active; nothing else to apply (use --complete to complete ${names.length === 1 ? 'it' : 'them'})`);
@@ -67,4 +75,20 @@ export function registerMigrate(program: Command, io: CliIO): void {
       });
     });
   addEngineOptions(command);
+}
+
+/** `migrate --stack`: every pending migration started on top of the active ones, all left active. */
+async function startStacked(migrator: Migrator, io: CliIO, active: string[], pending: LoadedMigration[]): Promise<void> {
+  if (!pending.length) {
+    writeLine(io.stdout, active.length ? `${active.join(', ')} ${active.length === 1 ? 'is' : 'are'} active; nothing else to apply` : 'up to date: nothing to apply');
+    return;
+  }
+  await migrator.refuseStackingAll(pending);
+  let below = active.at(-1);
+  for (const loaded of pending) {
+    const { record, warnings } = await migrator.start(loaded);
+    for (const warning of warnings) writeLine(io.stderr, `tandem: warning: ${warning}`);
+    writeLine(io.stdout, `${record.name}: started${below ? `, stacked on ${below}` : ''} (${record.versionSchema})`);
+    below = record.name;
+  }
 }
