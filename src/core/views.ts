@@ -12,10 +12,6 @@ export interface VersionSchemaOwner {
   migration: string;
 }
 
-/**
- * Creates the version schema (never one that exists already: CREATE SCHEMA fails then) and records
- * in the state schema, in the same transaction, that tandem created it.
- */
 /** A version schema built partly from elsewhere: tables whose views come from `views` instead of the model. */
 export interface BorrowedViews {
   /** Tables (by the model's name or physical name) left out of the model's views. */
@@ -23,6 +19,11 @@ export interface BorrowedViews {
   /** Statements that create the borrowed views in the version schema. */
   views: string[];
 }
+
+/**
+ * Creates the version schema (never one that exists already: CREATE SCHEMA fails then) and records
+ * in the state schema, in the same transaction, that tandem created it.
+ */
 
 export function createVersionSchemaSql(model: SchemaModel, versionSchema: string, owner: VersionSchemaOwner, borrowed?: BorrowedViews): string[] {
   const statements = [

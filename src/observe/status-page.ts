@@ -168,12 +168,12 @@ function oneMigration(active: ActiveView, waitsFor: string | undefined, id: stri
 <p>${active.status}${running ? html` · ${active.step} of ${active.steps} steps done` : ''} · version schema <code>${active.versionSchema}</code> · started ${when(active.startedAt)} by ${active.startedBy}</p>
 ${active.run?.state === 'interrupted' ? html`<p class="bad">Interrupted: no tandem process is running it; ${active.run.continueWith}</p>` : ''}
 ${active.error ? html`<p class="bad">Last error: ${active.error.split('\n')[0]}</p>` : ''}
-<ol id="steps">${steps}</ol>
-${backfills.length ? backfillSection(backfills) : ''}
+<ol id="${id === 'migration' ? 'steps' : `${id}-steps`}">${steps}</ol>
+${backfills.length ? backfillSection(backfills, id === 'migration' ? 'backfills' : `${id}-backfills`) : ''}
 ${active.status !== 'active' ? '' : waitsFor ? html`<p><code>tandem complete</code> completes <code>${waitsFor}</code> first.</p>` : completeSection(active)}</section>`;
 }
 
-function backfillSection(rows: BackfillRow[]): Html {
+function backfillSection(rows: BackfillRow[], id = 'backfills'): Html {
   const body = rows.map((b) => {
     const total = b.rowsTotal && b.rowsTotal > 0 ? Math.max(b.rowsTotal, b.rowsDone) : null;
     const done = b.status === 'done';
@@ -183,7 +183,7 @@ function backfillSection(rows: BackfillRow[]): Html {
     return html`<tr data-table="${b.table}"><td><code>${b.table}</code></td><td><progress max="1" value="${fraction.toFixed(3)}"></progress> ${Math.round(fraction * 100)}%</td>
 <td class="num">${b.rowsDone}/${total ?? '?'}</td><td class="num">${b.rowsPerSecond ? `${Math.round(b.rowsPerSecond)}/s` : '–'}</td><td>${eta}</td><td>${state}</td></tr>`;
   });
-  return html`<h3>Backfills</h3><table id="backfills"><thead><tr><th>table</th><th>progress</th><th>rows</th><th>rate</th><th>ETA</th><th>state</th></tr></thead><tbody>${body}</tbody></table>`;
+  return html`<h3>Backfills</h3><table id="${id}"><thead><tr><th>table</th><th>progress</th><th>rows</th><th>rate</th><th>ETA</th><th>state</th></tr></thead><tbody>${body}</tbody></table>`;
 }
 
 function completeSection(active: ActiveView): Html {
