@@ -118,10 +118,11 @@ async function applyFolder(postgresUrl: string, options: DevOptions): Promise<vo
     await initStateSchema(db, STATE_SCHEMA);
     const applied = await new MigrationStore(db, STATE_SCHEMA, SCHEMA).applied();
     const pending = unappliedMigrations(folder, applied);
-    const active = applied.at(-1);
-    if (active && active.status !== 'complete' && pending.length) {
+    // Everything left active (several, when stacked), oldest first, before anything new starts.
+    const active = pending.length ? applied.filter((record) => record.status !== 'complete') : [];
+    for (const record of active) {
       await migrator.complete({ force: true });
-      options.print(`completed ${active.name}`);
+      options.print(`completed ${record.name}`);
     }
     for (const [i, loaded] of pending.entries()) {
       const last = i === pending.length - 1;
