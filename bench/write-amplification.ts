@@ -1,7 +1,8 @@
 /**
  * What the sync triggers cost the application's writes: UPDATE throughput on a table before
- * `tandem start` and while a migration keeps an old and a new column in step, in one run.
- * Single-row UPDATEs by primary key from pgbench (the app's usual write), and one bulk UPDATE.
+ * `tandem start` and while a migration keeps an old and a new column in step (then with a second
+ * migration stacked on it), in one run. Single-row UPDATEs by primary key from pgbench (the app's
+ * usual write), and one bulk UPDATE.
  *
  *   npx tsx bench/write-amplification.ts [seconds per pgbench run, default 10]
  */
@@ -66,6 +67,16 @@ async function main() {
   const newVersion = await pgbench(server.port, newScript, 'public_01_accounts,public');
   await db.query('VACUUM accounts');
   const bulkAfter = await timed(() => bulk('email'));
+  // A second migration stacked on the first, on another table: its version sees accounts as the first
+  // does, and writes through it go through the first one's triggers, whose WHEN now lists both versions.
+  await db.query('CREATE TABLE public.ledger (id bigint PRIMARY KEY, amount int)');
+  const stacked = { name: '02_ledger', operations: [{ add_column: { table: 'ledger', column: { name: 'memo', type: 'text', nullable: true } } }] };
+  await migrator.start(parseMigration(JSON.stringify(stacked), { file: '02_ledger.json', format: 'json' }));
+  await db.query('VACUUM accounts');
+  const stackedOld = await pgbench(server.port, oldScript, null);
+  await db.query('VACUUM accounts');
+  const stackedNew = await pgbench(server.port, newScript, 'public_02_ledger,public');
+  await migrator.rollback();
   // And once more without triggers, after rolling back, so the baseline is not an accident of order.
   await migrator.rollback();
   await db.query('VACUUM accounts');
@@ -82,6 +93,8 @@ async function main() {
       [
         ['single-row UPDATE, old version (tps)', fmt(baseline), fmt(oldVersion), `${(baseline / oldVersion).toFixed(2)}×`],
         ['single-row UPDATE, new version via its view (tps)', fmt(baseline), fmt(newVersion), `${(baseline / newVersion).toFixed(2)}×`],
+        ['… with a second migration stacked: old version (tps)', fmt(baseline), fmt(stackedOld), `${(baseline / stackedOld).toFixed(2)}×`],
+        ['… with a second migration stacked: newest version (tps)', fmt(baseline), fmt(stackedNew), `${(baseline / stackedNew).toFixed(2)}×`],
         ['bulk UPDATE of 100k rows (rows/s)', fmt(100_000 / bulkBefore.seconds), fmt(100_000 / bulkAfter.seconds), `${(bulkAfter.seconds / bulkBefore.seconds).toFixed(2)}×`],
       ],
     ),
