@@ -21,6 +21,9 @@ import { PooledServer } from './pool/pooled-server.js';
 import type { Pooling } from './session/pooled.js';
 import type { UpstreamTarget } from './upstream.js';
 
+/** How long a passthrough password is kept after its user's last client left, without --server-idle-timeout. */
+const DEFAULT_FORGET_AFTER_MS = 10 * 60_000;
+
 /** PostgreSQL's SQLSTATE for a password it does not take (wrong, or expired). */
 const INVALID_PASSWORD = '28P01';
 
@@ -102,6 +105,17 @@ export class ProxyPooling implements Pooling {
     } catch (error) {
       if (error instanceof ServerError) return error.errorFields;
       return { severity: 'FATAL', code: '08006', message: `the tandem proxy could not ask the server to check the password of user "${user}": ${(error as Error).message}` };
+    }
+  }
+
+  /**
+   * Passthrough: forgets the kept passwords of users who have had no client for as long as an idle
+   * server connection lives (--server-idle-timeout, else 10 minutes); `present`: the users with one now.
+   */
+  forgetAbsentUsers(present: ReadonlySet<string>): void {
+    const afterMs = this.options.settings.serverIdleTimeoutMs || DEFAULT_FORGET_AFTER_MS;
+    for (const user of this.passwords?.forgetAbsent(present, afterMs) ?? []) {
+      this.logger.info({ user }, 'forgot the kept password of a user with no client connected; the next login of this user goes to the server');
     }
   }
 

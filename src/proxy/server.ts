@@ -40,6 +40,8 @@ const HARD_LIMIT_SLACK = 100;
 
 /** Queries per second are averaged over this window. */
 const RATE_WINDOW_MS = 5_000;
+/** How often passthrough's kept passwords of users without clients are looked at (pooling.ts forgets them). */
+const FORGET_SWEEP_MS = 30_000;
 /** How often an open status page fetches itself again. */
 const PAGE_REFRESH_SECONDS = 5;
 
@@ -149,6 +151,11 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     else logger.warn({ upstream: describeTarget(upstream), err: result.reason }, 'upstream check could not run; it runs again at the next versioned login');
   });
   const pooling = options.pooling ? new ProxyPooling(options.pooling, upstream, proxyLogin, metrics, logger) : undefined;
+  // Passthrough keeps the passwords the server accepted: only while their users have clients here.
+  const forgetter = setInterval(() => {
+    if (pooling?.authType !== 'passthrough') return;
+    pooling.forgetAbsentUsers(new Set([...sessions].flatMap((session) => (session.user === undefined ? [] : [session.user]))));
+  }, FORGET_SWEEP_MS).unref();
   if (pooling) {
     await pooling.loadAuthFile();
     // The parser that tells which statements pin a client (WASM, loaded once).
@@ -386,6 +393,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
       }
       await stopped;
       clearInterval(rateSampler);
+      clearInterval(forgetter);
       await withTimeout(pooling?.close() ?? Promise.resolve(), options.serverConnectTimeoutMs);
       await withTimeout(heartbeats.stop(), options.serverConnectTimeoutMs);
       await catalogs.close();

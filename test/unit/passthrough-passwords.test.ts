@@ -25,6 +25,26 @@ describe('KeptPasswords', () => {
     kept.keep('alice', 'three');
     expect(kept.passwordOf('alice')).toEqual({ password: 'three' });
   });
+
+  it('forgets the password of a user who has had no client for the given time, and only then', () => {
+    const kept = new KeptPasswords();
+    kept.keep('alice', 'a', 0);
+    kept.keep('bob', 'b', 0);
+    // bob still has a client at 50 s; alice left.
+    expect(kept.forgetAbsent(new Set(['bob']), 60_000, 50_000)).toEqual([]);
+    expect(kept.forgetAbsent(new Set(), 60_000, 59_999)).toEqual([]);
+    expect(kept.forgetAbsent(new Set(), 60_000, 60_000)).toEqual(['alice']);
+    expect(kept.passwordOf('alice')).toBeUndefined();
+    expect(kept.matches('alice', 'a')).toBe(false);
+    // bob was seen at 50 s: he goes a minute after that.
+    expect(kept.passwordOf('bob')).toEqual({ password: 'b' });
+    expect(kept.forgetAbsent(new Set(), 60_000, 110_000)).toEqual(['bob']);
+    // A refused password goes the same way, so the user's next login is tried again.
+    kept.keep('carol', 'c', 200_000);
+    kept.drop('carol', 'c', refused);
+    expect(kept.forgetAbsent(new Set(), 60_000, 260_000)).toEqual(['carol']);
+    expect(kept.passwordOf('carol')).toBeUndefined();
+  });
 });
 
 describe('cleartextRefusal', () => {

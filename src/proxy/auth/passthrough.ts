@@ -16,6 +16,27 @@ export class KeptPasswords {
   /** Per process: the digests mean nothing outside it, and a kept password is compared without timing leaks. */
   private readonly key = randomBytes(32);
   private readonly byUser = new Map<string, Kept>();
+  /** When each user with a kept password was last seen with a client connected. */
+  private readonly seenAt = new Map<string, number>();
+
+  /**
+   * Forgets the password of every user who has had no client connected (`present`: the users who
+   * have one now) for `afterMs`: a password stays in memory only while its user uses the proxy. Their
+   * pooled connections stay open until they idle out; the user's next login goes to the server again.
+   * Returns the users forgotten.
+   */
+  forgetAbsent(present: ReadonlySet<string>, afterMs: number, now = Date.now()): string[] {
+    const forgotten: string[] = [];
+    for (const user of this.byUser.keys()) {
+      if (present.has(user) || !this.seenAt.has(user)) this.seenAt.set(user, now);
+      else if (now - this.seenAt.get(user)! >= afterMs) forgotten.push(user);
+    }
+    for (const user of forgotten) {
+      this.byUser.delete(user);
+      this.seenAt.delete(user);
+    }
+    return forgotten;
+  }
 
   /** Whether `password` is the one the server last accepted for `user` (no server round trip needed). */
   matches(user: string, password: string): boolean {
@@ -23,8 +44,9 @@ export class KeptPasswords {
     return kept?.kind === 'password' && timingSafeEqual(kept.digest, this.digest(password));
   }
 
-  keep(user: string, password: string): void {
+  keep(user: string, password: string, now = Date.now()): void {
     this.byUser.set(user, { kind: 'password', password, digest: this.digest(password) });
+    this.seenAt.set(user, now);
   }
 
   /** The password to open a pooled connection with, or the server's last refusal of it. */
