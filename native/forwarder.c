@@ -1921,8 +1921,10 @@ fail:
 static int take_fd(int fd) {
   int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (copy < 0) return -1;
+  /* Node's sockets are non-blocking already, and a duplicate shares that flag: setting it again
+     is a system call per login for nothing (bench/README.md, Pooling, -C). */
   int flags = fcntl(copy, F_GETFL);
-  if (flags < 0 || fcntl(copy, F_SETFL, flags | O_NONBLOCK) < 0) {
+  if (flags < 0 || (!(flags & O_NONBLOCK) && fcntl(copy, F_SETFL, flags | O_NONBLOCK) < 0)) {
     int error = errno;
     close(copy);
     errno = error;
