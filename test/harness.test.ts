@@ -1,5 +1,11 @@
+import { createServer } from 'node:net';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { EmbeddedPostgres } from '../src/dev/embedded.js';
 import { usePostgres } from './support/harness.js';
+import { startOnFreePort } from './support/postgres.js';
 
 describe('test harness', () => {
   const pg = usePostgres();
@@ -15,4 +21,29 @@ describe('test harness', () => {
     const { rows } = await pg.query(`SELECT to_regclass('only_here') AS t`);
     expect(rows[0]!.t).toBeNull();
   });
+
+  it('starts a server on another port when the free one it picked was taken meanwhile', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const takenPort = (taken.address() as { port: number }).port;
+    const dir = await mkdtemp(join(tmpdir(), 'tandem-harness-'));
+    // As root the server runs as `postgres`, which must reach its data directory.
+    await chmod(dir, 0o755);
+    const ports: number[] = [];
+    let server: EmbeddedPostgres | undefined;
+    try {
+      server = await startOnFreePort((port) => {
+        // The first attempt gets the port someone else holds, as when another process took it.
+        const chosen = ports.length === 0 ? takenPort : port;
+        ports.push(chosen);
+        return new EmbeddedPostgres({ dataDir: join(dir, 'data'), port: chosen, settings: { fsync: 'off' } });
+      });
+      expect(ports).toHaveLength(2);
+      expect(server.port).toBe(ports[1]);
+    } finally {
+      await server?.stop();
+      taken.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

@@ -81,14 +81,7 @@ async function embeddedServer(options: StartOptions): Promise<TestPostgres> {
     full_page_writes: 'off',
     ...options.settings,
   };
-  const server = new EmbeddedPostgres({
-    dataDir,
-    port: await freePort(),
-    major: major === DEFAULT_MAJOR ? undefined : major,
-    settings,
-  });
-  await server.initialize();
-  await server.start();
+  const server = await startOnFreePort((port) => new EmbeddedPostgres({ dataDir, port, major: major === DEFAULT_MAJOR ? undefined : major, settings }));
   const autoConf = join(dataDir, 'postgresql.auto.conf');
   const base = commonServer({ host: server.host, port: server.port, user: 'postgres', major, kind: 'embedded' });
   return {
@@ -110,6 +103,24 @@ async function embeddedServer(options: StartOptions): Promise<TestPostgres> {
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Creates the cluster and starts it on a port that was free a moment before. Another process (a test
+ * file starting its own server, a proxy) can take that port in between: the server then cannot bind
+ * it, and starts again on another one.
+ */
+export async function startOnFreePort(serverOn: (port: number) => EmbeddedPostgres): Promise<EmbeddedPostgres> {
+  for (let attempt = 1; ; attempt++) {
+    const server = serverOn(await freePort());
+    if (attempt === 1) await server.initialize();
+    try {
+      await server.start();
+      return server;
+    } catch (error) {
+      if (attempt >= 5 || !/Address already in use/.test((error as Error).message)) throw error;
+    }
+  }
 }
 
 async function externalServer(url: string): Promise<TestPostgres> {
