@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EmbeddedPostgres, type PostgresBinaries } from '../../src/dev/embedded.js';
-import { freePort } from '../../src/dev/ports.js';
+import { startOnFreePort } from '../support/postgres.js';
 import { migrationFile, ok, tandem } from '../support/migrations.js';
 import { spawnCli, waitFor } from '../support/spawn.js';
 
@@ -42,9 +42,7 @@ describe.skipIf(missing.length > 0)('backfill against a streaming replica (--max
     dir = await mkdtemp(join(tmpdir(), 'tandem-replica-'));
     await chmod(dir, 0o755);
     const settings = { wal_level: 'replica', max_wal_senders: '4', max_connections: '50', fsync: 'off', full_page_writes: 'off' };
-    primary = new EmbeddedPostgres({ dataDir: join(dir, 'primary'), port: await freePort(), binaries: debian15, settings });
-    await primary.initialize();
-    await primary.start();
+    primary = await startOnFreePort((port) => new EmbeddedPostgres({ dataDir: join(dir, 'primary'), port, binaries: debian15, settings }));
     // pg_basebackup writes the copy as the user the servers run as (postgres, when the tests run as root).
     const replicaDir = join(dir, 'replica');
     await mkdir(replicaDir, { mode: 0o700 });
@@ -56,8 +54,7 @@ describe.skipIf(missing.length > 0)('backfill against a streaming replica (--max
     }
     const basebackup = [join(BIN, 'pg_basebackup'), '-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', '-D', replicaDir, '-c', 'fast', '-R', '-X', 'stream'];
     await (asRoot ? run('runuser', ['-u', 'postgres', '--', ...basebackup]) : run(basebackup[0]!, basebackup.slice(1)));
-    replica = new EmbeddedPostgres({ dataDir: replicaDir, port: await freePort(), binaries: debian15, settings: { ...settings, hot_standby: 'on' } });
-    await replica.start();
+    replica = await startOnFreePort((port) => new EmbeddedPostgres({ dataDir: replicaDir, port, binaries: debian15, settings: { ...settings, hot_standby: 'on' } }), { initialize: false });
   }, 180_000);
 
   afterAll(async () => {

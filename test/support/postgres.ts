@@ -106,14 +106,14 @@ async function embeddedServer(options: StartOptions): Promise<TestPostgres> {
 }
 
 /**
- * Creates the cluster and starts it on a port that was free a moment before. Another process (a test
+ * Creates the cluster (unless told it exists) and starts it on a port that was free a moment before. Another process (a test
  * file starting its own server, a proxy) can take that port in between: the server then cannot bind
  * it, and starts again on another one.
  */
-export async function startOnFreePort(serverOn: (port: number) => EmbeddedPostgres): Promise<EmbeddedPostgres> {
+export async function startOnFreePort(serverOn: (port: number) => EmbeddedPostgres, options: { initialize: boolean } = { initialize: true }): Promise<EmbeddedPostgres> {
   for (let attempt = 1; ; attempt++) {
     const server = serverOn(await freePort());
-    if (attempt === 1) await server.initialize();
+    if (attempt === 1 && options.initialize) await server.initialize();
     try {
       await server.start();
       return server;
