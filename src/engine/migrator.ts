@@ -29,6 +29,7 @@ import { versionSchemaReady } from './status.js';
 import { expressionCheckFor, planMigration, type ExpressionCheck } from './plan-migration.js';
 import { DEFAULT_MAX_ACTIVE_MIGRATIONS, refuseStacking, refuseStackingAll, stackBase, tablesNamedBy } from './stack.js';
 import type { StackBase } from '../core/planner.js';
+import type { SchemaInfo } from '../core/catalog-types.js';
 import { MAX_IDENTIFIER_BYTES } from '../core/quote.js';
 import { fixedSearchPath } from '../core/triggers.js';
 import { describeMissing, missingObjects } from './verify.js';
@@ -138,8 +139,11 @@ export class Migrator {
     const previous = await this.previousVersionSchema();
     const active = await this.othersInFlight(loaded.migration.name);
     let stackedOn: StackBase | undefined;
+    // Read once for both: what the migration touches and its plan (stackBase changes nothing).
+    let schema: SchemaInfo | undefined;
     if (active.length) {
-      const touches = tablesNamedBy(loaded.migration, await readSchema(this.db, this.settings.schema));
+      schema = await readSchema(this.db, this.settings.schema);
+      const touches = tablesNamedBy(loaded.migration, schema);
       const maxActive = this.settings.maxActiveMigrations ?? DEFAULT_MAX_ACTIVE_MIGRATIONS;
       refuseStacking(active, { name: loaded.migration.name, touches, createsVersionSchema: createVersionSchema, complete: options.complete === true }, maxActive, loaded.file);
       stackedOn = await stackBase(this.db, active, versionSchema);
@@ -158,6 +162,7 @@ export class Migrator {
       },
       loaded.file,
       expressions,
+      schema,
     );
     return { ...planned, versionSchema, stackedOn: stackKey(active) };
   }

@@ -41,8 +41,10 @@ export async function planMigration(
   context: MigrationContext,
   file?: string,
   expressions: ExpressionCheck = 'refuse',
+  /** The catalog snapshot, when the caller has just read it. */
+  schema?: SchemaInfo,
 ): Promise<PlannedMigration> {
-  const { plan, warnings, probes } = await planOperations(await readSchema(db, context.schema), migration, context, databaseInspector(db), file);
+  const { plan, warnings, probes } = await planOperations(schema ?? (await readSchema(db, context.schema)), migration, context, databaseInspector(db), file);
   for (const probe of probes) {
     try {
       await db.query(probe.sql);
