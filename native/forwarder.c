@@ -486,7 +486,6 @@ static void leave_pool(forwarder *f, session *s, int server_failed);
  * Decides a session's end: what each side is sent before it is closed. The counters are final at
  * this point; the report goes out after the first attempt to send those last bytes.
  */
-
 static void end_session(forwarder *f, session *s, end_reason reason, int explained, const char *detail,
                         close_mode client_mode, const char *to_client, size_t to_client_len,
                         close_mode server_mode, const char *to_server, size_t to_server_len) {
