@@ -48,6 +48,24 @@ export interface ModelTable {
   /** The catalog entry at the start of the migration (absent for created tables). */
   info?: TableInfo;
   grants: Grant[];
+  /**
+   * The columns the old version sees, when they are not the catalog's: the table as an active
+   * migration's version shows it, for a migration stacked on it (see `stackOn`).
+   */
+  previous?: { name: string; physical: string; type: string }[];
+}
+
+/**
+ * A table as one migration's version sees it, stored with its plan: a migration stacked on it plans
+ * on this, not on the catalog, which still holds every active version's columns.
+ */
+export interface VersionTable {
+  name: string;
+  physical: string;
+  columns: Omit<ModelColumn, 'original'>[];
+  constraints: ModelConstraint[];
+  primaryKey: string[];
+  grants: Grant[];
 }
 
 export class SchemaModel {
@@ -91,6 +109,52 @@ export class SchemaModel {
           })),
       });
     }
+  }
+
+  /**
+   * Makes the model start from the active migrations' versions instead of the catalog (`bases`, oldest
+   * first, each with the tables it touches by every name it gives): the tables a stacked migration
+   * shares with them (`shared`, by any name) look as the newest of them shows them, and the tables
+   * they drop are gone. The others stay as the catalog has them.
+   */
+  stackOn(bases: { touched: string[]; tables: VersionTable[]; indexNames: string[] }[], info: SchemaInfo, shared: readonly string[]): void {
+    for (const base of bases) {
+      // Names the active migrations' indexes take at their complete are not free for this one.
+      for (const name of base.indexNames) this.addIndex(name);
+      const kept = new Set(base.tables.flatMap((t) => [t.name, t.physical]));
+      for (const name of base.touched) if (!kept.has(name) && this.tables.get(name)?.physical === name) this.tables.delete(name);
+      for (const version of base.tables) {
+        if (!shared.includes(version.name) && !shared.includes(version.physical)) continue;
+        for (const [name, table] of this.tables) if (table.physical === version.physical) this.tables.delete(name);
+        const catalog = info.tables.get(version.physical);
+        this.tables.set(version.name, {
+          name: version.name,
+          physical: version.physical,
+          created: false,
+          ...(catalog ? { info: catalog } : {}),
+          grants: version.grants.map((g) => ({ ...g })),
+          primaryKey: [...version.primaryKey],
+          columns: version.columns.map((c) => ({ ...c, original: c.physical })),
+          constraints: version.constraints.map((c) => ({ ...c, columns: [...c.columns] })),
+          previous: version.columns.map((c) => ({ name: c.name, physical: c.physical, type: c.type })),
+        });
+      }
+    }
+  }
+
+  /** The tables named (by their name or physical name) as the new version sees them, to store with the plan. */
+  versionTables(names: readonly string[]): VersionTable[] {
+    const wanted = new Set(names);
+    return this.visibleTables()
+      .filter((t) => wanted.has(t.name) || wanted.has(t.physical))
+      .map((t) => ({
+        name: t.name,
+        physical: t.physical,
+        columns: t.columns.map(({ original: _original, ...column }) => ({ ...column })),
+        constraints: t.constraints.map((c) => ({ ...c, columns: [...c.columns] })),
+        primaryKey: [...t.primaryKey],
+        grants: t.grants.map((g) => ({ ...g })),
+      }));
   }
 
   /** Tables the new version sees, in name order. */
@@ -351,6 +415,16 @@ export interface NameBinding {
  */
 export function oldVersionNames(table: ModelTable): Record<string, NameBinding> {
   const names: Record<string, NameBinding> = {};
+  if (table.previous) {
+    // Stacked: the old version is the active migration's, whose names need not be the catalog's.
+    const previous = new Map(table.previous.map((c) => [c.physical, c]));
+    for (const c of table.columns) {
+      const before = c.original ? previous.get(c.original) : undefined;
+      if (before) names[c.name] = { column: before.physical, type: before.type };
+    }
+    for (const c of table.previous) names[c.name] = { column: c.physical, type: c.type };
+    return names;
+  }
   const oldColumns = new Map((table.info?.columns ?? []).map((c) => [c.name, c]));
   for (const c of table.columns) {
     if (!c.original) continue;

@@ -7,7 +7,7 @@
  * - rollback: the new version schema and triggers go first, then each operation's undo, last first.
  */
 import { lockTargetOf, renameColumnSql, renameConstraint, renameIndex, renameTable } from './ddl.js';
-import { moveConstraint, movePhysical, physicalColumnTaken, type ModelColumn, type ModelTable, type SchemaModel } from './model.js';
+import { moveConstraint, movePhysical, physicalColumnTaken, type ModelColumn, type ModelTable, type SchemaModel, type VersionTable } from './model.js';
 import { ShadowTable, shadowName, type NewConstraint, type ShadowColumn } from './shadow.js';
 import {
   COMPLETE_PHASES,
@@ -22,6 +22,7 @@ import {
   type StepOrigin,
 } from './steps.js';
 import { derivedIdent, qualified, quoteIdent, quoteLiteral } from './quote.js';
+import { TandemError } from '../errors/index.js';
 import {
   backfillAssignments,
   createSyncTriggerSql,
@@ -29,8 +30,11 @@ import {
   expressionProbeSql,
   SYNC_TRIGGER_NAME,
   resetSyncTriggersSql,
+  restackSyncSql,
+  createSyncFunctionSql,
   syncFunctionName,
   type SyncExpression,
+  type SyncLayer,
   type SyncRule,
   type SyncTrigger,
 } from './triggers.js';
@@ -61,8 +65,19 @@ export interface StackBase {
   tables: string[];
   /** Statements that create those views in this migration's version schema. */
   views: string[];
-  /** The active migrations' sync triggers: each table, and the version schemas that write it as the new version now. */
-  triggers: { table: string; newVersionSchemas: string[] }[];
+  /**
+   * The active migrations' sync triggers: each table, the version schemas that write it as the new
+   * version now, and, when every migration with rules on it stored them, the table's layers (one per
+   * migration, oldest first), from which its sync function is made anew.
+   */
+  triggers: { table: string; newVersionSchemas: string[]; layers?: SyncLayer[] }[];
+  /**
+   * The active migrations' versions of the tables they touch, oldest first: the model starts from
+   * them, so a migration may be stacked on a table an active one changes (see SchemaModel.stackOn).
+   */
+  versions: { migration: string; touched: string[]; tables: VersionTable[]; indexNames: string[] }[];
+  /** The tables this migration touches that active migrations touch too: planned on their versions, not borrowed. */
+  shared: string[];
 }
 
 /** A query that must plan without error before the migration may touch the database. */
@@ -254,6 +269,44 @@ export class Planner {
     return { schema: this.context.schema, table, functionSchema: this.context.stateSchema, functionName: syncFunctionName(this.context.schema, table), triggerName: SYNC_TRIGGER_NAME };
   }
 
+  /**
+   * A migration stacked on a table an active one changes builds on that one's version of the table,
+   * but may not change again what it has not finished: a column its sync rules keep in step (or one
+   * that a constraint or index of it under a temporary name involves) cannot get a shadow of its own,
+   * and a constraint it will rename at complete cannot be dropped or renamed.
+   */
+  private refuseUnfinished(): void {
+    const base = this.context.stackedOn;
+    if (!base) return;
+    const ownerOf = (physical: string) => [...base.versions].reverse().find((v) => v.tables.some((t) => t.physical === physical));
+    for (const shadows of this.shadowTables.values()) {
+      const table = shadows.table;
+      const owner = ownerOf(table.physical);
+      if (!owner) continue;
+      const layers = base.triggers.find((t) => t.table === table.physical)?.layers ?? [];
+      const synced = new Set(layers.flatMap((l) => l.rules.flatMap((r) => [r.oldColumn, r.newColumn])));
+      const temporary = (name: string) => name.startsWith('_tandem_');
+      for (const shadow of shadows.columns) {
+        const pendingObject =
+          table.info?.constraints.some((c) => temporary(c.name) && c.columns.includes(shadow.original)) ||
+          table.info?.indexes.some((i) => temporary(i.name) && i.columns.includes(shadow.original));
+        if (synced.has(shadow.original) || pendingObject) {
+          throw new TandemError({ kind: 'stack_unfinished', name: owner.migration, table: table.name, object: shadow.column.name, objectKind: 'column' }, { operation: shadow.origin.operation, kind: shadow.origin.kind });
+        }
+      }
+    }
+    for (const version of base.versions) {
+      for (const before of version.tables) {
+        if (!base.shared.includes(before.name) && !base.shared.includes(before.physical)) continue;
+        const table = this.model.visibleTables().find((t) => t.physical === before.physical);
+        for (const constraint of before.constraints.filter((c) => c.physical !== c.name)) {
+          if (!table || table.constraints.some((c) => c.physical === constraint.physical && c.name === constraint.name)) continue;
+          throw new TandemError({ kind: 'stack_unfinished', name: ownerOf(before.physical)!.migration, table: before.name, object: constraint.name, objectKind: 'constraint' });
+        }
+      }
+    }
+  }
+
   /** Turns each table's shadow columns into steps, in the phases where they belong. */
   private addShadowSteps(): void {
     for (const shadows of this.shadowTables.values()) {
@@ -291,11 +344,11 @@ export class Planner {
       for (const { from, to } of orderRenames(columns, (n) => derivedIdent('_tandem_tmp_', n))) {
         const statements = [renameColumnSql(ddlTable, from, to)];
         if (this.model.atLeast(18)) statements.push(renameNotNullConstraintSql(this.context.schema, table.physical, from, to));
-        steps.push(sqlStep(`rename column ${table.physical}.${from} to ${to}`, statements, { lockTarget: lockTargetOf(ddlTable) }));
+        steps.push(sqlStep(`rename column ${table.physical}.${from} to ${to}`, statements, { lockTarget: lockTargetOf(ddlTable), renameOn: table.physical }));
       }
       const constraints = table.constraints.map((c) => ({ from: c.physical, to: c.name }));
       for (const { from, to } of orderRenames(constraints, (n) => derivedIdent('_tandem_tmp_', n))) {
-        steps.push(renameConstraint(ddlTable, from, to));
+        steps.push({ ...renameConstraint(ddlTable, from, to), renameOn: table.physical });
       }
     }
     for (const { from, to } of this.indexRenames) steps.push(renameIndex(this.context.schema, from, to));
@@ -304,23 +357,38 @@ export class Planner {
 
   private renameTableSteps(): Step[] {
     const tables = this.model.visibleTables().map((t) => ({ from: t.physical, to: t.name }));
-    return orderRenames(tables, (n) => derivedIdent('_tandem_tmp_', n)).map(({ from, to }) => renameTable({ schema: this.context.schema, name: from }, to));
+    // A table renamed through a temporary name is renamed on its physical name's account both times.
+    const physicalOf = new Map(tables.map((t) => [t.from, t.from]));
+    return orderRenames(tables, (n) => derivedIdent('_tandem_tmp_', n)).map(({ from, to }) => {
+      const renameOn = physicalOf.get(from)!;
+      physicalOf.set(to, renameOn);
+      return { ...renameTable({ schema: this.context.schema, name: from }, to), renameOn };
+    });
   }
 
   /** The whole plan, in execution order. */
   build(): Plan {
     const { schema, versionSchema, previousVersionSchema, createVersionSchema = true } = this.context;
     for (const work of this.atBuild.splice(0)) work();
+    this.refuseUnfinished();
     this.addShadowSteps();
     const triggers = this.syncTriggers();
     const at = (phase: StartPhase) => this.startSteps.get(phase)!;
     const lockTarget = (table: string) => `${schema}.${table}`;
 
+    // Tables whose sync function active migrations already have rules in: this migration's rules go
+    // on top of theirs, in one function, and undoing that gives them back theirs.
+    const layersBelow = new Map((this.context.stackedOn?.triggers ?? []).filter((t) => t.layers).map((t) => [t.table, t.layers!]));
+    const ownLayer = (t: SyncTrigger): SyncLayer => ({ versionSchemas: [versionSchema], rules: t.rules });
     const unnumbered: Step[] = [
       ...at('expand'),
-      ...triggers.map((t) =>
-        sqlStep(`install sync trigger on ${t.table}`, createSyncTriggerSql(t), { lockTarget: lockTarget(t.table), origin: t.rules[0]!.origin }),
-      ),
+      ...triggers.map((t) => {
+        const below = layersBelow.get(t.table);
+        return sqlStep(`install sync trigger on ${t.table}`, below ? createSyncFunctionSql(t, [...below, ownLayer(t)]) : createSyncTriggerSql(t), {
+          lockTarget: lockTarget(t.table),
+          origin: t.rules[0]!.origin,
+        });
+      }),
       ...at('constrain'),
       ...[...this.backfills.entries()].map(([table, { touchColumn, origin }]): Step => {
         const assignments = backfillAssignments(this.syncRules.get(table) ?? []);
@@ -332,15 +400,18 @@ export class Planner {
     ];
     // A stacked migration's version sees the active migrations' tables as the latest version does, so
     // their triggers must take its writes as the new version's, from before its views exist.
-    const stackTriggers = (this.context.stackedOn?.triggers ?? []).map((t) => ({ ...t, trigger: this.syncTriggerOf(t.table) }));
+    const ownTables = new Set(triggers.map((t) => t.table));
+    const stackTriggers = (this.context.stackedOn?.triggers ?? []).filter((t) => !ownTables.has(t.table)).map((t) => ({ ...t, trigger: this.syncTriggerOf(t.table) }));
     const versionStepAt = unnumbered.findIndex((s) => s.description === `create version schema ${versionSchema}`);
     unnumbered.splice(
       versionStepAt < 0 ? unnumbered.length : versionStepAt,
       0,
-      ...stackTriggers.map(({ table, trigger, newVersionSchemas }) =>
-        sqlStep(`let the sync trigger on ${table} take writes through ${versionSchema} as the new version's`, resetSyncTriggersSql(trigger, [...newVersionSchemas, versionSchema]), {
-          lockTarget: lockTarget(table),
-        }),
+      ...stackTriggers.map(({ table, trigger, newVersionSchemas, layers }) =>
+        sqlStep(
+          `let the sync trigger on ${table} take writes through ${versionSchema} as the new version's`,
+          layers ? restackSyncSql(trigger, withWriters(layers, versionSchema)) : resetSyncTriggersSql(trigger, [...newVersionSchemas, versionSchema]),
+          { lockTarget: lockTarget(table) },
+        ),
       ),
     );
     const start = unnumbered.map((step, id): Step => ({ ...step, id }));
@@ -380,14 +451,17 @@ export class Planner {
     // touches only what was done (and needs no lock on tables that start never reached).
     const rollback: Step[] = [
       ...(viewsStep ? [{ ...sqlStep(`drop version schema ${versionSchema}`, dropVersionSchemaSql(this.context.stateSchema, versionSchema)), undoes: [viewsStep.id!] }] : []),
-      ...stackTriggers.map(({ table, trigger, newVersionSchemas }): Step => ({
-        ...sqlStep(`give the sync trigger on ${table} back its new versions ${newVersionSchemas.join(', ')}`, resetSyncTriggersSql(trigger, newVersionSchemas), { lockTarget: lockTarget(table) }),
+      ...stackTriggers.map(({ table, trigger, newVersionSchemas, layers }): Step => ({
+        ...restackStep(`give the sync trigger on ${table} back its new versions ${newVersionSchemas.join(', ')}`, schema, table, layers ? restackSyncSql(trigger, layers) : [resetSyncTriggersSql(trigger, newVersionSchemas)]),
         undoes: start.filter((s) => s.description.startsWith(`let the sync trigger on ${table} `)).map((s) => s.id!),
       })),
-      ...triggers.map((t) => ({
-        ...sqlStep(`drop sync trigger on ${t.table}`, dropSyncTriggerSql(t), { lockTarget: lockTarget(t.table) }),
-        undoes: [triggerStep(t.table).id!],
-      })),
+      ...triggers.map((t): Step => {
+        const below = layersBelow.get(t.table);
+        const step = below
+          ? restackStep(`give the sync trigger on ${t.table} back the rules of the active migrations`, schema, t.table, restackSyncSql(t, below))
+          : restackStep(`drop sync trigger on ${t.table}`, schema, t.table, dropSyncTriggerSql(t));
+        return { ...step, undoes: [triggerStep(t.table).id!] };
+      }),
       ...[...this.rollbackByOperation]
         .map((steps, operation) => (steps ?? []).map((step): Step => (step.kind === 'sql' ? { ...step, undoes: startIdsOf(operation) } : step)))
         .reverse()
@@ -400,6 +474,8 @@ export class Planner {
       retires: previousVersionSchema,
       ...(createVersionSchema ? {} : { createsVersionSchema: false as const }),
       syncTables: triggers.map((t) => t.table),
+      syncRules: Object.fromEntries(triggers.map((t) => [t.table, t.rules])),
+      indexNames: this.indexRenames.map((r) => r.to),
     };
   }
 
@@ -413,7 +489,7 @@ export class Planner {
 
   private borrowedViews(): BorrowedViews | undefined {
     const base = this.context.stackedOn;
-    return base && { tables: new Set(base.tables), views: base.views };
+    return base && { tables: new Set(base.tables.filter((t) => !base.shared.includes(t))), views: base.views };
   }
 
   private versionSchemaOwner(): VersionSchemaOwner {
@@ -434,12 +510,13 @@ export class Planner {
       const own = contract.filter((s): s is SqlStep => s.kind === 'sql' && s.transactional && s.lockTarget === target);
       const drop = dropSyncTriggerSql(trigger);
       if (!own.length) {
-        retire.push(sqlStep(`drop sync trigger on ${trigger.table}`, drop, { lockTarget: target, destructive: true }));
+        retire.push(sqlStep(`drop sync trigger on ${trigger.table}`, drop, { lockTarget: target, destructive: true, restacks: { table: trigger.table, statements: drop.length } }));
         continue;
       }
       const merged = sqlStep(`${own.map((s) => s.description).join(', ')} (with the sync trigger on ${trigger.table})`, [...drop, ...own.flatMap((s) => s.statements)], {
         lockTarget: target,
         destructive: true,
+        restacks: { table: trigger.table, statements: drop.length },
         ...(own[0]!.origin ? { origin: own[0]!.origin } : {}),
       });
       contract.splice(contract.indexOf(own[0]!), 1, merged);
@@ -447,6 +524,17 @@ export class Planner {
     }
     return contract;
   }
+}
+
+/** A step that leaves a table's sync function as `statements` make it (made anew at rollback: see engine/restack.ts). */
+function restackStep(description: string, schema: string, table: string, statements: string[]): SqlStep {
+  return sqlStep(description, statements, { lockTarget: `${schema}.${table}`, restacks: { table, statements: statements.length } });
+}
+
+/** A table's layers with `versionSchema` (a migration stacked on them that leaves the table alone) writing as the newest. */
+function withWriters(layers: SyncLayer[], versionSchema: string): SyncLayer[] {
+  const newest = layers.at(-1)!;
+  return [...layers.slice(0, -1), { ...newest, versionSchemas: [...newest.versionSchemas, versionSchema] }];
 }
 
 /** Orders renames so none lands on a name still in use by another pending one. */

@@ -14,6 +14,16 @@ const REHEARSED = 'T0R01';
 
 const VALIDATE = /^ALTER TABLE .* VALIDATE CONSTRAINT /s;
 
+const DESCRIPTION = 'rehearse the rest of complete (rolled back)';
+
+/**
+ * The plan with its complete rehearsed anew: a complete fitted to the migrations stacked on it
+ * (engine/restack.ts) runs other statements than the ones rehearsed when it was planned.
+ */
+export function rehearsedAgain(plan: Plan): Plan {
+  return withRehearsal({ ...plan, complete: plan.complete.filter((s) => s.description !== DESCRIPTION) });
+}
+
 export function withRehearsal(plan: Plan): Plan {
   const first = plan.complete.findIndex((s) => s.kind === 'sql' && s.destructive);
   if (first < 0) return plan;
@@ -26,7 +36,7 @@ export function withRehearsal(plan: Plan): Plan {
     .filter((sql) => !VALIDATE.test(sql));
   const body = statements.map((sql) => `    EXECUTE ${quoteLiteral(sql)};`).join('\n');
   const rehearsal = sqlStep(
-    'rehearse the rest of complete (rolled back)',
+    DESCRIPTION,
     `DO $tandem_rehearsal$ BEGIN
   BEGIN
 ${body}
@@ -44,6 +54,7 @@ END $tandem_rehearsal$`,
  * concurrent builds are left out. DROP INDEX CONCURRENTLY is rehearsed as a plain DROP INDEX.
  */
 function rehearsable(step: Step): step is SqlStep {
-  if (step.kind !== 'sql' || step.origin?.kind === 'sql') return false;
+  // A rename left to a migration stacked on its table (deferredTo) does not run in this complete.
+  if (step.kind !== 'sql' || step.origin?.kind === 'sql' || step.deferredTo !== undefined) return false;
   return step.transactional || step.statements.every((sql) => /^DROP INDEX CONCURRENTLY\b/.test(sql));
 }

@@ -3,6 +3,8 @@
  * anything touches the database. It is stored with the migration, so an interrupted run resumes at
  * the exact step where it stopped, and `--dry-run` can print it.
  */
+import type { VersionTable } from './model.js';
+import type { SyncRule } from './triggers.js';
 
 /** One or more SQL statements run as a unit under lock_timeout, retried with backoff on lock timeouts. */
 export interface SqlStep {
@@ -32,6 +34,19 @@ export interface SqlStep {
   /** Start steps are numbered; a rollback step lists the start steps it undoes. */
   id?: number;
   undoes?: number[];
+  /**
+   * A complete or rollback step that leaves the sync function of `table` (physical name) to the
+   * migrations still active after it: its first `statements` statements are made anew from them when
+   * the phase begins (see engine/restack.ts), since the stack may have changed since the plan was made.
+   */
+  restacks?: { table: string; statements: number };
+  /**
+   * A complete step that gives a column, constraint or this table (physical name) its final name: it
+   * waits for a migration stacked on the table, whose plan names them as they are now.
+   */
+  renameOn?: string;
+  /** Set on such a rename when a migration stacked on the table (this id) makes it instead: complete skips it. */
+  deferredTo?: number;
 }
 
 export interface StepOrigin {
@@ -105,6 +120,19 @@ export interface Plan {
   touches?: string[] | null;
   /** The tables (physical names) that got a sync trigger at start. Absent from plans stored before stacking. */
   syncTables?: string[];
+  /**
+   * The rules of those sync triggers, by table (physical name): a table's sync function is made anew
+   * from every active migration's rules when one stacked on it starts, completes or rolls back.
+   * Absent from plans stored before stacking on one table.
+   */
+  syncRules?: Record<string, SyncRule[]>;
+  /**
+   * The tables the migration touches as its version sees them, for a migration stacked on the same
+   * tables to plan on (see model.ts, VersionTable). Absent from plans stored before stacking on one table.
+   */
+  versionTables?: VersionTable[];
+  /** The names indexes built under temporary names take at complete: taken for a migration stacked on this one. */
+  indexNames?: string[];
 }
 
 /** Whether the migration's start creates its version schema (plans stored before the choice existed do). */
@@ -134,6 +162,8 @@ export function sqlStep(description: string, statements: string | string[], opti
     ...(options.destructive ? { destructive: true } : {}),
     ...(options.origin ? { origin: options.origin } : {}),
     ...(options.searchPath ? { searchPath: options.searchPath } : {}),
+    ...(options.restacks ? { restacks: options.restacks } : {}),
+    ...(options.renameOn ? { renameOn: options.renameOn } : {}),
   };
 }
 

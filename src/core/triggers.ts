@@ -99,23 +99,107 @@ export function backfillAssignments(rules: SyncRule[]): string | undefined {
 }
 
 export function createSyncTriggerSql(trigger: SyncTrigger): string[] {
-  const fn = qualified(trigger.functionSchema, trigger.functionName);
-  const blocks = trigger.rules.map((rule) => ruleBlock(rule, trigger)).join('\n');
+  return createSyncFunctionSql(trigger, [{ versionSchemas: [trigger.versionSchema], rules: trigger.rules }]);
+}
+
+/**
+ * The rules of one migration on a table, in a table's stack of active migrations, and the version
+ * schemas whose writers see the table as that migration does: its own and those of migrations stacked
+ * on it that left the table alone.
+ */
+export interface SyncLayer {
+  versionSchemas: string[];
+  rules: SyncRule[];
+}
+
+type SyncTarget = Pick<SyncTrigger, 'schema' | 'table' | 'functionSchema' | 'functionName' | 'triggerName'>;
+
+/**
+ * The table's sync function and the triggers that call it, for the active migrations that change the
+ * table, oldest first. One migration: the function above. Several (stacked migrations on one table):
+ * a writer sees the table as one of them does (its position: 0 for the oldest version and anyone who
+ * is no version, j for the writers of layer j), and each layer's pairs go `down` for a writer at or
+ * above it and `up` for one below: the downs newest layer first, the ups oldest first, so that a
+ * value written through any version flows through each layer's expressions in order.
+ */
+export function createSyncFunctionSql(target: SyncTarget, layers: SyncLayer[]): string[] {
+  const fn = qualified(target.functionSchema, target.functionName);
+  const trigger = { ...target, versionSchema: layers.at(-1)!.versionSchemas[0]!, rules: layers.flatMap((l) => l.rules) };
+  const blocksOf = (layer: SyncLayer) => layer.rules.map((rule) => ruleBlock(rule, trigger)).join('\n');
+  const declarations =
+    layers.length === 1
+      ? `  -- Which trigger called: the new version's writers (see SYNC_TRIGGER_NEW_NAME) or anyone else.
+  _tandem_from_new boolean := TG_ARGV[0] = 'new';`
+      : `  -- Which trigger called: the writer's position in the table's stack of versions (see layerTriggersSql).
+  _tandem_writer int := CASE TG_ARGV[0] WHEN 'old' THEN 0 WHEN 'new' THEN 1 ELSE TG_ARGV[0]::int END;
+  _tandem_from_new boolean;`;
+  const body =
+    layers.length === 1
+      ? blocksOf(layers[0]!)
+      : [
+          ...layers
+            .map((layer, i) => ({ layer, position: i + 1 }))
+            .reverse()
+            .map(({ layer, position }) => `  IF _tandem_writer >= ${position} THEN\n  _tandem_from_new := true;\n${blocksOf(layer)}\n  END IF;`),
+          ...layers.map((layer, i) => `  IF _tandem_writer < ${i + 1} THEN\n  _tandem_from_new := false;\n${blocksOf(layer)}\n  END IF;`),
+        ].join('\n');
   const functionSql = `CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ${fixedSearchPath(trigger.schema)}
+SET search_path = ${fixedSearchPath(target.schema)}
 AS $tandem$
 #variable_conflict use_column
 DECLARE
-  -- Which trigger called: the new version's writers (see SYNC_TRIGGER_NEW_NAME) or anyone else.
-  _tandem_from_new boolean := TG_ARGV[0] = 'new';
+${declarations}
   _tandem_direction text;
 BEGIN
-${blocks}
+${body}
   RETURN NEW;
 END
 $tandem$`;
-  return [functionSql, ...syncTriggersSql(trigger, [trigger.versionSchema])];
+  const triggers = layers.length === 1 ? syncTriggersSql(target, layers[0]!.versionSchemas) : layerTriggersSql(target, layers.map((l) => l.versionSchemas));
+  return [functionSql, ...triggers];
+}
+
+/**
+ * The table's sync function and triggers made anew for the migrations that change it now, after one
+ * of them started, completed or rolled back; with none left, dropped.
+ */
+export function restackSyncSql(target: SyncTarget, layers: SyncLayer[]): string[] {
+  if (!layers.length) return [dropExtraLayerTriggersSql(target, 1), ...dropSyncTriggerSql(target)];
+  return [...createSyncFunctionSql(target, layers), dropExtraLayerTriggersSql(target, layers.length)];
+}
+
+/** The name of the trigger for the writers of layer `position` (1: SYNC_TRIGGER_NEW_NAME). */
+function layerTriggerName(position: number): string {
+  return position === 1 ? SYNC_TRIGGER_NEW_NAME : `${SYNC_TRIGGER_NEW_NAME}_${position}`;
+}
+
+/**
+ * One trigger per position in the table's stack of versions, with exclusive WHEN conditions on the
+ * writer's first schema, each passing its position to the function.
+ */
+function layerTriggersSql(target: SyncTarget, layers: string[][]): string[] {
+  return [
+    createTriggerSql(target, target.triggerName, `NOT ${isOneOf(layers.flat())}`, 'old'),
+    ...layers.map((schemas, i) => createTriggerSql(target, layerTriggerName(i + 1), isOneOf(schemas), i === 0 ? 'new' : String(i + 1))),
+  ];
+}
+
+/**
+ * Drops the triggers of layers beyond `layers` (left by a stacked migration that completed or rolled
+ * back): their WHEN would name versions the function no longer knows.
+ */
+function dropExtraLayerTriggersSql(target: SyncTarget, layers: number): string {
+  const table = quoteLiteral(qualified(target.schema, target.table));
+  const prefix = quoteLiteral(`${SYNC_TRIGGER_NEW_NAME}_`);
+  return `DO $tandem$ DECLARE extra name; BEGIN
+  FOR extra IN SELECT tgname FROM pg_catalog.pg_trigger
+                WHERE tgrelid = pg_catalog.to_regclass(${table}) AND NOT tgisinternal
+                  AND pg_catalog.starts_with(tgname, ${prefix}) AND pg_catalog.substr(tgname, ${SYNC_TRIGGER_NEW_NAME.length + 2}) ~ '^[0-9]+$'
+                  AND pg_catalog.substr(tgname, ${SYNC_TRIGGER_NEW_NAME.length + 2})::int > ${layers} LOOP
+    EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', extra, ${table});
+  END LOOP;
+END $tandem$`;
 }
 
 /**
@@ -125,25 +209,31 @@ $tandem$`;
  * migration's own and, while later migrations are stacked on it, theirs (they see the table as it
  * does).
  */
-export function syncTriggersSql(trigger: Pick<SyncTrigger, 'schema' | 'table' | 'functionSchema' | 'functionName' | 'triggerName'>, newVersionSchemas: string[]): string[] {
-  const table = qualified(trigger.schema, trigger.table);
-  const fn = qualified(trigger.functionSchema, trigger.functionName);
+export function syncTriggersSql(trigger: SyncTarget, newVersionSchemas: string[]): string[] {
+  const notNew = newVersionSchemas.length === 1 ? `${FIRST_SCHEMA} IS DISTINCT FROM ${quoteLiteral(newVersionSchemas[0]!)}::name` : `NOT ${isOneOf(newVersionSchemas)}`;
+  const isNew = newVersionSchemas.length === 1 ? `${FIRST_SCHEMA} IS NOT DISTINCT FROM ${quoteLiteral(newVersionSchemas[0]!)}::name` : isOneOf(newVersionSchemas);
+  return [createTriggerSql(trigger, trigger.triggerName, notNew, 'old'), createTriggerSql(trigger, SYNC_TRIGGER_NEW_NAME, isNew, 'new')];
+}
+
+/** The first schema of the writer's search_path: a version schema when it writes through one. */
+const FIRST_SCHEMA = '(pg_catalog.current_schemas(false))[1]';
+
+/** Whether the writer's first schema is one of `schemas` (a search_path with no schema at all is the old version's). */
+function isOneOf(schemas: string[]): string {
+  return `COALESCE(${FIRST_SCHEMA} = ANY (ARRAY[${schemas.map(quoteLiteral).join(', ')}]::name[]), false)`;
+}
+
+/**
+ * A trigger that calls the sync function for the writers `writer` picks, with `side` as argument.
+ * Its WHEN runs in the writer's session, so it sees its search_path; the backfill, when it computes
+ * the columns in its own UPDATE, tells every one of them to stay out.
+ */
+function createTriggerSql(target: SyncTarget, name: string, writer: string, side: string): string {
   const notBackfill = `pg_catalog.current_setting(${quoteLiteral(BACKFILL_SETTING)}, true) IS DISTINCT FROM 'on'`;
-  const firstSchema = '(pg_catalog.current_schemas(false))[1]';
-  const create = (name: string, writer: string, side: 'old' | 'new') => `CREATE OR REPLACE TRIGGER ${quoteIdent(name)}
-  BEFORE INSERT OR UPDATE ON ${table}
+  return `CREATE OR REPLACE TRIGGER ${quoteIdent(name)}
+  BEFORE INSERT OR UPDATE ON ${qualified(target.schema, target.table)}
   FOR EACH ROW WHEN (${notBackfill} AND ${writer})
-  EXECUTE FUNCTION ${fn}(${quoteLiteral(side)})`;
-  if (newVersionSchemas.length === 1) {
-    const version = quoteLiteral(newVersionSchemas[0]!);
-    return [
-      create(trigger.triggerName, `${firstSchema} IS DISTINCT FROM ${version}::name`, 'old'),
-      create(SYNC_TRIGGER_NEW_NAME, `${firstSchema} IS NOT DISTINCT FROM ${version}::name`, 'new'),
-    ];
-  }
-  // A search_path with no schema at all gives NULL: that writer is the old version, as above.
-  const isNew = `COALESCE(${firstSchema} = ANY (ARRAY[${newVersionSchemas.map(quoteLiteral).join(', ')}]::name[]), false)`;
-  return [create(trigger.triggerName, `NOT ${isNew}`, 'old'), create(SYNC_TRIGGER_NEW_NAME, isNew, 'new')];
+  EXECUTE FUNCTION ${qualified(target.functionSchema, target.functionName)}(${quoteLiteral(side)})`;
 }
 
 /**
@@ -151,7 +241,7 @@ export function syncTriggersSql(trigger: Pick<SyncTrigger, 'schema' | 'table' | 
  * schemas, if they are still there: a stacked migration's rollback runs this after the migration it
  * was stacked on may have completed and dropped them.
  */
-export function resetSyncTriggersSql(trigger: Pick<SyncTrigger, 'schema' | 'table' | 'functionSchema' | 'functionName' | 'triggerName'>, newVersionSchemas: string[]): string {
+export function resetSyncTriggersSql(trigger: SyncTarget, newVersionSchemas: string[]): string {
   const table = quoteLiteral(qualified(trigger.schema, trigger.table));
   const statements = syncTriggersSql(trigger, newVersionSchemas).map((sql) => `    EXECUTE ${quoteLiteral(sql)};`);
   return `DO $tandem$ BEGIN
@@ -174,7 +264,7 @@ export function fixedSearchPath(schema: string): string {
   return `pg_catalog, ${quoteIdent(schema)}, pg_temp`;
 }
 
-export function dropSyncTriggerSql(trigger: Pick<SyncTrigger, 'schema' | 'table' | 'functionSchema' | 'functionName' | 'triggerName'>): string[] {
+export function dropSyncTriggerSql(trigger: SyncTarget): string[] {
   return [
     `DROP TRIGGER IF EXISTS ${quoteIdent(trigger.triggerName)} ON ${qualified(trigger.schema, trigger.table)}`,
     `DROP TRIGGER IF EXISTS ${quoteIdent(SYNC_TRIGGER_NEW_NAME)} ON ${qualified(trigger.schema, trigger.table)}`,

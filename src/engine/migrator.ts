@@ -28,6 +28,7 @@ import type { Plan, Step } from '../core/steps.js';
 import { versionSchemaReady } from './status.js';
 import { expressionCheckFor, planMigration, type ExpressionCheck } from './plan-migration.js';
 import { DEFAULT_MAX_ACTIVE_MIGRATIONS, refuseStacking, refuseStackingAll, stackBase, tablesNamedBy } from './stack.js';
+import { fitComplete, fitRollback } from './restack.js';
 import type { StackBase } from '../core/planner.js';
 import type { SchemaInfo } from '../core/catalog-types.js';
 import { MAX_IDENTIFIER_BYTES } from '../core/quote.js';
@@ -146,7 +147,7 @@ export class Migrator {
       const touches = tablesNamedBy(loaded.migration, schema);
       const maxActive = this.settings.maxActiveMigrations ?? DEFAULT_MAX_ACTIVE_MIGRATIONS;
       refuseStacking(active, { name: loaded.migration.name, touches, createsVersionSchema: createVersionSchema, complete: options.complete === true }, maxActive, loaded.file);
-      stackedOn = await stackBase(this.db, active, versionSchema);
+      stackedOn = await stackBase(this.db, active, versionSchema, touches ?? []);
     }
     const planned = await planMigration(
       this.db,
@@ -304,7 +305,7 @@ export class Migrator {
         throw new TandemError({ kind: 'rollback_unfinished', name: record.name }, { hint: 'run tandem rollback again to finish' });
       }
       if (record.status === 'active') await this.ensureRetirable(record, options);
-      return this.completeRecord(record);
+      return this.completeRecord(record.status === 'active' ? await this.fitComplete(record, newer) : record);
     });
   }
 
@@ -314,7 +315,7 @@ export class Migrator {
     return this.exclusively(async () => {
       // Rollback undoes the newest migration in flight first: the ones stacked on it build on it.
       const inFlight = await this.store.allInFlight();
-      const record = inFlight.at(-1);
+      let record = inFlight.at(-1);
       if (!record) throw new TandemError({ kind: 'nothing_active', schema: this.settings.schema }, { hint: 'there is nothing to roll back' });
       this.refuseWhileInTransition(inFlight.slice(0, -1));
       if (inFlight.length > 1) {
@@ -327,6 +328,7 @@ export class Migrator {
         }
       }
       const from = record.status === 'rolling_back' ? record.step : 0;
+      if (record.status !== 'rolling_back') record = await this.fitRollback(record, inFlight.slice(0, -1));
       await this.store.setStatus(record.id, 'rolling_back', { step: from });
       try {
         await this.withReconnect('rollback', record, async () => this.runSteps(record, 'rollback', await this.storedStep(record)));
@@ -338,6 +340,29 @@ export class Migrator {
       this.logger.info({ migration: record.name }, `${record.name} rolled back`);
       return { ...record, status: 'rolled_back' };
     });
+  }
+
+  /** The complete plan of the oldest active migration fitted to the ones stacked on it (see restack.ts), stored before the first step runs. */
+  private async fitComplete(record: MigrationRecord, newer: MigrationRecord[]): Promise<MigrationRecord> {
+    if (!newer.length && !record.plan.complete.some((s) => s.kind === 'sql' && s.deferredTo !== undefined)) return record;
+    const plan = fitComplete(record, newer, this.where());
+    await this.store.setPlan(record.id, plan);
+    for (const heir of new Set(plan.complete.flatMap((s) => (s.kind === 'sql' && s.deferredTo !== undefined ? [s.deferredTo] : [])))) {
+      const name = newer.find((r) => r.id === heir)?.name;
+      this.logger.info({ migration: record.name, stackedOn: name }, `${record.name} leaves the final names on the tables it shares with ${name} to it`);
+    }
+    return { ...record, plan };
+  }
+
+  /** The rollback plan of the newest active migration fitted to the ones under it (see restack.ts), stored before the first step runs. */
+  private async fitRollback(record: MigrationRecord, older: MigrationRecord[]): Promise<MigrationRecord> {
+    const plan = fitRollback(record, older, await this.store.leftTo(record.id), this.where());
+    await this.store.setPlan(record.id, plan);
+    return { ...record, plan };
+  }
+
+  private where(): { schema: string; stateSchema: string } {
+    return { schema: this.settings.schema, stateSchema: this.settings.stateSchema };
   }
 
   /** Refuses to go on while another migration of the schema is half-way through a run. */
@@ -422,6 +447,11 @@ export class Migrator {
     const steps = record.plan[phase];
     for (let index = from; index < steps.length; index++) {
       const step = steps[index]!;
+      if (step.kind === 'sql' && step.deferredTo !== undefined) {
+        // Left to a migration stacked on the table (see restack.ts): only its progress is recorded.
+        await this.store.setStep(record.id, index + 1);
+        continue;
+      }
       const started = Date.now();
       this.logger.debug({ migration: record.name, phase, step: index + 1, of: steps.length, description: step.description }, step.description);
       try {

@@ -77,6 +77,7 @@ export async function planOperations(
   file?: string,
 ): Promise<PlannedMigration & { probes: Probe[] }> {
   const model = new SchemaModel(schema);
+  if (context.stackedOn) model.stackOn(context.stackedOn.versions, schema, context.stackedOn.shared);
   const planner = new Planner(model, context, inspector);
   const operations = migration.operations;
   for (const [index, operation] of operations.entries()) {
@@ -95,6 +96,7 @@ export async function planOperations(
   const plan = withRehearsal(planner.build());
   plan.expect = planner.expected();
   plan.touches = tablesNamedBy(migration, schema);
+  if (plan.touches) plan.versionTables = model.versionTables(plan.touches);
   return { plan, warnings: planner.warnings, probes: planner.probes };
 }
 

@@ -1,12 +1,15 @@
 /**
  * Stacked migrations: starting a migration while others are active. Versions stay linear (each
  * active migration builds on the version before it; complete retires the oldest version first,
- * rollback undoes the newest migration first), and for now a stacked migration must name other tables
- * than the active ones, so no table has two migrations' shadow columns or triggers at once:
- * - its version schema shows the active migrations' tables as the latest version does (their views
- *   are copied from the latest version schema) and its own tables as its plan makes them;
- * - the active migrations' sync triggers take writes through its version as their new version's,
- *   since it sees their tables as they do.
+ * rollback undoes the newest migration first):
+ * - its version schema shows the active migrations' tables that it leaves alone as the latest version
+ *   does (their views are copied from the latest version schema), and the rest as its plan makes them;
+ * - on a table an active migration touches too, it plans on that migration's version of the table
+ *   (stored with its plan), and may not change what that migration has not finished changing (a
+ *   column it changes, an object under a temporary name: see refuseUnfinished);
+ * - a table's sync function holds every active migration's rules, one layer each, and is made anew
+ *   when one of them starts, completes or rolls back; writers through a version that leaves the
+ *   table alone write as the layer below them.
  */
 import type pg from 'pg';
 import { TandemError } from '../errors/index.js';
@@ -115,7 +118,10 @@ function refuseOnTop(active: MigrationRecord[], migration: { touches: string[] |
     if (record.plan.touches === null) throw stackRefused(record.name, 'active_raw_sql', file);
     if (!createsVersionSchema(record.plan)) throw stackRefused(record.name, 'active_no_version_schema', file);
     const shared = migration.touches.filter((table) => record.plan.touches!.includes(table));
-    if (shared.length) throw new TandemError({ kind: 'stack_conflict', name: record.name, tables: shared }, { file });
+    // A migration stacked on a table an active one touches plans on that one's version of it, and the
+    // table's sync function is made anew from every active migration's rules.
+    const keptVersions = record.plan.versionTables !== undefined && (record.plan.syncTables ?? []).every((t) => record.plan.syncRules?.[t]);
+    if (shared.length && !keptVersions) throw new TandemError({ kind: 'stack_conflict', name: record.name, tables: shared }, { file });
   }
 }
 
@@ -136,8 +142,6 @@ export function refuseStackingAll(active: MigrationRecord[], pending: { name: st
       if (!createsVersionSchema) throw refused('no_version_schema');
       if (migration.touches === null) throw refused('raw_sql');
       if (before.touches === null) throw refused('active_raw_sql');
-      const shared = migration.touches.filter((table) => before.touches!.includes(table));
-      if (shared.length) throw new TandemError({ kind: 'stack_conflict', name: before.name, tables: shared, pending: true }, { file: migration.file });
     }
   }
 }
@@ -151,14 +155,31 @@ function stackRefused(name: string, reason: StackRefusal, file?: string): Tandem
  * tables copied from the latest version schema into `versionSchema`, with their grants, and their
  * sync triggers with the version schemas that write through them as the new version now.
  */
-export async function stackBase(db: pg.Client, active: MigrationRecord[], versionSchema: string): Promise<StackBase> {
+export async function stackBase(db: pg.Client, active: MigrationRecord[], versionSchema: string, touches: string[]): Promise<StackBase> {
   const tables = [...new Set(active.flatMap((record) => record.plan.touches ?? []))].sort();
+  const shared = tables.filter((table) => touches.includes(table));
   const latest = active.at(-1)!.versionSchema;
-  const views = await copiedViews(db, latest, tables, versionSchema);
-  const triggers = active.flatMap((record, i) =>
-    (record.plan.syncTables ?? []).map((table) => ({ table, newVersionSchemas: active.slice(i).map((r) => r.versionSchema) })),
-  );
-  return { tables, views, triggers };
+  const views = await copiedViews(db, latest, tables.filter((table) => !shared.includes(table)), versionSchema);
+  const versions = active.flatMap((record) => (record.plan.versionTables ? [{ migration: record.name, touched: record.plan.touches ?? [], tables: record.plan.versionTables, indexNames: record.plan.indexNames ?? [] }] : []));
+  return { tables, views, triggers: syncLayers(active), versions, shared };
+}
+
+/**
+ * Each table with sync rules of active migrations (oldest first): the version schemas that write it as
+ * the newest migration with rules on it sees it (old-style, for its two triggers), and its layers when
+ * every one of those migrations kept its rules: a layer's writers are its migration's version and
+ * those of the migrations after it up to the next one with rules on the table.
+ */
+export function syncLayers(active: MigrationRecord[]): StackBase['triggers'] {
+  const tables = [...new Set(active.flatMap((record) => record.plan.syncTables ?? []))];
+  return tables.map((table) => {
+    const positions = active.flatMap((record, i) => ((record.plan.syncTables ?? []).includes(table) ? [i] : []));
+    const newVersionSchemas = active.slice(positions.at(-1)).map((r) => r.versionSchema);
+    const rules = positions.map((i) => active[i]!.plan.syncRules?.[table]);
+    if (rules.some((r) => !r)) return { table, newVersionSchemas };
+    const layers = positions.map((i, m) => ({ versionSchemas: active.slice(i, positions[m + 1]).map((r) => r.versionSchema), rules: rules[m]! }));
+    return { table, newVersionSchemas, layers };
+  });
 }
 
 /**

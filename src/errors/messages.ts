@@ -104,8 +104,10 @@ const MESSAGES: Words<string> = {
       ? `starting ${quotedList(f.starting)} would leave ${f.active.length + f.starting.length} migrations active${f.active.length ? ` (with ${quotedList(f.active)})` : ''}, and --max-active-migrations ${f.max} allows ${f.max}`
       : `${f.active.length === 1 ? `migration "${f.active[0]}" is` : `migrations ${quotedList(f.active)} are`} active, and --max-active-migrations ${f.max} allows no more`,
   stack_conflict: (f) =>
-    `${f.pending ? 'migration' : 'active migration'} "${f.name}"${f.pending ? ', before this one in the folder,' : ''} changes ${f.tables.length === 1 ? 'table' : 'tables'} ${f.tables.map((t) => `"${t}"`).join(', ')}, which this migration touches too (by name or through a foreign key); a migration stacked on an active one must keep to other tables`,
+    `${f.pending ? 'migration' : 'active migration'} "${f.name}"${f.pending ? ', before this one in the folder,' : ''} changes ${f.tables.length === 1 ? 'table' : 'tables'} ${f.tables.map((t) => `"${t}"`).join(', ')}, which this migration touches too (by name or through a foreign key); it was started by a tandem that did not keep its version of its tables, so a migration stacked on it must keep to other tables`,
   stack_refused: (f) => describeStackRefusal(f.name, f.reason, f.pending === true),
+  stack_unfinished: (f) =>
+    `this migration changes ${f.objectKind} "${f.object}" of table "${f.table}", which active migration "${f.name}" has not finished changing: a stacked migration builds on what an active one changed, but cannot change it again before that one completes`,
   nothing_to_resume: (f) => (f.current ? `migration "${f.current.name}" is ${describeStatus(f.current.status)}: its start is finished` : 'no migration is being started'),
   nothing_active: (f) => `no migration is active in schema "${f.schema}"${f.fresh ? ' (tandem has not been used on this database yet)' : ''}`,
   no_versions: (f) => `no migration has been applied to schema "${f.schema}" yet`,
@@ -171,6 +173,7 @@ const HINTS: Partial<Words<string | undefined>> = {
   stack_full: (f) =>
     f.starting ? `raise --max-active-migrations, or run migrate without --stack (it completes each migration before the next)` : `complete "${f.active[0]}" first, or raise --max-active-migrations`,
   stack_conflict: (f) => (f.pending ? 'run migrate without --stack (it completes each migration before the next)' : `complete "${f.name}" first`),
+  stack_unfinished: (f) => `complete "${f.name}" first`,
   stack_refused: (f) =>
     f.pending
       ? 'run migrate without --stack (it completes each migration before the next)'

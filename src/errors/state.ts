@@ -27,6 +27,8 @@ export type StateFact =
   | { kind: 'stack_conflict'; name: string; tables: string[]; pending?: boolean }
   /** Stacking refused for a reason of the migrations themselves (see StackRefusal); `pending` as for stack_conflict. */
   | { kind: 'stack_refused'; name: string; reason: StackRefusal; pending?: boolean }
+  /** A stacked migration would change again what active migration `name` has not finished changing. */
+  | { kind: 'stack_unfinished'; name: string; table: string; object: string; objectKind: 'column' | 'constraint' }
   | { kind: 'migration_applied'; name: string }
   /** `current`: the in-flight migration, when there is one that is not being started. */
   | { kind: 'nothing_to_resume'; current?: { name: string; status: string } }

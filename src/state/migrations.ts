@@ -118,6 +118,17 @@ export class MigrationStore {
     return rows.map(fromRow);
   }
 
+  /** Completed migrations that left renames to migration `id` (see engine/restack.ts), oldest first. */
+  async leftTo(id: number): Promise<MigrationRecord[]> {
+    const { rows } = await this.db.query<Row>(
+      `SELECT * FROM ${this.table}
+        WHERE schema_name = $1 AND status = 'complete' AND plan->'complete' @> pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object('deferredTo', $2::int))
+        ORDER BY id`,
+      [this.schema, id],
+    );
+    return rows.map(fromRow);
+  }
+
   /** One record, by id, as stored now. */
   async byId(id: number): Promise<MigrationRecord | undefined> {
     const { rows } = await this.db.query<Row>(`SELECT * FROM ${this.table} WHERE id = $1`, [id]);
@@ -193,6 +204,11 @@ export class MigrationStore {
   }
 
   /** Records that step `step` (and everything before it) is done. */
+  /** Replaces a migration's plan (fitted to the migrations stacked with it, see engine/restack.ts). */
+  async setPlan(id: number, plan: Plan, db: Queryable = this.db): Promise<void> {
+    await db.query(`UPDATE ${this.table} SET plan = $2, updated_at = now() WHERE id = $1`, [id, JSON.stringify(plan)]);
+  }
+
   async setStep(id: number, step: number, db: Queryable = this.db): Promise<void> {
     await db.query(`UPDATE ${this.table} SET step = $2, updated_at = now() WHERE id = $1`, [id, step]);
   }

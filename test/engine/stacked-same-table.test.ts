@@ -1,0 +1,193 @@
+/**
+ * Stacked migrations on one table: 03 is started while 02, which changes the same table, is active.
+ * 03 plans on 02's version of the table (02's shadow columns, its renames), the table's sync function
+ * holds both migrations' rules, and writes through each of the three versions read back, transformed,
+ * through the other two. Every order of complete and rollback the rules allow ends with the schema a
+ * run without stacking leaves.
+ */
+import { describe, expect, it } from 'vitest';
+import type pg from 'pg';
+import { usePostgres } from '../support/harness.js';
+import { migrationFile, ok, start, tandem, versionClient } from '../support/migrations.js';
+import { snapshotSchema } from '../support/schema-snapshot.js';
+import { snapshot } from '../support/cases.js';
+
+const SETUP = `CREATE TABLE items (id int PRIMARY KEY, price int NOT NULL, name text, qty int);
+               INSERT INTO items SELECT g, g * 10, 'item ' || g, g FROM generate_series(1, 20) g;`;
+
+interface Versions {
+  v1: pg.Client;
+  v2: pg.Client;
+  v3: pg.Client;
+}
+
+interface Pair {
+  name: string;
+  /** 02, then 03 stacked on it. */
+  second: object[];
+  third: object[];
+  /** Writes through each version, read back through the others. */
+  check: (versions: Versions) => Promise<void>;
+}
+
+/** 01: gives the starting point a version schema, so that three versions are live. */
+const BASELINE = [{ create_table: { name: 'marker', columns: [{ name: 'id', type: 'int', pk: true }] } }];
+
+const syncFunction = async (admin: pg.Client) =>
+  (await admin.query(`SELECT pg_get_functiondef(p.oid) AS def FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'tandem' AND p.proname LIKE 'sync\\_%'`)).rows;
+
+const one = async (client: pg.Client, sql: string) => (await client.query(sql)).rows[0];
+
+const PAIRS: Pair[] = [
+  {
+    name: 'a column added after a type change, its up reading the changed column',
+    second: [{ alter_column: { table: 'items', column: 'price', type: 'bigint', up: 'price * 100', down: '(price / 100)::int' } }],
+    third: [{ add_column: { table: 'items', column: { name: 'total', type: 'bigint', nullable: true }, up: 'price * qty' } }],
+    check: async ({ v1, v2, v3 }) => {
+      // Backfilled: 02's price is 100 times 01's, 03's total is 02's price times qty.
+      expect(await one(v3, 'SELECT price, total FROM items WHERE id = 2')).toEqual({ price: '2000', total: '4000' });
+      await v1.query('UPDATE items SET price = 7 WHERE id = 3');
+      expect(await one(v2, 'SELECT price FROM items WHERE id = 3')).toEqual({ price: '700' });
+      expect(await one(v3, 'SELECT price, total FROM items WHERE id = 3')).toEqual({ price: '700', total: '2100' });
+      await v2.query('UPDATE items SET price = 500 WHERE id = 4');
+      expect(await one(v1, 'SELECT price FROM items WHERE id = 4')).toEqual({ price: 5 });
+      expect(await one(v3, 'SELECT total FROM items WHERE id = 4')).toEqual({ total: '2000' });
+      await v3.query('INSERT INTO items (id, price, name, qty, total) VALUES (100, 900, $$new$$, 2, 1)');
+      expect(await one(v1, 'SELECT price, name FROM items WHERE id = 100')).toEqual({ price: 9, name: 'new' });
+      expect(await one(v2, 'SELECT price FROM items WHERE id = 100')).toEqual({ price: '900' });
+      expect(await one(v3, 'SELECT total FROM items WHERE id = 100')).toEqual({ total: '1' });
+      await v1.query('INSERT INTO items (id, price, name, qty) VALUES (101, 3, $$old$$, 5)');
+      expect(await one(v3, 'SELECT price, total FROM items WHERE id = 101')).toEqual({ price: '300', total: '1500' });
+    },
+  },
+  {
+    name: 'a rename of a column another migration changes the type of',
+    second: [{ alter_column: { table: 'items', column: 'price', type: 'bigint', up: 'price', down: 'price::int' } }],
+    third: [{ rename_column: { table: 'items', from: 'price', to: 'cost' } }],
+    check: async ({ v1, v2, v3 }) => {
+      await v3.query('UPDATE items SET cost = 42 WHERE id = 1');
+      expect(await one(v1, 'SELECT price FROM items WHERE id = 1')).toEqual({ price: 42 });
+      expect(await one(v2, 'SELECT price FROM items WHERE id = 1')).toEqual({ price: '42' });
+      await v1.query('UPDATE items SET price = 43 WHERE id = 2');
+      expect(await one(v3, 'SELECT cost FROM items WHERE id = 2')).toEqual({ cost: '43' });
+      await v3.query('INSERT INTO items (id, cost, name) VALUES (100, 5, $$three$$)');
+      expect(await one(v1, 'SELECT price, name FROM items WHERE id = 100')).toEqual({ price: 5, name: 'three' });
+    },
+  },
+  {
+    name: 'a type change and a NOT NULL column after a rename and a dropped column',
+    second: [
+      { rename_column: { table: 'items', from: 'name', to: 'title' } },
+      { drop_column: { table: 'items', column: 'qty', down: '1' } },
+    ],
+    third: [
+      { alter_column: { table: 'items', column: 'title', type: 'varchar(40)', up: 'upper(title)', down: 'lower(title)' } },
+      { add_column: { table: 'items', column: { name: 'sku', type: 'text', nullable: false }, up: "'sku-' || id" } },
+    ],
+    check: async ({ v1, v2, v3 }) => {
+      expect(await one(v3, 'SELECT title, sku FROM items WHERE id = 5')).toEqual({ title: 'ITEM 5', sku: 'sku-5' });
+      await v1.query('UPDATE items SET name = $$renamed$$ WHERE id = 6');
+      expect(await one(v2, 'SELECT title FROM items WHERE id = 6')).toEqual({ title: 'renamed' });
+      expect(await one(v3, 'SELECT title FROM items WHERE id = 6')).toEqual({ title: 'RENAMED' });
+      await v3.query('UPDATE items SET title = $$LOUD$$ WHERE id = 7');
+      expect(await one(v2, 'SELECT title FROM items WHERE id = 7')).toEqual({ title: 'loud' });
+      expect(await one(v1, 'SELECT name FROM items WHERE id = 7')).toEqual({ name: 'loud' });
+      await v3.query('INSERT INTO items (id, price, title, sku) VALUES (100, 1, $$X$$, $$s$$)');
+      expect(await one(v1, 'SELECT name, qty FROM items WHERE id = 100')).toEqual({ name: 'x', qty: 1 });
+      await v2.query('INSERT INTO items (id, price, title) VALUES (101, 1, $$two$$)');
+      expect(await one(v3, 'SELECT title, sku FROM items WHERE id = 101')).toEqual({ title: 'TWO', sku: 'sku-101' });
+      expect(await one(v1, 'SELECT qty FROM items WHERE id = 101')).toEqual({ qty: 1 });
+    },
+  },
+];
+
+/** The orders of complete (c) and rollback (r) the rules allow: the oldest completes first, the newest rolls back first. */
+const ORDERS = [
+  ['complete', 'complete'],
+  ['complete', 'rollback'],
+  ['rollback', 'complete'],
+  ['rollback', 'rollback'],
+] as const;
+
+describe('stacked migrations on one table', () => {
+  const db = usePostgres();
+
+  async function versions(): Promise<Versions & { end: () => Promise<unknown> }> {
+    const v1 = await versionClient(db.url, 'public_01_items');
+    const v2 = await versionClient(db.url, 'public_02_second');
+    const v3 = await versionClient(db.url, 'public_03_third');
+    return { v1, v2, v3, end: () => Promise.all([v1, v2, v3].map((c) => c.end())) };
+  }
+
+  /** A database of its own with SETUP and `runs` applied one at a time: what the stacked run must end as. */
+  let databases = 0;
+  async function oneAtATime(admin: pg.Client, runs: object[][]): Promise<unknown> {
+    const name = `one_at_a_time_${++databases}`;
+    await admin.query(`CREATE DATABASE ${name}`);
+    const url = new URL(db.url);
+    url.pathname = `/${name}`;
+    const client = await versionClient(url.toString(), null);
+    try {
+      await client.query(SETUP);
+      ok(await tandem(url.toString(), ['start', await migrationFile('01_items', { operations: BASELINE }), '--complete']));
+      for (const [i, operations] of runs.entries()) {
+        ok(await tandem(url.toString(), ['start', await migrationFile(`0${i + 2}_x`, { operations }), '--complete']));
+      }
+      return await snapshotSchema(client, 'public');
+    } finally {
+      await client.end();
+    }
+  }
+
+  for (const pair of PAIRS) {
+    describe(pair.name, () => {
+      for (const [first, second] of ORDERS) {
+        it(`${first} 02, then ${second} 03 ${first === 'rollback' ? '(03 rolled back first)' : ''}`, async () => {
+          await db.query(SETUP);
+          ok(await tandem(db.url, ['start', await migrationFile('01_items', { operations: BASELINE }), '--complete']));
+          const admin = await db.client();
+          const initial = await snapshotSchema(admin, 'public');
+          ok(await start(db.url, '02_second', pair.second));
+          const afterSecond = await snapshot(admin);
+          const secondsFunction = await syncFunction(admin);
+          ok(await start(db.url, '03_third', pair.third));
+
+          const live = await versions();
+          try {
+            await pair.check(live);
+          } finally {
+            await live.end();
+          }
+
+          // Complete works on the oldest (02), rollback on the newest (03).
+          if (first === 'complete') {
+            ok(await tandem(db.url, ['complete']));
+            // 03 keeps working on what 02 swapped into place.
+            const v2 = await versionClient(db.url, 'public_02_second');
+            const v3 = await versionClient(db.url, 'public_03_third');
+            try {
+              await v2.query('UPDATE items SET price = price WHERE id = 9');
+              await v3.query('UPDATE items SET id = id WHERE id = 9');
+              expect((await v3.query('SELECT * FROM items WHERE id = 9')).rows).toHaveLength(1);
+            } finally {
+              await Promise.all([v2.end(), v3.end()]);
+            }
+            ok(await tandem(db.url, [second]));
+            const expected = second === 'complete' ? [pair.second, pair.third] : [pair.second];
+            expect(await snapshotSchema(admin, 'public')).toEqual(await oneAtATime(admin, expected));
+          } else {
+            ok(await tandem(db.url, ['rollback']));
+            // 02 is as it was before 03 started.
+            expect(await snapshot(admin)).toEqual(afterSecond);
+            expect(await syncFunction(admin)).toEqual(secondsFunction);
+            ok(await tandem(db.url, [second]));
+            if (second === 'complete') expect(await snapshotSchema(admin, 'public')).toEqual(await oneAtATime(admin, [pair.second]));
+            else expect(await snapshotSchema(admin, 'public')).toEqual(initial);
+          }
+          const triggers = await admin.query(`SELECT tgname FROM pg_trigger WHERE tgrelid = 'items'::regclass AND NOT tgisinternal`);
+          expect(triggers.rows).toEqual([]);
+        });
+      }
+    });
+  }
+});
