@@ -104,7 +104,7 @@ const MESSAGES: Words<string> = {
       ? `starting ${quotedList(f.starting)} would leave ${f.active.length + f.starting.length} migrations active${f.active.length ? ` (with ${quotedList(f.active)})` : ''}, and --max-active-migrations ${f.max} allows ${f.max}`
       : `${f.active.length === 1 ? `migration "${f.active[0]}" is` : `migrations ${quotedList(f.active)} are`} active, and --max-active-migrations ${f.max} allows no more`,
   stack_conflict: (f) =>
-    `${f.pending ? 'migration' : 'active migration'} "${f.name}"${f.pending ? ', before this one in the folder,' : ''} changes ${f.tables.length === 1 ? 'table' : 'tables'} ${f.tables.map((t) => `"${t}"`).join(', ')}, which this migration touches too (by name or through a foreign key); it was started by a tandem that did not keep its version of its tables, so a migration stacked on it must keep to other tables`,
+    `active migration "${f.name}" changes ${f.tables.length === 1 ? 'table' : 'tables'} ${f.tables.map((t) => `"${t}"`).join(', ')}, which this migration touches too (by name or through a foreign key); it was started by a tandem that did not keep its version of its tables, so a migration stacked on it must keep to other tables`,
   stack_refused: (f) => describeStackRefusal(f.name, f.reason, f.pending === true),
   stack_unfinished: (f) =>
     `this migration changes ${f.objectKind} "${f.object}" of table "${f.table}", which active migration "${f.name}" has not finished changing: a stacked migration builds on what an active one changed, but cannot change it again before that one completes`,
@@ -172,7 +172,7 @@ const MESSAGES: Words<string> = {
 const HINTS: Partial<Words<string | undefined>> = {
   stack_full: (f) =>
     f.starting ? `raise --max-active-migrations, or run migrate without --stack (it completes each migration before the next)` : `complete "${f.active[0]}" first, or raise --max-active-migrations`,
-  stack_conflict: (f) => (f.pending ? 'run migrate without --stack (it completes each migration before the next)' : `complete "${f.name}" first`),
+  stack_conflict: (f) => `complete "${f.name}" first`,
   stack_unfinished: (f) => `complete "${f.name}" first`,
   stack_refused: (f) =>
     f.pending

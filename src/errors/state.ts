@@ -21,11 +21,14 @@ export type StateFact =
    */
   | { kind: 'stack_full'; active: string[]; max: number; starting?: string[] }
   /**
-   * Stacking refused: the new migration names tables an active one changes (or may change);
-   * `pending`: `name` is not active yet but before it in the folder `migrate --stack` applies.
+   * Stacking refused: the new migration names tables an active one changes, and that one was started
+   * by a tandem that did not keep its version of them (see Plan.versionTables).
    */
-  | { kind: 'stack_conflict'; name: string; tables: string[]; pending?: boolean }
-  /** Stacking refused for a reason of the migrations themselves (see StackRefusal); `pending` as for stack_conflict. */
+  | { kind: 'stack_conflict'; name: string; tables: string[] }
+  /**
+   * Stacking refused for a reason of the migrations themselves (see StackRefusal); `pending`: `name`
+   * is not active yet but before it in the folder `migrate --stack` applies.
+   */
   | { kind: 'stack_refused'; name: string; reason: StackRefusal; pending?: boolean }
   /** A stacked migration would change again what active migration `name` has not finished changing. */
   | { kind: 'stack_unfinished'; name: string; table: string; object: string; objectKind: 'column' | 'constraint' }

@@ -210,14 +210,16 @@ const CASES: Cases = {
   stack_conflict: [
     {
       fact: { kind: 'stack_conflict', name: '02', tables: ['users'] },
-      message: 'active migration "02" changes table "users", which this migration touches too (by name or through a foreign key); a migration stacked on an active one must keep to other tables',
+      message: 'active migration "02" changes table "users", which this migration touches too (by name or through a foreign key); it was started by a tandem that did not keep its version of its tables, so a migration stacked on it must keep to other tables',
       hint: 'complete "02" first',
     },
+  ],
+  stack_unfinished: [
     {
-      fact: { kind: 'stack_conflict', name: '02', tables: ['users'], pending: true },
+      fact: { kind: 'stack_unfinished', name: '02', table: 'items', object: 'price', objectKind: 'column' },
       message:
-        'migration "02", before this one in the folder, changes table "users", which this migration touches too (by name or through a foreign key); a migration stacked on an active one must keep to other tables',
-      hint: 'run migrate without --stack (it completes each migration before the next)',
+        'this migration changes column "price" of table "items", which active migration "02" has not finished changing: a stacked migration builds on what an active one changed, but cannot change it again before that one completes',
+      hint: 'complete "02" first',
     },
   ],
   stack_refused: [
