@@ -11,6 +11,7 @@ import { usePostgres } from '../support/harness.js';
 import { migrationFile, ok, start, tandem, versionClient } from '../support/migrations.js';
 import { snapshotSchema } from '../support/schema-snapshot.js';
 import { snapshot } from '../support/cases.js';
+import { spawnCli } from '../support/spawn.js';
 
 const SETUP = `CREATE TABLE items (id int PRIMARY KEY, price int NOT NULL, name text, qty int);
                INSERT INTO items SELECT g, g * 10, 'item ' || g, g FROM generate_series(1, 20) g;`;
@@ -190,4 +191,33 @@ describe('stacked migrations on one table', () => {
       }
     });
   }
+
+  it('resumes a stacked start, the complete under it and its rollback, each killed after any of its steps', async () => {
+    const pair = PAIRS[0]!;
+    await db.query(SETUP);
+    ok(await tandem(db.url, ['start', await migrationFile('01_items', { operations: BASELINE }), '--complete']));
+    ok(await start(db.url, '02_second', pair.second));
+    const admin = await db.client();
+    /** Runs `args` again and again, each run killed after one more step, until one finishes. */
+    const killedAfterEachStep = async (args: string[], phase: string) => {
+      for (let step = 1; ; step++) {
+        const run = spawnCli(args, { DATABASE_URL: db.url, TANDEM_TEST_CRASH_AFTER: `${phase}:${step}` });
+        const exit = await run.exit;
+        if (exit === 0) return step;
+        expect(exit, run.stderr()).toBe('SIGKILL');
+      }
+    };
+    expect(await killedAfterEachStep(['start', await migrationFile('03_third', { operations: pair.third })], 'start')).toBeGreaterThan(3);
+    const live = await versions();
+    try {
+      await pair.check(live);
+    } finally {
+      await live.end();
+    }
+    expect(await killedAfterEachStep(['complete'], 'complete')).toBeGreaterThan(3);
+    expect(await killedAfterEachStep(['rollback'], 'rollback')).toBeGreaterThan(2);
+    const status = JSON.parse(ok(await tandem(db.url, ['status', '--json'])).stdout);
+    expect(status.activeMigrations).toEqual([]);
+    expect(await snapshotSchema(admin, 'public')).toEqual(await oneAtATime(admin, [pair.second]));
+  }, 300_000);
 });
