@@ -93,7 +93,13 @@ export async function planOperations(
       throw error instanceof TandemError ? error.at(location) : planningFailure(error, location);
     }
   }
-  const plan = withRehearsal(planner.build());
+  let built: Plan;
+  try {
+    built = planner.build();
+  } catch (error) {
+    throw error instanceof TandemError ? error.at({ file }) : error;
+  }
+  const plan = withRehearsal(built);
   plan.expect = planner.expected();
   plan.touches = tablesNamedBy(migration, schema);
   if (plan.touches) plan.versionTables = model.versionTables(plan.touches);

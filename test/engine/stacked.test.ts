@@ -138,7 +138,7 @@ describe('stacked migrations', () => {
 
     // Stacking on users is allowed, but not changing again a column 02 has not finished changing.
     const sameColumn = await refused('03_same', [{ alter_column: { table: 'users', column: 'score', type: 'numeric', up: 'score', down: 'score::bigint' } }]);
-    expect(sameColumn).toContain('this migration changes column "score" of table "users", which active migration "02_users" has not finished changing');
+    expect(sameColumn).toMatch(/03_same\.json: operation 0 \(alter_column\): this migration changes column "score" of table "users", which active migration "02_users" has not finished changing/);
     expect(sameColumn).toContain('complete "02_users" first');
     const rawSql = await refused('03_sql', [{ sql: { up: 'CREATE TABLE other (id int)' } }]);
     expect(rawSql).toContain('cannot start while migration "02_users" is active: this migration runs raw SQL');
