@@ -157,7 +157,13 @@ function stackRefused(name: string, reason: StackRefusal, file?: string): Tandem
  */
 export async function stackBase(db: pg.Client, active: MigrationRecord[], versionSchema: string, touches: string[]): Promise<StackBase> {
   const tables = [...new Set(active.flatMap((record) => record.plan.touches ?? []))].sort();
-  const shared = tables.filter((table) => touches.includes(table));
+  // Shared by any of its names: a table an active migration renamed is named by the new name here,
+  // and its old one must not be borrowed either.
+  const named = new Set(tables.filter((table) => touches.includes(table)));
+  for (const version of active.flatMap((record) => record.plan.versionTables ?? [])) {
+    if (named.has(version.name) || named.has(version.physical)) named.add(version.name).add(version.physical);
+  }
+  const shared = [...named].sort();
   const latest = active.at(-1)!.versionSchema;
   const views = await copiedViews(db, latest, tables.filter((table) => !shared.includes(table)), versionSchema);
   const versions = active.flatMap((record) => (record.plan.versionTables ? [{ migration: record.name, touched: record.plan.touches ?? [], tables: record.plan.versionTables, indexNames: record.plan.indexNames ?? [] }] : []));

@@ -27,6 +27,8 @@ interface Pair {
   /** 02, then 03 stacked on it. */
   second: object[];
   third: object[];
+  /** The table's name in versions 02 and 03, when not items. */
+  table?: string;
   /** Writes through each version, read back through the others. */
   check: (versions: Versions) => Promise<void>;
 }
@@ -100,6 +102,47 @@ const PAIRS: Pair[] = [
       expect(await one(v1, 'SELECT qty FROM items WHERE id = 101')).toEqual({ qty: 1 });
     },
   },
+  {
+    name: 'a drop of a column another migration adds',
+    second: [{ add_column: { table: 'items', column: { name: 'note', type: 'text', nullable: true }, up: "'note ' || id" } }],
+    third: [{ drop_column: { table: 'items', column: 'note', down: "'from three'" } }],
+    check: async ({ v1, v2, v3 }) => {
+      expect(await one(v2, 'SELECT note FROM items WHERE id = 3')).toEqual({ note: 'note 3' });
+      await v3.query('INSERT INTO items (id, price, name) VALUES (100, 1, $$three$$)');
+      expect(await one(v2, 'SELECT note FROM items WHERE id = 100')).toEqual({ note: 'from three' });
+      await v1.query('INSERT INTO items (id, price, name) VALUES (101, 1, $$one$$)');
+      expect(await one(v2, 'SELECT note FROM items WHERE id = 101')).toEqual({ note: 'note 101' });
+      expect(Object.keys(await one(v3, 'SELECT * FROM items WHERE id = 101'))).not.toContain('note');
+    },
+  },
+  {
+    name: 'a check constraint on a column another migration renames',
+    second: [{ rename_column: { table: 'items', from: 'name', to: 'title' } }],
+    third: [{ create_constraint: { table: 'items', name: 'title_short', type: 'check', columns: ['title'], check: 'length(title) < 8', up: { title: 'substr(title, 1, 7)' }, down: { title: 'title' } } }],
+    check: async ({ v1, v2, v3 }) => {
+      await v1.query('UPDATE items SET name = $$a long name$$ WHERE id = 2');
+      expect(await one(v2, 'SELECT title FROM items WHERE id = 2')).toEqual({ title: 'a long name' });
+      expect(await one(v3, 'SELECT title FROM items WHERE id = 2')).toEqual({ title: 'a long ' });
+      await v3.query('UPDATE items SET title = $$short$$ WHERE id = 3');
+      expect(await one(v1, 'SELECT name FROM items WHERE id = 3')).toEqual({ name: 'short' });
+      await expect(v3.query('UPDATE items SET title = $$far too long$$ WHERE id = 4')).rejects.toThrow(/title_short/);
+    },
+  },
+  {
+    name: 'a column added to a table another migration renames',
+    table: 'products',
+    second: [{ rename_table: { from: 'items', to: 'products' } }],
+    third: [{ add_column: { table: 'products', column: { name: 'label', type: 'text', nullable: true }, up: 'upper(name)' } }],
+    check: async ({ v1, v2, v3 }) => {
+      expect(await one(v3, 'SELECT label FROM products WHERE id = 4')).toEqual({ label: 'ITEM 4' });
+      await v1.query('UPDATE items SET name = $$one$$ WHERE id = 5');
+      expect(await one(v3, 'SELECT label FROM products WHERE id = 5')).toEqual({ label: 'ONE' });
+      await v2.query('INSERT INTO products (id, price, name) VALUES (100, 1, $$two$$)');
+      expect(await one(v3, 'SELECT label FROM products WHERE id = 100')).toEqual({ label: 'TWO' });
+      await v3.query('INSERT INTO products (id, price, name, label) VALUES (101, 1, $$three$$, $$x$$)');
+      expect(await one(v1, 'SELECT name FROM items WHERE id = 101')).toEqual({ name: 'three' });
+    },
+  },
 ];
 
 /** The orders of complete (c) and rollback (r) the rules allow: the oldest completes first, the newest rolls back first. */
@@ -167,9 +210,10 @@ describe('stacked migrations on one table', () => {
             const v2 = await versionClient(db.url, 'public_02_second');
             const v3 = await versionClient(db.url, 'public_03_third');
             try {
-              await v2.query('UPDATE items SET price = price WHERE id = 9');
-              await v3.query('UPDATE items SET id = id WHERE id = 9');
-              expect((await v3.query('SELECT * FROM items WHERE id = 9')).rows).toHaveLength(1);
+              const table = pair.table ?? 'items';
+              await v2.query(`UPDATE ${table} SET price = price WHERE id = 9`);
+              await v3.query(`UPDATE ${table} SET id = id WHERE id = 9`);
+              expect((await v3.query(`SELECT * FROM ${table} WHERE id = 9`)).rows).toHaveLength(1);
             } finally {
               await Promise.all([v2.end(), v3.end()]);
             }
@@ -185,7 +229,7 @@ describe('stacked migrations on one table', () => {
             if (second === 'complete') expect(await snapshotSchema(admin, 'public')).toEqual(await oneAtATime(admin, [pair.second]));
             else expect(await snapshotSchema(admin, 'public')).toEqual(initial);
           }
-          const triggers = await admin.query(`SELECT tgname FROM pg_trigger WHERE tgrelid = 'items'::regclass AND NOT tgisinternal`);
+          const triggers = await admin.query(`SELECT tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE c.relname IN ('items', 'products') AND NOT tgisinternal`);
           expect(triggers.rows).toEqual([]);
         });
       }
