@@ -205,7 +205,9 @@ export class Backfill {
       const upper = this.row.upper_bound as number;
       if (from >= upper) return true;
       const perPage = Math.max(1, Number(this.row.rows_total ?? 0) / Math.max(1, upper));
-      const to = Math.min(upper, from + Math.max(1, Math.floor(size / perPage)));
+      // Rounded, not floored: pages of 157 rows and batches of 5000 take 32 pages (5024 rows), not
+      // 31, and a 637-page table 20 batches, not 21.
+      const to = Math.min(upper, from + Math.max(1, Math.round(size / perPage)));
       const range = `ctid >= '(${from},0)'::tid AND ctid < '(${to},0)'::tid`;
       scanned = `SELECT ctid AS tid FROM ${this.table} WHERE ${range}`;
       // The page range itself, by a TID range scan: no list of ctids to build and look up again.

@@ -44,13 +44,7 @@ export class Executor {
   async run(step: SqlStep, inTransaction?: (db: pg.Client) => Promise<void>): Promise<void> {
     await this.withRetries(step.description, step.lockTarget, async () => {
       if (step.transactional) {
-        await this.inTransaction(
-          async () => {
-            for (const statement of step.statements) await this.db.query(statement);
-            await inTransaction?.(this.db);
-          },
-          step.searchPath ? { search_path: step.searchPath } : {},
-        );
+        await this.inTransaction(async () => inTransaction?.(this.db), step.searchPath ? { search_path: step.searchPath } : {}, step.statements);
         return;
       }
       // CREATE/DROP INDEX CONCURRENTLY: take no lock that blocks writes, but wait for older
@@ -69,11 +63,13 @@ export class Executor {
     });
   }
 
-  /** BEGIN; SET LOCAL lock_timeout; body; COMMIT — or ROLLBACK and rethrow. */
-  async inTransaction<T>(body: () => Promise<T>, settings: Record<string, string> = {}): Promise<T> {
-    // One round trip: BEGIN and the transaction's settings together.
-    await this.db.query(['BEGIN', ...this.localSettings(settings)].join('; '));
+  /** BEGIN; SET LOCAL lock_timeout; `statements`; body; COMMIT — or ROLLBACK and rethrow. */
+  async inTransaction<T>(body: () => Promise<T>, settings: Record<string, string> = {}, statements: readonly string[] = []): Promise<T> {
     try {
+      // One round trip for BEGIN, the transaction's settings and a step's DDL: after an error the
+      // rest of the message is skipped and the transaction is left aborted, as it would be one by one.
+      // A line break, not just `;`: a `--` comment ending a statement must not swallow the next.
+      await this.db.query(['BEGIN', ...this.localSettings(settings), ...statements].join(';\n'));
       const result = await body();
       await this.db.query('COMMIT');
       return result;

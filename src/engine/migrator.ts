@@ -133,12 +133,22 @@ export class Migrator {
     options: { complete?: boolean } = {},
   ): Promise<{ plan: Plan; warnings: string[]; versionSchema: string; stackedOn: string }> {
     await this.prepareSession();
+    return this.planInSession(loaded, expressions, options);
+  }
+
+  /** `plan` on a session already prepared (start's): the same reads, without setting it up again. */
+  private async planInSession(
+    loaded: LoadedMigration,
+    expressions: ExpressionCheck,
+    options: { complete?: boolean },
+  ): Promise<{ plan: Plan; warnings: string[]; versionSchema: string; stackedOn: string }> {
     await this.requireSchema();
     const versionSchema = this.versionSchemaOf(loaded);
     const createVersionSchema = this.settings.useVersionSchema !== false;
     if (createVersionSchema) await this.refuseVersionSchema(versionSchema, loaded);
-    const previous = await this.previousVersionSchema();
-    const active = await this.othersInFlight(loaded.migration.name);
+    const stateExists = await stateSchemaExists(this.db, this.settings.stateSchema);
+    const previous = stateExists ? await this.previousVersionSchema() : null;
+    const active = stateExists ? await this.othersInFlight(loaded.migration.name) : [];
     let stackedOn: StackBase | undefined;
     // Read once for both: what the migration touches and its plan (stackBase changes nothing).
     let schema: SchemaInfo | undefined;
@@ -182,9 +192,8 @@ export class Migrator {
     refuseStackingAll(active, migrations, this.settings.useVersionSchema !== false, this.settings.maxActiveMigrations ?? DEFAULT_MAX_ACTIVE_MIGRATIONS);
   }
 
-  /** The migrations in flight other than `name`, oldest first (none without a state schema). */
+  /** The migrations in flight other than `name`, oldest first (the state schema must exist). */
   private async othersInFlight(name: string): Promise<MigrationRecord[]> {
-    if (!(await stateSchemaExists(this.db, this.settings.stateSchema))) return [];
     return (await this.store.allInFlight()).filter((record) => record.name !== name);
   }
 
@@ -203,7 +212,7 @@ export class Migrator {
     // Another migration in the middle of a run is refused under the lock, which tells a run going on
     // now (busy, with its process) from one that was interrupted.
     const midRun = inFlightBefore.some((record) => record.status !== 'active');
-    let planned = resuming || midRun ? undefined : await this.plan(loaded, expressions, stacking);
+    let planned = resuming || midRun ? undefined : await this.planInSession(loaded, expressions, stacking);
     await initStateSchema(this.db, this.settings.stateSchema);
     return this.exclusively(async () => {
       const all = await this.store.allInFlight();
@@ -228,7 +237,7 @@ export class Migrator {
         const applied = await this.refuseIfApplied(loaded);
         // Another process may have applied, completed or rolled back a migration between planning and
         // the lock: plan again.
-        if (!planned || applied.at(-1)?.id !== historyBefore || planned.stackedOn !== stackKey(all)) planned = await this.plan(loaded, expressions, stacking);
+        if (!planned || applied.at(-1)?.id !== historyBefore || planned.stackedOn !== stackKey(all)) planned = await this.planInSession(loaded, expressions, stacking);
         warnings.push(...planned.warnings);
         for (const warning of warnings) this.logger.warn({ migration: name }, warning);
         record = await this.store.insert({

@@ -193,14 +193,13 @@ export const ADVISORY_LOCK_CLASS = 0x74616e64; // "tand"
 
 /** Creates or upgrades the state schema. Safe to run concurrently and repeatedly. */
 export async function initStateSchema(db: Queryable, stateSchema: string): Promise<void> {
-  await db.query('BEGIN');
+  // Every start runs this: the statements go as a few messages, not one round trip each. After an
+  // error the rest of a message is skipped, its COMMIT too, and the catch rolls back.
   try {
-    await db.query('SELECT pg_advisory_xact_lock($1, 0)', [ADVISORY_LOCK_CLASS]);
-    await db.query(KEEP_OUT_OF_PGROLL_HISTORY);
+    await db.query(['BEGIN', `SELECT pg_advisory_xact_lock(${ADVISORY_LOCK_CLASS}, 0)`, KEEP_OUT_OF_PGROLL_HISTORY].join(';\n'));
     const before = await storedStateVersion(db, stateSchema);
-    for (const statement of stateSchemaDDL(stateSchema)) await db.query(statement);
-    if (before !== undefined) for (const statement of upgradeDDL(stateSchema, before)) await db.query(statement);
-    await db.query('COMMIT');
+    const upgrade = before === undefined ? [] : upgradeDDL(stateSchema, before);
+    await db.query([...stateSchemaDDL(stateSchema), ...upgrade, 'COMMIT'].join(';\n'));
   } catch (error) {
     await db.query('ROLLBACK').catch(() => {});
     throw error;
