@@ -128,6 +128,16 @@ export function dropConstraint(table: DdlTable, physicalName: string, descriptio
  * NULL trusts the check and the check has done its job. `add` and `set` are the statements of the
  * first and last parts; the validation is `validateConstraint` of `check`.
  */
+/**
+ * The prefix of the temporary CHECK (… IS NOT NULL) that stands for NOT NULL on a column while a
+ * migration is active (validated, then made SET NOT NULL, at complete).
+ */
+export const NOT_NULL_CHECK_PREFIX = '_tandem_nn_';
+
+export function isNotNullCheck(constraint: string): boolean {
+  return constraint.startsWith(NOT_NULL_CHECK_PREFIX);
+}
+
 export function notNullCheck(table: DdlTable, column: string, check: string, options: { dropIfExists?: boolean } = {}): { add: string; set: string[] } {
   return {
     add: addConstraintNotValidSql(table, check, `CHECK (${quoteIdent(column)} IS NOT NULL)`),

@@ -7,6 +7,7 @@
 import type { ColumnInfo, ConstraintType, Grant, InboundForeignKey, SchemaInfo, TableInfo } from './catalog-types.js';
 import { TandemError } from '../errors/index.js';
 import { derivedIdent } from './quote.js';
+import type { PendingIndex } from './steps.js';
 
 export interface ModelColumn {
   /** The name the new version sees. */
@@ -68,6 +69,14 @@ export interface VersionTable {
   grants: Grant[];
 }
 
+/** An active migration's version of the tables it touches, as a stacked migration plans on it. */
+export interface StackedVersion {
+  touched: string[];
+  tables: VersionTable[];
+  indexNames: string[];
+  pendingIndexes?: PendingIndex[];
+}
+
 export class SchemaModel {
   readonly schema: string;
   readonly serverVersionNum: number;
@@ -81,6 +90,8 @@ export class SchemaModel {
   readonly droppedTables = new Map<string, ModelTable>();
   /** Constraints of existing tables that drop_constraint dropped, as `<table oid>:<name>`. */
   readonly droppedConstraints = new Set<string>();
+  /** The active migrations' indexes in waiting (see stackOn), by the temporary name they are built under. */
+  readonly pendingIndexes = new Map<string, PendingIndex>();
 
   constructor(info: SchemaInfo) {
     this.schema = info.name;
@@ -117,10 +128,11 @@ export class SchemaModel {
    * shares with them (`shared`, by any name) look as the newest of them shows them, and the tables
    * they drop are gone. The others stay as the catalog has them.
    */
-  stackOn(bases: { touched: string[]; tables: VersionTable[]; indexNames: string[] }[], info: SchemaInfo, shared: readonly string[]): void {
+  stackOn(bases: StackedVersion[], info: SchemaInfo, shared: readonly string[]): void {
     for (const base of bases) {
       // Names the active migrations' indexes take at their complete are not free for this one.
       for (const name of base.indexNames) this.addIndex(name);
+      for (const pending of base.pendingIndexes ?? []) this.pendingIndexes.set(pending.index, pending);
       const kept = new Set(base.tables.flatMap((t) => [t.name, t.physical]));
       for (const name of base.touched) if (!kept.has(name) && this.tables.get(name)?.physical === name) this.tables.delete(name);
       for (const version of base.tables) {

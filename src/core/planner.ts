@@ -6,8 +6,8 @@
  *   finish (NOT NULL, constraints) → rename columns and constraints, then tables, into place;
  * - rollback: the new version schema and triggers go first, then each operation's undo, last first.
  */
-import { lockTargetOf, renameColumnSql, renameConstraint, renameIndex, renameTable } from './ddl.js';
-import { moveConstraint, movePhysical, physicalColumnTaken, type ModelColumn, type ModelTable, type SchemaModel, type VersionTable } from './model.js';
+import { isNotNullCheck, lockTargetOf, renameColumnSql, renameConstraint, renameIndex, renameTable } from './ddl.js';
+import { inboundForeignKeysLeft, moveConstraint, movePhysical, physicalColumnTaken, type ModelColumn, type ModelTable, type SchemaModel, type StackedVersion, type VersionTable } from './model.js';
 import { ShadowTable, shadowName, type NewConstraint, type ShadowColumn } from './shadow.js';
 import {
   COMPLETE_PHASES,
@@ -16,6 +16,7 @@ import {
   type CompletePhase,
   type SqlStep,
   type ExpectedObject,
+  type PendingIndex,
   type Plan,
   type StartPhase,
   type Step,
@@ -75,7 +76,7 @@ export interface StackBase {
    * The active migrations' versions of the tables they touch, oldest first: the model starts from
    * them, so a migration may be stacked on a table an active one changes (see SchemaModel.stackOn).
    */
-  versions: { migration: string; touched: string[]; tables: VersionTable[]; indexNames: string[] }[];
+  versions: (StackedVersion & { migration: string })[];
   /** The tables this migration touches that active migrations touch too: planned on their versions, not borrowed. */
   shared: string[];
 }
@@ -104,6 +105,8 @@ export class Planner {
   private readonly shadowTables = new Map<ModelTable, ShadowTable>();
   /** Indexes built under temporary names that take their final names at complete. */
   private readonly indexRenames: { from: string; to: string }[] = [];
+  /** Indexes built under temporary names that become constraints at complete. */
+  private readonly indexAttaches: PendingIndex[] = [];
   readonly probes: Probe[] = [];
   /** Set by raw SQL: the version schema must be built from what the database looks like after it. */
   viewsFromLiveSchema = false;
@@ -271,9 +274,11 @@ export class Planner {
 
   /**
    * A migration stacked on a table an active one changes builds on that one's version of the table,
-   * but may not change again what it has not finished: a column its sync rules keep in step (or one
-   * that a constraint or index of it under a temporary name involves) cannot get a shadow of its own,
-   * and a constraint it will rename at complete cannot be dropped or renamed.
+   * shadows of its shadows included (the sync function chains the layers' expressions), but may not
+   * change again what it has not finished: a column that a constraint or index of it under a
+   * temporary name involves (other than a NOT NULL in waiting, which the new shadow carries itself)
+   * cannot get a shadow of its own, and a constraint it will rename at complete cannot be dropped or
+   * renamed.
    */
   private refuseUnfinished(): void {
     const base = this.context.stackedOn;
@@ -283,14 +288,21 @@ export class Planner {
       const table = shadows.table;
       const owner = ownerOf(table.physical);
       if (!owner) continue;
-      const layers = base.triggers.find((t) => t.table === table.physical)?.layers ?? [];
-      const synced = new Set(layers.flatMap((l) => l.rules.flatMap((r) => [r.oldColumn, r.newColumn])));
       const temporary = (name: string) => name.startsWith('_tandem_');
+      // What the new shadow can carry on: a NOT NULL in waiting, a check or foreign key under a
+      // temporary name (recreated on it, renamed at complete), an index in waiting whose fate the
+      // active migration kept (not a primary key, nor a unique constraint other tables' keys point at).
+      const carried = (constraint: { name: string; type: string }) => isNotNullCheck(constraint.name) || constraint.type === 'check' || constraint.type === 'foreign_key';
+      const inbound = inboundForeignKeysLeft(this.model, table).length > 0;
+      const carriedIndex = (index: string) => {
+        const pending = this.model.pendingIndexes.get(index);
+        return pending !== undefined && pending.constraint?.kind !== 'primary_key' && !(pending.constraint && inbound);
+      };
       for (const shadow of shadows.columns) {
         const pendingObject =
-          table.info?.constraints.some((c) => temporary(c.name) && c.columns.includes(shadow.original)) ||
-          table.info?.indexes.some((i) => temporary(i.name) && i.columns.includes(shadow.original));
-        if (synced.has(shadow.original) || pendingObject) {
+          table.info?.constraints.some((c) => temporary(c.name) && !carried(c) && c.columns.includes(shadow.original)) ||
+          table.info?.indexes.some((i) => temporary(i.name) && !carriedIndex(i.name) && i.columns.includes(shadow.original));
+        if (pendingObject) {
           throw new TandemError({ kind: 'stack_unfinished', name: owner.migration, table: table.name, object: shadow.column.name, objectKind: 'column' }, { operation: shadow.origin.operation, kind: shadow.origin.kind });
         }
       }
@@ -324,6 +336,7 @@ export class Planner {
       add(this.completeSteps.get('contract')!, steps.swap);
       for (const step of steps.afterSwap) add(this.completeSteps.get('finish')!, step);
       this.indexRenames.push(...steps.indexRenames);
+      this.indexAttaches.push(...steps.attaches);
       for (const step of steps.rollback) {
         const operation = step.origin?.operation ?? origin.operation;
         (this.rollbackByOperation[operation] ??= []).push(step);
@@ -476,7 +489,14 @@ export class Planner {
       syncTables: triggers.map((t) => t.table),
       syncRules: Object.fromEntries(triggers.map((t) => [t.table, t.rules])),
       indexNames: this.indexRenames.map((r) => r.to),
+      ...this.pendingIndexes(),
     };
+  }
+
+  /** What a migration stacked on this one needs to know of its indexes in waiting (kept only when there are some). */
+  private pendingIndexes(): Pick<Plan, 'pendingIndexes'> {
+    const pending = [...this.indexRenames.map(({ from, to }): PendingIndex => ({ index: from, name: to })), ...this.indexAttaches];
+    return pending.length ? { pendingIndexes: pending } : {};
   }
 
   private versionSchemaStep(): Step {

@@ -10,7 +10,7 @@
  */
 import type { InboundForeignKey, TableInfo } from './catalog-types.js';
 import { inboundForeignKeysLeft, type ModelColumn, type ModelTable, type SchemaModel } from './model.js';
-import { sqlStep, type SqlStep, type StepOrigin } from './steps.js';
+import { sqlStep, type PendingIndex, type SqlStep, type StepOrigin } from './steps.js';
 import {
   addColumnSql,
   addIdentityFromSettingSql,
@@ -24,6 +24,8 @@ import {
   dropColumnSql,
   dropConstraintSql,
   dropDefaultSql,
+  isNotNullCheck,
+  NOT_NULL_CHECK_PREFIX,
   lockTargetOf,
   notNullCheck,
   sequenceOwnedBySql,
@@ -74,6 +76,8 @@ export interface ShadowSteps {
   swap: SqlStep;
   afterSwap: SqlStep[];
   indexRenames: { from: string; to: string }[];
+  /** Indexes built under temporary names that the swap makes constraints (with indexRenames, a stacked migration's pendingIndexes). */
+  attaches: PendingIndex[];
   /**
    * Constraints of the table recreated on the shadows under a temporary name: the model's constraint
    * of physical name `from` must be moved to `to` (see `moveConstraint`), for complete to rename it back.
@@ -128,6 +132,7 @@ export class ShadowTable {
       validate: [],
       afterSwap: [],
       indexRenames: [],
+      attaches: [],
       constraintMoves: [],
       rollback: [],
     };
@@ -135,7 +140,6 @@ export class ShadowTable {
     // The swap transaction: what must happen before the old columns are dropped, then what attaches
     // to the shadows once the old columns (and the constraints on them) are gone.
     const beforeDrop: string[] = [];
-    const attach: string[] = [];
     const afterSwapValidate: { name: string; table: string }[] = [];
 
     for (const s of this.columns) {
@@ -160,7 +164,7 @@ export class ShadowTable {
       });
 
       if (!pending.nullable) {
-        const check = temporaryName('nn', `${this.table.physical}_${s.original}`);
+        const check = derivedIdent(NOT_NULL_CHECK_PREFIX, `${this.table.physical}_${s.original}`);
         const notNull = notNullCheck(ddlTable, s.shadow, check);
         result.constrain.push(step(`add NOT NULL check on ${s.shadow} NOT VALID`, [notNull.add]));
         notValid.push({ name: check, table });
@@ -186,6 +190,9 @@ export class ShadowTable {
     // Constraints on the old columns follow the shadows (except those the migration drops).
     for (const constraint of this.info.constraints) {
       if (!involves(constraint.columns) || this.dropped.has(constraint.name)) continue;
+      // An active migration's NOT NULL in waiting on the column (stacked migrations): the shadow
+      // carries the column's nullability itself, above.
+      if (isNotNullCheck(constraint.name)) continue;
       if (constraint.type === 'check' || constraint.type === 'foreign_key') {
         const temp = temporaryName('c', constraint.name);
         const definition = constraint.definition.replace(/\s+NOT VALID$/, '');
@@ -199,16 +206,27 @@ export class ShadowTable {
         const temp = temporaryName('ix', constraint.name);
         result.indexes.push(this.concurrentIndex(temp, index!.definition, mapping, constraint.type === 'primary_key'));
         const deferrable = /DEFERRABLE( INITIALLY DEFERRED)?$/.exec(constraint.definition)?.[0] ?? '';
-        attach.push(attachIndexSql(ddlTable, constraint.name, constraint.type, temp, deferrable ? ` ${deferrable}` : ''));
+        result.attaches.push({ index: temp, name: constraint.name, constraint: { kind: constraint.type, deferrable: deferrable ? ` ${deferrable}` : '' } });
       }
     }
     for (const index of this.info.indexes) {
       if (index.constraint || !involvesIndex(index.definition, index.columns, mapping)) continue;
-      // drop_index dropped it: it goes with the old column and is not rebuilt.
-      if (!this.model.indexNames.has(index.name)) continue;
       const temp = temporaryName('ix', index.name);
+      // An active migration's index in waiting on the column this one shadows again (stacked
+      // migrations): rebuilt on the new shadow, it becomes at this one's complete what it would have
+      // become at that one's.
+      const pending = this.model.pendingIndexes.get(index.name);
+      if (pending?.constraint) {
+        if (!this.table.constraints.some((c) => c.name === pending.name)) continue;
+        result.indexes.push(this.concurrentIndex(temp, index.definition, mapping, pending.constraint.kind === 'primary_key'));
+        result.attaches.push({ index: temp, name: pending.name, constraint: pending.constraint });
+        continue;
+      }
+      const name = pending?.name ?? index.name;
+      // drop_index dropped it: it goes with the old column and is not rebuilt.
+      if (!this.model.indexNames.has(name)) continue;
       result.indexes.push(this.concurrentIndex(temp, index.definition, mapping, false));
-      result.indexRenames.push({ from: temp, to: index.name });
+      result.indexRenames.push({ from: temp, to: name });
     }
 
     // Constraints the migration adds.
@@ -220,7 +238,7 @@ export class ShadowTable {
         const temp = temporaryName('ix', constraint.name);
         const sql = createUniqueIndexConcurrentlySql(ddlTable, temp, constraint.columns!, constraint.indexOptions ?? '');
         result.indexes.push(createIndexConcurrently(ddlTable, temp, sql, `build unique index ${temp} concurrently`, { origin: constraint.origin }));
-        attach.push(attachIndexSql(ddlTable, constraint.name, constraint.kind, temp, constraint.deferrable ?? ''));
+        result.attaches.push({ index: temp, name: constraint.name, constraint: { kind: constraint.kind, deferrable: constraint.deferrable ?? '' } });
       }
     }
 
@@ -252,7 +270,7 @@ export class ShadowTable {
         ...beforeDrop,
         ...dropInbound,
         ...this.columns.map((s) => dropColumnSql(ddlTable, s.original)),
-        ...attach,
+        ...result.attaches.map((a) => attachIndexSql(ddlTable, a.name, a.constraint!.kind, a.index, a.constraint!.deferrable)),
         ...identityStatements,
         ...addInbound,
       ],

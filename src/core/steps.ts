@@ -133,6 +133,21 @@ export interface Plan {
   versionTables?: VersionTable[];
   /** The names indexes built under temporary names take at complete: taken for a migration stacked on this one. */
   indexNames?: string[];
+  /**
+   * Indexes built on shadow columns under temporary names, and what each becomes at complete, for a
+   * migration stacked on this one that shadows those columns again. Absent from plans stored before.
+   */
+  pendingIndexes?: PendingIndex[];
+}
+
+/** An index built under a temporary name that takes its final name, or becomes a constraint, at complete. */
+export interface PendingIndex {
+  /** The temporary name it is built under. */
+  index: string;
+  /** The name it takes at complete: its own, or that of the constraint it becomes. */
+  name: string;
+  /** When it becomes a constraint: which kind, and its DEFERRABLE clause. */
+  constraint?: { kind: 'unique' | 'primary_key'; deferrable: string };
 }
 
 /** Whether the migration's start creates its version schema (plans stored before the choice existed do). */

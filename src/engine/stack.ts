@@ -166,7 +166,7 @@ export async function stackBase(db: pg.Client, active: MigrationRecord[], versio
   const shared = [...named].sort();
   const latest = active.at(-1)!.versionSchema;
   const views = await copiedViews(db, latest, tables.filter((table) => !shared.includes(table)), versionSchema);
-  const versions = active.flatMap((record) => (record.plan.versionTables ? [{ migration: record.name, touched: record.plan.touches ?? [], tables: record.plan.versionTables, indexNames: record.plan.indexNames ?? [] }] : []));
+  const versions = active.flatMap((record) => (record.plan.versionTables ? [{ migration: record.name, touched: record.plan.touches ?? [], tables: record.plan.versionTables, indexNames: record.plan.indexNames ?? [], pendingIndexes: record.plan.pendingIndexes ?? [] }] : []));
   return { tables, views, triggers: syncLayers(active), versions, shared };
 }
 

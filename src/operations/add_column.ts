@@ -16,6 +16,7 @@ import {
   dropColumn,
   dropIndexConcurrently,
   lockTargetOf,
+  NOT_NULL_CHECK_PREFIX,
   notNullCheck,
   setDefaultSql,
   validateConstraint,
@@ -107,7 +108,7 @@ export const addColumn: OperationPlanner<'add_column'> = async (body, planner) =
   }
   // With a catalog default and no `up`, NOT NULL holds for existing rows at once and costs nothing.
   const notNullNow = notNull && (generated !== '' || (catalogDefault && up === undefined));
-  const notNullCheckName = notNull && !notNullNow ? derivedIdent('_tandem_nn_', `${table.physical}_${definition.name}`) : undefined;
+  const notNullCheckName = notNull && !notNullNow ? derivedIdent(NOT_NULL_CHECK_PREFIX, `${table.physical}_${definition.name}`) : undefined;
 
   let addSql = definition.type;
   if (catalogDefault) addSql += ` DEFAULT ${definition.default}`;

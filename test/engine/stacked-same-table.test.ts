@@ -27,6 +27,8 @@ interface Pair {
   /** 02, then 03 stacked on it. */
   second: object[];
   third: object[];
+  /** SQL run after SETUP, for what the pair needs on the table besides. */
+  setup?: string;
   /** The table's name in versions 02 and 03, when not items. */
   table?: string;
   /** Writes through each version, read back through the others. */
@@ -103,6 +105,95 @@ const PAIRS: Pair[] = [
     },
   },
   {
+    name: 'a rename and a check on the column another migration widens (the example of issue 16)',
+    second: [{ alter_column: { table: 'items', column: 'price', type: 'bigint', up: 'price * 100', down: '(price / 100)::int' } }],
+    third: [
+      { rename_column: { table: 'items', from: 'price', to: 'cost' } },
+      { alter_column: { table: 'items', column: 'cost', check: { name: 'cost_positive', constraint: 'cost > 0' }, up: 'greatest(cost, 1)', down: 'cost' } },
+    ],
+    check: async ({ v1, v2, v3 }) => {
+      expect(await one(v3, 'SELECT cost FROM items WHERE id = 2')).toEqual({ cost: '2000' });
+      await v1.query('UPDATE items SET price = 7 WHERE id = 3');
+      expect(await one(v2, 'SELECT price FROM items WHERE id = 3')).toEqual({ price: '700' });
+      expect(await one(v3, 'SELECT cost FROM items WHERE id = 3')).toEqual({ cost: '700' });
+      // 02's down makes 0 of it, 03's up makes it positive again.
+      await v2.query('UPDATE items SET price = 0 WHERE id = 4');
+      expect(await one(v1, 'SELECT price FROM items WHERE id = 4')).toEqual({ price: 0 });
+      expect(await one(v3, 'SELECT cost FROM items WHERE id = 4')).toEqual({ cost: '1' });
+      await v3.query('UPDATE items SET cost = 900 WHERE id = 5');
+      expect(await one(v2, 'SELECT price FROM items WHERE id = 5')).toEqual({ price: '900' });
+      expect(await one(v1, 'SELECT price FROM items WHERE id = 5')).toEqual({ price: 9 });
+      await expect(v3.query('UPDATE items SET cost = -1 WHERE id = 6')).rejects.toThrow(/cost_positive/);
+      await v3.query('INSERT INTO items (id, cost, name) VALUES (100, 500, $$three$$)');
+      expect(await one(v1, 'SELECT price, name FROM items WHERE id = 100')).toEqual({ price: 5, name: 'three' });
+      await v1.query('INSERT INTO items (id, price, name) VALUES (101, 3, $$one$$)');
+      expect(await one(v3, 'SELECT cost FROM items WHERE id = 101')).toEqual({ cost: '300' });
+    },
+  },
+  {
+    name: 'a rename and a check on a widened column that has a check and a foreign key of its own',
+    setup: `CREATE TABLE prices (amount int PRIMARY KEY); INSERT INTO prices SELECT g * 10 FROM generate_series(0, 200) g;
+            INSERT INTO prices VALUES (1), (3), (7), (42);
+            ALTER TABLE items ADD CONSTRAINT price_nonneg CHECK (price >= 0), ADD CONSTRAINT price_listed FOREIGN KEY (price) REFERENCES prices (amount);`,
+    second: [{ alter_column: { table: 'items', column: 'price', type: 'bigint', up: 'price', down: 'price::int' } }],
+    third: [
+      { rename_column: { table: 'items', from: 'price', to: 'cost' } },
+      { alter_column: { table: 'items', column: 'cost', check: { name: 'cost_small', constraint: 'cost < 1000' }, up: 'least(cost, 999)', down: 'cost' } },
+    ],
+    check: async ({ v1, v2, v3 }) => {
+      expect(await one(v3, 'SELECT cost FROM items WHERE id = 2')).toEqual({ cost: '20' });
+      await v1.query('UPDATE items SET price = 7 WHERE id = 3');
+      expect(await one(v3, 'SELECT cost FROM items WHERE id = 3')).toEqual({ cost: '7' });
+      await v3.query('UPDATE items SET cost = 42 WHERE id = 4');
+      expect(await one(v1, 'SELECT price FROM items WHERE id = 4')).toEqual({ price: 42 });
+      // The old constraints hold in every version.
+      await expect(v3.query('UPDATE items SET cost = 5 WHERE id = 5')).rejects.toThrow(/price_listed|foreign key/);
+      await expect(v2.query('UPDATE items SET price = -10 WHERE id = 5')).rejects.toThrow(/price_nonneg/);
+      await expect(v3.query('UPDATE items SET cost = -10 WHERE id = 5')).rejects.toThrow(/price_nonneg/);
+      await expect(v3.query('UPDATE items SET cost = 2000 WHERE id = 5')).rejects.toThrow(/cost_small/);
+      await v2.query('INSERT INTO items (id, price, name) VALUES (100, 1, $$two$$)');
+      expect(await one(v3, 'SELECT cost FROM items WHERE id = 100')).toEqual({ cost: '1' });
+    },
+  },
+  {
+    name: 'a rename and a check on a widened column with an index and a unique constraint',
+    setup: `CREATE INDEX items_price ON items (price DESC); ALTER TABLE items ADD CONSTRAINT price_unique UNIQUE (price);`,
+    second: [{ alter_column: { table: 'items', column: 'price', type: 'bigint', up: 'price', down: 'price::int' } }],
+    third: [
+      { rename_column: { table: 'items', from: 'price', to: 'cost' } },
+      { alter_column: { table: 'items', column: 'cost', check: { name: 'cost_small', constraint: 'cost < 1000' }, up: 'least(cost, 999)', down: 'cost' } },
+    ],
+    check: async ({ v1, v2, v3 }) => {
+      await v3.query('UPDATE items SET cost = 7 WHERE id = 3');
+      expect(await one(v1, 'SELECT price FROM items WHERE id = 3')).toEqual({ price: 7 });
+      expect(await one(v2, 'SELECT price FROM items WHERE id = 3')).toEqual({ price: '7' });
+      // The unique constraint holds through every version.
+      await expect(v3.query('UPDATE items SET cost = 40 WHERE id = 5')).rejects.toThrow(/unique|duplicate/);
+      await expect(v2.query('UPDATE items SET price = 40 WHERE id = 5')).rejects.toThrow(/unique|duplicate/);
+      await expect(v1.query('UPDATE items SET price = 40 WHERE id = 5')).rejects.toThrow(/unique|duplicate/);
+      await v1.query('INSERT INTO items (id, price, name) VALUES (100, 555, $$one$$)');
+      expect(await one(v3, 'SELECT cost FROM items WHERE id = 100')).toEqual({ cost: '555' });
+      await expect(v3.query('INSERT INTO items (id, cost, name) VALUES (101, 555, $$dup$$)')).rejects.toThrow(/unique|duplicate/);
+    },
+  },
+  {
+    name: 'a second type change of the column another migration changes the type of',
+    second: [{ alter_column: { table: 'items', column: 'price', type: 'bigint', up: 'price * 100', down: '(price / 100)::int' } }],
+    third: [{ alter_column: { table: 'items', column: 'price', type: 'numeric(14,2)', up: 'price / 100.0', down: '(price * 100)::bigint' } }],
+    check: async ({ v1, v2, v3 }) => {
+      expect(await one(v3, 'SELECT price FROM items WHERE id = 2')).toEqual({ price: '20.00' });
+      await v1.query('UPDATE items SET price = 7 WHERE id = 3');
+      expect(await one(v3, 'SELECT price FROM items WHERE id = 3')).toEqual({ price: '7.00' });
+      await v3.query('UPDATE items SET price = 12.34 WHERE id = 4');
+      expect(await one(v2, 'SELECT price FROM items WHERE id = 4')).toEqual({ price: '1234' });
+      expect(await one(v1, 'SELECT price FROM items WHERE id = 4')).toEqual({ price: 12 });
+      await v2.query('UPDATE items SET price = 250 WHERE id = 5');
+      expect(await one(v3, 'SELECT price FROM items WHERE id = 5')).toEqual({ price: '2.50' });
+      await v3.query('INSERT INTO items (id, price, name) VALUES (100, 5.5, $$three$$)');
+      expect(await one(v1, 'SELECT price FROM items WHERE id = 100')).toEqual({ price: 5 });
+    },
+  },
+  {
     name: 'a drop of a column another migration adds',
     second: [{ add_column: { table: 'items', column: { name: 'note', type: 'text', nullable: true }, up: "'note ' || id" } }],
     third: [{ drop_column: { table: 'items', column: 'note', down: "'from three'" } }],
@@ -165,14 +256,14 @@ describe('stacked migrations on one table', () => {
 
   /** A database of its own with SETUP and `runs` applied one at a time: what the stacked run must end as. */
   let databases = 0;
-  async function oneAtATime(admin: pg.Client, runs: object[][]): Promise<unknown> {
+  async function oneAtATime(admin: pg.Client, runs: object[][], setup = ''): Promise<unknown> {
     const name = `one_at_a_time_${++databases}`;
     await admin.query(`CREATE DATABASE ${name}`);
     const url = new URL(db.url);
     url.pathname = `/${name}`;
     const client = await versionClient(url.toString(), null);
     try {
-      await client.query(SETUP);
+      await client.query(SETUP + setup);
       ok(await tandem(url.toString(), ['start', await migrationFile('01_items', { operations: BASELINE }), '--complete']));
       for (const [i, operations] of runs.entries()) {
         ok(await tandem(url.toString(), ['start', await migrationFile(`0${i + 2}_x`, { operations }), '--complete']));
@@ -187,7 +278,7 @@ describe('stacked migrations on one table', () => {
     describe(pair.name, () => {
       for (const [first, second] of ORDERS) {
         it(`${first} 02, then ${second} 03 ${first === 'rollback' ? '(03 rolled back first)' : ''}`, async () => {
-          await db.query(SETUP);
+          await db.query(SETUP + (pair.setup ?? ''));
           ok(await tandem(db.url, ['start', await migrationFile('01_items', { operations: BASELINE }), '--complete']));
           const admin = await db.client();
           const initial = await snapshotSchema(admin, 'public');
@@ -219,14 +310,14 @@ describe('stacked migrations on one table', () => {
             }
             ok(await tandem(db.url, [second]));
             const expected = second === 'complete' ? [pair.second, pair.third] : [pair.second];
-            expect(await snapshotSchema(admin, 'public')).toEqual(await oneAtATime(admin, expected));
+            expect(await snapshotSchema(admin, 'public')).toEqual(await oneAtATime(admin, expected, pair.setup));
           } else {
             ok(await tandem(db.url, ['rollback']));
             // 02 is as it was before 03 started.
             expect(await snapshot(admin)).toEqual(afterSecond);
             expect(await syncFunction(admin)).toEqual(secondsFunction);
             ok(await tandem(db.url, [second]));
-            if (second === 'complete') expect(await snapshotSchema(admin, 'public')).toEqual(await oneAtATime(admin, [pair.second]));
+            if (second === 'complete') expect(await snapshotSchema(admin, 'public')).toEqual(await oneAtATime(admin, [pair.second], pair.setup));
             else expect(await snapshotSchema(admin, 'public')).toEqual(initial);
           }
           const triggers = await admin.query(`SELECT tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE c.relname IN ('items', 'products') AND NOT tgisinternal`);
@@ -262,6 +353,6 @@ describe('stacked migrations on one table', () => {
     expect(await killedAfterEachStep(['rollback'], 'rollback')).toBeGreaterThan(2);
     const status = JSON.parse(ok(await tandem(db.url, ['status', '--json'])).stdout);
     expect(status.activeMigrations).toEqual([]);
-    expect(await snapshotSchema(admin, 'public')).toEqual(await oneAtATime(admin, [pair.second]));
+    expect(await snapshotSchema(admin, 'public')).toEqual(await oneAtATime(admin, [pair.second], pair.setup));
   }, 300_000);
 });

@@ -122,7 +122,9 @@ describe('stacked migrations', () => {
   });
 
   it('refuses what cannot be stacked, naming the migration to complete first, and changes nothing', async () => {
-    await db.query(SETUP);
+    // 02 rebuilds this unique constraint's index on its shadow of score under a temporary name, to
+    // become the constraint at its complete; another table's foreign key points at it.
+    await db.query(SETUP + 'ALTER TABLE users ADD CONSTRAINT score_key UNIQUE (score); CREATE TABLE ranks (score int REFERENCES users (score));');
     ok(await start(db.url, '02_users', USERS));
     const admin = await db.client();
     const before = await snapshot(admin);
@@ -136,7 +138,8 @@ describe('stacked migrations', () => {
       return result.stderr;
     };
 
-    // Stacking on users is allowed, but not changing again a column 02 has not finished changing.
+    // Stacking on users is allowed, and changing again a column 02 changes, but not one whose unique
+    // constraint 02 has not finished moving while another table's foreign key depends on it.
     const sameColumn = await refused('03_same', [{ alter_column: { table: 'users', column: 'score', type: 'numeric', up: 'score', down: 'score::bigint' } }]);
     expect(sameColumn).toMatch(/03_same\.json: operation 0 \(alter_column\): this migration changes column "score" of table "users", which active migration "02_users" has not finished changing/);
     expect(sameColumn).toContain('complete "02_users" first');
