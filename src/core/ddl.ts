@@ -123,12 +123,6 @@ export function dropConstraint(table: DdlTable, physicalName: string, descriptio
 }
 
 /**
- * NOT NULL without the scan under ACCESS EXCLUSIVE that SET NOT NULL does: a NOT VALID
- * `IS NOT NULL` check at start, validated (SHARE UPDATE EXCLUSIVE) at complete, after which SET NOT
- * NULL trusts the check and the check has done its job. `add` and `set` are the statements of the
- * first and last parts; the validation is `validateConstraint` of `check`.
- */
-/**
  * The prefix of the temporary CHECK (… IS NOT NULL) that stands for NOT NULL on a column while a
  * migration is active (validated, then made SET NOT NULL, at complete).
  */
@@ -138,6 +132,12 @@ export function isNotNullCheck(constraint: string): boolean {
   return constraint.startsWith(NOT_NULL_CHECK_PREFIX);
 }
 
+/**
+ * NOT NULL without the scan under ACCESS EXCLUSIVE that SET NOT NULL does: a NOT VALID
+ * `IS NOT NULL` check at start, validated (SHARE UPDATE EXCLUSIVE) at complete, after which SET NOT
+ * NULL trusts the check and the check has done its job. `add` and `set` are the statements of the
+ * first and last parts; the validation is `validateConstraint` of `check`.
+ */
 export function notNullCheck(table: DdlTable, column: string, check: string, options: { dropIfExists?: boolean } = {}): { add: string; set: string[] } {
   return {
     add: addConstraintNotValidSql(table, check, `CHECK (${quoteIdent(column)} IS NOT NULL)`),

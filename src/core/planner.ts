@@ -275,10 +275,9 @@ export class Planner {
   /**
    * A migration stacked on a table an active one changes builds on that one's version of the table,
    * shadows of its shadows included (the sync function chains the layers' expressions), but may not
-   * change again what it has not finished: a column that a constraint or index of it under a
-   * temporary name involves (other than a NOT NULL in waiting, which the new shadow carries itself)
-   * cannot get a shadow of its own, and a constraint it will rename at complete cannot be dropped or
-   * renamed.
+   * change again what it has not finished in ways the new shadow cannot carry on (see `carried`): a
+   * column that such a constraint or index of it under a temporary name involves cannot get a shadow
+   * of its own, and a constraint it will rename at complete cannot be dropped or renamed.
    */
   private refuseUnfinished(): void {
     const base = this.context.stackedOn;

@@ -77,7 +77,7 @@ export interface ShadowSteps {
   afterSwap: SqlStep[];
   indexRenames: { from: string; to: string }[];
   /** Indexes built under temporary names that the swap makes constraints (with indexRenames, a stacked migration's pendingIndexes). */
-  attaches: PendingIndex[];
+  attaches: Required<PendingIndex>[];
   /**
    * Constraints of the table recreated on the shadows under a temporary name: the model's constraint
    * of physical name `from` must be moved to `to` (see `moveConstraint`), for complete to rename it back.
@@ -216,10 +216,12 @@ export class ShadowTable {
       // migrations): rebuilt on the new shadow, it becomes at this one's complete what it would have
       // become at that one's.
       const pending = this.model.pendingIndexes.get(index.name);
-      if (pending?.constraint) {
+      const becomes = pending?.constraint;
+      if (becomes) {
+        // drop_constraint dropped it.
         if (!this.table.constraints.some((c) => c.name === pending.name)) continue;
-        result.indexes.push(this.concurrentIndex(temp, index.definition, mapping, pending.constraint.kind === 'primary_key'));
-        result.attaches.push({ index: temp, name: pending.name, constraint: pending.constraint });
+        result.indexes.push(this.concurrentIndex(temp, index.definition, mapping, becomes.kind === 'primary_key'));
+        result.attaches.push({ index: temp, name: pending.name, constraint: becomes });
         continue;
       }
       const name = pending?.name ?? index.name;
@@ -270,7 +272,7 @@ export class ShadowTable {
         ...beforeDrop,
         ...dropInbound,
         ...this.columns.map((s) => dropColumnSql(ddlTable, s.original)),
-        ...result.attaches.map((a) => attachIndexSql(ddlTable, a.name, a.constraint!.kind, a.index, a.constraint!.deferrable)),
+        ...result.attaches.map((a) => attachIndexSql(ddlTable, a.name, a.constraint.kind, a.index, a.constraint.deferrable)),
         ...identityStatements,
         ...addInbound,
       ],
