@@ -327,6 +327,69 @@ describe('stacked migrations on one table', () => {
     });
   }
 
+  describe('three migrations on one column (02 widens price, 03 makes it numeric, 04 renames it and adds a check)', () => {
+    const second = [{ alter_column: { table: 'items', column: 'price', type: 'bigint', up: 'price * 100', down: '(price / 100)::int' } }];
+    const third = [{ alter_column: { table: 'items', column: 'price', type: 'numeric(14,2)', up: 'price / 100.0', down: '(price * 100)::bigint' } }];
+    const fourth = [
+      { rename_column: { table: 'items', from: 'price', to: 'cost' } },
+      { alter_column: { table: 'items', column: 'cost', check: { name: 'cost_small', constraint: 'cost < 1000' }, up: 'least(cost, 999)', down: 'cost' } },
+    ];
+    const setup = 'CREATE INDEX items_price ON items (price); ALTER TABLE items ADD CONSTRAINT price_unique UNIQUE (price);';
+
+    // Complete takes the oldest, rollback the newest: each order ends with the migrations it completed applied one at a time.
+    const endings = [
+      ['complete', 'complete', 'complete'],
+      ['rollback', 'rollback', 'rollback'],
+      ['complete', 'rollback', 'complete'],
+      ['rollback', 'complete', 'rollback'],
+    ] as const;
+    for (const ending of endings) {
+      it(`writes through each of four versions read back through the others; then ${ending.join(', ')}: the schema is as one at a time`, async () => {
+        await db.query(SETUP + setup);
+        ok(await tandem(db.url, ['start', await migrationFile('01_items', { operations: BASELINE }), '--complete']));
+        const admin = await db.client();
+        const initial = await snapshotSchema(admin, 'public');
+        ok(await start(db.url, '02_second', second));
+        ok(await start(db.url, '03_third', third));
+        ok(await start(db.url, '04_fourth', fourth));
+        const v1 = await versionClient(db.url, 'public_01_items');
+        const v2 = await versionClient(db.url, 'public_02_second');
+        const v3 = await versionClient(db.url, 'public_03_third');
+        const v4 = await versionClient(db.url, 'public_04_fourth');
+        try {
+          expect(await one(v4, 'SELECT cost FROM items WHERE id = 2')).toEqual({ cost: '20.00' });
+          await v1.query('UPDATE items SET price = 7 WHERE id = 3');
+          expect(await one(v2, 'SELECT price FROM items WHERE id = 3')).toEqual({ price: '700' });
+          expect(await one(v3, 'SELECT price FROM items WHERE id = 3')).toEqual({ price: '7.00' });
+          expect(await one(v4, 'SELECT cost FROM items WHERE id = 3')).toEqual({ cost: '7.00' });
+          await v4.query('UPDATE items SET cost = 12.34 WHERE id = 4');
+          expect(await one(v3, 'SELECT price FROM items WHERE id = 4')).toEqual({ price: '12.34' });
+          expect(await one(v2, 'SELECT price FROM items WHERE id = 4')).toEqual({ price: '1234' });
+          expect(await one(v1, 'SELECT price FROM items WHERE id = 4')).toEqual({ price: 12 });
+          await v3.query('UPDATE items SET price = 5000 WHERE id = 5');
+          expect(await one(v4, 'SELECT cost FROM items WHERE id = 5')).toEqual({ cost: '999.00' });
+          expect(await one(v1, 'SELECT price FROM items WHERE id = 5')).toEqual({ price: 5000 });
+          await v2.query('INSERT INTO items (id, price, name) VALUES (100, 250, $$two$$)');
+          expect(await one(v4, 'SELECT cost, name FROM items WHERE id = 100')).toEqual({ cost: '2.50', name: 'two' });
+          await expect(v4.query('UPDATE items SET cost = 2000 WHERE id = 6')).rejects.toThrow(/cost_small/);
+          await expect(v4.query('UPDATE items SET cost = 10 WHERE id = 6')).rejects.toThrow(/unique|duplicate/);
+        } finally {
+          await Promise.all([v1, v2, v3, v4].map((c) => c.end()));
+        }
+        const pending = [second, third, fourth];
+        const completed: object[][] = [];
+        for (const command of ending) {
+          ok(await tandem(db.url, [command]));
+          if (command === 'complete') completed.push(pending.shift()!);
+          else pending.pop();
+        }
+        const expected = completed.length ? await oneAtATime(admin, completed, setup) : initial;
+        expect(await snapshotSchema(admin, 'public')).toEqual(expected);
+        expect(await syncFunction(admin)).toEqual([]);
+      });
+    }
+  });
+
   // A column added on 02's shadow, and a shadow of 02's shadow with an index and a unique constraint in waiting.
   const killed = [PAIRS[0]!, PAIRS.find((p) => p.name.includes('an index and a unique constraint'))!];
   it.each(killed)('resumes a stacked start, the complete under it and its rollback, each killed after any of its steps: $name', async (pair) => {
