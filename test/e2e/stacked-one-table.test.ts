@@ -11,9 +11,8 @@ import pg from 'pg';
 import { ENGINE_DEFAULTS, Migrator } from '../../src/engine/migrator.js';
 import { parseMigration } from '../../src/migration/load.js';
 import { silentLogger } from '../../src/observe/logger.js';
-import { startProxy } from '../../src/proxy/server.js';
 import { usePostgres } from '../support/harness.js';
-import { freePort } from '../support/postgres.js';
+import { databaseOf, startTestProxy } from '../proxy/support.js';
 import { startItemsApp, type AppReport, type ItemRow, type RunningApp, type VersionName } from './items-app.js';
 
 const SEEDED = 6000;
@@ -65,24 +64,9 @@ describe('stacked migrations on one table, end to end', () => {
     await migrator.start(BASE, { complete: true });
     await migrator.start(CENTS);
 
-    const port = await freePort();
-    const proxy = await startProxy({
-      listen: { host: '127.0.0.1', port },
-      postgresUrl: db.url,
-      defaultVersion: 'latest',
-      maxClientConn: 50,
-      shutdownGraceMs: 500,
-      clientLoginTimeoutMs: 10_000,
-      serverConnectTimeoutMs: 10_000,
-      heartbeatIntervalMs: 200,
-      heartbeatExpireMs: 60_000,
-      versionCacheTtlMs: 1000,
-      schema: 'public',
-      stateSchema: 'tandem',
-      logger: silentLogger(),
-    });
-    const database = new URL(db.url).pathname.slice(1);
-    const url = (version: VersionName) => `postgres://postgres@127.0.0.1:${port}/${database}@${version}`;
+    // Heartbeats every 200 ms: complete's drain checks read them.
+    const proxy = await startTestProxy(db.url, { heartbeatIntervalMs: 200, heartbeatExpireMs: 60_000, versionCacheTtlMs: 1000 });
+    const url = (version: VersionName) => proxy.url(`${databaseOf(db.url)}@${version}`);
     // Each app updates only its share of the seeded rows (and the rows it inserts).
     const share = (k: number) => Array.from({ length: SEEDED / 3 }, (_, i) => 3 * i + k + 1);
 
@@ -190,7 +174,6 @@ describe('stacked migrations on one table, end to end', () => {
       checking = false;
       await checker.catch(() => {});
       await Promise.all(apps.map((app) => app.stop()));
-      await proxy.shutdown(0);
     }
   }, 90_000);
 });
