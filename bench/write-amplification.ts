@@ -1,7 +1,7 @@
 /**
  * What the sync triggers cost the application's writes: UPDATE throughput on a table before
  * `tandem start` and while a migration keeps an old and a new column in step (then with a second
- * migration stacked on it), in one run. Single-row UPDATEs by primary key from pgbench (the app's
+ * migration stacked on it, on another table and on the same one), in one run. Single-row UPDATEs by primary key from pgbench (the app's
  * usual write), and one bulk UPDATE.
  *
  *   npx tsx bench/write-amplification.ts [seconds per pgbench run, default 10]
@@ -28,6 +28,33 @@ async function pgbench(port: number, script: string, searchPath: string | null):
   const env = { ...process.env, ...(searchPath ? { PGOPTIONS: `-c search_path=${searchPath}` } : {}) };
   const { stdout } = await run('pgbench', ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-n', '-c', '4', '-j', '2', '-T', String(seconds), '-f', file, 'postgres'], { env });
   return Number(/tps = ([\d.]+)/.exec(stdout)![1]);
+}
+
+/**
+ * Where a stacked oldest-version write's time goes, on the table as it is at that point (two
+ * backfills later, with the second migration's column and check, so wider and larger than at the
+ * baseline): the same UPDATEs with the table's triggers disabled, with them enabled but the sync
+ * function reduced to `RETURN NEW` (what the three triggers' WHEN conditions and the call cost), and
+ * with the real function. Two rounds, each run right after the one before it, so that a changing
+ * load shifts them less than it shifts the rows measured minutes apart.
+ */
+async function whereTheTimeGoes(db: pg.Client, port: number, script: string) {
+  const fn = (await db.query(`SELECT pg_get_functiondef('tandem.sync_public_accounts'::regproc) AS def`)).rows[0].def as string;
+  const rounds: { noTriggers: number; emptyFunction: number; full: number }[] = [];
+  for (let round = 0; round < 2; round++) {
+    await db.query('VACUUM accounts');
+    await db.query('ALTER TABLE accounts DISABLE TRIGGER USER');
+    const noTriggers = await pgbench(port, script, null);
+    await db.query('ALTER TABLE accounts ENABLE TRIGGER USER');
+    await db.query('VACUUM accounts');
+    await db.query(`CREATE OR REPLACE FUNCTION tandem.sync_public_accounts() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$`);
+    const emptyFunction = await pgbench(port, script, null);
+    await db.query(fn);
+    await db.query('VACUUM accounts');
+    const full = await pgbench(port, script, null);
+    rounds.push({ noTriggers, emptyFunction, full });
+  }
+  return rounds;
 }
 
 async function main() {
@@ -77,6 +104,32 @@ async function main() {
   await db.query('VACUUM accounts');
   const stackedNew = await pgbench(server.port, newScript, 'public_02_ledger,public');
   await migrator.rollback();
+  // A second migration stacked on accounts itself: the table's sync function then holds both
+  // migrations' rules as layers, and a writer through each of the three versions runs a different
+  // path through them (README "Stacked migrations"). Its column's `up` reads the first migration's
+  // widened balance, and the newest version writes that column itself.
+  const sameTable = {
+    name: '02_accounts',
+    operations: [
+      {
+        add_column: {
+          table: 'accounts',
+          column: { name: 'balance_cents', type: 'bigint', nullable: true, check: { name: 'balance_cents_not_negative', constraint: 'balance_cents >= 0' } },
+          up: 'balance * 100',
+        },
+      },
+    ],
+  };
+  await migrator.start(parseMigration(JSON.stringify(sameTable), { file: '02_accounts.json', format: 'json' }));
+  const newestScript = `\\set id random(1, ${rows})\nUPDATE accounts SET balance = balance + 1, balance_cents = balance_cents + 100, email_address = 'u' || :id || '@example.com' WHERE id = :id;\n`;
+  await db.query('VACUUM accounts');
+  const sameTableOldest = await pgbench(server.port, oldScript, null);
+  await db.query('VACUUM accounts');
+  const sameTableMiddle = await pgbench(server.port, newScript, 'public_01_accounts,public');
+  await db.query('VACUUM accounts');
+  const sameTableNewest = await pgbench(server.port, newestScript, 'public_02_accounts,public');
+  const breakdown = await whereTheTimeGoes(db, server.port, oldScript);
+  await migrator.rollback();
   // And once more without triggers, after rolling back, so the baseline is not an accident of order.
   await migrator.rollback();
   await db.query('VACUUM accounts');
@@ -95,7 +148,22 @@ async function main() {
         ['single-row UPDATE, new version via its view (tps)', fmt(baseline), fmt(newVersion), `${(baseline / newVersion).toFixed(2)}×`],
         ['… with a second migration stacked: old version (tps)', fmt(baseline), fmt(stackedOld), `${(baseline / stackedOld).toFixed(2)}×`],
         ['… with a second migration stacked: newest version (tps)', fmt(baseline), fmt(stackedNew), `${(baseline / stackedNew).toFixed(2)}×`],
+        ['… second migration stacked on accounts: oldest version (tps)', fmt(baseline), fmt(sameTableOldest), `${(baseline / sameTableOldest).toFixed(2)}×`],
+        ['… second migration stacked on accounts: middle version (tps)', fmt(baseline), fmt(sameTableMiddle), `${(baseline / sameTableMiddle).toFixed(2)}×`],
+        ['… second migration stacked on accounts: newest version (tps)', fmt(baseline), fmt(sameTableNewest), `${(baseline / sameTableNewest).toFixed(2)}×`],
         ['bulk UPDATE of 100k rows (rows/s)', fmt(100_000 / bulkBefore.seconds), fmt(100_000 / bulkAfter.seconds), `${(bulkAfter.seconds / bulkBefore.seconds).toFixed(2)}×`],
+      ],
+    ),
+  );
+  console.log(`\nWhere the stacked oldest-version write's time goes, on the table as it was then (each round's runs one after another)\n`);
+  const cost = (base: number, tps: number) => `${(base / tps).toFixed(2)}×`;
+  console.log(
+    table(
+      ['single-row UPDATE, oldest version (tps)', ...breakdown.map((_, i) => `round ${i + 1}`), 'cost (each round)'],
+      [
+        ['triggers disabled', ...breakdown.map((r) => fmt(r.noTriggers)), breakdown.map(() => '1.00×').join(', ')],
+        ['three triggers, function only RETURN NEW', ...breakdown.map((r) => fmt(r.emptyFunction)), breakdown.map((r) => cost(r.noTriggers, r.emptyFunction)).join(', ')],
+        ['three triggers, the two-layer function', ...breakdown.map((r) => fmt(r.full)), breakdown.map((r) => cost(r.noTriggers, r.full)).join(', ')],
       ],
     ),
   );
