@@ -7,7 +7,7 @@
  */
 import pg from 'pg';
 
-/** One row as the newest version holds it: the price in cents, and total = price × qty. */
+/** One row as the newest version holds it, less its total (always cents × qty). */
 export interface ItemRow {
   cents: number;
   qty: number;
@@ -16,8 +16,8 @@ export interface ItemRow {
 
 export type VersionName = '01_base' | '02_cents' | '03_total';
 
-/** What a row reads as through `version`, as text/number pairs the driver returns. */
-export function seenThrough(version: VersionName, row: ItemRow): Record<string, unknown> {
+/** What a row reads as through `version`, with the types node-postgres returns. */
+function seenThrough(version: VersionName, row: ItemRow): Record<string, unknown> {
   // bigint columns come back as strings from node-postgres, int columns as numbers.
   if (version === '01_base') return { price: row.cents / 100, qty: row.qty, name: row.name };
   if (version === '02_cents') return { price: String(row.cents), qty: row.qty, name: row.name };
@@ -30,7 +30,7 @@ const COLUMNS: Record<VersionName, string> = {
   '03_total': 'price, qty, name, total',
 };
 
-/** The statement and parameters that write `row` as `version` would (01 in units, 03 with its total). */
+/** The values that write `row` as `version` would, in COLUMNS order (01 in units, 03 with its total). */
 function written(version: VersionName, row: ItemRow): unknown[] {
   const price = version === '01_base' ? row.cents / 100 : row.cents;
   return version === '03_total' ? [price, row.qty, row.name, row.cents * row.qty] : [price, row.qty, row.name];
