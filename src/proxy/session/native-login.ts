@@ -46,6 +46,12 @@ export interface NativeLoginHooks {
   loggedIn(learned: LearnedLogin, login: NativeLoginReport): void;
 }
 
+/**
+ * Distinct startup packets the thread is taught at most per proxy (it compares a client's packet with
+ * each): clients that each send their own (a unique application_name) are logged in by JavaScript.
+ */
+const MAX_LEARNED = 256;
+
 /** How long a forgotten login is still known by id, for the logins the thread made with it before it heard. */
 const FORGOTTEN_KEPT_MS = 10_000;
 
@@ -104,6 +110,7 @@ export class NativeLogins {
     const text = packet.toString('latin1');
     const known = this.byPacket.get(text);
     if (known && known.pool === login.pool && known.versions === login.versions && known.welcome.equals(login.welcome)) return;
+    if (!known && this.byPacket.size >= MAX_LEARNED) return;
     // The thread replaces what the same packet taught before.
     if (known) this.dropId(known.id);
     const learned: LearnedLogin = { ...login, id: this.nextId++ };
