@@ -30,8 +30,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -111,7 +115,7 @@ typedef struct {
 struct session;
 
 /* What an epoll event's pointer names: a session's side, or a pooled server connection. */
-enum { WATCH_SIDE, WATCH_LINK };
+enum { WATCH_SIDE, WATCH_LINK, WATCH_LISTENER, WATCH_PENDING };
 
 typedef struct {
   uint8_t watch; /* WATCH_SIDE (first, as in link) */
@@ -222,25 +226,28 @@ typedef struct pool {
   struct pool *next;
 } pool;
 
-typedef enum { CMD_START, CMD_RETIRE, CMD_TERMINATE, CMD_RELEASE, CMD_STOP, CMD_LEND, CMD_RECLAIM, CMD_DRAIN, CMD_FAIL_WANT, CMD_HAND_BACK_WAITER } command_kind;
+typedef enum { CMD_START, CMD_RETIRE, CMD_TERMINATE, CMD_RELEASE, CMD_STOP, CMD_LEND, CMD_RECLAIM, CMD_DRAIN, CMD_FAIL_WANT, CMD_HAND_BACK_WAITER, CMD_LISTEN, CMD_UNLISTEN, CMD_LEARN, CMD_FORGET } command_kind;
 
 typedef struct command {
   command_kind kind;
   session *session;
   char *bytes;
   size_t length;
-  /* CMD_LEND: the thread's duplicate of a server connection's descriptor, its id and lifetime left (ms, 0: none) */
+  /* CMD_LEND: the thread's duplicate of a server connection's descriptor, its id and lifetime left (ms, 0: none);
+     CMD_LISTEN, CMD_UNLISTEN: the listener (its duplicate of the listening socket in fd); CMD_LEARN, CMD_FORGET: the
+     learned login's id in server_id, its listener */
   int fd;
   double server_id, lifetime_ms;
   /* CMD_LEND, CMD_RECLAIM (count), CMD_DRAIN (on), CMD_FAIL_WANT (bytes: the ErrorResponse), CMD_HAND_BACK_WAITER */
   pool *pool;
+  struct listener *listener;
   uint32_t count;
   char why[200]; /* CMD_FAIL_WANT: SQLSTATE, space, message (the end report's detail) */
   struct command *next;
 } command;
 
 /* What JavaScript hears besides a session's end (one queue with the ends, so in order). */
-typedef enum { REPORT_END, REPORT_WANT, REPORT_RETURNED, REPORT_PARAMETER } report_kind;
+typedef enum { REPORT_END, REPORT_WANT, REPORT_RETURNED, REPORT_PARAMETER, REPORT_ACCEPTED, REPORT_LOGIN } report_kind;
 
 typedef struct {
   report_kind kind;
@@ -248,10 +255,13 @@ typedef struct {
   end_reason reason;
   uint8_t explained;
   char detail[200];
+  /* REPORT_ACCEPTED, REPORT_LOGIN: the listener that accepted the client. */
+  struct listener *listener;
   /* REPORT_WANT, REPORT_RETURNED: the pool; REPORT_RETURNED and END_HANDED_BACK: the link's server and its status. */
   double pool_id, server_id;
   uint8_t status, broken;
-  /* END_HANDED_BACK: the client's descriptor and the bytes it sent that were not forwarded. */
+  /* END_HANDED_BACK, REPORT_ACCEPTED: the client's descriptor and the bytes it sent that were not forwarded
+     (REPORT_LOGIN: the cancel key; the detail holds the client's address, and pool_id the learned login's id). */
   int fd;
   /* END_HANDED_BACK: those bytes; REPORT_PARAMETER: the ParameterStatus body. */
   char *bytes;
@@ -279,6 +289,15 @@ typedef struct {
   server_link *dead_links; /* closed this round, freed after it (an event of the round may still name one) */
   /* Ended sessions in the order they ended, which is also the order of their deadlines. */
   session *closing, *closing_tail;
+  /* Native logins (see "native logins"): the listening socket the thread accepts on, connections
+     whose startup packet is being read (oldest first), the logins JavaScript taught it, and the
+     figures it shares with JavaScript (LOGIN_*). */
+  struct listener *listeners; /* one per proxy of the process; freed with the forwarder */
+  struct pending *pending, *pending_tail, *dead_pending;
+  struct learned *learned;
+  double next_native_id;
+  uint8_t random_stock[4096]; /* cancel keys of native logins */
+  size_t random_left;
   char chunk[CHUNK];
 } forwarder;
 
@@ -1497,6 +1516,12 @@ static void free_session(session *s) {
   free(s);
 }
 
+struct listener;
+static void start_listening(forwarder *f, struct listener *l);
+static void stop_listening(forwarder *f, struct listener *l);
+static void learn(forwarder *f, command *c);
+static void forget(forwarder *f, double id, struct listener *l);
+
 /* Runs queued commands; returns 1 when the thread is to stop. */
 static int run_commands(forwarder *f) {
   uint64_t ignored;
@@ -1544,6 +1569,18 @@ static int run_commands(forwarder *f) {
       case CMD_HAND_BACK_WAITER:
         hand_back_waiter(f, c->pool);
         break;
+      case CMD_LISTEN:
+        start_listening(f, c->listener);
+        break;
+      case CMD_UNLISTEN:
+        stop_listening(f, c->listener);
+        break;
+      case CMD_LEARN:
+        learn(f, c);
+        break;
+      case CMD_FORGET:
+        forget(f, c->server_id, c->listener);
+        break;
       case CMD_STOP:
         stop = 1;
         break;
@@ -1582,6 +1619,416 @@ static int send_command(forwarder *f, command_kind kind, session *s, const char 
   c->length = length;
   enqueue(f, c);
   return 1;
+}
+
+/* ---- native logins ----------------------------------------------------------------------- */
+
+/*
+ * With --native-login (transaction mode, --auth-type trust): the thread accepts on the proxy's
+ * listening socket itself, answers an SSLRequest with 'N' (the proxy has no TLS), reads the startup
+ * packet and, when its bytes are exactly those of a login JavaScript made and taught it ("learned":
+ * the same startup packet goes to the same pool with the same welcome while the version list stays
+ * the same), writes that welcome with a cancel key of its own and ReadyForQuery in one write, and
+ * forwards the client as a pooled session. So such a connection never enters JavaScript until it is
+ * reported (REPORT_LOGIN, in a batch with the other reports of the round). Every other connection
+ * goes to JavaScript with the bytes read so far (REPORT_ACCEPTED), which logs it in as before.
+ */
+
+/* A startup packet longer than this (options, many parameters) goes to JavaScript. */
+#define STARTUP_LIMIT 2048
+/* A connection without its whole startup packet by then goes to JavaScript (its login timeout). */
+#define PENDING_WAIT_MS 1000
+/* Connections accepted per round before other sockets get a turn (the listener is level-triggered). */
+#define ACCEPTS_PER_TURN 64
+/* After accept fails for want of descriptors or memory, the listener rests this long. */
+#define ACCEPT_REST_MS 100
+
+#define SSL_REQUEST_CODE 80877103
+#define GSSENC_REQUEST_CODE 80877104
+#define CANCEL_REQUEST_CODE 80877102
+
+/* Why a connection went to JavaScript (LOGIN_FALLBACKS + reason; NativeLoginFallback in native.ts). */
+enum { FALLBACK_UNLEARNED, FALLBACK_TLS, FALLBACK_GSSENC, FALLBACK_CANCEL, FALLBACK_INCOMPLETE, FALLBACK_TOO_LARGE, FALLBACK_MAX_CLIENT_CONN, FALLBACK_OTHER, FALLBACKS };
+
+/*
+ * Slots of the login figures (a Float64Array JavaScript owns): its admitted sessions and
+ * --max-client-conn (JavaScript writes them), native logins so far (the thread), how many of them
+ * JavaScript has seen (JavaScript: the difference is in flight), and the fallbacks by reason (the thread).
+ */
+enum { LOGIN_JS_ADMITTED, LOGIN_MAX_CLIENTS, LOGIN_NATIVE_TOTAL, LOGIN_SEEN, LOGIN_FALLBACKS, LOGIN_FIGURES = LOGIN_FALLBACKS + FALLBACKS };
+
+/* A proxy's listening socket, which the thread accepts on (the process may run several proxies). */
+typedef struct listener {
+  uint8_t watch; /* WATCH_LISTENER */
+  int fd;        /* -1 once no longer accepting */
+  int64_t rest_until; /* ms, monotonic: accept failed for want of resources; 0: accepting */
+  uint8_t tls_on;     /* the proxy has a certificate: SSLRequests are JavaScript's */
+  double *figures;    /* LOGIN_*, a Float64Array JavaScript owns */
+  double native_logins;
+  napi_ref figures_ref, on_login; /* JS thread */
+  uint8_t unlistened;             /* JS thread */
+  struct listener *next;
+} listener;
+
+typedef struct pending {
+  uint8_t watch; /* WATCH_PENDING */
+  int fd;
+  listener *listener;
+  int64_t deadline; /* ms, monotonic */
+  char address[INET6_ADDRSTRLEN + 8];
+  size_t length;
+  char bytes[STARTUP_LIMIT];
+  struct pending *prev, *next;
+} pending;
+
+typedef struct learned {
+  double id;
+  listener *listener; /* the proxy that taught it: only its clients are logged in with it */
+  pool *pool;
+  char *startup; /* the whole startup packet, length word included */
+  size_t startup_len;
+  char *welcome; /* AuthenticationOk and the ParameterStatus messages */
+  size_t welcome_len;
+  struct learned *next;
+} learned;
+
+static void count_fallback(pending *p, int reason) {
+  p->listener->figures[LOGIN_FALLBACKS + reason] += 1;
+}
+
+/* Off the list and out of epoll; freed after this round of events, which may still name it (fd -1: skipped). */
+static void unlink_pending(forwarder *f, pending *p) {
+  if (p->prev) p->prev->next = p->next;
+  else f->pending = p->next;
+  if (p->next) p->next->prev = p->prev;
+  else f->pending_tail = p->prev;
+  epoll_ctl(f->epoll_fd, EPOLL_CTL_DEL, p->fd, NULL);
+  p->fd = -1;
+  p->next = f->dead_pending;
+  f->dead_pending = p;
+}
+
+/* The connection goes to JavaScript as it is, with what it sent so far (an answered SSLRequest excluded). */
+static void to_javascript(forwarder *f, pending *p, int reason) {
+  int fd = p->fd;
+  unlink_pending(f, p);
+  count_fallback(p, reason);
+  report *r = new_report(REPORT_ACCEPTED, NULL);
+  if (r && p->length > 0) {
+    r->bytes = malloc(p->length);
+    if (r->bytes) memcpy(r->bytes, p->bytes, p->length);
+    else {
+      free(r);
+      r = NULL;
+    }
+  }
+  if (!r) {
+    /* Nobody can take it: the client sees its connection close, as when a proxy is out of memory. */
+    close(fd);
+    return;
+  }
+  r->fd = fd;
+  r->length = p->length;
+  r->listener = p->listener;
+  post(f, r);
+}
+
+static uint32_t read_be32(const char *at) {
+  return read_length((const uint8_t *)at);
+}
+
+/* Eight random bytes for a cancel key (the process id and secret of BackendKeyData). */
+static int random_key(forwarder *f, char *into) {
+  if (f->random_left < 8) {
+    ssize_t n = getrandom(f->random_stock, sizeof f->random_stock, GRND_NONBLOCK);
+    if (n < (ssize_t)sizeof f->random_stock) return 0;
+    f->random_left = sizeof f->random_stock;
+  }
+  memcpy(into, f->random_stock + sizeof f->random_stock - f->random_left, 8);
+  f->random_left -= 8;
+  return 1;
+}
+
+static learned *find_learned(forwarder *f, listener *l, const char *startup, size_t length) {
+  for (learned *e = f->learned; e; e = e->next) {
+    if (e->listener == l && e->startup_len == length && memcmp(e->startup, startup, length) == 0) return e;
+  }
+  return NULL;
+}
+
+/*
+ * Logs the client in with what `e` taught: the session is made, reported, sent its welcome and
+ * forwarded from its pool. Returns 0 (touching nothing) when it cannot: the caller hands it to JavaScript.
+ */
+static int log_in(forwarder *f, pending *p, learned *e, int *reason) {
+  listener *l = p->listener;
+  double *figures = l->figures;
+  /* --max-client-conn: JavaScript's admitted sessions, and native logins it has not seen yet. */
+  if (figures[LOGIN_JS_ADMITTED] + (l->native_logins - figures[LOGIN_SEEN]) >= figures[LOGIN_MAX_CLIENTS]) {
+    *reason = FALLBACK_MAX_CLIENT_CONN;
+    return 0;
+  }
+  *reason = FALLBACK_OTHER;
+  /* BackendKeyData and ReadyForQuery after the taught welcome. */
+  char tail[13 + 6] = {'K', 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, TYPE_READY_FOR_QUERY, 0, 0, 0, 5, 'I'};
+  if (!random_key(f, tail + 5)) return 0;
+  session *s = calloc(1, sizeof *s);
+  report *r = new_report(REPORT_LOGIN, NULL);
+  char *welcome = malloc(e->welcome_len + sizeof tail);
+  if (s) {
+    s->counters = calloc(COUNTERS, sizeof(double));
+    s->release = calloc(1, sizeof *s->release);
+  }
+  size_t rest = p->length - e->startup_len;
+  if (!s || !r || !welcome || !s->counters || !s->release || (r->bytes = malloc(8)) == NULL || (rest > 0 && !hold(s, p->bytes + e->startup_len, rest))) {
+    if (s) {
+      free(s->counters);
+      free_session(s);
+    }
+    if (r) free(r->bytes);
+    free(r);
+    free(welcome);
+    return 0;
+  }
+  s->client.session = s->server.session = s;
+  s->server.fd = -1;
+  s->client.writable = s->server.writable = 1;
+  s->release->kind = CMD_RELEASE;
+  s->release->session = s;
+  s->pooled = 1;
+  s->pool = e->pool;
+  s->server_status = 'I';
+  /* Ids of their own (negative), apart from JavaScript's session ids. */
+  s->id = --f->next_native_id;
+  s->client.fd = p->fd;
+  unlink_pending(f, p);
+  l->native_logins += 1;
+  figures[LOGIN_NATIVE_TOTAL] = l->native_logins;
+  r->session = s;
+  r->listener = l;
+  r->pool_id = e->id;
+  snprintf(r->detail, sizeof r->detail, "%s", p->address);
+  memcpy(r->bytes, tail + 5, 8);
+  r->length = 8;
+  /* Reported before anything can end it: JavaScript hears of the login before its end. */
+  post(f, r);
+  s->next = f->sessions;
+  if (f->sessions) f->sessions->prev = s;
+  f->sessions = s;
+  memcpy(welcome, e->welcome, e->welcome_len);
+  memcpy(welcome + e->welcome_len, tail, sizeof tail);
+  if (watch(f, s, &s->client) && send_or_keep(f, s, &s->client, welcome, e->welcome_len + sizeof tail)) advance(f, s);
+  free(welcome);
+  return 1;
+}
+
+/* What the client sent so far: answer an SSLRequest, log a learned startup packet in, or hand over. */
+static void read_startup(forwarder *f, pending *p) {
+  for (;;) {
+    if (p->length < STARTUP_LIMIT) {
+      ssize_t n = read(p->fd, p->bytes + p->length, STARTUP_LIMIT - p->length);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (p->length < 8) return;
+      } else if (n <= 0) {
+        /* Gone, or failed: JavaScript sees that on the socket and ends it as it does today. */
+        to_javascript(f, p, FALLBACK_INCOMPLETE);
+        return;
+      } else {
+        p->length += (size_t)n;
+        if (p->length < 8) continue;
+      }
+    }
+    uint32_t length = read_be32(p->bytes);
+    uint32_t code = read_be32(p->bytes + 4);
+    if (length < 8 || length > STARTUP_LIMIT) {
+      to_javascript(f, p, FALLBACK_TOO_LARGE);
+      return;
+    }
+    if (length == 8 && code == SSL_REQUEST_CODE) {
+      /* With a certificate, or with bytes after the request (JavaScript refuses those), it is JavaScript's. */
+      if (p->listener->tls_on || p->length > 8) {
+        to_javascript(f, p, p->listener->tls_on ? FALLBACK_TLS : FALLBACK_OTHER);
+        return;
+      }
+      ssize_t sent;
+      do sent = send(p->fd, "N", 1, MSG_NOSIGNAL);
+      while (sent < 0 && errno == EINTR);
+      if (sent != 1) {
+        to_javascript(f, p, FALLBACK_INCOMPLETE);
+        return;
+      }
+      p->length = 0;
+      continue;
+    }
+    if (length == 8 && code == GSSENC_REQUEST_CODE) {
+      to_javascript(f, p, FALLBACK_GSSENC);
+      return;
+    }
+    if (code == CANCEL_REQUEST_CODE) {
+      to_javascript(f, p, FALLBACK_CANCEL);
+      return;
+    }
+    if (p->length < length) {
+      if (p->length == STARTUP_LIMIT) to_javascript(f, p, FALLBACK_TOO_LARGE);
+      return; /* the rest is still on its way */
+    }
+    learned *e = find_learned(f, p->listener, p->bytes, length);
+    int reason = FALLBACK_UNLEARNED;
+    if (!e || !log_in(f, p, e, &reason)) to_javascript(f, p, reason);
+    return;
+  }
+}
+
+static void pending_event(forwarder *f, pending *p) {
+  if (p->fd >= 0) read_startup(f, p);
+}
+
+/* Takes the connections waiting on a listening socket (a round's worth). */
+static void accept_clients(forwarder *f, listener *l) {
+  for (int i = 0; l->fd >= 0 && i < ACCEPTS_PER_TURN; i++) {
+    struct sockaddr_storage address;
+    socklen_t address_len = sizeof address;
+    int fd = accept4(l->fd, (struct sockaddr *)&address, &address_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        /* Level-triggered: without a rest the thread would spin on the same failure. */
+        struct epoll_event none = {.events = 0, .data.ptr = l};
+        epoll_ctl(f->epoll_fd, EPOLL_CTL_MOD, l->fd, &none);
+        l->rest_until = now_ms(CLOCK_MONOTONIC) + ACCEPT_REST_MS;
+      }
+      return;
+    }
+    /* As Node's listener does for its sockets (noDelay, keepAlive). */
+    int on = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    pending *p = malloc(sizeof *p);
+    if (!p) {
+      close(fd);
+      continue;
+    }
+    p->watch = WATCH_PENDING;
+    p->fd = fd;
+    p->listener = l;
+    p->length = 0;
+    p->deadline = now_ms(CLOCK_MONOTONIC) + PENDING_WAIT_MS;
+    p->address[0] = 0;
+    if (address.ss_family == AF_INET) {
+      struct sockaddr_in *in = (struct sockaddr_in *)&address;
+      char host[INET_ADDRSTRLEN];
+      inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+      snprintf(p->address, sizeof p->address, "%s:%u", host, ntohs(in->sin_port));
+    } else if (address.ss_family == AF_INET6) {
+      struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&address;
+      char host[INET6_ADDRSTRLEN];
+      inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+      snprintf(p->address, sizeof p->address, "%s:%u", host, ntohs(in6->sin6_port));
+    }
+    p->next = NULL;
+    p->prev = f->pending_tail;
+    if (f->pending_tail) f->pending_tail->next = p;
+    else f->pending = p;
+    f->pending_tail = p;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.ptr = p};
+    if (epoll_ctl(f->epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      /* Not watched: JavaScript reads it instead. */
+      to_javascript(f, p, FALLBACK_OTHER);
+      continue;
+    }
+    /* The client may have sent its first packet already. */
+    read_startup(f, p);
+  }
+}
+
+/* Hands over connections past their deadline, re-arms rested listeners; returns the wait until the next such time (-1: none). */
+static int expire_logins(forwarder *f) {
+  if (!f->listeners) return -1;
+  int64_t now = now_ms(CLOCK_MONOTONIC);
+  while (f->pending && f->pending->deadline <= now) to_javascript(f, f->pending, FALLBACK_INCOMPLETE);
+  int64_t next = f->pending ? f->pending->deadline : 0;
+  for (listener *l = f->listeners; l; l = l->next) {
+    if (!l->rest_until || l->fd < 0) continue;
+    if (l->rest_until <= now) {
+      struct epoll_event ev = {.events = EPOLLIN, .data.ptr = l};
+      epoll_ctl(f->epoll_fd, EPOLL_CTL_MOD, l->fd, &ev);
+      l->rest_until = 0;
+    } else if (!next || l->rest_until < next) {
+      next = l->rest_until;
+    }
+  }
+  return next ? (int)(next - now) : -1;
+}
+
+/* CMD_LISTEN: the listener (made by listen(), on the JS thread) starts accepting. */
+static void start_listening(forwarder *f, listener *l) {
+  l->next = f->listeners;
+  f->listeners = l;
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = l};
+  if (epoll_ctl(f->epoll_fd, EPOLL_CTL_ADD, l->fd, &ev) != 0) {
+    close(l->fd);
+    l->fd = -1;
+  }
+}
+
+static void forget(forwarder *f, double id, listener *l);
+
+/* No more accepting (shutdown): its connections still being read go to JavaScript, which refuses them; what it learned is forgotten. */
+static void stop_listening(forwarder *f, listener *l) {
+  /* The listener itself is freed with the forwarder: an event of this round may still name it. */
+  if (l->fd >= 0) {
+    epoll_ctl(f->epoll_fd, EPOLL_CTL_DEL, l->fd, NULL);
+    close(l->fd);
+    l->fd = -1;
+    l->rest_until = 0;
+  }
+  for (pending *p = f->pending, *next; p; p = next) {
+    next = p->next;
+    if (p->listener == l) to_javascript(f, p, FALLBACK_INCOMPLETE);
+  }
+  while (f->learned && f->learned->listener == l) forget(f, f->learned->id, l);
+  for (learned *e = f->learned; e && e->next;) {
+    if (e->next->listener == l) forget(f, e->next->id, l);
+    else e = e->next;
+  }
+}
+
+static void free_learned(learned *e) {
+  free(e->startup);
+  free(e->welcome);
+  free(e);
+}
+
+static void forget(forwarder *f, double id, listener *l) {
+  for (learned **at = &f->learned; *at; at = &(*at)->next) {
+    if ((*at)->id != id || (*at)->listener != l) continue;
+    learned *e = *at;
+    *at = e->next;
+    free_learned(e);
+    return;
+  }
+}
+
+/* CMD_LEARN: bytes = startup packet then welcome; count = the startup packet's length. Replaces what the same packet taught before. */
+static void learn(forwarder *f, command *c) {
+  learned *e = calloc(1, sizeof *e);
+  if (!e || c->count > c->length || !(e->startup = malloc(c->count ? c->count : 1)) || !(e->welcome = malloc(c->length - c->count + 1))) {
+    if (e) free_learned(e);
+    return; /* not learned: such logins go on in JavaScript */
+  }
+  e->id = c->server_id;
+  e->listener = c->listener;
+  e->pool = c->pool;
+  e->startup_len = c->count;
+  e->welcome_len = c->length - c->count;
+  memcpy(e->startup, c->bytes, e->startup_len);
+  memcpy(e->welcome, c->bytes + e->startup_len, e->welcome_len);
+  learned *old = find_learned(f, e->listener, e->startup, e->startup_len);
+  if (old) forget(f, old->id, e->listener);
+  forget(f, e->id, e->listener);
+  e->next = f->learned;
+  f->learned = e;
 }
 
 /* ---- the thread -------------------------------------------------------------------------- */
@@ -1623,6 +2070,14 @@ static void *run(void *arg) {
         link_event(f, watched, ev);
         continue;
       }
+      if (*(uint8_t *)watched == WATCH_LISTENER) {
+        accept_clients(f, watched);
+        continue;
+      }
+      if (*(uint8_t *)watched == WATCH_PENDING) {
+        pending_event(f, watched);
+        continue;
+      }
       side *sd = watched;
       if (sd->fd < 0) continue;
       if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) sd->hangup = 1;
@@ -1641,9 +2096,16 @@ static void *run(void *arg) {
       maybe_free(f, s);
     }
     timeout = expire(f);
+    int logins = expire_logins(f);
+    if (logins >= 0 && (timeout < 0 || logins < timeout)) timeout = logins;
     if (f->pools) {
       return_idle_links(f);
       if (has_parked_links(f) && (timeout < 0 || timeout > PARK_IDLE_MS / 2)) timeout = PARK_IDLE_MS / 2;
+    }
+    while (f->dead_pending) {
+      struct pending *p = f->dead_pending;
+      f->dead_pending = p->next;
+      free(p);
     }
     while (f->dead_links) {
       server_link *l = f->dead_links;
@@ -1668,6 +2130,9 @@ static void *run(void *arg) {
       return NULL;                                                                                  \
     }                                                                                               \
   } while (0)
+
+/* Marks the externals that are sessions, so that no other external can be passed off as one. */
+static const napi_type_tag SESSION_TAG = {0x74616e64656d2d73ULL, 0x657373696f6e2d31ULL};
 
 static napi_value throw_errno(napi_env env, const char *what, int error) {
   char text[200];
@@ -1714,9 +2179,59 @@ static void call_on_pooled(napi_env env, forwarder *f, report *r) {
       break;
     }
     case REPORT_END:
+    case REPORT_ACCEPTED:
+    case REPORT_LOGIN:
       return;
   }
   napi_call_function(env, undefined, callback, argc, args, NULL);
+}
+
+static void free_counters(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  free(data);
+}
+
+/*
+ * On the JS thread, what the listener brought: onLogin('accepted', fd, bytes) for a connection
+ * JavaScript logs in (bytes: what it sent so far), onLogin('login', id, learnedId, handle, counters,
+ * cancelKey, address) for a native login (a pooled session the thread forwards; its end comes to onEnd).
+ */
+static void call_on_login(napi_env env, forwarder *f, report *r) {
+  napi_value callback, undefined, args[7];
+  listener *l = r->listener;
+  int have = l && l->on_login && napi_get_reference_value(env, l->on_login, &callback) == napi_ok && callback;
+  napi_get_undefined(env, &undefined);
+  if (r->kind == REPORT_ACCEPTED) {
+    if (!have) return; /* call_on_end closes the descriptor */
+    napi_create_string_utf8(env, "accepted", NAPI_AUTO_LENGTH, &args[0]);
+    napi_create_int32(env, r->fd, &args[1]);
+    napi_create_buffer_copy(env, r->length, r->length ? r->bytes : "", NULL, &args[2]);
+    r->fd = -1;
+    napi_call_function(env, undefined, callback, 3, args, NULL);
+    return;
+  }
+  session *s = r->session;
+  /* Live sessions keep the process running; its end report takes this back. */
+  if (f->live++ == 0) napi_ref_threadsafe_function(env, f->on_end);
+  napi_value buffer, counters, handle;
+  /* The counters belong to JavaScript from here (freed when it lets go of them), as a started session's do. */
+  if (napi_create_external_arraybuffer(env, s->counters, COUNTERS * sizeof(double), free_counters, NULL, &buffer) != napi_ok ||
+      napi_create_typedarray(env, napi_float64_array, COUNTERS, buffer, 0, &counters) != napi_ok ||
+      napi_create_reference(env, counters, 1, &s->counters_ref) != napi_ok || napi_create_external(env, s, NULL, NULL, &handle) != napi_ok ||
+      napi_type_tag_object(env, handle, &SESSION_TAG) != napi_ok || !have) {
+    /* JavaScript cannot know it: it is ended (and its end report frees it). */
+    send_command(f, CMD_TERMINATE, s, NULL, 0);
+    return;
+  }
+  napi_create_string_utf8(env, "login", NAPI_AUTO_LENGTH, &args[0]);
+  napi_create_double(env, s->id, &args[1]);
+  napi_create_double(env, r->pool_id, &args[2]);
+  args[3] = handle;
+  args[4] = counters;
+  napi_create_buffer_copy(env, 8, r->bytes, NULL, &args[5]);
+  napi_create_string_utf8(env, r->detail, NAPI_AUTO_LENGTH, &args[6]);
+  napi_call_function(env, undefined, callback, 7, args, NULL);
 }
 
 /* A pooled session's end: for END_HANDED_BACK, what JavaScript takes over (the client, its bytes, the connection it held). */
@@ -1748,6 +2263,13 @@ static void call_on_end(napi_env env, napi_value js_callback, void *context, voi
     return;
   }
   session *s = r->session;
+  if (r->kind == REPORT_ACCEPTED || r->kind == REPORT_LOGIN) {
+    call_on_login(env, f, r);
+    if (r->fd >= 0) close(r->fd);
+    free(r->bytes);
+    free(r);
+    return;
+  }
   if (r->kind != REPORT_END) {
     call_on_pooled(env, f, r);
     free(r->bytes);
@@ -1801,6 +2323,10 @@ static void cleanup(void *arg) {
   for (command *c = f->head, *next; c; c = next) {
     next = c->next;
     if (c->fd >= 0 && c->kind == CMD_LEND) close(c->fd);
+    if (c->kind == CMD_LISTEN) {
+      close(c->listener->fd);
+      free(c->listener);
+    }
     if (c->kind == CMD_START) {
       close(c->session->client.fd);
       close(c->session->server.fd);
@@ -1808,6 +2334,24 @@ static void cleanup(void *arg) {
     }
     free(c->bytes);
     free(c);
+  }
+  for (listener *l = f->listeners, *next; l; l = next) {
+    next = l->next;
+    if (l->fd >= 0) close(l->fd);
+    free(l);
+  }
+  for (struct pending *p = f->pending, *next; p; p = next) {
+    next = p->next;
+    close(p->fd);
+    free(p);
+  }
+  for (struct pending *p = f->dead_pending, *next; p; p = next) {
+    next = p->next;
+    free(p);
+  }
+  for (learned *e = f->learned, *next; e; e = next) {
+    next = e->next;
+    free_learned(e);
   }
   for (session *s = f->sessions, *next; s; s = next) {
     next = s->next;
@@ -1823,8 +2367,6 @@ static void cleanup(void *arg) {
   free(f);
 }
 
-/* Marks the externals that are sessions, so that no other external can be passed off as one. */
-static const napi_type_tag SESSION_TAG = {0x74616e64656d2d73ULL, 0x657373696f6e2d31ULL};
 
 static forwarder *instance(napi_env env) {
   void *data = NULL;
@@ -2238,6 +2780,164 @@ static napi_value terminate(napi_env env, napi_callback_info info) {
   return command_with_bytes(env, info, CMD_TERMINATE);
 }
 
+/* Marks the externals that are listeners. */
+static const napi_type_tag LISTENER_TAG = {0x74616e64656d2d6cULL, 0x697374656e2d0001ULL};
+
+static listener *listener_of(napi_env env, napi_value handle) {
+  return tagged_external(env, handle, &LISTENER_TAG);
+}
+
+/*
+ * listen(listenFd, loginFigures: Float64Array, tlsOn: boolean, onLogin) → handle: the thread accepts
+ * on (a duplicate of) the proxy's listening socket from now on and logs learned clients in itself
+ * ("native logins"); what it accepts goes to onLogin (call_on_login).
+ */
+static napi_value listen_command(napi_env env, napi_callback_info info) {
+  static const char USAGE[] = "listen(listenFd, loginFigures: Float64Array, tlsOn: boolean, onLogin)";
+  forwarder *f = instance(env);
+  if (!f) return NULL;
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd;
+  napi_typedarray_type type;
+  size_t count;
+  void *figures;
+  bool tls_on;
+  napi_valuetype callback_type = napi_undefined;
+  if (argc >= 4) napi_typeof(env, argv[3], &callback_type);
+  if (argc < 4 || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+      napi_get_typedarray_info(env, argv[1], &type, &count, &figures, NULL, NULL) != napi_ok || type != napi_float64_array || count < LOGIN_FIGURES ||
+      napi_get_value_bool(env, argv[2], &tls_on) != napi_ok || callback_type != napi_function) {
+    napi_throw_type_error(env, NULL, USAGE);
+    return NULL;
+  }
+  command *c = calloc(1, sizeof *c);
+  listener *l = calloc(1, sizeof *l);
+  if (!c || !l) {
+    free(c);
+    free(l);
+    return throw_errno(env, "calloc", ENOMEM);
+  }
+  l->watch = WATCH_LISTENER;
+  l->tls_on = tls_on;
+  l->figures = figures;
+  l->fd = take_fd(fd);
+  if (l->fd < 0) {
+    int error = errno;
+    free(c);
+    free(l);
+    return throw_errno(env, "dup", error);
+  }
+  napi_value handle;
+  /* The figures and the callback live as long as the listener, which lives as long as the process. */
+  if (napi_create_reference(env, argv[1], 1, &l->figures_ref) != napi_ok || napi_create_reference(env, argv[3], 1, &l->on_login) != napi_ok ||
+      napi_create_external(env, l, NULL, NULL, &handle) != napi_ok || napi_type_tag_object(env, handle, &LISTENER_TAG) != napi_ok) {
+    close(l->fd);
+    free(c);
+    free(l);
+    napi_throw_error(env, NULL, "tandem forwarder: could not make a listener");
+    return NULL;
+  }
+  c->kind = CMD_LISTEN;
+  c->fd = -1;
+  c->listener = l;
+  /* A listening proxy keeps the process running, as Node's listener did. */
+  if (f->live++ == 0) napi_ref_threadsafe_function(env, f->on_end);
+  enqueue(f, c);
+  return handle;
+}
+
+/* A command naming a listener: (listener, ...), with what its kind takes. */
+static command *listener_command(napi_env env, napi_value handle, command_kind kind, const char *usage) {
+  listener *l = listener_of(env, handle);
+  if (!l) {
+    napi_throw_type_error(env, NULL, usage);
+    return NULL;
+  }
+  command *c = calloc(1, sizeof *c);
+  if (!c) {
+    throw_errno(env, "calloc", ENOMEM);
+    return NULL;
+  }
+  c->kind = kind;
+  c->fd = -1;
+  c->listener = l;
+  return c;
+}
+
+/* unlisten(listener): no more accepting (shutdown); its connections being read go to onLogin('accepted'). */
+static napi_value unlisten_command(napi_env env, napi_callback_info info) {
+  forwarder *f = instance(env);
+  if (!f) return NULL;
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  command *c = listener_command(env, argc < 1 ? NULL : argv[0], CMD_UNLISTEN, "unlisten(listener)");
+  if (!c) return NULL;
+  if (c->listener->unlistened) {
+    free(c);
+    return NULL;
+  }
+  c->listener->unlistened = 1;
+  enqueue(f, c);
+  if (--f->live == 0) napi_unref_threadsafe_function(env, f->on_end);
+  return NULL;
+}
+
+/* learn(listener, id, startupPacket: Buffer, welcome: Buffer, pool): a login the thread may make itself from now on (replacing id's). */
+static napi_value learn_command(napi_env env, napi_callback_info info) {
+  static const char USAGE[] = "learn(listener, id, startupPacket: Buffer, welcome: Buffer, pool)";
+  forwarder *f = instance(env);
+  if (!f) return NULL;
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  double id;
+  void *startup, *welcome;
+  size_t startup_len, welcome_len;
+  pool *p = argc < 5 ? NULL : pool_of(env, argv[4]);
+  if (!p || napi_get_value_double(env, argv[1], &id) != napi_ok || napi_get_buffer_info(env, argv[2], &startup, &startup_len) != napi_ok ||
+      napi_get_buffer_info(env, argv[3], &welcome, &welcome_len) != napi_ok || startup_len == 0) {
+    napi_throw_type_error(env, NULL, USAGE);
+    return NULL;
+  }
+  command *c = listener_command(env, argv[0], CMD_LEARN, USAGE);
+  if (!c) return NULL;
+  c->bytes = malloc(startup_len + welcome_len);
+  if (!c->bytes) {
+    free(c);
+    return throw_errno(env, "malloc", ENOMEM);
+  }
+  memcpy(c->bytes, startup, startup_len);
+  if (welcome_len) memcpy(c->bytes + startup_len, welcome, welcome_len);
+  c->server_id = id;
+  c->pool = p;
+  c->length = startup_len + welcome_len;
+  c->count = (uint32_t)startup_len;
+  enqueue(f, c);
+  return NULL;
+}
+
+/* forget(listener, id): the login learned under id is JavaScript's again. */
+static napi_value forget_command(napi_env env, napi_callback_info info) {
+  forwarder *f = instance(env);
+  if (!f) return NULL;
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  double id;
+  if (argc < 2 || napi_get_value_double(env, argv[1], &id) != napi_ok) {
+    napi_throw_type_error(env, NULL, "forget(listener, id)");
+    return NULL;
+  }
+  command *c = listener_command(env, argv[0], CMD_FORGET, "forget(listener, id)");
+  if (!c) return NULL;
+  c->server_id = id;
+  enqueue(f, c);
+  return NULL;
+}
+
 /*
  * scanFrames(chunks: Buffer[], fromClient: boolean): the frame scanner alone, over the chunks as one
  * stream, for its unit test (the same cases as FrameScanner's): what it counted and noticed, where it
@@ -2329,6 +3029,10 @@ NAPI_MODULE_INIT() {
       {"drain", NULL, drain_pool, NULL, NULL, NULL, napi_default, NULL},
       {"failWant", NULL, fail_want_command, NULL, NULL, NULL, napi_default, NULL},
       {"handBackWaiter", NULL, hand_back_waiter_command, NULL, NULL, NULL, napi_default, NULL},
+      {"listen", NULL, listen_command, NULL, NULL, NULL, napi_default, NULL},
+      {"unlisten", NULL, unlisten_command, NULL, NULL, NULL, napi_default, NULL},
+      {"learn", NULL, learn_command, NULL, NULL, NULL, napi_default, NULL},
+      {"forget", NULL, forget_command, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof methods / sizeof methods[0], methods);
   return exports;

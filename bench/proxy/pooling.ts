@@ -5,7 +5,9 @@
  * - pgbench -S at 8, 32 and 200 clients over a pool of 16: direct, PgBouncer, tandem pooled;
  * - the same with -M prepared: direct and tandem pooled (PgBouncer 1.18 cannot, see below);
  * - pgbench -C -S (a new connection per transaction) at 8 clients: direct, PgBouncer, tandem
- *   pooled and tandem --pool-mode none (one server connection per client, as before pooling);
+ *   pooled, the same with --native-login on (the epoll thread logs learned clients in), and tandem
+ *   --pool-mode none (one server connection per client, as before pooling); the native-login
+ *   proxy's share of native logins and its fallbacks by reason (from its /metrics) are printed;
  * - 5000 idle clients through tandem pooled: the proxy's RSS per client, and the server backends.
  *
  * Each figure is the median of rotating rounds; beside the TPS, the CPU time the proxy process used
@@ -17,6 +19,7 @@
  * idle clients' sockets are open in this process and in the proxy at once). Not run by the tests.
  */
 import { spawnSync } from 'node:child_process';
+import { freePort } from '../../src/dev/ports.js';
 import pg from 'pg';
 import { machine, table } from '../support.js';
 import {
@@ -38,7 +41,7 @@ const MAX_CLIENT_CONN = IDLE + 1000;
 
 const PGBOUNCER_NO_PREPARED = 'n/a (PgBouncer 1.18 has no prepared statement support in transaction mode)';
 
-type TargetName = 'direct' | 'pgbouncer' | 'tandem' | 'tandem-none';
+type TargetName = 'direct' | 'pgbouncer' | 'tandem' | 'tandem-nl' | 'tandem-none';
 
 interface Measured extends Result {
   /** CPU of the proxy process per transaction, µs, user and system; undefined for direct connections. */
@@ -62,12 +65,16 @@ async function main(): Promise<void> {
   const uptimeBefore = shell('uptime');
   const { server, url, major } = await startPgbenchDatabase(SCALE, Math.max(...CLIENTS, CONNECT_CLIENTS) + 100);
   const bouncer = await startPgBouncer(server.port, { poolMode: 'transaction', poolSize: POOL_SIZE, maxClientConn: MAX_CLIENT_CONN });
-  const pooled = await startTandem(url, ['--pool-mode', 'transaction', '--auth-type', 'trust', '--pool-size', String(POOL_SIZE), '--max-client-conn', String(MAX_CLIENT_CONN)]);
+  const pooledArgs = ['--pool-mode', 'transaction', '--auth-type', 'trust', '--pool-size', String(POOL_SIZE), '--max-client-conn', String(MAX_CLIENT_CONN)];
+  const pooled = await startTandem(url, pooledArgs);
+  const nativeLoginHttp = await freePort();
+  const nativeLogin = await startTandem(url, [...pooledArgs, '--native-login', 'on', '--http', `127.0.0.1:${nativeLoginHttp}`]);
   const relay = await startTandem(url, ['--pool-mode', 'none', '--max-client-conn', String(MAX_CLIENT_CONN)]);
   const targets: Record<TargetName, { port: number; pid: number | undefined }> = {
     direct: { port: server.port, pid: undefined },
     pgbouncer: bouncer,
     tandem: pooled,
+    'tandem-nl': nativeLogin,
     'tandem-none': relay,
   };
 
@@ -95,11 +102,12 @@ async function main(): Promise<void> {
   const cpu = (m: Measured | undefined) => (m?.cpuUs === undefined ? '–' : cpuCell(m.cpuUs));
   const ratio = (a: Measured | undefined, b: Measured | undefined) => (a && b ? `**${(a.tps / b.tps).toFixed(2)}**` : 'n/a');
   function row(label: string, clients: number, r: Record<string, Measured>, pgbouncerCell?: string): void {
-    const [d, b, t, n] = [r.direct, r.pgbouncer, r.tandem, r['tandem-none']];
-    rows.push([label, clients, tps(d), pgbouncerCell ?? tps(b), tps(t), tps(n), ratio(t, b), ms(d), ms(b), ms(t), ms(n), cpu(b), cpu(t), cpu(n)]);
+    const [d, b, t, l, n] = [r.direct, r.pgbouncer, r.tandem, r['tandem-nl'], r['tandem-none']];
+    rows.push([label, clients, tps(d), pgbouncerCell ?? tps(b), tps(t), tps(l), tps(n), ratio(t, b), l ? ratio(l, b) : '–', ms(d), ms(b), ms(t), ms(l), ms(n), cpu(b), cpu(t), cpu(l), cpu(n)]);
   }
 
   let idle: IdleFigures | undefined;
+  let nativeLogins = '';
   try {
     try {
       for (const clients of ONLY_CONNECT ? [] : CLIENTS) {
@@ -114,9 +122,11 @@ async function main(): Promise<void> {
         row('-S -M prepared', clients, await measure(['direct', 'tandem'], '-S -M prepared', run), PGBOUNCER_NO_PREPARED);
       }
       const connectRun: PgbenchRun = { clients: CONNECT_CLIENTS, threads: Math.min(CONNECT_CLIENTS, 2), seconds: DURATION, connectPerTransaction: true };
-      row('-S -C', CONNECT_CLIENTS, await measure(['direct', 'pgbouncer', 'tandem', 'tandem-none'], '-S -C', connectRun));
+      row('-S -C', CONNECT_CLIENTS, await measure(['direct', 'pgbouncer', 'tandem', 'tandem-nl', 'tandem-none'], '-S -C', connectRun));
+      nativeLogins = await nativeLoginCounts(nativeLoginHttp);
     } finally {
       await relay.stop();
+      await nativeLogin.stop();
       bouncer.stop();
     }
     // With the pooled proxy alone on the server, every backend on the database is one of its own.
@@ -131,10 +141,12 @@ async function main(): Promise<void> {
   console.log(`pool of ${POOL_SIZE} server connections in both poolers; -j min(clients, 2), but -j clients with -M prepared`);
   console.log(`uptime before: ${uptimeBefore}\nuptime after:  ${uptimeAfter}\n`);
   const headers = [
-    'pgbench', 'clients', 'direct TPS', 'PgBouncer TPS', 'tandem TPS', 'tandem none TPS', 'tandem/PgBouncer', 'direct ms', 'PgBouncer ms',
-    'tandem ms', 'tandem none ms', 'PgBouncer µs CPU/tx (user + sys)', 'tandem µs CPU/tx (user + sys)', 'tandem none µs CPU/tx (user + sys)',
+    'pgbench', 'clients', 'direct TPS', 'PgBouncer TPS', 'tandem TPS', 'tandem native-login TPS', 'tandem none TPS', 'tandem/PgBouncer',
+    'tandem native-login/PgBouncer', 'direct ms', 'PgBouncer ms', 'tandem ms', 'tandem native-login ms', 'tandem none ms',
+    'PgBouncer µs CPU/tx (user + sys)', 'tandem µs CPU/tx (user + sys)', 'tandem native-login µs CPU/tx (user + sys)', 'tandem none µs CPU/tx (user + sys)',
   ];
   console.log(table(headers, rows));
+  console.log(`\ntandem --native-login on, all its -C rounds: ${nativeLogins}`);
   if (idle) {
     const perClient = ((idle.afterKb - idle.beforeKb) * 1024) / IDLE;
     console.log(
@@ -143,6 +155,16 @@ async function main(): Promise<void> {
         `at most ${idle.peakBackends} while they connected, ${idle.backends} with all of them connected (${idle.backendsByName})`,
     );
   }
+}
+
+/** The native-login proxy's logins: how many the thread made, and the fallbacks to JavaScript by reason. */
+async function nativeLoginCounts(httpPort: number): Promise<string> {
+  const body = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+  const logins = Number(/^tandem_proxy_native_logins_total (\d+)/m.exec(body)?.[1] ?? 0);
+  const fallbacks = [...body.matchAll(/^tandem_proxy_native_login_fallbacks_total\{reason="(\w+)"\} (\d+)/gm)].filter((m) => m[2] !== '0');
+  const fellBack = fallbacks.reduce((sum, m) => sum + Number(m[2]), 0);
+  const share = logins + fellBack > 0 ? ((100 * logins) / (logins + fellBack)).toFixed(2) : '0';
+  return `${logins} native logins, ${fellBack} to JavaScript (${fallbacks.map((m) => `${m[1]} ${m[2]}`).join(', ') || 'none'}): ${share} % native`;
 }
 
 interface IdleFigures {

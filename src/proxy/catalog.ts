@@ -28,6 +28,8 @@ export interface CatalogOptions {
   logger: Logger;
   /** Called when a refresh finds that versions disappeared. */
   onRetired: (retired: RetiredVersion[]) => void;
+  /** Called after every load, before onRetired, with the list now in use (native logins forget what it changes). */
+  onLoaded?: (database: string, versions: readonly VersionInfo[]) => void;
 }
 
 /** A connection string for another database on the same server, with the same credentials. */
@@ -104,6 +106,7 @@ export class VersionCatalog {
     this.list = next;
     // A notification that arrived during the query may describe a change the query missed.
     this.loadedAt = generation === this.generation ? Date.now() : 0;
+    this.options.onLoaded?.(this.database, next);
     if (retired.length > 0) this.options.onRetired(retired);
     return next;
   }

@@ -60,6 +60,11 @@ export interface ProxyOptions {
   /** Who forwards bytes after login (default `auto`: the native forwarder where it is built). */
   forwarder?: ForwarderChoice;
   /**
+   * The native thread accepts clients and logs in those whose startup packet it learned
+   * (session/native-login.ts); needs the native forwarder, transaction mode and trust.
+   */
+  nativeLogin?: boolean;
+  /**
    * Reads the rollout (versions, live clients across proxies, the active migration) for /status and
    * the status page; the proxy cannot read it itself because that is the engine's reading.
    */
@@ -81,6 +86,7 @@ export const PROXY_DEFAULTS = {
   heartbeatInterval: '5s',
   versionCacheTtl: '10s',
   forwarder: 'auto',
+  nativeLogin: 'off',
   poolMode: 'none',
   authType: 'md5',
   adminDatabase: 'tandem',
@@ -107,6 +113,12 @@ export function parseForwarder(text: string, flag: string): ForwarderChoice {
   const choice = FORWARDER_CHOICES.find((c) => c === text.trim());
   if (!choice) throw new Error(`${flag} must be one of ${FORWARDER_CHOICES.join(', ')}, got "${text}"`);
   return choice;
+}
+
+export function parseOnOff(text: string, flag: string): boolean {
+  const value = text.trim();
+  if (value !== 'on' && value !== 'off') throw new Error(`${flag} must be on or off, got "${text}"`);
+  return value === 'on';
 }
 
 export function formatHostPort(address: HostPort): string {

@@ -36,6 +36,8 @@ export class ProxyMetrics {
   private readonly pins: Counter<'reason'>;
   /** Where the pool gauges are read at scrape time (set when the proxy pools). */
   poolStats: (() => PoolStats[]) | undefined;
+  /** Native logins and the thread's fallbacks to JavaScript by reason, read at scrape time (set with --native-login on). */
+  nativeLogins: (() => { logins: number; fallbacks: Record<string, number> }) | undefined;
 
   constructor(ledger: UsageLedger, facts: ProxyFacts) {
     const registers = [this.registry];
@@ -145,6 +147,27 @@ export class ProxyMetrics {
       collect() {
         this.reset();
         this.inc(ledger.snapshot().bytesIn);
+      },
+    });
+    const nativeLogins = () => this.nativeLogins?.();
+    new Counter({
+      name: 'tandem_proxy_native_logins_total',
+      help: 'Clients the native thread logged in itself with a learned login (--native-login on)',
+      registers,
+      collect() {
+        this.reset();
+        const figures = nativeLogins();
+        if (figures) this.inc(figures.logins);
+      },
+    });
+    new Counter({
+      name: 'tandem_proxy_native_login_fallbacks_total',
+      help: 'Connections the native thread accepted and handed to JavaScript to log in, by reason (--native-login on)',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [reason, count] of Object.entries(nativeLogins()?.fallbacks ?? {})) this.inc({ reason }, count);
       },
     });
     new Counter({

@@ -75,6 +75,10 @@ declare const nativePool: unique symbol;
 /** One of the thread's pools (native/forwarder.c, "pooled sessions"). */
 export type NativePoolHandle = { readonly [nativePool]: true };
 
+declare const nativeListener: unique symbol;
+/** A proxy's listening socket that the thread accepts on (native logins). */
+export type NativeListenerHandle = { readonly [nativeListener]: true };
+
 declare const nativeSession: unique symbol;
 /** A session the native thread forwards; valid until its end has been reported. */
 export type NativeHandle = { readonly [nativeSession]: true };
@@ -97,6 +101,41 @@ interface Binding {
   retire(handle: NativeHandle, errorResponse: Buffer): void;
   terminate(handle: NativeHandle, errorResponse: Buffer): void;
   scanFrames(chunks: Buffer[], fromClient: boolean): NativeScan;
+  listen(listenFd: number, figures: Float64Array, tlsOn: boolean, onLogin: (kind: 'accepted' | 'login', ...args: unknown[]) => void): NativeListenerHandle;
+  unlisten(listener: NativeListenerHandle): void;
+  learn(listener: NativeListenerHandle, id: number, startupPacket: Buffer, welcome: Buffer, pool: NativePoolHandle): void;
+  forget(listener: NativeListenerHandle, id: number): void;
+}
+
+/**
+ * Why a connection the thread accepted went to JavaScript (native/forwarder.c, FALLBACK_*, in
+ * order): its startup packet was not learned, it asked for TLS (the proxy has a certificate) or
+ * GSS encryption, it was a cancel request, it sent no whole startup packet within a second (or hung
+ * up), its startup packet was over 2 KB, --max-client-conn was reached, or anything else.
+ */
+export const NATIVE_LOGIN_FALLBACKS = ['unlearned', 'tls', 'gssenc', 'cancel', 'incomplete', 'too_large', 'max_client_conn', 'other'] as const;
+export type NativeLoginFallback = (typeof NATIVE_LOGIN_FALLBACKS)[number];
+
+/** Slots of the login figures shared with the thread (LOGIN_* in forwarder.c); the fallbacks follow, by NATIVE_LOGIN_FALLBACKS. */
+export const LoginFigure = { JsAdmitted: 0, MaxClients: 1, NativeTotal: 2, Seen: 3, Fallbacks: 4 } as const;
+export const LOGIN_FIGURE_SLOTS = LoginFigure.Fallbacks + NATIVE_LOGIN_FALLBACKS.length;
+
+/** A client the thread logged in itself with a learned login. */
+export interface NativeLoginReport {
+  /** The thread's id for the session (negative, apart from JavaScript's). */
+  threadId: number;
+  learnedId: number;
+  handle: NativeHandle;
+  counters: Float64Array;
+  cancelKey: Buffer;
+  address: string;
+}
+
+/** What the thread's listener brings to JavaScript. */
+export interface NativeLoginEvents {
+  /** A connection for JavaScript to log in, with what the client sent so far. */
+  accepted(fd: number, held: Buffer): void;
+  loggedIn(login: NativeLoginReport): void;
 }
 
 /** What the native frame scanner made of a stream (its unit test compares it with FrameScanner's). */
@@ -249,6 +288,44 @@ export class NativeForwarder {
       process.emitWarning(`tandem: failure in a natively forwarded pool: ${(error as Error).message}`);
     }
   };
+
+  /**
+   * The thread accepts on the listening socket from now on (a duplicate of `listenFd`) and logs in
+   * the clients whose startup packet it learned (`learn`); `figures` as LoginFigure.
+   */
+  listen(listenFd: number, figures: Float64Array, tlsOn: boolean, events: NativeLoginEvents): NativeListenerHandle {
+    return this.binding.listen(listenFd, figures, tlsOn, (kind, ...args) => {
+      try {
+        if (kind === 'accepted') events.accepted(args[0] as number, args[1] as Buffer);
+        else {
+          const [threadId, learnedId, handle, counters, cancelKey, address] = args as [number, number, NativeHandle, Float64Array, Buffer, string];
+          events.loggedIn({ threadId, learnedId, handle, counters, cancelKey, address });
+        }
+      } catch (error) {
+        process.emitWarning(`tandem: failure while taking a connection from the native listener: ${(error as Error).message}`);
+      }
+    });
+  }
+
+  /** No more accepting; connections whose startup packet was being read come to `accepted`. */
+  unlisten(listener: NativeListenerHandle): void {
+    this.binding.unlisten(listener);
+  }
+
+  /** From now on the thread logs in a client that sends exactly `startupPacket`: it is sent `welcome` (then a cancel key and ReadyForQuery) and joins `pool`. */
+  learn(listener: NativeListenerHandle, id: number, startupPacket: Buffer, welcome: Buffer, pool: NativePoolHandle): void {
+    this.binding.learn(listener, id, startupPacket, welcome, pool);
+  }
+
+  forget(listener: NativeListenerHandle, id: number): void {
+    this.binding.forget(listener, id);
+  }
+
+  /** A natively logged-in session's reports (its end, its server's parameters) go to these handlers. */
+  adopt(threadId: number, onParameter: (name: string, value: string, serverId: number) => void, onEnd: (end: NativeEnd) => void): void {
+    this.ends.set(threadId, onEnd);
+    this.parameterReports.set(threadId, onParameter);
+  }
 
   /** The native frame scanner alone, over `chunks` as one stream: for its unit test. */
   scanFrames(chunks: Buffer[], fromClient: boolean): NativeScan {

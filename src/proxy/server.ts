@@ -15,7 +15,7 @@ import { Catalogs, type RetiredVersion } from './catalog.js';
 import { formatHostPort, type HostPort, type ProxyOptions } from './config.js';
 import { HeartbeatLoop } from './heartbeat.js';
 import { ProxyMetrics } from './metrics.js';
-import { selectForwarder } from './native.js';
+import { selectForwarder, type NativeForwarder } from './native.js';
 import type { ErrorFields } from './protocol/messages.js';
 import { describeCloseReason } from './session/close-reason.js';
 import { Session, type SessionContext } from './session/session.js';
@@ -30,6 +30,7 @@ import { proxyAdminSource } from './admin/proxy-source.js';
 import { AdminUsers } from './admin/users.js';
 import { UpstreamGuard } from './upstream-check.js';
 import { nativeWaits } from './session/native-pooled.js';
+import { NativeLogins, type NativeLoginHooks } from './session/native-login.js';
 
 /**
  * Beyond max-client-conn the proxy still reads a startup packet to answer with a proper error; past
@@ -102,6 +103,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
   // Before anything listens: `--forwarder native` without the addon is a startup failure.
   const forwarding = selectForwarder(options.forwarder ?? 'auto');
   const forwarderName = forwarding.forwarder ? 'native' : 'node';
+  const nativeLogins = options.nativeLogin ? nativeLoginsFor(options, forwarding.forwarder) : undefined;
   const proxyId = options.proxyId ?? `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
   const startedAt = new Date();
   const ledger = new UsageLedger();
@@ -120,11 +122,21 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
    * were taken gets one when its startup packet arrives if one is free by then, else 53300.
    */
   const admitted = new Set<Session>();
+  const admit = (session: Session): void => {
+    admitted.add(session);
+    nativeLogins?.setAdmitted(admitted.size);
+  };
+  /** Places taken: admitted sessions, and native logins not reported yet. */
+  const placesTaken = (): number => admitted.size + (nativeLogins?.inFlight ?? 0);
+  /** The retired versions' messages, for a native login the thread made just before it heard. */
+  const retiredMessages = new Map<string, string>();
   const cancelKeys = new CancelRegistry(upstream, logger);
   let draining = false;
 
   const onRetired = (retired: RetiredVersion[]) => {
     for (const gone of retired) {
+      retiredMessages.set(`${gone.database}\0${gone.versionSchema}`, gone.message);
+      nativeLogins?.forgetVersion(gone.database, gone.versionSchema);
       logger.info({ database: gone.database, version: gone.versionSchema }, 'version retired; its sessions will be closed on their next message');
       for (const session of sessions) {
         if (session.database === gone.database && session.versionSchema === gone.versionSchema) session.retire(gone.message);
@@ -142,7 +154,12 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     ttlMs: options.versionCacheTtlMs,
     logger,
     onRetired,
+    onLoaded: (database, versions) => nativeLogins?.versionsLoaded(database, versions),
   });
+  // Native logins do not read the version lists: the lists they depend on are refreshed on the TTL, as logins would.
+  const learnedRefresher = setInterval(() => {
+    for (const database of nativeLogins?.databases() ?? []) catalogs.get(database).versions().catch(() => {});
+  }, options.versionCacheTtlMs).unref();
   const homeDatabase = decodeURIComponent(new URL(options.postgresUrl).pathname.slice(1)) || new URL(options.postgresUrl).username || 'postgres';
   const proxyLogin = ownLogin(options.postgresUrl, homeDatabase);
   const upstreamGuard = new UpstreamGuard(upstream, proxyLogin, (result) => {
@@ -163,6 +180,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     metrics.poolStats = () => pooling.pools.stats();
     metrics.nativePoolWaits = () => nativeWaits(pooling.pools);
   }
+  if (nativeLogins) metrics.nativeLogins = () => nativeLogins.counts();
 
   const adminUsers = options.adminUsers?.length ? AdminUsers.parse(options.adminUsers.join(','), '--admin-users') : undefined;
   const adminSource =
@@ -196,6 +214,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     logger,
     forwarder: forwarding.forwarder,
     pooling,
+    nativeLogins,
     upstreamCheck: () => upstreamGuard.check(),
     upstreamUnreachable: () => upstreamGuard.reset(),
     admin: adminSource && adminUsers ? { database: options.adminDatabase ?? 'tandem', users: adminUsers, source: adminSource } : undefined,
@@ -206,11 +225,11 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
       }
       // Admitted sessions, logged in or still logging in, each hold (or will hold) a server connection.
       if (admitted.has(session)) return undefined;
-      if (admitted.size >= options.maxClientConn) {
+      if (placesTaken() >= options.maxClientConn) {
         metrics.reject('max_client_conn');
         return { severity: 'FATAL', code: '53300', message: `sorry, too many clients already: the tandem proxy serves at most ${options.maxClientConn} (--max-client-conn)` };
       }
-      admitted.add(session);
+      admit(session);
       return undefined;
     },
     cancel(key, from) {
@@ -233,6 +252,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
       sessions.delete(session);
       adminSource?.sessionEnded(session);
       admitted.delete(session);
+      nativeLogins?.setAdmitted(admitted.size);
       ledger.remove(session);
       if (session.cancelKey) cancelKeys.remove(session.cancelKey, session);
       if (!session.cancelKey && reason.kind !== 'cancel_request') metrics.connection('failed');
@@ -261,7 +281,8 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     },
   };
 
-  const server = net.createServer({ noDelay: true, keepAlive: true }, (socket) => {
+  /** A client connection to log in; `held`: what the native listener read of it already. */
+  const accept = (socket: net.Socket, held?: Buffer): void => {
     if (draining || sessions.size >= options.maxClientConn * HARD_LIMIT_FACTOR + HARD_LIMIT_SLACK) {
       metrics.reject(draining ? 'shutting_down' : 'max_client_conn');
       logger.warn({ client: `${socket.remoteAddress}:${socket.remotePort}`, open: sessions.size }, 'connection closed unread: proxy is over its hard limit or shutting down');
@@ -269,11 +290,28 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
       socket.destroy();
       return;
     }
-    const session = new Session(socket, context);
+    const session = new Session(socket, context, held);
     sessions.add(session);
-    if (admitted.size < options.maxClientConn) admitted.add(session);
+    if (placesTaken() < options.maxClientConn) admit(session);
     ledger.add(session);
-  });
+  };
+  const server = net.createServer({ noDelay: true, keepAlive: true }, (socket) => accept(socket));
+  const nativeLoginHooks: NativeLoginHooks = {
+    accepted: (fd, held) => accept(new net.Socket({ fd, readable: true, writable: true }), held),
+    loggedIn: (learned, login) => {
+      const session = new Session(undefined, context, undefined, { learned, login });
+      sessions.add(session);
+      admit(session);
+      ledger.add(session);
+      context.ready(session);
+      // Retired after the thread made this login and before it heard: told at the client's first message.
+      const version = learned.version?.versionSchema;
+      const live = catalogs.get(learned.database).cached();
+      if (version !== undefined && !live.some((v) => v.versionSchema === version)) {
+        session.retire(retiredMessages.get(`${learned.database}\0${version}`) ?? `version "${version}" of database "${learned.database}" has been retired`);
+      }
+    },
+  };
   /** The client listener's address, once bound. */
   let address: HostPort | undefined;
 
@@ -354,6 +392,11 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
   server.on('error', (error) => logger.error({ err: error.message }, 'listener error'));
   const bound = server.address() as net.AddressInfo;
   address = { host: bound.address, port: bound.port };
+  if (nativeLogins) {
+    // The thread accepts from here, on its duplicate of the socket, which stays listening when Node closes its own.
+    nativeLogins.listen(listeningDescriptor(server), options.maxClientConn, Boolean(secureContext), nativeLoginHooks);
+    server.close();
+  }
 
   const heartbeats = new HeartbeatLoop(
     { proxyId, hostname: os.hostname(), pid: process.pid, listen: formatHostPort(address), schema: options.schema, stateSchema: options.stateSchema, startedAt },
@@ -378,7 +421,8 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     closing = (async () => {
       draining = true;
       logger.info({ sessions: sessions.size, graceMs }, 'shutting down: no new connections; waiting for sessions to end');
-      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      nativeLogins?.stop();
+      const stopped = nativeLogins ? Promise.resolve() : new Promise<void>((resolve) => server.close(() => resolve()));
       if (sessions.size > 0) {
         await new Promise<void>((resolve) => {
           drained = resolve;
@@ -394,6 +438,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
       await stopped;
       clearInterval(rateSampler);
       clearInterval(forgetter);
+      clearInterval(learnedRefresher);
       await withTimeout(pooling?.close() ?? Promise.resolve(), options.serverConnectTimeoutMs);
       await withTimeout(heartbeats.stop(), options.serverConnectTimeoutMs);
       await catalogs.close();
@@ -411,6 +456,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
       http: http ? formatHostPort(http) : null,
       tls: Boolean(secureContext),
       forwarder: forwarding.description,
+      nativeLogin: Boolean(nativeLogins),
       poolMode: options.pooling?.mode ?? 'none',
       proxyId,
       postgresUrl: redactUrl(options.postgresUrl),
@@ -433,6 +479,26 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     shutdown,
     closed,
   };
+}
+
+/** --native-login on needs what the native thread can log in alone: the native forwarder, transaction mode and trust. */
+function nativeLoginsFor(options: ProxyOptions, forwarder: NativeForwarder | undefined): NativeLogins {
+  const pooling = options.pooling;
+  const missing = [
+    ...(forwarder ? [] : ['the native forwarder (--forwarder auto or native, built)']),
+    ...(pooling?.mode === 'transaction' ? [] : ['--pool-mode transaction']),
+    ...(pooling?.authType === 'trust' ? [] : ['--auth-type trust']),
+    ...(pooling && pooling.idleTransactionTimeoutMs > 0 ? ['no --idle-transaction-timeout (its clients stay in Node)'] : []),
+  ];
+  if (!forwarder || missing.length > 0) throw new Error(`--native-login on needs ${missing.join(', ')}`);
+  return new NativeLogins(forwarder);
+}
+
+/** The listening socket's descriptor: the same private libuv handle as native.ts's idleDescriptor. */
+function listeningDescriptor(server: net.Server): number {
+  const fd = (server as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) throw new Error('--native-login on: the listening socket has no descriptor');
+  return fd;
 }
 
 /** A listener that could not be bound, named by its address and flag. */

@@ -24,7 +24,8 @@ describe('readStartupRequest', () => {
     const reader = readerOf(packet.subarray(0, 7));
     expect(readStartupRequest(reader)).toBeUndefined();
     reader.push(packet.subarray(7));
-    expect(readStartupRequest(reader)).toEqual({ kind: 'login', protocol: PROTOCOL_3_0, params: [['user', 'ada'], ['database', 'app@latest']] });
+    // The body as sent (after the length word), for native logins to learn the packet by.
+    expect(readStartupRequest(reader)).toEqual({ kind: 'login', protocol: PROTOCOL_3_0, params: [['user', 'ada'], ['database', 'app@latest']], body: packet.subarray(4) });
     expect(reader.pending).toBe(0);
   });
 

@@ -3,7 +3,7 @@ import { UsageError } from '../../errors/index.js';
 import { AdminUsers } from '../../proxy/admin/users.js';
 import { AUTH_TYPES } from '../../proxy/auth/client-auth.js';
 import { DEFAULT_AUTH_QUERY } from '../../proxy/auth/auth-query.js';
-import { PROXY_DEFAULTS, parseDuration, parseForwarder, parseHostPort, type PoolingOptions, type ProxyOptions } from '../../proxy/config.js';
+import { PROXY_DEFAULTS, parseDuration, parseForwarder, parseHostPort, parseOnOff, type PoolingOptions, type ProxyOptions } from '../../proxy/config.js';
 import { DEFAULT_POOL_SETTINGS } from '../../proxy/pool/pool.js';
 import { DEFAULT_MAX_PREPARED_STATEMENTS } from '../../proxy/pool/prepared.js';
 import { readStatusFrom } from '../../engine/status.js';
@@ -24,6 +24,7 @@ interface RawProxyOptions {
   heartbeatInterval: string;
   versionCacheTtl: string;
   forwarder: string;
+  nativeLogin: string;
   poolMode: string;
   poolSize: number;
   minPoolSize: number;
@@ -61,6 +62,7 @@ export function registerProxy(program: Command, io: CliIO): void {
     .option('--heartbeat-interval <duration>', 'how often live clients per version are written to the state schema', PROXY_DEFAULTS.heartbeatInterval)
     .option('--version-cache-ttl <duration>', 're-read versions after this long even without a notification', PROXY_DEFAULTS.versionCacheTtl)
     .option('--forwarder <auto|native|node>', 'who forwards bytes after login: the native epoll thread (plain TCP, Linux) or Node; auto = native when built', PROXY_DEFAULTS.forwarder)
+    .option('--native-login <on|off>', 'transaction mode with --auth-type trust: the native thread accepts clients and logs in those whose startup packet it has seen logged in before', PROXY_DEFAULTS.nativeLogin)
     .option('--pool-mode <none|session|transaction>', 'none: one server connection per client, its login relayed to the server; session/transaction: pool server connections (PgBouncer semantics)', PROXY_DEFAULTS.poolMode)
     .option('--pool-size <n>', 'server connections per pool (database, user, version)', nonNegativeInteger('--pool-size'), DEFAULT_POOL_SETTINGS.poolSize)
     .option('--min-pool-size <n>', 'server connections kept open per pool', nonNegativeInteger('--min-pool-size'), DEFAULT_POOL_SETTINGS.minPoolSize)
@@ -127,6 +129,7 @@ function proxyOptions(raw: RawProxyOptions, settings: ReturnType<typeof commonSe
     heartbeatExpireMs: Math.max(heartbeatIntervalMs * 120, 600_000),
     versionCacheTtlMs: parse(() => parseDuration(raw.versionCacheTtl, '--version-cache-ttl')),
     forwarder: parse(() => parseForwarder(raw.forwarder, '--forwarder')),
+    nativeLogin: parse(() => parseOnOff(raw.nativeLogin, '--native-login')),
     pooling: poolingOptions(raw, parse),
     adminUsers: adminUsers(raw, parse),
     adminDatabase: raw.adminDatabase,

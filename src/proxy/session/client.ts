@@ -2,7 +2,7 @@
  * The client's connection: its socket, which becomes a TLS socket when the client asks for
  * encryption (an SSLRequest, or direct TLS from the first byte), and the ways to end it.
  */
-import type net from 'node:net';
+import net from 'node:net';
 import type tls from 'node:tls';
 import { encodeErrorResponse, type ErrorFields } from '../protocol/messages.js';
 import { ALPN_POSTGRESQL, TLS_HANDSHAKE_BYTE, acceptDirectTls, acceptTls } from '../tls.js';
@@ -11,6 +11,11 @@ import { ALPN_POSTGRESQL, TLS_HANDSHAKE_BYTE, acceptDirectTls, acceptTls } from 
 const FATAL_LINGER_MS = 2_000;
 
 const SSL_YES = Buffer.from('S');
+/**
+ * The socket of a session the native thread logged in (native-login.ts): it has none in Node until
+ * the thread hands it back. Never connected, so what the session does to it on ending does nothing.
+ */
+const NO_SOCKET = new net.Socket().destroy();
 const SSL_NO = Buffer.from('N');
 
 /** Ends the client's side after what is queued (a last ErrorResponse), and destroys it if it does not hang up. */
@@ -35,11 +40,19 @@ export class ClientConnection {
   private firstChunk = true;
 
   constructor(
-    socket: net.Socket,
+    /** Undefined: the native thread logged the client in and holds its socket (`address` says whose it is). */
+    socket: net.Socket | undefined,
     /** The proxy's certificate, when it accepts TLS from clients. */
     private readonly secureContext: tls.SecureContext | undefined,
     private readonly listeners: ClientListeners,
+    address?: string,
   ) {
+    if (!socket) {
+      this.current = NO_SOCKET;
+      this.address = address ?? 'unknown';
+      this.firstChunk = false;
+      return;
+    }
     this.current = socket;
     this.address = `${socket.remoteAddress ?? 'unix'}:${socket.remotePort ?? 0}`;
     socket.setNoDelay(true);

@@ -276,8 +276,31 @@ export class NativePooledForwarding {
     return forwarding;
   }
 
+  /**
+   * A client the thread logged in itself (native-login.ts) with a login learned from a client of
+   * `pool`: it is already the thread's, under `threadId`.
+   */
+  static adopt(
+    forwarder: NativeForwarder,
+    pool: NativePool,
+    counters: Float64Array,
+    events: NativePooledEvents,
+    parameters: ParameterValues,
+    threadId: number,
+    handle: NativeHandle,
+  ): NativePooledForwarding {
+    const forwarding = new NativePooledForwarding(forwarder, pool, counters, events, parameters, handle);
+    forwarder.adopt(threadId, forwarding.onParameter, forwarding.onEnd);
+    return forwarding;
+  }
+
   get key(): PoolKey {
     return this.pool.key;
+  }
+
+  /** The thread's pool the client is in (a login learned from it joins it too). */
+  get threadPool(): NativePool {
+    return this.pool;
   }
 
   /** The server connection the client holds now, if any. */

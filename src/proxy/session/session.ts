@@ -25,7 +25,7 @@ import type { VersionInfo } from '../../state/versions.js';
 import type { Catalogs } from '../catalog.js';
 import type { ErrorKind, ProxyMetrics } from '../metrics.js';
 import { newCancelKey } from '../cancel.js';
-import { COUNTER_SLOTS, Counter, type NativeEnd, type NativeForwarder, type NativeHandle } from '../native.js';
+import { COUNTER_SLOTS, Counter, type NativeEnd, type NativeForwarder, type NativeHandle, type NativeLoginReport } from '../native.js';
 import { FrameReader, MAX_STARTUP_PACKET_LENGTH, ProtocolError } from '../protocol/frames.js';
 import { MessageType, SERVER_CLOSED_UNEXPECTEDLY, encodeErrorResponse, encodeMessage, type ErrorFields, type StartupParams } from '../protocol/messages.js';
 import { routeRequest, versionOfSearchPath, type RoutingOptions } from '../routing.js';
@@ -45,6 +45,7 @@ import type { AdminSource } from '../admin/source.js';
 import { adminLoginRefusal, type AdminUsers } from '../admin/users.js';
 import { AdminConversation, adminWelcome } from './admin.js';
 import { NativePooledForwarding } from './native-pooled.js';
+import { versionSignature, type LearnedLogin, type NativeLogins } from './native-login.js';
 import { PooledForwarding, poolErrorFields, type PooledEnd, type Pooling } from './pooled.js';
 import { MAX_AUTH_MESSAGE_LENGTH, readStartupRequest, routeLogin, type LoginRoute } from './startup.js';
 
@@ -74,6 +75,8 @@ export interface SessionContext {
   upstreamCheck(): Promise<ErrorFields | undefined>;
   /** The admin console: logins to its database by its users are answered by it (pooled modes). */
   readonly admin: { readonly database: string; readonly users: AdminUsers; readonly source: AdminSource } | undefined;
+  /** Set with --native-login on: JavaScript's trust logins are taught to the native thread. */
+  readonly nativeLogins?: NativeLogins;
   /** A connection to the upstream failed: the next versioned login checks it again. */
   upstreamUnreachable(): void;
   /** An error when this session must be refused (read once its startup packet is in); else it counts as admitted. */
@@ -140,12 +143,14 @@ export class Session implements SessionUsage {
   version: VersionInfo | undefined;
   cancelKey: Buffer | undefined;
   /** Bytes, queries, last query: bumped in Node, written in place by the native thread. */
-  private readonly counters = new Float64Array(COUNTER_SLOTS);
+  private readonly counters: Float64Array;
   private state: SessionState = { phase: 'startup' };
 
   private readonly client: ClientConnection;
   private readonly clientReader = new FrameReader(MAX_STARTUP_PACKET_LENGTH);
-  private readonly loginTimer: NodeJS.Timeout;
+  private readonly loginTimer: NodeJS.Timeout | undefined;
+  /** The startup packet's body, when a login like this one could be taught to the native thread. */
+  private loginBody: Buffer | undefined;
   private retiredMessage: string | undefined;
   /** The search_path the client set in its startup packet (pooled sessions open their server connections with it). */
   private clientSearchPath: string | undefined;
@@ -157,18 +162,28 @@ export class Session implements SessionUsage {
    */
   private cause: CloseReason = { kind: 'client_closed' };
 
+  /**
+   * `socket`: a client to log in, with what the native listener already read of it (`held`); or a
+   * client the native thread logged in itself (`native`), which it forwards.
+   */
   constructor(
-    socket: net.Socket,
+    socket: net.Socket | undefined,
     private readonly ctx: SessionContext,
+    held?: Buffer,
+    native?: { learned: LearnedLogin; login: NativeLoginReport },
   ) {
-    this.client = new ClientConnection(socket, ctx.tls, {
-      data: this.onClientData,
-      error: this.onClientError,
-      close: this.onClientClose,
-      notPostgresql: this.onNotPostgresql,
-    });
+    const listeners = { data: this.onClientData, error: this.onClientError, close: this.onClientClose, notPostgresql: this.onNotPostgresql };
+    this.client = new ClientConnection(socket, ctx.tls, listeners, native?.login.address);
     this.clientAddress = this.client.address;
+    this.counters = native?.login.counters ?? new Float64Array(COUNTER_SLOTS);
+    if (native) {
+      this.loginTimer = undefined;
+      this.loggedInNatively(native.learned, native.login);
+      return;
+    }
     this.loginTimer = setTimeout(this.onLoginTimeout, ctx.loginTimeoutMs);
+    // After the caller has registered the session, and before the socket's own reads.
+    if (held && held.length > 0) process.nextTick(() => this.onClientData(held));
   }
 
   get phase(): Phase {
@@ -277,6 +292,8 @@ export class Session implements SessionUsage {
           });
           return;
         case 'login':
+          // Protocol 3.0 without extensions, in clear: what the native thread can answer alike.
+          this.loginBody = !this.client.encrypted && request.protocol === 0x30000 && !request.params.some(([name]) => name.startsWith('_pq_')) ? request.body : undefined;
           this.state = { phase: 'routing' };
           this.clientReader.setMaxLength(MAX_AUTH_MESSAGE_LENGTH);
           this.opening(this.login(request.protocol, request.params));
@@ -527,11 +544,57 @@ export class Session implements SessionUsage {
       this.state = { phase: 'forwarding', by: 'pool', login, pooled: native };
       if (this.retiredMessage !== undefined) native.retire(this.retiredMessage);
       this.ctx.ready(this);
+      this.teachNativeLogin(state, key, parameters, native, welcomeFrames(frames, parameters));
       return;
     }
     const pooled = this.forwardPooledInNode(login, key, pooling, parameters, lease);
     this.ctx.ready(this);
     pooled.start(rest);
+  }
+
+  /**
+   * A trust login in clear that the thread forwards: the thread may make the next one with the same
+   * startup packet itself (native-login.ts). Not when the version list changed since it was routed:
+   * it may route elsewhere now.
+   */
+  private teachNativeLogin(state: ProxyAuthState, key: PoolKey, parameters: ParameterValues, native: NativePooledForwarding, frames: Buffer): void {
+    const logins = this.ctx.nativeLogins;
+    const body = this.loginBody;
+    if (!logins || !body || state.pooling.authType !== 'trust' || !state.route || this.retiredMessage !== undefined) return;
+    if (state.route.versions !== this.ctx.catalogs.get(state.database).cached()) return;
+    const packet = Buffer.allocUnsafe(body.length + 4);
+    packet.writeInt32BE(body.length + 4, 0);
+    body.copy(packet, 4);
+    logins.learn(packet, {
+      database: state.database,
+      user: this.user ?? '',
+      version: this.version,
+      key,
+      pooling: state.pooling,
+      // A copy: the teaching session's own values change with its SETs.
+      parameters: new Map(parameters),
+      pool: native.threadPool,
+      welcome: Buffer.concat([AUTHENTICATION_OK, frames]),
+      versions: versionSignature(state.route.versions),
+    });
+  }
+
+  /** Logged in by the native thread with a learned login: forwarded there from the start. */
+  private loggedInNatively(learned: LearnedLogin, login: NativeLoginReport): void {
+    const forwarder = this.ctx.forwarder!;
+    this.database = learned.database;
+    this.user = learned.user;
+    this.version = learned.version;
+    this.cancelKey = login.cancelKey;
+    const parameters = new Map(learned.parameters);
+    const events = {
+      ended: this.onNativeEnd,
+      handedBack: (socket: net.Socket, held: Buffer, heldLease: Lease<PooledServer> | undefined) =>
+        this.onHandedBack(learned.pooling, learned.key, parameters, socket, held, heldLease),
+    };
+    const pooled = NativePooledForwarding.adopt(forwarder, learned.pool, this.counters, events, parameters, login.threadId, login.handle);
+    this.state = { phase: 'forwarding', by: 'pool', login: { database: learned.database, routedVersion: learned.version }, pooled };
+    this.ctx.registerCancelKey(login.cancelKey, this, () => this.pooled?.server?.session.backendKey);
   }
 
   /** The session's pooled forwarding in Node, ready to start reading the client. */

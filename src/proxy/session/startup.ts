@@ -21,7 +21,8 @@ export type StartupRequest =
   | { kind: 'ssl' }
   | { kind: 'gssenc' }
   | { kind: 'cancel'; key: Buffer }
-  | { kind: 'login'; protocol: number; params: StartupParams };
+  /** `body`: the startup packet after its length word, as sent (native-login.ts learns logins by it). */
+  | { kind: 'login'; protocol: number; params: StartupParams; body: Buffer };
 
 /** The next request in the client's startup bytes, or undefined until all of it has arrived. */
 export function readStartupRequest(reader: FrameReader): StartupRequest | undefined {
@@ -40,7 +41,7 @@ export function readStartupRequest(reader: FrameReader): StartupRequest | undefi
     case 'cancel':
       return packet;
     case 'startup':
-      return { kind: 'login', protocol: packet.protocol, params: packet.params };
+      return { kind: 'login', protocol: packet.protocol, params: packet.params, body };
   }
 }
 

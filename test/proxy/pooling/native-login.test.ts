@@ -1,0 +1,209 @@
+/**
+ * Native logins (`--native-login on`): the native thread accepts the clients and logs in itself
+ * those whose startup packet JavaScript has logged in before; everything else comes to JavaScript.
+ * Real PostgreSQL and real clients (node-postgres, postgres.js, psql, pgbench -C); which path logged
+ * a client in is read from the proxy's counters (tandem_proxy_native_logins_total and the fallbacks).
+ */
+import { execFile, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import pg from 'pg';
+import postgres from 'postgres';
+import { usePostgres } from '../../support/harness.js';
+import { selectForwarder } from '../../../src/proxy/native.js';
+import { TWO_SHAPES, connectThrough, createUsersTable, databaseOf, selfSignedCertificate, simulateVersions, startTestProxy, versionSchemaOf, type TestProxy } from '../support.js';
+import { poolingOptions } from './support.js';
+
+const db = usePostgres();
+const run = promisify(execFile);
+const nativeBuilt = selectForwarder('auto').forwarder !== undefined;
+if (!nativeBuilt) console.log('skipping native logins: the native forwarder is not built (npm run build:native)');
+
+async function counts(proxy: TestProxy): Promise<{ logins: number; fallbacks: Record<string, number> }> {
+  const body = (await proxy.metrics.text()).body;
+  const logins = Number(/^tandem_proxy_native_logins_total (\d+)/m.exec(body)?.[1] ?? 0);
+  const fallbacks: Record<string, number> = {};
+  for (const match of body.matchAll(/^tandem_proxy_native_login_fallbacks_total\{reason="(\w+)"\} (\d+)/gm)) fallbacks[match[1]!] = Number(match[2]);
+  return { logins, fallbacks };
+}
+
+async function nativeProxy(options: Parameters<typeof startTestProxy>[1] = {}): Promise<TestProxy> {
+  return startTestProxy(db.url, { nativeLogin: true, pooling: poolingOptions({ settings: { poolSize: 2 } }), ...options });
+}
+
+/** One query on a new connection, closed after. */
+async function once<T>(url: string, sql: string): Promise<T[]> {
+  const client = await connectThrough(url);
+  try {
+    return (await client.query(sql)).rows as T[];
+  } finally {
+    await client.end();
+  }
+}
+
+async function untilRunning(sql: string): Promise<void> {
+  await expect
+    .poll(async () => (await db.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = $1 AND state = 'active'`, [sql])).rows[0].n, { timeout: 10_000 })
+    .toBe(1);
+}
+
+describe.skipIf(!nativeBuilt)('native logins', () => {
+  it('logs a login JavaScript made before in natively, each to its own version, with node-postgres, postgres.js and psql', async () => {
+    await createUsersTable(db.url);
+    await simulateVersions(db.url, TWO_SHAPES);
+    const database = databaseOf(db.url);
+    const proxy = await nativeProxy();
+    const oldUrl = proxy.url(`${database}@01_init`);
+    const newUrl = proxy.url(`${database}@02_rename`);
+    // The first login of each startup packet is JavaScript's, and teaches the thread.
+    expect(await once(oldUrl, 'SELECT email FROM users WHERE id = 1')).toEqual([{ email: 'a@example.com' }]);
+    expect(await once(newUrl, 'SELECT mail FROM users WHERE id = 1')).toEqual([{ mail: 'a@example.com' }]);
+    expect(await counts(proxy)).toMatchObject({ logins: 0, fallbacks: { unlearned: 2 } });
+    for (let i = 0; i < 3; i++) {
+      expect(await once(oldUrl, 'SELECT email, current_setting(\'search_path\') AS path FROM users WHERE id = 1')).toEqual([{ email: 'a@example.com', path: expect.stringMatching(`^"${versionSchemaOf('01_init')}"`) }]);
+      expect(await once(newUrl, 'SELECT mail FROM users WHERE id = 1')).toEqual([{ mail: 'a@example.com' }]);
+    }
+    expect(await counts(proxy)).toMatchObject({ logins: 6, fallbacks: { unlearned: 2 } });
+
+    // postgres.js: its own startup packet, learned once, then native.
+    for (let i = 0; i < 2; i++) {
+      const sql = postgres(newUrl, { max: 1, onnotice: () => {} });
+      try {
+        expect(await sql`SELECT mail FROM users WHERE id = 1`).toEqual([{ mail: 'a@example.com' }]);
+      } finally {
+        await sql.end();
+      }
+    }
+    // psql: a TLS request answered 'N' by the thread (sslmode=prefer), then its startup packet.
+    for (let i = 0; i < 2; i++) {
+      const { stdout } = await run('psql', ['-X', '-A', '-t', '-c', 'SELECT email FROM users WHERE id = 1', oldUrl]);
+      expect(stdout.trim()).toBe('a@example.com');
+    }
+    const after = await counts(proxy);
+    expect(after.logins).toBe(8);
+    expect(after.fallbacks.unlearned).toBe(4);
+    // Every native client was logged and counted as a client: established connections are all of them.
+    expect(/tandem_proxy_connections_total\{result="established"\} (\d+)/.exec((await proxy.metrics.text()).body)?.[1]).toBe('12');
+  });
+
+  it('cancels the query of a natively logged-in client, and counts it in SHOW CLIENTS and /status', async () => {
+    await createUsersTable(db.url);
+    const database = databaseOf(db.url);
+    const proxy = await nativeProxy({ adminUsers: ['postgres'], adminDatabase: 'tandem' });
+    await once(proxy.url(database), 'SELECT 1');
+    const sleeper = await connectThrough(proxy.url(database));
+    const other = await connectThrough(proxy.url(database));
+    const admin = await connectThrough(proxy.url('tandem'));
+    try {
+      expect((await counts(proxy)).logins).toBe(2);
+      // The admin console's login is JavaScript's (not learned: another packet, and never taught).
+      const clients = (await admin.query('SHOW CLIENTS')).rows.filter((row: { database: string }) => row.database === database);
+      expect(clients).toHaveLength(2);
+      expect(proxy.status().clients).toBe(3);
+      expect(proxy.status().databases[database]?.clients['']?.clients ?? Object.values(proxy.status().databases[database]?.clients ?? {})[0]?.clients).toBe(2);
+      const sleep = new pg.Query('SELECT pg_sleep(30)');
+      const failed = new Promise<unknown>((resolve) => sleep.on('error', resolve));
+      sleeper.query(sleep);
+      await untilRunning('SELECT pg_sleep(30)');
+      const canceller = new pg.Client({ connectionString: proxy.url(database) }) as unknown as { cancel(client: unknown, query: unknown): void };
+      canceller.cancel(sleeper, sleep);
+      expect(await failed).toMatchObject({ code: '57014' });
+      expect((await sleeper.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+      expect((await counts(proxy)).fallbacks.cancel).toBe(1);
+    } finally {
+      await Promise.all([sleeper, other, admin].map((client) => client.end()));
+    }
+  });
+
+  it('leaves TLS clients to JavaScript when the proxy has a certificate, and still logs plain ones in natively', async () => {
+    await createUsersTable(db.url);
+    const database = databaseOf(db.url);
+    const { cert, key } = selfSignedCertificate();
+    const proxy = await nativeProxy({ tlsCert: cert, tlsKey: key });
+    for (let i = 0; i < 2; i++) {
+      const { stdout } = await run('psql', ['-X', '-A', '-t', '-c', 'SELECT 1', '-c', '\\conninfo', `${proxy.url(database)}?sslmode=require`]);
+      expect(stdout).toMatch(/SSL connection/);
+    }
+    for (let i = 0; i < 2; i++) expect(await once(proxy.url(database), 'SELECT 2 AS two')).toEqual([{ two: 2 }]);
+    expect(await counts(proxy)).toMatchObject({ logins: 1, fallbacks: { tls: 2, unlearned: 1 } });
+  });
+
+  it('forgets a retired version: no native login to it, and its natively logged-in client is told', async () => {
+    await createUsersTable(db.url);
+    await simulateVersions(db.url, TWO_SHAPES);
+    const database = databaseOf(db.url);
+    const proxy = await nativeProxy();
+    const oldUrl = proxy.url(`${database}@01_init`);
+    await once(oldUrl, 'SELECT 1');
+    const native = await connectThrough(oldUrl);
+    native.on('error', () => {});
+    expect((await counts(proxy)).logins).toBe(1);
+    await db.query(`DROP SCHEMA ${versionSchemaOf('01_init')} CASCADE`);
+    await proxy.refreshVersions();
+    const told = await native.query('SELECT 1').catch((error: unknown) => error);
+    expect(told).toMatchObject({ code: '57P01', message: expect.stringContaining(`version "${versionSchemaOf('01_init')}"`) });
+    const refused = await connectThrough(oldUrl).catch((error: unknown) => error);
+    expect(refused).toMatchObject({ message: expect.stringContaining('01_init') });
+    expect((await counts(proxy)).logins).toBe(1);
+  });
+
+  it('keeps what it learned across the version cache TTL, and forgets it when the version list changes', async () => {
+    await createUsersTable(db.url);
+    await simulateVersions(db.url, TWO_SHAPES.slice(0, 1));
+    const database = databaseOf(db.url);
+    const proxy = await nativeProxy({ versionCacheTtlMs: 100 });
+    await once(proxy.url(database), 'SELECT 1');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await once(proxy.url(database), 'SELECT current_setting(\'search_path\') AS path')).toEqual([{ path: expect.stringMatching(`^"${versionSchemaOf('01_init')}"`) }]);
+    expect((await counts(proxy)).logins).toBe(1);
+    // A new version becomes the default: the next plain login is JavaScript's again, and goes there.
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    const { addVersion } = await import('../support.js');
+    await addVersion(client, TWO_SHAPES[1]!);
+    await client.end();
+    await proxy.refreshVersions();
+    expect(await once(proxy.url(database), 'SELECT current_setting(\'search_path\') AS path')).toEqual([{ path: expect.stringMatching(`^"${versionSchemaOf('02_rename')}"`) }]);
+    expect(await counts(proxy)).toMatchObject({ logins: 1, fallbacks: { unlearned: 2 } });
+    expect(await once(proxy.url(database), 'SELECT current_setting(\'search_path\') AS path')).toEqual([{ path: expect.stringMatching(`^"${versionSchemaOf('02_rename')}"`) }]);
+    expect((await counts(proxy)).logins).toBe(2);
+  });
+
+  it('honours --max-client-conn across native and JavaScript logins', async () => {
+    await createUsersTable(db.url);
+    const database = databaseOf(db.url);
+    const proxy = await nativeProxy({ maxClientConn: 3 });
+    await once(proxy.url(database), 'SELECT 1');
+    const clients = await Promise.all([1, 2, 3].map(() => connectThrough(proxy.url(database))));
+    try {
+      expect((await counts(proxy)).logins).toBe(3);
+      const refused = await connectThrough(proxy.url(database)).catch((error: unknown) => error);
+      expect(refused).toMatchObject({ code: '53300' });
+      expect((await counts(proxy)).fallbacks.max_client_conn).toBe(1);
+    } finally {
+      await Promise.all(clients.map((client) => client.end()));
+    }
+    await expect.poll(() => proxy.status().clients).toBe(0);
+    expect(await once(proxy.url(database), 'SELECT 3 AS three')).toEqual([{ three: 3 }]);
+  });
+
+  it('refuses to start without what the thread needs to log clients in alone', async () => {
+    await expect(startTestProxy(db.url, { nativeLogin: true, pooling: poolingOptions({ authType: 'md5', authFile: '/dev/null' }) })).rejects.toThrow(/--native-login on needs --auth-type trust/);
+    await expect(startTestProxy(db.url, { nativeLogin: true })).rejects.toThrow(/--pool-mode transaction/);
+  });
+
+  const pgbench = spawnSync('pgbench', ['--version']).status === 0;
+  it.skipIf(!pgbench)('serves pgbench -C, a connection per transaction, with native logins', async () => {
+    const init = spawnSync('pgbench', ['-i', '-s', '1', '-q', db.url], { encoding: 'utf8' });
+    expect(init.status, init.stderr).toBe(0);
+    const proxy = await nativeProxy({ pooling: poolingOptions({ settings: { poolSize: 4 } }) });
+    const { stdout } = await run('pgbench', ['-n', '-S', '-C', '-c', '4', '-j', '2', '-t', '50', proxy.url(databaseOf(db.url))]);
+    expect(stdout).toMatch(/number of transactions actually processed: 200\/200/);
+    const { logins, fallbacks } = await counts(proxy);
+    // pgbench's connections all send one startup packet: the first (and any racing it before the
+    // thread was taught) are JavaScript's; pgbench's own first connection makes one more.
+    expect(logins + (fallbacks.unlearned ?? 0)).toBe(201);
+    expect(logins).toBeGreaterThanOrEqual(195);
+    await expect.poll(() => proxy.status().clients).toBe(0);
+  });
+});
