@@ -18,8 +18,8 @@
  * transaction-local setting, just before PostgreSQL calls the function for that row; the function
  * finds it among the version schemas the trigger passes as arguments. The same WHEN keeps the
  * trigger out of the backfill's own rows when the backfill computes the columns itself: one test per
- * row, the cheapest PostgreSQL allows (an older tandem had one trigger per side, each with its own
- * WHEN, and the backfill paid both).
+ * row, as few as a trigger that must skip some rows can have (an older tandem had one trigger per
+ * side, each with its own WHEN, and the backfill paid both; see legacy-sync-triggers.ts).
  * The writer test reads only NEW/OLD and the session's search_path, so the trigger never recurses and
  * never applies a pair twice, whichever way a write arrives (proxy, version view, plain search_path).
  */
