@@ -13,15 +13,20 @@
  * so it runs under a fixed search_path (pg_catalog first, the migrated schema, pg_temp last): whoever
  * writes, a function that another role put on the writer's search_path (a schema named like the
  * writer, CREATE on some schema it searches) is never called in the writer's name. That hides the
- * writer's search_path from the function, so the writer is told apart before it is entered: two
- * triggers with exclusive WHEN conditions (evaluated in the writer's session, their operators bound
- * when the trigger is created) call the same function with the writer's side as argument.
- * Both tests read only NEW/OLD and the session's search_path, so the trigger never recurses and never
- * applies a pair twice, whichever way a write arrives (proxy, version view, plain search_path).
+ * writer's search_path from the function, so the trigger's WHEN (evaluated in the writer's session,
+ * its operators bound when the trigger is created) hands the writer's first schema over in a
+ * transaction-local setting, just before PostgreSQL calls the function for that row; the function
+ * finds it among the version schemas the trigger passes as arguments. The same WHEN keeps the
+ * trigger out of the backfill's own rows when the backfill computes the columns itself: one test per
+ * row, as few as a trigger that must skip some rows can have (an older tandem had one trigger per
+ * side, each with its own WHEN, and the backfill paid both; see legacy-sync-triggers.ts).
+ * The writer test reads only NEW/OLD and the session's search_path, so the trigger never recurses and
+ * never applies a pair twice, whichever way a write arrives (proxy, version view, plain search_path).
  */
 import type { NameBinding } from './model.js';
 import { substituteColumnRefs } from './rewrite.js';
 import { derivedIdent, qualified, quoteIdent, quoteLiteral } from './quote.js';
+import { LEGACY_SYNC_TRIGGER_NEW_NAME, legacySyncTriggersSql } from './legacy-sync-triggers.js';
 
 export interface SyncRule {
   description: string;
@@ -63,13 +68,17 @@ export interface SyncTrigger {
   rules: SyncRule[];
 }
 
-/** The trigger for writes of the old version (and everyone who is not the new version). */
+/** The table's sync trigger: one for every writer. */
 export const SYNC_TRIGGER_NAME = '_tandem_sync';
-/** The trigger for writes whose session has the new version schema first on its search_path. */
-export const SYNC_TRIGGER_NEW_NAME = '_tandem_sync_new';
 
 /** Set (locally) by a backfill transaction that computes the synced columns in its own UPDATE. */
 export const BACKFILL_SETTING = 'tandem.backfill';
+
+/**
+ * Set (locally) by the sync trigger's WHEN to the writer's first schema, for the function that it
+ * is about to call: the function's own search_path hides the writer's.
+ */
+export const WRITER_SETTING = 'tandem.writer_schema';
 
 /**
  * The SET clause that gives a row what the trigger's `up` direction would, for a backfill that runs
@@ -99,7 +108,8 @@ export function backfillAssignments(rules: SyncRule[]): string | undefined {
 }
 
 export function createSyncTriggerSql(trigger: SyncTrigger): string[] {
-  return createSyncFunctionSql(trigger, [{ versionSchemas: [trigger.versionSchema], rules: trigger.rules }]);
+  const layers = [{ versionSchemas: [trigger.versionSchema], rules: trigger.rules }];
+  return [syncFunctionSql(trigger, layers), syncTriggerSql(trigger, [trigger.versionSchema])];
 }
 
 /**
@@ -115,24 +125,42 @@ export interface SyncLayer {
 type SyncTarget = Pick<SyncTrigger, 'schema' | 'table' | 'functionSchema' | 'functionName' | 'triggerName'>;
 
 /**
- * The table's sync function and the triggers that call it, for the active migrations that change the
- * table, oldest first. One migration: the function above. Several (stacked migrations on one table):
+ * The table's sync function and the trigger that calls it, for the active migrations that change the
+ * table, oldest first, made anew over the function the table may have had (and the triggers an older
+ * tandem made beside it, dropped).
+ */
+export function createSyncFunctionSql(target: SyncTarget, layers: SyncLayer[]): string[] {
+  return [syncFunctionSql(target, layers), syncTriggerSql(target, layers.flatMap((l) => l.versionSchemas)), dropLegacyTriggersSql(target)];
+}
+
+/**
+ * The sync function. One migration: the function above. Several (stacked migrations on one table):
  * a writer sees the table as one of them does (its position: 0 for the oldest version and anyone who
  * is no version, j for the writers of layer j), and each layer's pairs go `down` for a writer at or
  * above it and `up` for one below: the downs newest layer first, the ups oldest first, so that a
  * value written through any version flows through each layer's expressions in order.
  */
-export function createSyncFunctionSql(target: SyncTarget, layers: SyncLayer[]): string[] {
+function syncFunctionSql(target: SyncTarget, layers: SyncLayer[]): string {
   const fn = qualified(target.functionSchema, target.functionName);
   const trigger = { ...target, versionSchema: layers.at(-1)!.versionSchemas[0]!, rules: layers.flatMap((l) => l.rules) };
   const blocksOf = (layer: SyncLayer) => layer.rules.map((rule) => ruleBlock(rule, trigger)).join('\n');
-  const declarations =
-    layers.length === 1
-      ? `  -- Which trigger called: the new version's writers (see SYNC_TRIGGER_NEW_NAME) or anyone else.
-  _tandem_from_new boolean := TG_ARGV[0] = 'new';`
-      : `  -- Which trigger called: the writer's position in the table's stack of versions (see layerTriggersSql).
-  _tandem_writer int := CASE TG_ARGV[0] WHEN 'old' THEN 0 WHEN 'new' THEN 1 ELSE TG_ARGV[0]::int END;
+  // Read first, before any expression of the migration runs (one could write to another synced table).
+  const writerSchema = `pg_catalog.current_setting(${quoteLiteral(WRITER_SETTING)}, true)`;
+  let declarations: string;
+  if (layers.length === 1) {
+    declarations = `  -- The writer is the new version when its first schema is one the trigger names (see syncTriggerSql).
+  _tandem_from_new boolean := COALESCE(${writerSchema} = ANY (TG_ARGV), false);`;
+  } else {
+    // The trigger names the layers' version schemas in layer order; TG_ARGV counts from 0, so a
+    // layer's schemas are at the indexes below the count of the schemas up to it.
+    let count = 0;
+    const positions = layers.map((layer, i) => `WHEN _tandem_at < ${(count += layer.versionSchemas.length)} THEN ${i + 1}`);
+    declarations = `  -- The writer's position in the table's stack of versions, from its first schema's place among the
+  -- version schemas the trigger names (see syncTriggerSql).
+  _tandem_at int := pg_catalog.array_position(TG_ARGV, ${writerSchema});
+  _tandem_writer int := CASE WHEN _tandem_at IS NULL THEN 0 ${positions.join(' ')} ELSE 0 END;
   _tandem_from_new boolean;`;
+  }
   const body =
     layers.length === 1
       ? blocksOf(layers[0]!)
@@ -143,7 +171,7 @@ export function createSyncFunctionSql(target: SyncTarget, layers: SyncLayer[]): 
             .map(({ layer, position }) => `  IF _tandem_writer >= ${position} THEN\n  _tandem_from_new := true;\n${blocksOf(layer)}\n  END IF;`),
           ...layers.map((layer, i) => `  IF _tandem_writer < ${i + 1} THEN\n  _tandem_from_new := false;\n${blocksOf(layer)}\n  END IF;`),
         ].join('\n');
-  const functionSql = `CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger
+  return `CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = ${fixedSearchPath(target.schema)}
 AS $tandem$
@@ -156,97 +184,74 @@ ${body}
   RETURN NEW;
 END
 $tandem$`;
-  const triggers = layers.length === 1 ? syncTriggersSql(target, layers[0]!.versionSchemas) : layerTriggersSql(target, layers.map((l) => l.versionSchemas));
-  return [functionSql, ...triggers];
 }
 
 /**
- * The table's sync function and triggers made anew for the migrations that change it now, after one
+ * The table's sync function and trigger made anew for the migrations that change it now, after one
  * of them started, completed or rolled back; with none left, dropped.
  */
 export function restackSyncSql(target: SyncTarget, layers: SyncLayer[]): string[] {
-  if (!layers.length) return [dropExtraLayerTriggersSql(target, 1), ...dropSyncTriggerSql(target)];
-  return [...createSyncFunctionSql(target, layers), dropExtraLayerTriggersSql(target, layers.length)];
-}
-
-/** The name of the trigger for the writers of layer `position` (1: SYNC_TRIGGER_NEW_NAME). */
-function layerTriggerName(position: number): string {
-  return position === 1 ? SYNC_TRIGGER_NEW_NAME : `${SYNC_TRIGGER_NEW_NAME}_${position}`;
+  if (!layers.length) return [dropLegacyTriggersSql(target), ...dropSyncTriggerSql(target)];
+  return createSyncFunctionSql(target, layers);
 }
 
 /**
- * One trigger per position in the table's stack of versions, with exclusive WHEN conditions on the
- * writer's first schema, each passing its position to the function.
+ * Drops the triggers an older tandem put beside SYNC_TRIGGER_NAME, one per version position
+ * (LEGACY_SYNC_TRIGGER_NEW_NAME, then `…_2`, `…_3` for stacked migrations): the function made anew
+ * takes every writer through the one trigger, and they would call it a second time.
  */
-function layerTriggersSql(target: SyncTarget, layers: string[][]): string[] {
-  return [
-    createTriggerSql(target, target.triggerName, `NOT ${isOneOf(layers.flat())}`, 'old'),
-    ...layers.map((schemas, i) => createTriggerSql(target, layerTriggerName(i + 1), isOneOf(schemas), i === 0 ? 'new' : String(i + 1))),
-  ];
-}
-
-/**
- * Drops the triggers of layers beyond `layers` (left by a stacked migration that completed or rolled
- * back): their WHEN would name versions the function no longer knows.
- */
-function dropExtraLayerTriggersSql(target: SyncTarget, layers: number): string {
+function dropLegacyTriggersSql(target: SyncTarget): string {
   const table = quoteLiteral(qualified(target.schema, target.table));
-  const prefix = quoteLiteral(`${SYNC_TRIGGER_NEW_NAME}_`);
-  return `DO $tandem$ DECLARE extra name; BEGIN
-  FOR extra IN SELECT tgname FROM pg_catalog.pg_trigger
-                WHERE tgrelid = pg_catalog.to_regclass(${table}) AND NOT tgisinternal
-                  AND pg_catalog.starts_with(tgname, ${prefix}) AND pg_catalog.substr(tgname, ${SYNC_TRIGGER_NEW_NAME.length + 2}) ~ '^[0-9]+$'
-                  AND pg_catalog.substr(tgname, ${SYNC_TRIGGER_NEW_NAME.length + 2})::int > ${layers} LOOP
-    EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', extra, ${table});
+  const name = LEGACY_SYNC_TRIGGER_NEW_NAME;
+  return `DO $tandem$ DECLARE legacy name; BEGIN
+  FOR legacy IN SELECT tgname FROM pg_catalog.pg_trigger
+                 WHERE tgrelid = pg_catalog.to_regclass(${table}) AND NOT tgisinternal
+                   AND (tgname = ${quoteLiteral(name)}
+                        OR pg_catalog.starts_with(tgname, ${quoteLiteral(`${name}_`)}) AND pg_catalog.substr(tgname, ${name.length + 2}) ~ '^[0-9]+$') LOOP
+    EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', legacy, ${table});
   END LOOP;
 END $tandem$`;
 }
 
 /**
- * The two triggers that call the function. Their WHEN conditions run in the writer's session, so
- * they see its search_path; the backfill, when it computes the columns in its own UPDATE, tells both
- * to stay out. `newVersionSchemas`: the version schemas whose writers are the new version, the
- * migration's own and, while later migrations are stacked on it, theirs (they see the table as it
- * does).
+ * The trigger that calls the function for every writer, with the version schemas whose writers are
+ * not the oldest version as arguments (a stack's in layer order). Its WHEN runs in the writer's
+ * session, as PostgreSQL is about to call the function for the row: it keeps the trigger out of the
+ * backfill's rows when the backfill computes the columns in its own UPDATE (one test a row, the only
+ * cost the backfill pays beside the row lock that any BEFORE trigger takes), and for anyone else
+ * hands the writer's first schema to the function in WRITER_SETTING (set_config returns the value it
+ * set, never NULL: that part always holds).
  */
-export function syncTriggersSql(trigger: SyncTarget, newVersionSchemas: string[]): string[] {
-  const notNew = newVersionSchemas.length === 1 ? `${FIRST_SCHEMA} IS DISTINCT FROM ${quoteLiteral(newVersionSchemas[0]!)}::name` : `NOT ${isOneOf(newVersionSchemas)}`;
-  const isNew = newVersionSchemas.length === 1 ? `${FIRST_SCHEMA} IS NOT DISTINCT FROM ${quoteLiteral(newVersionSchemas[0]!)}::name` : isOneOf(newVersionSchemas);
-  return [createTriggerSql(trigger, trigger.triggerName, notNew, 'old'), createTriggerSql(trigger, SYNC_TRIGGER_NEW_NAME, isNew, 'new')];
-}
-
-/** The first schema of the writer's search_path: a version schema when it writes through one. */
-const FIRST_SCHEMA = '(pg_catalog.current_schemas(false))[1]';
-
-/** Whether the writer's first schema is one of `schemas` (a search_path with no schema at all is the old version's). */
-function isOneOf(schemas: string[]): string {
-  return `COALESCE(${FIRST_SCHEMA} = ANY (ARRAY[${schemas.map(quoteLiteral).join(', ')}]::name[]), false)`;
-}
-
-/**
- * A trigger that calls the sync function for the writers `writer` picks, with `side` as argument.
- * Its WHEN runs in the writer's session, so it sees its search_path; the backfill, when it computes
- * the columns in its own UPDATE, tells every one of them to stay out.
- */
-function createTriggerSql(target: SyncTarget, name: string, writer: string, side: string): string {
+export function syncTriggerSql(target: SyncTarget, versionSchemas: string[]): string {
   const notBackfill = `pg_catalog.current_setting(${quoteLiteral(BACKFILL_SETTING)}, true) IS DISTINCT FROM 'on'`;
-  return `CREATE OR REPLACE TRIGGER ${quoteIdent(name)}
+  const handOver = `pg_catalog.set_config(${quoteLiteral(WRITER_SETTING)}, COALESCE(${FIRST_SCHEMA}, ''), true) IS NOT NULL`;
+  return `CREATE OR REPLACE TRIGGER ${quoteIdent(target.triggerName)}
   BEFORE INSERT OR UPDATE ON ${qualified(target.schema, target.table)}
-  FOR EACH ROW WHEN (${notBackfill} AND ${writer})
-  EXECUTE FUNCTION ${qualified(target.functionSchema, target.functionName)}(${quoteLiteral(side)})`;
+  FOR EACH ROW WHEN (${notBackfill} AND ${handOver})
+  EXECUTE FUNCTION ${qualified(target.functionSchema, target.functionName)}(${versionSchemas.map(quoteLiteral).join(', ')})`;
 }
 
 /**
- * The triggers of a sync function made by an earlier migration, replaced with the given new-version
- * schemas, if they are still there: a stacked migration's rollback runs this after the migration it
- * was stacked on may have completed and dropped them.
+ * The first schema of the writer's search_path (what `(current_schemas(false))[1]` is, without
+ * building the array): a version schema when it writes through one.
+ */
+const FIRST_SCHEMA = 'pg_catalog.current_schema()';
+
+/**
+ * The trigger of a sync function made by an earlier migration, given the new-version schemas, if it
+ * is still there: a stacked migration's rollback runs this after the migration it was stacked on may
+ * have completed and dropped it. A function made by an older tandem tells the writer by which of its
+ * two triggers called it: those are given the schemas the way it made them.
  */
 export function resetSyncTriggersSql(trigger: SyncTarget, newVersionSchemas: string[]): string {
   const table = quoteLiteral(qualified(trigger.schema, trigger.table));
-  const statements = syncTriggersSql(trigger, newVersionSchemas).map((sql) => `    EXECUTE ${quoteLiteral(sql)};`);
+  const exists = (name: string) => `EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass(${table}) AND tgname = ${quoteLiteral(name)})`;
+  const execute = (statements: string[]) => statements.map((sql) => `    EXECUTE ${quoteLiteral(sql)};`).join('\n');
   return `DO $tandem$ BEGIN
-  IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass(${table}) AND tgname = ${quoteLiteral(trigger.triggerName)}) THEN
-${statements.join('\n')}
+  IF ${exists(LEGACY_SYNC_TRIGGER_NEW_NAME)} THEN
+${execute(legacySyncTriggersSql(trigger, newVersionSchemas))}
+  ELSIF ${exists(trigger.triggerName)} THEN
+${execute([syncTriggerSql(trigger, newVersionSchemas)])}
   END IF;
 END $tandem$`;
 }
@@ -264,10 +269,11 @@ export function fixedSearchPath(schema: string): string {
   return `pg_catalog, ${quoteIdent(schema)}, pg_temp`;
 }
 
+/** Drops the trigger and its function (and the second trigger an older tandem made beside it). */
 export function dropSyncTriggerSql(trigger: SyncTarget): string[] {
   return [
     `DROP TRIGGER IF EXISTS ${quoteIdent(trigger.triggerName)} ON ${qualified(trigger.schema, trigger.table)}`,
-    `DROP TRIGGER IF EXISTS ${quoteIdent(SYNC_TRIGGER_NEW_NAME)} ON ${qualified(trigger.schema, trigger.table)}`,
+    `DROP TRIGGER IF EXISTS ${quoteIdent(LEGACY_SYNC_TRIGGER_NEW_NAME)} ON ${qualified(trigger.schema, trigger.table)}`,
     `DROP FUNCTION IF EXISTS ${qualified(trigger.functionSchema, trigger.functionName)}()`,
   ];
 }

@@ -166,7 +166,8 @@ describe('stacked migrations', () => {
       (await admin.query(`SELECT tgname, pg_get_triggerdef(oid) AS def FROM pg_trigger WHERE tgrelid = $1::regclass AND tgname LIKE '\\_tandem\\_sync%' ORDER BY 1`, [table])).rows;
     ok(await start(db.url, '02_users', USERS));
     const usersTriggers = await syncTriggers('users');
-    expect(usersTriggers).toHaveLength(2);
+    // One trigger takes every writer; the version schemas whose writers are the new version are its arguments.
+    expect(usersTriggers).toHaveLength(1);
     ok(await start(db.url, '03_orders', ORDERS));
     expect(JSON.stringify(await syncTriggers('users'))).toContain('public_03_orders');
 

@@ -9,8 +9,8 @@ SET search_path = pg_catalog, "public", pg_temp
 AS $tandem$
 #variable_conflict use_column
 DECLARE
-  -- Which trigger called: the new version's writers (see SYNC_TRIGGER_NEW_NAME) or anyone else.
-  _tandem_from_new boolean := TG_ARGV[0] = 'new';
+  -- The writer is the new version when its first schema is one the trigger names (see syncTriggerSql).
+  _tandem_from_new boolean := COALESCE(pg_catalog.current_setting('tandem.writer_schema', true) = ANY (TG_ARGV), false);
   _tandem_direction text;
 BEGIN
   -- users.handle from up
@@ -35,12 +35,8 @@ END
 $tandem$;
 CREATE OR REPLACE TRIGGER "_tandem_sync"
   BEFORE INSERT OR UPDATE ON "public"."users"
-  FOR EACH ROW WHEN (pg_catalog.current_setting('tandem.backfill', true) IS DISTINCT FROM 'on' AND (pg_catalog.current_schemas(false))[1] IS DISTINCT FROM 'public_02_change'::name)
-  EXECUTE FUNCTION "tandem"."sync_public_users"('old');
-CREATE OR REPLACE TRIGGER "_tandem_sync_new"
-  BEFORE INSERT OR UPDATE ON "public"."users"
-  FOR EACH ROW WHEN (pg_catalog.current_setting('tandem.backfill', true) IS DISTINCT FROM 'on' AND (pg_catalog.current_schemas(false))[1] IS NOT DISTINCT FROM 'public_02_change'::name)
-  EXECUTE FUNCTION "tandem"."sync_public_users"('new');
+  FOR EACH ROW WHEN (pg_catalog.current_setting('tandem.backfill', true) IS DISTINCT FROM 'on' AND pg_catalog.set_config('tandem.writer_schema', COALESCE(pg_catalog.current_schema(), ''), true) IS NOT NULL)
+  EXECUTE FUNCTION "tandem"."sync_public_users"('public_02_change');
 -- add constraint _tandem_nn_users_handle NOT VALID [#2; sql; lock public.users; operation 0]
 ALTER TABLE "public"."users" ADD CONSTRAINT "_tandem_nn_users_handle" CHECK ("handle" IS NOT NULL) NOT VALID;
 -- add constraint handle_length NOT VALID [#3; sql; lock public.users; operation 0]
