@@ -62,7 +62,7 @@ async function cpuPerUpdate(url: string, searchPath: string | null, set: string)
  * Where a stacked write's time goes, on the table as it is then (two backfills later, with the
  * second migration's column and check: wider and larger than at the baseline), in server CPU per
  * UPDATE: the oldest version's UPDATE with the table's triggers disabled, with them enabled but the
- * sync function reduced to `RETURN NEW` (what the three triggers' WHEN conditions and the call
+ * sync function reduced to `RETURN NEW` (what the sync trigger's WHEN condition and the call
  * cost), and with the real two-layer function.
  */
 async function whereTheTimeGoes(db: pg.Client, url: string, set: string) {
@@ -202,7 +202,7 @@ async function main() {
         ['one migration: old version', us(cpu.oldVersion!), against(cpu.baseline!, cpu.oldVersion!), ''],
         ['one migration: new version via its view', us(cpu.newVersion!), against(cpu.baseline!, cpu.newVersion!), ''],
         ['stacked on accounts: triggers disabled, oldest version', us(breakdown.noTriggers), against(cpu.baseline!, breakdown.noTriggers), '1.00×'],
-        ['stacked on accounts: three triggers, function only RETURN NEW', us(breakdown.emptyFunction), against(cpu.baseline!, breakdown.emptyFunction), against(breakdown.noTriggers, breakdown.emptyFunction)],
+        ['stacked on accounts: the trigger, function only RETURN NEW', us(breakdown.emptyFunction), against(cpu.baseline!, breakdown.emptyFunction), against(breakdown.noTriggers, breakdown.emptyFunction)],
         ['stacked on accounts: oldest version', us(breakdown.full), against(cpu.baseline!, breakdown.full), against(breakdown.noTriggers, breakdown.full)],
         ['stacked on accounts: middle version via its view', us(cpu.sameTableMiddle!), against(cpu.baseline!, cpu.sameTableMiddle!), against(breakdown.noTriggers, cpu.sameTableMiddle!)],
         ['stacked on accounts: newest version via its view', us(cpu.sameTableNewest!), against(cpu.baseline!, cpu.sameTableNewest!), against(breakdown.noTriggers, cpu.sameTableNewest!)],
