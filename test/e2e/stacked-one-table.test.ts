@@ -96,7 +96,7 @@ describe('stacked migrations on one table, end to end', () => {
       // 03 starts on the same table under 01's and 02's writes, with a backfill of every row.
       const writesBefore = v1.report.writes + v2.report.writes;
       await migrator.start(TOTAL);
-      expect(v1.report.writes + v2.report.writes).toBeGreaterThan(writesBefore);
+      expect(v1.report.writes + v2.report.writes, [...v1.report.firstErrors, ...v2.report.firstErrors].join('\n')).toBeGreaterThan(writesBefore);
       const backfill = (await admin.query(`SELECT rows_done::int AS n FROM tandem.backfills ORDER BY started_at DESC LIMIT 1`)).rows[0];
       expect(Number(backfill.n)).toBeGreaterThanOrEqual(SEEDED);
       // 03's app joins, reading through the two older versions; they read through 03 from now on too.
