@@ -15,7 +15,7 @@ import pg from 'pg';
 import { usePostgres } from '../../support/harness.js';
 import { encodeCancelRequest } from '../../../src/proxy/protocol/messages.js';
 import { connectThrough, createUsersTable, databaseOf, rawConnect, readUntilClose, selfSignedCertificate, startTestProxy } from '../support.js';
-import { poolingOptions } from './support.js';
+import { poolingOptions, sleepCancelled, untilRunning } from './support.js';
 
 const db = usePostgres();
 const run = promisify(execFile);
@@ -26,13 +26,6 @@ async function serverPids(): Promise<number[]> {
     `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND application_name <> 'tandem proxy' ORDER BY pid`,
   );
   return rows.map((row: { pid: number }) => row.pid);
-}
-
-/** Waits until `sql` runs on some backend of the test database (a cancel sent earlier could miss it). */
-async function untilRunning(sql: string): Promise<void> {
-  await expect
-    .poll(async () => (await db.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = $1 AND state = 'active'`, [sql])).rows[0].n, { timeout: 10_000 })
-    .toBe(1);
 }
 
 /** As libpq's PQcancel: a CancelRequest with the key the client was given, then wait for the proxy to close. */
@@ -100,14 +93,7 @@ describe('cancel requests in transaction mode', () => {
     const sleeper = await connectThrough(proxy.url(database));
     const other = await connectThrough(proxy.url(database));
     try {
-      const sleep = new pg.Query('SELECT pg_sleep(30)');
-      const failed = new Promise<unknown>((resolve) => sleep.on('error', resolve));
-      sleeper.query(sleep);
-      await untilRunning('SELECT pg_sleep(30)');
-      // node-postgres's own cancel: a new connection sending CancelRequest with the client's key.
-      const canceller = new pg.Client({ connectionString: proxy.url(database) }) as unknown as { cancel(client: unknown, query: unknown): void };
-      canceller.cancel(sleeper, sleep);
-      expect(await failed).toMatchObject({ code: '57014' });
+      expect(await sleepCancelled(db, sleeper, proxy.url(database))).toMatchObject({ code: '57014' });
       await sleeper.query('BEGIN');
       expect((await sleeper.query('SELECT count(*)::int AS n FROM users')).rows[0].n).toBe(2);
       await sleeper.query('COMMIT');
@@ -115,7 +101,7 @@ describe('cancel requests in transaction mode', () => {
       // The sleeper holds no server connection now; the pool's only one runs the other client's
       // query. A cancel with the sleeper's key must not reach it.
       const running = other.query('SELECT pg_sleep(1), 42 AS answer');
-      await untilRunning('SELECT pg_sleep(1), 42 AS answer');
+      await untilRunning(db, 'SELECT pg_sleep(1), 42 AS answer');
       await cancelWithKeyOf(proxy.port, sleeper);
       expect((await running).rows[0].answer).toBe(42);
       expect((await sleeper.query('SELECT 1 AS ok')).rows[0].ok).toBe(1);

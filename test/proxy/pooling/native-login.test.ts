@@ -12,7 +12,7 @@ import postgres from 'postgres';
 import { usePostgres } from '../../support/harness.js';
 import { selectForwarder } from '../../../src/proxy/native.js';
 import { TWO_SHAPES, connectThrough, createUsersTable, databaseOf, selfSignedCertificate, simulateVersions, startTestProxy, versionSchemaOf, type TestProxy } from '../support.js';
-import { poolingOptions } from './support.js';
+import { poolingOptions, sleepCancelled } from './support.js';
 
 const db = usePostgres();
 const run = promisify(execFile);
@@ -39,12 +39,6 @@ async function once<T>(url: string, sql: string): Promise<T[]> {
   } finally {
     await client.end();
   }
-}
-
-async function untilRunning(sql: string): Promise<void> {
-  await expect
-    .poll(async () => (await db.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = $1 AND state = 'active'`, [sql])).rows[0].n, { timeout: 10_000 })
-    .toBe(1);
 }
 
 describe.skipIf(!nativeBuilt)('native logins', () => {
@@ -101,13 +95,7 @@ describe.skipIf(!nativeBuilt)('native logins', () => {
       expect(clients).toHaveLength(2);
       expect(proxy.status().clients).toBe(3);
       expect(proxy.status().databases[database]?.clients['']?.clients ?? Object.values(proxy.status().databases[database]?.clients ?? {})[0]?.clients).toBe(2);
-      const sleep = new pg.Query('SELECT pg_sleep(30)');
-      const failed = new Promise<unknown>((resolve) => sleep.on('error', resolve));
-      sleeper.query(sleep);
-      await untilRunning('SELECT pg_sleep(30)');
-      const canceller = new pg.Client({ connectionString: proxy.url(database) }) as unknown as { cancel(client: unknown, query: unknown): void };
-      canceller.cancel(sleeper, sleep);
-      expect(await failed).toMatchObject({ code: '57014' });
+      expect(await sleepCancelled(db, sleeper, proxy.url(database))).toMatchObject({ code: '57014' });
       expect((await sleeper.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
       expect((await counts(proxy)).fallbacks.cancel).toBe(1);
     } finally {
