@@ -23,6 +23,8 @@ export interface PoolingOptions {
   authQuery?: string;
   /** Startup parameters (lower case) dropped instead of refused (PgBouncer's ignore_startup_parameters). */
   ignoreStartupParameters?: readonly string[];
+  /** Settings (lower case) carried for each client like extra_float_digits (PgBouncer's track_extra_parameters). */
+  trackExtraParameters?: readonly string[];
 }
 
 export interface HostPort {

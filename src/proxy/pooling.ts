@@ -15,6 +15,7 @@ import { loadUserlist, type Userlist } from './auth/userlist.js';
 import type { PoolingOptions } from './config.js';
 import type { ProxyMetrics } from './metrics.js';
 import type { ErrorFields } from './protocol/messages.js';
+import { TrackedParameters } from './pool/client-parameters.js';
 import type { Pinning } from './pool/pinning.js';
 import { Pools, describeKey, idOf, type PoolKey } from './pool/pool.js';
 import { PooledServer } from './pool/pooled-server.js';
@@ -43,6 +44,7 @@ export class ProxyPooling implements Pooling {
   readonly authType: Pooling['authType'];
   readonly idleTransactionTimeoutMs: number;
   readonly ignoredStartupParameters: ReadonlySet<string>;
+  readonly tracked: TrackedParameters;
   private userlist: Userlist = new Map();
   private readonly authQuery: AuthQuery | undefined;
   /** Passthrough only: the passwords the server accepted, per user. */
@@ -62,6 +64,7 @@ export class ProxyPooling implements Pooling {
     this.authType = options.authType;
     this.idleTransactionTimeoutMs = options.idleTransactionTimeoutMs;
     this.ignoredStartupParameters = new Set(options.ignoreStartupParameters ?? []);
+    this.tracked = new TrackedParameters(options.trackExtraParameters ?? []);
     this.passwords = options.authType === 'passthrough' ? new KeptPasswords() : undefined;
     this.authQuery = options.authQuery !== undefined ? new AuthQuery({ target: upstream, login: proxyLogin, query: options.authQuery }) : undefined;
     this.pools = new Pools<PooledServer>((key) => this.open(key), options.settings, {
@@ -170,7 +173,7 @@ export class ProxyPooling implements Pooling {
   private async connect(key: PoolKey, credentials: ServerCredentials): Promise<PooledServer> {
     const searchPath = key.searchPath;
     const params: Array<[string, string]> = searchPath !== undefined ? [['search_path', searchPath]] : [];
-    const server = await PooledServer.open(this.upstream, { user: key.user, database: key.database, ...credentials, params }, this.options.maxPreparedStatements);
+    const server = await PooledServer.open(this.upstream, { user: key.user, database: key.database, ...credentials, params }, this.options.maxPreparedStatements, this.tracked);
     if (searchPath !== undefined) {
       // Never silently on the wrong version: a connection that lost its search_path on the way is
       // closed before anyone uses it (a pooler in between, RDS Proxy).

@@ -4,6 +4,7 @@ import { AdminUsers } from '../../proxy/admin/users.js';
 import { AUTH_TYPES } from '../../proxy/auth/client-auth.js';
 import { DEFAULT_AUTH_QUERY } from '../../proxy/auth/auth-query.js';
 import { PROXY_DEFAULTS, parseDuration, parseForwarder, parseHostPort, parseOnOff, type PoolingOptions, type ProxyOptions } from '../../proxy/config.js';
+import { readExtraParameters } from '../../proxy/pool/client-parameters.js';
 import { DEFAULT_POOL_SETTINGS } from '../../proxy/pool/pool.js';
 import { DEFAULT_MAX_PREPARED_STATEMENTS } from '../../proxy/pool/prepared.js';
 import { readStatusFrom } from '../../engine/status.js';
@@ -44,6 +45,7 @@ interface RawProxyOptions {
   adminDatabase: string;
   maxUserConnections: number;
   ignoreStartupParameters?: string;
+  trackExtraParameters?: string;
 }
 
 export function registerProxy(program: Command, io: CliIO): void {
@@ -79,6 +81,7 @@ export function registerProxy(program: Command, io: CliIO): void {
     .option('--auth-type <md5|scram-sha-256|trust|passthrough>', 'how the proxy authenticates clients when it pools (passthrough: the server checks each password)', PROXY_DEFAULTS.authType)
     .option('--auth-file <file>', "users' secrets in PgBouncer's userlist.txt format")
     .option('--auth-query [sql]', "look up users' secrets in the server (default query: pg_catalog.pg_shadow), as the --postgres-url user")
+    .option('--track-extra-parameters <names>', 'comma-separated settings a pooled client keeps as its own (from its startup packet and its SET statements) and takes to every server connection, instead of being pinned or refused (PgBouncer\'s track_extra_parameters)')
     .option('--ignore-startup-parameters <names>', 'comma-separated startup parameters (or -c settings in options) a pooled login may send and the proxy drops instead of refusing')
     .option('--admin-users <names>', 'comma-separated users who may use the admin console')
     .option('--admin-database <name>', 'the database name of the admin console', PROXY_DEFAULTS.adminDatabase)
@@ -157,6 +160,7 @@ function poolingOptions(raw: RawProxyOptions, parse: <T>(fn: () => T) => T): Poo
     if (raw.authFile || raw.authQuery) throw new UsageError('--auth-type passthrough takes no --auth-file or --auth-query: the server checks every password itself');
   }
   if (mode === 'none') {
+    if (raw.trackExtraParameters) throw new UsageError('--track-extra-parameters needs --pool-mode session or transaction: with --pool-mode none every client has its own server session');
     if (raw.ignoreStartupParameters) throw new UsageError('--ignore-startup-parameters needs --pool-mode session or transaction: with --pool-mode none every startup parameter goes to the server as it is');
     if (raw.authFile || raw.authQuery) throw new UsageError('--auth-file and --auth-query need --pool-mode session or transaction: with --pool-mode none the server authenticates each client itself');
     return undefined;
@@ -184,6 +188,7 @@ function poolingOptions(raw: RawProxyOptions, parse: <T>(fn: () => T) => T): Poo
     authType,
     ...(raw.authFile ? { authFile: raw.authFile } : {}),
     ...(raw.ignoreStartupParameters ? { ignoreStartupParameters: raw.ignoreStartupParameters.split(',').map((name) => name.trim().toLowerCase()).filter(Boolean) } : {}),
+    ...(raw.trackExtraParameters ? { trackExtraParameters: parse(() => readExtraParameters(raw.trackExtraParameters!.split(','))) } : {}),
     ...(raw.authQuery !== undefined ? { authQuery: raw.authQuery === true ? DEFAULT_AUTH_QUERY : raw.authQuery } : {}),
   };
 }

@@ -211,6 +211,7 @@ export function proxyAdminSource(deps: ProxySourceDeps): ProxyAdminSource {
         row('server_reset_query', settings.serverResetQuery, 'DISCARD ALL'),
         row('max_prepared_statements', deps.options.maxPreparedStatements, 200),
         row('ignore_startup_parameters', (deps.options.ignoreStartupParameters ?? []).join(','), ''),
+        row('track_extra_parameters', (deps.options.trackExtraParameters ?? []).join(','), ''),
       ];
     },
     databases: knownDatabases,

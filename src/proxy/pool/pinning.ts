@@ -10,7 +10,7 @@
  */
 import { parseSync, type Node } from 'libpg-query';
 import { loadParser } from '../../sqlparse/parse.js';
-import { UNREPORTED_PARAMETERS, isReported, trackedName, type ParameterValue } from './client-parameters.js';
+import { STANDARD, type ParameterValue, type TrackedParameters } from './client-parameters.js';
 
 export type PinReason =
   | 'set' // session-level SET (also SET SESSION CHARACTERISTICS)
@@ -62,12 +62,12 @@ const CANDIDATE =
  * Why `sql` (a simple Query's text, or a Parse's) pins its client, or undefined when it can be
  * pooled per transaction. Text the parser rejects pools: the server will reject it too.
  */
-export function pinningOf(sql: string): Pinning | undefined {
-  return effectsOf(sql).pinning;
+export function pinningOf(sql: string, tracked: TrackedParameters = STANDARD): Pinning | undefined {
+  return effectsOf(sql, tracked).pinning;
 }
 
 /** `pinningOf`, and the tracked settings the text changes for the session. */
-export function effectsOf(sql: string): StatementEffects {
+export function effectsOf(sql: string, tracked: TrackedParameters = STANDARD): StatementEffects {
   if (!CANDIDATE.test(sql)) return NO_EFFECTS;
   let statements: Node[];
   try {
@@ -79,13 +79,13 @@ export function effectsOf(sql: string): StatementEffects {
   for (const statement of statements) {
     // DISCARD ALL resets every setting, as RESET ALL does.
     if ('DiscardStmt' in statement && statement.DiscardStmt.target === 'DISCARD_ALL') {
-      settings.push(...unreportedDefaults());
+      settings.push(...unreportedDefaults(tracked));
       continue;
     }
     if ('VariableSetStmt' in statement) {
-      const tracked = trackedSettings(statement.VariableSetStmt);
-      if (tracked) {
-        settings.push(...tracked);
+      const changed = trackedSettings(statement.VariableSetStmt, tracked);
+      if (changed) {
+        settings.push(...changed);
         continue;
       }
     }
@@ -101,20 +101,20 @@ type VariableSet = Extract<Node, { VariableSetStmt: unknown }>['VariableSetStmt'
  * A session-level SET or RESET that changes only tracked parameters: the unreported ones it sets
  * (empty for a reported one); undefined when the statement is something else, or a value cannot be read.
  */
-function trackedSettings(set: VariableSet): TrackedSetting[] | undefined {
+function trackedSettings(set: VariableSet, tracked: TrackedParameters): TrackedSetting[] | undefined {
   if (set.is_local) return undefined;
-  if (set.kind === 'VAR_RESET_ALL') return unreportedDefaults();
-  const name = set.name === undefined ? undefined : trackedName(set.name);
+  if (set.kind === 'VAR_RESET_ALL') return unreportedDefaults(tracked);
+  const name = set.name === undefined ? undefined : tracked.trackedName(set.name);
   if (!name) return undefined;
-  if (isReported(name)) return set.kind === 'VAR_SET_CURRENT' ? undefined : [];
+  if (tracked.isReported(name)) return set.kind === 'VAR_SET_CURRENT' ? undefined : [];
   if (set.kind === 'VAR_RESET' || set.kind === 'VAR_SET_DEFAULT') return [{ name, value: null }];
   if (set.kind !== 'VAR_SET_VALUE' || set.args?.length !== 1) return undefined;
   const value = constantText(set.args[0]);
   return value === undefined ? undefined : [{ name, value }];
 }
 
-function unreportedDefaults(): TrackedSetting[] {
-  return UNREPORTED_PARAMETERS.map((name) => ({ name, value: null }));
+function unreportedDefaults(tracked: TrackedParameters): TrackedSetting[] {
+  return tracked.unreported.map((name) => ({ name, value: null }));
 }
 
 function constantText(node: Node | undefined): string | undefined {

@@ -7,7 +7,7 @@ import { ServerSession, type ServerLogin } from '../auth/server-session.js';
 import { MAX_MESSAGE_LENGTH } from '../protocol/frames.js';
 import type { UpstreamTarget } from '../upstream.js';
 import type { ServerConnection, TransactionStatus } from './pool.js';
-import { UNREPORTED_PARAMETERS, isReported, type ParameterValue } from './client-parameters.js';
+import type { ParameterValue, TrackedParameters } from './client-parameters.js';
 import { ServerStatements } from './prepared.js';
 
 let nextId = 1;
@@ -23,17 +23,19 @@ export class PooledServer implements ServerConnection {
    * Its values of the tracked parameters the server does not report (client-parameters.ts): from the
    * SETs sent for clients and their own statements; absent when not known (they start at the default).
    */
-  readonly unreported = new Map<string, ParameterValue>(UNREPORTED_PARAMETERS.map((name) => [name, null]));
+  readonly unreported: Map<string, ParameterValue>;
 
   private constructor(
     readonly session: ServerSession,
     maxPreparedStatements: number,
+    private readonly tracked: TrackedParameters,
   ) {
     this.statements = new ServerStatements(maxPreparedStatements);
+    this.unreported = new Map(tracked.unreported.map((name) => [name, null]));
   }
 
-  static async open(target: UpstreamTarget, login: ServerLogin, maxPreparedStatements: number): Promise<PooledServer> {
-    return new PooledServer(await ServerSession.open(target, login, MAX_MESSAGE_LENGTH), maxPreparedStatements);
+  static async open(target: UpstreamTarget, login: ServerLogin, maxPreparedStatements: number, tracked: TrackedParameters): Promise<PooledServer> {
+    return new PooledServer(await ServerSession.open(target, login, MAX_MESSAGE_LENGTH), maxPreparedStatements, tracked);
   }
 
   get transactionStatus(): TransactionStatus {
@@ -57,7 +59,7 @@ export class PooledServer implements ServerConnection {
 
   /** Its value of a tracked parameter; undefined when not known. */
   parameter(name: string): ParameterValue | undefined {
-    return isReported(name) ? this.session.parameters.get(name) : this.unreported.get(name);
+    return this.tracked.isReported(name) ? this.session.parameters.get(name) : this.unreported.get(name);
   }
 
   close(): void {

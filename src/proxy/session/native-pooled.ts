@@ -17,7 +17,7 @@ import net from 'node:net';
 import type { NativeWaits } from '../metrics.js';
 import { POOL_WAIT_BUCKETS } from '../wait-histogram.js';
 import { Counter, PoolFigure, type NativeEnd, type NativeForwarder, type NativeHandle, type NativePoolHandle } from '../native.js';
-import { parameterSync, trackedName, isReported, type ParameterValues } from '../pool/client-parameters.js';
+import { parameterSync, type ParameterValues } from '../pool/client-parameters.js';
 import { PoolError, type HolderFigures, type Lease, type PoolHolder, type PoolKey, type Pools, type ReleaseOptions } from '../pool/pool.js';
 import type { PooledServer } from '../pool/pooled-server.js';
 import { encodeErrorResponse, type ErrorFields } from '../protocol/messages.js';
@@ -105,7 +105,7 @@ export class NativePool {
 
   constructor(
     private readonly forwarder: NativeForwarder,
-    private readonly ctx: PooledContext,
+    readonly ctx: PooledContext,
     readonly key: PoolKey,
     parameters: ParameterValues,
     private readonly registry: NativePools,
@@ -186,7 +186,7 @@ export class NativePool {
       // The connection last served other values: it takes the pool's before the thread gets it.
       try {
         await server.session.simpleQuery(sync.sql);
-        for (const name of sync.names) if (!isReported(name)) server.unreported.set(name, this.parameters.get(name) ?? null);
+        for (const name of sync.names) if (!this.ctx.tracked.isReported(name)) server.unreported.set(name, this.parameters.get(name) ?? null);
       } catch (error) {
         this.ctx.logger.warn({ err: (error as Error).message }, 'a server connection refused the parameters of natively forwarded clients; they go on in Node');
         this.inNode(lease, { broken: !server.usable });
@@ -351,7 +351,7 @@ export class NativePooledForwarding {
 
   /** The server reported a parameter: the client's value now, and the connection's (the thread hands the client back next). */
   private readonly onParameter = (name: string, value: string, serverId: number): void => {
-    const tracked = trackedName(name);
+    const tracked = this.pool.ctx.tracked.trackedName(name);
     if (tracked) this.parameters.set(tracked, value);
     if (serverId > 0) this.pool.server(serverId)?.session.noteReported(name, value);
   };

@@ -16,7 +16,7 @@ import { KeptPasswordRefusedError } from '../auth/passthrough.js';
 import { ServerError } from '../auth/server-session.js';
 import type { Secret } from '../auth/secret.js';
 import { Counter } from '../native.js';
-import { isReported, parameterSync, trackedName, type ParameterValues } from '../pool/client-parameters.js';
+import { parameterSync, type ParameterValues, type TrackedParameters } from '../pool/client-parameters.js';
 import { effectsOf, type Pinning, type TrackedSetting } from '../pool/pinning.js';
 import { PoolError, type Lease, type PoolKey, type Pools } from '../pool/pool.js';
 import type { PooledServer } from '../pool/pooled-server.js';
@@ -35,6 +35,8 @@ export interface PooledContext {
   /** 0: never. A client idle inside a transaction this long is disconnected (PgBouncer's idle_transaction_timeout). */
   readonly idleTransactionTimeoutMs: number;
   readonly logger: Logger;
+  /** The parameters clients carry: the standard set and --track-extra-parameters. */
+  readonly tracked: TrackedParameters;
   pinned(pinning: Pinning): void;
 }
 
@@ -216,7 +218,7 @@ export class PooledForwarding {
   private forward(frame: TypedFrame): void {
     if (this.ctx.mode === 'transaction' && !this.pinning && (frame.type === MessageType.Query || frame.type === MessageType.Parse)) {
       const sql = frame.type === MessageType.Query ? queryText(frame.body, 0) : queryText(frame.body, frame.body.indexOf(0) + 1);
-      const { pinning, settings } = effectsOf(sql);
+      const { pinning, settings } = effectsOf(sql, this.ctx.tracked);
       if (pinning) {
         this.pinning = pinning;
         this.ctx.pinned(pinning);
@@ -298,8 +300,8 @@ export class PooledForwarding {
     for (const name of sync.names) {
       if (sync.error) {
         // Rolled back as one implicit transaction: the reported values say so, the others are not known.
-        if (!isReported(name)) server.unreported.delete(name);
-      } else if (isReported(name)) {
+        if (!this.ctx.tracked.isReported(name)) server.unreported.delete(name);
+      } else if (this.ctx.tracked.isReported(name)) {
         // The server's spelling ('ISO, MDY' for 'iso'): compared as such at the next checkout.
         const value = server.parameter(name);
         if (value !== undefined) this.parameters.set(name, value);
@@ -317,7 +319,7 @@ export class PooledForwarding {
   private noteSession(frame: TypedFrame): void {
     if (frame.type === MessageType.ParameterStatus) {
       const { name, value } = parseParameterStatus(frame.body);
-      const tracked = trackedName(name);
+      const tracked = this.ctx.tracked.trackedName(name);
       if (tracked) this.parameters.set(tracked, value);
       return;
     }

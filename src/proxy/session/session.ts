@@ -33,7 +33,7 @@ import type { UpstreamTarget } from '../upstream.js';
 import type { SessionUsage } from '../usage.js';
 import { ClientAuthenticator, type ClientAuthStep, type ServerCredentials } from '../auth/client-auth.js';
 import { cleartextRefusal } from '../auth/passthrough.js';
-import { clientValues, welcomeFrames, readStartupParameters, type ParameterValues } from '../pool/client-parameters.js';
+import type { ParameterValues } from '../pool/client-parameters.js';
 import type { Lease, PoolKey } from '../pool/pool.js';
 import type { PooledServer } from '../pool/pooled-server.js';
 import { AuthRelay, type AuthStep } from './auth.js';
@@ -337,7 +337,7 @@ export class Session implements SessionUsage {
     this.version = route.version;
     if (this.ctx.pooling) {
       // Refused before authentication, as PgBouncer does: nothing about the server is told.
-      const asked = readStartupParameters(params, this.ctx.pooling.ignoredStartupParameters);
+      const asked = this.ctx.pooling.tracked.readStartupParameters(params, this.ctx.pooling.ignoredStartupParameters);
       if (!asked.ok) {
         this.fatal({ kind: 'refused', why: 'startup_parameter', error: asked.error });
         return;
@@ -533,8 +533,8 @@ export class Session implements SessionUsage {
     const cancelKey = newCancelKey();
     this.cancelKey = cancelKey;
     // The client is told its own values (as it gave them, until a server connection has taken them).
-    const parameters = clientValues(this.askedParameters, frames);
-    this.client.socket.write(Buffer.concat([unsent, welcomeFrames(frames, parameters), encodeMessage(MessageType.BackendKeyData, cancelKey), READY_IDLE]));
+    const parameters = pooling.tracked.clientValues(this.askedParameters, frames);
+    this.client.socket.write(Buffer.concat([unsent, pooling.tracked.welcomeFrames(frames, parameters), encodeMessage(MessageType.BackendKeyData, cancelKey), READY_IDLE]));
     this.client.stopReading();
     const login: LoggedIn = { database: state.database, routedVersion: this.version };
     this.ctx.registerCancelKey(cancelKey, this, () => this.pooled?.server?.session.backendKey);
@@ -544,7 +544,7 @@ export class Session implements SessionUsage {
       this.state = { phase: 'forwarding', by: 'pool', login, pooled: native };
       if (this.retiredMessage !== undefined) native.retire(this.retiredMessage);
       this.ctx.ready(this);
-      this.teachNativeLogin(state, key, parameters, native, welcomeFrames(frames, parameters));
+      this.teachNativeLogin(state, key, parameters, native, pooling.tracked.welcomeFrames(frames, parameters));
       return;
     }
     const pooled = this.forwardPooledInNode(login, key, pooling, parameters, lease);

@@ -26,6 +26,8 @@ describe('tandem proxy pooling flags', () => {
     [['--auth-file', '/nonexistent'], '--auth-file and --auth-query need --pool-mode session or transaction'],
     [['--admin-users', 'ops'], '--admin-users needs --pool-mode session or transaction'],
     [['--ignore-startup-parameters', 'work_mem'], '--ignore-startup-parameters needs --pool-mode session or transaction'],
+    [['--track-extra-parameters', 'statement_timeout'], '--track-extra-parameters needs --pool-mode session or transaction'],
+    [['--pool-mode', 'transaction', '--auth-type', 'trust', '--track-extra-parameters', 'statement_timeout,search_path'], 'search_path cannot be tracked: a pool serves one version'],
     [['--pool-mode', 'transaction', '--auth-type', 'trust', '--max-user-connections', '-1'], '--max-user-connections'],
     [['--pool-mode', 'transaction', '--auth-type', 'trust', '--admin-users', 'ops team'], '--admin-users takes user names separated by commas'],
     [['--pool-mode', 'transaction', '--auth-type', 'trust', '--query-wait-timeout', 'soon'], '--query-wait-timeout must be a duration'],
@@ -46,7 +48,7 @@ describe('tandem proxy pooling flags', () => {
 
   it('runs a transaction-mode proxy whose /metrics and /status show its pools', async () => {
     const [port, http] = [await freePort(), await freePort()];
-    const cli = spawnCli(['--postgres-url', db.url, 'proxy', '--listen', `127.0.0.1:${port}`, '--http', `127.0.0.1:${http}`, '--pool-mode', 'transaction', '--auth-type', 'trust', '--pool-size', '3', '--max-user-connections', '3', '--ignore-startup-parameters', 'Statement_Timeout', '--shutdown-grace', '1s']);
+    const cli = spawnCli(['--postgres-url', db.url, 'proxy', '--listen', `127.0.0.1:${port}`, '--http', `127.0.0.1:${http}`, '--pool-mode', 'transaction', '--auth-type', 'trust', '--pool-size', '3', '--max-user-connections', '3', '--ignore-startup-parameters', 'Statement_Timeout', '--track-extra-parameters', 'Client_Min_Messages', '--shutdown-grace', '1s']);
     try {
       await waitFor(async () => (cli.stderr().includes('tandem proxy listening') ? true : undefined), 30_000, 'the listening line');
       // statement_timeout is ignored, as asked, instead of refused.
@@ -65,6 +67,11 @@ describe('tandem proxy pooling flags', () => {
       expect(status.users).toEqual({ maxUserConnections: 3, connections: [{ user: 'postgres', connections: expect.any(Number) }] });
       expect(status.pools).toEqual([expect.objectContaining({ user: 'postgres' })]);
       expect(status.pools[0]!.opened).toBeLessThanOrEqual(3);
+      // client_min_messages is carried, as asked, instead of refused.
+      const quiet = new pg.Client({ connectionString: `postgres://postgres@127.0.0.1:${port}/${databaseOf(db.url)}`, options: '-c client_min_messages=error' });
+      await quiet.connect();
+      expect((await quiet.query('SHOW client_min_messages')).rows).toEqual([{ client_min_messages: 'error' }]);
+      await quiet.end();
       await Promise.all(clients.map((c) => c.end()));
     } finally {
       cli.child.kill('SIGTERM');

@@ -126,6 +126,42 @@ describe('client parameters on pooled connections', () => {
     await expect(statementTimeout.connect()).rejects.toMatchObject({ code: '08P01', message: 'unsupported startup parameter: statement_timeout' });
   });
 
+  it('carries the settings --track-extra-parameters names as it carries extra_float_digits: at login, by SET without pinning, never to another client', async () => {
+    const extra = ['statement_timeout', 'default_transaction_read_only'];
+    const proxy = await startTestProxy(db.url, { pooling: poolingOptions({ settings: { poolSize: 1 }, trackExtraParameters: extra }) });
+    const url = proxy.url(databaseOf(db.url));
+    const EXTRA = `SELECT current_setting('statement_timeout') AS timeout, current_setting('default_transaction_read_only') AS readonly, pg_backend_pid() AS pid`;
+    const { client: reader, welcome } = await welcomedClient({ connectionString: url, statement_timeout: 1000, options: '-c default_transaction_read_only=on' });
+    const other = new pg.Client({ connectionString: url });
+    await other.connect();
+    try {
+      const defaults = { timeout: await serverDefault('statement_timeout'), readonly: await serverDefault('default_transaction_read_only') };
+      // The server reports default_transaction_read_only (PostgreSQL 14 and later): the client is told its own value.
+      expect(welcome.get('default_transaction_read_only')).toBe('on');
+      await other.query(`SET statement_timeout = '7s'`);
+      await other.query('BEGIN');
+      await other.query(`SET statement_timeout = '9s'`);
+      await other.query('ROLLBACK');
+      for (let round = 0; round < 3; round++) {
+        const mine = (await reader.query(EXTRA)).rows[0];
+        expect({ timeout: mine.timeout, readonly: mine.readonly }).toEqual({ timeout: '1s', readonly: 'on' });
+        const theirs = (await other.query(EXTRA)).rows[0];
+        expect({ timeout: theirs.timeout, readonly: theirs.readonly }).toEqual({ timeout: '7s', readonly: defaults.readonly });
+        expect(theirs.pid).toBe(mine.pid);
+      }
+      await expect(reader.query('CREATE TABLE tracked_read_only (x int)')).rejects.toMatchObject({ code: '25006' });
+      await other.query('RESET statement_timeout');
+      expect((await other.query(EXTRA)).rows[0].timeout).toBe(defaults.timeout);
+      expect(await pinnedCount(proxy)).toBe(0);
+      // A setting the flag does not name still pins.
+      await other.query(`SET work_mem = '1MB'`);
+      expect(await pinnedCount(proxy)).toBe(1);
+    } finally {
+      await reader.end();
+      await other.end();
+    }
+  });
+
   it('works in session mode: the client gets its values, the next client the defaults', async () => {
     const proxy = await startTestProxy(db.url, { pooling: poolingOptions({ mode: 'session', settings: { poolSize: 1 } }) });
     const url = proxy.url(databaseOf(db.url));
