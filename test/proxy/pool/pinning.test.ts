@@ -1,6 +1,7 @@
 /** Which statements pin a client to its server connection in transaction mode: a table of SQL and verdicts. */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { effectsOf, loadPinningParser, pinningOf, type PinReason } from '../../../src/proxy/pool/pinning.js';
+import { TrackedParameters } from '../../../src/proxy/pool/client-parameters.js';
 
 beforeAll(() => loadPinningParser());
 
@@ -98,5 +99,23 @@ describe('tracked settings a statement changes', () => {
     ['SELECT 1', []],
   ])('%s', (sql, settings) => {
     expect(effectsOf(sql)).toEqual({ pinning: undefined, settings });
+  });
+});
+
+describe('settings --track-extra-parameters names', () => {
+  const tracked = new TrackedParameters(['statement_timeout', 'myext.mode']);
+  it.each([
+    ["SET statement_timeout = '5s'", [{ name: 'statement_timeout', value: '5s' }]],
+    ['SET Statement_Timeout TO 5000', [{ name: 'statement_timeout', value: '5000' }]],
+    ["SET myext.mode = 'fast'", [{ name: 'myext.mode', value: 'fast' }]],
+    ['RESET statement_timeout', [{ name: 'statement_timeout', value: null }]],
+    ['RESET ALL', [{ name: 'extra_float_digits', value: null }, { name: 'statement_timeout', value: null }, { name: 'myext.mode', value: null }]],
+  ])('%s changes them and does not pin', (sql, settings) => {
+    expect(effectsOf(sql, tracked)).toEqual({ pinning: undefined, settings });
+  });
+
+  it('pins for a setting they do not name, and for all of them without the flag', () => {
+    expect(pinningOf("SET work_mem = '1MB'", tracked)).toEqual({ reason: 'set', detail: 'SET work_mem' });
+    expect(pinningOf("SET statement_timeout = '5s'")).toEqual({ reason: 'set', detail: 'SET statement_timeout' });
   });
 });
