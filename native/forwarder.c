@@ -274,6 +274,8 @@ typedef struct {
   pthread_t thread;
   pthread_mutex_t lock;
   command *head, *tail;
+  /* Under lock: the wake descriptor was written for the queued commands (one write wakes the thread for all of them). */
+  uint8_t wake_pending;
   napi_threadsafe_function on_end;
   napi_threadsafe_function on_parameter; /* NULL when JavaScript did not ask */
   napi_ref on_pooled;                    /* pooled sessions' other reports; NULL when JavaScript did not ask */
@@ -1402,13 +1404,17 @@ static void pump(forwarder *f, session *s) {
 /* ---- commands from JavaScript ------------------------------------------------------------ */
 
 /* Adds a side to the thread's epoll; returns 0 (the session ended) if it cannot. */
-static int watch(forwarder *f, session *s, side *sd) {
+static int watch_as(forwarder *f, session *s, side *sd, int op) {
   struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = sd};
-  if (epoll_ctl(f->epoll_fd, EPOLL_CTL_ADD, sd->fd, &ev) == 0) return 1;
+  if (epoll_ctl(f->epoll_fd, op, sd->fd, &ev) == 0) return 1;
   char detail[200];
   errno_text(detail, sizeof detail, "epoll_ctl", errno);
   internal_failure(f, s, detail);
   return 0;
+}
+
+static int watch(forwarder *f, session *s, side *sd) {
+  return watch_as(f, s, sd, EPOLL_CTL_ADD);
 }
 
 /* A descriptor JavaScript lent that the thread does not take: its pool has it back unused. */
@@ -1522,13 +1528,19 @@ static void stop_listening(forwarder *f, struct listener *l);
 static void learn(forwarder *f, command *c);
 static void forget(forwarder *f, double id, struct listener *l);
 
-/* Runs queued commands; returns 1 when the thread is to stop. */
-static int run_commands(forwarder *f) {
+/*
+ * Runs queued commands; returns 1 when the thread is to stop. `woken`: the wake descriptor fired
+ * (it is read, so that epoll stops reporting it); else this only takes what is queued, if anything.
+ */
+static int run_commands(forwarder *f, int woken) {
   uint64_t ignored;
-  while (read(f->wake_fd, &ignored, sizeof ignored) < 0 && errno == EINTR) {}
+  if (woken) {
+    while (read(f->wake_fd, &ignored, sizeof ignored) < 0 && errno == EINTR) {}
+  }
   pthread_mutex_lock(&f->lock);
   command *c = f->head;
   f->head = f->tail = NULL;
+  f->wake_pending = 0;
   pthread_mutex_unlock(&f->lock);
   int stop = 0;
   while (c) {
@@ -1592,15 +1604,28 @@ static int run_commands(forwarder *f) {
   return stop;
 }
 
-/* Puts a command on the thread's queue and wakes it. */
-static void enqueue(forwarder *f, command *c) {
+/*
+ * Puts a command on the thread's queue and, with `wake`, wakes it: one write of the wake descriptor
+ * for all the commands queued before the thread takes them. Without `wake` (a release: it only frees
+ * memory) the command waits for the thread's next round, whatever wakes it: a -C connection's release
+ * then costs no system call on either side (bench/README.md, Pooling, -C with native logins).
+ */
+static void enqueue_waking(forwarder *f, command *c, int wake) {
   pthread_mutex_lock(&f->lock);
   if (f->tail) f->tail->next = c;
   else f->head = c;
   f->tail = c;
+  int write_now = wake && !f->wake_pending;
+  if (write_now) f->wake_pending = 1;
   pthread_mutex_unlock(&f->lock);
   uint64_t one = 1;
-  while (write(f->wake_fd, &one, sizeof one) < 0 && errno == EINTR) {}
+  if (write_now) {
+    while (write(f->wake_fd, &one, sizeof one) < 0 && errno == EINTR) {}
+  }
+}
+
+static void enqueue(forwarder *f, command *c) {
+  enqueue_waking(f, c, 1);
 }
 
 static int send_command(forwarder *f, command_kind kind, session *s, const char *bytes, size_t length) {
@@ -1696,16 +1721,24 @@ static void count_fallback(pending *p, int reason) {
   p->listener->figures[LOGIN_FALLBACKS + reason] += 1;
 }
 
-/* Off the list and out of epoll; freed after this round of events, which may still name it (fd -1: skipped). */
-static void unlink_pending(forwarder *f, pending *p) {
+/*
+ * Off the list; freed after this round of events, which may still name it (fd -1: skipped). Out of
+ * epoll too, unless the descriptor stays the thread's (a native login: its session's watch replaces
+ * this one with EPOLL_CTL_MOD, one system call instead of a delete and an add).
+ */
+static void unlink_pending_watched(forwarder *f, pending *p, int keep_watch) {
   if (p->prev) p->prev->next = p->next;
   else f->pending = p->next;
   if (p->next) p->next->prev = p->prev;
   else f->pending_tail = p->prev;
-  epoll_ctl(f->epoll_fd, EPOLL_CTL_DEL, p->fd, NULL);
+  if (!keep_watch) epoll_ctl(f->epoll_fd, EPOLL_CTL_DEL, p->fd, NULL);
   p->fd = -1;
   p->next = f->dead_pending;
   f->dead_pending = p;
+}
+
+static void unlink_pending(forwarder *f, pending *p) {
+  unlink_pending_watched(f, p, 0);
 }
 
 /* The connection goes to JavaScript as it is, with what it sent so far (an answered SSLRequest excluded). */
@@ -1801,7 +1834,7 @@ static int log_in(forwarder *f, pending *p, learned *e, int *reason) {
   /* Ids of their own (negative), apart from JavaScript's session ids. */
   s->id = --f->next_native_id;
   s->client.fd = p->fd;
-  unlink_pending(f, p);
+  unlink_pending_watched(f, p, 1);
   l->native_logins += 1;
   figures[LOGIN_NATIVE_TOTAL] = l->native_logins;
   r->session = s;
@@ -1817,7 +1850,7 @@ static int log_in(forwarder *f, pending *p, learned *e, int *reason) {
   f->sessions = s;
   memcpy(welcome, e->welcome, e->welcome_len);
   memcpy(welcome + e->welcome_len, tail, sizeof tail);
-  if (watch(f, s, &s->client) && send_or_keep(f, s, &s->client, welcome, e->welcome_len + sizeof tail)) advance(f, s);
+  if (watch_as(f, s, &s->client, EPOLL_CTL_MOD) && send_or_keep(f, s, &s->client, welcome, e->welcome_len + sizeof tail)) advance(f, s);
   free(welcome);
   return 1;
 }
@@ -1859,7 +1892,9 @@ static void read_startup(forwarder *f, pending *p) {
         return;
       }
       p->length = 0;
-      continue;
+      /* Nothing more was there (the read above would have had it), and a client sends its startup
+         packet only once it has the 'N': the next edge brings it, a read now would find nothing. */
+      return;
     }
     if (length == 8 && code == GSSENC_REQUEST_CODE) {
       to_javascript(f, p, FALLBACK_GSSENC);
@@ -1900,10 +1935,7 @@ static void accept_clients(forwarder *f, listener *l) {
       }
       return;
     }
-    /* As Node's listener does for its sockets (noDelay, keepAlive). */
-    int on = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
-    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    /* TCP_NODELAY and SO_KEEPALIVE come from the listening socket (start_listening). */
     pending *p = malloc(sizeof *p);
     if (!p) {
       close(fd);
@@ -1965,6 +1997,14 @@ static int expire_logins(forwarder *f) {
 static void start_listening(forwarder *f, listener *l) {
   l->next = f->listeners;
   f->listeners = l;
+  /*
+   * As Node's listener does for the sockets it accepts (noDelay, keepAlive), but once: Linux gives an
+   * accepted socket the listening socket's options, which saves two system calls per connection
+   * (test/proxy/pooling/native-login.test.ts checks the keepalive timer of such a client).
+   */
+  int on = 1;
+  setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+  setsockopt(l->fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = l};
   if (epoll_ctl(f->epoll_fd, EPOLL_CTL_ADD, l->fd, &ev) != 0) {
     close(l->fd);
@@ -2060,7 +2100,7 @@ static void *run(void *arg) {
     if (n < 0 && errno != EINTR) break;
     /* Commands first: a retire or terminate applies to whatever a socket in this round brought. */
     for (int i = 0; i < n; i++) {
-      if (!events[i].data.ptr) stop |= run_commands(f);
+      if (!events[i].data.ptr) stop |= run_commands(f, 1);
     }
     for (int i = 0; i < n; i++) {
       void *watched = events[i].data.ptr;
@@ -2095,6 +2135,11 @@ static void *run(void *arg) {
       pump(f, s);
       maybe_free(f, s);
     }
+    /* Commands queued without a wake (releases) run before the thread sleeps. */
+    pthread_mutex_lock(&f->lock);
+    int waiting = f->head != NULL;
+    pthread_mutex_unlock(&f->lock);
+    if (waiting) stop |= run_commands(f, 0);
     timeout = expire(f);
     int logins = expire_logins(f);
     if (logins >= 0 && (timeout < 0 || logins < timeout)) timeout = logins;
@@ -2295,7 +2340,7 @@ static void call_on_end(napi_env env, napi_value js_callback, void *context, voi
   /* Allocated when the session started, so that no allocation failure can keep it from being freed. */
   command *release = s->release;
   s->release = NULL;
-  enqueue(f, release);
+  enqueue_waking(f, release, 0);
   free(r->bytes);
   free(r);
 }

@@ -175,6 +175,25 @@ describe.skipIf(!nativeBuilt)('native logins', () => {
     expect(await once(proxy.url(database), 'SELECT 3 AS three')).toEqual([{ three: 3 }]);
   });
 
+  const ss = spawnSync('ss', ['-V']).status === 0;
+  it.skipIf(!ss)('gives the clients it accepts a keepalive timer, as Node\'s listener does, natively logged in or not', async () => {
+    const database = databaseOf(db.url);
+    const proxy = await nativeProxy();
+    const first = await connectThrough(proxy.url(database));
+    const native = await connectThrough(proxy.url(database));
+    try {
+      expect(await counts(proxy)).toMatchObject({ logins: 1, fallbacks: { unlearned: 1 } });
+      // The thread sets SO_KEEPALIVE (and TCP_NODELAY, which ss does not show) once on the listening
+      // socket; Linux gives every accepted socket its options, so each of the two has the timer.
+      const { stdout } = await run('ss', ['-t', '-n', '-o', '-H', 'state', 'established', `( sport = :${proxy.port} )`]);
+      const accepted = stdout.trim().split('\n').filter((line) => line.length > 0);
+      expect(accepted).toHaveLength(2);
+      for (const line of accepted) expect(line).toMatch(/timer:\(keepalive,/);
+    } finally {
+      await Promise.all([first, native].map((client) => client.end()));
+    }
+  });
+
   it('refuses to start without what the thread needs to log clients in alone', async () => {
     await expect(startTestProxy(db.url, { nativeLogin: true, pooling: poolingOptions({ authType: 'md5', authFile: '/dev/null' }) })).rejects.toThrow(/--native-login on needs --auth-type trust/);
     await expect(startTestProxy(db.url, { nativeLogin: true })).rejects.toThrow(/--pool-mode transaction/);
