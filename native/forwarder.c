@@ -249,7 +249,7 @@ typedef struct command {
 /* What JavaScript hears besides a session's end (one queue with the ends, so in order). */
 typedef enum { REPORT_END, REPORT_WANT, REPORT_RETURNED, REPORT_PARAMETER, REPORT_ACCEPTED, REPORT_LOGIN } report_kind;
 
-typedef struct {
+typedef struct report {
   report_kind kind;
   session *session;
   end_reason reason;
@@ -266,6 +266,7 @@ typedef struct {
   /* END_HANDED_BACK: those bytes; REPORT_PARAMETER: the ParameterStatus body. */
   char *bytes;
   size_t length;
+  struct report *next; /* the next of the same batch (post) */
 } report;
 
 typedef struct {
@@ -300,6 +301,9 @@ typedef struct {
   double next_native_id;
   uint8_t random_stock[4096]; /* cancel keys of native logins */
   size_t random_left;
+  /* Reports not handed to JavaScript yet (post), oldest first, and since when the oldest waits (µs, monotonic). */
+  struct report *outbox, *outbox_tail;
+  int64_t outbox_since;
   char chunk[CHUNK];
 } forwarder;
 
@@ -398,11 +402,65 @@ static int send_queued(side *sd) {
 
 /* ---- session lifecycle ------------------------------------------------------------------- */
 
-static void post(forwarder *f, report *r) {
-  if (napi_call_threadsafe_function(f->on_end, r, napi_tsfn_nonblocking) != napi_ok) {
+/*
+ * How long a native login's report may wait for the next report, so that JavaScript takes them
+ * together: it is bookkeeping (the client has its welcome; --max-client-conn counts native logins
+ * not reported yet from the shared figures), and with a connection per transaction (pgbench -C) a
+ * wake-up of Node's thread for each login cost more than the JavaScript it runs; the session's end
+ * usually comes within the window and takes it along (bench/README.md, Pooling, -C with native
+ * logins). Ends are not held: until JavaScript sees one, the session holds a --max-client-conn place.
+ */
+#define REPORT_WINDOW_US 1000
+
+static void free_reports(report *r) {
+  while (r) {
+    report *next = r->next;
+    if (r->fd >= 0) close(r->fd);
     free(r->bytes);
     free(r);
+    r = next;
   }
+}
+
+static int64_t monotonic_us(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+/* Hands the outbox to JavaScript (one call of the thread-safe function for the batch, in order). */
+static void flush_reports(forwarder *f) {
+  report *batch = f->outbox;
+  if (!batch) return;
+  f->outbox = f->outbox_tail = NULL;
+  if (napi_call_threadsafe_function(f->on_end, batch, napi_tsfn_nonblocking) != napi_ok) free_reports(batch);
+}
+
+/*
+ * Reports go out in order, in batches: a native login within REPORT_WINDOW_US (run()), any other
+ * at once, with those before it (so JavaScript always hears of a login before anything else of its
+ * session, or a cancel request that names it).
+ */
+static void post(forwarder *f, report *r) {
+  r->next = NULL;
+  if (f->outbox_tail) f->outbox_tail->next = r;
+  else {
+    f->outbox = r;
+    f->outbox_since = monotonic_us();
+  }
+  f->outbox_tail = r;
+  if (r->kind != REPORT_LOGIN) flush_reports(f);
+}
+
+/* The outbox's wait: flushed when its time is up; else the ms until then (-1: nothing waits). */
+static int flush_reports_due(forwarder *f) {
+  if (!f->outbox) return -1;
+  int64_t left = f->outbox_since + REPORT_WINDOW_US - monotonic_us();
+  if (left <= 0) {
+    flush_reports(f);
+    return -1;
+  }
+  return (int)((left + 999) / 1000);
 }
 
 static report *new_report(report_kind kind, session *s) {
@@ -1688,6 +1746,7 @@ typedef struct listener {
   int fd;        /* -1 once no longer accepting */
   int64_t rest_until; /* ms, monotonic: accept failed for want of resources; 0: accepting */
   uint8_t tls_on;     /* the proxy has a certificate: SSLRequests are JavaScript's */
+  uint8_t inherits;   /* the connections accepted from now on have the listening socket's options (start_listening) */
   double *figures;    /* LOGIN_*, a Float64Array JavaScript owns */
   double native_logins;
   napi_ref figures_ref, on_login; /* JS thread */
@@ -1926,6 +1985,7 @@ static void accept_clients(forwarder *f, listener *l) {
     socklen_t address_len = sizeof address;
     int fd = accept4(l->fd, (struct sockaddr *)&address, &address_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) l->inherits = 1;
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         /* Level-triggered: without a rest the thread would spin on the same failure. */
@@ -1935,7 +1995,13 @@ static void accept_clients(forwarder *f, listener *l) {
       }
       return;
     }
-    /* TCP_NODELAY and SO_KEEPALIVE come from the listening socket (start_listening). */
+    /* TCP_NODELAY and SO_KEEPALIVE come from the listening socket (start_listening), but not to
+       the connections made before it had them: those are set here, until the first queue is empty. */
+    if (!l->inherits) {
+      int on = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+      setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    }
     pending *p = malloc(sizeof *p);
     if (!p) {
       close(fd);
@@ -1998,9 +2064,10 @@ static void start_listening(forwarder *f, listener *l) {
   l->next = f->listeners;
   f->listeners = l;
   /*
-   * As Node's listener does for the sockets it accepts (noDelay, keepAlive), but once: Linux gives an
-   * accepted socket the listening socket's options, which saves two system calls per connection
-   * (test/proxy/pooling/native-login.test.ts checks the keepalive timer of such a client).
+   * As Node's listener does for the sockets it accepts (noDelay, keepAlive), but once: Linux gives a
+   * connection the listening socket's options when its handshake completes, which saves two system
+   * calls per connection (test/proxy/pooling/native-login.test.ts checks the keepalive timer of such
+   * clients). Those already waiting to be accepted get them in accept_clients.
    */
   int on = 1;
   setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
@@ -2143,6 +2210,8 @@ static void *run(void *arg) {
     timeout = expire(f);
     int logins = expire_logins(f);
     if (logins >= 0 && (timeout < 0 || logins < timeout)) timeout = logins;
+    int reports = stop ? (flush_reports(f), -1) : flush_reports_due(f);
+    if (reports >= 0 && (timeout < 0 || reports < timeout)) timeout = reports;
     if (f->pools) {
       return_idle_links(f);
       if (has_parked_links(f) && (timeout < 0 || timeout > PARK_IDLE_MS / 2)) timeout = PARK_IDLE_MS / 2;
@@ -2279,11 +2348,10 @@ static void call_on_login(napi_env env, forwarder *f, report *r) {
   napi_call_function(env, undefined, callback, 7, args, NULL);
 }
 
-/* A pooled session's end: for END_HANDED_BACK, what JavaScript takes over (the client, its bytes, the connection it held). */
+/* A pooled session's END_HANDED_BACK: what JavaScript takes over (the client, its bytes, the connection it held). */
 static napi_value pooled_end(napi_env env, report *r) {
   napi_value result, value;
   napi_create_object(env, &result);
-  if (r->reason != END_HANDED_BACK) return result;
   char status[2] = {r->status ? (char)r->status : 'I', 0};
   napi_create_string_utf8(env, status, 1, &value);
   napi_set_named_property(env, result, "status", value);
@@ -2297,16 +2365,31 @@ static napi_value pooled_end(napi_env env, report *r) {
   return result;
 }
 
-/* On the JS thread: a session ended (or, pooled, asked for or gave back a connection, or reported a parameter). */
+static void call_on_report(napi_env env, napi_value js_callback, forwarder *f, report *r);
+
+/* On the JS thread: a batch of reports (post), in order. */
 static void call_on_end(napi_env env, napi_value js_callback, void *context, void *data) {
-  forwarder *f = context;
   report *r = data;
   if (!env) {
-    if (r->fd >= 0) close(r->fd);
-    free(r->bytes);
-    free(r);
+    free_reports(r);
     return;
   }
+  while (r) {
+    report *next = r->next;
+    r->next = NULL;
+    call_on_report(env, js_callback, context, r);
+    /* As if each report had been a call of its own: what one throws is uncaught, and the next still runs. */
+    napi_value error;
+    bool pending = false;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending && napi_get_and_clear_last_exception(env, &error) == napi_ok) {
+      napi_fatal_exception(env, error);
+    }
+    r = next;
+  }
+}
+
+/* A session ended (or, pooled, asked for or gave back a connection, or reported a parameter), or the listener brought a client. */
+static void call_on_report(napi_env env, napi_value js_callback, forwarder *f, report *r) {
   session *s = r->session;
   if (r->kind == REPORT_ACCEPTED || r->kind == REPORT_LOGIN) {
     call_on_login(env, f, r);
@@ -2331,7 +2414,8 @@ static void call_on_end(napi_env env, napi_value js_callback, void *context, voi
   napi_create_string_utf8(env, REASON_NAMES[r->reason], NAPI_AUTO_LENGTH, &args[1]);
   napi_create_string_utf8(env, r->detail, NAPI_AUTO_LENGTH, &args[2]);
   napi_get_boolean(env, r->explained, &args[3]);
-  args[4] = s->pooled ? pooled_end(env, r) : undefined;
+  /* What JavaScript takes over, for a handed-back client only: other ends need no object. */
+  args[4] = s->pooled && r->reason == END_HANDED_BACK ? pooled_end(env, r) : undefined;
   napi_call_function(env, undefined, js_callback, 5, args, NULL);
   /* A descriptor JavaScript did not get (it failed before taking it) is closed, not leaked. */
   if (r->fd >= 0) close(r->fd);
