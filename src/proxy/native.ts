@@ -43,7 +43,7 @@ export interface NativeEnd {
   detail: string;
   /** For server_closed: the server had sent an ErrorResponse, or the client a Terminate. */
   explained: boolean;
-  /** A pooled session's end: how it leaves the server connection it was lent. */
+  /** A pooled session handed back (reason handed_back): what JavaScript takes over. */
   pooled?: NativePooledEnd;
 }
 

@@ -175,6 +175,33 @@ describe.skipIf(!nativeBuilt)('native logins', () => {
     expect(await once(proxy.url(database), 'SELECT 3 AS three')).toEqual([{ three: 3 }]);
   });
 
+  it('keeps a natively logged-in client\'s SET to itself: the next native logins start from the learned values', async () => {
+    const database = databaseOf(db.url);
+    const proxy = await nativeProxy();
+    const zone = (await once<{ TimeZone: string }>(proxy.url(database), 'SHOW TimeZone'))[0]!.TimeZone;
+    const setter = await connectThrough(proxy.url(database));
+    try {
+      // The server reports the change: the thread hands the client back to Node, which carries it.
+      await setter.query(`SET TimeZone = '${zone === 'Asia/Tokyo' ? 'Europe/Paris' : 'Asia/Tokyo'}'`);
+      const mine = (await setter.query('SHOW TimeZone')).rows[0].TimeZone as string;
+      expect(mine).not.toBe(zone);
+      for (let i = 0; i < 2; i++) {
+        // A named statement hands the client back too: Node then serves it with its own values.
+        const next = await connectThrough(proxy.url(database));
+        try {
+          expect((await next.query('SHOW TimeZone')).rows).toEqual([{ TimeZone: zone }]);
+          expect((await next.query({ name: 'zone', text: 'SHOW TimeZone' })).rows).toEqual([{ TimeZone: zone }]);
+        } finally {
+          await next.end();
+        }
+      }
+      expect((await setter.query('SHOW TimeZone')).rows).toEqual([{ TimeZone: mine }]);
+      expect((await counts(proxy)).logins).toBe(3);
+    } finally {
+      await setter.end();
+    }
+  });
+
   const ss = spawnSync('ss', ['-V']).status === 0;
   it.skipIf(!ss)('gives the clients it accepts a keepalive timer, as Node\'s listener does, natively logged in or not', async () => {
     const database = databaseOf(db.url);
