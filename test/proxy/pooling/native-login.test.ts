@@ -5,6 +5,7 @@
  * a client in is read from the proxy's counters (tandem_proxy_native_logins_total and the fallbacks).
  */
 import { execFile, spawnSync } from 'node:child_process';
+import net from 'node:net';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import pg from 'pg';
@@ -200,6 +201,39 @@ describe.skipIf(!nativeBuilt)('native logins', () => {
     } finally {
       await setter.end();
     }
+  });
+
+  it('shuts down cleanly while clients are mid-startup: they are closed, the logged-in one is told, nothing hangs', async () => {
+    const database = databaseOf(db.url);
+    const proxy = await nativeProxy();
+    await once(proxy.url(database), 'SELECT 1');
+    const live = await connectThrough(proxy.url(database));
+    const liveEnded = new Promise<void>((resolve) => live.on('end', () => resolve()));
+    live.on('error', () => {});
+    expect((await counts(proxy)).logins).toBe(1);
+    /** A raw client that sends `bytes`, and what the proxy sent it until it closed. */
+    const raw = (bytes: Buffer) => {
+      const socket = net.connect(proxy.port, '127.0.0.1');
+      socket.on('error', () => {});
+      let received = Buffer.alloc(0);
+      socket.on('data', (chunk: Buffer) => (received = Buffer.concat([received, chunk])));
+      const closed = new Promise<Buffer>((resolve) => socket.on('close', () => resolve(received)));
+      socket.on('connect', () => socket.write(bytes));
+      return { socket, closed, received: () => received };
+    };
+    const sslRequest = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
+    // Answered 'N' by the thread, then half a startup packet; another sends nothing at all.
+    const half = raw(sslRequest);
+    await expect.poll(() => half.received().toString()).toBe('N');
+    half.socket.write(Buffer.from([0, 0, 0, 40, 0, 3, 0, 0, 0x75]));
+    const silent = raw(Buffer.alloc(0));
+    await new Promise<void>((resolve) => silent.socket.once('connect', () => resolve()));
+    await proxy.shutdown(0);
+    expect((await half.closed).toString()).toBe('N');
+    await silent.closed;
+    await liveEnded;
+    // Nothing accepts any more.
+    await expect(connectThrough(proxy.url(database))).rejects.toThrow();
   });
 
   const ss = spawnSync('ss', ['-V']).status === 0;
