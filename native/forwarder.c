@@ -135,6 +135,8 @@ typedef struct {
 
 typedef struct session {
   side client, server;
+  struct listener *login_listener; /* a native login: the listener that accepted it (count_native_end) */
+  uint8_t end_counted;             /* its end gave its --max-client-conn place back; the report may wait (post) */
   scanner from_client, from_server;
   double id;
   double *counters;        /* a Float64Array that JavaScript owns and reads */
@@ -403,12 +405,11 @@ static int send_queued(side *sd) {
 /* ---- session lifecycle ------------------------------------------------------------------- */
 
 /*
- * How long a native login's report may wait for the next report, so that JavaScript takes them
- * together: it is bookkeeping (the client has its welcome; --max-client-conn counts native logins
- * not reported yet from the shared figures), and with a connection per transaction (pgbench -C) a
- * wake-up of Node's thread for each login cost more than the JavaScript it runs; the session's end
- * usually comes within the window and takes it along (bench/README.md, Pooling, -C with native
- * logins). Ends are not held: until JavaScript sees one, the session holds a --max-client-conn place.
+ * How long the report of a native login, or of its end, may wait for other reports, so that
+ * JavaScript takes them together: they are bookkeeping (the client has its welcome, or is gone;
+ * --max-client-conn counts the native logins and ends not reported yet from the shared figures,
+ * LOGIN_*), and with a connection per transaction (pgbench -C) a wake-up of Node's thread for each
+ * cost more than the JavaScript it runs (bench/README.md, Pooling, -C with native logins).
  */
 #define REPORT_WINDOW_US 1000
 
@@ -436,10 +437,12 @@ static void flush_reports(forwarder *f) {
   if (napi_call_threadsafe_function(f->on_end, batch, napi_tsfn_nonblocking) != napi_ok) free_reports(batch);
 }
 
+static void count_native_end(session *s, end_reason reason);
+
 /*
- * Reports go out in order, in batches: a native login within REPORT_WINDOW_US (run()), any other
- * at once, with those before it (so JavaScript always hears of a login before anything else of its
- * session, or a cancel request that names it).
+ * Reports go out in order, in batches: a native login and a counted end within REPORT_WINDOW_US
+ * (run()), any other at once, with those before it (so JavaScript always hears of a login before
+ * anything else of its session, or a cancel request that names it).
  */
 static void post(forwarder *f, report *r) {
   r->next = NULL;
@@ -449,7 +452,8 @@ static void post(forwarder *f, report *r) {
     f->outbox_since = monotonic_us();
   }
   f->outbox_tail = r;
-  if (r->kind != REPORT_LOGIN) flush_reports(f);
+  int waits = r->kind == REPORT_LOGIN || (r->kind == REPORT_END && r->session && r->session->end_counted);
+  if (!waits) flush_reports(f);
 }
 
 /* The outbox's wait: flushed when its time is up; else the ms until then (-1: nothing waits). */
@@ -569,6 +573,7 @@ static void end_session(forwarder *f, session *s, end_reason reason, int explain
                         close_mode client_mode, const char *to_client, size_t to_client_len,
                         close_mode server_mode, const char *to_server, size_t to_server_len) {
   s->ended = 1;
+  count_native_end(s, reason);
   s->deadline = now_ms(CLOCK_MONOTONIC) + LINGER_MS;
   /* A pooled session's server connection is the pool's: it is settled there, never sent anything. */
   if (s->pooled) leave_pool(f, s, reason == END_SERVER_CLOSED || reason == END_SERVER_PROTOCOL || reason == END_INTERNAL);
@@ -1736,9 +1741,11 @@ enum { FALLBACK_UNLEARNED, FALLBACK_TLS, FALLBACK_GSSENC, FALLBACK_CANCEL, FALLB
 /*
  * Slots of the login figures (a Float64Array JavaScript owns): its admitted sessions and
  * --max-client-conn (JavaScript writes them), native logins so far (the thread), how many of them
- * JavaScript has seen (JavaScript: the difference is in flight), and the fallbacks by reason (the thread).
+ * JavaScript has seen (JavaScript: the difference is in flight), the same for their ends that the
+ * thread counts (post: a native login's end, unless handed back or terminated by JavaScript, which
+ * had let its place go already), and the fallbacks by reason (the thread).
  */
-enum { LOGIN_JS_ADMITTED, LOGIN_MAX_CLIENTS, LOGIN_NATIVE_TOTAL, LOGIN_SEEN, LOGIN_FALLBACKS, LOGIN_FIGURES = LOGIN_FALLBACKS + FALLBACKS };
+enum { LOGIN_JS_ADMITTED, LOGIN_MAX_CLIENTS, LOGIN_NATIVE_TOTAL, LOGIN_SEEN, LOGIN_NATIVE_ENDS, LOGIN_ENDS_SEEN, LOGIN_FALLBACKS, LOGIN_FIGURES = LOGIN_FALLBACKS + FALLBACKS };
 
 /* A proxy's listening socket, which the thread accepts on (the process may run several proxies). */
 typedef struct listener {
@@ -1748,7 +1755,7 @@ typedef struct listener {
   uint8_t tls_on;     /* the proxy has a certificate: SSLRequests are JavaScript's */
   uint8_t inherits;   /* the connections accepted from now on have the listening socket's options (start_listening) */
   double *figures;    /* LOGIN_*, a Float64Array JavaScript owns */
-  double native_logins;
+  double native_logins, native_ends;
   napi_ref figures_ref, on_login; /* JS thread */
   uint8_t unlistened;             /* JS thread */
   struct listener *next;
@@ -1775,6 +1782,19 @@ typedef struct learned {
   size_t welcome_len;
   struct learned *next;
 } learned;
+
+/*
+ * A native login's end that is not JavaScript's own termination (it let the place go itself) gives
+ * its --max-client-conn place back here, before its client is closed, in its listener's figures; its
+ * report may wait (post). JavaScript counts it seen by the same rule (NativeLogins.endSeen).
+ */
+static void count_native_end(session *s, end_reason reason) {
+  struct listener *l = s->login_listener;
+  if (!l || reason == END_TERMINATED || reason == END_HANDED_BACK) return;
+  s->end_counted = 1;
+  l->native_ends += 1;
+  l->figures[LOGIN_NATIVE_ENDS] = l->native_ends;
+}
 
 static void count_fallback(pending *p, int reason) {
   p->listener->figures[LOGIN_FALLBACKS + reason] += 1;
@@ -1855,8 +1875,10 @@ static learned *find_learned(forwarder *f, listener *l, const char *startup, siz
 static int log_in(forwarder *f, pending *p, learned *e, int *reason) {
   listener *l = p->listener;
   double *figures = l->figures;
-  /* --max-client-conn: JavaScript's admitted sessions, and native logins it has not seen yet. */
-  if (figures[LOGIN_JS_ADMITTED] + (l->native_logins - figures[LOGIN_SEEN]) >= figures[LOGIN_MAX_CLIENTS]) {
+  /* --max-client-conn: JavaScript's admitted sessions, and native logins it has not seen yet, less
+     the ends of native logins it has not seen yet (their reports wait, post). */
+  double ends_in_flight = l->native_ends - figures[LOGIN_ENDS_SEEN];
+  if (figures[LOGIN_JS_ADMITTED] + (l->native_logins - figures[LOGIN_SEEN]) - ends_in_flight >= figures[LOGIN_MAX_CLIENTS]) {
     *reason = FALLBACK_MAX_CLIENT_CONN;
     return 0;
   }
@@ -1892,6 +1914,7 @@ static int log_in(forwarder *f, pending *p, learned *e, int *reason) {
   s->server_status = 'I';
   /* Ids of their own (negative), apart from JavaScript's session ids. */
   s->id = --f->next_native_id;
+  s->login_listener = l;
   s->client.fd = p->fd;
   unlink_pending_watched(f, p, 1);
   l->native_logins += 1;

@@ -586,8 +586,12 @@ export class Session implements SessionUsage {
     this.user = learned.user;
     this.version = learned.version;
     this.cancelKey = login.cancelKey;
+    const logins = this.ctx.nativeLogins;
     const events = {
-      ended: this.onNativeEnd,
+      ended: (end: NativeEnd) => {
+        logins?.endSeen(end);
+        this.onNativeEnd(end);
+      },
       handedBack: (socket: net.Socket, held: Buffer, heldLease: Lease<PooledServer> | undefined, parameters: ParameterValues) =>
         this.onHandedBack(learned.pooling, learned.key, parameters, socket, held, heldLease),
     };

@@ -255,6 +255,25 @@ describe.skipIf(!nativeBuilt)('native logins', () => {
     }
   });
 
+  it('gives a native client\'s --max-client-conn place back when it ends, before JavaScript has heard of the end', async () => {
+    const database = databaseOf(db.url);
+    const proxy = await nativeProxy({ maxClientConn: 2 });
+    await once(proxy.url(database), 'SELECT 1');
+    const kept = await connectThrough(proxy.url(database));
+    try {
+      // Each ends (the thread closes its socket, and counts the end before) and the next takes its place at once.
+      for (let i = 0; i < 5; i++) expect(await once(proxy.url(database), `SELECT ${i} AS i`)).toEqual([{ i }]);
+      expect((await counts(proxy)).fallbacks.max_client_conn ?? 0).toBe(0);
+      expect((await counts(proxy)).logins).toBe(6);
+      const third = await Promise.all([connectThrough(proxy.url(database))]);
+      const refused = await connectThrough(proxy.url(database)).catch((error: unknown) => error);
+      expect(refused).toMatchObject({ code: '53300' });
+      await third[0]!.end();
+    } finally {
+      await kept.end();
+    }
+  });
+
   it('refuses to start without what the thread needs to log clients in alone', async () => {
     await expect(startTestProxy(db.url, { nativeLogin: true, pooling: poolingOptions({ authType: 'md5', authFile: '/dev/null' }) })).rejects.toThrow(/--native-login on needs --auth-type trust/);
     await expect(startTestProxy(db.url, { nativeLogin: true })).rejects.toThrow(/--pool-mode transaction/);
