@@ -135,6 +135,8 @@ typedef struct {
 
 typedef struct session {
   side client, server;
+  struct listener *login_listener; /* a native login: the listener that accepted it (count_native_end) */
+  uint8_t end_counted;             /* its end gave its --max-client-conn place back; the report may wait (post) */
   scanner from_client, from_server;
   double id;
   double *counters;        /* a Float64Array that JavaScript owns and reads */
@@ -249,7 +251,7 @@ typedef struct command {
 /* What JavaScript hears besides a session's end (one queue with the ends, so in order). */
 typedef enum { REPORT_END, REPORT_WANT, REPORT_RETURNED, REPORT_PARAMETER, REPORT_ACCEPTED, REPORT_LOGIN } report_kind;
 
-typedef struct {
+typedef struct report {
   report_kind kind;
   session *session;
   end_reason reason;
@@ -266,6 +268,7 @@ typedef struct {
   /* END_HANDED_BACK: those bytes; REPORT_PARAMETER: the ParameterStatus body. */
   char *bytes;
   size_t length;
+  struct report *next; /* the next of the same batch (post) */
 } report;
 
 typedef struct {
@@ -274,6 +277,8 @@ typedef struct {
   pthread_t thread;
   pthread_mutex_t lock;
   command *head, *tail;
+  /* Under lock: the wake descriptor was written for the queued commands (one write wakes the thread for all of them). */
+  uint8_t wake_pending;
   napi_threadsafe_function on_end;
   napi_threadsafe_function on_parameter; /* NULL when JavaScript did not ask */
   napi_ref on_pooled;                    /* pooled sessions' other reports; NULL when JavaScript did not ask */
@@ -298,6 +303,9 @@ typedef struct {
   double next_native_id;
   uint8_t random_stock[4096]; /* cancel keys of native logins */
   size_t random_left;
+  /* Reports not handed to JavaScript yet (post), oldest first, and since when the oldest waits (µs, monotonic). */
+  struct report *outbox, *outbox_tail;
+  int64_t outbox_since;
   char chunk[CHUNK];
 } forwarder;
 
@@ -396,11 +404,67 @@ static int send_queued(side *sd) {
 
 /* ---- session lifecycle ------------------------------------------------------------------- */
 
-static void post(forwarder *f, report *r) {
-  if (napi_call_threadsafe_function(f->on_end, r, napi_tsfn_nonblocking) != napi_ok) {
+/*
+ * How long the report of a native login, or of its end, may wait for other reports, so that
+ * JavaScript takes them together: they are bookkeeping (the client has its welcome, or is gone;
+ * --max-client-conn counts the native logins and ends not reported yet from the shared figures,
+ * LOGIN_*), and with a connection per transaction (pgbench -C) a wake-up of Node's thread for each
+ * cost more than the JavaScript it runs (bench/README.md, Pooling, -C with native logins).
+ */
+#define REPORT_WINDOW_US 1000
+
+static void free_reports(report *r) {
+  while (r) {
+    report *next = r->next;
+    if (r->fd >= 0) close(r->fd);
     free(r->bytes);
     free(r);
+    r = next;
   }
+}
+
+static int64_t monotonic_us(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+/* Hands the outbox to JavaScript (one call of the thread-safe function for the batch, in order). */
+static void flush_reports(forwarder *f) {
+  report *batch = f->outbox;
+  if (!batch) return;
+  f->outbox = f->outbox_tail = NULL;
+  if (napi_call_threadsafe_function(f->on_end, batch, napi_tsfn_nonblocking) != napi_ok) free_reports(batch);
+}
+
+static void count_native_end(session *s, end_reason reason);
+
+/*
+ * Reports go out in order, in batches: a native login and a counted end within REPORT_WINDOW_US
+ * (run()), any other at once, with those before it (so JavaScript always hears of a login before
+ * anything else of its session, or a cancel request that names it).
+ */
+static void post(forwarder *f, report *r) {
+  r->next = NULL;
+  if (f->outbox_tail) f->outbox_tail->next = r;
+  else {
+    f->outbox = r;
+    f->outbox_since = monotonic_us();
+  }
+  f->outbox_tail = r;
+  int waits = r->kind == REPORT_LOGIN || (r->kind == REPORT_END && r->session && r->session->end_counted);
+  if (!waits) flush_reports(f);
+}
+
+/* The outbox's wait: flushed when its time is up; else the ms until then (-1: nothing waits). */
+static int flush_reports_due(forwarder *f) {
+  if (!f->outbox) return -1;
+  int64_t left = f->outbox_since + REPORT_WINDOW_US - monotonic_us();
+  if (left <= 0) {
+    flush_reports(f);
+    return -1;
+  }
+  return (int)((left + 999) / 1000);
 }
 
 static report *new_report(report_kind kind, session *s) {
@@ -509,6 +573,7 @@ static void end_session(forwarder *f, session *s, end_reason reason, int explain
                         close_mode client_mode, const char *to_client, size_t to_client_len,
                         close_mode server_mode, const char *to_server, size_t to_server_len) {
   s->ended = 1;
+  count_native_end(s, reason);
   s->deadline = now_ms(CLOCK_MONOTONIC) + LINGER_MS;
   /* A pooled session's server connection is the pool's: it is settled there, never sent anything. */
   if (s->pooled) leave_pool(f, s, reason == END_SERVER_CLOSED || reason == END_SERVER_PROTOCOL || reason == END_INTERNAL);
@@ -1402,13 +1467,17 @@ static void pump(forwarder *f, session *s) {
 /* ---- commands from JavaScript ------------------------------------------------------------ */
 
 /* Adds a side to the thread's epoll; returns 0 (the session ended) if it cannot. */
-static int watch(forwarder *f, session *s, side *sd) {
+static int watch_as(forwarder *f, session *s, side *sd, int op) {
   struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = sd};
-  if (epoll_ctl(f->epoll_fd, EPOLL_CTL_ADD, sd->fd, &ev) == 0) return 1;
+  if (epoll_ctl(f->epoll_fd, op, sd->fd, &ev) == 0) return 1;
   char detail[200];
   errno_text(detail, sizeof detail, "epoll_ctl", errno);
   internal_failure(f, s, detail);
   return 0;
+}
+
+static int watch(forwarder *f, session *s, side *sd) {
+  return watch_as(f, s, sd, EPOLL_CTL_ADD);
 }
 
 /* A descriptor JavaScript lent that the thread does not take: its pool has it back unused. */
@@ -1522,13 +1591,19 @@ static void stop_listening(forwarder *f, struct listener *l);
 static void learn(forwarder *f, command *c);
 static void forget(forwarder *f, double id, struct listener *l);
 
-/* Runs queued commands; returns 1 when the thread is to stop. */
-static int run_commands(forwarder *f) {
+/*
+ * Runs queued commands; returns 1 when the thread is to stop. `woken`: the wake descriptor fired
+ * (it is read, so that epoll stops reporting it); else this only takes what is queued, if anything.
+ */
+static int run_commands(forwarder *f, int woken) {
   uint64_t ignored;
-  while (read(f->wake_fd, &ignored, sizeof ignored) < 0 && errno == EINTR) {}
+  if (woken) {
+    while (read(f->wake_fd, &ignored, sizeof ignored) < 0 && errno == EINTR) {}
+  }
   pthread_mutex_lock(&f->lock);
   command *c = f->head;
   f->head = f->tail = NULL;
+  f->wake_pending = 0;
   pthread_mutex_unlock(&f->lock);
   int stop = 0;
   while (c) {
@@ -1592,15 +1667,28 @@ static int run_commands(forwarder *f) {
   return stop;
 }
 
-/* Puts a command on the thread's queue and wakes it. */
-static void enqueue(forwarder *f, command *c) {
+/*
+ * Puts a command on the thread's queue and, with `wake`, wakes it: one write of the wake descriptor
+ * for all the commands queued before the thread takes them. Without `wake` (a release: it only frees
+ * memory) the command waits for the thread's next round, whatever wakes it: a -C connection's release
+ * then costs no system call on either side (bench/README.md, Pooling, -C with native logins).
+ */
+static void enqueue_waking(forwarder *f, command *c, int wake) {
   pthread_mutex_lock(&f->lock);
   if (f->tail) f->tail->next = c;
   else f->head = c;
   f->tail = c;
+  int write_now = wake && !f->wake_pending;
+  if (write_now) f->wake_pending = 1;
   pthread_mutex_unlock(&f->lock);
   uint64_t one = 1;
-  while (write(f->wake_fd, &one, sizeof one) < 0 && errno == EINTR) {}
+  if (write_now) {
+    while (write(f->wake_fd, &one, sizeof one) < 0 && errno == EINTR) {}
+  }
+}
+
+static void enqueue(forwarder *f, command *c) {
+  enqueue_waking(f, c, 1);
 }
 
 static int send_command(forwarder *f, command_kind kind, session *s, const char *bytes, size_t length) {
@@ -1653,9 +1741,11 @@ enum { FALLBACK_UNLEARNED, FALLBACK_TLS, FALLBACK_GSSENC, FALLBACK_CANCEL, FALLB
 /*
  * Slots of the login figures (a Float64Array JavaScript owns): its admitted sessions and
  * --max-client-conn (JavaScript writes them), native logins so far (the thread), how many of them
- * JavaScript has seen (JavaScript: the difference is in flight), and the fallbacks by reason (the thread).
+ * JavaScript has seen (JavaScript: the difference is in flight), the same for their ends that the
+ * thread counts (post: a native login's end, unless handed back or terminated by JavaScript, which
+ * had let its place go already), and the fallbacks by reason (the thread).
  */
-enum { LOGIN_JS_ADMITTED, LOGIN_MAX_CLIENTS, LOGIN_NATIVE_TOTAL, LOGIN_SEEN, LOGIN_FALLBACKS, LOGIN_FIGURES = LOGIN_FALLBACKS + FALLBACKS };
+enum { LOGIN_JS_ADMITTED, LOGIN_MAX_CLIENTS, LOGIN_NATIVE_TOTAL, LOGIN_SEEN, LOGIN_NATIVE_ENDS, LOGIN_ENDS_SEEN, LOGIN_FALLBACKS, LOGIN_FIGURES = LOGIN_FALLBACKS + FALLBACKS };
 
 /* A proxy's listening socket, which the thread accepts on (the process may run several proxies). */
 typedef struct listener {
@@ -1663,8 +1753,9 @@ typedef struct listener {
   int fd;        /* -1 once no longer accepting */
   int64_t rest_until; /* ms, monotonic: accept failed for want of resources; 0: accepting */
   uint8_t tls_on;     /* the proxy has a certificate: SSLRequests are JavaScript's */
+  uint8_t inherits;   /* the connections accepted from now on have the listening socket's options (start_listening) */
   double *figures;    /* LOGIN_*, a Float64Array JavaScript owns */
-  double native_logins;
+  double native_logins, native_ends;
   napi_ref figures_ref, on_login; /* JS thread */
   uint8_t unlistened;             /* JS thread */
   struct listener *next;
@@ -1692,20 +1783,41 @@ typedef struct learned {
   struct learned *next;
 } learned;
 
+/*
+ * A native login's end that is not JavaScript's own termination (it let the place go itself) gives
+ * its --max-client-conn place back here, before its client is closed, in its listener's figures; its
+ * report may wait (post). JavaScript counts it seen by the same rule (NativeLogins.endSeen).
+ */
+static void count_native_end(session *s, end_reason reason) {
+  struct listener *l = s->login_listener;
+  if (!l || reason == END_TERMINATED || reason == END_HANDED_BACK) return;
+  s->end_counted = 1;
+  l->native_ends += 1;
+  l->figures[LOGIN_NATIVE_ENDS] = l->native_ends;
+}
+
 static void count_fallback(pending *p, int reason) {
   p->listener->figures[LOGIN_FALLBACKS + reason] += 1;
 }
 
-/* Off the list and out of epoll; freed after this round of events, which may still name it (fd -1: skipped). */
-static void unlink_pending(forwarder *f, pending *p) {
+/*
+ * Off the list; freed after this round of events, which may still name it (fd -1: skipped). Out of
+ * epoll too, unless the descriptor stays the thread's (a native login: its session's watch replaces
+ * this one with EPOLL_CTL_MOD, one system call instead of a delete and an add).
+ */
+static void unlink_pending_watched(forwarder *f, pending *p, int keep_watch) {
   if (p->prev) p->prev->next = p->next;
   else f->pending = p->next;
   if (p->next) p->next->prev = p->prev;
   else f->pending_tail = p->prev;
-  epoll_ctl(f->epoll_fd, EPOLL_CTL_DEL, p->fd, NULL);
+  if (!keep_watch) epoll_ctl(f->epoll_fd, EPOLL_CTL_DEL, p->fd, NULL);
   p->fd = -1;
   p->next = f->dead_pending;
   f->dead_pending = p;
+}
+
+static void unlink_pending(forwarder *f, pending *p) {
+  unlink_pending_watched(f, p, 0);
 }
 
 /* The connection goes to JavaScript as it is, with what it sent so far (an answered SSLRequest excluded). */
@@ -1763,8 +1875,10 @@ static learned *find_learned(forwarder *f, listener *l, const char *startup, siz
 static int log_in(forwarder *f, pending *p, learned *e, int *reason) {
   listener *l = p->listener;
   double *figures = l->figures;
-  /* --max-client-conn: JavaScript's admitted sessions, and native logins it has not seen yet. */
-  if (figures[LOGIN_JS_ADMITTED] + (l->native_logins - figures[LOGIN_SEEN]) >= figures[LOGIN_MAX_CLIENTS]) {
+  /* --max-client-conn: JavaScript's admitted sessions, and native logins it has not seen yet, less
+     the ends of native logins it has not seen yet (their reports wait, post). */
+  double ends_in_flight = l->native_ends - figures[LOGIN_ENDS_SEEN];
+  if (figures[LOGIN_JS_ADMITTED] + (l->native_logins - figures[LOGIN_SEEN]) - ends_in_flight >= figures[LOGIN_MAX_CLIENTS]) {
     *reason = FALLBACK_MAX_CLIENT_CONN;
     return 0;
   }
@@ -1800,8 +1914,9 @@ static int log_in(forwarder *f, pending *p, learned *e, int *reason) {
   s->server_status = 'I';
   /* Ids of their own (negative), apart from JavaScript's session ids. */
   s->id = --f->next_native_id;
+  s->login_listener = l;
   s->client.fd = p->fd;
-  unlink_pending(f, p);
+  unlink_pending_watched(f, p, 1);
   l->native_logins += 1;
   figures[LOGIN_NATIVE_TOTAL] = l->native_logins;
   r->session = s;
@@ -1817,7 +1932,7 @@ static int log_in(forwarder *f, pending *p, learned *e, int *reason) {
   f->sessions = s;
   memcpy(welcome, e->welcome, e->welcome_len);
   memcpy(welcome + e->welcome_len, tail, sizeof tail);
-  if (watch(f, s, &s->client) && send_or_keep(f, s, &s->client, welcome, e->welcome_len + sizeof tail)) advance(f, s);
+  if (watch_as(f, s, &s->client, EPOLL_CTL_MOD) && send_or_keep(f, s, &s->client, welcome, e->welcome_len + sizeof tail)) advance(f, s);
   free(welcome);
   return 1;
 }
@@ -1859,7 +1974,9 @@ static void read_startup(forwarder *f, pending *p) {
         return;
       }
       p->length = 0;
-      continue;
+      /* Nothing more was there (the read above would have had it), and a client sends its startup
+         packet only once it has the 'N': the next edge brings it, a read now would find nothing. */
+      return;
     }
     if (length == 8 && code == GSSENC_REQUEST_CODE) {
       to_javascript(f, p, FALLBACK_GSSENC);
@@ -1891,6 +2008,7 @@ static void accept_clients(forwarder *f, listener *l) {
     socklen_t address_len = sizeof address;
     int fd = accept4(l->fd, (struct sockaddr *)&address, &address_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) l->inherits = 1;
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         /* Level-triggered: without a rest the thread would spin on the same failure. */
@@ -1900,10 +2018,13 @@ static void accept_clients(forwarder *f, listener *l) {
       }
       return;
     }
-    /* As Node's listener does for its sockets (noDelay, keepAlive). */
-    int on = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
-    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    /* TCP_NODELAY and SO_KEEPALIVE come from the listening socket (start_listening), but not to
+       the connections made before it had them: those are set here, until the first queue is empty. */
+    if (!l->inherits) {
+      int on = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+      setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    }
     pending *p = malloc(sizeof *p);
     if (!p) {
       close(fd);
@@ -1965,6 +2086,15 @@ static int expire_logins(forwarder *f) {
 static void start_listening(forwarder *f, listener *l) {
   l->next = f->listeners;
   f->listeners = l;
+  /*
+   * As Node's listener does for the sockets it accepts (noDelay, keepAlive), but once: Linux gives a
+   * connection the listening socket's options when its handshake completes, which saves two system
+   * calls per connection (test/proxy/pooling/native-login.test.ts checks the keepalive timer of such
+   * clients). Those already waiting to be accepted get them in accept_clients.
+   */
+  int on = 1;
+  setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+  setsockopt(l->fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = l};
   if (epoll_ctl(f->epoll_fd, EPOLL_CTL_ADD, l->fd, &ev) != 0) {
     close(l->fd);
@@ -2060,7 +2190,7 @@ static void *run(void *arg) {
     if (n < 0 && errno != EINTR) break;
     /* Commands first: a retire or terminate applies to whatever a socket in this round brought. */
     for (int i = 0; i < n; i++) {
-      if (!events[i].data.ptr) stop |= run_commands(f);
+      if (!events[i].data.ptr) stop |= run_commands(f, 1);
     }
     for (int i = 0; i < n; i++) {
       void *watched = events[i].data.ptr;
@@ -2095,9 +2225,16 @@ static void *run(void *arg) {
       pump(f, s);
       maybe_free(f, s);
     }
+    /* Commands queued without a wake (releases) run before the thread sleeps. */
+    pthread_mutex_lock(&f->lock);
+    int waiting = f->head != NULL;
+    pthread_mutex_unlock(&f->lock);
+    if (waiting) stop |= run_commands(f, 0);
     timeout = expire(f);
     int logins = expire_logins(f);
     if (logins >= 0 && (timeout < 0 || logins < timeout)) timeout = logins;
+    int reports = stop ? (flush_reports(f), -1) : flush_reports_due(f);
+    if (reports >= 0 && (timeout < 0 || reports < timeout)) timeout = reports;
     if (f->pools) {
       return_idle_links(f);
       if (has_parked_links(f) && (timeout < 0 || timeout > PARK_IDLE_MS / 2)) timeout = PARK_IDLE_MS / 2;
@@ -2234,11 +2371,10 @@ static void call_on_login(napi_env env, forwarder *f, report *r) {
   napi_call_function(env, undefined, callback, 7, args, NULL);
 }
 
-/* A pooled session's end: for END_HANDED_BACK, what JavaScript takes over (the client, its bytes, the connection it held). */
+/* A pooled session's END_HANDED_BACK: what JavaScript takes over (the client, its bytes, the connection it held). */
 static napi_value pooled_end(napi_env env, report *r) {
   napi_value result, value;
   napi_create_object(env, &result);
-  if (r->reason != END_HANDED_BACK) return result;
   char status[2] = {r->status ? (char)r->status : 'I', 0};
   napi_create_string_utf8(env, status, 1, &value);
   napi_set_named_property(env, result, "status", value);
@@ -2252,16 +2388,31 @@ static napi_value pooled_end(napi_env env, report *r) {
   return result;
 }
 
-/* On the JS thread: a session ended (or, pooled, asked for or gave back a connection, or reported a parameter). */
+static void call_on_report(napi_env env, napi_value js_callback, forwarder *f, report *r);
+
+/* On the JS thread: a batch of reports (post), in order. */
 static void call_on_end(napi_env env, napi_value js_callback, void *context, void *data) {
-  forwarder *f = context;
   report *r = data;
   if (!env) {
-    if (r->fd >= 0) close(r->fd);
-    free(r->bytes);
-    free(r);
+    free_reports(r);
     return;
   }
+  while (r) {
+    report *next = r->next;
+    r->next = NULL;
+    call_on_report(env, js_callback, context, r);
+    /* As if each report had been a call of its own: what one throws is uncaught, and the next still runs. */
+    napi_value error;
+    bool pending = false;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending && napi_get_and_clear_last_exception(env, &error) == napi_ok) {
+      napi_fatal_exception(env, error);
+    }
+    r = next;
+  }
+}
+
+/* A session ended (or, pooled, asked for or gave back a connection, or reported a parameter), or the listener brought a client. */
+static void call_on_report(napi_env env, napi_value js_callback, forwarder *f, report *r) {
   session *s = r->session;
   if (r->kind == REPORT_ACCEPTED || r->kind == REPORT_LOGIN) {
     call_on_login(env, f, r);
@@ -2286,7 +2437,8 @@ static void call_on_end(napi_env env, napi_value js_callback, void *context, voi
   napi_create_string_utf8(env, REASON_NAMES[r->reason], NAPI_AUTO_LENGTH, &args[1]);
   napi_create_string_utf8(env, r->detail, NAPI_AUTO_LENGTH, &args[2]);
   napi_get_boolean(env, r->explained, &args[3]);
-  args[4] = s->pooled ? pooled_end(env, r) : undefined;
+  /* What JavaScript takes over, for a handed-back client only: other ends need no object. */
+  args[4] = s->pooled && r->reason == END_HANDED_BACK ? pooled_end(env, r) : undefined;
   napi_call_function(env, undefined, js_callback, 5, args, NULL);
   /* A descriptor JavaScript did not get (it failed before taking it) is closed, not leaked. */
   if (r->fd >= 0) close(r->fd);
@@ -2295,7 +2447,7 @@ static void call_on_end(napi_env env, napi_value js_callback, void *context, voi
   /* Allocated when the session started, so that no allocation failure can keep it from being freed. */
   command *release = s->release;
   s->release = NULL;
-  enqueue(f, release);
+  enqueue_waking(f, release, 0);
   free(r->bytes);
   free(r);
 }

@@ -43,7 +43,7 @@ export interface NativeEnd {
   detail: string;
   /** For server_closed: the server had sent an ErrorResponse, or the client a Terminate. */
   explained: boolean;
-  /** A pooled session's end: how it leaves the server connection it was lent. */
+  /** A pooled session handed back (reason handed_back): what JavaScript takes over. */
   pooled?: NativePooledEnd;
 }
 
@@ -116,8 +116,12 @@ interface Binding {
 export const NATIVE_LOGIN_FALLBACKS = ['unlearned', 'tls', 'gssenc', 'cancel', 'incomplete', 'too_large', 'max_client_conn', 'other'] as const;
 export type NativeLoginFallback = (typeof NATIVE_LOGIN_FALLBACKS)[number];
 
-/** Slots of the login figures shared with the thread (LOGIN_* in forwarder.c); the fallbacks follow, by NATIVE_LOGIN_FALLBACKS. */
-export const LoginFigure = { JsAdmitted: 0, MaxClients: 1, NativeTotal: 2, Seen: 3, Fallbacks: 4 } as const;
+/**
+ * Slots of the login figures shared with the thread (LOGIN_* in forwarder.c): native logins and
+ * their ends (not handed back, not terminated by JavaScript) as the thread counted them and as
+ * JavaScript has seen them; the fallbacks follow, by NATIVE_LOGIN_FALLBACKS.
+ */
+export const LoginFigure = { JsAdmitted: 0, MaxClients: 1, NativeTotal: 2, Seen: 3, NativeEnds: 4, EndsSeen: 5, Fallbacks: 6 } as const;
 export const LOGIN_FIGURE_SLOTS = LoginFigure.Fallbacks + NATIVE_LOGIN_FALLBACKS.length;
 
 /** A client the thread logged in itself with a learned login. */

@@ -15,7 +15,7 @@
  * server.ts refreshes the lists of databases with learned logins on that TTL, as logins would.
  */
 import type { VersionInfo } from '../../state/versions.js';
-import { LOGIN_FIGURE_SLOTS, LoginFigure, NATIVE_LOGIN_FALLBACKS, type NativeForwarder, type NativeListenerHandle, type NativeLoginReport } from '../native.js';
+import { LOGIN_FIGURE_SLOTS, LoginFigure, NATIVE_LOGIN_FALLBACKS, type NativeEnd, type NativeForwarder, type NativeListenerHandle, type NativeLoginReport } from '../native.js';
 import type { ParameterValues } from '../pool/client-parameters.js';
 import type { PoolKey } from '../pool/pool.js';
 import type { NativePool } from './native-pooled.js';
@@ -96,9 +96,23 @@ export class NativeLogins {
     this.figures[LoginFigure.JsAdmitted] = count;
   }
 
-  /** Native logins JavaScript has not been told of yet: they hold --max-client-conn places too. */
+  /**
+   * Native logins JavaScript has not been told of yet hold --max-client-conn places too; the ends of
+   * native logins it has not been told of yet have given theirs back (their reports may wait).
+   */
   get inFlight(): number {
-    return (this.figures[LoginFigure.NativeTotal] ?? 0) - (this.figures[LoginFigure.Seen] ?? 0);
+    const logins = (this.figures[LoginFigure.NativeTotal] ?? 0) - (this.figures[LoginFigure.Seen] ?? 0);
+    const ends = (this.figures[LoginFigure.NativeEnds] ?? 0) - (this.figures[LoginFigure.EndsSeen] ?? 0);
+    return logins - ends;
+  }
+
+  /**
+   * A natively logged-in session's end came from the thread: counted seen, as the thread counts it
+   * (not a hand-back, which is no end, nor a termination JavaScript asked for, whose place it gave
+   * back itself). Before the session lets its place go, so that the thread never counts one too few.
+   */
+  endSeen(end: NativeEnd): void {
+    if (end.reason !== 'handed_back' && end.reason !== 'terminated') this.figures[LoginFigure.EndsSeen] = (this.figures[LoginFigure.EndsSeen] ?? 0) + 1;
   }
 
   /**

@@ -230,9 +230,9 @@ export interface NativePooledEvents {
   ended(end: NativeEnd): void;
   /**
    * The thread gave the client back: forward it in Node from here, on `socket`, with `held` (what it
-   * sent that was not forwarded) and the server connection it holds, if any.
+   * sent that was not forwarded), the server connection it holds, if any, and its parameters now.
    */
-  handedBack(socket: net.Socket, held: Buffer, lease: Lease<PooledServer> | undefined): void;
+  handedBack(socket: net.Socket, held: Buffer, lease: Lease<PooledServer> | undefined, parameters: ParameterValues): void;
 }
 
 /** One client of a NativePool, as the session, the admin console and the status see it. */
@@ -247,8 +247,10 @@ export class NativePooledForwarding {
     private readonly pool: NativePool,
     private readonly counters: Float64Array,
     private readonly events: NativePooledEvents,
-    private readonly parameters: ParameterValues,
+    /** The client's values; `shared`: its learned login's, copied before the first change. */
+    private parameters: ParameterValues,
     private handle: NativeHandle = undefined as unknown as NativeHandle,
+    private shared = false,
   ) {}
 
   /** Hands the client to the thread, or returns undefined when it cannot take it (forward in Node). */
@@ -278,7 +280,8 @@ export class NativePooledForwarding {
 
   /**
    * A client the thread logged in itself (native-login.ts) with a login learned from a client of
-   * `pool`: it is already the thread's, under `threadId`.
+   * `pool`: it is already the thread's, under `threadId`. `parameters`: the learned login's, shared
+   * (most such clients change none: a connection per transaction need not copy them).
    */
   static adopt(
     forwarder: NativeForwarder,
@@ -289,7 +292,7 @@ export class NativePooledForwarding {
     threadId: number,
     handle: NativeHandle,
   ): NativePooledForwarding {
-    const forwarding = new NativePooledForwarding(forwarder, pool, counters, events, parameters, handle);
+    const forwarding = new NativePooledForwarding(forwarder, pool, counters, events, parameters, handle, true);
     forwarder.adopt(threadId, forwarding.onParameter, forwarding.onEnd);
     return forwarding;
   }
@@ -352,7 +355,13 @@ export class NativePooledForwarding {
   /** The server reported a parameter: the client's value now, and the connection's (the thread hands the client back next). */
   private readonly onParameter = (name: string, value: string, serverId: number): void => {
     const tracked = this.pool.ctx.tracked.trackedName(name);
-    if (tracked) this.parameters.set(tracked, value);
+    if (tracked) {
+      if (this.shared) {
+        this.parameters = new Map(this.parameters);
+        this.shared = false;
+      }
+      this.parameters.set(tracked, value);
+    }
     if (serverId > 0) this.pool.server(serverId)?.session.noteReported(name, value);
   };
 
@@ -361,7 +370,9 @@ export class NativePooledForwarding {
     const pooled = end.pooled;
     if (end.reason === 'handed_back' && pooled?.fd !== undefined) {
       const lease = pooled.serverId ? this.pool.takeOver(pooled.serverId, pooled.status ?? 'I') : undefined;
-      this.events.handedBack(new net.Socket({ fd: pooled.fd, readable: true, writable: true }), pooled.held ?? Buffer.alloc(0), lease);
+      // Node's forwarding changes the values it is given: never the learned login's.
+      const parameters = this.shared ? new Map(this.parameters) : this.parameters;
+      this.events.handedBack(new net.Socket({ fd: pooled.fd, readable: true, writable: true }), pooled.held ?? Buffer.alloc(0), lease, parameters);
       return;
     }
     this.events.ended(end);

@@ -586,13 +586,16 @@ export class Session implements SessionUsage {
     this.user = learned.user;
     this.version = learned.version;
     this.cancelKey = login.cancelKey;
-    const parameters = new Map(learned.parameters);
+    const logins = this.ctx.nativeLogins;
     const events = {
-      ended: this.onNativeEnd,
-      handedBack: (socket: net.Socket, held: Buffer, heldLease: Lease<PooledServer> | undefined) =>
+      ended: (end: NativeEnd) => {
+        logins?.endSeen(end);
+        this.onNativeEnd(end);
+      },
+      handedBack: (socket: net.Socket, held: Buffer, heldLease: Lease<PooledServer> | undefined, parameters: ParameterValues) =>
         this.onHandedBack(learned.pooling, learned.key, parameters, socket, held, heldLease),
     };
-    const pooled = NativePooledForwarding.adopt(forwarder, learned.pool, this.counters, events, parameters, login.threadId, login.handle);
+    const pooled = NativePooledForwarding.adopt(forwarder, learned.pool, this.counters, events, learned.parameters, login.threadId, login.handle);
     this.state = { phase: 'forwarding', by: 'pool', login: { database: learned.database, routedVersion: learned.version }, pooled };
     this.ctx.registerCancelKey(login.cancelKey, this, () => this.pooled?.server?.session.backendKey);
   }
@@ -615,7 +618,7 @@ export class Session implements SessionUsage {
     if (!forwarder || pooling.mode !== 'transaction' || lease || pooling.idleTransactionTimeoutMs > 0 || this.client.encrypted) return undefined;
     const events = {
       ended: this.onNativeEnd,
-      handedBack: (socket: net.Socket, held: Buffer, heldLease: Lease<PooledServer> | undefined) => this.onHandedBack(pooling, key, parameters, socket, held, heldLease),
+      handedBack: (socket: net.Socket, held: Buffer, heldLease: Lease<PooledServer> | undefined, now: ParameterValues) => this.onHandedBack(pooling, key, now, socket, held, heldLease),
     };
     try {
       return NativePooledForwarding.start(forwarder, this.client.socket as net.Socket, key, pooling, this.counters, events, this.id, parameters, rest);

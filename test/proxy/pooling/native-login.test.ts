@@ -5,6 +5,7 @@
  * a client in is read from the proxy's counters (tandem_proxy_native_logins_total and the fallbacks).
  */
 import { execFile, spawnSync } from 'node:child_process';
+import net from 'node:net';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import pg from 'pg';
@@ -173,6 +174,104 @@ describe.skipIf(!nativeBuilt)('native logins', () => {
     }
     await expect.poll(() => proxy.status().clients).toBe(0);
     expect(await once(proxy.url(database), 'SELECT 3 AS three')).toEqual([{ three: 3 }]);
+  });
+
+  it('keeps a natively logged-in client\'s SET to itself: the next native logins start from the learned values', async () => {
+    const database = databaseOf(db.url);
+    const proxy = await nativeProxy();
+    const zone = (await once<{ TimeZone: string }>(proxy.url(database), 'SHOW TimeZone'))[0]!.TimeZone;
+    const setter = await connectThrough(proxy.url(database));
+    try {
+      // The server reports the change: the thread hands the client back to Node, which carries it.
+      await setter.query(`SET TimeZone = '${zone === 'Asia/Tokyo' ? 'Europe/Paris' : 'Asia/Tokyo'}'`);
+      const mine = (await setter.query('SHOW TimeZone')).rows[0].TimeZone as string;
+      expect(mine).not.toBe(zone);
+      for (let i = 0; i < 2; i++) {
+        // A named statement hands the client back too: Node then serves it with its own values.
+        const next = await connectThrough(proxy.url(database));
+        try {
+          expect((await next.query('SHOW TimeZone')).rows).toEqual([{ TimeZone: zone }]);
+          expect((await next.query({ name: 'zone', text: 'SHOW TimeZone' })).rows).toEqual([{ TimeZone: zone }]);
+        } finally {
+          await next.end();
+        }
+      }
+      expect((await setter.query('SHOW TimeZone')).rows).toEqual([{ TimeZone: mine }]);
+      expect((await counts(proxy)).logins).toBe(3);
+    } finally {
+      await setter.end();
+    }
+  });
+
+  it('shuts down cleanly while clients are mid-startup: they are closed, the logged-in one is told, nothing hangs', async () => {
+    const database = databaseOf(db.url);
+    const proxy = await nativeProxy();
+    await once(proxy.url(database), 'SELECT 1');
+    const live = await connectThrough(proxy.url(database));
+    const liveEnded = new Promise<void>((resolve) => live.on('end', () => resolve()));
+    live.on('error', () => {});
+    expect((await counts(proxy)).logins).toBe(1);
+    /** A raw client that sends `bytes`, and what the proxy sent it until it closed. */
+    const raw = (bytes: Buffer) => {
+      const socket = net.connect(proxy.port, '127.0.0.1');
+      socket.on('error', () => {});
+      let received = Buffer.alloc(0);
+      socket.on('data', (chunk: Buffer) => (received = Buffer.concat([received, chunk])));
+      const closed = new Promise<Buffer>((resolve) => socket.on('close', () => resolve(received)));
+      socket.on('connect', () => socket.write(bytes));
+      return { socket, closed, received: () => received };
+    };
+    const sslRequest = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
+    // Answered 'N' by the thread, then half a startup packet; another sends nothing at all.
+    const half = raw(sslRequest);
+    await expect.poll(() => half.received().toString()).toBe('N');
+    half.socket.write(Buffer.from([0, 0, 0, 40, 0, 3, 0, 0, 0x75]));
+    const silent = raw(Buffer.alloc(0));
+    await new Promise<void>((resolve) => silent.socket.once('connect', () => resolve()));
+    await proxy.shutdown(0);
+    expect((await half.closed).toString()).toBe('N');
+    await silent.closed;
+    await liveEnded;
+    // Nothing accepts any more.
+    await expect(connectThrough(proxy.url(database))).rejects.toThrow();
+  });
+
+  const ss = spawnSync('ss', ['-V']).status === 0;
+  it.skipIf(!ss)('gives the clients it accepts a keepalive timer, as Node\'s listener does, natively logged in or not', async () => {
+    const database = databaseOf(db.url);
+    const proxy = await nativeProxy();
+    const first = await connectThrough(proxy.url(database));
+    const native = await connectThrough(proxy.url(database));
+    try {
+      expect(await counts(proxy)).toMatchObject({ logins: 1, fallbacks: { unlearned: 1 } });
+      // The thread sets SO_KEEPALIVE (and TCP_NODELAY, which ss does not show) once on the listening
+      // socket; Linux gives every accepted socket its options, so each of the two has the timer.
+      const { stdout } = await run('ss', ['-t', '-n', '-o', '-H', 'state', 'established', `( sport = :${proxy.port} )`]);
+      const accepted = stdout.trim().split('\n').filter((line) => line.length > 0);
+      expect(accepted).toHaveLength(2);
+      for (const line of accepted) expect(line).toMatch(/timer:\(keepalive,/);
+    } finally {
+      await Promise.all([first, native].map((client) => client.end()));
+    }
+  });
+
+  it('gives a native client\'s --max-client-conn place back when it ends, before JavaScript has heard of the end', async () => {
+    const database = databaseOf(db.url);
+    const proxy = await nativeProxy({ maxClientConn: 2 });
+    await once(proxy.url(database), 'SELECT 1');
+    const kept = await connectThrough(proxy.url(database));
+    try {
+      // Each ends (the thread closes its socket, and counts the end before) and the next takes its place at once.
+      for (let i = 0; i < 5; i++) expect(await once(proxy.url(database), `SELECT ${i} AS i`)).toEqual([{ i }]);
+      expect((await counts(proxy)).fallbacks.max_client_conn ?? 0).toBe(0);
+      expect((await counts(proxy)).logins).toBe(6);
+      const third = await Promise.all([connectThrough(proxy.url(database))]);
+      const refused = await connectThrough(proxy.url(database)).catch((error: unknown) => error);
+      expect(refused).toMatchObject({ code: '53300' });
+      await third[0]!.end();
+    } finally {
+      await kept.end();
+    }
   });
 
   it('refuses to start without what the thread needs to log clients in alone', async () => {
