@@ -4,7 +4,7 @@
  * medians, and what /proc says about a process (RSS, CPU time).
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -215,7 +215,26 @@ export async function startPgBouncer(pgPort: number, settings: PgBouncerSettings
 }
 
 /** `node bin/tandem.js proxy` (from dist/: `npm run build` first) with `proxyArgs` after the defaults. */
+/**
+ * The proxy runs as users run it, from `dist/` (bin/tandem.js): a `dist/` older than `src/` (built by
+ * `npm ci` before a merge, say) would measure other code than the checkout's, and silently.
+ */
+function refuseStaleBuild(): void {
+  const built = (() => {
+    try {
+      return statSync('dist/cli/entry.js').mtimeMs;
+    } catch {
+      return 0;
+    }
+  })();
+  const newest = readdirSync('src', { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile() && entry.name.endsWith('.ts'))
+    .reduce((latest, entry) => Math.max(latest, statSync(join(entry.parentPath, entry.name)).mtimeMs), 0);
+  if (newest > built) throw new Error('dist/ is older than src/ (or missing): run `npm run build` first, or the bench measures other code than this checkout');
+}
+
 export async function startTandem(pgUrl: string, proxyArgs: string[]): Promise<Target & { stop(): Promise<void> }> {
+  refuseStaleBuild();
   const port = await freePort();
   const argv = ['bin/tandem.js', '--postgres-url', pgUrl, '--log-level', 'warn', 'proxy', '--listen', `127.0.0.1:${port}`, '--shutdown-grace', '0s', ...proxyArgs];
   const child = spawn(process.execPath, argv, { stdio: ['ignore', 'inherit', 'inherit'] });
