@@ -18,7 +18,7 @@ import type { NativeWaits } from '../metrics.js';
 import { POOL_WAIT_BUCKETS } from '../wait-histogram.js';
 import { Counter, PoolFigure, type NativeEnd, type NativeForwarder, type NativeHandle, type NativePoolHandle } from '../native.js';
 import { parameterSync, type ParameterValues } from '../pool/client-parameters.js';
-import { PoolError, type HolderFigures, type Lease, type PoolHolder, type PoolKey, type Pools, type ReleaseOptions } from '../pool/pool.js';
+import { PoolError, describeKey, type HolderFigures, type Lease, type PoolHolder, type PoolKey, type Pools, type ReleaseOptions } from '../pool/pool.js';
 import type { PooledServer } from '../pool/pooled-server.js';
 import { encodeErrorResponse, type ErrorFields } from '../protocol/messages.js';
 import { retiredError } from './forwarding.js';
@@ -27,6 +27,8 @@ import { poolErrorFields, type PooledContext } from './pooled.js';
 /** The thread's pools of one proxy (one Pools), by pool key and client parameters. */
 class NativePools implements PoolHolder {
   private readonly byKey = new Map<string, NativePool>();
+  /** How many sets of client parameters each pool key has a thread's pool for (one more once the limit was logged). */
+  private readonly setsByKey = new Map<string, number>();
   /** The pool whose want is being acquired now: its own wait must not take links from it. */
   acquiring: NativePool | undefined;
 
@@ -37,10 +39,28 @@ class NativePools implements PoolHolder {
     ctx.pools.addHolder(this);
   }
 
-  poolFor(key: PoolKey, parameters: ParameterValues): NativePool {
-    const id = `${poolKeyId(key)}\0${[...parameters].map(([name, value]) => `${name}=${value ?? ''}`).join('\0')}`;
+  /**
+   * The thread's pool for the key and these client parameters; undefined when the key already has
+   * MAX_PARAMETER_SETS of them (the client is forwarded in Node). The thread's pools live as long as
+   * the proxy: without a bound, clients that each bring a new application_name would add one each.
+   */
+  poolFor(key: PoolKey, parameters: ParameterValues): NativePool | undefined {
+    const keyId = poolKeyId(key);
+    const id = `${keyId}\0${[...parameters].map(([name, value]) => `${name}=${value ?? ''}`).join('\0')}`;
     let pool = this.byKey.get(id);
     if (!pool) {
+      const sets = (this.setsByKey.get(keyId) ?? 0) + 1;
+      if (sets > MAX_PARAMETER_SETS) {
+        if (sets === MAX_PARAMETER_SETS + 1) {
+          this.setsByKey.set(keyId, sets);
+          this.ctx.logger.info(
+            { database: key.database, user: key.user, version: key.version || null, limit: MAX_PARAMETER_SETS },
+            `clients of ${describeKey(key)} brought ${MAX_PARAMETER_SETS} different sets of client parameters (application_name, TimeZone, …): clients with another set are forwarded in Node`,
+          );
+        }
+        return undefined;
+      }
+      this.setsByKey.set(keyId, sets);
       pool = new NativePool(this.forwarder, this.ctx, key, parameters, this);
       this.byKey.set(id, pool);
     }
@@ -91,6 +111,9 @@ function poolKeyId(key: PoolKey): string {
 }
 
 const registries = new WeakMap<Pools<PooledServer>, NativePools>();
+
+/** Sets of client parameters the thread keeps a pool for, per pool key (database, user, version). */
+export const MAX_PARAMETER_SETS = 64;
 
 /** The server connections the thread holds for one pool's sessions, and how they come and go. */
 export class NativePool {
@@ -271,6 +294,7 @@ export class NativePooledForwarding {
       registries.set(ctx.pools, registry);
     }
     const pool = registry.poolFor(key, parameters);
+    if (!pool) return undefined;
     const forwarding = new NativePooledForwarding(forwarder, pool, counters, events, parameters);
     const handle = forwarder.takePooled(sessionId, client, counters, held, pool.handle, forwarding.onParameter, forwarding.onEnd);
     if (!handle) return undefined;

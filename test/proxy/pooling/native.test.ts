@@ -15,6 +15,7 @@ import pg from 'pg';
 import { usePostgres } from '../../support/harness.js';
 import { waitFor } from '../../support/spawn.js';
 import { selectForwarder } from '../../../src/proxy/native.js';
+import { MAX_PARAMETER_SETS } from '../../../src/proxy/session/native-pooled.js';
 import { encodeMessage } from '../../../src/proxy/protocol/messages.js';
 import { capturedLogger, connectThrough, createUsersTable, databaseOf, errorsIn, rawSession, readUntilClose, startTestProxy, type TestProxy } from '../support.js';
 import { poolingOptions } from './support.js';
@@ -129,6 +130,27 @@ describe.skipIf(!nativeBuilt)('transaction mode through the native forwarder', (
     } finally {
       await Promise.all([renamer.end(), other.end()]);
     }
+  });
+
+  it(`keeps thread pools for at most ${MAX_PARAMETER_SETS} sets of client parameters per pool, and forwards clients with another set in Node`, async () => {
+    const database = databaseOf(db.url);
+    const { proxy, lines } = await proxyWithLog(2);
+    const total = MAX_PARAMETER_SETS + 3;
+    // One after another, each with its own application_name (as clients that put a host or pid in it do).
+    for (let i = 0; i < total; i++) {
+      const client = await connectThrough(proxy.url(database), { application_name: `app-${i}` });
+      expect((await client.query(`SELECT current_setting('application_name') AS app`)).rows[0].app).toBe(`app-${i}`);
+      await client.end();
+    }
+    // A set the thread already has a pool for still goes natively.
+    const again = await connectThrough(proxy.url(database), { application_name: 'app-0' });
+    expect((await again.query('SELECT 1 AS n')).rows[0].n).toBe(1);
+    await again.end();
+    const closed = await closeLines(lines, total + 1);
+    const forwarders = closed.map((line) => line.forwarder);
+    expect(forwarders.filter((f) => f === 'native')).toHaveLength(MAX_PARAMETER_SETS + 1);
+    expect(forwarders.filter((f) => f === 'node')).toHaveLength(3);
+    expect(lines.filter((line) => typeof line.msg === 'string' && line.msg.includes('different sets of client parameters'))).toHaveLength(1);
   });
 
   it('answers a broken message with FATAL 08P01, in a transaction or out of one, and its connection serves the next client', async () => {
