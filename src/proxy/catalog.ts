@@ -201,6 +201,15 @@ export class Catalogs {
     }
   }
 
+  /**
+   * The versions of `database` read again now (a refresh already under way is shared): for a login
+   * that names a version the cached list lacks, which a migration started a moment ago may have
+   * made before its notification arrived.
+   */
+  async reread(database: string): Promise<readonly VersionInfo[]> {
+    return this.get(database).refresh();
+  }
+
   all(): VersionCatalog[] {
     return [...this.byDatabase.values()];
   }

@@ -74,7 +74,17 @@ export async function routeLogin(request: RouteRequest, params: StartupParams, d
     deps.metrics.reject('catalog_unavailable');
     return { ok: false, reason: { kind: 'refused', why: 'catalog_unavailable', error: catalogError(error, request.database, deps.upstream) } };
   }
-  const route = chooseRoute(request, versions, deps.routing);
+  let route = chooseRoute(request, versions, deps.routing);
+  if (!route.ok && request.requestedVersion !== undefined) {
+    // `tandem start` may have made the version a moment ago, its notification still on its way:
+    // the list is read again before the client is told the version does not exist.
+    try {
+      versions = await deps.catalogs.reread(request.database);
+      route = chooseRoute(request, versions, deps.routing);
+    } catch {
+      // The refusal stands, from the list the proxy had.
+    }
+  }
   const upstreamParams: StartupParams = params.map(([name, value]) => [name, name === 'database' ? request.database : value]);
   if (route.ok && route.searchPath) upstreamParams.push(['search_path', route.searchPath]);
   return {
