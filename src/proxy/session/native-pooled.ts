@@ -27,8 +27,8 @@ import { poolErrorFields, type PooledContext } from './pooled.js';
 /** The thread's pools of one proxy (one Pools), by pool key and client parameters. */
 class NativePools implements PoolHolder {
   private readonly byKey = new Map<string, NativePool>();
-  /** How many sets of client parameters each pool key has a thread's pool for (one more once the limit was logged). */
-  private readonly setsByKey = new Map<string, number>();
+  /** Pool keys whose clients reached MAX_PARAMETER_SETS (logged once). */
+  private readonly limitLogged = new Set<string>();
   /** The pool whose want is being acquired now: its own wait must not take links from it. */
   acquiring: NativePool | undefined;
 
@@ -49,10 +49,9 @@ class NativePools implements PoolHolder {
     const id = `${keyId}\0${[...parameters].map(([name, value]) => `${name}=${value ?? ''}`).join('\0')}`;
     let pool = this.byKey.get(id);
     if (!pool) {
-      const sets = (this.setsByKey.get(keyId) ?? 0) + 1;
-      if (sets > MAX_PARAMETER_SETS) {
-        if (sets === MAX_PARAMETER_SETS + 1) {
-          this.setsByKey.set(keyId, sets);
+      if (this.poolsOf(keyId) >= MAX_PARAMETER_SETS) {
+        if (!this.limitLogged.has(keyId)) {
+          this.limitLogged.add(keyId);
           this.ctx.logger.info(
             { database: key.database, user: key.user, version: key.version || null, limit: MAX_PARAMETER_SETS },
             `clients of ${describeKey(key)} brought ${MAX_PARAMETER_SETS} different sets of client parameters (application_name, TimeZone, …): clients with another set are forwarded in Node`,
@@ -60,11 +59,17 @@ class NativePools implements PoolHolder {
         }
         return undefined;
       }
-      this.setsByKey.set(keyId, sets);
       pool = new NativePool(this.forwarder, this.ctx, key, parameters, this);
       this.byKey.set(id, pool);
     }
     return pool;
+  }
+
+  /** How many thread pools (sets of client parameters) a pool key has. */
+  private poolsOf(keyId: string): number {
+    let count = 0;
+    for (const pool of this.byKey.values()) if (poolKeyId(pool.key) === keyId) count++;
+    return count;
   }
 
   shortage(key: PoolKey): void {
