@@ -40,6 +40,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sha1.h"
+
 /* One read; also the most a direction keeps unsent before its source is no longer read. */
 #define CHUNK 65536
 /* Reads per direction before other sessions get a turn. */
@@ -113,6 +115,7 @@ typedef struct {
 } scanner;
 
 struct session;
+struct client_statement;
 
 /* What an epoll event's pointer names: a session's side, or a pooled server connection. */
 enum { WATCH_SIDE, WATCH_LINK, WATCH_LISTENER, WATCH_PENDING };
@@ -178,6 +181,25 @@ typedef struct session {
   size_t scan_at;         /* held[scan_at ..]: messages not looked at yet */
   int64_t request_started_us;
   double transactions, held_us, waited_us, requests, request_us; /* SHOW STATS, published as counters */
+  /*
+   * Named statements (see "prepared statements"): the client's, by its names; whether its held
+   * requests name one; whether its traffic is rewritten (from its first named statement on); the
+   * replies its messages wait for on the link (a ring); and the server's skip to the next Sync.
+   */
+  struct client_statement *statements;
+  uint32_t statement_count;
+  size_t statement_bytes;
+  uint8_t named_held;
+  uint8_t tracking;
+  uint8_t skipping;
+  struct pending_reply *replies;
+  uint32_t reply_head, reply_count, reply_cap;
+  /* The server's frames as the rewriting sees them: a header being assembled, the rest of a frame. */
+  uint8_t frame_header[5];
+  uint8_t frame_header_len;
+  uint8_t frame_drop;       /* the current frame is not the client's (a reply to what the proxy injected) */
+  uint8_t frame_end_action; /* what its end does to the replies (FRAME_*) */
+  uint32_t frame_remaining;
   struct session *prev, *next;            /* all sessions the thread knows */
   struct session *next_queued, *next_closing, *next_freed;
 } session;
@@ -196,6 +218,14 @@ typedef struct server_link {
   int64_t parked_at;    /* ms, monotonic */
   int64_t expires_at;   /* ms, monotonic: its server_lifetime; 0: none */
   struct server_link *next_parked;
+  /*
+   * The named statements prepared on the connection (server names), whoever holds it: JavaScript
+   * lends them with it and has them back with it. At most `capacity` (--max-prepared-statements);
+   * the least recently used (smallest `used`) is closed to make room.
+   */
+  struct link_statement *statements;
+  uint32_t statement_count, statement_alloc, capacity;
+  uint64_t statement_tick;
 } server_link;
 
 /*
@@ -240,7 +270,8 @@ typedef struct command {
      learned login's id in server_id, its listener */
   int fd;
   double server_id, lifetime_ms;
-  /* CMD_LEND, CMD_RECLAIM (count), CMD_DRAIN (on), CMD_FAIL_WANT (bytes: the ErrorResponse), CMD_HAND_BACK_WAITER */
+  /* CMD_LEND (count: --max-prepared-statements; bytes: the statements the connection holds, NUL-terminated names, oldest first),
+     CMD_RECLAIM (count), CMD_DRAIN (on), CMD_FAIL_WANT (bytes: the ErrorResponse), CMD_HAND_BACK_WAITER */
   pool *pool;
   struct listener *listener;
   uint32_t count;
@@ -268,6 +299,11 @@ typedef struct report {
   /* END_HANDED_BACK: those bytes; REPORT_PARAMETER: the ParameterStatus body. */
   char *bytes;
   size_t length;
+  /* END_HANDED_BACK, REPORT_RETURNED: the statements the link holds (NUL-terminated names, oldest first; NULL: unchanged);
+     END_HANDED_BACK: the client's (its name NUL, a big-endian uint32 length, the Parse body after the name). */
+  char *link_statements, *client_statements;
+  size_t link_statements_len, client_statements_len;
+  uint8_t has_link_statements;
   struct report *next; /* the next of the same batch (post) */
 } report;
 
@@ -306,6 +342,9 @@ typedef struct {
   /* Reports not handed to JavaScript yet (post), oldest first, and since when the oldest waits (µs, monotonic). */
   struct report *outbox, *outbox_tail;
   int64_t outbox_since;
+  /* Rewritten frames on their way (prepared statements), reused. */
+  char *scratch;
+  size_t scratch_len, scratch_cap;
   char chunk[CHUNK];
 } forwarder;
 
@@ -413,12 +452,18 @@ static int send_queued(side *sd) {
  */
 #define REPORT_WINDOW_US 1000
 
+static void free_report(report *r) {
+  free(r->bytes);
+  free(r->link_statements);
+  free(r->client_statements);
+  free(r);
+}
+
 static void free_reports(report *r) {
   while (r) {
     report *next = r->next;
     if (r->fd >= 0) close(r->fd);
-    free(r->bytes);
-    free(r);
+    free_report(r);
     r = next;
   }
 }
@@ -798,6 +843,7 @@ static long scan(forwarder *f, scanner *sc, const uint8_t *bytes, size_t size, s
 
 static int pooled_server_ready(forwarder *f, session *s);
 static int pooled_from_client(forwarder *f, session *s, const char *bytes, size_t length);
+static int rewrite_to_client(forwarder *f, session *s, const char *bytes, size_t length);
 
 /* Bytes read from one side: looked at, counted, passed on. Returns 0 if the session ended. */
 static int deliver(forwarder *f, session *s, int from_client, const char *bytes, size_t length) {
@@ -815,7 +861,7 @@ static int deliver(forwarder *f, session *s, int from_client, const char *bytes,
       return 0;
     }
     if (s->search_path) report_search_path(f, s);
-    if (!send_or_keep(f, s, &s->client, bytes, length)) return 0;
+    if (s->tracking ? !rewrite_to_client(f, s, bytes, length) : !send_or_keep(f, s, &s->client, bytes, length)) return 0;
     if (s->pooled && s->ready_seen && at_boundary(&s->from_server)) return pooled_server_ready(f, s);
     return 1;
   }
@@ -996,6 +1042,659 @@ static int may_pin(const uint8_t *text, size_t length) {
   return 0;
 }
 
+/* ---- prepared statements ----------------------------------------------------------------- */
+/*
+ * Named statements in transaction mode, exactly as pool/prepared.ts keeps them in Node (read it
+ * first: this is the same bookkeeping over the same frames). A client's statement gets the server
+ * name tandem_ + sha1 of its Parse body after the name, so identical statements of different
+ * clients share one server prepare; each link knows the names its connection holds (an LRU bounded
+ * by --max-prepared-statements); a request is rewritten when it goes out on a link: names swapped, a
+ * Parse injected where the connection lacks the statement, a Close injected for the one evicted. The
+ * replies each message waits for are queued, so that the replies to what the proxy injected are
+ * dropped and those it gives itself (a Parse of a statement the connection holds, a Close) are
+ * inserted, in order, however deep the pipeline. A session rewrites from its first named statement
+ * on; before that, and for clients that never name one, bytes pass as they are.
+ *
+ * The link's names travel with it (lend, REPORT_RETURNED, a hand-back), and the client's
+ * statements go to JavaScript with a hand-back, so that the two never disagree about what a
+ * connection holds.
+ */
+
+/* NAMEDATALEN: no name the server keeps is longer. */
+#define STATEMENT_NAME_MAX 64
+#define SERVER_NAME_PREFIX "tandem_"
+#define SERVER_NAME_LEN 47 /* the prefix and 40 hex digits */
+/*
+ * A client with this many statements, or this many bytes of them, goes back to JavaScript at its
+ * next named Parse (Node keeps any number): the thread's memory per client stays bounded.
+ */
+#define MAX_CLIENT_STATEMENTS 256
+#define MAX_CLIENT_STATEMENT_BYTES (1 << 20)
+
+typedef struct link_statement {
+  char name[STATEMENT_NAME_MAX];
+  uint8_t length;
+  uint64_t used;
+} link_statement;
+
+typedef struct client_statement {
+  char *name; /* the client's, NUL-terminated */
+  size_t name_len;
+  /* The client's Parse under the server name (whole frame), injected wherever it is missing. */
+  char *parse;
+  size_t parse_len;
+  uint8_t in_map; /* still the client's (a Close takes it out; a skipped Close puts it back) */
+  uint32_t refs;  /* replies that name it */
+  struct client_statement *next;
+} client_statement;
+
+/* The server name: right after the Parse frame's header. */
+#define STATEMENT_SERVER_NAME(st) ((st)->parse + 5)
+
+/* What each reply-producing message waits for (Reply in prepared.ts). */
+typedef enum {
+  REPLY_PARSE,
+  REPLY_INJECTED_PARSE,
+  REPLY_ANSWERED_PARSE,
+  REPLY_ANSWERED_CLOSE,
+  REPLY_DUPLICATE_PARSE,
+  REPLY_BIND,
+  REPLY_DESCRIBE_STATEMENT,
+  REPLY_DESCRIBE_PORTAL,
+  REPLY_EXECUTE,
+  REPLY_CLOSE,
+  REPLY_INJECTED_CLOSE,
+  REPLY_SYNC,
+  REPLY_QUERY,
+  REPLY_NONE,
+} reply_kind;
+
+static const char *const REPLY_NAMES[] = {"Parse", "injected Parse", "answered Parse", "answered Close", "Parse of a name in use", "Bind", "Describe",
+                                          "Describe", "Execute", "Close", "injected Close", "Sync", "Query", "nothing"};
+
+typedef struct pending_reply {
+  uint8_t kind;
+  uint8_t server_name_len;
+  char server_name[STATEMENT_NAME_MAX]; /* PARSE, INJECTED_PARSE, INJECTED_CLOSE */
+  client_statement *statement;          /* PARSE (named), ANSWERED_PARSE, ANSWERED_CLOSE (when the client had it) */
+  char *error;                          /* DUPLICATE_PARSE: the client's ErrorResponse */
+  size_t error_len;
+} pending_reply;
+
+/* What the end of a server frame does to the queue. */
+enum { FRAME_NOTHING, FRAME_POP, FRAME_SKIP };
+
+static int scratch_add(forwarder *f, const void *bytes, size_t length) {
+  return append(&f->scratch, &f->scratch_len, &f->scratch_cap, bytes, length, 4096);
+}
+
+static void write_be32(char *at, uint32_t value) {
+  at[0] = (char)(value >> 24);
+  at[1] = (char)(value >> 16);
+  at[2] = (char)(value >> 8);
+  at[3] = (char)value;
+}
+
+/* A frame's header (type, length of `body_len` bytes of body) into the scratch buffer. */
+static int scratch_header(forwarder *f, uint8_t type, size_t body_len) {
+  char header[5];
+  header[0] = (char)type;
+  write_be32(header + 1, (uint32_t)(body_len + 4));
+  return scratch_add(f, header, 5);
+}
+
+/* ---- a link's names ---- */
+
+static int link_find(const server_link *l, const char *name, size_t length) {
+  for (uint32_t i = 0; i < l->statement_count; i++) {
+    const link_statement *st = &l->statements[i];
+    if (st->length == length && memcmp(st->name, name, length) == 0) return (int)i;
+  }
+  return -1;
+}
+
+static void link_touch(server_link *l, int i) {
+  l->statements[i].used = ++l->statement_tick;
+}
+
+static int link_add(server_link *l, const char *name, size_t length) {
+  if (length >= STATEMENT_NAME_MAX) return 1; /* the server truncates such a name: not ours */
+  if (l->statement_count == l->statement_alloc) {
+    uint32_t alloc = l->statement_alloc ? l->statement_alloc * 2 : 16;
+    link_statement *grown = realloc(l->statements, alloc * sizeof *grown);
+    if (!grown) return 0;
+    l->statements = grown;
+    l->statement_alloc = alloc;
+  }
+  link_statement *st = &l->statements[l->statement_count++];
+  memcpy(st->name, name, length);
+  st->length = (uint8_t)length;
+  st->used = ++l->statement_tick;
+  return 1;
+}
+
+static void link_delete(server_link *l, int i) {
+  l->statements[i] = l->statements[--l->statement_count];
+}
+
+static int link_oldest(const server_link *l) {
+  int oldest = -1;
+  for (uint32_t i = 0; i < l->statement_count; i++) {
+    if (oldest < 0 || l->statements[i].used < l->statements[oldest].used) oldest = (int)i;
+  }
+  return oldest;
+}
+
+/* JavaScript's names for a connection it lends (NUL-terminated, oldest first). */
+static int link_import(server_link *l, const char *bytes, size_t length) {
+  size_t at = 0;
+  while (at < length) {
+    const char *end = memchr(bytes + at, 0, length - at);
+    if (!end) break;
+    if (!link_add(l, bytes + at, (size_t)(end - (bytes + at)))) return 0;
+    at = (size_t)(end - bytes) + 1;
+  }
+  return 1;
+}
+
+static int by_use(const void *a, const void *b) {
+  uint64_t x = (*(link_statement *const *)a)->used, y = (*(link_statement *const *)b)->used;
+  return x < y ? -1 : x > y;
+}
+
+/* The link's names for JavaScript, oldest first, into the report (has_link_statements: 0 without memory, and JavaScript forgets them all). */
+static void link_export(const server_link *l, report *r) {
+  r->has_link_statements = 1;
+  if (l->statement_count == 0) return;
+  link_statement **order = malloc(l->statement_count * sizeof *order);
+  char *bytes = malloc((size_t)l->statement_count * STATEMENT_NAME_MAX);
+  if (!order || !bytes) {
+    free(order);
+    free(bytes);
+    r->has_link_statements = 2; /* unknown: JavaScript must assume nothing (and close it) */
+    return;
+  }
+  for (uint32_t i = 0; i < l->statement_count; i++) order[i] = &l->statements[i];
+  qsort(order, l->statement_count, sizeof *order, by_use);
+  size_t at = 0;
+  for (uint32_t i = 0; i < l->statement_count; i++) {
+    memcpy(bytes + at, order[i]->name, order[i]->length);
+    at += order[i]->length;
+    bytes[at++] = 0;
+  }
+  free(order);
+  r->link_statements = bytes;
+  r->link_statements_len = at;
+}
+
+/* ---- a client's statements ---- */
+
+static client_statement *client_find(session *s, const char *name, size_t length) {
+  for (client_statement *st = s->statements; st; st = st->next) {
+    if (st->name_len == length && memcmp(st->name, name, length) == 0) return st;
+  }
+  return NULL;
+}
+
+static void statement_release(client_statement *st) {
+  if (st->in_map || st->refs > 0) return;
+  free(st->name);
+  free(st->parse);
+  free(st);
+}
+
+static void client_insert(session *s, client_statement *st) {
+  st->in_map = 1;
+  st->next = s->statements;
+  s->statements = st;
+  s->statement_count++;
+  s->statement_bytes += st->name_len + st->parse_len;
+}
+
+static void client_remove(session *s, client_statement *st) {
+  client_statement **at = &s->statements;
+  while (*at && *at != st) at = &(*at)->next;
+  if (!*at) return;
+  *at = st->next;
+  st->next = NULL;
+  st->in_map = 0;
+  s->statement_count--;
+  s->statement_bytes -= st->name_len + st->parse_len;
+  statement_release(st);
+}
+
+/* A statement from a Parse body: `name` the client's, `rest` what follows it (query, types). NULL without memory. */
+static client_statement *statement_new(const char *name, size_t name_len, const char *rest, size_t rest_len) {
+  client_statement *st = calloc(1, sizeof *st);
+  if (!st) return NULL;
+  st->name = malloc(name_len + 1);
+  st->parse_len = 5 + SERVER_NAME_LEN + 1 + rest_len;
+  st->parse = malloc(st->parse_len);
+  if (!st->name || !st->parse) {
+    free(st->name);
+    free(st->parse);
+    free(st);
+    return NULL;
+  }
+  memcpy(st->name, name, name_len);
+  st->name[name_len] = 0;
+  st->name_len = name_len;
+  char *frame = st->parse;
+  frame[0] = 'P';
+  write_be32(frame + 1, (uint32_t)(st->parse_len - 1));
+  memcpy(frame + 5, SERVER_NAME_PREFIX, sizeof SERVER_NAME_PREFIX - 1);
+  sha1_hex((const uint8_t *)rest, rest_len, frame + 5 + sizeof SERVER_NAME_PREFIX - 1);
+  frame[5 + SERVER_NAME_LEN] = 0;
+  memcpy(frame + 5 + SERVER_NAME_LEN + 1, rest, rest_len);
+  return st;
+}
+
+static void free_statements(session *s) {
+  /* Those only replies still name go with their last reply; then the client's own. */
+  for (uint32_t i = 0; i < s->reply_count; i++) {
+    pending_reply *r = &s->replies[(s->reply_head + i) % s->reply_cap];
+    free(r->error);
+    if (r->statement) {
+      r->statement->refs--;
+      statement_release(r->statement);
+    }
+  }
+  for (client_statement *st = s->statements, *next; st; st = next) {
+    next = st->next;
+    st->in_map = 0;
+    st->next = NULL;
+    statement_release(st);
+  }
+  free(s->replies);
+  s->replies = NULL;
+  s->statements = NULL;
+  s->reply_count = s->reply_cap = s->reply_head = 0;
+  s->statement_count = 0;
+  s->statement_bytes = 0;
+}
+
+/* The client's statements for JavaScript (a hand-back): name NUL, uint32 length, the Parse body after the name. */
+static int client_export(const session *s, report *r) {
+  size_t total = 0;
+  for (const client_statement *st = s->statements; st; st = st->next) total += st->name_len + 1 + 4 + (st->parse_len - 5 - SERVER_NAME_LEN - 1);
+  if (total == 0) return 1;
+  char *bytes = malloc(total);
+  if (!bytes) return 0;
+  size_t at = 0;
+  for (const client_statement *st = s->statements; st; st = st->next) {
+    size_t rest_len = st->parse_len - 5 - SERVER_NAME_LEN - 1;
+    memcpy(bytes + at, st->name, st->name_len + 1);
+    at += st->name_len + 1;
+    write_be32(bytes + at, (uint32_t)rest_len);
+    at += 4;
+    memcpy(bytes + at, st->parse + 5 + SERVER_NAME_LEN + 1, rest_len);
+    at += rest_len;
+  }
+  r->client_statements = bytes;
+  r->client_statements_len = total;
+  return 1;
+}
+
+/* ---- the replies a link owes ---- */
+
+static reply_kind reply_head(const session *s) {
+  return s->reply_count > 0 ? (reply_kind)s->replies[s->reply_head].kind : REPLY_NONE;
+}
+
+static void reply_pop(session *s) {
+  pending_reply *r = &s->replies[s->reply_head];
+  free(r->error);
+  r->error = NULL;
+  if (r->statement) {
+    client_statement *st = r->statement;
+    r->statement = NULL;
+    st->refs--;
+    statement_release(st);
+  }
+  s->reply_head = (s->reply_head + 1) % s->reply_cap;
+  s->reply_count--;
+}
+
+static const char PARSE_COMPLETE[5] = {'1', 0, 0, 0, 4};
+static const char CLOSE_COMPLETE[5] = {'3', 0, 0, 0, 4};
+
+/*
+ * Sends the replies the proxy gives itself once everything before them has been answered: to the
+ * scratch buffer while the server's frames are being rewritten, else straight to the client's
+ * queue (only between two server frames, or the end of the current one sends them). 0 without memory.
+ */
+static int answer_what_is_due(forwarder *f, session *s, int to_scratch) {
+  if (!to_scratch && (s->frame_header_len > 0 || s->frame_remaining > 0)) return 1;
+  while (s->reply_count > 0) {
+    reply_kind kind = reply_head(s);
+    const char *answer = kind == REPLY_ANSWERED_PARSE ? PARSE_COMPLETE : kind == REPLY_ANSWERED_CLOSE ? CLOSE_COMPLETE : NULL;
+    if (!answer) return 1;
+    if (!(to_scratch ? scratch_add(f, answer, 5) : keep(&s->client, answer, 5))) return 0;
+    reply_pop(s);
+  }
+  return 1;
+}
+
+/* Queues the reply a message sent now waits for. 0 without memory. */
+static int expect(forwarder *f, session *s, reply_kind kind, const char *server_name, size_t server_name_len, client_statement *st) {
+  if (s->reply_count == s->reply_cap) {
+    uint32_t cap = s->reply_cap ? s->reply_cap * 2 : 16;
+    pending_reply *grown = malloc(cap * sizeof *grown);
+    if (!grown) return 0;
+    for (uint32_t i = 0; i < s->reply_count; i++) grown[i] = s->replies[(s->reply_head + i) % s->reply_cap];
+    free(s->replies);
+    s->replies = grown;
+    s->reply_cap = cap;
+    s->reply_head = 0;
+  }
+  pending_reply *r = &s->replies[(s->reply_head + s->reply_count) % s->reply_cap];
+  memset(r, 0, sizeof *r);
+  r->kind = (uint8_t)kind;
+  if (server_name) {
+    memcpy(r->server_name, server_name, server_name_len);
+    r->server_name_len = (uint8_t)server_name_len;
+  }
+  if (st) {
+    r->statement = st;
+    st->refs++;
+  }
+  s->reply_count++;
+  return s->reply_count > 1 || answer_what_is_due(f, s, 0);
+}
+
+/* Undoes what a message that the server skipped (an earlier error in its pipeline) was counted for. */
+static void reply_undo(session *s, pending_reply *r) {
+  server_link *l = s->link;
+  client_statement *st = r->statement;
+  switch ((reply_kind)r->kind) {
+    case REPLY_PARSE:
+    case REPLY_INJECTED_PARSE: {
+      int i = l ? link_find(l, r->server_name, r->server_name_len) : -1;
+      if (i >= 0) link_delete(l, i);
+      if (r->kind == REPLY_PARSE && st && st->in_map) client_remove(s, st);
+      break;
+    }
+    case REPLY_ANSWERED_PARSE:
+      if (st && st->in_map) client_remove(s, st);
+      break;
+    case REPLY_ANSWERED_CLOSE:
+      if (st && !st->in_map && !client_find(s, st->name, st->name_len)) client_insert(s, st);
+      break;
+    case REPLY_INJECTED_CLOSE:
+      /* The server skipped the Close: the statement is still there. */
+      if (l && link_find(l, r->server_name, r->server_name_len) < 0) link_add(l, r->server_name, r->server_name_len);
+      break;
+    default:
+      break;
+  }
+}
+
+/* The failed message and everything after it up to the Sync never happened. */
+static void skip_to_sync(session *s) {
+  while (s->reply_count > 0 && reply_head(s) != REPLY_SYNC) {
+    reply_undo(s, &s->replies[s->reply_head]);
+    reply_pop(s);
+  }
+  if (s->reply_count == 0) s->skipping = 1;
+}
+
+/* ---- the client's messages, rewritten for the held link ---- */
+
+/* Makes room for one more statement on the link (a Close of the least recently used), then prepares `st`. */
+static int prepare_on_link(forwarder *f, session *s, client_statement *st, reply_kind kind, client_statement *named) {
+  server_link *l = s->link;
+  while (l->statement_count >= l->capacity) {
+    int oldest = link_oldest(l);
+    link_statement evicted = l->statements[oldest];
+    link_delete(l, oldest);
+    if (!expect(f, s, REPLY_INJECTED_CLOSE, evicted.name, evicted.length, NULL) || !scratch_header(f, 'C', 1 + evicted.length + 1) ||
+        !scratch_add(f, "S", 1) || !scratch_add(f, evicted.name, evicted.length) || !scratch_add(f, "", 1)) {
+      return 0;
+    }
+  }
+  /* Counted as prepared from now on, so the rest of the pipeline does not prepare it again; an error takes it back out (reply_undo). */
+  if (!link_add(l, STATEMENT_SERVER_NAME(st), SERVER_NAME_LEN)) return 0;
+  return expect(f, s, kind, STATEMENT_SERVER_NAME(st), SERVER_NAME_LEN, named) && scratch_add(f, st->parse, st->parse_len);
+}
+
+static int ensure_prepared(forwarder *f, session *s, client_statement *st) {
+  int i = link_find(s->link, STATEMENT_SERVER_NAME(st), SERVER_NAME_LEN);
+  if (i >= 0) {
+    link_touch(s->link, i);
+    return 1;
+  }
+  return prepare_on_link(f, s, st, REPLY_INJECTED_PARSE, NULL);
+}
+
+/* The message as the client sent it, waiting for `kind`. */
+static int pass_on(forwarder *f, session *s, reply_kind kind, const char *frame, size_t length) {
+  return (kind == REPLY_NONE || expect(f, s, kind, NULL, 0, NULL)) && scratch_add(f, frame, length);
+}
+
+/* The ErrorResponse PostgreSQL sends for a Parse of a name in use (prepared.ts builds the same). */
+static char *duplicate_error(const char *name, size_t *length) {
+  static const char BEFORE[] = "SERROR\0VERROR\0C42P05\0Mprepared statement \"";
+  static const char AFTER[] = "\" already exists";
+  size_t name_len = strlen(name);
+  size_t body = sizeof BEFORE - 1 + name_len + sizeof AFTER - 1 + 2;
+  char *frame = malloc(5 + body);
+  if (!frame) return NULL;
+  frame[0] = 'E';
+  write_be32(frame + 1, (uint32_t)(body + 4));
+  char *at = frame + 5;
+  memcpy(at, BEFORE, sizeof BEFORE - 1);
+  at += sizeof BEFORE - 1;
+  memcpy(at, name, name_len);
+  at += name_len;
+  memcpy(at, AFTER, sizeof AFTER - 1);
+  at += sizeof AFTER - 1;
+  at[0] = 0;
+  at[1] = 0;
+  *length = 5 + body;
+  return frame;
+}
+
+/* One whole client message (frame: header and body) rewritten into the scratch buffer. 0 without memory. */
+static int rewrite_message(forwarder *f, session *s, const char *frame, size_t length) {
+  uint8_t type = (uint8_t)frame[0];
+  const char *body = frame + 5;
+  size_t body_len = length - 5;
+  if (s->skipping && type != 'S') return pass_on(f, s, REPLY_NONE, frame, length); /* the server ignores it; so does the bookkeeping */
+  switch (type) {
+    case 'P': {
+      const char *name_end = memchr(body, 0, body_len);
+      if (!name_end || name_end == body) return pass_on(f, s, REPLY_PARSE, frame, length);
+      size_t name_len = (size_t)(name_end - body);
+      client_statement *existing = client_find(s, body, name_len);
+      if (existing) {
+        if (!ensure_prepared(f, s, existing)) return 0;
+        /* The server gets a Parse that fails the same way (so that it skips to the Sync), the client the error with its name. */
+        size_t error_len;
+        char *error = duplicate_error(existing->name, &error_len);
+        if (!error || !expect(f, s, REPLY_DUPLICATE_PARSE, NULL, 0, NULL)) {
+          free(error);
+          return 0;
+        }
+        pending_reply *r = &s->replies[(s->reply_head + s->reply_count - 1) % s->reply_cap];
+        r->error = error;
+        r->error_len = error_len;
+        return scratch_add(f, existing->parse, existing->parse_len);
+      }
+      client_statement *st = statement_new(body, name_len, name_end + 1, body_len - name_len - 1);
+      if (!st) return 0;
+      client_insert(s, st);
+      int i = link_find(s->link, STATEMENT_SERVER_NAME(st), SERVER_NAME_LEN);
+      if (i >= 0) {
+        link_touch(s->link, i);
+        return expect(f, s, REPLY_ANSWERED_PARSE, NULL, 0, st);
+      }
+      return prepare_on_link(f, s, st, REPLY_PARSE, st);
+    }
+    case 'B': {
+      const char *portal_end = memchr(body, 0, body_len);
+      const char *name = portal_end ? portal_end + 1 : NULL;
+      const char *name_end = name ? memchr(name, 0, (size_t)(body + body_len - name)) : NULL;
+      client_statement *st = name_end && name_end > name ? client_find(s, name, (size_t)(name_end - name)) : NULL;
+      /* Unnamed, or a name the client never prepared: the server says what PostgreSQL says (26000). */
+      if (!st) return pass_on(f, s, REPLY_BIND, frame, length);
+      if (!ensure_prepared(f, s, st)) return 0;
+      size_t portal_len = (size_t)(name - body);
+      size_t rest_len = (size_t)(body + body_len - (name_end + 1));
+      return expect(f, s, REPLY_BIND, NULL, 0, NULL) && scratch_header(f, 'B', portal_len + SERVER_NAME_LEN + 1 + rest_len) &&
+             scratch_add(f, body, portal_len) && scratch_add(f, STATEMENT_SERVER_NAME(st), SERVER_NAME_LEN + 1) && scratch_add(f, name_end + 1, rest_len);
+    }
+    case 'D': {
+      if (body_len < 1 || body[0] != 'S') return pass_on(f, s, REPLY_DESCRIBE_PORTAL, frame, length);
+      const char *name_end = memchr(body + 1, 0, body_len - 1);
+      client_statement *st = name_end && name_end > body + 1 ? client_find(s, body + 1, (size_t)(name_end - body - 1)) : NULL;
+      if (!st) return pass_on(f, s, REPLY_DESCRIBE_STATEMENT, frame, length);
+      return ensure_prepared(f, s, st) && expect(f, s, REPLY_DESCRIBE_STATEMENT, NULL, 0, NULL) && scratch_header(f, 'D', 1 + SERVER_NAME_LEN + 1) &&
+             scratch_add(f, "S", 1) && scratch_add(f, STATEMENT_SERVER_NAME(st), SERVER_NAME_LEN + 1);
+    }
+    case 'C': {
+      const char *name_end = body_len >= 2 && body[0] == 'S' ? memchr(body + 1, 0, body_len - 1) : NULL;
+      if (!name_end || name_end == body + 1) return pass_on(f, s, REPLY_CLOSE, frame, length);
+      /* The server's statement may serve other clients: it stays until the LRU evicts it. Closing a name that does not exist is no error in PostgreSQL either. */
+      client_statement *st = client_find(s, body + 1, (size_t)(name_end - body - 1));
+      if (!expect(f, s, REPLY_ANSWERED_CLOSE, NULL, 0, st)) return 0;
+      if (st) client_remove(s, st);
+      return 1;
+    }
+    case 'E':
+      return pass_on(f, s, REPLY_EXECUTE, frame, length);
+    case 'S':
+      s->skipping = 0;
+      return pass_on(f, s, REPLY_SYNC, frame, length);
+    case 'Q':
+    case 'F':
+      return pass_on(f, s, REPLY_QUERY, frame, length);
+    default: /* COPY data, done, failed */
+      return pass_on(f, s, REPLY_NONE, frame, length);
+  }
+}
+
+/* ---- the server's replies, rewritten for the client ---- */
+
+static void server_out_of_order(forwarder *f, session *s, const char *what) {
+  char detail[160];
+  snprintf(detail, sizeof detail, "the server sent %s while the proxy expected the reply to %s", what, REPLY_NAMES[reply_head(s)]);
+  end_session(f, s, END_SERVER_PROTOCOL, 0, detail, CLOSE_NOW, NULL, 0, CLOSE_NOW, NULL, 0);
+}
+
+/* A server frame begins: whether it goes to the client, what its end does. Returns 0 if the session ended. */
+static int frame_start(forwarder *f, session *s, uint8_t type) {
+  reply_kind head = reply_head(s);
+  s->frame_drop = 0;
+  s->frame_end_action = FRAME_NOTHING;
+  switch (type) {
+    case '1': /* ParseComplete */
+      if (head != REPLY_PARSE && head != REPLY_INJECTED_PARSE) return server_out_of_order(f, s, "ParseComplete"), 0;
+      s->frame_drop = head == REPLY_INJECTED_PARSE;
+      s->frame_end_action = FRAME_POP;
+      break;
+    case '2': /* BindComplete */
+      if (head != REPLY_BIND) return server_out_of_order(f, s, "BindComplete"), 0;
+      s->frame_end_action = FRAME_POP;
+      break;
+    case '3': /* CloseComplete */
+      if (head != REPLY_CLOSE && head != REPLY_INJECTED_CLOSE) return server_out_of_order(f, s, "CloseComplete"), 0;
+      s->frame_drop = head == REPLY_INJECTED_CLOSE;
+      s->frame_end_action = FRAME_POP;
+      break;
+    case 'T': /* RowDescription */
+    case 'n': /* NoData: also part of a simple query's results; it completes only a Describe */
+      if (head == REPLY_DESCRIBE_STATEMENT || head == REPLY_DESCRIBE_PORTAL) s->frame_end_action = FRAME_POP;
+      break;
+    case 'C': /* CommandComplete */
+    case 'I': /* EmptyQueryResponse */
+    case 's': /* PortalSuspended */
+      if (head == REPLY_EXECUTE) s->frame_end_action = FRAME_POP;
+      break;
+    case TYPE_READY_FOR_QUERY:
+      if (head != REPLY_SYNC && head != REPLY_QUERY) return server_out_of_order(f, s, "ReadyForQuery"), 0;
+      s->frame_end_action = FRAME_POP;
+      break;
+    case TYPE_ERROR:
+      if (head == REPLY_DUPLICATE_PARSE) {
+        pending_reply *r = &s->replies[s->reply_head];
+        if (!scratch_add(f, r->error, r->error_len)) return internal_failure(f, s, "out of memory"), 0;
+        s->frame_drop = 1;
+      }
+      /* A simple query's error still ends at its ReadyForQuery; an extended-protocol error makes the server skip to the next Sync. */
+      if (head != REPLY_NONE && head != REPLY_QUERY && head != REPLY_SYNC) s->frame_end_action = FRAME_SKIP;
+      break;
+    default: /* ParameterDescription, DataRow, notices, notifications, ParameterStatus, COPY… */
+      break;
+  }
+  return 1;
+}
+
+static int frame_end(forwarder *f, session *s) {
+  if (s->frame_end_action == FRAME_POP) reply_pop(s);
+  else if (s->frame_end_action == FRAME_SKIP) skip_to_sync(s);
+  s->frame_end_action = FRAME_NOTHING;
+  s->frame_drop = 0;
+  if (!answer_what_is_due(f, s, 1)) return internal_failure(f, s, "out of memory"), 0;
+  return 1;
+}
+
+/* Server bytes for a session that rewrites: replies dropped and inserted, the rest to the client. Returns 0 if the session ended. */
+static int rewrite_to_client(forwarder *f, session *s, const char *bytes, size_t length) {
+  f->scratch_len = 0;
+  size_t at = 0;
+  while (at < length) {
+    if (s->frame_remaining > 0) {
+      size_t take = length - at < s->frame_remaining ? length - at : s->frame_remaining;
+      if (!s->frame_drop && !scratch_add(f, bytes + at, take)) return internal_failure(f, s, "out of memory"), 0;
+      at += take;
+      s->frame_remaining -= (uint32_t)take;
+      if (s->frame_remaining == 0 && !frame_end(f, s)) return 0;
+      continue;
+    }
+    s->frame_header[s->frame_header_len++] = (uint8_t)bytes[at++];
+    if (s->frame_header_len < 5) continue;
+    s->frame_header_len = 0;
+    uint8_t type = s->frame_header[0];
+    /* scan() refused lengths out of range before this runs. */
+    s->frame_remaining = read_length(s->frame_header + 1) - 4;
+    if (!frame_start(f, s, type)) return 0;
+    if (!s->frame_drop && !scratch_add(f, s->frame_header, 5)) return internal_failure(f, s, "out of memory"), 0;
+    if (s->frame_remaining == 0 && !frame_end(f, s)) return 0;
+  }
+  return send_or_keep(f, s, &s->client, f->scratch, f->scratch_len);
+}
+
+/*
+ * The whole requests held, rewritten for the held link, to the server. From the first named
+ * statement on, all of a session's traffic is rewritten (the replies to what came before must be
+ * counted too), so a session starts doing so only when its link owes it nothing.
+ * Returns -1 if the session ended, 0 if the requests must wait for the link to be quiet, else 1.
+ */
+static int rewrite_ready(forwarder *f, session *s) {
+  if (!s->tracking) {
+    if (s->outstanding > 0 || !at_boundary(&s->from_server)) return 0;
+    s->tracking = 1;
+    s->frame_header_len = 0;
+    s->frame_remaining = 0;
+  }
+  f->scratch_len = 0;
+  size_t at = 0;
+  while (at < s->ready_len) {
+    size_t frame_len = 1 + read_length((const uint8_t *)s->held + at + 1);
+    if (!rewrite_message(f, s, s->held + at, frame_len)) {
+      internal_failure(f, s, "out of memory");
+      return -1;
+    }
+    at += frame_len;
+  }
+  return 1;
+}
+
+/* Clients that reach this many statements are handed back at their next new one (MAX_CLIENT_*). */
+static int statements_full(const session *s) {
+  return s->statement_count >= MAX_CLIENT_STATEMENTS || s->statement_bytes >= MAX_CLIENT_STATEMENT_BYTES;
+}
+
 typedef enum {
   MESSAGE_PART,       /* part of a request: held until its end */
   MESSAGE_REQUEST_END, /* a Sync or a Query: the request is whole */
@@ -1004,22 +1703,34 @@ typedef enum {
   MESSAGE_JAVASCRIPT, /* needs the proxy's bookkeeping: the client goes back to JavaScript */
 } message_class;
 
-static message_class classify(uint8_t type, const uint8_t *body, size_t length) {
+/* `*named`: the message names a statement (see "prepared statements"). */
+static message_class classify(uint8_t type, const uint8_t *body, size_t length, int *named) {
+  *named = 0;
   switch (type) {
     case 'Q':
       return may_pin(body, length) ? MESSAGE_JAVASCRIPT : MESSAGE_REQUEST_END;
     case 'S':
       return MESSAGE_REQUEST_END;
-    case 'P': /* an unnamed statement */
-      return length > 0 && body[0] == 0 && !may_pin(body + 1, length - 1) ? MESSAGE_PART : MESSAGE_JAVASCRIPT;
-    case 'B': { /* any portal, of the unnamed statement */
+    case 'P': { /* a statement whose query cannot pin the client */
+      const uint8_t *name_end = memchr(body, 0, length);
+      if (!name_end) return MESSAGE_JAVASCRIPT;
+      size_t query = (size_t)(name_end - body) + 1;
+      if (may_pin(body + query, length - query)) return MESSAGE_JAVASCRIPT;
+      *named = name_end > body;
+      return MESSAGE_PART;
+    }
+    case 'B': { /* any portal, of any statement */
       const uint8_t *portal_end = memchr(body, 0, length);
       size_t statement = portal_end ? (size_t)(portal_end - body) + 1 : length;
-      return statement < length && body[statement] == 0 ? MESSAGE_PART : MESSAGE_JAVASCRIPT;
+      if (statement >= length || !memchr(body + statement, 0, length - statement)) return MESSAGE_JAVASCRIPT;
+      *named = body[statement] != 0;
+      return MESSAGE_PART;
     }
     case 'D':
-    case 'C': /* a portal, or the unnamed statement */
-      return length >= 2 && (body[0] == 'P' || (body[0] == 'S' && body[1] == 0)) ? MESSAGE_PART : MESSAGE_JAVASCRIPT;
+    case 'C': /* a portal or a statement */
+      if (length < 2 || (body[0] != 'P' && body[0] != 'S') || !memchr(body + 1, 0, length - 1)) return MESSAGE_JAVASCRIPT;
+      *named = body[0] == 'S' && body[1] != 0;
+      return MESSAGE_PART;
     case 'E':
       return MESSAGE_PART;
     case 'd':
@@ -1036,13 +1747,19 @@ static message_class classify(uint8_t type, const uint8_t *body, size_t length) 
 /* Sends the whole requests held to the held link. Returns 0 if the session ended. */
 static int forward_ready(forwarder *f, session *s) {
   if (s->ready_len == 0) return 1;
+  if (s->tracking || s->named_held) {
+    int rewritten = rewrite_ready(f, s);
+    if (rewritten < 0) return 0;
+    if (rewritten == 0) return 1; /* sent when the link owes nothing (pooled_server_ready) */
+  }
   if (s->outstanding == 0) s->request_started_us = now_us();
   s->outstanding += s->ready_requests;
   s->ready_requests = 0;
   size_t length = s->ready_len;
-  if (!send_or_keep(f, s, &s->server, s->held, length)) return 0;
+  if (!send_or_keep(f, s, &s->server, s->tracking ? f->scratch : s->held, s->tracking ? f->scratch_len : length)) return 0;
   unhold(s, length);
-  return 1;
+  /* The replies the proxy gave itself. */
+  return !s->tracking || flush(f, s, &s->client);
 }
 
 static void publish_pool(pool *p) {
@@ -1107,20 +1824,26 @@ static void close_link(forwarder *f, server_link *l) {
 }
 
 /* Tells JavaScript a connection of the pool is back: rolled back there when left in a transaction, closed when broken. */
-static void report_returned(forwarder *f, pool *p, double server_id, uint8_t status, uint8_t broken) {
+/* `l`: the link, whose statements JavaScript takes over (NULL: one the thread never used). */
+static void report_returned(forwarder *f, pool *p, server_link *l, double server_id, uint8_t status, uint8_t broken) {
   report *r = new_report(REPORT_RETURNED, NULL);
   if (!r) return;
   r->pool_id = p->id;
   r->server_id = server_id;
   r->status = status;
   r->broken = broken;
+  if (l) {
+    link_export(l, r);
+    /* Without memory for the names, nobody could say what the connection holds: it is closed. */
+    if (r->has_link_statements == 2) r->broken = 1;
+  }
   post(f, r);
 }
 
 /* The link goes back to JavaScript's pool. */
 static void return_link(forwarder *f, server_link *l, uint8_t status, uint8_t broken) {
   close_link(f, l);
-  report_returned(f, l->pool, l->server_id, status, broken);
+  report_returned(f, l->pool, l, l->server_id, status, broken);
 }
 
 static void take_link(forwarder *f, session *s, server_link *l);
@@ -1158,6 +1881,8 @@ static void take_link(forwarder *f, session *s, server_link *l) {
   s->last_server_type = 0;
   s->outstanding = 0;
   s->server_status = 'I';
+  s->frame_header_len = 0;
+  s->frame_remaining = 0;
   int64_t now = now_us();
   double waited = 0;
   if (s->wait_started_us) {
@@ -1262,6 +1987,12 @@ static void hand_back(forwarder *f, session *s) {
     internal_failure(f, s, "out of memory");
     return;
   }
+  /* The client's statements go on in Node, and so do the names of the connection it holds. */
+  if (!client_export(s, r) || (s->link && (link_export(s->link, r), r->has_link_statements == 2))) {
+    free_report(r);
+    internal_failure(f, s, "out of memory");
+    return;
+  }
   s->ended = 1;
   r->reason = END_HANDED_BACK;
   r->status = s->server_status;
@@ -1318,7 +2049,13 @@ static int advance(forwarder *f, session *s) {
       return 0;
     }
     uint8_t type = header[0];
-    message_class kind = classify(type, header + 5, length - 4);
+    int named;
+    message_class kind = classify(type, header + 5, length - 4, &named);
+    if (named) {
+      /* A client with many statements already goes on in Node (MAX_CLIENT_*). */
+      if (type == 'P' && statements_full(s)) kind = MESSAGE_JAVASCRIPT;
+      else s->named_held = 1;
+    }
     if ((kind == MESSAGE_PART || kind == MESSAGE_REQUEST_END) && (type == TYPE_QUERY || type == TYPE_EXECUTE)) {
       s->queries++;
       publish(s, QUERIES, (double)s->queries);
@@ -1369,9 +2106,11 @@ static int pooled_server_ready(forwarder *f, session *s) {
   s->requests += 1;
   s->request_us += (double)(now_us() - s->request_started_us);
   /* A client going back to JavaScript keeps its connection: what changed it (a parameter) is JavaScript's to settle. */
-  if (s->server_status == 'I' && !has_out(&s->server) && s->ready_len == 0 && !s->handing) {
+  if (s->server_status == 'I' && !has_out(&s->server) && s->ready_len == 0 && !s->handing && s->reply_count == 0 && !s->skipping) {
     free_link(f, drop_link(s));
   } else {
+    /* Requests that waited for the link to owe nothing (rewrite_ready) go now. */
+    if (s->ready_len > 0 && s->link && !forward_ready(f, s)) return 0;
     publish_figures(s);
   }
   hand_back_when_quiet(f, s);
@@ -1483,11 +2222,11 @@ static int watch(forwarder *f, session *s, side *sd) {
 /* A descriptor JavaScript lent that the thread does not take: its pool has it back unused. */
 static void return_unused(forwarder *f, pool *p, int fd, double server_id) {
   close(fd);
-  report_returned(f, p, server_id, 'I', 0);
+  report_returned(f, p, NULL, server_id, 'I', 0);
 }
 
 /* JavaScript lends a link to a pool that asked (REPORT_WANT). */
-static void lend(forwarder *f, pool *p, int fd, double server_id, double lifetime_ms) {
+static void lend(forwarder *f, pool *p, int fd, double server_id, double lifetime_ms, uint32_t capacity, const char *statements, size_t statements_len) {
   if (p->asked > 0) p->asked--;
   if (p->waiting_count == 0 || p->returning) {
     /* Served meanwhile by a link that came free. */
@@ -1507,9 +2246,11 @@ static void lend(forwarder *f, pool *p, int fd, double server_id, double lifetim
     l->server_id = server_id;
     l->pool = p;
     if (lifetime_ms > 0) l->expires_at = now_ms(CLOCK_MONOTONIC) + (int64_t)lifetime_ms;
+    l->capacity = capacity > 0 ? capacity : 200;
     ev.data.ptr = l;
   }
-  if (!l || epoll_ctl(f->epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+  if (!l || !link_import(l, statements, statements_len) || epoll_ctl(f->epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    if (l) free(l->statements);
     free(l);
     return_unused(f, p, fd, server_id);
     ask(f, p);
@@ -1572,7 +2313,10 @@ static void start_session(forwarder *f, session *s) {
   s->initial_to_client = s->initial_to_server = NULL;
 }
 
+static void free_statements(session *s);
+
 static void free_session(session *s) {
+  free_statements(s);
   free(s->release);
   free(s->held);
   free(s->from_server.capture);
@@ -1628,7 +2372,7 @@ static int run_commands(forwarder *f, int woken) {
         maybe_free(f, s);
         break;
       case CMD_LEND:
-        lend(f, c->pool, c->fd, c->server_id, c->lifetime_ms);
+        lend(f, c->pool, c->fd, c->server_id, c->lifetime_ms, c->count, c->bytes, c->length);
         break;
       case CMD_RECLAIM:
         reclaim(f, c->pool, c->count);
@@ -2247,6 +2991,7 @@ static void *run(void *arg) {
     while (f->dead_links) {
       server_link *l = f->dead_links;
       f->dead_links = l->next_parked;
+      free(l->statements);
       free(l);
     }
     while (f->freed) {
@@ -2280,10 +3025,18 @@ static napi_value throw_errno(napi_env env, const char *what, int error) {
 
 /*
  * On the JS thread, pooled reports other than an end: onPooled('want', poolId),
- * onPooled('returned', poolId, serverId, status, broken), onPooled('parameter', sessionId, name, value, serverId).
+ * onPooled('returned', poolId, serverId, status, broken, statements?), onPooled('parameter', sessionId, name, value, serverId).
  */
+/* A link's statements for JavaScript: a Buffer of NUL-terminated names, oldest first; undefined: not the thread's to say. */
+static napi_value statement_names(napi_env env, report *r) {
+  napi_value value;
+  if (r->has_link_statements == 1) napi_create_buffer_copy(env, r->link_statements_len, r->link_statements_len ? r->link_statements : "", NULL, &value);
+  else napi_get_undefined(env, &value);
+  return value;
+}
+
 static void call_on_pooled(napi_env env, forwarder *f, report *r) {
-  napi_value callback, undefined, args[5];
+  napi_value callback, undefined, args[6];
   if (!f->on_pooled || napi_get_reference_value(env, f->on_pooled, &callback) != napi_ok || !callback) return;
   napi_get_undefined(env, &undefined);
   size_t argc = 2;
@@ -2299,7 +3052,8 @@ static void call_on_pooled(napi_env env, forwarder *f, report *r) {
       napi_create_double(env, r->server_id, &args[2]);
       napi_create_string_utf8(env, status, 1, &args[3]);
       napi_get_boolean(env, r->broken, &args[4]);
-      argc = 5;
+      args[5] = statement_names(env, r);
+      argc = 6;
       break;
     }
     case REPORT_PARAMETER: {
@@ -2385,6 +3139,9 @@ static napi_value pooled_end(napi_env env, report *r) {
   r->fd = -1;
   napi_create_buffer_copy(env, r->length, r->length ? r->bytes : "", NULL, &value);
   napi_set_named_property(env, result, "held", value);
+  napi_set_named_property(env, result, "serverStatements", statement_names(env, r));
+  napi_create_buffer_copy(env, r->client_statements_len, r->client_statements_len ? r->client_statements : "", NULL, &value);
+  napi_set_named_property(env, result, "statements", value);
   return result;
 }
 
@@ -2417,14 +3174,12 @@ static void call_on_report(napi_env env, napi_value js_callback, forwarder *f, r
   if (r->kind == REPORT_ACCEPTED || r->kind == REPORT_LOGIN) {
     call_on_login(env, f, r);
     if (r->fd >= 0) close(r->fd);
-    free(r->bytes);
-    free(r);
+    free_report(r);
     return;
   }
   if (r->kind != REPORT_END) {
     call_on_pooled(env, f, r);
-    free(r->bytes);
-    free(r);
+    free_report(r);
     return;
   }
   if (s->counters_ref) {
@@ -2448,8 +3203,7 @@ static void call_on_report(napi_env env, napi_value js_callback, forwarder *f, r
   command *release = s->release;
   s->release = NULL;
   enqueue_waking(f, release, 0);
-  free(r->bytes);
-  free(r);
+  free_report(r);
 }
 
 /* On the JS thread: a session's server reported a search_path; by id, since the session may be gone. */
@@ -2516,6 +3270,7 @@ static void cleanup(void *arg) {
   close(f->epoll_fd);
   close(f->wake_fd);
   free(f->server_lost);
+  free(f->scratch);
   free(f);
 }
 
@@ -2823,8 +3578,8 @@ static session *session_of(napi_env env, napi_value handle) {
 static napi_value pool_command(napi_env env, napi_callback_info info, command_kind kind, const char *usage) {
   forwarder *f = instance(env);
   if (!f) return NULL;
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 6;
+  napi_value argv[6];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   pool *p = argc < 1 ? NULL : pool_of(env, argv[0]);
   command *c = p ? calloc(1, sizeof *c) : NULL;
@@ -2841,8 +3596,9 @@ static napi_value pool_command(napi_env env, napi_callback_info info, command_ki
   switch (kind) {
     case CMD_LEND: {
       int32_t server_fd;
-      ok = argc >= 4 && napi_get_value_int32(env, argv[1], &server_fd) == napi_ok && napi_get_value_double(env, argv[2], &c->server_id) == napi_ok &&
-           napi_get_value_double(env, argv[3], &c->lifetime_ms) == napi_ok;
+      ok = argc >= 6 && napi_get_value_int32(env, argv[1], &server_fd) == napi_ok && napi_get_value_double(env, argv[2], &c->server_id) == napi_ok &&
+           napi_get_value_double(env, argv[3], &c->lifetime_ms) == napi_ok && copy_bytes(env, argv[4], &c->bytes, &c->length) &&
+           napi_get_value_uint32(env, argv[5], &count) == napi_ok && count > 0;
       if (ok) {
         /* Node's socket already made it non-blocking (a flag of the connection, shared by duplicates). */
         c->fd = fcntl(server_fd, F_DUPFD_CLOEXEC, 0);
@@ -2878,9 +3634,13 @@ static napi_value pool_command(napi_env env, napi_callback_info info, command_ki
   return NULL;
 }
 
-/* lend(pool, serverFd, serverId, lifetimeMs): a server connection for the pool that asked (REPORT_WANT). */
+/*
+ * lend(pool, serverFd, serverId, lifetimeMs, statements, maxPreparedStatements): a server connection
+ * for the pool that asked (REPORT_WANT), with the named statements it holds (NUL-terminated names,
+ * oldest first) and how many it may hold.
+ */
 static napi_value lend_link(napi_env env, napi_callback_info info) {
-  return pool_command(env, info, CMD_LEND, "lend(pool, serverFd, serverId, lifetimeMs)");
+  return pool_command(env, info, CMD_LEND, "lend(pool, serverFd, serverId, lifetimeMs, statements: Buffer, maxPreparedStatements)");
 }
 
 /* reclaim(pool, count): links back to JavaScript, parked ones now, others as they come free. */

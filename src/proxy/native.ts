@@ -8,6 +8,7 @@
  */
 import { createRequire } from 'node:module';
 import type net from 'node:net';
+import { decodeStatementNames, encodeStatementNames } from './pool/prepared.js';
 import { SERVER_CLOSED_UNEXPECTEDLY, encodeErrorResponse, type ErrorFields } from './protocol/messages.js';
 
 /** How sessions forward after login: `auto` is native when the addon is there, else node. */
@@ -55,14 +56,22 @@ export interface NativePooledEnd {
   /** The server connection the client held (0: none) and its last ReadyForQuery's status. */
   serverId?: number;
   status?: 'I' | 'T' | 'E';
+  /** The named statements that connection holds (NUL-terminated server names, oldest first). */
+  serverStatements?: Buffer;
+  /** The client's named statements (PreparedStatements.adopt). */
+  statements?: Buffer;
 }
 
 /** What the thread tells JavaScript about one of its pools. */
 export interface NativePoolEvents {
   /** Sessions wait and the pool has no link for them: lend one (`lend`), or `failWant`, or `handBackWaiter`. */
   want(): void;
-  /** A link is back (idle too long, asked back, broken, or unusable): Node reads it again; the pool takes it. */
-  returned(serverId: number, status: 'I' | 'T' | 'E', broken: boolean): void;
+  /**
+   * A link is back (idle too long, asked back, broken, or unusable): Node reads it again; the pool
+   * takes it, with the named statements it holds now (server names, oldest first; undefined: the
+   * thread never used it, what Node knew still holds).
+   */
+  returned(serverId: number, status: 'I' | 'T' | 'E', broken: boolean, statements: string[] | undefined): void;
 }
 
 /**
@@ -88,12 +97,12 @@ interface Binding {
     onEnd: (id: number, reason: NativeEndReason, detail: string, explained: boolean, pooled: NativePooledEnd | undefined) => void,
     serverLost: Buffer,
     onSearchPath: (id: number, value: string) => void,
-    onPooled: (kind: 'want' | 'returned' | 'parameter', id: number, a?: number | string, b?: string, c?: boolean | number) => void,
+    onPooled: (kind: 'want' | 'returned' | 'parameter', id: number, a?: number | string, b?: string, c?: boolean | number, d?: Buffer) => void,
   ): void;
   start(id: number, clientFd: number, serverFd: number, counters: Float64Array, toClient: Buffer, toServer: Buffer): NativeHandle;
   pool(id: number, figures: Float64Array, waitBoundsUs: Float64Array): NativePoolHandle;
   startPooled(id: number, clientFd: number, counters: Float64Array, held: Buffer, pool: NativePoolHandle): NativeHandle;
-  lend(pool: NativePoolHandle, serverFd: number, serverId: number, lifetimeMs: number): void;
+  lend(pool: NativePoolHandle, serverFd: number, serverId: number, lifetimeMs: number, statements: Buffer, maxPreparedStatements: number): void;
   reclaim(pool: NativePoolHandle, count: number): void;
   drain(pool: NativePoolHandle, on: 0 | 1): void;
   failWant(pool: NativePoolHandle, errorResponse: Buffer, minWaitMs: number, why: string): void;
@@ -235,9 +244,12 @@ export class NativeForwarder {
     return handle;
   }
 
-  /** Lends a pool that asked a server connection (the thread works on a duplicate of its descriptor). */
-  lend(pool: NativePoolHandle, serverFd: number, serverId: number, lifetimeMs: number): void {
-    this.binding.lend(pool, serverFd, serverId, lifetimeMs);
+  /**
+   * Lends a pool that asked a server connection (the thread works on a duplicate of its descriptor),
+   * with the named statements it holds (server names, oldest first) and how many it may hold.
+   */
+  lend(pool: NativePoolHandle, serverFd: number, serverId: number, lifetimeMs: number, statements: string[], maxPreparedStatements: number): void {
+    this.binding.lend(pool, serverFd, serverId, lifetimeMs, encodeStatementNames(statements), maxPreparedStatements);
   }
 
   /** Asks `count` links back: parked ones now, others as they come free. */
@@ -283,11 +295,11 @@ export class NativeForwarder {
     }
   };
 
-  private readonly onPooled = (kind: 'want' | 'returned' | 'parameter', id: number, a?: number | string, b?: string, c?: boolean | number): void => {
+  private readonly onPooled = (kind: 'want' | 'returned' | 'parameter', id: number, a?: number | string, b?: string, c?: boolean | number, d?: Buffer): void => {
     try {
       if (kind === 'parameter') this.parameterReports.get(id)?.(a as string, b as string, c as number);
       else if (kind === 'want') this.poolEvents.get(id)?.want();
-      else this.poolEvents.get(id)?.returned(a as number, b as 'I' | 'T' | 'E', c === true);
+      else this.poolEvents.get(id)?.returned(a as number, b as 'I' | 'T' | 'E', c === true, d && decodeStatementNames(d));
     } catch (error) {
       process.emitWarning(`tandem: failure in a natively forwarded pool: ${(error as Error).message}`);
     }

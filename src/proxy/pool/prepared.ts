@@ -77,6 +77,29 @@ export class ServerStatements {
   list(): string[] {
     return [...this.names];
   }
+
+  /** What the native thread says the connection holds, oldest first, after it used the connection. */
+  replace(names: Iterable<string>): void {
+    this.clear();
+    for (const name of names) this.add(name);
+  }
+}
+
+/** Server names as the native thread takes and gives them (with a connection): NUL-terminated, oldest first. */
+export function encodeStatementNames(names: string[]): Buffer {
+  return Buffer.from(names.map((name) => `${name}\0`).join(''), 'latin1');
+}
+
+export function decodeStatementNames(bytes: Buffer): string[] {
+  const names: string[] = [];
+  let at = 0;
+  while (at < bytes.length) {
+    const end = bytes.indexOf(0, at);
+    if (end < 0) break;
+    names.push(bytes.toString('latin1', at, end));
+    at = end + 1;
+  }
+  return names;
 }
 
 /** One named statement of a client. */
@@ -151,6 +174,22 @@ export class PreparedStatements {
    * been sent yet: the server discards everything until that Sync, and so must the bookkeeping.
    */
   private skipping = false;
+
+  /**
+   * Takes over the statements the native thread kept for this client (a hand-back): each its name,
+   * NUL, a big-endian uint32 length, and the Parse body after the name (native/forwarder.c,
+   * client_export).
+   */
+  adopt(encoded: Buffer): void {
+    let at = 0;
+    while (at < encoded.length) {
+      const nameEnd = terminator(encoded, at);
+      const length = encoded.readUInt32BE(nameEnd + 1);
+      const rest = encoded.subarray(nameEnd + 5, nameEnd + 5 + length);
+      this.statements.set(encoded.toString('latin1', at, nameEnd), clientStatement(rest));
+      at = nameEnd + 5 + length;
+    }
+  }
 
   /** Statements this client has named, by the client's name. */
   get names(): string[] {
@@ -271,14 +310,8 @@ export class PreparedStatements {
       sink.server(existing.parse);
       return;
     }
-    const rest = body.subarray(nameEnd + 1);
-    const serverName = serverStatementName(rest);
-    const serverNameBytes = Buffer.from(`${serverName}\0`, 'latin1');
-    const statement: ClientStatement = {
-      serverName,
-      serverNameBytes,
-      parse: encodeMessage(MessageType.Parse, Buffer.concat([serverNameBytes, rest])),
-    };
+    const statement = clientStatement(body.subarray(nameEnd + 1));
+    const serverName = statement.serverName;
     this.statements.set(name, statement);
     const server = this.attached();
     if (server.has(serverName)) {
@@ -456,6 +489,13 @@ export class PreparedStatements {
     this.payloads = payloads;
     this.head = 0;
   }
+}
+
+/** A client statement from its Parse body after the name (query text, its NUL, parameter types). */
+function clientStatement(rest: Buffer): ClientStatement {
+  const serverName = serverStatementName(rest);
+  const serverNameBytes = Buffer.from(`${serverName}\0`, 'latin1');
+  return { serverName, serverNameBytes, parse: encodeMessage(MessageType.Parse, Buffer.concat([serverNameBytes, rest])) };
 }
 
 /** Buffer#copy costs more than a loop for the few bytes of names and typical parameters. */

@@ -20,6 +20,7 @@ import { Counter, PoolFigure, type NativeEnd, type NativeForwarder, type NativeH
 import { parameterSync, type ParameterValues } from '../pool/client-parameters.js';
 import { PoolError, describeKey, type HolderFigures, type Lease, type PoolHolder, type PoolKey, type Pools, type ReleaseOptions } from '../pool/pool.js';
 import type { PooledServer } from '../pool/pooled-server.js';
+import { decodeStatementNames } from '../pool/prepared.js';
 import { encodeErrorResponse, type ErrorFields } from '../protocol/messages.js';
 import { retiredError } from './forwarding.js';
 import { poolErrorFields, type PooledContext } from './pooled.js';
@@ -140,7 +141,11 @@ export class NativePool {
   ) {
     // The values its sessions share (a session whose values change goes back to Node).
     this.parameters = new Map(parameters);
-    this.handle = forwarder.createPool({ want: () => this.want(), returned: (id, status, broken) => this.returned(id, status, broken) }, this.figures, WAIT_BOUNDS_US);
+    this.handle = forwarder.createPool(
+      { want: () => this.want(), returned: (id, status, broken, statements) => this.returned(id, status, broken, statements) },
+      this.figures,
+      WAIT_BOUNDS_US,
+    );
   }
 
   figure(slot: number): number {
@@ -165,12 +170,18 @@ export class NativePool {
     return this.leases.get(id)?.connection;
   }
 
-  /** The lease of a connection the thread gave up (Node reads it again), in this transaction status. */
-  takeOver(id: number, status: 'I' | 'T' | 'E'): Lease<PooledServer> | undefined {
+  /**
+   * The lease of a connection the thread gave up (Node reads it again), in this transaction status,
+   * holding these named statements (undefined: the thread never used it).
+   */
+  takeOver(id: number, status: 'I' | 'T' | 'E', statements: string[] | undefined): Lease<PooledServer> | undefined {
     const lease = this.leases.get(id);
     if (!lease) return undefined;
     this.leases.delete(id);
     lease.connection.session.takeBack(status);
+    // What the thread prepared or closed on it: Node must believe the same, or a client would hear
+    // "prepared statement does not exist" or "already exists".
+    if (statements) lease.connection.statements.replace(statements);
     return lease;
   }
 
@@ -230,9 +241,9 @@ export class NativePool {
     this.leases.set(server.id, lease);
     server.client = undefined;
     try {
-      this.forwarder.lend(this.handle, fd, server.id, lease.lifetimeLeftMs());
+      this.forwarder.lend(this.handle, fd, server.id, lease.lifetimeLeftMs(), server.statements.list(), server.statements.capacity);
     } catch (error) {
-      this.takeOver(server.id, 'I');
+      this.takeOver(server.id, 'I', undefined);
       this.ctx.logger.warn({ err: (error as Error).message }, 'could not lend a server connection to the native forwarder; the client goes on in Node');
       this.inNode(lease);
     }
@@ -244,8 +255,8 @@ export class NativePool {
     this.forwarder.handBackWaiter(this.handle);
   }
 
-  private returned(id: number, status: 'I' | 'T' | 'E', broken: boolean): void {
-    const lease = this.takeOver(id, status);
+  private returned(id: number, status: 'I' | 'T' | 'E', broken: boolean, statements: string[] | undefined): void {
+    const lease = this.takeOver(id, status, statements);
     if (!lease) return;
     lease.connection.requestAt = Date.now();
     // Left in a transaction (its client went away), the pool rolls it back; mid-answer, it is closed.
@@ -258,9 +269,10 @@ export interface NativePooledEvents {
   ended(end: NativeEnd): void;
   /**
    * The thread gave the client back: forward it in Node from here, on `socket`, with `held` (what it
-   * sent that was not forwarded), the server connection it holds, if any, and its parameters now.
+   * sent that was not forwarded), the server connection it holds, if any, its parameters now, and
+   * its named statements (PreparedStatements.adopt).
    */
-  handedBack(socket: net.Socket, held: Buffer, lease: Lease<PooledServer> | undefined, parameters: ParameterValues): void;
+  handedBack(socket: net.Socket, held: Buffer, lease: Lease<PooledServer> | undefined, parameters: ParameterValues, statements: Buffer): void;
 }
 
 /** One client of a NativePool, as the session, the admin console and the status see it. */
@@ -398,10 +410,11 @@ export class NativePooledForwarding {
     this.threadDone = true;
     const pooled = end.pooled;
     if (end.reason === 'handed_back' && pooled?.fd !== undefined) {
-      const lease = pooled.serverId ? this.pool.takeOver(pooled.serverId, pooled.status ?? 'I') : undefined;
+      const serverStatements = pooled.serverStatements && decodeStatementNames(pooled.serverStatements);
+      const lease = pooled.serverId ? this.pool.takeOver(pooled.serverId, pooled.status ?? 'I', serverStatements) : undefined;
       // Node's forwarding changes the values it is given: never the learned login's.
       const parameters = this.shared ? new Map(this.parameters) : this.parameters;
-      this.events.handedBack(new net.Socket({ fd: pooled.fd, readable: true, writable: true }), pooled.held ?? Buffer.alloc(0), lease, parameters);
+      this.events.handedBack(new net.Socket({ fd: pooled.fd, readable: true, writable: true }), pooled.held ?? Buffer.alloc(0), lease, parameters, pooled.statements ?? Buffer.alloc(0));
       return;
     }
     this.events.ended(end);

@@ -112,8 +112,11 @@ export class PooledForwarding {
     private readonly sessionId: number,
     /** The client's values of the tracked parameters, kept up to date with what it sets. */
     private readonly parameters: ParameterValues,
+    /** Named statements the client prepared while the native thread forwarded it (PreparedStatements.adopt). */
+    statements?: Buffer,
   ) {
     this.prepared = ctx.mode === 'transaction' ? new PreparedStatements() : undefined;
+    if (statements && statements.length > 0) this.prepared?.adopt(statements);
     this.sink = {
       server: (frame) => this.toServer(frame),
       client: (frame) => this.toClient(frame),

@@ -592,8 +592,8 @@ export class Session implements SessionUsage {
         logins?.endSeen(end);
         this.onNativeEnd(end);
       },
-      handedBack: (socket: net.Socket, held: Buffer, heldLease: Lease<PooledServer> | undefined, parameters: ParameterValues) =>
-        this.onHandedBack(learned.pooling, learned.key, parameters, socket, held, heldLease),
+      handedBack: (socket: net.Socket, held: Buffer, heldLease: Lease<PooledServer> | undefined, parameters: ParameterValues, statements: Buffer) =>
+        this.onHandedBack(learned.pooling, learned.key, parameters, socket, held, heldLease, statements),
     };
     const pooled = NativePooledForwarding.adopt(forwarder, learned.pool, this.counters, events, learned.parameters, login.threadId, login.handle);
     this.state = { phase: 'forwarding', by: 'pool', login: { database: learned.database, routedVersion: learned.version }, pooled };
@@ -601,8 +601,15 @@ export class Session implements SessionUsage {
   }
 
   /** The session's pooled forwarding in Node, ready to start reading the client. */
-  private forwardPooledInNode(login: LoggedIn, key: PoolKey, pooling: Pooling, parameters: ParameterValues, lease: Lease<PooledServer> | undefined): PooledForwarding {
-    const pooled = new PooledForwarding(this.client.socket, key, pooling, this.counters, { ended: this.onPooledEnd }, lease, this.id, parameters);
+  private forwardPooledInNode(
+    login: LoggedIn,
+    key: PoolKey,
+    pooling: Pooling,
+    parameters: ParameterValues,
+    lease: Lease<PooledServer> | undefined,
+    statements?: Buffer,
+  ): PooledForwarding {
+    const pooled = new PooledForwarding(this.client.socket, key, pooling, this.counters, { ended: this.onPooledEnd }, lease, this.id, parameters, statements);
     if (this.retiredMessage !== undefined) pooled.retire(this.retiredMessage);
     this.state = { phase: 'forwarding', by: 'pool', login, pooled };
     return pooled;
@@ -618,7 +625,8 @@ export class Session implements SessionUsage {
     if (!forwarder || pooling.mode !== 'transaction' || lease || pooling.idleTransactionTimeoutMs > 0 || this.client.encrypted) return undefined;
     const events = {
       ended: this.onNativeEnd,
-      handedBack: (socket: net.Socket, held: Buffer, heldLease: Lease<PooledServer> | undefined, now: ParameterValues) => this.onHandedBack(pooling, key, now, socket, held, heldLease),
+      handedBack: (socket: net.Socket, held: Buffer, heldLease: Lease<PooledServer> | undefined, now: ParameterValues, statements: Buffer) =>
+        this.onHandedBack(pooling, key, now, socket, held, heldLease, statements),
     };
     try {
       return NativePooledForwarding.start(forwarder, this.client.socket as net.Socket, key, pooling, this.counters, events, this.id, parameters, rest);
@@ -629,7 +637,15 @@ export class Session implements SessionUsage {
   }
 
   /** The thread gave the client back (it needs the proxy's bookkeeping): Node forwards it from here. */
-  private onHandedBack(pooling: Pooling, key: PoolKey, parameters: ParameterValues, socket: net.Socket, held: Buffer, lease: Lease<PooledServer> | undefined): void {
+  private onHandedBack(
+    pooling: Pooling,
+    key: PoolKey,
+    parameters: ParameterValues,
+    socket: net.Socket,
+    held: Buffer,
+    lease: Lease<PooledServer> | undefined,
+    statements: Buffer,
+  ): void {
     const state = this.state;
     if (state.phase !== 'forwarding' || state.by !== 'pool') {
       lease?.release();
@@ -638,7 +654,8 @@ export class Session implements SessionUsage {
     }
     const figures = state.pooled;
     this.client.adopt(socket);
-    const pooled = this.forwardPooledInNode(state.login, key, pooling, parameters, lease);
+    // The client's named statements go on in Node.
+    const pooled = this.forwardPooledInNode(state.login, key, pooling, parameters, lease, statements);
     // The figures so far carry over (the lease carried over is not a new transaction).
     pooled.transactions += figures.transactions - (lease ? 1 : 0);
     pooled.heldMicros += figures.heldMicros;
