@@ -189,9 +189,10 @@ typedef struct session {
   struct client_statement *statements;
   uint32_t statement_count;
   size_t statement_bytes;
-  uint8_t named_held;
+  uint8_t named_held;    /* or a Flush: either needs the replies counted */
   uint8_t tracking;
   uint8_t skipping;
+  uint8_t open_request;  /* a Flush went out and its Sync has not: the link is the session's until then */
   struct pending_reply *replies;
   uint32_t reply_head, reply_count, reply_cap;
   /* The server's frames as the rewriting sees them: a header being assembled, the rest of a frame. */
@@ -605,7 +606,7 @@ static void close_as(forwarder *f, side *sd, close_mode mode, const char *last, 
 
 /* A pooled session's server has answered everything it was sent, and has nothing more to take. */
 static int server_quiet(const session *s) {
-  return s->outstanding == 0 && at_boundary(&s->from_server) && !has_out(&s->server);
+  return s->outstanding == 0 && s->reply_count == 0 && at_boundary(&s->from_server) && !has_out(&s->server);
 }
 
 static void leave_pool(forwarder *f, session *s, int server_failed);
@@ -1499,7 +1500,10 @@ static int rewrite_message(forwarder *f, session *s, const char *frame, size_t l
   uint8_t type = (uint8_t)frame[0];
   const char *body = frame + 5;
   size_t body_len = length - 5;
-  if (s->skipping && type != 'S') return pass_on(f, s, REPLY_NONE, frame, length); /* the server ignores it; so does the bookkeeping */
+  if (s->skipping && type != 'S') {
+    if (type == 'H') s->open_request = 1;
+    return pass_on(f, s, REPLY_NONE, frame, length); /* the server ignores it; so does the bookkeeping */
+  }
   switch (type) {
     case 'P': {
       const char *name_end = memchr(body, 0, body_len);
@@ -1564,10 +1568,15 @@ static int rewrite_message(forwarder *f, session *s, const char *frame, size_t l
       return pass_on(f, s, REPLY_EXECUTE, frame, length);
     case 'S':
       s->skipping = 0;
+      s->open_request = 0;
       return pass_on(f, s, REPLY_SYNC, frame, length);
     case 'Q':
     case 'F':
+      s->open_request = 0;
       return pass_on(f, s, REPLY_QUERY, frame, length);
+    case 'H':
+      s->open_request = 1;
+      return pass_on(f, s, REPLY_NONE, frame, length);
     default: /* COPY data, done, failed */
       return pass_on(f, s, REPLY_NONE, frame, length);
   }
@@ -1698,6 +1707,7 @@ static int statements_full(const session *s) {
 typedef enum {
   MESSAGE_PART,       /* part of a request: held until its end */
   MESSAGE_REQUEST_END, /* a Sync or a Query: the request is whole */
+  MESSAGE_FLUSH,      /* a Flush: what came before goes out, the link stays the session's until the Sync */
   MESSAGE_COPY,       /* COPY data, done or failed: goes straight to the lent connection */
   MESSAGE_TERMINATE,
   MESSAGE_JAVASCRIPT, /* needs the proxy's bookkeeping: the client goes back to JavaScript */
@@ -1711,6 +1721,8 @@ static message_class classify(uint8_t type, const uint8_t *body, size_t length, 
       return may_pin(body, length) ? MESSAGE_JAVASCRIPT : MESSAGE_REQUEST_END;
     case 'S':
       return MESSAGE_REQUEST_END;
+    case 'H':
+      return MESSAGE_FLUSH;
     case 'P': { /* a statement whose query cannot pin the client */
       const uint8_t *name_end = memchr(body, 0, length);
       if (!name_end) return MESSAGE_JAVASCRIPT;
@@ -1883,6 +1895,7 @@ static void take_link(forwarder *f, session *s, server_link *l) {
   s->server_status = 'I';
   s->frame_header_len = 0;
   s->frame_remaining = 0;
+  s->open_request = 0;
   int64_t now = now_us();
   double waited = 0;
   if (s->wait_started_us) {
@@ -1938,7 +1951,8 @@ static void stop_waiting(session *s) {
  */
 static void leave_pool(forwarder *f, session *s, int server_failed) {
   stop_waiting(s);
-  int quiet = server_quiet(s) && !server_failed && !s->server.hangup;
+  /* Mid-request (after a Flush, before its Sync), the connection is in no state for another client. */
+  int quiet = server_quiet(s) && !server_failed && !s->server.hangup && !s->open_request;
   uint8_t status = s->server_status;
   server_link *l = drop_link(s);
   if (!l) return;
@@ -2068,6 +2082,12 @@ static int advance(forwarder *f, session *s) {
         s->ready_len = at + 1 + length;
         s->ready_requests++;
         break;
+      case MESSAGE_FLUSH:
+        /* The client waits for the replies so far (postgres.js describes a statement so before it binds): no ReadyForQuery
+           ends them, so they are counted as a named statement's are (the rewriting's queue). */
+        s->ready_len = at + 1 + length;
+        s->named_held = 1;
+        break;
       case MESSAGE_COPY:
         /* Only a COPY under way on a held link reads them; anything else is JavaScript's to judge. */
         if (!s->link || at != s->ready_len) {
@@ -2106,7 +2126,7 @@ static int pooled_server_ready(forwarder *f, session *s) {
   s->requests += 1;
   s->request_us += (double)(now_us() - s->request_started_us);
   /* A client going back to JavaScript keeps its connection: what changed it (a parameter) is JavaScript's to settle. */
-  if (s->server_status == 'I' && !has_out(&s->server) && s->ready_len == 0 && !s->handing && s->reply_count == 0 && !s->skipping) {
+  if (s->server_status == 'I' && !has_out(&s->server) && s->ready_len == 0 && !s->handing && s->reply_count == 0 && !s->skipping && !s->open_request) {
     free_link(f, drop_link(s));
   } else {
     /* Requests that waited for the link to owe nothing (rewrite_ready) go now. */

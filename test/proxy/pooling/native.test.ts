@@ -244,7 +244,7 @@ describe.skipIf(!nativeBuilt)('transaction mode through the native forwarder', (
     await holder.end();
   });
 
-  it('serves requests a client pipelines, transactions included, in order, and hands a Flush to Node', async () => {
+  it('serves requests a client pipelines, transactions included, in order, and a Flush in the middle of one', async () => {
     await createUsersTable(db.url);
     const database = databaseOf(db.url);
     const { proxy, lines } = await proxyWithLog(2);
@@ -263,13 +263,13 @@ describe.skipIf(!nativeBuilt)('transaction mode through the native forwarder', (
     const { rows, ready } = await answers;
     expect(rows).toEqual(['1', '42', '8']);
     expect(ready).toEqual(['I', 'T', 'T', 'I', 'I']);
-    // A Flush needs the proxy's bookkeeping: the client goes on in Node, and still gets its answers.
+    // A Flush: the replies so far go out, the connection stays the client's until its Sync.
     const flushed = collectUntilReady(session, 1);
     session.write(Buffer.concat([encodeMessage(0x50, Buffer.from('\0SELECT 5\0\0\0')), encodeMessage(0x48, Buffer.alloc(0)), encodeMessage(0x42, Buffer.from('\0\0\0\0\0\0\0\0')), encodeMessage(0x45, Buffer.from('\0\0\0\0\0')), encodeMessage(0x53, Buffer.alloc(0))]));
     expect((await flushed).rows).toEqual(['5']);
     session.end(encodeMessage(0x58, Buffer.alloc(0)));
     const [closed] = await closeLines(lines, 1);
-    expect(closed?.forwarder).toBe('node');
+    expect(closed?.forwarder).toBe('native');
     expect((await db.query('SELECT full_name FROM users WHERE id = 1')).rows[0].full_name).toBe('piped');
   });
 
