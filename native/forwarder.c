@@ -1003,6 +1003,8 @@ static const struct {
   int whole;
 } PIN_WORDS[] = {
     {"listen", 1}, {"prepare", 1}, {"pg_temp", 0}, {"hold", 1}, {"temp", 1}, {"temporary", 1}, {"advisory_lock", 0}, {"set_config", 0},
+    /* DEALLOCATE forgets prepared statements: Node keeps what the connection holds up to date (pooled.ts). */
+    {"deallocate", 1},
 };
 
 /*

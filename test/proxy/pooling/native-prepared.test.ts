@@ -277,6 +277,22 @@ describe.skipIf(!nativeBuilt)('named prepared statements through the native forw
     expect(await forwardersOf(lines, database, 1)).toEqual(['node']);
   });
 
+  it('leaves DEALLOCATE ALL to Node, so that the thread prepares again what another client deallocated', async () => {
+    const database = databaseOf(db.url);
+    const { proxy, lines } = await proxyWithLog(1);
+    const owner = await rawSession(proxy.port, database);
+    const other = await rawSession(proxy.port, database);
+    try {
+      expect(await exchange(owner, Buffer.concat([parse('s', 'SELECT 9::text'), bind('s'), execute(), sync()]))).toEqual(['1', '2', 'D:9', 'C', 'Z']);
+      expect(await exchange(other, query('DEALLOCATE ALL'))).toEqual(['C', 'Z']);
+      expect(await exchange(owner, Buffer.concat([bind('s'), execute(), sync()]))).toEqual(['2', 'D:9', 'C', 'Z']);
+    } finally {
+      end(owner);
+      end(other);
+    }
+    expect((await forwardersOf(lines, database, 2)).sort()).toEqual(['native', 'node']);
+  });
+
   it('gives a drained connection back to Node with what the thread prepared on it', async () => {
     const database = databaseOf(db.url);
     const { proxy } = await proxyWithLog(1);
