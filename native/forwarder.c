@@ -69,6 +69,8 @@ enum {
   /* Pooled sessions: the server connection held now (its id, 0: none), since when the client waits
    * for one (ms since the epoch, 0: not waiting), and PgBouncer's SHOW STATS figures. */
   SERVER_ID, WAITING_SINCE, TRANSACTIONS, HELD_US, WAITED_US, REQUESTS, REQUEST_US,
+  /* Its named statements (SHOW CLIENTS prepared_statements). */
+  PREPARED,
   COUNTERS
 };
 
@@ -1252,6 +1254,7 @@ static void client_insert(session *s, client_statement *st) {
   s->statements = st;
   s->statement_count++;
   s->statement_bytes += st->name_len + st->parse_len;
+  publish(s, PREPARED, s->statement_count);
 }
 
 static void client_remove(session *s, client_statement *st) {
@@ -1263,6 +1266,7 @@ static void client_remove(session *s, client_statement *st) {
   st->in_map = 0;
   s->statement_count--;
   s->statement_bytes -= st->name_len + st->parse_len;
+  publish(s, PREPARED, s->statement_count);
   statement_release(st);
 }
 
@@ -3472,9 +3476,9 @@ static napi_value launch(napi_env env, forwarder *f, session *s, napi_value coun
   return handle;
 }
 
-/* start(id, clientFd, serverFd, counters: Float64Array(11), toClient: Buffer, toServer: Buffer) → handle */
+/* start(id, clientFd, serverFd, counters: Float64Array(12), toClient: Buffer, toServer: Buffer) → handle */
 static napi_value start(napi_env env, napi_callback_info info) {
-  static const char USAGE[] = "start(id, clientFd, serverFd, counters: Float64Array(11), toClient: Buffer, toServer: Buffer)";
+  static const char USAGE[] = "start(id, clientFd, serverFd, counters: Float64Array(12), toClient: Buffer, toServer: Buffer)";
   forwarder *f = instance(env);
   if (!f) return NULL;
   size_t argc = 6;
@@ -3558,9 +3562,9 @@ static pool *pool_of(napi_env env, napi_value handle) {
   return tagged_external(env, handle, &POOL_TAG);
 }
 
-/* startPooled(id, clientFd, counters: Float64Array(11), held: Buffer, pool) → handle: a pooled client alone. */
+/* startPooled(id, clientFd, counters: Float64Array(12), held: Buffer, pool) → handle: a pooled client alone. */
 static napi_value start_pooled(napi_env env, napi_callback_info info) {
-  static const char USAGE[] = "startPooled(id, clientFd, counters: Float64Array(11), held: Buffer, pool)";
+  static const char USAGE[] = "startPooled(id, clientFd, counters: Float64Array(12), held: Buffer, pool)";
   forwarder *f = instance(env);
   if (!f) return NULL;
   size_t argc = 5;

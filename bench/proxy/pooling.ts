@@ -13,7 +13,7 @@
  * Each figure is the median of rotating rounds; beside the TPS, the CPU time the proxy process used
  * per transaction, in user space and in the kernel (/proc/PID/stat before and after each pgbench run). Prints a Markdown table.
  *
- *   npm run build && npx tsx bench/proxy/pooling.ts [--duration 10] [--rounds 3] [--clients 8,32,200] [--pool-size 16] [--connect-clients 8] [--idle 5000] [--only connect]
+ *   npm run build && npx tsx bench/proxy/pooling.ts [--duration 10] [--rounds 3] [--clients 8,32,200] [--pool-size 16] [--connect-clients 8] [--idle 5000] [--only connect|prepared]
  *
  * Needs pgbench and pgbouncer (see run.ts), and `ulimit -n` of at least twice --idle plus 1000 (the
  * idle clients' sockets are open in this process and in the proxy at once). Not run by the tests.
@@ -31,12 +31,16 @@ const { duration: DURATION, rounds: ROUNDS, idle: IDLE_ASKED, clients: CLIENTS, 
   { clients: '8,32,200', idle: '5000' },
   { 'pool-size': '16', 'connect-clients': '8', only: '' },
 );
-/** `--only connect`: the `-S -C` row alone, without the idle clients, for work on the login path. */
+/**
+ * `--only connect`: the `-S -C` row alone, without the idle clients, for work on the login path;
+ * `--only prepared`: the `-S -M prepared` rows alone, for work on named statements.
+ */
 const ONLY_CONNECT = own.only === 'connect';
-if (own.only !== '' && !ONLY_CONNECT) throw new Error(`--only takes "connect", not "${own.only}"`);
+const ONLY_PREPARED = own.only === 'prepared';
+if (own.only !== '' && !ONLY_CONNECT && !ONLY_PREPARED) throw new Error(`--only takes "connect" or "prepared", not "${own.only}"`);
 const POOL_SIZE = Number(own['pool-size']);
 const CONNECT_CLIENTS = Number(own['connect-clients']);
-const IDLE = ONLY_CONNECT ? 0 : IDLE_ASKED;
+const IDLE = ONLY_CONNECT || ONLY_PREPARED ? 0 : IDLE_ASKED;
 const MAX_CLIENT_CONN = IDLE + 1000;
 
 const PGBOUNCER_NO_PREPARED = 'n/a (PgBouncer 1.18 has no prepared statement support in transaction mode)';
@@ -110,7 +114,7 @@ async function main(): Promise<void> {
   let nativeLogins = '';
   try {
     try {
-      for (const clients of ONLY_CONNECT ? [] : CLIENTS) {
+      for (const clients of ONLY_CONNECT || ONLY_PREPARED ? [] : CLIENTS) {
         const threads = Math.min(clients, 2);
         row('-S', clients, await measure(['direct', 'pgbouncer', 'tandem'], '-S', { clients, threads, seconds: DURATION }));
       }
@@ -121,9 +125,11 @@ async function main(): Promise<void> {
         const run: PgbenchRun = { clients, threads: clients, seconds: DURATION, protocol: 'prepared' };
         row('-S -M prepared', clients, await measure(['direct', 'tandem'], '-S -M prepared', run), PGBOUNCER_NO_PREPARED);
       }
-      const connectRun: PgbenchRun = { clients: CONNECT_CLIENTS, threads: Math.min(CONNECT_CLIENTS, 2), seconds: DURATION, connectPerTransaction: true };
-      row('-S -C', CONNECT_CLIENTS, await measure(['direct', 'pgbouncer', 'tandem', 'tandem-nl', 'tandem-none'], '-S -C', connectRun));
-      nativeLogins = await nativeLoginCounts(nativeLoginHttp);
+      if (!ONLY_PREPARED) {
+        const connectRun: PgbenchRun = { clients: CONNECT_CLIENTS, threads: Math.min(CONNECT_CLIENTS, 2), seconds: DURATION, connectPerTransaction: true };
+        row('-S -C', CONNECT_CLIENTS, await measure(['direct', 'pgbouncer', 'tandem', 'tandem-nl', 'tandem-none'], '-S -C', connectRun));
+        nativeLogins = await nativeLoginCounts(nativeLoginHttp);
+      }
     } finally {
       await relay.stop();
       await nativeLogin.stop();
@@ -146,7 +152,7 @@ async function main(): Promise<void> {
     'PgBouncer µs CPU/tx (user + sys)', 'tandem µs CPU/tx (user + sys)', 'tandem native-login µs CPU/tx (user + sys)', 'tandem none µs CPU/tx (user + sys)',
   ];
   console.log(table(headers, rows));
-  console.log(`\ntandem --native-login on, all its -C rounds: ${nativeLogins}`);
+  if (nativeLogins) console.log(`\ntandem --native-login on, all its -C rounds: ${nativeLogins}`);
   if (idle) {
     const perClient = ((idle.afterKb - idle.beforeKb) * 1024) / IDLE;
     console.log(

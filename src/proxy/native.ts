@@ -33,8 +33,10 @@ export const Counter = {
   WaitedMicros: 8,
   Requests: 9,
   RequestMicros: 10,
+  /** Its named statements, kept by the thread. */
+  PreparedStatements: 11,
 } as const;
-export const COUNTER_SLOTS = 11;
+export const COUNTER_SLOTS = 12;
 
 export type NativeEndReason = 'client_closed' | 'server_closed' | 'client_protocol' | 'server_protocol' | 'retired' | 'terminated' | 'internal' | 'handed_back' | 'pool_error';
 

@@ -280,7 +280,6 @@ export class NativePooledForwarding {
   /** The thread reported the end: the handle names nothing any more. */
   private threadDone = false;
   readonly pinned = undefined;
-  readonly preparedStatements = 0;
 
   private constructor(
     private readonly forwarder: NativeForwarder,
@@ -372,6 +371,11 @@ export class NativePooledForwarding {
 
   get requests(): number {
     return this.counters[Counter.Requests] ?? 0;
+  }
+
+  /** The client's named statements (SHOW CLIENTS prepared_statements). */
+  get preparedStatements(): number {
+    return this.counters[Counter.PreparedStatements] ?? 0;
   }
 
   get requestMicros(): number {

@@ -116,7 +116,10 @@ export class PooledForwarding {
     statements?: Buffer,
   ) {
     this.prepared = ctx.mode === 'transaction' ? new PreparedStatements() : undefined;
-    if (statements && statements.length > 0) this.prepared?.adopt(statements);
+    if (statements && statements.length > 0 && this.prepared) {
+      this.prepared.adopt(statements);
+      ctx.logger.debug({ session: sessionId, statements: this.prepared.names.length }, 'goes on in Node with the named statements the native thread kept for it');
+    }
     this.sink = {
       server: (frame) => this.toServer(frame),
       client: (frame) => this.toClient(frame),

@@ -23,8 +23,8 @@ const nativeBuilt = selectForwarder('auto').forwarder !== undefined;
 const pgbench = spawnSync('pgbench', ['--version']).status === 0;
 
 async function proxyWithLog(poolSize: number, maxPreparedStatements = 200): Promise<{ proxy: TestProxy; lines: Array<Record<string, unknown>> }> {
-  const { logger, lines } = capturedLogger();
-  const proxy = await startTestProxy(db.url, { logger, pooling: poolingOptions({ maxPreparedStatements, settings: { poolSize } }) });
+  const { logger, lines } = capturedLogger('debug');
+  const proxy = await startTestProxy(db.url, { logger, pooling: poolingOptions({ maxPreparedStatements, settings: { poolSize } }), adminUsers: ['postgres'], adminDatabase: 'tandem' });
   return { proxy, lines };
 }
 
@@ -255,6 +255,14 @@ describe.skipIf(!nativeBuilt)('named prepared statements through the native forw
       // s1 was evicted (its CloseComplete and the ParseComplete of its new prepare are not the client's).
       for (const n of [1, 2, 3, 1]) expect(await exchange(client, Buffer.concat([bind(`s${n}`), execute(), sync()]))).toEqual(['2', `D:${n}`, 'C', 'Z']);
       expect(await count()).toEqual(['T', 'D:2', 'C', 'Z']);
+      // The client still has its three, as SHOW CLIENTS says.
+      const admin = await connectThrough(proxy.url('tandem'));
+      try {
+        const rows = (await admin.query('SHOW CLIENTS')).rows.filter((row: { database: string }) => row.database === database);
+        expect(rows.map((row: { prepared_statements: number }) => row.prepared_statements)).toEqual([3]);
+      } finally {
+        await admin.end();
+      }
     } finally {
       end(client);
     }
@@ -275,6 +283,8 @@ describe.skipIf(!nativeBuilt)('named prepared statements through the native forw
       await client.end();
     }
     expect(await forwardersOf(lines, database, 1)).toEqual(['node']);
+    // It named "plus" in the thread, which handed the statement over with the client.
+    expect(lines.filter((line) => /named statements the native thread kept/.test(String(line.msg))).map((line) => line.statements)).toEqual([1]);
   });
 
   it('leaves DEALLOCATE ALL to Node, so that the thread prepares again what another client deallocated', async () => {
@@ -295,7 +305,7 @@ describe.skipIf(!nativeBuilt)('named prepared statements through the native forw
 
   it('gives a drained connection back to Node with what the thread prepared on it', async () => {
     const database = databaseOf(db.url);
-    const { proxy } = await proxyWithLog(1);
+    const { proxy, lines } = await proxyWithLog(1);
     const sql = 'SELECT 7::text';
     const native = await rawSession(proxy.port, database);
     const inNode = await inNodeSession(proxy);
@@ -312,5 +322,6 @@ describe.skipIf(!nativeBuilt)('named prepared statements through the native forw
       end(native);
       end(inNode);
     }
+    expect((await forwardersOf(lines, database, 2)).sort()).toEqual(['native', 'node']);
   });
 });
