@@ -167,9 +167,17 @@ describe.skipIf(!nativeBuilt)('named prepared statements through the native forw
     // A client in Node on the only connection: it knows the statement is there.
     const inNode = await inNodeSession(proxy);
     expect(await exchange(inNode, Buffer.concat([parse('other', sql), bind('other'), execute(), sync()]))).toEqual(['1', '2', 'D:42', 'C', 'Z']);
-    // The names the server holds are Node's names for the statement (the thread computes the same sha1).
+    // The names the server holds are Node's names for the statement (the thread computes the same sha1),
+    // also for bodies across SHA-1's block boundaries and with parameter types.
+    const bodies = [
+      Buffer.from(`${sql}\0\0\0`),
+      Buffer.concat([Buffer.from(`SELECT $1::text || '${'x'.repeat(30)}'\0`), Buffer.from([0, 1, 0, 0, 0, 25])]),
+      Buffer.from(`SELECT '${'y'.repeat(200)}' AS long_one\0\0\0`),
+    ];
+    const more = bodies.slice(1).map((body, i) => encodeMessage(0x50, Buffer.concat([Buffer.from(`more${i}\0`), body])));
+    expect(await exchange(native, Buffer.concat([...more, sync()]))).toEqual(['1', '1', 'Z']);
     const names = await exchange(inNode, query('SELECT name FROM pg_prepared_statements ORDER BY name'));
-    expect(names).toEqual(['T', `D:${serverStatementName(Buffer.from(`${sql}\0\0\0`))}`, 'C', 'Z']);
+    expect(names).toEqual(['T', ...bodies.map((body) => `D:${serverStatementName(body)}`).sort(), 'C', 'Z']);
     end(native);
     end(inNode);
     expect((await forwardersOf(lines, database, 2)).sort()).toEqual(['native', 'node']);
