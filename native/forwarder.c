@@ -931,8 +931,9 @@ static int relay(forwarder *f, session *s, side *from, side *to, int *more) {
 /* ---- pooled sessions --------------------------------------------------------------------- */
 /*
  * A pooled session (transaction mode) starts with the client alone. Its messages are held until a
- * request is whole (up to a Sync or a Query) and checked: only what needs no bookkeeping stays here
- * (unnamed statements and portals, queries that cannot pin the client to a connection, COPY data).
+ * request is whole (up to a Sync, a Query or a Flush) and checked: only what the thread can keep the
+ * books for stays here (statements and portals, named ones with the bookkeeping of "prepared
+ * statements", queries that cannot pin the client to a connection, COPY data).
  * A whole request takes a link of the session's pool: a parked one, or the next one that comes
  * free, in the order the sessions asked; when the pool has fewer links than waiting sessions, the
  * thread asks JavaScript for one more (REPORT_WANT) and JavaScript's pool lends one (CMD_LEND: a
@@ -943,8 +944,8 @@ static int relay(forwarder *f, session *s, side *from, side *to, int *more) {
  * (REPORT_RETURNED) when parked longer than PARK_IDLE_MS, past their lifetime, broken, or asked
  * back (CMD_RECLAIM: JavaScript's own clients wait; CMD_DRAIN: a pause, a retired version).
  *
- * Anything else (a named statement, a query that may SET or LISTEN or lock for the session, a
- * Flush, a function call, a message too long to hold) hands the client back to JavaScript at the
+ * Anything else (a query that may SET or LISTEN or lock for the session or DEALLOCATE, a function
+ * call, a message too long to hold, a client with too many statements) hands the client back to JavaScript at the
  * next moment nothing is outstanding on the server: the session ends here with END_HANDED_BACK,
  * the client's descriptor and the bytes not yet forwarded, and JavaScript forwards it from then on,
  * with the server connection it holds at that moment, if any. So the thread never forwards a
