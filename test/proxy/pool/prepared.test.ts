@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { FrameReader, ProtocolError, type TypedFrame } from '../../../src/proxy/protocol/frames.js';
 import { encodeMessage } from '../../../src/proxy/protocol/messages.js';
-import { PreparedStatements, ServerStatements, serverStatementName } from '../../../src/proxy/pool/prepared.js';
+import { PreparedStatements, ServerStatements, decodeStatementNames, encodeStatementNames, serverStatementName } from '../../../src/proxy/pool/prepared.js';
 
 const cstring = (text: string) => Buffer.from(`${text}\0`);
 const int16 = (n: number) => Buffer.from([n >> 8, n & 0xff]);
@@ -241,6 +241,25 @@ describe('PreparedStatements', () => {
     const replies = Buffer.concat([frame('T', int16(0)), dataRow('1'), commandComplete('SELECT 1'), error('42703'), ready()]);
     expect(client.reply(replies)).toEqual(replies);
     expect(client.statements.idle).toBe(true);
+  });
+
+  it("adopts a client's statements from the native thread and a connection's names, oldest first", () => {
+    // As the thread encodes them (forwarder.c, client_export): name NUL, uint32 length, the Parse body after the name.
+    const body = Buffer.concat([cstring(Q), int16(1), int32(23)]);
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(body.length);
+    const connection = new ServerStatements(3);
+    connection.replace(decodeStatementNames(encodeStatementNames(['tandem_old', S1])));
+    expect(connection.list()).toEqual(['tandem_old', S1]);
+    const statements = new PreparedStatements();
+    statements.adopt(Buffer.concat([cstring('s1'), length, body]));
+    expect(statements.names).toEqual(['s1']);
+    statements.attach(connection);
+    const sent: Buffer[] = [];
+    statements.fromClient(frames(bind('', 's1', ['5']))[0]!, { server: (b) => sent.push(b), client: () => {} });
+    // The connection holds it: a Bind under the server name, nothing prepared again.
+    expect(Buffer.concat(sent)).toEqual(bind('', S1, ['5']));
+    expect(connection.list()).toEqual(['tandem_old', S1]);
   });
 
   it('refuses to move or release a client with replies outstanding, and reports a server out of step', () => {
