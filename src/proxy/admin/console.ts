@@ -21,6 +21,7 @@ import type {
   AdminClientRow,
   AdminConfigRow,
   AdminConnectionRow,
+  AdminDatabaseRow,
   AdminPoolRow,
   AdminServerRow,
   AdminSource,
@@ -131,6 +132,7 @@ const SERVER_COLUMNS: Array<Column<AdminServerRow>> = [
   // PgBouncer keeps the client-only wait columns in its server list, always 0, so both lists line up.
   column('wait', 'int4', () => 0),
   column('wait_us', 'int4', () => 0),
+  column('close_needed', 'int4', (r) => (r.closeNeeded ? 1 : 0)),
   column('remote_pid', 'int4', (r) => r.remotePid),
   ...CONNECTION_TAIL,
 ];
@@ -163,6 +165,35 @@ const VERSION_COLUMNS: Array<Column<AdminVersionRow>> = [
   column('retired', 'bool', (r) => r.retired),
 ];
 
+/** PgBouncer's SHOW DATABASES columns, less those tandem has no setting for (force_user, load balancing, per-database client limits). */
+const DATABASE_COLUMNS: Array<Column<AdminDatabaseRow>> = [
+  column('name', 'text', (r) => r.name),
+  column('host', 'text', (r) => r.host),
+  column('port', 'int4', (r) => r.port),
+  column('database', 'text', (r) => r.database),
+  column('pool_size', 'int4', (r) => r.poolSize),
+  column('min_pool_size', 'int4', (r) => r.minPoolSize),
+  column('reserve_pool_size', 'int4', (r) => r.reservePoolSize),
+  column('server_lifetime', 'int4', (r) => r.serverLifetimeSeconds),
+  column('pool_mode', 'text', (r) => r.poolMode),
+  column('max_connections', 'int4', (r) => r.maxConnections),
+  column('current_connections', 'int4', (r) => r.currentConnections),
+  column('current_client_connections', 'int4', (r) => r.currentClientConnections),
+  column('paused', 'int4', (r) => (r.paused ? 1 : 0)),
+  column('disabled', 'int4', (r) => (r.disabled ? 1 : 0)),
+];
+
+/** PgBouncer's SHOW STATE: whether the pooler as a whole is paused (tandem has no SUSPEND). */
+function encodeState(source: AdminSource): Buffer {
+  const state = source.pauseState();
+  const rows = [
+    { key: 'active', value: state.all ? 'no' : 'yes' },
+    { key: 'paused', value: state.all ? 'yes' : 'no' },
+    { key: 'suspended', value: 'no' },
+  ];
+  return encodeRows([column<{ key: string; value: string }>('key', 'text', (r) => r.key), column<{ key: string; value: string }>('value', 'text', (r) => r.value)], rows);
+}
+
 const CONFIG_COLUMNS: Array<Column<AdminConfigRow>> = [
   column('key', 'text', (r) => r.key),
   column('value', 'text', (r) => r.value),
@@ -181,10 +212,14 @@ function encodeRows<Row>(columns: ReadonlyArray<Column<Row>>, rows: readonly Row
 
 const HELP = [
   '',
-  'SHOW HELP|POOLS|CLIENTS|SERVERS|STATS|VERSIONS|CONFIG',
+  'SHOW HELP|POOLS|CLIENTS|SERVERS|STATS|VERSIONS|DATABASES|STATE|CONFIG',
   'PAUSE [<db>]',
   'RESUME [<db>]',
+  'DISABLE <db>',
+  'ENABLE <db>',
+  'RECONNECT [<db>]',
   'KILL [<db>]',
+  'WAIT_CLOSE [<db>]',
   'RELOAD',
   'SHUTDOWN',
 ].join('\n\t');
@@ -196,6 +231,8 @@ const SHOW = new Map<string, (source: AdminSource) => Buffer>([
   ['servers', (source) => encodeRows(SERVER_COLUMNS, source.servers())],
   ['stats', (source) => encodeRows(STATS_COLUMNS, source.stats())],
   ['versions', (source) => encodeRows(VERSION_COLUMNS, source.versions())],
+  ['databases', (source) => encodeRows(DATABASE_COLUMNS, source.databaseRows())],
+  ['state', encodeState],
   ['config', (source) => encodeRows(CONFIG_COLUMNS, source.config())],
   [
     'help',
@@ -272,6 +309,22 @@ async function answerStatement(statement: string, source: AdminSource): Promise<
       if (argument !== undefined) knownDatabase(argument, source);
       await act('KILL', () => source.kill(argument));
       return encodeCommandComplete('KILL');
+    case 'disable':
+    case 'enable': {
+      if (argument === undefined) throw new ConsoleError('a database is required');
+      knownDatabase(argument, source);
+      if (command.toLowerCase() === 'disable') source.disable(argument);
+      else source.enable(argument);
+      return encodeCommandComplete(command.toUpperCase());
+    }
+    case 'reconnect':
+      if (argument !== undefined) knownDatabase(argument, source);
+      await act('RECONNECT', () => source.reconnect(argument));
+      return encodeCommandComplete('RECONNECT');
+    case 'wait_close':
+      if (argument !== undefined) knownDatabase(argument, source);
+      await act('WAIT_CLOSE', () => source.waitClose(argument));
+      return encodeCommandComplete('WAIT_CLOSE');
     case 'reload':
       if (argument !== undefined) throw invalidCommand(statement);
       // PgBouncer's SQLSTATE for a reload that failed: config_file_error.

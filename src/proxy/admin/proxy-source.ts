@@ -9,7 +9,7 @@ import { nativeConnectionIds } from '../session/native-pooled.js';
 import type { Session } from '../session/session.js';
 import type { UpstreamTarget } from '../upstream.js';
 import type { UsageLedger } from '../usage.js';
-import type { AdminClientRow, AdminConfigRow, AdminPauseState, AdminPoolRow, AdminServerRow, AdminSource, AdminStatsFigures, AdminStatsRow, AdminVersionRow } from './source.js';
+import type { AdminClientRow, AdminConfigRow, AdminDatabaseRow, AdminPauseState, AdminPoolRow, AdminServerRow, AdminSource, AdminStatsFigures, AdminStatsRow, AdminVersionRow } from './source.js';
 
 export interface ProxySourceDeps {
   sessions: ReadonlySet<Session>;
@@ -24,6 +24,8 @@ export interface ProxySourceDeps {
   kill(session: Session): void;
   reload(): Promise<void>;
   shutdown(): void;
+  /** DISABLE: the native thread forgets the logins it learned for the database (they would skip the check). */
+  forgetNativeLogins(database: string): void;
 }
 
 /** The console's source, told when a session ends so that SHOW STATS keeps counting what it did. */
@@ -125,7 +127,7 @@ export function proxyAdminSource(deps: ProxySourceDeps): ProxyAdminSource {
         const server = pooled.server;
         if (server) heldBy.set(server.id, session.id);
       }
-      return pools.servers().map(({ key, state, connection, openedAt, changedAt }) => ({
+      return pools.servers().map(({ key, state, connection, openedAt, changedAt, closeNeeded }) => ({
         user: key.user,
         database: key.database,
         version: key.version,
@@ -142,6 +144,7 @@ export function proxyAdminSource(deps: ProxySourceDeps): ProxyAdminSource {
         id: connection.id,
         state: inThread.has(connection.id) && !heldBy.has(connection.id) ? 'idle' : state,
         remotePid: connection.session.backendKey?.readInt32BE(0) ?? 0,
+        closeNeeded,
       }));
     },
     /** Since the proxy started: the clients connected now and those that have ended. */
@@ -215,8 +218,39 @@ export function proxyAdminSource(deps: ProxySourceDeps): ProxyAdminSource {
       ];
     },
     databases: knownDatabases,
+    databaseRows(): AdminDatabaseRow[] {
+      const { settings } = deps.options;
+      const disabled = new Set(pooling.disabledDatabases());
+      return knownDatabases().map((name) => ({
+        name,
+        host: upstreamAddress.addr,
+        port: upstreamAddress.port,
+        database: name,
+        poolSize: settings.poolSize,
+        minPoolSize: settings.minPoolSize,
+        reservePoolSize: settings.reservePoolSize,
+        serverLifetimeSeconds: settings.serverLifetimeMs / 1000,
+        poolMode: deps.options.mode,
+        maxConnections: settings.maxDbConnections,
+        currentConnections: pools.databaseConnections(name),
+        currentClientConnections: [...sessions].filter((session) => session.database === name && session.pooled).length,
+        paused: pausedAll || pausedDatabases.has(name),
+        disabled: disabled.has(name),
+      }));
+    },
     pauseState(): AdminPauseState {
-      return { all: pausedAll, databases: [...pausedDatabases] };
+      return { all: pausedAll, databases: [...pausedDatabases], disabled: pooling.disabledDatabases() };
+    },
+    reconnect(database) {
+      pools.reconnect(database);
+    },
+    waitClose: (database) => pools.waitClose(database),
+    disable(database) {
+      pooling.disable(database);
+      deps.forgetNativeLogins(database);
+    },
+    enable(database) {
+      pooling.enable(database);
     },
     async pause(database) {
       const targets = database === undefined ? knownDatabases() : [database];
