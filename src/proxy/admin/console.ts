@@ -22,11 +22,13 @@ import type {
   AdminConfigRow,
   AdminConnectionRow,
   AdminDatabaseRow,
+  AdminListCounts,
   AdminPoolRow,
   AdminServerRow,
   AdminSource,
   AdminStatsFigures,
   AdminStatsRow,
+  AdminUserRow,
   AdminVersionRow,
 } from './source.js';
 
@@ -156,6 +158,89 @@ const STATS_COLUMNS: Array<Column<AdminStatsRow>> = [
   ...STATS_FIGURES.map(([, name, figure]) => column<AdminStatsRow>(`avg_${name}`, 'numeric', (r) => r.average[figure])),
 ];
 
+/** PgBouncer's SHOW STATS_TOTALS and STATS_AVERAGES: the two halves of SHOW STATS, bytes named as there. */
+const STATS_PART_NAMES: Array<[name: string, figure: keyof AdminStatsFigures]> = [
+  ['server_assignment_count', 'serverAssignmentCount'],
+  ['xact_count', 'xactCount'],
+  ['query_count', 'queryCount'],
+  ['bytes_received', 'received'],
+  ['bytes_sent', 'sent'],
+  ['xact_time', 'xactTimeUs'],
+  ['query_time', 'queryTimeUs'],
+  ['wait_time', 'waitTimeUs'],
+];
+
+function statsPartColumns(part: 'total' | 'average'): Array<Column<AdminStatsRow>> {
+  return [
+    column('database', 'text', (r) => r.database),
+    column('version', 'text', (r) => r.version),
+    ...STATS_PART_NAMES.map(([name, figure]) => column<AdminStatsRow>(name, 'numeric', (r) => r[part][figure])),
+  ];
+}
+
+/** PgBouncer's SHOW TOTALS: SHOW STATS summed over every database, as name and value rows. */
+function encodeTotals(source: AdminSource): Buffer {
+  const rows = source.stats();
+  const sum = (part: 'total' | 'average', figure: keyof AdminStatsFigures) => rows.reduce((total, row) => total + row[part][figure], 0);
+  const per = (time: keyof AdminStatsFigures, count: keyof AdminStatsFigures) => {
+    const n = sum('total', count);
+    return n > 0 ? sum('total', time) / n : 0;
+  };
+  // PgBouncer's names: client_bytes from the clients, server_bytes from the servers (to the clients).
+  const names: Array<[string, keyof AdminStatsFigures]> = [
+    ['server_assignment_count', 'serverAssignmentCount'],
+    ['xact_count', 'xactCount'],
+    ['query_count', 'queryCount'],
+    ['client_bytes', 'received'],
+    ['server_bytes', 'sent'],
+    ['xact_time', 'xactTimeUs'],
+    ['query_time', 'queryTimeUs'],
+    ['wait_time', 'waitTimeUs'],
+  ];
+  const averages: Record<string, number> = {
+    xactTimeUs: per('xactTimeUs', 'xactCount'),
+    queryTimeUs: per('queryTimeUs', 'queryCount'),
+    waitTimeUs: per('waitTimeUs', 'serverAssignmentCount'),
+  };
+  const lines = [
+    ...names.map(([name, figure]) => ({ name: `total_${name}`, value: sum('total', figure) })),
+    ...names.map(([name, figure]) => ({ name: `avg_${name}`, value: averages[figure] ?? sum('average', figure) })),
+  ];
+  return encodeRows([column<{ name: string; value: number }>('name', 'text', (r) => r.name), column<{ name: string; value: number }>('value', 'numeric', (r) => r.value)], lines);
+}
+
+const USER_COLUMNS: Array<Column<AdminUserRow>> = [
+  column('name', 'text', (r) => r.name),
+  column('pool_size', 'int4', (r) => r.poolSize),
+  column('reserve_pool_size', 'int4', (r) => r.reservePoolSize),
+  column('pool_mode', 'text', (r) => r.poolMode),
+  column('max_user_connections', 'int4', (r) => r.maxUserConnections),
+  column('current_connections', 'int4', (r) => r.currentConnections),
+  column('current_client_connections', 'int4', (r) => r.currentClientConnections),
+];
+
+/** PgBouncer's SHOW LISTS. tandem keeps no free lists, peers or DNS cache: those are 0. */
+function encodeLists(source: AdminSource): Buffer {
+  const counts: AdminListCounts = source.lists();
+  const lines: Array<[string, number]> = [
+    ['databases', counts.databases],
+    ['users', counts.users],
+    ['peers', 0],
+    ['pools', counts.pools],
+    ['peer_pools', 0],
+    ['free_clients', 0],
+    ['used_clients', counts.usedClients],
+    ['login_clients', counts.loginClients],
+    ['free_servers', 0],
+    ['used_servers', counts.usedServers],
+    ['dns_names', 0],
+    ['dns_zones', 0],
+    ['dns_queries', 0],
+    ['dns_pending', 0],
+  ];
+  return encodeRows([column<[string, number]>('list', 'text', (r) => r[0]), column<[string, number]>('items', 'int4', (r) => r[1])], lines);
+}
+
 const VERSION_COLUMNS: Array<Column<AdminVersionRow>> = [
   column('database', 'text', (r) => r.database),
   column('version', 'text', (r) => r.version),
@@ -212,7 +297,7 @@ function encodeRows<Row>(columns: ReadonlyArray<Column<Row>>, rows: readonly Row
 
 const HELP = [
   '',
-  'SHOW HELP|POOLS|CLIENTS|SERVERS|STATS|VERSIONS|DATABASES|STATE|CONFIG',
+  'SHOW HELP|POOLS|CLIENTS|SERVERS|STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|VERSIONS|DATABASES|USERS|LISTS|STATE|CONFIG',
   'PAUSE [<db>]',
   'RESUME [<db>]',
   'DISABLE <db>',
@@ -231,7 +316,12 @@ const SHOW = new Map<string, (source: AdminSource) => Buffer>([
   ['servers', (source) => encodeRows(SERVER_COLUMNS, source.servers())],
   ['stats', (source) => encodeRows(STATS_COLUMNS, source.stats())],
   ['versions', (source) => encodeRows(VERSION_COLUMNS, source.versions())],
+  ['stats_totals', (source) => encodeRows(statsPartColumns('total'), source.stats())],
+  ['stats_averages', (source) => encodeRows(statsPartColumns('average'), source.stats())],
+  ['totals', encodeTotals],
   ['databases', (source) => encodeRows(DATABASE_COLUMNS, source.databaseRows())],
+  ['users', (source) => encodeRows(USER_COLUMNS, source.users())],
+  ['lists', encodeLists],
   ['state', encodeState],
   ['config', (source) => encodeRows(CONFIG_COLUMNS, source.config())],
   [

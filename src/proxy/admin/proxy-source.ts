@@ -9,7 +9,7 @@ import { nativeConnectionIds } from '../session/native-pooled.js';
 import type { Session } from '../session/session.js';
 import type { UpstreamTarget } from '../upstream.js';
 import type { UsageLedger } from '../usage.js';
-import type { AdminClientRow, AdminConfigRow, AdminDatabaseRow, AdminPauseState, AdminPoolRow, AdminServerRow, AdminSource, AdminStatsFigures, AdminStatsRow, AdminVersionRow } from './source.js';
+import type { AdminClientRow, AdminConfigRow, AdminDatabaseRow, AdminListCounts, AdminPauseState, AdminPoolRow, AdminUserRow, AdminServerRow, AdminSource, AdminStatsFigures, AdminStatsRow, AdminVersionRow } from './source.js';
 
 export interface ProxySourceDeps {
   sessions: ReadonlySet<Session>;
@@ -237,6 +237,33 @@ export function proxyAdminSource(deps: ProxySourceDeps): ProxyAdminSource {
         paused: pausedAll || pausedDatabases.has(name),
         disabled: disabled.has(name),
       }));
+    },
+    users(): AdminUserRow[] {
+      const { settings } = deps.options;
+      const connections = new Map(pools.userConnections().map(({ user, connections }) => [user, connections]));
+      const names = [...new Set(pools.stats().map((pool) => pool.user))];
+      return names.map((name) => ({
+        name,
+        poolSize: settings.poolSize,
+        reservePoolSize: settings.reservePoolSize,
+        poolMode: deps.options.mode,
+        maxUserConnections: settings.maxUserConnections,
+        currentConnections: connections.get(name) ?? 0,
+        currentClientConnections: pooledSessions().filter(({ session }) => session.user === name).length,
+      }));
+    },
+    lists(): AdminListCounts {
+      const poolStats = pools.stats();
+      let loginClients = 0;
+      for (const session of sessions) if (session.phase === 'startup' || session.phase === 'routing' || session.phase === 'auth') loginClients++;
+      return {
+        databases: knownDatabases().length,
+        users: new Set(poolStats.map((pool) => pool.user)).size,
+        pools: poolStats.length,
+        usedClients: pooledSessions().length,
+        loginClients,
+        usedServers: knownDatabases().reduce((total, database) => total + pools.databaseConnections(database), 0),
+      };
     },
     pauseState(): AdminPauseState {
       return { all: pausedAll, databases: [...pausedDatabases], disabled: pooling.disabledDatabases() };

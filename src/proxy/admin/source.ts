@@ -161,6 +161,32 @@ export interface AdminVersionRow {
   retired: boolean;
 }
 
+/** One row of SHOW USERS: a user with pools. */
+export interface AdminUserRow {
+  name: string;
+  /** `pool_size`, `reserve_pool_size`: the proxy's (tandem has no per-user override). */
+  poolSize: number;
+  reservePoolSize: number;
+  poolMode: PoolMode;
+  /** `max_user_connections` (0: no limit), `current_connections`: its server connections, open and opening. */
+  maxUserConnections: number;
+  currentConnections: number;
+  /** `current_client_connections`: its clients now. */
+  currentClientConnections: number;
+}
+
+/** SHOW LISTS: how many of each the proxy holds. */
+export interface AdminListCounts {
+  databases: number;
+  users: number;
+  pools: number;
+  /** Clients logged in, and clients still logging in. */
+  usedClients: number;
+  loginClients: number;
+  /** Server connections, open and opening. */
+  usedServers: number;
+}
+
 /** One row of SHOW CONFIG. */
 export interface AdminConfigRow {
   /** `key`: the setting, as its flag without the dashes (`max-client-conn`). */
@@ -191,6 +217,8 @@ export interface AdminSource {
   /** Known database names, for the "no such database" errors of PAUSE, RESUME, KILL and the others. */
   databases(): string[];
   databaseRows(): AdminDatabaseRow[];
+  users(): AdminUserRow[];
+  lists(): AdminListCounts;
   pauseState(): AdminPauseState;
   /**
    * Stops handing server connections to clients of `database` (all databases when undefined), and

@@ -11,11 +11,13 @@ import type {
   AdminClientRow,
   AdminConfigRow,
   AdminDatabaseRow,
+  AdminListCounts,
   AdminPauseState,
   AdminPoolRow,
   AdminServerRow,
   AdminSource,
   AdminStatsRow,
+  AdminUserRow,
   AdminVersionRow,
 } from '../../../src/proxy/admin/source.js';
 import { AdminUsers } from '../../../src/proxy/admin/users.js';
@@ -92,6 +94,11 @@ class ArraySource implements AdminSource {
   config = () => this.configRows;
   databases = () => ['app', 'My-App'];
   databaseRows = () => this.databaseRowList;
+  userRows: AdminUserRow[] = [
+    { name: 'web', poolSize: 16, reservePoolSize: 4, poolMode: 'transaction', maxUserConnections: 0, currentConnections: 5, currentClientConnections: 90 },
+  ];
+  users = () => this.userRows;
+  lists = (): AdminListCounts => ({ databases: 2, users: 1, pools: 2, usedClients: 93, loginClients: 1, usedServers: 5 });
   pauseState = () => this.state;
 
   async pause(database: string | undefined): Promise<void> {
@@ -246,6 +253,48 @@ describe('SHOW through node-postgres', () => {
     ]);
   });
 
+  it('SHOW STATS_TOTALS, STATS_AVERAGES and TOTALS: the halves of SHOW STATS, and its sums, with PgBouncer\'s names', async () => {
+    const client = await connect();
+    source.statsRows.push({
+      database: 'app', version: '',
+      total: { serverAssignmentCount: 10, xactCount: 10, queryCount: 10, received: 5, sent: 10, xactTimeUs: 100_000, queryTimeUs: 40_000, waitTimeUs: 500 },
+      average: { serverAssignmentCount: 1, xactCount: 1, queryCount: 1, received: 100, sent: 500, xactTimeUs: 10_000, queryTimeUs: 4_000, waitTimeUs: 50 },
+    });
+    const names = ['server_assignment_count', 'xact_count', 'query_count', 'bytes_received', 'bytes_sent', 'xact_time', 'query_time', 'wait_time'];
+    const totals = await client.query('SHOW STATS_TOTALS');
+    expect(totals.fields.map((f) => f.name)).toEqual(['database', 'version', ...names]);
+    expect(totals.rows[0]).toEqual({
+      database: 'app', version: 'public_02_rename', server_assignment_count: '40', xact_count: '30', query_count: '90', bytes_received: '12345',
+      bytes_sent: '67890', xact_time: '900000', query_time: '600000', wait_time: '1500',
+    });
+    const averages = await client.query('show stats_averages');
+    expect(averages.fields.map((f) => f.name)).toEqual(['database', 'version', ...names]);
+    expect(averages.rows[0]).toMatchObject({ query_count: '3', bytes_received: '400', query_time: '6666', wait_time: '37' });
+
+    const sums = Object.fromEntries((await client.query('SHOW TOTALS')).rows.map((row) => [row.name, row.value]));
+    expect(sums).toMatchObject({
+      total_xact_count: '40', total_query_count: '100', total_client_bytes: '12350', total_server_bytes: '67900', total_wait_time: '2000',
+      // Rates add up; times are per transaction, query and assignment over both rows.
+      avg_xact_count: '2', avg_client_bytes: '500', avg_xact_time: '25000', avg_query_time: '6400', avg_wait_time: '40',
+    });
+  });
+
+  it('SHOW USERS and SHOW LISTS', async () => {
+    const client = await connect();
+    const users = await client.query('SHOW USERS');
+    expect(users.fields.map((f) => f.name)).toEqual([
+      'name', 'pool_size', 'reserve_pool_size', 'pool_mode', 'max_user_connections', 'current_connections', 'current_client_connections',
+    ]);
+    expect(users.rows).toEqual([
+      { name: 'web', pool_size: 16, reserve_pool_size: 4, pool_mode: 'transaction', max_user_connections: 0, current_connections: 5, current_client_connections: 90 },
+    ]);
+    const lists = Object.fromEntries((await client.query('SHOW LISTS')).rows.map((row) => [row.list, row.items]));
+    expect(lists).toEqual({
+      databases: 2, users: 1, peers: 0, pools: 2, peer_pools: 0, free_clients: 0, used_clients: 93, login_clients: 1, free_servers: 0,
+      used_servers: 5, dns_names: 0, dns_zones: 0, dns_queries: 0, dns_pending: 0,
+    });
+  });
+
   it('SHOW STATE: active, paused, suspended as PgBouncer prints them', async () => {
     const client = await connect();
     expect((await client.query('SHOW STATE')).rows).toEqual([
@@ -278,7 +327,7 @@ describe('SHOW through node-postgres', () => {
     expect(notices).toHaveLength(1);
     expect(notices[0]).toMatchObject({ severity: 'NOTICE', message: 'Console usage' });
     for (const command of [
-      'SHOW HELP|POOLS|CLIENTS|SERVERS|STATS|VERSIONS|DATABASES|STATE|CONFIG', 'PAUSE [<db>]', 'RESUME [<db>]', 'DISABLE <db>', 'ENABLE <db>',
+      'SHOW HELP|POOLS|CLIENTS|SERVERS|STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|VERSIONS|DATABASES|USERS|LISTS|STATE|CONFIG', 'PAUSE [<db>]', 'RESUME [<db>]', 'DISABLE <db>', 'ENABLE <db>',
       'RECONNECT [<db>]', 'KILL [<db>]', 'WAIT_CLOSE [<db>]', 'RELOAD', 'SHUTDOWN',
     ]) {
       expect(notices[0]!.detail).toContain(command);

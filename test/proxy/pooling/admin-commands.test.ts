@@ -84,6 +84,17 @@ describe.each(forwarders)('RECONNECT and WAIT_CLOSE (%s forwarding)', (forwarder
     expect((await admin.query('SHOW SERVERS')).rows.every((row) => row.close_needed === 0)).toBe(true);
     // Nothing left to wait for: WAIT_CLOSE answers at once.
     await admin.query('WAIT_CLOSE');
+
+    // The other PgBouncer listings over the same live proxy.
+    const lists = Object.fromEntries((await admin.query('SHOW LISTS')).rows.map((row) => [row.list, row.items]));
+    expect(lists).toMatchObject({ databases: 1, users: 1, pools: 1, used_clients: 3, login_clients: 0 });
+    expect(lists.used_servers).toBeGreaterThanOrEqual(1);
+    expect((await admin.query('SHOW USERS')).rows).toEqual([
+      expect.objectContaining({ name: 'postgres', pool_size: 4, pool_mode: 'transaction', current_client_connections: 3 }),
+    ]);
+    const totals = Object.fromEntries((await admin.query('SHOW TOTALS')).rows.map((row) => [row.name, Number(row.value)]));
+    expect(totals.total_xact_count).toBeGreaterThanOrEqual(busyPids.size + 6);
+    expect((await admin.query('SHOW STATS_TOTALS')).rows.find((row) => row.database === database)).toBeDefined();
   });
 });
 
