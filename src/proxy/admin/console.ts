@@ -202,11 +202,10 @@ function encodeTotals(source: AdminSource): Buffer {
     queryTimeUs: per('queryTimeUs', 'queryCount'),
     waitTimeUs: per('waitTimeUs', 'serverAssignmentCount'),
   };
-  const lines = [
-    ...names.map(([name, figure]) => ({ name: `total_${name}`, value: sum('total', figure) })),
-    ...names.map(([name, figure]) => ({ name: `avg_${name}`, value: averages[figure] ?? sum('average', figure) })),
-  ];
-  return encodeRows([column<{ name: string; value: number }>('name', 'text', (r) => r.name), column<{ name: string; value: number }>('value', 'numeric', (r) => r.value)], lines);
+  return encodePairs(['name', 'value', 'numeric'], [
+    ...names.map(([name, figure]): [string, Cell] => [`total_${name}`, sum('total', figure)]),
+    ...names.map(([name, figure]): [string, Cell] => [`avg_${name}`, averages[figure] ?? sum('average', figure)]),
+  ]);
 }
 
 const USER_COLUMNS: Array<Column<AdminUserRow>> = [
@@ -222,7 +221,7 @@ const USER_COLUMNS: Array<Column<AdminUserRow>> = [
 /** PgBouncer's SHOW LISTS. tandem keeps no free lists, peers or DNS cache: those are 0. */
 function encodeLists(source: AdminSource): Buffer {
   const counts: AdminListCounts = source.lists();
-  const lines: Array<[string, number]> = [
+  return encodePairs(['list', 'items', 'int4'], [
     ['databases', counts.databases],
     ['users', counts.users],
     ['peers', 0],
@@ -237,8 +236,7 @@ function encodeLists(source: AdminSource): Buffer {
     ['dns_zones', 0],
     ['dns_queries', 0],
     ['dns_pending', 0],
-  ];
-  return encodeRows([column<[string, number]>('list', 'text', (r) => r[0]), column<[string, number]>('items', 'int4', (r) => r[1])], lines);
+  ]);
 }
 
 const VERSION_COLUMNS: Array<Column<AdminVersionRow>> = [
@@ -271,12 +269,17 @@ const DATABASE_COLUMNS: Array<Column<AdminDatabaseRow>> = [
 /** PgBouncer's SHOW STATE: whether the pooler as a whole is paused (tandem has no SUSPEND). */
 function encodeState(source: AdminSource): Buffer {
   const state = source.pauseState();
-  const rows = [
-    { key: 'active', value: state.all ? 'no' : 'yes' },
-    { key: 'paused', value: state.all ? 'yes' : 'no' },
-    { key: 'suspended', value: 'no' },
-  ];
-  return encodeRows([column<{ key: string; value: string }>('key', 'text', (r) => r.key), column<{ key: string; value: string }>('value', 'text', (r) => r.value)], rows);
+  return encodePairs(['key', 'value', 'text'], [
+    ['active', state.all ? 'no' : 'yes'],
+    ['paused', state.all ? 'yes' : 'no'],
+    ['suspended', 'no'],
+  ]);
+}
+
+/** A listing of name and value rows (SHOW STATE, TOTALS, LISTS): its two column names and the values' type. */
+function encodePairs(columns: [name: string, value: string, type: ColumnType], pairs: Array<[string, Cell]>): Buffer {
+  const [name, value, type] = columns;
+  return encodeRows([column<[string, Cell]>(name, 'text', (r) => r[0]), column<[string, Cell]>(value, type, (r) => r[1])], pairs);
 }
 
 const CONFIG_COLUMNS: Array<Column<AdminConfigRow>> = [
