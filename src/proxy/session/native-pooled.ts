@@ -83,6 +83,11 @@ class NativePools implements PoolHolder {
     for (const pool of this.byKey.values()) if (poolKeyId(pool.key) === id) pool.drain(on);
   }
 
+  reconnect(key: PoolKey): void {
+    const id = poolKeyId(key);
+    for (const pool of this.byKey.values()) if (poolKeyId(pool.key) === id) pool.expire();
+  }
+
   figures(key: PoolKey): HolderFigures {
     const id = poolKeyId(key);
     const total = { waiting: 0, idle: 0, requests: 0 };
@@ -191,6 +196,10 @@ export class NativePool {
 
   drain(on: boolean): void {
     this.forwarder.drain(this.handle, on);
+  }
+
+  expire(): void {
+    if (this.leases.size > 0) this.forwarder.expire(this.handle);
   }
 
   private want(): void {

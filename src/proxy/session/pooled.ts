@@ -520,4 +520,6 @@ export interface Pooling extends PooledContext {
   readonly ignoredStartupParameters: ReadonlySet<string>;
   /** The ParameterStatus frames of the pool's server connections, once one has been opened. */
   welcome(key: PoolKey): readonly Buffer[] | undefined;
+  /** Why a client that authenticated may not use `database` now (DISABLE); undefined when it may. */
+  loginRefusal(database: string): ErrorFields | undefined;
 }
