@@ -2524,11 +2524,12 @@ static void call_on_report(napi_env env, napi_value js_callback, forwarder *f, r
   if (r->kind == REPORT_POOL_GONE) {
     /* The thread writes its figures no more, and no command may name it after CMD_FREE_POOL. */
     pool *p = r->pool;
+    command *free_command = p->free_command;
     p->gone = 1;
+    p->free_command = NULL;
     napi_delete_reference(env, p->figures_ref);
     p->figures_ref = NULL;
-    enqueue(f, p->free_command);
-    p->free_command = NULL;
+    enqueue(f, free_command); /* last: the thread may free it from then on (call_on_pooled reads the report only) */
   }
   if (r->kind != REPORT_END) {
     call_on_pooled(env, f, r);
