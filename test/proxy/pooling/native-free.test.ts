@@ -9,7 +9,8 @@ import pg from 'pg';
 import { usePostgres } from '../../support/harness.js';
 import { seededRandom } from '../../support/random.js';
 import { selectForwarder, type NativeForwarder } from '../../../src/proxy/native.js';
-import { TWO_SHAPES, connectThrough, createUsersTable, databaseOf, simulateVersions, startTestProxy, versionSchemaOf, type TestProxy } from '../support.js';
+import { connectThrough, createUsersTable, databaseOf, startTestProxy, type TestProxy } from '../support.js';
+import { migrationFile, ok, tandem } from '../../support/migrations.js';
 import { poolingOptions } from './support.js';
 
 const db = usePostgres();
@@ -26,32 +27,29 @@ const nativePools = (proxy: TestProxy) => metric(proxy, 'tandem_proxy_native_poo
 const waitCount = (proxy: TestProxy, database: string, version: string) => metric(proxy, `tandem_proxy_pool_wait_seconds_count\\{database="${database}",version="${version}"\\}`);
 
 describe.skipIf(!forwarder)('freeing the native thread\'s pools', () => {
-  it('frees the thread pools of a retired version once its clients are gone, and keeps its waits counted', async () => {
-    await createUsersTable(db.url);
-    await simulateVersions(db.url, TWO_SHAPES);
+  it('frees the thread pools of the version tandem complete retired once its clients are gone, and keeps its waits counted', async () => {
+    await db.query(`CREATE TABLE users (id int PRIMARY KEY, email text); INSERT INTO users VALUES (1, 'a@example.com')`);
+    ok(await tandem(db.url, ['start', await migrationFile('01_base', { operations: [{ create_index: { name: 'users_email', table: 'users', columns: [{ column: 'email' }] } }] }), '--complete']));
+    ok(await tandem(db.url, ['start', await migrationFile('02_rename', { operations: [{ rename_column: { table: 'users', from: 'email', to: 'email_address' } }] })]));
     const database = databaseOf(db.url);
-    const proxy = await startTestProxy(db.url, { pooling: poolingOptions() });
-    const oldVersion = versionSchemaOf('01_init');
-    const old = [await connectThrough(proxy.url(`${database}@01_init`)), await connectThrough(proxy.url(`${database}@01_init`), { application_name: 'other' })];
+    const proxy = await startTestProxy(db.url, { pooling: poolingOptions(), heartbeatIntervalMs: 200, versionCacheTtlMs: 1000 });
+    const old = [await connectThrough(proxy.url(`${database}@01_base`)), await connectThrough(proxy.url(`${database}@01_base`), { application_name: 'other' })];
     const current = await connectThrough(proxy.url(`${database}@02_rename`));
-    for (const client of old) {
-      client.on('error', () => {});
-      await client.query('SELECT email FROM users WHERE id = 1');
-    }
-    await current.query('SELECT mail FROM users WHERE id = 1');
+    for (const client of old) expect((await client.query('SELECT email FROM users WHERE id = 1')).rows[0].email).toBe('a@example.com');
+    expect((await current.query('SELECT email_address FROM users WHERE id = 1')).rows[0].email_address).toBe('a@example.com');
     expect(await nativePools(proxy)).toBe(3);
-    const oldWaits = await waitCount(proxy, database, oldVersion);
+    const oldWaits = await waitCount(proxy, database, 'public_01_base');
     expect(oldWaits).toBeGreaterThanOrEqual(2);
 
-    await db.query(`DROP SCHEMA ${oldVersion} CASCADE`);
-    await proxy.refreshVersions();
-    // One client is told on its next request; the other leaves without a word.
-    expect(await old[0]!.query('SELECT 1').catch((error: unknown) => error)).toMatchObject({ code: '57P01' });
+    // One old client is still connected: --force retires the version all the same.
     await old[1]!.end();
+    ok(await tandem(db.url, ['complete', '--force']));
+    expect(await old[0]!.query('SELECT email FROM users').catch((error: unknown) => error)).toMatchObject({ code: '57P01', message: expect.stringContaining('retired') });
     await expect.poll(() => nativePools(proxy), { timeout: 5_000 }).toBe(1);
-    expect(await waitCount(proxy, database, oldVersion)).toBe(oldWaits);
+    expect(await waitCount(proxy, database, 'public_01_base')).toBe(oldWaits);
     // The other version's pool goes on.
-    expect((await current.query('SELECT mail FROM users WHERE id = 1')).rows[0].mail).toBe('a@example.com');
+    expect((await current.query('SELECT email_address FROM users WHERE id = 1')).rows[0].email_address).toBe('a@example.com');
+    expect(await nativePools(proxy)).toBe(1);
     await current.end();
   });
 
