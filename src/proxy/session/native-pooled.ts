@@ -27,7 +27,7 @@ import { poolErrorFields, type PooledContext } from './pooled.js';
 /**
  * The thread's pools of one proxy (one Pools), by pool key and client parameters. A pool is closed
  * when its key's pool is (a retired version, shutdown) or when it has had no session for
- * --server-idle-timeout (10 minutes without one); the thread frees it once nothing uses it, and a
+ * --server-idle-timeout (10 minutes when that is 0); the thread frees it once nothing uses it, and a
  * client that comes for its key and parameters after the close gets a new pool.
  */
 class NativePools implements PoolHolder {
