@@ -415,4 +415,9 @@ export class NativePooledForwarding {
     }
     this.events.ended(end);
   };
+
+  /** The client's value of a carried parameter now (SHOW CLIENTS' application_name). */
+  parameter(name: string): string | undefined {
+    return this.parameters.get(name) ?? undefined;
+  }
 }
