@@ -195,6 +195,7 @@ typedef struct server_link {
   struct session *user; /* NULL while parked */
   int64_t parked_at;    /* ms, monotonic */
   int64_t expires_at;   /* ms, monotonic: its server_lifetime; 0: none */
+  uint32_t generation;  /* its pool's generation when lent: an older one goes back as it comes free (RECONNECT) */
   struct server_link *next_parked;
 } server_link;
 
@@ -226,6 +227,7 @@ typedef struct pool {
   uint32_t links;     /* lent and parked */
   uint8_t returning;  /* JavaScript drains the pool: every link goes back as it comes free */
   uint8_t known;      /* on the thread's list of pools (for parked links that idle too long) */
+  uint32_t generation; /* CMD_EXPIRE: links lent before the last one go back as they come free */
   struct pool *next;
   uint32_t sessions;  /* sessions that name it, until they are freed */
   uint8_t closing;    /* JavaScript closed it: links go back as they come free, freed once unused */
@@ -237,7 +239,7 @@ typedef struct pool {
   uint32_t refs;                /* the JavaScript handle's and the thread's (atomic): the last frees it */
 } pool;
 
-typedef enum { CMD_START, CMD_RETIRE, CMD_TERMINATE, CMD_RELEASE, CMD_STOP, CMD_LEND, CMD_RECLAIM, CMD_DRAIN, CMD_FAIL_WANT, CMD_HAND_BACK_WAITER, CMD_LISTEN, CMD_UNLISTEN, CMD_LEARN, CMD_FORGET, CMD_CLOSE_POOL, CMD_FREE_POOL } command_kind;
+typedef enum { CMD_START, CMD_RETIRE, CMD_TERMINATE, CMD_RELEASE, CMD_STOP, CMD_LEND, CMD_RECLAIM, CMD_DRAIN, CMD_FAIL_WANT, CMD_HAND_BACK_WAITER, CMD_LISTEN, CMD_UNLISTEN, CMD_LEARN, CMD_FORGET, CMD_EXPIRE, CMD_CLOSE_POOL, CMD_FREE_POOL } command_kind;
 
 typedef struct command {
   command_kind kind;
@@ -1149,7 +1151,7 @@ static void free_link(forwarder *f, server_link *l) {
   pool *p = l->pool;
   l->user = NULL;
   int64_t now = now_ms(CLOCK_MONOTONIC);
-  if (p->returning || p->give_back > 0 || (l->expires_at && now >= l->expires_at)) {
+  if (p->returning || p->give_back > 0 || l->generation != p->generation || (l->expires_at && now >= l->expires_at)) {
     if (p->give_back > 0 && !p->returning) p->give_back--;
     return_link(f, l, 'I', 0);
     return;
@@ -1526,6 +1528,7 @@ static void lend(forwarder *f, pool *p, int fd, double server_id, double lifetim
     l->server_id = server_id;
     l->pool = p;
     if (lifetime_ms > 0) l->expires_at = now_ms(CLOCK_MONOTONIC) + (int64_t)lifetime_ms;
+    l->generation = p->generation;
     ev.data.ptr = l;
   }
   if (!l || epoll_ctl(f->epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
@@ -1714,6 +1717,13 @@ static int run_commands(forwarder *f, int woken) {
         fail_want(f, c->pool, c->bytes, c->length, c->count, c->why);
         free_if_unused(f, c->pool);
         break;
+      case CMD_EXPIRE: {
+        /* Every link lent so far goes back: parked ones now, the others as their transactions end. */
+        c->pool->generation++;
+        server_link *l;
+        while ((l = unpark(c->pool))) return_link(f, l, 'I', 0);
+        break;
+      }
       case CMD_HAND_BACK_WAITER:
         hand_back_waiter(f, c->pool);
         free_if_unused(f, c->pool);
@@ -3048,6 +3058,11 @@ static napi_value hand_back_waiter_command(napi_env env, napi_callback_info info
   return pool_command(env, info, CMD_HAND_BACK_WAITER, "handBackWaiter(pool)");
 }
 
+/* expire(pool): every link lent so far goes back, parked ones now, the others as they come free (RECONNECT). */
+static napi_value expire_links(napi_env env, napi_callback_info info) {
+  return pool_command(env, info, CMD_EXPIRE, "expire(pool)");
+}
+
 /* retire(handle, errorResponse) and terminate(handle, errorResponse) */
 static napi_value command_with_bytes(napi_env env, napi_callback_info info, command_kind kind) {
   forwarder *f = instance(env);
@@ -3323,6 +3338,7 @@ NAPI_MODULE_INIT() {
       {"drain", NULL, drain_pool, NULL, NULL, NULL, napi_default, NULL},
       {"failWant", NULL, fail_want_command, NULL, NULL, NULL, napi_default, NULL},
       {"handBackWaiter", NULL, hand_back_waiter_command, NULL, NULL, NULL, napi_default, NULL},
+      {"expire", NULL, expire_links, NULL, NULL, NULL, napi_default, NULL},
       {"closePool", NULL, close_pool_command, NULL, NULL, NULL, napi_default, NULL},
       {"listen", NULL, listen_command, NULL, NULL, NULL, napi_default, NULL},
       {"unlisten", NULL, unlisten_command, NULL, NULL, NULL, napi_default, NULL},

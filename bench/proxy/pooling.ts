@@ -3,7 +3,8 @@
  * transaction mode with the same pool size, all in one run on one machine over loopback.
  *
  * - pgbench -S at 8, 32 and 200 clients over a pool of 16: direct, PgBouncer, tandem pooled;
- * - the same with -M prepared: direct and tandem pooled (PgBouncer 1.18 cannot, see below);
+ * - the same with -M prepared: direct, tandem pooled, and PgBouncer when it is 1.21 or later
+ *   (max_prepared_statements = 200, tandem's default; Debian 12's 1.18 cannot, see below);
  * - pgbench -C -S (a new connection per transaction) at 8 clients: direct, PgBouncer, tandem
  *   pooled, the same with --native-login on (the epoll thread logs learned clients in), and tandem
  *   --pool-mode none (one server connection per client, as before pooling); the native-login
@@ -13,7 +14,8 @@
  * Each figure is the median of rotating rounds; beside the TPS, the CPU time the proxy process used
  * per transaction, in user space and in the kernel (/proc/PID/stat before and after each pgbench run). Prints a Markdown table.
  *
- *   npm run build && npx tsx bench/proxy/pooling.ts [--duration 10] [--rounds 3] [--clients 8,32,200] [--pool-size 16] [--connect-clients 8] [--idle 5000] [--only connect]
+ *   npm run build && npx tsx bench/proxy/pooling.ts [--duration 10] [--rounds 3] [--clients 8,32,200] [--pool-size 16] [--connect-clients 8] [--idle 5000] [--only connect|prepared]
+ *   PGBOUNCER=/path/to/pgbouncer npx tsx bench/proxy/pooling.ts …   # another PgBouncer (1.21+ prepares in transaction mode)
  *
  * Needs pgbench and pgbouncer (see run.ts), and `ulimit -n` of at least twice --idle plus 1000 (the
  * idle clients' sockets are open in this process and in the proxy at once). Not run by the tests.
@@ -23,7 +25,7 @@ import { freePort } from '../../src/dev/ports.js';
 import pg from 'pg';
 import { machine, table } from '../support.js';
 import {
-  closeClients, cpuSeconds, DATABASE, medianOfRotatingRounds, openIdleClients, parseBenchArgs, pgbench, rssKb, startPgBouncer,
+  closeClients, cpuSeconds, DATABASE, medianOfRotatingRounds, openIdleClients, parseBenchArgs, pgbench, pgbouncerVersion, rssKb, startPgBouncer,
   startPgbenchDatabase, startTandem, type CpuTimes, type PgbenchRun, type Result,
 } from './targets.js';
 
@@ -31,15 +33,20 @@ const { duration: DURATION, rounds: ROUNDS, idle: IDLE_ASKED, clients: CLIENTS, 
   { clients: '8,32,200', idle: '5000' },
   { 'pool-size': '16', 'connect-clients': '8', only: '' },
 );
-/** `--only connect`: the `-S -C` row alone, without the idle clients, for work on the login path. */
-const ONLY_CONNECT = own.only === 'connect';
-if (own.only !== '' && !ONLY_CONNECT) throw new Error(`--only takes "connect", not "${own.only}"`);
+/**
+ * `--only connect`: the `-S -C` row alone, for work on the login path; `--only prepared`: the
+ * `-M prepared` rows alone. Either runs without the idle clients.
+ */
+const ONLY = own.only;
+if (!['', 'connect', 'prepared'].includes(ONLY)) throw new Error(`--only takes "connect" or "prepared", not "${ONLY}"`);
+const ONLY_CONNECT = ONLY === 'connect';
 const POOL_SIZE = Number(own['pool-size']);
 const CONNECT_CLIENTS = Number(own['connect-clients']);
-const IDLE = ONLY_CONNECT ? 0 : IDLE_ASKED;
+const IDLE = ONLY === '' ? IDLE_ASKED : 0;
 const MAX_CLIENT_CONN = IDLE + 1000;
 
-const PGBOUNCER_NO_PREPARED = 'n/a (PgBouncer 1.18 has no prepared statement support in transaction mode)';
+const PGBOUNCER = pgbouncerVersion();
+const PGBOUNCER_NO_PREPARED = `n/a (${PGBOUNCER.line} has no prepared statement support in transaction mode: PGBOUNCER=path of 1.21 or later)`;
 
 type TargetName = 'direct' | 'pgbouncer' | 'tandem' | 'tandem-nl' | 'tandem-none';
 
@@ -110,7 +117,7 @@ async function main(): Promise<void> {
   let nativeLogins = '';
   try {
     try {
-      for (const clients of ONLY_CONNECT ? [] : CLIENTS) {
+      for (const clients of ONLY === '' ? CLIENTS : []) {
         const threads = Math.min(clients, 2);
         row('-S', clients, await measure(['direct', 'pgbouncer', 'tandem'], '-S', { clients, threads, seconds: DURATION }));
       }
@@ -119,11 +126,14 @@ async function main(): Promise<void> {
         // threads than clients, a thread waits for a server connection while holding the clients that
         // would give one back, and deadlocks behind any transaction pooler. One thread per client.
         const run: PgbenchRun = { clients, threads: clients, seconds: DURATION, protocol: 'prepared' };
-        row('-S -M prepared', clients, await measure(['direct', 'tandem'], '-S -M prepared', run), PGBOUNCER_NO_PREPARED);
+        const names: TargetName[] = PGBOUNCER.preparedStatements ? ['direct', 'pgbouncer', 'tandem'] : ['direct', 'tandem'];
+        row('-S -M prepared', clients, await measure(names, '-S -M prepared', run), PGBOUNCER.preparedStatements ? undefined : PGBOUNCER_NO_PREPARED);
       }
-      const connectRun: PgbenchRun = { clients: CONNECT_CLIENTS, threads: Math.min(CONNECT_CLIENTS, 2), seconds: DURATION, connectPerTransaction: true };
-      row('-S -C', CONNECT_CLIENTS, await measure(['direct', 'pgbouncer', 'tandem', 'tandem-nl', 'tandem-none'], '-S -C', connectRun));
-      nativeLogins = await nativeLoginCounts(nativeLoginHttp);
+      if (ONLY !== 'prepared') {
+        const connectRun: PgbenchRun = { clients: CONNECT_CLIENTS, threads: Math.min(CONNECT_CLIENTS, 2), seconds: DURATION, connectPerTransaction: true };
+        row('-S -C', CONNECT_CLIENTS, await measure(['direct', 'pgbouncer', 'tandem', 'tandem-nl', 'tandem-none'], '-S -C', connectRun));
+        nativeLogins = await nativeLoginCounts(nativeLoginHttp);
+      }
     } finally {
       await relay.stop();
       await nativeLogin.stop();
@@ -137,7 +147,7 @@ async function main(): Promise<void> {
   }
   const uptimeAfter = shell('uptime');
 
-  console.log(`\n${machine()}; PostgreSQL ${major}; ${shell('pgbouncer --version | head -1')}; pgbench -T ${DURATION}, scale ${SCALE}, median of ${ROUNDS} rotating rounds`);
+  console.log(`\n${machine()}; PostgreSQL ${major}; ${PGBOUNCER.line}; pgbench -T ${DURATION}, scale ${SCALE}, median of ${ROUNDS} rotating rounds`);
   console.log(`pool of ${POOL_SIZE} server connections in both poolers; -j min(clients, 2), but -j clients with -M prepared`);
   console.log(`uptime before: ${uptimeBefore}\nuptime after:  ${uptimeAfter}\n`);
   const headers = [
@@ -146,7 +156,7 @@ async function main(): Promise<void> {
     'PgBouncer µs CPU/tx (user + sys)', 'tandem µs CPU/tx (user + sys)', 'tandem native-login µs CPU/tx (user + sys)', 'tandem none µs CPU/tx (user + sys)',
   ];
   console.log(table(headers, rows));
-  console.log(`\ntandem --native-login on, all its -C rounds: ${nativeLogins}`);
+  if (nativeLogins) console.log(`\ntandem --native-login on, all its -C rounds: ${nativeLogins}`);
   if (idle) {
     const perClient = ((idle.afterKb - idle.beforeKb) * 1024) / IDLE;
     console.log(

@@ -170,6 +170,24 @@ export interface PgBouncerSettings {
   maxClientConn: number;
 }
 
+/**
+ * The PgBouncer the benchmarks compare with: `$PGBOUNCER` (a path, e.g. one built from source) or
+ * the `pgbouncer` on the PATH (Debian 12 ships 1.18).
+ */
+export const PGBOUNCER_BINARY = process.env.PGBOUNCER || 'pgbouncer';
+
+/** Its version line (`PgBouncer 1.25.2`), and whether it prepares in transaction mode (1.21 and later). */
+export function pgbouncerVersion(): { line: string; preparedStatements: boolean } {
+  const run = spawnSync(PGBOUNCER_BINARY, ['--version'], { encoding: 'utf8' });
+  if (run.status !== 0) throw new Error(`${PGBOUNCER_BINARY} --version failed: ${run.error?.message ?? run.stderr}`);
+  const line = run.stdout.split('\n')[0]!.trim();
+  const [major, minor] = (/PgBouncer (\d+)\.(\d+)/.exec(line) ?? []).slice(1).map(Number);
+  return { line, preparedStatements: major! > 1 || (major === 1 && minor! >= 21) };
+}
+
+/** tandem's default --max-prepared-statements, given to a PgBouncer that has the setting. */
+const MAX_PREPARED_STATEMENTS = 200;
+
 export async function startPgBouncer(pgPort: number, settings: PgBouncerSettings): Promise<Target & { stop(): void }> {
   const dir = mkdtempSync(join(tmpdir(), 'tandem-bench-pgbouncer-'));
   chmodSync(dir, 0o777);
@@ -193,12 +211,13 @@ export async function startPgBouncer(pgPort: number, settings: PgBouncerSettings
       `pidfile = ${join(dir, 'pgbouncer.pid')}`,
       'log_connections = 0',
       'log_disconnections = 0',
+      ...(pgbouncerVersion().preparedStatements ? [`max_prepared_statements = ${MAX_PREPARED_STATEMENTS}`] : []),
       '',
     ].join('\n'),
   );
   for (const file of ['userlist.txt', 'pgbouncer.ini']) chmodSync(join(dir, file), 0o644);
   // PgBouncer refuses to run as root.
-  const child = spawn('runuser', ['-u', 'postgres', '--', 'pgbouncer', join(dir, 'pgbouncer.ini')], { stdio: 'ignore' });
+  const child = spawn('runuser', ['-u', 'postgres', '--', PGBOUNCER_BINARY, join(dir, 'pgbouncer.ini')], { stdio: 'ignore' });
   await waitForPort(port, child, 'pgbouncer');
   // runuser does not pass signals on, and /proc should show PgBouncer rather than runuser: its own
   // pid file names the process.

@@ -14,7 +14,7 @@ export type NativeWaits = { key: PoolKey } & Omit<WaitCounts, 'database' | 'vers
 /** Label for sessions on the server's defaults (no version routed). */
 const NO_VERSION = 'none';
 
-export type RejectReason = 'max_client_conn' | 'shutting_down' | 'unknown_version' | 'catalog_unavailable';
+export type RejectReason = 'max_client_conn' | 'shutting_down' | 'unknown_version' | 'catalog_unavailable' | 'database_disabled';
 /** What the proxy knows beyond its sessions, read at scrape time. */
 export interface ProxyFacts {
   /** Each database's versions, newest first, as the proxy last loaded them. */

@@ -100,6 +100,7 @@ interface Binding {
   drain(pool: NativePoolHandle, on: 0 | 1): void;
   failWant(pool: NativePoolHandle, errorResponse: Buffer, minWaitMs: number, why: string): void;
   handBackWaiter(pool: NativePoolHandle): void;
+  expire(pool: NativePoolHandle): void;
   closePool(pool: NativePoolHandle): void;
   retire(handle: NativeHandle, errorResponse: Buffer): void;
   terminate(handle: NativeHandle, errorResponse: Buffer): void;
@@ -251,6 +252,11 @@ export class NativeForwarder {
   /** While on, every link of the pool goes back as it comes free. */
   drain(pool: NativePoolHandle, on: boolean): void {
     this.binding.drain(pool, on ? 1 : 0);
+  }
+
+  /** Every link lent so far goes back: parked ones now, the others as they come free (RECONNECT); new lends stay. */
+  expire(pool: NativePoolHandle): void {
+    this.binding.expire(pool);
   }
 
   /** No server connection for a want: the longest waiter gets `error` if it waited `minWaitMs` (its end: pool_error). */

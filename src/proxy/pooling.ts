@@ -51,6 +51,7 @@ export class ProxyPooling implements Pooling {
   private readonly passwords: KeptPasswords | undefined;
   private readonly logins = new Map<string, ServerCredentials>();
   private readonly welcomes = new Map<string, readonly Buffer[]>();
+  private readonly disabled = new Set<string>();
 
   constructor(
     private readonly options: PoolingOptions,
@@ -126,6 +127,25 @@ export class ProxyPooling implements Pooling {
     const key: PoolKey = { database, user, version, ...(searchPath !== undefined ? { searchPath } : {}) };
     this.logins.set(idOf(key), credentials);
     return key;
+  }
+
+  /** DISABLE in the admin console: new clients of the database are refused until ENABLE. */
+  disable(database: string): void {
+    this.disabled.add(database);
+  }
+
+  enable(database: string): void {
+    this.disabled.delete(database);
+  }
+
+  disabledDatabases(): string[] {
+    return [...this.disabled];
+  }
+
+  loginRefusal(database: string): ErrorFields | undefined {
+    if (!this.disabled.has(database)) return undefined;
+    // PgBouncer's words and SQLSTATE for a disabled database.
+    return { severity: 'FATAL', code: '08P01', message: `database "${database}" is disabled`, hint: 'An administrator ran DISABLE in the tandem admin console; ENABLE lets clients in again.' };
   }
 
   welcome(key: PoolKey): readonly Buffer[] | undefined {

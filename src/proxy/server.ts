@@ -202,6 +202,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
           },
           // After the reply to SHUTDOWN has gone out.
           shutdown: () => setImmediate(() => void shutdown(0)),
+          forgetNativeLogins: (database) => nativeLogins?.forgetDatabase(database),
         })
       : undefined;
 

@@ -21,11 +21,14 @@ import type {
   AdminClientRow,
   AdminConfigRow,
   AdminConnectionRow,
+  AdminDatabaseRow,
+  AdminListCounts,
   AdminPoolRow,
   AdminServerRow,
   AdminSource,
   AdminStatsFigures,
   AdminStatsRow,
+  AdminUserRow,
   AdminVersionRow,
 } from './source.js';
 
@@ -131,6 +134,7 @@ const SERVER_COLUMNS: Array<Column<AdminServerRow>> = [
   // PgBouncer keeps the client-only wait columns in its server list, always 0, so both lists line up.
   column('wait', 'int4', () => 0),
   column('wait_us', 'int4', () => 0),
+  column('close_needed', 'int4', (r) => (r.closeNeeded ? 1 : 0)),
   column('remote_pid', 'int4', (r) => r.remotePid),
   ...CONNECTION_TAIL,
 ];
@@ -154,6 +158,87 @@ const STATS_COLUMNS: Array<Column<AdminStatsRow>> = [
   ...STATS_FIGURES.map(([, name, figure]) => column<AdminStatsRow>(`avg_${name}`, 'numeric', (r) => r.average[figure])),
 ];
 
+/** PgBouncer's SHOW STATS_TOTALS and STATS_AVERAGES: the two halves of SHOW STATS, bytes named as there. */
+const STATS_PART_NAMES: Array<[name: string, figure: keyof AdminStatsFigures]> = [
+  ['server_assignment_count', 'serverAssignmentCount'],
+  ['xact_count', 'xactCount'],
+  ['query_count', 'queryCount'],
+  ['bytes_received', 'received'],
+  ['bytes_sent', 'sent'],
+  ['xact_time', 'xactTimeUs'],
+  ['query_time', 'queryTimeUs'],
+  ['wait_time', 'waitTimeUs'],
+];
+
+function statsPartColumns(part: 'total' | 'average'): Array<Column<AdminStatsRow>> {
+  return [
+    column('database', 'text', (r) => r.database),
+    column('version', 'text', (r) => r.version),
+    ...STATS_PART_NAMES.map(([name, figure]) => column<AdminStatsRow>(name, 'numeric', (r) => r[part][figure])),
+  ];
+}
+
+/** PgBouncer's SHOW TOTALS: SHOW STATS summed over every database, as name and value rows. */
+function encodeTotals(source: AdminSource): Buffer {
+  const rows = source.stats();
+  const sum = (part: 'total' | 'average', figure: keyof AdminStatsFigures) => rows.reduce((total, row) => total + row[part][figure], 0);
+  const per = (time: keyof AdminStatsFigures, count: keyof AdminStatsFigures) => {
+    const n = sum('total', count);
+    return n > 0 ? sum('total', time) / n : 0;
+  };
+  // PgBouncer's names: client_bytes from the clients, server_bytes from the servers (to the clients).
+  const names: Array<[string, keyof AdminStatsFigures]> = [
+    ['server_assignment_count', 'serverAssignmentCount'],
+    ['xact_count', 'xactCount'],
+    ['query_count', 'queryCount'],
+    ['client_bytes', 'received'],
+    ['server_bytes', 'sent'],
+    ['xact_time', 'xactTimeUs'],
+    ['query_time', 'queryTimeUs'],
+    ['wait_time', 'waitTimeUs'],
+  ];
+  const averages: Record<string, number> = {
+    xactTimeUs: per('xactTimeUs', 'xactCount'),
+    queryTimeUs: per('queryTimeUs', 'queryCount'),
+    waitTimeUs: per('waitTimeUs', 'serverAssignmentCount'),
+  };
+  return encodePairs(['name', 'value', 'numeric'], [
+    ...names.map(([name, figure]): [string, Cell] => [`total_${name}`, sum('total', figure)]),
+    ...names.map(([name, figure]): [string, Cell] => [`avg_${name}`, averages[figure] ?? sum('average', figure)]),
+  ]);
+}
+
+const USER_COLUMNS: Array<Column<AdminUserRow>> = [
+  column('name', 'text', (r) => r.name),
+  column('pool_size', 'int4', (r) => r.poolSize),
+  column('reserve_pool_size', 'int4', (r) => r.reservePoolSize),
+  column('pool_mode', 'text', (r) => r.poolMode),
+  column('max_user_connections', 'int4', (r) => r.maxUserConnections),
+  column('current_connections', 'int4', (r) => r.currentConnections),
+  column('current_client_connections', 'int4', (r) => r.currentClientConnections),
+];
+
+/** PgBouncer's SHOW LISTS. tandem keeps no free lists, peers or DNS cache: those are 0. */
+function encodeLists(source: AdminSource): Buffer {
+  const counts: AdminListCounts = source.lists();
+  return encodePairs(['list', 'items', 'int4'], [
+    ['databases', counts.databases],
+    ['users', counts.users],
+    ['peers', 0],
+    ['pools', counts.pools],
+    ['peer_pools', 0],
+    ['free_clients', 0],
+    ['used_clients', counts.usedClients],
+    ['login_clients', counts.loginClients],
+    ['free_servers', 0],
+    ['used_servers', counts.usedServers],
+    ['dns_names', 0],
+    ['dns_zones', 0],
+    ['dns_queries', 0],
+    ['dns_pending', 0],
+  ]);
+}
+
 const VERSION_COLUMNS: Array<Column<AdminVersionRow>> = [
   column('database', 'text', (r) => r.database),
   column('version', 'text', (r) => r.version),
@@ -162,6 +247,40 @@ const VERSION_COLUMNS: Array<Column<AdminVersionRow>> = [
   column('last_query', 'time', (r) => r.lastQuery),
   column('retired', 'bool', (r) => r.retired),
 ];
+
+/** PgBouncer's SHOW DATABASES columns, less those tandem has no setting for (force_user, load balancing, per-database client limits). */
+const DATABASE_COLUMNS: Array<Column<AdminDatabaseRow>> = [
+  column('name', 'text', (r) => r.name),
+  column('host', 'text', (r) => r.host),
+  column('port', 'int4', (r) => r.port),
+  column('database', 'text', (r) => r.database),
+  column('pool_size', 'int4', (r) => r.poolSize),
+  column('min_pool_size', 'int4', (r) => r.minPoolSize),
+  column('reserve_pool_size', 'int4', (r) => r.reservePoolSize),
+  column('server_lifetime', 'int4', (r) => r.serverLifetimeSeconds),
+  column('pool_mode', 'text', (r) => r.poolMode),
+  column('max_connections', 'int4', (r) => r.maxConnections),
+  column('current_connections', 'int4', (r) => r.currentConnections),
+  column('current_client_connections', 'int4', (r) => r.currentClientConnections),
+  column('paused', 'int4', (r) => (r.paused ? 1 : 0)),
+  column('disabled', 'int4', (r) => (r.disabled ? 1 : 0)),
+];
+
+/** PgBouncer's SHOW STATE: whether the pooler as a whole is paused (tandem has no SUSPEND). */
+function encodeState(source: AdminSource): Buffer {
+  const state = source.pauseState();
+  return encodePairs(['key', 'value', 'text'], [
+    ['active', state.all ? 'no' : 'yes'],
+    ['paused', state.all ? 'yes' : 'no'],
+    ['suspended', 'no'],
+  ]);
+}
+
+/** A listing of name and value rows (SHOW STATE, TOTALS, LISTS): its two column names and the values' type. */
+function encodePairs(columns: [name: string, value: string, type: ColumnType], pairs: Array<[string, Cell]>): Buffer {
+  const [name, value, type] = columns;
+  return encodeRows([column<[string, Cell]>(name, 'text', (r) => r[0]), column<[string, Cell]>(value, type, (r) => r[1])], pairs);
+}
 
 const CONFIG_COLUMNS: Array<Column<AdminConfigRow>> = [
   column('key', 'text', (r) => r.key),
@@ -181,10 +300,14 @@ function encodeRows<Row>(columns: ReadonlyArray<Column<Row>>, rows: readonly Row
 
 const HELP = [
   '',
-  'SHOW HELP|POOLS|CLIENTS|SERVERS|STATS|VERSIONS|CONFIG',
+  'SHOW HELP|POOLS|CLIENTS|SERVERS|STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|VERSIONS|DATABASES|USERS|LISTS|STATE|CONFIG',
   'PAUSE [<db>]',
   'RESUME [<db>]',
+  'DISABLE <db>',
+  'ENABLE <db>',
+  'RECONNECT [<db>]',
   'KILL [<db>]',
+  'WAIT_CLOSE [<db>]',
   'RELOAD',
   'SHUTDOWN',
 ].join('\n\t');
@@ -196,6 +319,13 @@ const SHOW = new Map<string, (source: AdminSource) => Buffer>([
   ['servers', (source) => encodeRows(SERVER_COLUMNS, source.servers())],
   ['stats', (source) => encodeRows(STATS_COLUMNS, source.stats())],
   ['versions', (source) => encodeRows(VERSION_COLUMNS, source.versions())],
+  ['stats_totals', (source) => encodeRows(statsPartColumns('total'), source.stats())],
+  ['stats_averages', (source) => encodeRows(statsPartColumns('average'), source.stats())],
+  ['totals', encodeTotals],
+  ['databases', (source) => encodeRows(DATABASE_COLUMNS, source.databaseRows())],
+  ['users', (source) => encodeRows(USER_COLUMNS, source.users())],
+  ['lists', encodeLists],
+  ['state', encodeState],
   ['config', (source) => encodeRows(CONFIG_COLUMNS, source.config())],
   [
     'help',
@@ -272,6 +402,22 @@ async function answerStatement(statement: string, source: AdminSource): Promise<
       if (argument !== undefined) knownDatabase(argument, source);
       await act('KILL', () => source.kill(argument));
       return encodeCommandComplete('KILL');
+    case 'disable':
+    case 'enable': {
+      if (argument === undefined) throw new ConsoleError('a database is required');
+      knownDatabase(argument, source);
+      if (command.toLowerCase() === 'disable') source.disable(argument);
+      else source.enable(argument);
+      return encodeCommandComplete(command.toUpperCase());
+    }
+    case 'reconnect':
+      if (argument !== undefined) knownDatabase(argument, source);
+      await act('RECONNECT', () => source.reconnect(argument));
+      return encodeCommandComplete('RECONNECT');
+    case 'wait_close':
+      if (argument !== undefined) knownDatabase(argument, source);
+      await act('WAIT_CLOSE', () => source.waitClose(argument));
+      return encodeCommandComplete('WAIT_CLOSE');
     case 'reload':
       if (argument !== undefined) throw invalidCommand(statement);
       // PgBouncer's SQLSTATE for a reload that failed: config_file_error.

@@ -9,7 +9,7 @@ import { nativeConnectionIds } from '../session/native-pooled.js';
 import type { Session } from '../session/session.js';
 import type { UpstreamTarget } from '../upstream.js';
 import type { UsageLedger } from '../usage.js';
-import type { AdminClientRow, AdminConfigRow, AdminPauseState, AdminPoolRow, AdminServerRow, AdminSource, AdminStatsFigures, AdminStatsRow, AdminVersionRow } from './source.js';
+import type { AdminClientRow, AdminConfigRow, AdminDatabaseRow, AdminListCounts, AdminPauseState, AdminPoolRow, AdminUserRow, AdminServerRow, AdminSource, AdminStatsFigures, AdminStatsRow, AdminVersionRow } from './source.js';
 
 export interface ProxySourceDeps {
   sessions: ReadonlySet<Session>;
@@ -24,6 +24,8 @@ export interface ProxySourceDeps {
   kill(session: Session): void;
   reload(): Promise<void>;
   shutdown(): void;
+  /** DISABLE: the native thread forgets the logins it learned for the database (they would skip the check). */
+  forgetNativeLogins(database: string): void;
 }
 
 /** The console's source, told when a session ends so that SHOW STATS keeps counting what it did. */
@@ -94,6 +96,7 @@ export function proxyAdminSource(deps: ProxySourceDeps): ProxyAdminSource {
     clients(): AdminClientRow[] {
       return pooledSessions().map(({ session, pooled }) => {
         const { addr, port } = address(session.clientAddress);
+        const { localAddress, localPort, tls } = session.clientSocket;
         const server = pooled.server;
         return {
           user: session.user ?? '',
@@ -101,13 +104,13 @@ export function proxyAdminSource(deps: ProxySourceDeps): ProxyAdminSource {
           version: session.versionSchema ?? '',
           addr,
           port,
-          localAddr: '',
-          localPort: 0,
+          localAddr: localAddress,
+          localPort,
           connectTime: new Date(session.startedAt),
           requestTime: session.lastQueryAt > 0 ? new Date(session.lastQueryAt) : undefined,
           link: server?.id,
-          tls: '',
-          applicationName: '',
+          tls,
+          applicationName: pooled.parameter('application_name') ?? '',
           preparedStatements: pooled.preparedStatements,
           id: session.id,
           state: pooled.waitingSince > 0 ? 'waiting' : server ? 'active' : 'idle',
@@ -121,11 +124,14 @@ export function proxyAdminSource(deps: ProxySourceDeps): ProxyAdminSource {
       // are active only while one of its clients holds one.
       const inThread = nativeConnectionIds(pools);
       const heldBy = new Map<number, number>();
+      const applicationNames = new Map<number, string>();
       for (const { session, pooled } of pooledSessions()) {
         const server = pooled.server;
-        if (server) heldBy.set(server.id, session.id);
+        if (!server) continue;
+        heldBy.set(server.id, session.id);
+        applicationNames.set(server.id, pooled.parameter('application_name') ?? '');
       }
-      return pools.servers().map(({ key, state, connection, openedAt, changedAt }) => ({
+      return pools.servers().map(({ key, state, connection, openedAt, changedAt, closeNeeded }) => ({
         user: key.user,
         database: key.database,
         version: key.version,
@@ -137,11 +143,13 @@ export function proxyAdminSource(deps: ProxySourceDeps): ProxyAdminSource {
         requestTime: wallClock(changedAt),
         link: heldBy.get(connection.id) ?? connection.client,
         tls: '',
-        applicationName: '',
+        // PgBouncer's: the application_name of the client it serves now.
+        applicationName: applicationNames.get(connection.id) ?? '',
         preparedStatements: connection.statements.size,
         id: connection.id,
         state: inThread.has(connection.id) && !heldBy.has(connection.id) ? 'idle' : state,
         remotePid: connection.session.backendKey?.readInt32BE(0) ?? 0,
+        closeNeeded,
       }));
     },
     /** Since the proxy started: the clients connected now and those that have ended. */
@@ -215,8 +223,66 @@ export function proxyAdminSource(deps: ProxySourceDeps): ProxyAdminSource {
       ];
     },
     databases: knownDatabases,
+    databaseRows(): AdminDatabaseRow[] {
+      const { settings } = deps.options;
+      const disabled = new Set(pooling.disabledDatabases());
+      return knownDatabases().map((name) => ({
+        name,
+        host: upstreamAddress.addr,
+        port: upstreamAddress.port,
+        database: name,
+        poolSize: settings.poolSize,
+        minPoolSize: settings.minPoolSize,
+        reservePoolSize: settings.reservePoolSize,
+        serverLifetimeSeconds: settings.serverLifetimeMs / 1000,
+        poolMode: deps.options.mode,
+        maxConnections: settings.maxDbConnections,
+        currentConnections: pools.databaseConnections(name),
+        currentClientConnections: [...sessions].filter((session) => session.database === name && session.pooled).length,
+        paused: pausedAll || pausedDatabases.has(name),
+        disabled: disabled.has(name),
+      }));
+    },
+    users(): AdminUserRow[] {
+      const { settings } = deps.options;
+      const connections = new Map(pools.userConnections().map(({ user, connections }) => [user, connections]));
+      const names = [...new Set(pools.stats().map((pool) => pool.user))];
+      return names.map((name) => ({
+        name,
+        poolSize: settings.poolSize,
+        reservePoolSize: settings.reservePoolSize,
+        poolMode: deps.options.mode,
+        maxUserConnections: settings.maxUserConnections,
+        currentConnections: connections.get(name) ?? 0,
+        currentClientConnections: pooledSessions().filter(({ session }) => session.user === name).length,
+      }));
+    },
+    lists(): AdminListCounts {
+      const poolStats = pools.stats();
+      let loginClients = 0;
+      for (const session of sessions) if (session.phase === 'startup' || session.phase === 'routing' || session.phase === 'auth') loginClients++;
+      return {
+        databases: knownDatabases().length,
+        users: new Set(poolStats.map((pool) => pool.user)).size,
+        pools: poolStats.length,
+        usedClients: pooledSessions().length,
+        loginClients,
+        usedServers: knownDatabases().reduce((total, database) => total + pools.databaseConnections(database), 0),
+      };
+    },
     pauseState(): AdminPauseState {
-      return { all: pausedAll, databases: [...pausedDatabases] };
+      return { all: pausedAll, databases: [...pausedDatabases], disabled: pooling.disabledDatabases() };
+    },
+    reconnect(database) {
+      pools.reconnect(database);
+    },
+    waitClose: (database) => pools.waitClose(database),
+    disable(database) {
+      pooling.disable(database);
+      deps.forgetNativeLogins(database);
+    },
+    enable(database) {
+      pooling.enable(database);
     },
     async pause(database) {
       const targets = database === undefined ? knownDatabases() : [database];

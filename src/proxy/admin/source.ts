@@ -82,6 +82,34 @@ export interface AdminServerRow extends AdminConnectionRow {
   state: 'active' | 'idle' | 'used' | 'tested' | 'login';
   /** `remote_pid`: the backend's process id, from its BackendKeyData (0 before it is known). */
   remotePid: number;
+  /** `close_needed`: RECONNECT marked it; it is closed as soon as its client gives it back. Printed 1 or 0. */
+  closeNeeded: boolean;
+}
+
+/** One row of SHOW DATABASES: a database the proxy knows (it has versions or pools). */
+export interface AdminDatabaseRow {
+  /** `name`: as clients name it. */
+  name: string;
+  /** `host`, `port`: the upstream's (`unix` and 0 for a socket). */
+  host: string;
+  port: number;
+  /** `database`: the server's name for it (the same: tandem does not rename databases). */
+  database: string;
+  /** `pool_size`, `min_pool_size`, `reserve_pool_size` (PgBouncer 1.24's name), `server_lifetime` (seconds). */
+  poolSize: number;
+  minPoolSize: number;
+  reservePoolSize: number;
+  serverLifetimeSeconds: number;
+  /** `pool_mode` */
+  poolMode: PoolMode;
+  /** `max_connections`: max_db_connections (0: no limit); `current_connections`: its server connections, open and opening. */
+  maxConnections: number;
+  currentConnections: number;
+  /** `current_client_connections`: its clients now. */
+  currentClientConnections: number;
+  /** `paused`, `disabled`: printed 1 or 0. */
+  paused: boolean;
+  disabled: boolean;
 }
 
 /** The figures of one line of SHOW STATS, PgBouncer's units: counts, bytes, microseconds. */
@@ -133,6 +161,32 @@ export interface AdminVersionRow {
   retired: boolean;
 }
 
+/** One row of SHOW USERS: a user with pools. */
+export interface AdminUserRow {
+  name: string;
+  /** `pool_size`, `reserve_pool_size`: the proxy's (tandem has no per-user override). */
+  poolSize: number;
+  reservePoolSize: number;
+  poolMode: PoolMode;
+  /** `max_user_connections` (0: no limit), `current_connections`: its server connections, open and opening. */
+  maxUserConnections: number;
+  currentConnections: number;
+  /** `current_client_connections`: its clients now. */
+  currentClientConnections: number;
+}
+
+/** SHOW LISTS: how many of each the proxy holds. */
+export interface AdminListCounts {
+  databases: number;
+  users: number;
+  pools: number;
+  /** Clients logged in, and clients still logging in. */
+  usedClients: number;
+  loginClients: number;
+  /** Server connections, open and opening. */
+  usedServers: number;
+}
+
 /** One row of SHOW CONFIG. */
 export interface AdminConfigRow {
   /** `key`: the setting, as its flag without the dashes (`max-client-conn`). */
@@ -149,6 +203,8 @@ export interface AdminPauseState {
   all: boolean;
   /** Databases paused by name (PAUSE db, KILL db). */
   databases: string[];
+  /** Databases refusing new clients (DISABLE db). */
+  disabled: string[];
 }
 
 export interface AdminSource {
@@ -158,8 +214,11 @@ export interface AdminSource {
   stats(): AdminStatsRow[];
   versions(): AdminVersionRow[];
   config(): AdminConfigRow[];
-  /** Known database names, for the "no such database" errors of PAUSE, RESUME and KILL. */
+  /** Known database names, for the "no such database" errors of PAUSE, RESUME, KILL and the others. */
   databases(): string[];
+  databaseRows(): AdminDatabaseRow[];
+  users(): AdminUserRow[];
+  lists(): AdminListCounts;
   pauseState(): AdminPauseState;
   /**
    * Stops handing server connections to clients of `database` (all databases when undefined), and
@@ -179,6 +238,16 @@ export interface AdminSource {
    * now, and leaves it paused until RESUME, as PgBouncer's KILL.
    */
   kill(database: string | undefined): void;
+  /**
+   * PgBouncer's RECONNECT: closes every server connection of `database` (of all databases when
+   * undefined) once its client gives it back, idle ones now; new ones open as clients need them.
+   */
+  reconnect(database: string | undefined): void;
+  /** PgBouncer's WAIT_CLOSE: resolves once no connection RECONNECT marked is left (of `database`, or of all). */
+  waitClose(database: string | undefined): Promise<void>;
+  /** PgBouncer's DISABLE: new clients of `database` are refused (connected ones go on) until ENABLE. */
+  disable(database: string): void;
+  enable(database: string): void;
   /**
    * Starts the same shutdown as SIGTERM. Called while the reply is being built: the caller writes
    * that reply (and its ReadyForQuery) before the admin connection is closed.

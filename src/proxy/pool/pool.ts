@@ -131,6 +131,8 @@ export interface ServerStats<C> {
   openedAt: number;
   /** When it last went idle or was lent out. */
   changedAt: number;
+  /** RECONNECT asked for it to be closed once its client gives it back. */
+  closeNeeded: boolean;
 }
 
 /**
@@ -142,6 +144,8 @@ export interface PoolHolder {
   shortage(key: PoolKey): void;
   /** While on, give back every connection of `key` as it comes free (a pause, a retired version). */
   drain(key: PoolKey, on: boolean): void;
+  /** Give back every connection of `key` held now as it comes free, keeping those lent later (RECONNECT). */
+  reconnect(key: PoolKey): void;
   /**
    * Its own clients of `key` that wait, the connections it holds (lent to it, so counted active
    * here) that are idle, and its requests for connections still unanswered (counted as waiters here).
@@ -170,6 +174,8 @@ interface Entry<C extends ServerConnection> {
   state: ServerState;
   openedAt: number;
   changedAt: number;
+  /** Closed when it comes back, not lent again (RECONNECT). */
+  closeNeeded?: boolean;
 }
 
 interface Waiter<C extends ServerConnection> {
@@ -193,6 +199,8 @@ interface Pool<C extends ServerConnection> {
   waiters: Array<Waiter<C>>;
   closing: boolean;
   drained: Array<() => void>;
+  /** Lent connections to close when they come back (RECONNECT); the holders give theirs back meanwhile. */
+  closeNeeded: number;
   leases: number;
   opened: number;
   closed: number;
@@ -218,6 +226,7 @@ export class Pools<C extends ServerConnection> {
   private readonly connectionsPerUser = new Map<string, number>();
   private maintenance: ReturnType<typeof setInterval> | undefined;
   private readonly holders: PoolHolder[] = [];
+  private readonly closeWaiters: Array<{ database: string | undefined; resolve: () => void }> = [];
 
   constructor(
     private readonly open: (key: PoolKey) => Promise<C>,
@@ -371,6 +380,34 @@ export class Pools<C extends ServerConnection> {
     }
   }
 
+  /**
+   * PgBouncer's RECONNECT: every server connection of `database` (of all databases when undefined)
+   * open now is closed once no client uses it: idle ones now, lent ones when they come back (the
+   * holders give theirs back as they come free). New ones are opened as clients need them.
+   */
+  reconnect(database: string | undefined): void {
+    for (const pool of this.pools.values()) {
+      if (database !== undefined && pool.key.database !== database) continue;
+      for (const entry of pool.idle.splice(0)) this.destroy(entry);
+      for (const entry of pool.busy) {
+        if (entry.closeNeeded) continue;
+        entry.closeNeeded = true;
+        pool.closeNeeded++;
+      }
+      if (pool.closeNeeded > 0) for (const holder of this.holders) holder.reconnect(pool.key);
+      this.keepMinimum(pool);
+      this.serve(pool);
+    }
+    this.settleWaitClose();
+  }
+
+  /** PgBouncer's WAIT_CLOSE: resolves once no connection that RECONNECT marked remains (of `database`, or of all). */
+  waitClose(database: string | undefined): Promise<void> {
+    const done = new Promise<void>((resolve) => this.closeWaiters.push({ database, resolve }));
+    this.settleWaitClose();
+    return done;
+  }
+
   isPaused(database: string): boolean {
     return this.databases.get(database)?.paused ?? false;
   }
@@ -420,10 +457,15 @@ export class Pools<C extends ServerConnection> {
     const list: Array<ServerStats<C>> = [];
     for (const pool of this.pools.values()) {
       for (const entry of [...pool.busy, ...pool.idle]) {
-        list.push({ key: pool.key, state: entry.state, connection: entry.connection, openedAt: entry.openedAt, changedAt: entry.changedAt });
+        list.push({ key: pool.key, state: entry.state, connection: entry.connection, openedAt: entry.openedAt, changedAt: entry.changedAt, closeNeeded: entry.closeNeeded === true });
       }
     }
     return list;
+  }
+
+  /** Server connections of a database, open or opening, across its pools (for max_db_connections). */
+  databaseConnections(database: string): number {
+    return this.databases.get(database)?.connections ?? 0;
   }
 
   /** Server connections per user, open or opening, across its pools (for max_user_connections). */
@@ -444,7 +486,7 @@ export class Pools<C extends ServerConnection> {
     const id = idOf(key);
     let pool = this.pools.get(id);
     if (!pool) {
-      pool = { key: { ...key }, id, idle: [], busy: new Set(), opening: 0, waiters: [], closing: false, drained: [], leases: 0, opened: 0, closed: 0 };
+      pool = { key: { ...key }, id, idle: [], busy: new Set(), opening: 0, waiters: [], closing: false, drained: [], closeNeeded: 0, leases: 0, opened: 0, closed: 0 };
       this.pools.set(id, pool);
       this.keepMinimum(pool);
       this.startMaintenance();
@@ -626,6 +668,7 @@ export class Pools<C extends ServerConnection> {
     }
     const lifetime = this.settings.serverLifetimeMs;
     if (lifetime > 0 && now() - entry.openedAt >= lifetime) keep = false;
+    if (entry.closeNeeded) keep = false;
     pool.busy.delete(entry);
     if (!keep || pool.closing || this.database(pool.key.database).paused) {
       this.destroy(entry);
@@ -646,6 +689,11 @@ export class Pools<C extends ServerConnection> {
   private destroy(entry: Entry<C>, offerFreedSlot = true): void {
     const pool = entry.pool;
     pool.closed++;
+    if (entry.closeNeeded) {
+      entry.closeNeeded = false;
+      pool.closeNeeded--;
+      this.settleWaitClose();
+    }
     this.database(pool.key.database).connections--;
     this.countUser(pool.key.user, -1);
     try {
@@ -678,6 +726,18 @@ export class Pools<C extends ServerConnection> {
     if (!pool.closing || pool.busy.size > 0 || pool.opening > 0 || pool.idle.length > 0) return;
     if (this.pools.get(pool.id) === pool) this.pools.delete(pool.id);
     for (const resolve of pool.drained.splice(0)) resolve();
+  }
+
+  private settleWaitClose(): void {
+    for (let i = 0; i < this.closeWaiters.length; ) {
+      const { database, resolve } = this.closeWaiters[i]!;
+      const marked = [...this.pools.values()].some((pool) => pool.closeNeeded > 0 && (database === undefined || pool.key.database === database));
+      if (marked) i++;
+      else {
+        this.closeWaiters.splice(i, 1);
+        resolve();
+      }
+    }
   }
 
   private settlePause(database: string): void {

@@ -6,7 +6,7 @@ import type { NativeEnd } from '../native.js';
 import type { ErrorFields } from '../protocol/messages.js';
 
 /** Why the proxy itself turned a login away (the client was told, with `error`). */
-export type Refusal = 'admission' | 'catalog_unavailable' | 'unknown_version' | 'retired_version' | 'channel_binding' | 'authentication' | 'upstream_check' | 'startup_parameter';
+export type Refusal = 'admission' | 'catalog_unavailable' | 'unknown_version' | 'retired_version' | 'channel_binding' | 'authentication' | 'upstream_check' | 'startup_parameter' | 'database_disabled';
 
 export type CloseReason =
   // The client's side.

@@ -141,6 +141,11 @@ export class NativeLogins {
     this.forgetWhere((learned) => learned.database === database && learned.versions !== signature);
   }
 
+  /** A disabled database (DISABLE): its clients must be refused in Node. */
+  forgetDatabase(database: string): void {
+    this.forgetWhere((learned) => learned.database === database);
+  }
+
   /** A retired version: no client logs in to it any more. */
   forgetVersion(database: string, versionSchema: string): void {
     this.forgetWhere((learned) => learned.database === database && learned.version?.versionSchema === versionSchema);

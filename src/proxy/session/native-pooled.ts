@@ -120,6 +120,11 @@ class NativePools implements PoolHolder {
     for (const pool of this.pools()) if (poolKeyId(pool.key) === id) pool.drain(on);
   }
 
+  reconnect(key: PoolKey): void {
+    const id = poolKeyId(key);
+    for (const pool of this.pools()) if (poolKeyId(pool.key) === id) pool.expire();
+  }
+
   figures(key: PoolKey): HolderFigures {
     const id = poolKeyId(key);
     const total = { waiting: 0, idle: 0, requests: 0 };
@@ -272,6 +277,10 @@ export class NativePool {
 
   drain(on: boolean): void {
     this.forwarder.drain(this.handle, on);
+  }
+
+  expire(): void {
+    if (this.leases.size > 0) this.forwarder.expire(this.handle);
   }
 
   private want(): void {
@@ -501,4 +510,9 @@ export class NativePooledForwarding {
     }
     this.events.ended(end);
   };
+
+  /** The client's value of a carried parameter now (SHOW CLIENTS' application_name). */
+  parameter(name: string): string | undefined {
+    return this.parameters.get(name) ?? undefined;
+  }
 }

@@ -463,6 +463,11 @@ export class PooledForwarding {
     else this.stop();
     this.events.ended(reason);
   }
+
+  /** The client's value of a carried parameter now (SHOW CLIENTS' application_name). */
+  parameter(name: string): string | undefined {
+    return this.parameters.get(name) ?? undefined;
+  }
 }
 
 /** How a client is told it got no server connection. */
@@ -514,4 +519,6 @@ export interface Pooling extends PooledContext {
   readonly ignoredStartupParameters: ReadonlySet<string>;
   /** The ParameterStatus frames of the pool's server connections, once one has been opened. */
   welcome(key: PoolKey): readonly Buffer[] | undefined;
+  /** Why a client that authenticated may not use `database` now (DISABLE); undefined when it may. */
+  loginRefusal(database: string): ErrorFields | undefined;
 }

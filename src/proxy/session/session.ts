@@ -190,6 +190,11 @@ export class Session implements SessionUsage {
     return this.state.phase;
   }
 
+  /** The client connection as SHOW CLIENTS lists it: the proxy's end of it and its TLS, '' in clear. */
+  get clientSocket(): { localAddress: string; localPort: number; tls: string } {
+    return { localAddress: this.client.localAddress, localPort: this.client.localPort, tls: this.client.tlsDescription };
+  }
+
   /** Logged in; stays true once closed, so that the ledger keeps an ended session's counts. */
   get established(): boolean {
     return this.state.phase === 'forwarding' || (this.state.phase === 'closed' && this.state.forwardedBy !== undefined);
@@ -484,6 +489,14 @@ export class Session implements SessionUsage {
       this.fatal({ kind: 'refused', why: 'unknown_version', error: state.route.refusalAfterLogin });
       return;
     }
+    // After authentication, as PgBouncer: who may not log in learns nothing of the database's state.
+    const disabled = state.pooling.loginRefusal(state.database);
+    if (disabled) {
+      this.client.socket.write(authOk);
+      this.ctx.metrics.reject('database_disabled');
+      this.fatal({ kind: 'refused', why: 'database_disabled', error: disabled });
+      return;
+    }
     // Only the next client messages (after ReadyForQuery) may follow now.
     this.state = { phase: 'routing' };
     this.opening(this.welcome(state, key ?? this.poolKey(state.pooling, state.database, state.route, credentials), authOk));
@@ -562,6 +575,8 @@ export class Session implements SessionUsage {
     const body = this.loginBody;
     if (!logins || !body || state.pooling.authType !== 'trust' || !state.route || this.retiredMessage !== undefined) return;
     if (state.route.versions !== this.ctx.catalogs.get(state.database).cached()) return;
+    // Disabled while this login went on: the thread must not let the next ones in.
+    if (state.pooling.loginRefusal(state.database)) return;
     const packet = Buffer.allocUnsafe(body.length + 4);
     packet.writeInt32BE(body.length + 4, 0);
     body.copy(packet, 4);

@@ -10,11 +10,14 @@ import pg from 'pg';
 import type {
   AdminClientRow,
   AdminConfigRow,
+  AdminDatabaseRow,
+  AdminListCounts,
   AdminPauseState,
   AdminPoolRow,
   AdminServerRow,
   AdminSource,
   AdminStatsRow,
+  AdminUserRow,
   AdminVersionRow,
 } from '../../../src/proxy/admin/source.js';
 import { AdminUsers } from '../../../src/proxy/admin/users.js';
@@ -51,7 +54,13 @@ class ArraySource implements AdminSource {
     {
       user: 'web', database: 'app', version: 'public_02_rename', state: 'active', addr: '10.0.1.1', port: 5432,
       localAddr: '10.0.0.2', localPort: 40100, connectTime: CONNECTED, requestTime: LAST_QUERY, link: 18,
-      tls: '', applicationName: '', preparedStatements: 4, id: 5, remotePid: 31337,
+      tls: '', applicationName: '', preparedStatements: 4, id: 5, remotePid: 31337, closeNeeded: true,
+    },
+  ];
+  databaseRowList: AdminDatabaseRow[] = [
+    {
+      name: 'app', host: '10.0.1.1', port: 5432, database: 'app', poolSize: 16, minPoolSize: 2, reservePoolSize: 4, serverLifetimeSeconds: 3600,
+      poolMode: 'transaction', maxConnections: 40, currentConnections: 7, currentClientConnections: 120, paused: false, disabled: true,
     },
   ];
   statsRows: AdminStatsRow[] = [
@@ -69,7 +78,9 @@ class ArraySource implements AdminSource {
     { key: 'max-client-conn', value: '200', default: '1000', changeable: false },
     { key: 'default-version', value: 'latest', default: 'latest', changeable: true },
   ];
-  state: AdminPauseState = { all: false, databases: [] };
+  state: AdminPauseState = { all: false, databases: [], disabled: [] };
+  /** Set by a test to hold WAIT_CLOSE until it says so. */
+  waitCloseHook: (() => Promise<void>) | undefined;
   readonly calls: string[] = [];
   /** Set by a test to hold PAUSE until it says so. */
   pauseHook: (() => Promise<void>) | undefined;
@@ -82,6 +93,12 @@ class ArraySource implements AdminSource {
   versions = () => this.versionRows;
   config = () => this.configRows;
   databases = () => ['app', 'My-App'];
+  databaseRows = () => this.databaseRowList;
+  userRows: AdminUserRow[] = [
+    { name: 'web', poolSize: 16, reservePoolSize: 4, poolMode: 'transaction', maxUserConnections: 0, currentConnections: 5, currentClientConnections: 90 },
+  ];
+  users = () => this.userRows;
+  lists = (): AdminListCounts => ({ databases: 2, users: 1, pools: 2, usedClients: 93, loginClients: 1, usedServers: 5 });
   pauseState = () => this.state;
 
   async pause(database: string | undefined): Promise<void> {
@@ -92,7 +109,20 @@ class ArraySource implements AdminSource {
   }
   resume(database: string | undefined): void {
     this.calls.push(`resume ${database ?? '*'}`);
-    this.state = database === undefined ? { all: false, databases: [] } : { ...this.state, databases: this.state.databases.filter((d) => d !== database) };
+    this.state = database === undefined ? { ...this.state, all: false, databases: [] } : { ...this.state, databases: this.state.databases.filter((d) => d !== database) };
+  }
+  reconnect(database: string | undefined): void {
+    this.calls.push(`reconnect ${database ?? '*'}`);
+  }
+  async waitClose(database: string | undefined): Promise<void> {
+    this.calls.push(`wait_close ${database ?? '*'}`);
+    await this.waitCloseHook?.();
+  }
+  disable(database: string): void {
+    this.calls.push(`disable ${database}`);
+  }
+  enable(database: string): void {
+    this.calls.push(`enable ${database}`);
   }
   async reload(): Promise<void> {
     this.calls.push('reload');
@@ -173,12 +203,12 @@ describe('SHOW through node-postgres', () => {
     expect(clientsResult.rows[1]).toMatchObject({ state: 'active', request_time: '2026-03-04 05:16:00 UTC', link: 5, pinned: 'advisory_lock', tls: 'TLSv1.3/TLS_AES_256_GCM_SHA384' });
 
     const serversResult = await client.query('show servers');
-    expect(serversResult.fields.map((f) => f.name)).toEqual(['type', 'user', 'database', 'version', 'state', ...SOCKET_COLUMNS, 'remote_pid', ...SOCKET_TAIL]);
+    expect(serversResult.fields.map((f) => f.name)).toEqual(['type', 'user', 'database', 'version', 'state', ...SOCKET_COLUMNS, 'close_needed', 'remote_pid', ...SOCKET_TAIL]);
     expect(serversResult.rows).toEqual([
       {
         type: 'S', user: 'web', database: 'app', version: 'public_02_rename', state: 'active', addr: '10.0.1.1', port: 5432,
         local_addr: '10.0.0.2', local_port: 40100, connect_time: '2026-03-04 05:06:07 UTC', request_time: '2026-03-04 05:16:00 UTC',
-        wait: 0, wait_us: 0, remote_pid: 31337, link: 18, tls: '', application_name: '', prepared_statements: 4, id: 5,
+        wait: 0, wait_us: 0, close_needed: 1, remote_pid: 31337, link: 18, tls: '', application_name: '', prepared_statements: 4, id: 5,
       },
     ]);
   });
@@ -208,6 +238,77 @@ describe('SHOW through node-postgres', () => {
     ]);
   });
 
+  it('SHOW DATABASES: PgBouncer columns with the pool settings, connection counts, paused and disabled', async () => {
+    const client = await connect();
+    const result = await client.query('SHOW DATABASES');
+    expect(result.fields.map((f) => f.name)).toEqual([
+      'name', 'host', 'port', 'database', 'pool_size', 'min_pool_size', 'reserve_pool_size', 'server_lifetime', 'pool_mode',
+      'max_connections', 'current_connections', 'current_client_connections', 'paused', 'disabled',
+    ]);
+    expect(result.rows).toEqual([
+      {
+        name: 'app', host: '10.0.1.1', port: 5432, database: 'app', pool_size: 16, min_pool_size: 2, reserve_pool_size: 4, server_lifetime: 3600,
+        pool_mode: 'transaction', max_connections: 40, current_connections: 7, current_client_connections: 120, paused: 0, disabled: 1,
+      },
+    ]);
+  });
+
+  it('SHOW STATS_TOTALS, STATS_AVERAGES and TOTALS: the halves of SHOW STATS, and its sums, with PgBouncer\'s names', async () => {
+    const client = await connect();
+    source.statsRows.push({
+      database: 'app', version: '',
+      total: { serverAssignmentCount: 10, xactCount: 10, queryCount: 10, received: 5, sent: 10, xactTimeUs: 100_000, queryTimeUs: 40_000, waitTimeUs: 500 },
+      average: { serverAssignmentCount: 1, xactCount: 1, queryCount: 1, received: 100, sent: 500, xactTimeUs: 10_000, queryTimeUs: 4_000, waitTimeUs: 50 },
+    });
+    const names = ['server_assignment_count', 'xact_count', 'query_count', 'bytes_received', 'bytes_sent', 'xact_time', 'query_time', 'wait_time'];
+    const totals = await client.query('SHOW STATS_TOTALS');
+    expect(totals.fields.map((f) => f.name)).toEqual(['database', 'version', ...names]);
+    expect(totals.rows[0]).toEqual({
+      database: 'app', version: 'public_02_rename', server_assignment_count: '40', xact_count: '30', query_count: '90', bytes_received: '12345',
+      bytes_sent: '67890', xact_time: '900000', query_time: '600000', wait_time: '1500',
+    });
+    const averages = await client.query('show stats_averages');
+    expect(averages.fields.map((f) => f.name)).toEqual(['database', 'version', ...names]);
+    expect(averages.rows[0]).toMatchObject({ query_count: '3', bytes_received: '400', query_time: '6666', wait_time: '37' });
+
+    const sums = Object.fromEntries((await client.query('SHOW TOTALS')).rows.map((row) => [row.name, row.value]));
+    expect(sums).toMatchObject({
+      total_xact_count: '40', total_query_count: '100', total_client_bytes: '12350', total_server_bytes: '67900', total_wait_time: '2000',
+      // Rates add up; times are per transaction, query and assignment over both rows.
+      avg_xact_count: '2', avg_client_bytes: '500', avg_xact_time: '25000', avg_query_time: '6400', avg_wait_time: '40',
+    });
+  });
+
+  it('SHOW USERS and SHOW LISTS', async () => {
+    const client = await connect();
+    const users = await client.query('SHOW USERS');
+    expect(users.fields.map((f) => f.name)).toEqual([
+      'name', 'pool_size', 'reserve_pool_size', 'pool_mode', 'max_user_connections', 'current_connections', 'current_client_connections',
+    ]);
+    expect(users.rows).toEqual([
+      { name: 'web', pool_size: 16, reserve_pool_size: 4, pool_mode: 'transaction', max_user_connections: 0, current_connections: 5, current_client_connections: 90 },
+    ]);
+    const lists = Object.fromEntries((await client.query('SHOW LISTS')).rows.map((row) => [row.list, row.items]));
+    expect(lists).toEqual({
+      databases: 2, users: 1, peers: 0, pools: 2, peer_pools: 0, free_clients: 0, used_clients: 93, login_clients: 1, free_servers: 0,
+      used_servers: 5, dns_names: 0, dns_zones: 0, dns_queries: 0, dns_pending: 0,
+    });
+  });
+
+  it('SHOW STATE: active, paused, suspended as PgBouncer prints them', async () => {
+    const client = await connect();
+    expect((await client.query('SHOW STATE')).rows).toEqual([
+      { key: 'active', value: 'yes' },
+      { key: 'paused', value: 'no' },
+      { key: 'suspended', value: 'no' },
+    ]);
+    await client.query('PAUSE');
+    expect((await client.query('SHOW STATE')).rows.slice(0, 2)).toEqual([
+      { key: 'active', value: 'no' },
+      { key: 'paused', value: 'yes' },
+    ]);
+  });
+
   it('SHOW CONFIG: key, value, default, changeable', async () => {
     const client = await connect();
     const result = await client.query('SHOW CONFIG');
@@ -225,7 +326,10 @@ describe('SHOW through node-postgres', () => {
     expect(result.command).toBe('SHOW');
     expect(notices).toHaveLength(1);
     expect(notices[0]).toMatchObject({ severity: 'NOTICE', message: 'Console usage' });
-    for (const command of ['SHOW HELP|POOLS|CLIENTS|SERVERS|STATS|VERSIONS|CONFIG', 'PAUSE [<db>]', 'RESUME [<db>]', 'KILL [<db>]', 'RELOAD', 'SHUTDOWN']) {
+    for (const command of [
+      'SHOW HELP|POOLS|CLIENTS|SERVERS|STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|VERSIONS|DATABASES|USERS|LISTS|STATE|CONFIG', 'PAUSE [<db>]', 'RESUME [<db>]', 'DISABLE <db>', 'ENABLE <db>',
+      'RECONNECT [<db>]', 'KILL [<db>]', 'WAIT_CLOSE [<db>]', 'RELOAD', 'SHUTDOWN',
+    ]) {
       expect(notices[0]!.detail).toContain(command);
     }
   });
@@ -274,6 +378,34 @@ describe('commands through node-postgres', () => {
     expect(source.calls).toEqual(['pause app', 'resume app', 'kill app', 'pause *', 'resume *', 'reload', 'shutdown']);
   });
 
+  it('DISABLE, ENABLE and RECONNECT reach the source with their tags; WAIT_CLOSE answers once the source is done', async () => {
+    const client = await connect();
+    expect((await client.query('DISABLE app')).command).toBe('DISABLE');
+    expect((await client.query('enable "My-App"')).command).toBe('ENABLE');
+    expect((await client.query('RECONNECT app')).command).toBe('RECONNECT');
+    expect((await client.query('RECONNECT')).command).toBe('RECONNECT');
+    let open!: () => void;
+    let reached!: () => void;
+    const waitReached = new Promise<void>((resolve) => (reached = resolve));
+    source.waitCloseHook = () => {
+      reached();
+      return new Promise((resolve) => (open = resolve));
+    };
+    let answered = false;
+    const waited = client.query('WAIT_CLOSE app').then((result) => {
+      answered = true;
+      return result;
+    });
+    await waitReached;
+    expect(answered).toBe(false);
+    open();
+    // node-postgres reads a tag's letters only: WAIT_CLOSE is 'WAIT' to it (psql's test below sees the whole tag).
+    expect((await waited).command).toBe('WAIT');
+    source.waitCloseHook = undefined;
+    expect((await client.query('WAIT_CLOSE')).command).toBe('WAIT');
+    expect(source.calls).toEqual(['disable app', 'enable My-App', 'reconnect app', 'reconnect *', 'wait_close app', 'wait_close *']);
+  });
+
   it('a double-quoted database keeps its case and its characters', async () => {
     const client = await connect();
     await client.query('PAUSE "My-App"; RESUME "My-App"');
@@ -294,6 +426,11 @@ describe('commands through node-postgres', () => {
       ['KILL nope', 'no such database: nope'],
       ['RESUME', 'pooler is not paused/suspended'],
       ['RESUME app', 'database app is not paused'],
+      ['DISABLE', 'a database is required'],
+      ['ENABLE', 'a database is required'],
+      ['DISABLE nope', 'no such database: nope'],
+      ['RECONNECT nope', 'no such database: nope'],
+      ['WAIT_CLOSE nope', 'no such database: nope'],
     ];
     for (const [sql, message] of refusals) {
       expect(await errorOf(client.query(sql)), sql).toMatchObject({ code: '08P01', message });
@@ -356,6 +493,9 @@ describe('through psql', () => {
     const help = await psql('SHOW HELP');
     expect(help.stderr).toContain('NOTICE:  Console usage');
     expect(help.stderr).toContain('KILL [<db>]');
+
+    const tags = await psql('DISABLE app; ENABLE app; RECONNECT; WAIT_CLOSE app');
+    expect(tags.stdout.trim().split('\n')).toEqual(['DISABLE', 'ENABLE', 'RECONNECT', 'WAIT_CLOSE']);
   });
 
   it('reports errors and refused logins', async () => {
