@@ -242,7 +242,8 @@ enum { POOL_WAITING, POOL_PARKED, POOL_WAIT_COUNT, POOL_WAIT_SUM_US, POOL_WAIT_B
 
 /*
  * The sessions of one pool (database, user, version and client parameters) and the links the
- * thread holds for them. Allocated by JavaScript (pool()) and never freed: a handful per process.
+ * thread holds for them. Allocated by JavaScript (pool()); freed once JavaScript closed it
+ * (closePool) and nothing names it any more (see "closing a pool").
  */
 typedef struct pool {
   double id;
@@ -261,9 +262,17 @@ typedef struct pool {
   uint8_t known;      /* on the thread's list of pools (for parked links that idle too long) */
   uint32_t generation; /* CMD_EXPIRE: links lent before the last one go back as they come free */
   struct pool *next;
+  uint32_t sessions;  /* sessions that name it, until they are freed */
+  uint8_t closing;    /* JavaScript closed it: links go back as they come free, freed once unused */
+  uint8_t dead;       /* unused and closed: reported gone after this round, touched no more by the thread */
+  struct pool *next_dead;
+  /* JS thread: the thread reported it gone (commands naming it are refused); closePool was called. */
+  uint8_t gone, close_asked;
+  struct command *free_command; /* CMD_FREE_POOL, allocated by closePool: the report's answer cannot fail */
+  uint32_t refs;                /* the JavaScript handle's and the thread's (atomic): the last frees it */
 } pool;
 
-typedef enum { CMD_START, CMD_RETIRE, CMD_TERMINATE, CMD_RELEASE, CMD_STOP, CMD_LEND, CMD_RECLAIM, CMD_DRAIN, CMD_FAIL_WANT, CMD_HAND_BACK_WAITER, CMD_LISTEN, CMD_UNLISTEN, CMD_LEARN, CMD_FORGET, CMD_EXPIRE } command_kind;
+typedef enum { CMD_START, CMD_RETIRE, CMD_TERMINATE, CMD_RELEASE, CMD_STOP, CMD_LEND, CMD_RECLAIM, CMD_DRAIN, CMD_FAIL_WANT, CMD_HAND_BACK_WAITER, CMD_LISTEN, CMD_UNLISTEN, CMD_LEARN, CMD_FORGET, CMD_EXPIRE, CMD_CLOSE_POOL, CMD_FREE_POOL } command_kind;
 
 typedef struct command {
   command_kind kind;
@@ -285,7 +294,7 @@ typedef struct command {
 } command;
 
 /* What JavaScript hears besides a session's end (one queue with the ends, so in order). */
-typedef enum { REPORT_END, REPORT_WANT, REPORT_RETURNED, REPORT_PARAMETER, REPORT_ACCEPTED, REPORT_LOGIN } report_kind;
+typedef enum { REPORT_END, REPORT_WANT, REPORT_RETURNED, REPORT_PARAMETER, REPORT_ACCEPTED, REPORT_LOGIN, REPORT_POOL_GONE } report_kind;
 
 typedef struct report {
   report_kind kind;
@@ -295,8 +304,9 @@ typedef struct report {
   char detail[200];
   /* REPORT_ACCEPTED, REPORT_LOGIN: the listener that accepted the client. */
   struct listener *listener;
-  /* REPORT_WANT, REPORT_RETURNED: the pool; REPORT_RETURNED and END_HANDED_BACK: the link's server and its status. */
+  /* REPORT_WANT, REPORT_RETURNED, REPORT_POOL_GONE: the pool; REPORT_RETURNED and END_HANDED_BACK: the link's server and its status. */
   double pool_id, server_id;
+  struct pool *pool; /* REPORT_POOL_GONE */
   uint8_t status, broken;
   /* END_HANDED_BACK, REPORT_ACCEPTED: the client's descriptor and the bytes it sent that were not forwarded
      (REPORT_LOGIN: the cancel key; the detail holds the client's address, and pool_id the learned login's id). */
@@ -329,6 +339,7 @@ typedef struct {
   /* The thread's own state. */
   session *sessions;
   pool *pools;
+  pool *dead_pools; /* closed pools that nothing names: reported gone after this round */
   int64_t next_park_check;
   session *queued, *queued_tail;
   session *freed;
@@ -557,9 +568,15 @@ static void report_search_path(forwarder *f, session *s) {
   }
 }
 
+static void free_if_unused(forwarder *f, struct pool *p);
+
 static void maybe_free(forwarder *f, session *s) {
   if (s->freed || !s->released || s->client.fd >= 0 || s->server.fd >= 0 || s->queued || s->closing) return;
   s->freed = 1;
+  if (s->pooled) {
+    s->pool->sessions--;
+    free_if_unused(f, s->pool);
+  }
   /* Freed after this round of events, which may still name it. */
   if (s->prev) s->prev->next = s->next;
   else f->sessions = s->next;
@@ -1865,6 +1882,7 @@ static void report_returned(forwarder *f, pool *p, server_link *l, double server
 static void return_link(forwarder *f, server_link *l, uint8_t status, uint8_t broken) {
   close_link(f, l);
   report_returned(f, l->pool, l, l->server_id, status, broken);
+  free_if_unused(f, l->pool);
 }
 
 static void take_link(forwarder *f, session *s, server_link *l);
@@ -1886,7 +1904,8 @@ static void free_link(forwarder *f, server_link *l) {
     take_link(f, next, l);
     return;
   }
-  park(p, l);
+  if (p->closing) return_link(f, l, 'I', 0);
+  else park(p, l);
 }
 
 /* The session holds the link for its next transaction. */
@@ -2322,7 +2341,59 @@ static void hand_back_waiter(forwarder *f, pool *p) {
   ask(f, p);
 }
 
+/*
+ * ---- closing a pool ----
+ * JavaScript closes a pool it no longer wants (CMD_CLOSE_POOL: its version retired, or no session for
+ * a while) and gives its clients a new one from then on. The thread stops logging clients in to it,
+ * returns its parked links and the others as they come free, and serves its remaining sessions until
+ * they end. Once no session, link or answer owed by JavaScript (asked) names it, it is off the thread's
+ * lists and, after the round, reported gone (REPORT_POOL_GONE): JavaScript lets go of its figures and
+ * answers with CMD_FREE_POOL, the last command naming it (commands run in order, so none is left
+ * behind it). The memory goes when that command and the JavaScript handle are both done with it.
+ */
+static void release_pool(pool *p) {
+  if (__atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) > 0) return;
+  free(p->free_command);
+  free(p);
+}
+
+static void forget_pool(forwarder *f, pool *p);
+
+static void close_pool(forwarder *f, pool *p) {
+  p->closing = 1;
+  forget_pool(f, p);
+  server_link *l;
+  while ((l = unpark(p))) return_link(f, l, 'I', 0);
+  free_if_unused(f, p);
+}
+
+static void free_if_unused(forwarder *f, pool *p) {
+  if (!p->closing || p->dead || p->sessions > 0 || p->links > 0 || p->asked > 0) return;
+  p->dead = 1;
+  if (p->known) {
+    pool **at = &f->pools;
+    while (*at != p) at = &(*at)->next;
+    *at = p->next;
+  }
+  p->next_dead = f->dead_pools;
+  f->dead_pools = p;
+}
+
+/* After the round: the dead pools are reported gone, and touched no more here (JavaScript may free them). */
+static void report_dead_pools(forwarder *f) {
+  while (f->dead_pools) {
+    pool *p = f->dead_pools;
+    f->dead_pools = p->next_dead;
+    report *r = new_report(REPORT_POOL_GONE, NULL);
+    if (!r) continue; /* JavaScript never hears: the pool stays allocated, as before pools were freed */
+    r->pool = p;
+    r->pool_id = p->id;
+    post(f, r);
+  }
+}
+
 static void start_session(forwarder *f, session *s) {
+  if (s->pooled) s->pool->sessions++;
   s->next = f->sessions;
   if (f->sessions) f->sessions->prev = s;
   f->sessions = s;
@@ -2403,6 +2474,7 @@ static int run_commands(forwarder *f, int woken) {
         break;
       case CMD_LEND:
         lend(f, c->pool, c->fd, c->server_id, c->lifetime_ms, c->count, c->bytes, c->length);
+        free_if_unused(f, c->pool);
         break;
       case CMD_RECLAIM:
         reclaim(f, c->pool, c->count);
@@ -2414,6 +2486,7 @@ static int run_commands(forwarder *f, int woken) {
         break;
       case CMD_FAIL_WANT:
         fail_want(f, c->pool, c->bytes, c->length, c->count, c->why);
+        free_if_unused(f, c->pool);
         break;
       case CMD_EXPIRE: {
         /* Every link lent so far goes back: parked ones now, the others as their transactions end. */
@@ -2424,6 +2497,13 @@ static int run_commands(forwarder *f, int woken) {
       }
       case CMD_HAND_BACK_WAITER:
         hand_back_waiter(f, c->pool);
+        free_if_unused(f, c->pool);
+        break;
+      case CMD_CLOSE_POOL:
+        close_pool(f, c->pool);
+        break;
+      case CMD_FREE_POOL:
+        release_pool(c->pool);
         break;
       case CMD_LISTEN:
         start_listening(f, c->listener);
@@ -2692,6 +2772,7 @@ static int log_in(forwarder *f, pending *p, learned *e, int *reason) {
   s->release->session = s;
   s->pooled = 1;
   s->pool = e->pool;
+  s->pool->sessions++;
   s->server_status = 'I';
   /* Ids of their own (negative), apart from JavaScript's session ids. */
   s->id = --f->next_native_id;
@@ -2921,8 +3002,22 @@ static void forget(forwarder *f, double id, listener *l) {
   }
 }
 
+/* A closed pool: no client is logged in to it any more (JavaScript's logins go to its new pool). */
+static void forget_pool(forwarder *f, pool *p) {
+  for (learned **at = &f->learned; *at;) {
+    learned *e = *at;
+    if (e->pool != p) {
+      at = &e->next;
+      continue;
+    }
+    *at = e->next;
+    free_learned(e);
+  }
+}
+
 /* CMD_LEARN: bytes = startup packet then welcome; count = the startup packet's length. Replaces what the same packet taught before. */
 static void learn(forwarder *f, command *c) {
+  if (c->pool->closing) return; /* taught before JavaScript closed the pool: its clients get the new one */
   learned *e = calloc(1, sizeof *e);
   if (!e || c->count > c->length || !(e->startup = malloc(c->count ? c->count : 1)) || !(e->welcome = malloc(c->length - c->count + 1))) {
     if (e) free_learned(e);
@@ -3020,6 +3115,7 @@ static void *run(void *arg) {
       return_idle_links(f);
       if (has_parked_links(f) && (timeout < 0 || timeout > PARK_IDLE_MS / 2)) timeout = PARK_IDLE_MS / 2;
     }
+    report_dead_pools(f);
     while (f->dead_pending) {
       struct pending *p = f->dead_pending;
       f->dead_pending = p->next;
@@ -3106,6 +3202,10 @@ static void call_on_pooled(napi_env env, forwarder *f, report *r) {
       argc = 5;
       break;
     }
+    case REPORT_POOL_GONE:
+      napi_create_string_utf8(env, "closed", NAPI_AUTO_LENGTH, &args[0]);
+      napi_create_double(env, r->pool_id, &args[1]);
+      break;
     case REPORT_END:
     case REPORT_ACCEPTED:
     case REPORT_LOGIN:
@@ -3213,6 +3313,16 @@ static void call_on_report(napi_env env, napi_value js_callback, forwarder *f, r
     if (r->fd >= 0) close(r->fd);
     free_report(r);
     return;
+  }
+  if (r->kind == REPORT_POOL_GONE) {
+    /* The thread writes its figures no more, and no command may name it after CMD_FREE_POOL. */
+    pool *p = r->pool;
+    command *free_command = p->free_command;
+    p->gone = 1;
+    p->free_command = NULL;
+    napi_delete_reference(env, p->figures_ref);
+    p->figures_ref = NULL;
+    enqueue(f, free_command); /* last: the thread may free it from then on (call_on_pooled reads the report only) */
   }
   if (r->kind != REPORT_END) {
     call_on_pooled(env, f, r);
@@ -3522,6 +3632,13 @@ static napi_value start(napi_env env, napi_callback_info info) {
 /* Marks the externals that are pools. */
 static const napi_type_tag POOL_TAG = {0x74616e64656d2d70ULL, 0x6f6f6c2d00000001ULL};
 
+/* JavaScript let go of a pool's handle: the thread's reference, if not given up yet, keeps it. */
+static void pool_handle_finalized(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  release_pool(data);
+}
+
 /*
  * pool(id, figures: Float64Array, waitBoundsUs: Float64Array) → handle: a pool of the thread's (see
  * "pooled sessions"), for startPooled and the pool commands; `figures` as POOL_* above, with a
@@ -3549,14 +3666,15 @@ static napi_value create_pool(napi_env env, napi_callback_info info) {
   p->figures = figures;
   p->bound_count = (uint32_t)bound_count;
   memcpy(p->bounds, bounds, bound_count * sizeof(double));
-  /* Pools live as long as the process: so does what they write to. */
+  /* What the pool writes to lives until the thread reports it gone (closePool). */
+  p->refs = 2;
   if (napi_create_reference(env, argv[1], 1, &p->figures_ref) != napi_ok) {
     free(p);
     napi_throw_error(env, NULL, "tandem forwarder: napi_create_reference failed");
     return NULL;
   }
   napi_value handle;
-  CHECK(napi_create_external(env, p, NULL, NULL, &handle));
+  CHECK(napi_create_external(env, p, pool_handle_finalized, NULL, &handle));
   CHECK(napi_type_tag_object(env, handle, &POOL_TAG));
   return handle;
 }
@@ -3569,8 +3687,14 @@ static void *tagged_external(napi_env env, napi_value handle, const napi_type_ta
   return pointer;
 }
 
+/* The pool a handle names; NULL (with an error thrown) once the thread reported it gone. */
 static pool *pool_of(napi_env env, napi_value handle) {
-  return tagged_external(env, handle, &POOL_TAG);
+  pool *p = tagged_external(env, handle, &POOL_TAG);
+  if (p && p->gone) {
+    napi_throw_error(env, NULL, "tandem forwarder: the pool is closed");
+    return NULL;
+  }
+  return p;
 }
 
 /* startPooled(id, clientFd, counters: Float64Array(12), held: Buffer, pool) → handle: a pooled client alone. */
@@ -3651,6 +3775,16 @@ static napi_value pool_command(napi_env env, napi_callback_info info, command_ki
     case CMD_DRAIN:
       ok = argc >= 2 && napi_get_value_uint32(env, argv[1], &count) == napi_ok;
       break;
+    case CMD_CLOSE_POOL:
+      if (p->close_asked || !(p->free_command = calloc(1, sizeof *p->free_command))) {
+        free(c);
+        return p->close_asked ? NULL : throw_errno(env, "command", ENOMEM);
+      }
+      p->close_asked = 1;
+      p->free_command->kind = CMD_FREE_POOL;
+      p->free_command->pool = p;
+      p->free_command->fd = -1;
+      break;
     case CMD_FAIL_WANT: {
       size_t why_len;
       ok = argc >= 4 && copy_bytes(env, argv[1], &c->bytes, &c->length) && napi_get_value_uint32(env, argv[2], &count) == napi_ok &&
@@ -3696,6 +3830,14 @@ static napi_value drain_pool(napi_env env, napi_callback_info info) {
  */
 static napi_value fail_want_command(napi_env env, napi_callback_info info) {
   return pool_command(env, info, CMD_FAIL_WANT, "failWant(pool, errorResponse: Buffer, minWaitMs, why: string)");
+}
+
+/*
+ * closePool(pool): JavaScript wants it no more (see "closing a pool"); onPooled('closed', poolId)
+ * says when the thread is done with it, after which the handle names nothing.
+ */
+static napi_value close_pool_command(napi_env env, napi_callback_info info) {
+  return pool_command(env, info, CMD_CLOSE_POOL, "closePool(pool)");
 }
 
 /* handBackWaiter(pool): no link the thread can use; the longest waiter goes back to JavaScript. */
@@ -3984,6 +4126,7 @@ NAPI_MODULE_INIT() {
       {"failWant", NULL, fail_want_command, NULL, NULL, NULL, napi_default, NULL},
       {"handBackWaiter", NULL, hand_back_waiter_command, NULL, NULL, NULL, napi_default, NULL},
       {"expire", NULL, expire_links, NULL, NULL, NULL, napi_default, NULL},
+      {"closePool", NULL, close_pool_command, NULL, NULL, NULL, napi_default, NULL},
       {"listen", NULL, listen_command, NULL, NULL, NULL, napi_default, NULL},
       {"unlisten", NULL, unlisten_command, NULL, NULL, NULL, napi_default, NULL},
       {"learn", NULL, learn_command, NULL, NULL, NULL, napi_default, NULL},

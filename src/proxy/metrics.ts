@@ -46,6 +46,8 @@ export class ProxyMetrics {
   poolStats: (() => PoolStats[]) | undefined;
   /** Native logins and the thread's fallbacks to JavaScript by reason, read at scrape time (set with --native-login on). */
   nativeLogins: (() => { logins: number; fallbacks: Record<string, number> }) | undefined;
+  /** The native thread's pools now (session/native-pooled.ts), closed ones not freed yet included. */
+  nativePools: (() => number) | undefined;
 
   constructor(ledger: UsageLedger, facts: ProxyFacts) {
     const registers = [this.registry];
@@ -160,6 +162,15 @@ export class ProxyMetrics {
       collect() {
         this.reset();
         this.inc(ledger.snapshot().bytesIn);
+      },
+    });
+    const nativePools = () => this.nativePools?.();
+    new Gauge({
+      name: 'tandem_proxy_native_pools',
+      help: 'Pools the native thread keeps for transaction-mode clients (one per pool key and set of client parameters), closed ones not freed yet included',
+      registers,
+      collect() {
+        this.set(nativePools() ?? 0);
       },
     });
     const nativeLogins = () => this.nativeLogins?.();

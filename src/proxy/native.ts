@@ -74,6 +74,8 @@ export interface NativePoolEvents {
    * thread never used it, what Node knew still holds).
    */
   returned(serverId: number, status: 'I' | 'T' | 'E', broken: boolean, statements: string[] | undefined): void;
+  /** After closePool: the thread is done with the pool (no session, link or want left); its handle names nothing now. */
+  closed(): void;
 }
 
 /**
@@ -99,7 +101,7 @@ interface Binding {
     onEnd: (id: number, reason: NativeEndReason, detail: string, explained: boolean, pooled: NativePooledEnd | undefined) => void,
     serverLost: Buffer,
     onSearchPath: (id: number, value: string) => void,
-    onPooled: (kind: 'want' | 'returned' | 'parameter', id: number, a?: number | string, b?: string, c?: boolean | number, d?: Buffer) => void,
+    onPooled: (kind: 'want' | 'returned' | 'parameter' | 'closed', id: number, a?: number | string, b?: string, c?: boolean | number, d?: Buffer) => void,
   ): void;
   start(id: number, clientFd: number, serverFd: number, counters: Float64Array, toClient: Buffer, toServer: Buffer): NativeHandle;
   pool(id: number, figures: Float64Array, waitBoundsUs: Float64Array): NativePoolHandle;
@@ -110,6 +112,7 @@ interface Binding {
   failWant(pool: NativePoolHandle, errorResponse: Buffer, minWaitMs: number, why: string): void;
   handBackWaiter(pool: NativePoolHandle): void;
   expire(pool: NativePoolHandle): void;
+  closePool(pool: NativePoolHandle): void;
   retire(handle: NativeHandle, errorResponse: Buffer): void;
   terminate(handle: NativeHandle, errorResponse: Buffer): void;
   scanFrames(chunks: Buffer[], fromClient: boolean): NativeScan;
@@ -280,6 +283,14 @@ export class NativeForwarder {
     this.binding.handBackWaiter(pool);
   }
 
+  /**
+   * The pool is not wanted any more: the thread logs no client in to it, serves its remaining sessions
+   * and gives its links back; once none is left, `closed` comes, and nothing may name the handle after.
+   */
+  closePool(pool: NativePoolHandle): void {
+    this.binding.closePool(pool);
+  }
+
   /** The client's next message gets this ErrorResponse instead of an answer, and the session ends. */
   retire(handle: NativeHandle, errorResponse: Buffer): void {
     this.binding.retire(handle, errorResponse);
@@ -303,10 +314,15 @@ export class NativeForwarder {
     }
   };
 
-  private readonly onPooled = (kind: 'want' | 'returned' | 'parameter', id: number, a?: number | string, b?: string, c?: boolean | number, d?: Buffer): void => {
+  private readonly onPooled = (kind: 'want' | 'returned' | 'parameter' | 'closed', id: number, a?: number | string, b?: string, c?: boolean | number, d?: Buffer): void => {
     try {
       if (kind === 'parameter') this.parameterReports.get(id)?.(a as string, b as string, c as number);
       else if (kind === 'want') this.poolEvents.get(id)?.want();
+      else if (kind === 'closed') {
+        const events = this.poolEvents.get(id);
+        this.poolEvents.delete(id);
+        events?.closed();
+      }
       else this.poolEvents.get(id)?.returned(a as number, b as 'I' | 'T' | 'E', c === true, d && decodeStatementNames(d));
     } catch (error) {
       process.emitWarning(`tandem: failure in a natively forwarded pool: ${(error as Error).message}`);

@@ -29,7 +29,7 @@ import { ProxyPooling } from './pooling.js';
 import { proxyAdminSource } from './admin/proxy-source.js';
 import { AdminUsers } from './admin/users.js';
 import { UpstreamGuard } from './upstream-check.js';
-import { nativeWaits } from './session/native-pooled.js';
+import { nativePoolCount, nativeWaits } from './session/native-pooled.js';
 import { NativeLogins, type NativeLoginHooks } from './session/native-login.js';
 
 /**
@@ -179,6 +179,7 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
     if (pooling.mode === 'transaction') await loadPinningParser();
     metrics.poolStats = () => pooling.pools.stats();
     metrics.nativePoolWaits = () => nativeWaits(pooling.pools);
+    metrics.nativePools = () => nativePoolCount(pooling.pools);
   }
   if (nativeLogins) metrics.nativeLogins = () => nativeLogins.counts();
 

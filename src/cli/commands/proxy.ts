@@ -72,7 +72,7 @@ export function registerProxy(program: Command, io: CliIO): void {
     .option('--reserve-pool-timeout <duration>', 'how long a client waits before the reserve opens', '5s')
     .option('--max-db-connections <n>', 'server connections per database across its pools (0: no limit)', nonNegativeInteger('--max-db-connections'), DEFAULT_POOL_SETTINGS.maxDbConnections)
     .option('--max-user-connections <n>', 'server connections per user across its pools (0: no limit)', nonNegativeInteger('--max-user-connections'), DEFAULT_POOL_SETTINGS.maxUserConnections)
-    .option('--server-idle-timeout <duration>', 'close server connections idle this long (0: never)', '600s')
+    .option('--server-idle-timeout <duration>', 'close server connections idle this long, and native thread pools without a client (0: never; pools then 10 minutes)', '600s')
     .option('--server-lifetime <duration>', 'close server connections this old when they come back (0: never)', '3600s')
     .option('--query-wait-timeout <duration>', 'a client waiting this long for a server connection gets an error (0: wait forever)', '120s')
     .option('--idle-transaction-timeout <duration>', 'disconnect a client idle inside a transaction this long (0: never)', '0')

@@ -96,6 +96,7 @@ export function proxyAdminSource(deps: ProxySourceDeps): ProxyAdminSource {
     clients(): AdminClientRow[] {
       return pooledSessions().map(({ session, pooled }) => {
         const { addr, port } = address(session.clientAddress);
+        const { localAddress, localPort, tls } = session.clientSocket;
         const server = pooled.server;
         return {
           user: session.user ?? '',
@@ -103,13 +104,13 @@ export function proxyAdminSource(deps: ProxySourceDeps): ProxyAdminSource {
           version: session.versionSchema ?? '',
           addr,
           port,
-          localAddr: '',
-          localPort: 0,
+          localAddr: localAddress,
+          localPort,
           connectTime: new Date(session.startedAt),
           requestTime: session.lastQueryAt > 0 ? new Date(session.lastQueryAt) : undefined,
           link: server?.id,
-          tls: '',
-          applicationName: '',
+          tls,
+          applicationName: pooled.parameter('application_name') ?? '',
           preparedStatements: pooled.preparedStatements,
           id: session.id,
           state: pooled.waitingSince > 0 ? 'waiting' : server ? 'active' : 'idle',
@@ -123,9 +124,12 @@ export function proxyAdminSource(deps: ProxySourceDeps): ProxyAdminSource {
       // are active only while one of its clients holds one.
       const inThread = nativeConnectionIds(pools);
       const heldBy = new Map<number, number>();
+      const applicationNames = new Map<number, string>();
       for (const { session, pooled } of pooledSessions()) {
         const server = pooled.server;
-        if (server) heldBy.set(server.id, session.id);
+        if (!server) continue;
+        heldBy.set(server.id, session.id);
+        applicationNames.set(server.id, pooled.parameter('application_name') ?? '');
       }
       return pools.servers().map(({ key, state, connection, openedAt, changedAt, closeNeeded }) => ({
         user: key.user,
@@ -139,7 +143,8 @@ export function proxyAdminSource(deps: ProxySourceDeps): ProxyAdminSource {
         requestTime: wallClock(changedAt),
         link: heldBy.get(connection.id) ?? connection.client,
         tls: '',
-        applicationName: '',
+        // PgBouncer's: the application_name of the client it serves now.
+        applicationName: applicationNames.get(connection.id) ?? '',
         preparedStatements: connection.statements.size,
         id: connection.id,
         state: inThread.has(connection.id) && !heldBy.has(connection.id) ? 'idle' : state,

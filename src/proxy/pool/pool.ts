@@ -151,6 +151,8 @@ export interface PoolHolder {
    * here) that are idle, and its requests for connections still unanswered (counted as waiters here).
    */
   figures(key: PoolKey): HolderFigures;
+  /** The pool of `key` is closed (a retired version, shutdown): what the holder keeps for it can go once unused. */
+  closed?(key: PoolKey): void;
 }
 
 export interface HolderFigures {
@@ -235,6 +237,11 @@ export class Pools<C extends ServerConnection> {
   /** How long a client waits for a connection before it is told so (0: as long as it takes). */
   get queryWaitTimeoutMs(): number {
     return this.settings.queryWaitTimeoutMs;
+  }
+
+  /** How long an idle server connection is kept (0: as long as the proxy runs). */
+  get serverIdleTimeoutMs(): number {
+    return this.settings.serverIdleTimeoutMs;
   }
 
   addHolder(holder: PoolHolder): void {
@@ -334,6 +341,7 @@ export class Pools<C extends ServerConnection> {
    * lent ones when they come back. Resolves once every connection is closed.
    */
   retire(key: PoolKey): Promise<void> {
+    for (const holder of this.holders) holder.closed?.(key);
     const pool = this.pools.get(idOf(key));
     if (!pool) return Promise.resolve();
     pool.closing = true;

@@ -35,6 +35,9 @@ export interface ClientListeners {
 
 export class ClientConnection {
   readonly address: string;
+  /** The proxy's end of the connection (SHOW CLIENTS), kept: a natively forwarded client's socket is closed in Node. */
+  readonly localAddress: string = '';
+  readonly localPort: number = 0;
   private current: net.Socket | tls.TLSSocket;
   private encryption: 'none' | 'handshake' | 'established' = 'none';
   private firstChunk = true;
@@ -55,8 +58,17 @@ export class ClientConnection {
     }
     this.current = socket;
     this.address = `${socket.remoteAddress ?? 'unix'}:${socket.remotePort ?? 0}`;
+    this.localAddress = socket.localAddress ?? '';
+    this.localPort = socket.localPort ?? 0;
     socket.setNoDelay(true);
     this.attach(socket);
+  }
+
+  /** The TLS protocol and cipher (`TLSv1.3/TLS_AES_256_GCM_SHA384`), '' in clear. */
+  get tlsDescription(): string {
+    if (!this.encrypted) return '';
+    const socket = this.current as tls.TLSSocket;
+    return `${socket.getProtocol() ?? ''}/${socket.getCipher()?.name ?? ''}`;
   }
 
   /** The socket the client's bytes come through (the TLS one once encryption has begun). */

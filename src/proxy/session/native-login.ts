@@ -120,10 +120,12 @@ export class NativeLogins {
    * with the same pool, welcome and version list already (then nothing is sent).
    */
   learn(packet: Buffer, login: Omit<LearnedLogin, 'id'>): void {
-    if (!this.listening || !this.listener) return;
+    if (!this.listening || !this.listener || login.pool.closed) return;
     const text = packet.toString('latin1');
     const known = this.byPacket.get(text);
     if (known && known.pool === login.pool && known.versions === login.versions && known.welcome.equals(login.welcome)) return;
+    // The thread forgot the logins of the pools closed since (native-pooled.ts): their places are free.
+    if (!known && this.byPacket.size >= MAX_LEARNED) this.forgetWhere((learned) => learned.pool.closed);
     if (!known && this.byPacket.size >= MAX_LEARNED) return;
     // The thread replaces what the same packet taught before.
     if (known) this.dropId(known.id);

@@ -25,9 +25,19 @@ import { encodeErrorResponse, type ErrorFields } from '../protocol/messages.js';
 import { retiredError } from './forwarding.js';
 import { poolErrorFields, type PooledContext } from './pooled.js';
 
-/** The thread's pools of one proxy (one Pools), by pool key and client parameters. */
+/**
+ * The thread's pools of one proxy (one Pools), by pool key and client parameters. A pool is closed
+ * when its key's pool is (a retired version, shutdown) or when it has had no session for
+ * --server-idle-timeout (10 minutes when that is 0); the thread frees it once nothing uses it, and a
+ * client that comes for its key and parameters after the close gets a new pool.
+ */
 class NativePools implements PoolHolder {
+  /** Open pools, by poolId: the ones clients join. */
   private readonly byKey = new Map<string, NativePool>();
+  /** Closed pools the thread has not freed yet (sessions still in them, links not back). */
+  private readonly closing = new Set<NativePool>();
+  /** The waits of freed pools, by pool key: the histogram is cumulative, so they stay counted. */
+  private readonly freedWaits = new Map<string, NativeWaits>();
   /** Pool keys whose clients reached MAX_PARAMETER_SETS (logged once). */
   private readonly limitLogged = new Set<string>();
   /** The pool whose want is being acquired now: its own wait must not take links from it. */
@@ -42,8 +52,8 @@ class NativePools implements PoolHolder {
 
   /**
    * The thread's pool for the key and these client parameters; undefined when the key already has
-   * MAX_PARAMETER_SETS of them (the client is forwarded in Node). The thread's pools live as long as
-   * the proxy: without a bound, clients that each bring a new application_name would add one each.
+   * MAX_PARAMETER_SETS of them (the client is forwarded in Node): clients that each bring a new
+   * application_name would otherwise add one each for as long as the idle rule keeps them.
    */
   poolFor(key: PoolKey, parameters: ParameterValues): NativePool | undefined {
     const keyId = poolKeyId(key);
@@ -60,38 +70,66 @@ class NativePools implements PoolHolder {
         }
         return undefined;
       }
-      pool = new NativePool(this.forwarder, this.ctx, key, parameters, this);
+      pool = new NativePool(this.forwarder, this.ctx, key, parameters, this, id);
       this.byKey.set(id, pool);
     }
     return pool;
   }
 
-  /** How many thread pools (sets of client parameters) a pool key has. */
+  /** How many thread pools (sets of client parameters) a pool key has, closed ones not freed yet included. */
   private poolsOf(keyId: string): number {
     let count = 0;
-    for (const pool of this.byKey.values()) if (poolKeyId(pool.key) === keyId) count++;
+    for (const pool of this.pools()) if (poolKeyId(pool.key) === keyId) count++;
     return count;
+  }
+
+  /** Clients of the pool's key and parameters get a new pool from now on; the thread frees this one once unused. */
+  close(pool: NativePool): void {
+    if (this.byKey.get(pool.id) !== pool) return;
+    this.byKey.delete(pool.id);
+    this.closing.add(pool);
+    pool.close();
+  }
+
+  /** The thread freed the pool: its waits stay counted under its key. */
+  freed(pool: NativePool): void {
+    this.closing.delete(pool);
+    const keyId = poolKeyId(pool.key);
+    const waits = pool.waits();
+    const kept = this.freedWaits.get(keyId);
+    if (!kept) this.freedWaits.set(keyId, waits);
+    else {
+      kept.count += waits.count;
+      kept.sumSeconds += waits.sumSeconds;
+      waits.buckets.forEach((n, i) => (kept.buckets[i] = (kept.buckets[i] ?? 0) + n));
+    }
+  }
+
+  /** The key's pool closed (a retired version, shutdown): so do its thread pools. */
+  closed(key: PoolKey): void {
+    const id = poolKeyId(key);
+    for (const pool of [...this.byKey.values()]) if (poolKeyId(pool.key) === id) this.close(pool);
   }
 
   shortage(key: PoolKey): void {
     const id = poolKeyId(key);
-    for (const pool of this.byKey.values()) if (pool !== this.acquiring && poolKeyId(pool.key) === id) pool.reclaim();
+    for (const pool of this.pools()) if (pool !== this.acquiring && poolKeyId(pool.key) === id) pool.reclaim();
   }
 
   drain(key: PoolKey, on: boolean): void {
     const id = poolKeyId(key);
-    for (const pool of this.byKey.values()) if (poolKeyId(pool.key) === id) pool.drain(on);
+    for (const pool of this.pools()) if (poolKeyId(pool.key) === id) pool.drain(on);
   }
 
   reconnect(key: PoolKey): void {
     const id = poolKeyId(key);
-    for (const pool of this.byKey.values()) if (poolKeyId(pool.key) === id) pool.expire();
+    for (const pool of this.pools()) if (poolKeyId(pool.key) === id) pool.expire();
   }
 
   figures(key: PoolKey): HolderFigures {
     const id = poolKeyId(key);
     const total = { waiting: 0, idle: 0, requests: 0 };
-    for (const pool of this.byKey.values()) {
+    for (const pool of this.pools()) {
       if (poolKeyId(pool.key) !== id) continue;
       total.waiting += pool.figure(PoolFigure.Waiting);
       total.idle += pool.figure(PoolFigure.Parked);
@@ -100,14 +138,24 @@ class NativePools implements PoolHolder {
     return total;
   }
 
-  pools(): Iterable<NativePool> {
-    return this.byKey.values();
+  /** Open and closing ones: the thread has them all. */
+  pools(): NativePool[] {
+    return [...this.byKey.values(), ...this.closing];
+  }
+
+  waits(): NativeWaits[] {
+    return [...this.pools().map((pool) => pool.waits()), ...this.freedWaits.values()];
   }
 }
 
-/** The waits of every native pool of `pools` so far (cumulative, as a histogram's are). */
+/** The waits of every native pool of `pools` so far, freed ones included (cumulative, as a histogram's are). */
 export function nativeWaits(pools: Pools<PooledServer>): NativeWaits[] {
-  return [...(registries.get(pools)?.pools() ?? [])].map((pool) => pool.waits());
+  return registries.get(pools)?.waits() ?? [];
+}
+
+/** How many pools the native thread has for `pools` now, closed ones it has not freed yet included. */
+export function nativePoolCount(pools: Pools<PooledServer>): number {
+  return registries.get(pools)?.pools().length ?? 0;
 }
 
 /** The ids of the server connections the native thread holds now (lent to one of its clients or parked). */
@@ -126,6 +174,9 @@ const registries = new WeakMap<Pools<PooledServer>, NativePools>();
 /** Sets of client parameters the thread keeps a pool for, per pool key (database, user, version). */
 export const MAX_PARAMETER_SETS = 64;
 
+/** How long a thread pool without a session is kept when --server-idle-timeout is 0 (never), as passthrough passwords are. */
+const IDLE_POOL_DEFAULT_MS = 600_000;
+
 /** The server connections the thread holds for one pool's sessions, and how they come and go. */
 export class NativePool {
   readonly handle: NativePoolHandle;
@@ -136,6 +187,11 @@ export class NativePool {
   /** Connections asked of the proxy's pool for the thread and not answered yet. */
   requests = 0;
   private readonly parameters: ParameterValues;
+  /** Its sessions as JavaScript knows them (a native login counts once reported). */
+  private sessions = 0;
+  private idleTimer: NodeJS.Timeout | undefined;
+  /** Closed: no client joins it, and after `closed` no command names its handle. */
+  private closing = false;
 
   constructor(
     private readonly forwarder: NativeForwarder,
@@ -143,14 +199,46 @@ export class NativePool {
     readonly key: PoolKey,
     parameters: ParameterValues,
     private readonly registry: NativePools,
+    /** Its key and parameters (NativePools' map key). */
+    readonly id: string,
   ) {
     // The values its sessions share (a session whose values change goes back to Node).
     this.parameters = new Map(parameters);
     this.handle = forwarder.createPool(
-      { want: () => this.want(), returned: (id, status, broken, statements) => this.returned(id, status, broken, statements) },
+      { want: () => this.want(), returned: (id, status, broken, statements) => this.returned(id, status, broken, statements), closed: () => registry.freed(this) },
       this.figures,
       WAIT_BOUNDS_US,
     );
+    this.armIdle();
+  }
+
+  get closed(): boolean {
+    return this.closing;
+  }
+
+  joined(): void {
+    this.sessions++;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+  }
+
+  left(): void {
+    this.sessions--;
+    if (this.sessions === 0) this.armIdle();
+  }
+
+  /** With no session for as long as an idle server connection is kept, the pool closes. */
+  private armIdle(): void {
+    if (this.closing) return;
+    const idleMs = this.ctx.pools.serverIdleTimeoutMs || IDLE_POOL_DEFAULT_MS;
+    this.idleTimer = setTimeout(() => this.registry.close(this), idleMs).unref();
+  }
+
+  /** NativePools.close: the thread frees it once no session, link or want is left. */
+  close(): void {
+    this.closing = true;
+    clearTimeout(this.idleTimer);
+    this.forwarder.closePool(this.handle);
   }
 
   figure(slot: number): number {
@@ -324,6 +412,7 @@ export class NativePooledForwarding {
     const handle = forwarder.takePooled(sessionId, client, counters, held, pool.handle, forwarding.onParameter, forwarding.onEnd);
     if (!handle) return undefined;
     forwarding.handle = handle;
+    pool.joined();
     return forwarding;
   }
 
@@ -343,6 +432,7 @@ export class NativePooledForwarding {
   ): NativePooledForwarding {
     const forwarding = new NativePooledForwarding(forwarder, pool, counters, events, parameters, handle, true);
     forwarder.adopt(threadId, forwarding.onParameter, forwarding.onEnd);
+    pool.joined();
     return forwarding;
   }
 
@@ -421,6 +511,7 @@ export class NativePooledForwarding {
 
   private readonly onEnd = (end: NativeEnd): void => {
     this.threadDone = true;
+    this.pool.left();
     const pooled = end.pooled;
     if (end.reason === 'handed_back' && pooled?.fd !== undefined) {
       const serverStatements = pooled.serverStatements && decodeStatementNames(pooled.serverStatements);
@@ -432,4 +523,9 @@ export class NativePooledForwarding {
     }
     this.events.ended(end);
   };
+
+  /** The client's value of a carried parameter now (SHOW CLIENTS' application_name). */
+  parameter(name: string): string | undefined {
+    return this.parameters.get(name) ?? undefined;
+  }
 }

@@ -469,6 +469,11 @@ export class PooledForwarding {
     else this.stop();
     this.events.ended(reason);
   }
+
+  /** The client's value of a carried parameter now (SHOW CLIENTS' application_name). */
+  parameter(name: string): string | undefined {
+    return this.parameters.get(name) ?? undefined;
+  }
 }
 
 /** How a client is told it got no server connection. */

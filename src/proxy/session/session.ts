@@ -190,6 +190,11 @@ export class Session implements SessionUsage {
     return this.state.phase;
   }
 
+  /** The client connection as SHOW CLIENTS lists it: the proxy's end of it and its TLS, '' in clear. */
+  get clientSocket(): { localAddress: string; localPort: number; tls: string } {
+    return { localAddress: this.client.localAddress, localPort: this.client.localPort, tls: this.client.tlsDescription };
+  }
+
   /** Logged in; stays true once closed, so that the ledger keeps an ended session's counts. */
   get established(): boolean {
     return this.state.phase === 'forwarding' || (this.state.phase === 'closed' && this.state.forwardedBy !== undefined);

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { selectForwarder } from '../../../src/proxy/native.js';
 import { usePostgres } from '../../support/harness.js';
-import { databaseOf, startTestProxy, type TestProxy } from '../support.js';
+import { databaseOf, selfSignedCertificate, startTestProxy, type TestProxy } from '../support.js';
 import { poolingOptions } from './support.js';
 
 const db = usePostgres();
@@ -21,8 +21,8 @@ afterEach(async () => {
   await Promise.all(clients.splice(0).map((client) => client.end().catch(() => {})));
 });
 
-async function connect(url: string): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: url });
+async function connect(url: string, options: pg.ClientConfig = {}): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url, ...options });
   client.on('error', () => {});
   clients.push(client);
   await client.connect();
@@ -95,6 +95,29 @@ describe.each(forwarders)('RECONNECT and WAIT_CLOSE (%s forwarding)', (forwarder
     const totals = Object.fromEntries((await admin.query('SHOW TOTALS')).rows.map((row) => [row.name, Number(row.value)]));
     expect(totals.total_xact_count).toBeGreaterThanOrEqual(busyPids.size + 6);
     expect((await admin.query('SHOW STATS_TOTALS')).rows.find((row) => row.database === database)).toBeDefined();
+  });
+});
+
+describe.each(forwarders)('SHOW CLIENTS and SHOW SERVERS (%s forwarding)', (forwarder) => {
+  it('show each client\'s application_name, the proxy\'s end of its socket and its TLS; a server the application_name of the client it serves', async () => {
+    const database = databaseOf(db.url);
+    const { cert, key } = selfSignedCertificate();
+    const proxy = await startTestProxy(db.url, { forwarder, tlsCert: cert, tlsKey: key, pooling: poolingOptions({ settings: { poolSize: 2 } }), adminUsers: ['postgres'], adminDatabase: 'tandem' });
+    const admin = await connect(proxy.url('tandem'));
+    const checkout = await connect(proxy.url(database), { application_name: 'checkout' });
+    const secure = await connect(proxy.url(database), { application_name: 'billing', ssl: { rejectUnauthorized: false } });
+    await checkout.query('SELECT 1');
+    await secure.query('BEGIN');
+    const rows = (await admin.query('SHOW CLIENTS')).rows.filter((row) => row.database === database);
+    expect(rows.find((row) => row.application_name === 'checkout')).toMatchObject({ local_addr: '127.0.0.1', local_port: proxy.port, tls: '' });
+    const billing = rows.find((row) => row.application_name === 'billing');
+    expect(billing).toMatchObject({ local_addr: '127.0.0.1', local_port: proxy.port, tls: expect.stringMatching(/^TLSv1\.[23]\/\w+/) });
+    // A SET reaches the listing too.
+    await checkout.query("SET application_name = 'checkout-2'");
+    expect((await admin.query('SHOW CLIENTS')).rows.some((row) => row.application_name === 'checkout-2')).toBe(true);
+    const servers = (await admin.query('SHOW SERVERS')).rows.filter((row) => row.database === database);
+    expect(servers.find((row) => row.link === billing!.id)).toMatchObject({ application_name: 'billing' });
+    await secure.query('COMMIT');
   });
 });
 
