@@ -28,6 +28,12 @@ async function counts(proxy: TestProxy): Promise<{ logins: number; fallbacks: Re
   return { logins, fallbacks };
 }
 
+/** Client sessions the proxy has open now (its gauge, summed over versions). */
+async function openClients(proxy: TestProxy): Promise<number> {
+  const body = (await proxy.metrics.text()).body;
+  return [...body.matchAll(/^tandem_proxy_client_connections\{[^}]*\} (\d+)/gm)].reduce((sum, match) => sum + Number(match[1]), 0);
+}
+
 async function nativeProxy(options: Parameters<typeof startTestProxy>[1] = {}): Promise<TestProxy> {
   return startTestProxy(db.url, { nativeLogin: true, pooling: poolingOptions({ settings: { poolSize: 2 } }), ...options });
 }
@@ -259,6 +265,9 @@ describe.skipIf(!nativeBuilt)('native logins', () => {
     const database = databaseOf(db.url);
     const proxy = await nativeProxy({ maxClientConn: 2 });
     await once(proxy.url(database), 'SELECT 1');
+    // That first client was logged in by JavaScript, which gives its place back when it sees the
+    // end: until then the thread counts it, and would rightly leave a login to JavaScript.
+    await expect.poll(() => openClients(proxy)).toBe(0);
     const kept = await connectThrough(proxy.url(database));
     try {
       // Each ends (the thread closes its socket, and counts the end before) and the next takes its place at once.
