@@ -271,7 +271,7 @@ export function proxyAdminSource(deps: ProxySourceDeps): ProxyAdminSource {
       };
     },
     pauseState(): AdminPauseState {
-      return { all: pausedAll, databases: [...pausedDatabases], disabled: pooling.disabledDatabases() };
+      return { all: pausedAll, databases: [...pausedDatabases] };
     },
     reconnect(database) {
       pools.reconnect(database);

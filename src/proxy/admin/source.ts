@@ -203,8 +203,6 @@ export interface AdminPauseState {
   all: boolean;
   /** Databases paused by name (PAUSE db, KILL db). */
   databases: string[];
-  /** Databases refusing new clients (DISABLE db). */
-  disabled: string[];
 }
 
 export interface AdminSource {

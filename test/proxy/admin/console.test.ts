@@ -78,7 +78,7 @@ class ArraySource implements AdminSource {
     { key: 'max-client-conn', value: '200', default: '1000', changeable: false },
     { key: 'default-version', value: 'latest', default: 'latest', changeable: true },
   ];
-  state: AdminPauseState = { all: false, databases: [], disabled: [] };
+  state: AdminPauseState = { all: false, databases: [] };
   /** Set by a test to hold WAIT_CLOSE until it says so. */
   waitCloseHook: (() => Promise<void>) | undefined;
   readonly calls: string[] = [];
