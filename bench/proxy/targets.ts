@@ -178,6 +178,12 @@ export const PGBOUNCER_BINARY = process.env.PGBOUNCER || 'pgbouncer';
 
 /** Its version line (`PgBouncer 1.25.2`), and whether it prepares in transaction mode (1.21 and later). */
 export function pgbouncerVersion(): { line: string; preparedStatements: boolean } {
+  return (knownVersion ??= readPgbouncerVersion());
+}
+
+let knownVersion: { line: string; preparedStatements: boolean } | undefined;
+
+function readPgbouncerVersion(): { line: string; preparedStatements: boolean } {
   const run = spawnSync(PGBOUNCER_BINARY, ['--version'], { encoding: 'utf8' });
   if (run.status !== 0) throw new Error(`${PGBOUNCER_BINARY} --version failed: ${run.error?.message ?? run.stderr}`);
   const line = run.stdout.split('\n')[0]!.trim();
