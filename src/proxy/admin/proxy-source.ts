@@ -226,6 +226,7 @@ export function proxyAdminSource(deps: ProxySourceDeps): ProxyAdminSource {
     databaseRows(): AdminDatabaseRow[] {
       const { settings } = deps.options;
       const disabled = new Set(pooling.disabledDatabases());
+      const clients = countBy(pooledSessions(), ({ session }) => session.database ?? '');
       return knownDatabases().map((name) => ({
         name,
         host: upstreamAddress.addr,
@@ -238,7 +239,7 @@ export function proxyAdminSource(deps: ProxySourceDeps): ProxyAdminSource {
         poolMode: deps.options.mode,
         maxConnections: settings.maxDbConnections,
         currentConnections: pools.databaseConnections(name),
-        currentClientConnections: [...sessions].filter((session) => session.database === name && session.pooled).length,
+        currentClientConnections: clients.get(name) ?? 0,
         paused: pausedAll || pausedDatabases.has(name),
         disabled: disabled.has(name),
       }));
@@ -247,6 +248,7 @@ export function proxyAdminSource(deps: ProxySourceDeps): ProxyAdminSource {
       const { settings } = deps.options;
       const connections = new Map(pools.userConnections().map(({ user, connections }) => [user, connections]));
       const names = [...new Set(pools.stats().map((pool) => pool.user))];
+      const clients = countBy(pooledSessions(), ({ session }) => session.user ?? '');
       return names.map((name) => ({
         name,
         poolSize: settings.poolSize,
@@ -254,20 +256,21 @@ export function proxyAdminSource(deps: ProxySourceDeps): ProxyAdminSource {
         poolMode: deps.options.mode,
         maxUserConnections: settings.maxUserConnections,
         currentConnections: connections.get(name) ?? 0,
-        currentClientConnections: pooledSessions().filter(({ session }) => session.user === name).length,
+        currentClientConnections: clients.get(name) ?? 0,
       }));
     },
     lists(): AdminListCounts {
       const poolStats = pools.stats();
+      const databases = knownDatabases();
       let loginClients = 0;
       for (const session of sessions) if (session.phase === 'startup' || session.phase === 'routing' || session.phase === 'auth') loginClients++;
       return {
-        databases: knownDatabases().length,
+        databases: databases.length,
         users: new Set(poolStats.map((pool) => pool.user)).size,
         pools: poolStats.length,
         usedClients: pooledSessions().length,
         loginClients,
-        usedServers: knownDatabases().reduce((total, database) => total + pools.databaseConnections(database), 0),
+        usedServers: databases.reduce((total, database) => total + pools.databaseConnections(database), 0),
       };
     },
     pauseState(): AdminPauseState {
@@ -311,6 +314,16 @@ export function proxyAdminSource(deps: ProxySourceDeps): ProxyAdminSource {
     },
     shutdown: deps.shutdown,
   };
+}
+
+/** How many of `items` each key has. */
+function countBy<T>(items: readonly T[], keyOf: (item: T) => string): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const item of items) {
+    const key = keyOf(item);
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return counts;
 }
 
 function zeroFigures(): AdminStatsFigures {
