@@ -11,11 +11,13 @@
 import { parseSync, type Node } from 'libpg-query';
 import { loadParser } from '../../sqlparse/parse.js';
 import { STANDARD, type ParameterValue, type TrackedParameters } from './client-parameters.js';
+import { SERVER_NAME_PREFIX } from './prepared.js';
 
 export type PinReason =
   | 'set' // session-level SET (also SET SESSION CHARACTERISTICS)
   | 'listen'
   | 'prepare' // SQL-level PREPARE (protocol-level statements are handled by prepared.ts)
+  | 'deallocate' // SQL-level DEALLOCATE of one of the proxy's own server-side names (tandem_…)
   | 'cursor_with_hold'
   | 'temporary_object' // CREATE TEMP table/view/sequence, SELECT INTO TEMP, CREATE TABLE pg_temp.x
   | 'advisory_lock' // pg_advisory_lock and friends: held until unlocked or the session ends
@@ -56,7 +58,7 @@ export function loadPinningParser(): Promise<void> {
  * comments), so `UPDATE … SET` does not reach the parser.
  */
 const CANDIDATE =
-  /(?:^|;)\s*(?:(?:--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)\s*)*(?:(?:re)?set|discard)\b|listen|prepare|hold|temp|advisory_lock|set_config/i;
+  /(?:^|;)\s*(?:(?:--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)\s*)*(?:(?:re)?set|discard)\b|listen|prepare|deallocate|hold|temp|advisory_lock|set_config/i;
 
 /**
  * Why `sql` (a simple Query's text, or a Parse's) pins its client, or undefined when it can be
@@ -149,6 +151,11 @@ function pinningOfStatement(node: Node): Pinning | undefined {
   }
   if ('ListenStmt' in node) return { reason: 'listen', detail: `LISTEN ${node.ListenStmt.conditionname ?? ''}`.trim() };
   if ('PrepareStmt' in node) return { reason: 'prepare', detail: `PREPARE ${node.PrepareStmt.name ?? ''}`.trim() };
+  // The proxy's names are shared by the clients of a connection, and its record says the connection
+  // holds the statement: the next client would Bind a statement the server no longer has. (A
+  // client's own SQL-level names exist only on connections its PREPARE pinned.)
+  const deallocated = 'DeallocateStmt' in node ? node.DeallocateStmt.name : undefined;
+  if (deallocated?.startsWith(SERVER_NAME_PREFIX)) return { reason: 'deallocate', detail: `DEALLOCATE ${deallocated}` };
   if ('DeclareCursorStmt' in node) {
     const cursor = node.DeclareCursorStmt;
     if ((cursor.options ?? 0) & CURSOR_OPT_HOLD) return { reason: 'cursor_with_hold', detail: `DECLARE ${cursor.portalname ?? ''} WITH HOLD` };

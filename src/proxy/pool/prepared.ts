@@ -112,7 +112,7 @@ interface ClientStatement {
 }
 
 /** Server names stay well under NAMEDATALEN (64) and cannot clash with what clients usually pick. */
-const SERVER_NAME_PREFIX = 'tandem_';
+export const SERVER_NAME_PREFIX = 'tandem_';
 
 /** The server-side name for a Parse body's query text and parameter types (the bytes after the name). */
 export function serverStatementName(queryAndTypes: Buffer): string {

@@ -34,6 +34,13 @@ const cases: Array<[sql: string, reason: PinReason | undefined]> = [
   ['PREPARE q(int) AS SELECT $1', 'prepare'],
   ['EXECUTE q(1)', undefined],
   ['DEALLOCATE q', undefined],
+  ['DEALLOCATE ALL', undefined],
+  // the proxy's own server-side names: the connection's record would be wrong for its next client
+  ['DEALLOCATE tandem_9956689aab675644bd1ba2260ea331f3c3babaac', 'deallocate'],
+  ['SELECT 1; DEALLOCATE PREPARE "tandem_9956689aab675644bd1ba2260ea331f3c3babaac"', 'deallocate'],
+  ['DEALLOCATE TANDEM_X', 'deallocate'],
+  ['DEALLOCATE "Tandem_x"', undefined],
+  ["SELECT 'DEALLOCATE tandem_x'", undefined],
   ['DECLARE c CURSOR WITH HOLD FOR SELECT 1', 'cursor_with_hold'],
   ['DECLARE c CURSOR FOR SELECT 1', undefined],
   ['DECLARE c CURSOR WITHOUT HOLD FOR SELECT 1', undefined],

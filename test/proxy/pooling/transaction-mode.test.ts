@@ -191,6 +191,39 @@ describe('transaction pooling', () => {
     }
   });
 
+  // The proxy's server-side names (tandem_…) are shared by every client of a connection: a client
+  // that drops one by SQL must not leave the next client of that connection a statement the
+  // proxy believes prepared and the server has forgotten.
+  it.each(['native', 'node'] as const)("pins a client that DEALLOCATEs one of the proxy's statement names, so no other client inherits the gap (%s forwarder)", async (forwarder) => {
+    const database = databaseOf(db.url);
+    const proxy = await startTestProxy(db.url, { forwarder, pooling: poolingOptions({ settings: { poolSize: 1 } }) });
+    const url = proxy.url(database);
+    const named = { name: 'one', text: 'SELECT 1 AS one' };
+    const dropper = new pg.Client(url);
+    await dropper.connect();
+    let firstPid: number;
+    try {
+      expect((await dropper.query(named)).rows).toEqual([{ one: 1 }]);
+      const { rows } = await dropper.query(`SELECT name, pg_backend_pid() AS pid FROM pg_prepared_statements WHERE name LIKE 'tandem%'`);
+      expect(rows).toHaveLength(1);
+      firstPid = rows[0].pid;
+      await dropper.query(`DEALLOCATE "${rows[0].name}"`);
+      expect((await proxy.metrics.text()).body).toMatch(/tandem_proxy_pinned_clients_total\{reason="deallocate"\} 1/);
+    } finally {
+      await dropper.end();
+    }
+    // Its connection is closed, not lent: the next client's statement is prepared afresh.
+    await waitFor(async () => ((await db.query(`SELECT 1 FROM pg_stat_activity WHERE pid = $1`, [firstPid])).rows.length === 0 ? true : undefined), 10_000, 'the pinned connection to close');
+    const next = new pg.Client(url);
+    await next.connect();
+    try {
+      expect((await next.query(named)).rows).toEqual([{ one: 1 }]);
+      expect((await next.query(named)).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await next.end();
+    }
+  });
+
   const pgbench = spawnSync('pgbench', ['--version']).status === 0;
   it.skipIf(!pgbench)('runs pgbench -M prepared through transaction mode', async () => {
     const database = databaseOf(db.url);
