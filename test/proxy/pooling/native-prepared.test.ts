@@ -43,14 +43,20 @@ const execute = () => encodeMessage(0x45, Buffer.from('\0\0\0\0\0'));
 const describeStatement = (name: string) => encodeMessage(0x44, Buffer.from(`S${name}\0`));
 const close = (name: string) => encodeMessage(0x43, Buffer.from(`S${name}\0`));
 const sync = () => encodeMessage(0x53, Buffer.alloc(0));
+const flush = () => encodeMessage(0x48, Buffer.alloc(0));
 const query = (sql: string) => encodeMessage(0x51, Buffer.from(`${sql}\0`));
 
 /** What the client got until `count` ReadyForQuery: each message's type letter, with a DataRow's first value and an error's code. */
 function replies(socket: net.Socket, count: number): Promise<string[]> {
+  let ready = 0;
+  return repliesUntil(socket, (type) => type === 'Z' && ++ready === count);
+}
+
+/** As `replies`, until `last` says the message just seen is the last one awaited. */
+function repliesUntil(socket: net.Socket, last: (type: string) => boolean): Promise<string[]> {
   return new Promise((resolve) => {
     let buffer = Buffer.alloc(0);
     const seen: string[] = [];
-    let ready = 0;
     const onData = (chunk: Buffer) => {
       buffer = Buffer.concat([buffer, chunk]);
       while (buffer.length >= 5 && buffer.length >= 1 + buffer.readInt32BE(1)) {
@@ -60,7 +66,7 @@ function replies(socket: net.Socket, count: number): Promise<string[]> {
         if (type === 'D') seen.push(`D:${body.subarray(6, 6 + body.readInt32BE(2)).toString()}`);
         else if (type === 'E') seen.push(`E:${/C([0-9A-Z]{5})\0/.exec(body.toString('latin1'))?.[1]}:${/M([^\0]*)\0/.exec(body.toString('utf8'))?.[1]}`);
         else seen.push(type);
-        if (type === 'Z' && ++ready === count) {
+        if (last(type)) {
           socket.removeListener('data', onData);
           resolve(seen);
           return;
@@ -332,4 +338,72 @@ describe.skipIf(!nativeBuilt)('named prepared statements through the native forw
     }
     expect((await forwardersOf(lines, database, 2)).sort()).toEqual(['native', 'node']);
   });
+  it('hands a client back to Node between a Flush and its Sync, on the connection and in the implicit transaction it had', async () => {
+    await createUsersTable(db.url);
+    const database = databaseOf(db.url);
+    const { proxy, lines } = await proxyWithLog(2);
+    const client = await rawSession(proxy.port, database);
+    const other = await rawSession(proxy.port, database);
+    try {
+      // Flushed, not synced: the thread answers, and the connection stays the client's until the Sync.
+      const flushed = repliesUntil(client, (type) => type === 'C');
+      client.write(Buffer.concat([parse('', "INSERT INTO users (id, email) VALUES (77, 'mid@example.com') RETURNING pg_backend_pid()::text"), bind(''), execute(), flush()]));
+      const [parsed, bound, row, done] = await flushed;
+      expect([parsed, bound, done]).toEqual(['1', '2', 'C']);
+      const pid = row!.slice(2);
+      // Meanwhile another client is served on the other connection, and does not see the row yet.
+      const seen = await exchange(other, query(`SELECT pg_backend_pid()::text || ':' || count(*) FROM users WHERE id = 77`));
+      expect(seen[1]).not.toBe(`D:${pid}:0`);
+      expect(seen[1]).toMatch(/^D:\d+:0$/);
+      // LISTEN is Node's to judge (it pins): the thread hands the client over before the Sync, with its connection.
+      const rest = await exchange(client, Buffer.concat([parse('', 'LISTEN mid_request'), bind(''), execute(), parse('', 'SELECT pg_backend_pid()::text'), bind(''), execute(), sync()]));
+      expect(rest).toEqual(['1', '2', 'C', '1', '2', `D:${pid}`, 'C', 'Z']);
+      // One implicit transaction, committed at the Sync; then the client stays pinned to that connection.
+      expect(await exchange(other, query('SELECT count(*)::text FROM users WHERE id = 77'))).toEqual(['T', 'D:1', 'C', 'Z']);
+      expect(await exchange(client, query('SELECT pg_backend_pid()::text'))).toEqual(['T', `D:${pid}`, 'C', 'Z']);
+    } finally {
+      end(client);
+      end(other);
+    }
+    expect((await forwardersOf(lines, database, 2)).sort()).toEqual(['native', 'node']);
+  });
+  it('answers COPY FROM STDIN pipelined between named statements before one Sync, preparing them again on another connection', async () => {
+    await createUsersTable(db.url);
+    const database = databaseOf(db.url);
+    const { proxy, lines } = await proxyWithLog(2);
+    const client = await rawSession(proxy.port, database);
+    const holder = await rawSession(proxy.port, database);
+    const copyData = (text: string) => encodeMessage(0x64, Buffer.from(text));
+    const copyDone = () => encodeMessage(0x63, Buffer.alloc(0));
+    try {
+      const first = await exchange(client, Buffer.concat([parse('n', 'SELECT count(*)::text || pg_backend_pid()::text FROM users'), bind('n'), execute(), sync()]));
+      expect(first.slice(0, 2)).toEqual(['1', '2']);
+      const firstPid = first[2]!.slice(3);
+      // That connection is held: the pipeline goes out on the other one, which lacks "n".
+      expect(await exchange(holder, query('BEGIN'))).toEqual(['C', 'Z']);
+      const piped = await exchange(
+        client,
+        Buffer.concat([
+          bind('n'), execute(),
+          parse('', 'COPY users (id, email) FROM STDIN'), bind(''), execute(),
+          copyData('81\tcopy1@example.com\n'), copyData('82\tcopy2@example.com\n'), copyDone(),
+          bind('n'), execute(),
+          sync(),
+        ]),
+      );
+      expect(piped.slice(0, 1)).toEqual(['2']);
+      const otherPid = piped[1]!.slice(3);
+      expect(otherPid).not.toBe(firstPid);
+      expect(piped).toEqual(['2', `D:2${otherPid}`, 'C', '1', '2', 'G', 'C', '2', `D:4${otherPid}`, 'C', 'Z']);
+      expect(await exchange(holder, query('COMMIT'))).toEqual(['C', 'Z']);
+      expect(await exchange(holder, query('SELECT string_agg(email, \',\' ORDER BY id) FROM users WHERE id > 80'))).toEqual(['T', 'D:copy1@example.com,copy2@example.com', 'C', 'Z']);
+    } finally {
+      end(client);
+      end(holder);
+    }
+    // CopyData before its request's Sync is not the thread's to hold: it handed the client (and its
+    // statement "n") to Node, which answered the whole pipeline.
+    expect((await forwardersOf(lines, database, 2)).sort()).toEqual(['native', 'node']);
+  });
+
 });
