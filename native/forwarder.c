@@ -3563,6 +3563,17 @@ static session *new_session(napi_env env, napi_value id_value, napi_value counte
   s->client.writable = s->server.writable = 1;
   s->id = id;
   s->counters = counters;
+  /* The totals go on from what JavaScript counted before the thread took the session (its login, or
+     the transactions of a pooled client coming back from Node): counters never go backwards. */
+  const double *so_far = counters;
+  s->bytes_in = (uint64_t)so_far[BYTES_IN];
+  s->bytes_out = (uint64_t)so_far[BYTES_OUT];
+  s->queries = (uint64_t)so_far[QUERIES];
+  s->transactions = so_far[TRANSACTIONS];
+  s->held_us = so_far[HELD_US];
+  s->waited_us = so_far[WAITED_US];
+  s->requests = so_far[REQUESTS];
+  s->request_us = so_far[REQUEST_US];
   s->release = calloc(1, sizeof *s->release);
   if (!s->release) {
     free_session(s);

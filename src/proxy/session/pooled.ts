@@ -44,6 +44,11 @@ export interface PooledContext {
 export interface PooledEvents {
   /** The session is over; `error` went to the client where the stream allowed one. */
   ended(reason: PooledEnd): void;
+  /**
+   * Transaction mode: the client gave its server connection back and nothing of it is pending
+   * (`movable`); the session may hand it to the native thread from here.
+   */
+  betweenTransactions?(): void;
 }
 
 export type PooledEnd =
@@ -111,7 +116,7 @@ export class PooledForwarding {
     welcomeLease: Lease<PooledServer> | undefined,
     private readonly sessionId: number,
     /** The client's values of the tracked parameters, kept up to date with what it sets. */
-    private readonly parameters: ParameterValues,
+    readonly parameters: ParameterValues,
     /** Named statements the client prepared while the native thread forwarded it (PreparedStatements.adopt). */
     statements?: Buffer,
   ) {
@@ -141,6 +146,25 @@ export class PooledForwarding {
 
   get pinned(): Pinning | undefined {
     return this.pinning;
+  }
+
+  /**
+   * Nothing of the client is in Node's hands: no server connection, no named statement, no bytes
+   * read and not yet forwarded, nothing that pins it or waits to be recorded. Another forwarder may
+   * take the client from here (after `stop`) and lose nothing.
+   */
+  get movable(): boolean {
+    return (
+      !this.stopped &&
+      !this.lease &&
+      !this.pinning &&
+      this.retiredMessage === undefined &&
+      !this.backlog &&
+      !this.syncing &&
+      !this.pendingSettings &&
+      this.reader.pending === 0 &&
+      (this.prepared?.names.length ?? 0) === 0
+    );
   }
 
   get preparedStatements(): number {
@@ -380,7 +404,10 @@ export class PooledForwarding {
       this.startIdleTimer();
       return;
     }
-    if (this.ctx.mode === 'transaction' && !this.pinning && this.prepared!.idle) this.giveBack(false);
+    if (this.ctx.mode === 'transaction' && !this.pinning && this.prepared!.idle) {
+      this.giveBack(false);
+      if (this.movable) this.events.betweenTransactions?.();
+    }
   };
 
   /** Back to the pool: rolled back when left in a transaction, closed when replies are outstanding. */

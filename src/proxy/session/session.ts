@@ -25,7 +25,7 @@ import type { VersionInfo } from '../../state/versions.js';
 import type { Catalogs } from '../catalog.js';
 import type { ErrorKind, ProxyMetrics } from '../metrics.js';
 import { newCancelKey } from '../cancel.js';
-import { COUNTER_SLOTS, Counter, type NativeEnd, type NativeForwarder, type NativeHandle, type NativeLoginReport } from '../native.js';
+import { COUNTER_SLOTS, Counter, idleDescriptor, type NativeEnd, type NativeForwarder, type NativeHandle, type NativeLoginReport } from '../native.js';
 import { FrameReader, MAX_STARTUP_PACKET_LENGTH, ProtocolError } from '../protocol/frames.js';
 import { MessageType, SERVER_CLOSED_UNEXPECTEDLY, encodeErrorResponse, encodeMessage, type ErrorFields, type StartupParams } from '../protocol/messages.js';
 import { routeRequest, versionOfSearchPath, type RoutingOptions } from '../routing.js';
@@ -624,7 +624,8 @@ export class Session implements SessionUsage {
     lease: Lease<PooledServer> | undefined,
     statements?: Buffer,
   ): PooledForwarding {
-    const pooled = new PooledForwarding(this.client.socket, key, pooling, this.counters, { ended: this.onPooledEnd }, lease, this.id, parameters, statements);
+    const events = { ended: this.onPooledEnd, betweenTransactions: () => this.backToThread(pooling, key) };
+    const pooled = new PooledForwarding(this.client.socket, key, pooling, this.counters, events, lease, this.id, parameters, statements);
     if (this.retiredMessage !== undefined) pooled.retire(this.retiredMessage);
     this.state = { phase: 'forwarding', by: 'pool', login, pooled };
     return pooled;
@@ -637,7 +638,7 @@ export class Session implements SessionUsage {
    */
   private nativePooled(pooling: Pooling, key: PoolKey, parameters: ParameterValues, lease: Lease<PooledServer> | undefined, rest: Buffer): NativePooledForwarding | undefined {
     const forwarder = this.ctx.forwarder;
-    if (!forwarder || pooling.mode !== 'transaction' || lease || pooling.idleTransactionTimeoutMs > 0 || this.client.encrypted) return undefined;
+    if (!forwarder || lease || !this.mayPoolNatively(pooling)) return undefined;
     const events = {
       ended: this.onNativeEnd,
       handedBack: (socket: net.Socket, held: Buffer, heldLease: Lease<PooledServer> | undefined, now: ParameterValues, statements: Buffer) =>
@@ -649,6 +650,40 @@ export class Session implements SessionUsage {
       this.ctx.logger.warn({ session: this.id, err: (error as Error).message }, 'the native forwarder could not take the pooled session; forwarding it in Node');
       return undefined;
     }
+  }
+
+  private mayPoolNatively(pooling: Pooling): boolean {
+    return this.ctx.forwarder !== undefined && pooling.mode === 'transaction' && pooling.idleTransactionTimeoutMs <= 0 && !this.client.encrypted;
+  }
+
+  /**
+   * A pooled client in Node between two transactions, with nothing Node must keep for it (the thread
+   * handed it back for a statement only Node can judge, such as pgjdbc's `SET extra_float_digits`
+   * after its login): the thread forwards it again, with its parameters as they are now, so that one
+   * such statement does not keep it in Node for the rest of its session.
+   */
+  private backToThread(pooling: Pooling, key: PoolKey): void {
+    const state = this.state;
+    if (state.phase !== 'forwarding' || state.by !== 'pool' || !(state.pooled instanceof PooledForwarding) || !this.mayPoolNatively(pooling)) return;
+    // Replies still on their way out stay with Node's socket: the next quiet moment will do.
+    if (idleDescriptor(this.client.socket as net.Socket) === undefined) return;
+    const inNode = state.pooled;
+    // The thread's SHOW STATS figures go on from Node's.
+    this.counters[Counter.Transactions] = inNode.transactions;
+    this.counters[Counter.HeldMicros] = inNode.heldMicros;
+    this.counters[Counter.WaitedMicros] = inNode.waitedMicros;
+    this.counters[Counter.Requests] = inNode.requests;
+    this.counters[Counter.RequestMicros] = inNode.requestMicros;
+    inNode.stop();
+    const native = this.nativePooled(pooling, key, inNode.parameters, undefined, Buffer.alloc(0));
+    if (native) {
+      this.state = { ...state, pooled: native };
+      this.ctx.logger.debug({ session: this.id }, 'pooled client back to the native forwarder between transactions');
+      return;
+    }
+    const again = this.forwardPooledInNode(state.login, key, pooling, inNode.parameters, undefined);
+    carryFigures(again, inNode, 0);
+    again.start(Buffer.alloc(0));
   }
 
   /** The thread gave the client back (it needs the proxy's bookkeeping): Node forwards it from here. */
@@ -672,11 +707,7 @@ export class Session implements SessionUsage {
     // The client's named statements go on in Node.
     const pooled = this.forwardPooledInNode(state.login, key, pooling, parameters, lease, statements);
     // The figures so far carry over (the lease carried over is not a new transaction).
-    pooled.transactions += figures.transactions - (lease ? 1 : 0);
-    pooled.heldMicros += figures.heldMicros;
-    pooled.waitedMicros += figures.waitedMicros;
-    pooled.requests += figures.requests;
-    pooled.requestMicros += figures.requestMicros;
+    carryFigures(pooled, figures, lease ? 1 : 0);
     pooled.start(held);
   }
 
@@ -1014,4 +1045,13 @@ export class Session implements SessionUsage {
   private isClosed(): boolean {
     return this.state.phase === 'closed';
   }
+}
+
+/** SHOW STATS figures of a client that changes forwarder: the new one goes on from the old one's. */
+function carryFigures(to: PooledForwarding, from: PoolClient, alreadyCounted: number): void {
+  to.transactions += from.transactions - alreadyCounted;
+  to.heldMicros += from.heldMicros;
+  to.waitedMicros += from.waitedMicros;
+  to.requests += from.requests;
+  to.requestMicros += from.requestMicros;
 }

@@ -110,9 +110,38 @@ describe.skipIf(!nativeBuilt)('transaction mode through the native forwarder', (
     }
     const closed = await closeLines(lines, 4);
     const byQueries = closed.map((line) => line.forwarder);
-    // The pinned client holds one connection to its end; the others share the other.
-    expect(byQueries.filter((f) => f === 'node')).toHaveLength(2);
-    expect(byQueries.filter((f) => f === 'native')).toHaveLength(2);
+    // The pinned client holds one connection to its end, in Node; the others share the other. The
+    // long query's client went back to the thread once it was answered, with nothing left in Node.
+    expect(byQueries.filter((f) => f === 'node')).toHaveLength(1);
+    expect(byQueries.filter((f) => f === 'native')).toHaveLength(3);
+  });
+
+  it('takes a client back from Node between transactions once Node holds nothing of it, with its setting, and its figures go on', async () => {
+    const database = databaseOf(db.url);
+    const { logger, lines } = capturedLogger('debug');
+    const proxy = await startTestProxy(db.url, { logger, pooling: poolingOptions({ settings: { poolSize: 1 } }), adminUsers: ['postgres'], adminDatabase: 'tandem' });
+    const client = await connectThrough(proxy.url(database));
+    const admin = await connectThrough(proxy.url('tandem'));
+    const backLines = () => lines.filter((line) => line.msg === 'pooled client back to the native forwarder between transactions');
+    const mine = async () => (await admin.query('SHOW CLIENTS')).rows.find((row) => row.database === database);
+    const stats = async () => (await admin.query('SHOW STATS')).rows.find((row) => row.database === database);
+    try {
+      expect((await client.query('SELECT 1 AS one')).rows[0].one).toBe(1);
+      // A tracked setting: Node records it (the thread cannot), then gives the client back.
+      await client.query('SET extra_float_digits = 2');
+      expect(backLines()).toHaveLength(1);
+      for (let i = 0; i < 3; i++) expect((await client.query('SHOW extra_float_digits')).rows[0].extra_float_digits).toBe('2');
+      // Still in the thread: no second hand-back and return.
+      expect(backLines()).toHaveLength(1);
+      // What Node counted is where the thread went on from: five transactions, five queries.
+      expect(await stats()).toMatchObject({ total_xact_count: '5', total_query_count: '5' });
+      await client.query('SELECT 2');
+      expect(await stats()).toMatchObject({ total_xact_count: '6', total_query_count: '6' });
+      expect((await mine())?.prepared_statements).toBe(0);
+    } finally {
+      await Promise.all([client.end(), admin.end()]);
+    }
+    expect((await closeLines(lines, 2)).find((line) => line.database === database)).toMatchObject({ forwarder: 'native' });
   });
 
   it('hands back a client whose function changed a reported parameter, so the next client of that connection gets its own', async () => {

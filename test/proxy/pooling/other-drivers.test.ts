@@ -11,7 +11,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { usePostgres } from '../../support/harness.js';
-import { createUsersTable, databaseOf, startTestProxy } from '../support.js';
+import { waitFor } from '../../support/spawn.js';
+import { selectForwarder } from '../../../src/proxy/native.js';
+import { capturedLogger, createUsersTable, databaseOf, startTestProxy, type TestProxy } from '../support.js';
 import { poolingOptions } from './support.js';
 
 const db = usePostgres();
@@ -110,6 +112,29 @@ public class Probe {
 }
 `;
 
+const nativeBuilt = selectForwarder('auto').forwarder !== undefined;
+
+/** A transaction-mode proxy over a pool of two, with its log lines. */
+async function pooledProxy(): Promise<{ proxy: TestProxy; lines: Array<Record<string, unknown>> }> {
+  const { logger, lines } = capturedLogger();
+  const proxy = await startTestProxy(db.url, { logger, pooling: poolingOptions({ settings: { poolSize: 2 } }) });
+  return { proxy, lines };
+}
+
+/**
+ * Every one of the driver's connections was forwarded by the native thread to its end, none handed
+ * to Node (where the forwarder is built): what these drivers send (named statements, their
+ * tracked settings) is the thread's to serve.
+ */
+async function expectServedNatively(lines: Array<Record<string, unknown>>, connections: number): Promise<void> {
+  if (!nativeBuilt) return;
+  const forwarders = await waitFor(async () => {
+    const closed = lines.filter((line) => line.event === 'close');
+    return closed.length >= connections ? closed.map((line) => line.forwarder) : undefined;
+  }, 10_000, `${connections} close lines`);
+  expect(forwarders).toEqual(new Array(connections).fill('native'));
+}
+
 function expectEveryAnswerRight(report: DriverReport): void {
   expect(report.mails).toEqual(Array.from({ length: 30 }, (_, i) => (i % 2 === 0 ? 'a@example.com' : 'b@example.com')));
   // The statements really moved between the pool's two connections.
@@ -121,17 +146,18 @@ describe('server-side prepared statements of other drivers through transaction p
   if (noPsycopg) console.log(`skipping the psycopg case: ${noPsycopg}`);
   it.skipIf(noPsycopg)('runs psycopg 3 with prepare_threshold=0', async () => {
     await createUsersTable(db.url);
-    const proxy = await startTestProxy(db.url, { pooling: poolingOptions({ settings: { poolSize: 2 } }) });
+    const { proxy, lines } = await pooledProxy();
     // Not spawnSync: the proxy runs in this process and must keep serving.
     const { stdout } = await run(PYTHON, [program('probe.py', PSYCOPG_PROGRAM), proxy.url(databaseOf(db.url))]);
     expectEveryAnswerRight(JSON.parse(stdout) as DriverReport);
+    await expectServedNatively(lines, 3);
   });
 
   const noPgjdbc = pgjdbcMissing();
   if (noPgjdbc) console.log(`skipping the pgjdbc case: ${noPgjdbc}`);
   it.skipIf(noPgjdbc)('runs pgjdbc with prepareThreshold=1', async () => {
     await createUsersTable(db.url);
-    const proxy = await startTestProxy(db.url, { pooling: poolingOptions({ settings: { poolSize: 2 } }) });
+    const { proxy, lines } = await pooledProxy();
     // pgjdbc sends client_encoding, DateStyle, TimeZone and extra_float_digits at login and runs
     // `SET extra_float_digits = 3` after it: tracked parameters, carried to every server connection,
     // so three connections share the pool's two without pinning any.
@@ -139,5 +165,6 @@ describe('server-side prepared statements of other drivers through transaction p
     const { stdout } = await run('java', ['-cp', PGJDBC, program('Probe.java', PGJDBC_PROGRAM), url]);
     expectEveryAnswerRight(JSON.parse(stdout) as DriverReport);
     expect((await proxy.metrics.text()).body).not.toMatch(/tandem_proxy_pinned_clients_total\{/);
+    await expectServedNatively(lines, 3);
   });
 });
