@@ -2359,11 +2359,16 @@ static void release_pool(pool *p) {
 
 static void forget_pool(forwarder *f, pool *p);
 
+/* Every parked link of the pool goes back to JavaScript. */
+static void return_parked(forwarder *f, pool *p) {
+  server_link *l;
+  while ((l = unpark(p))) return_link(f, l, 'I', 0);
+}
+
 static void close_pool(forwarder *f, pool *p) {
   p->closing = 1;
   forget_pool(f, p);
-  server_link *l;
-  while ((l = unpark(p))) return_link(f, l, 'I', 0);
+  return_parked(f, p);
   free_if_unused(f, p);
 }
 
@@ -2488,13 +2493,11 @@ static int run_commands(forwarder *f, int woken) {
         fail_want(f, c->pool, c->bytes, c->length, c->count, c->why);
         free_if_unused(f, c->pool);
         break;
-      case CMD_EXPIRE: {
+      case CMD_EXPIRE:
         /* Every link lent so far goes back: parked ones now, the others as their transactions end. */
         c->pool->generation++;
-        server_link *l;
-        while ((l = unpark(c->pool))) return_link(f, l, 'I', 0);
+        return_parked(f, c->pool);
         break;
-      }
       case CMD_HAND_BACK_WAITER:
         hand_back_waiter(f, c->pool);
         free_if_unused(f, c->pool);
