@@ -1,8 +1,9 @@
 /**
  * Transaction pooling with drivers that prepare every statement on the server: psycopg 3 with
- * `prepare_threshold=0` and pgjdbc with `prepareThreshold=1`, each run as a small program against
- * the proxy in this process. Skipped, with the reason printed, where the driver is not installed
- * (Debian: python3-psycopg; libpostgresql-jdbc-java and a JDK).
+ * `prepare_threshold=0`, asyncpg with its statement cache and pgjdbc with `prepareThreshold=1`, each
+ * run as a small program against the proxy in this process. Skipped, with the reason printed, where
+ * the driver is not installed (Debian: python3-psycopg, python3-asyncpg; libpostgresql-jdbc-java and
+ * a JDK).
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -25,6 +26,11 @@ const PGJDBC = '/usr/share/java/postgresql.jar';
 
 function psycopgMissing(): string | undefined {
   if (spawnSync(PYTHON, ['-c', 'import psycopg'], { stdio: 'ignore' }).status !== 0) return `${PYTHON} cannot import psycopg (apt-get install python3-psycopg)`;
+  return undefined;
+}
+
+function asyncpgMissing(): string | undefined {
+  if (spawnSync(PYTHON, ['-c', 'import asyncpg'], { stdio: 'ignore' }).status !== 0) return `${PYTHON} cannot import asyncpg (apt-get install python3-asyncpg)`;
   return undefined;
 }
 
@@ -74,6 +80,35 @@ for i in range(30):
 for conn in conns:
     conn.close()
 print(json.dumps({"mails": mails, "backends": len(pids)}))
+`;
+
+/** The same with asyncpg, which prepares every statement under its own name and caches it (statement_cache_size 100). */
+const ASYNCPG_PROGRAM = `
+import asyncio, json, sys
+import asyncpg
+
+async def main():
+    conns = [await asyncpg.connect(sys.argv[1]) for _ in range(3)]
+    mails, pids = [], set()
+    for i in range(30):
+        conn, holder = conns[i % 3], conns[(i + 1) % 3]
+        held = None
+        if i % 3 == 0:
+            held = holder.transaction()
+            await held.start()
+            await holder.fetchval("SELECT 1")
+        async with conn.transaction():
+            mails.append(await conn.fetchval("SELECT email FROM users WHERE id = $1", 1 + i % 2))
+            pids.add(await conn.fetchval("SELECT pg_backend_pid() WHERE $1", True))
+        if held:
+            await held.commit()
+        # Outside a transaction too: each statement is its own transaction on the server.
+        assert await conn.fetchval("SELECT $1::int + 1", i) == i + 1
+    for conn in conns:
+        await conn.close()
+    print(json.dumps({"mails": mails, "backends": len(pids)}))
+
+asyncio.run(main())
 `;
 
 const PGJDBC_PROGRAM = `
@@ -150,6 +185,17 @@ describe('server-side prepared statements of other drivers through transaction p
     // Not spawnSync: the proxy runs in this process and must keep serving.
     const { stdout } = await run(PYTHON, [program('probe.py', PSYCOPG_PROGRAM), proxy.url(databaseOf(db.url))]);
     expectEveryAnswerRight(JSON.parse(stdout) as DriverReport);
+    await expectServedNatively(lines, 3);
+  });
+
+  const noAsyncpg = asyncpgMissing();
+  if (noAsyncpg) console.log(`skipping the asyncpg case: ${noAsyncpg}`);
+  it.skipIf(noAsyncpg)("runs asyncpg with its statement cache (every statement prepared under asyncpg's own name)", async () => {
+    await createUsersTable(db.url);
+    const { proxy, lines } = await pooledProxy();
+    const { stdout } = await run(PYTHON, [program('probe_asyncpg.py', ASYNCPG_PROGRAM), proxy.url(databaseOf(db.url))]);
+    expectEveryAnswerRight(JSON.parse(stdout) as DriverReport);
+    expect((await proxy.metrics.text()).body).not.toMatch(/tandem_proxy_pinned_clients_total\{/);
     await expectServedNatively(lines, 3);
   });
 
