@@ -44,6 +44,8 @@ const describeStatement = (name: string) => encodeMessage(0x44, Buffer.from(`S${
 const close = (name: string) => encodeMessage(0x43, Buffer.from(`S${name}\0`));
 const sync = () => encodeMessage(0x53, Buffer.alloc(0));
 const flush = () => encodeMessage(0x48, Buffer.alloc(0));
+const copyData = (text: string) => encodeMessage(0x64, Buffer.from(text));
+const copyDone = () => encodeMessage(0x63, Buffer.alloc(0));
 const query = (sql: string) => encodeMessage(0x51, Buffer.from(`${sql}\0`));
 
 /** What the client got until `count` ReadyForQuery: each message's type letter, with a DataRow's first value and an error's code. */
@@ -341,6 +343,7 @@ describe.skipIf(!nativeBuilt)('named prepared statements through the native forw
     }
     expect((await forwardersOf(lines, database, 2)).sort()).toEqual(['native', 'node']);
   });
+
   it('hands a client back to Node between a Flush and its Sync, on the connection and in the implicit transaction it had', async () => {
     await createUsersTable(db.url);
     const database = databaseOf(db.url);
@@ -370,14 +373,13 @@ describe.skipIf(!nativeBuilt)('named prepared statements through the native forw
     }
     expect((await forwardersOf(lines, database, 2)).sort()).toEqual(['native', 'node']);
   });
+
   it('answers COPY FROM STDIN pipelined between named statements before one Sync, preparing them again on another connection', async () => {
     await createUsersTable(db.url);
     const database = databaseOf(db.url);
     const { proxy, lines } = await proxyWithLog(2);
     const client = await rawSession(proxy.port, database);
     const holder = await rawSession(proxy.port, database);
-    const copyData = (text: string) => encodeMessage(0x64, Buffer.from(text));
-    const copyDone = () => encodeMessage(0x63, Buffer.alloc(0));
     try {
       const first = await exchange(client, Buffer.concat([parse('n', 'SELECT count(*)::text || pg_backend_pid()::text FROM users'), bind('n'), execute(), sync()]));
       expect(first.slice(0, 2)).toEqual(['1', '2']);

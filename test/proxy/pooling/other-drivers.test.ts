@@ -24,13 +24,9 @@ const run = promisify(execFile);
 const PYTHON = '/usr/bin/python3';
 const PGJDBC = '/usr/share/java/postgresql.jar';
 
-function psycopgMissing(): string | undefined {
-  if (spawnSync(PYTHON, ['-c', 'import psycopg'], { stdio: 'ignore' }).status !== 0) return `${PYTHON} cannot import psycopg (apt-get install python3-psycopg)`;
-  return undefined;
-}
-
-function asyncpgMissing(): string | undefined {
-  if (spawnSync(PYTHON, ['-c', 'import asyncpg'], { stdio: 'ignore' }).status !== 0) return `${PYTHON} cannot import asyncpg (apt-get install python3-asyncpg)`;
+/** Why Debian's python3 cannot run a driver's program: the module is missing (the package that gives it). */
+function pythonModuleMissing(module: string): string | undefined {
+  if (spawnSync(PYTHON, ['-c', `import ${module}`], { stdio: 'ignore' }).status !== 0) return `${PYTHON} cannot import ${module} (apt-get install python3-${module})`;
   return undefined;
 }
 
@@ -177,7 +173,7 @@ function expectEveryAnswerRight(report: DriverReport): void {
 }
 
 describe('server-side prepared statements of other drivers through transaction pooling', () => {
-  const noPsycopg = psycopgMissing();
+  const noPsycopg = pythonModuleMissing('psycopg');
   if (noPsycopg) console.log(`skipping the psycopg case: ${noPsycopg}`);
   it.skipIf(noPsycopg)('runs psycopg 3 with prepare_threshold=0', async () => {
     await createUsersTable(db.url);
@@ -188,7 +184,7 @@ describe('server-side prepared statements of other drivers through transaction p
     await expectServedNatively(lines, 3);
   });
 
-  const noAsyncpg = asyncpgMissing();
+  const noAsyncpg = pythonModuleMissing('asyncpg');
   if (noAsyncpg) console.log(`skipping the asyncpg case: ${noAsyncpg}`);
   it.skipIf(noAsyncpg)("runs asyncpg with its statement cache (every statement prepared under asyncpg's own name)", async () => {
     await createUsersTable(db.url);
