@@ -4,6 +4,7 @@
  * keeps it from relaying guesses at other backends.
  */
 import { randomBytes } from 'node:crypto';
+import { ChurnMap } from './churn.js';
 import type { Logger } from '../observe/logger.js';
 import { sendCancel, type UpstreamTarget } from './upstream.js';
 
@@ -27,9 +28,34 @@ export function newCancelKey(): Buffer {
   return key;
 }
 
+/** A registered key, with the others that end in the same four bytes (rare: they are random). */
+interface KeyHolder {
+  readonly key: Buffer;
+  readonly owner: object;
+  readonly upstreamKey: (() => Buffer | undefined) | undefined;
+  readonly next: KeyHolder | undefined;
+}
+
+/**
+ * The number a key is filed under: its last four bytes, random in the proxy's keys and in the
+ * server's secret alike, and an array index (no string made per key, see churn.ts).
+ */
+function tailOf(key: Buffer): number {
+  return key.length >= 4 ? key.readUInt32BE(key.length - 4) : 0;
+}
+
+/** The chain without `key`'s holder (a new holder is made for those before it: holders never change). */
+function without(chain: KeyHolder | undefined, key: Buffer): KeyHolder | undefined {
+  if (!chain) return undefined;
+  if (chain.key.equals(key)) return chain.next;
+  const rest = without(chain.next, key);
+  return rest === chain.next ? chain : { ...chain, next: rest };
+}
+
 export class CancelRegistry {
   /** By the key the client was given: its session, and (pooled) where that key's cancel goes now. */
-  private readonly sessions = new Map<string, { owner: object; upstreamKey: (() => Buffer | undefined) | undefined }>();
+  private readonly holders = new ChurnMap<number, KeyHolder>();
+  private count = 0;
 
   constructor(
     private readonly target: UpstreamTarget,
@@ -39,19 +65,29 @@ export class CancelRegistry {
   /**
    * `upstreamKey`: for a pooled session, whose key is the proxy's own, the key of the server
    * connection it holds right now (undefined while it holds none: nothing runs to cancel).
+   * A key registered before (the server reuses process ids) now names `owner`.
    */
   add(key: Buffer, owner: object, upstreamKey?: () => Buffer | undefined): void {
-    this.sessions.set(key.toString('hex'), { owner, upstreamKey });
+    const tail = tailOf(key);
+    const chain = this.holders.get(tail);
+    const rest = without(chain, key);
+    if (rest === chain) this.count++;
+    this.holders.set(tail, { key, owner, upstreamKey, next: rest });
   }
 
-  /** Forgets a key, unless another session has taken it since (the server reuses process ids). */
+  /** Forgets a key, unless another session has taken it since. */
   remove(key: Buffer, owner: object): void {
-    const hex = key.toString('hex');
-    if (this.sessions.get(hex)?.owner === owner) this.sessions.delete(hex);
+    const tail = tailOf(key);
+    const chain = this.holders.get(tail);
+    if (this.find(chain, key)?.owner !== owner) return;
+    const rest = without(chain, key);
+    if (rest) this.holders.set(tail, rest);
+    else this.holders.delete(tail);
+    this.count--;
   }
 
   get size(): number {
-    return this.sessions.size;
+    return this.count;
   }
 
   /**
@@ -59,7 +95,7 @@ export class CancelRegistry {
    * server would. Resolves once the server has closed the forwarded request (it has acted on it).
    */
   async cancel(key: Buffer, from: string): Promise<void> {
-    const entry = this.sessions.get(key.toString('hex'));
+    const entry = this.find(this.holders.get(tailOf(key)), key);
     if (!entry) {
       this.logger.info({ client: from }, 'cancel request with an unknown key ignored');
       return;
@@ -69,5 +105,10 @@ export class CancelRegistry {
     await sendCancel(this.target, upstream).catch((error: Error) =>
       this.logger.warn({ client: from, err: error.message }, 'could not pass a cancel request to the server'),
     );
+  }
+
+  private find(chain: KeyHolder | undefined, key: Buffer): KeyHolder | undefined {
+    for (let holder = chain; holder; holder = holder.next) if (holder.key.equals(key)) return holder;
+    return undefined;
   }
 }

@@ -8,6 +8,7 @@
  */
 import { createRequire } from 'node:module';
 import type net from 'node:net';
+import { ChurnMap } from './churn.js';
 import { decodeStatementNames, encodeStatementNames } from './pool/prepared.js';
 import { SERVER_CLOSED_UNEXPECTEDLY, encodeErrorResponse, type ErrorFields } from './protocol/messages.js';
 
@@ -176,10 +177,10 @@ interface SocketHandle {
 }
 
 export class NativeForwarder {
-  private readonly ends = new Map<number, (end: NativeEnd) => void>();
-  private readonly searchPaths = new Map<number, (value: string) => void>();
+  private readonly ends = new ChurnMap<number, (end: NativeEnd) => void>();
+  private readonly searchPaths = new ChurnMap<number, (value: string) => void>();
   /** Pooled sessions' parameter reports, by session id; pools' events, by pool id. */
-  private readonly parameterReports = new Map<number, (name: string, value: string, serverId: number) => void>();
+  private readonly parameterReports = new ChurnMap<number, (name: string, value: string, serverId: number) => void>();
   private readonly poolEvents = new Map<number, NativePoolEvents>();
   private nextPoolId = 1;
 

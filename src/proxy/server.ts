@@ -11,6 +11,7 @@ import { TandemError } from '../errors/index.js';
 import { redactUrl } from '../observe/logger.js';
 import { renderStatusPage, type RolloutView } from '../observe/status-page.js';
 import { CancelRegistry } from './cancel.js';
+import { ChurnSet } from './churn.js';
 import { Catalogs, type RetiredVersion } from './catalog.js';
 import { formatHostPort, type HostPort, type ProxyOptions } from './config.js';
 import { HeartbeatLoop } from './heartbeat.js';
@@ -115,13 +116,13 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
   const rates = new QueryRates();
   rates.sample(ledger.snapshot());
   const rateSampler = setInterval(() => rates.sample(ledger.snapshot()), RATE_WINDOW_MS).unref();
-  const sessions = new Set<Session>();
+  const sessions = new ChurnSet<Session>();
   /**
    * Sessions that hold one of the --max-client-conn places: taken when the socket is accepted, so
    * that sockets that never send a startup packet count too; a socket accepted while all places
    * were taken gets one when its startup packet arrives if one is free by then, else 53300.
    */
-  const admitted = new Set<Session>();
+  const admitted = new ChurnSet<Session>();
   const admit = (session: Session): void => {
     admitted.add(session);
     nativeLogins?.setAdmitted(admitted.size);

@@ -4,8 +4,11 @@
  * of sessions that have ended so counters never go backwards.
  */
 
+import { ChurnSet } from './churn.js';
+
 /** What the ledger reads from a session. */
 export interface SessionUsage {
+  readonly id: number;
   readonly database: string | undefined;
   /** The version schema, or undefined for a session on the server's defaults. */
   readonly versionSchema: string | undefined;
@@ -39,7 +42,7 @@ function keyOf(database: string, version: string): string {
 }
 
 export class UsageLedger {
-  private readonly live = new Set<SessionUsage>();
+  private readonly live = new ChurnSet<SessionUsage>();
   private readonly ended = new Map<string, VersionUsage>();
   private endedBytesIn = 0;
   private endedBytesOut = 0;

@@ -3,6 +3,7 @@
  * ledger and the version catalogs (the console itself, console.ts, only formats and parses).
  */
 import type { Catalogs } from '../catalog.js';
+import type { ReadonlyChurnSet } from '../churn.js';
 import type { PoolingOptions } from '../config.js';
 import type { ProxyPooling } from '../pooling.js';
 import { nativeConnectionIds } from '../session/native-pooled.js';
@@ -12,7 +13,7 @@ import type { UsageLedger } from '../usage.js';
 import type { AdminClientRow, AdminConfigRow, AdminDatabaseRow, AdminListCounts, AdminPauseState, AdminPoolRow, AdminUserRow, AdminServerRow, AdminSource, AdminStatsFigures, AdminStatsRow, AdminVersionRow } from './source.js';
 
 export interface ProxySourceDeps {
-  sessions: ReadonlySet<Session>;
+  sessions: ReadonlyChurnSet<Session>;
   pooling: ProxyPooling;
   options: PoolingOptions;
   ledger: UsageLedger;
