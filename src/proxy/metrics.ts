@@ -45,7 +45,7 @@ export class ProxyMetrics {
   /** Where the pool gauges are read at scrape time (set when the proxy pools). */
   poolStats: (() => PoolStats[]) | undefined;
   /** Native logins and the thread's fallbacks to JavaScript by reason, read at scrape time (set with --native-login on). */
-  nativeLogins: (() => { logins: number; fallbacks: Record<string, number> }) | undefined;
+  nativeLogins: (() => { logins: number; brief: number; fallbacks: Record<string, number> }) | undefined;
   /** The native thread's pools now (session/native-pooled.ts), closed ones not freed yet included. */
   nativePools: (() => number) | undefined;
 
@@ -185,6 +185,16 @@ export class ProxyMetrics {
       },
     });
     new Counter({
+      name: 'tandem_proxy_native_brief_clients_total',
+      help: 'Native logins that ended before the thread reported them, counted only in the totals (--native-login on with no line logged per client)',
+      registers,
+      collect() {
+        this.reset();
+        const figures = nativeLogins();
+        if (figures) this.inc(figures.brief);
+      },
+    });
+    new Counter({
       name: 'tandem_proxy_native_login_fallbacks_total',
       help: 'Connections the native thread accepted and handed to JavaScript to log in, by reason (--native-login on)',
       labelNames: ['reason'],
@@ -205,8 +215,8 @@ export class ProxyMetrics {
     });
   }
 
-  connection(result: ConnectionResult): void {
-    this.uncountedConnections.set(result, (this.uncountedConnections.get(result) ?? 0) + 1);
+  connection(result: ConnectionResult, count = 1): void {
+    this.uncountedConnections.set(result, (this.uncountedConnections.get(result) ?? 0) + count);
   }
 
   reject(reason: RejectReason): void {

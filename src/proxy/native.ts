@@ -117,7 +117,7 @@ interface Binding {
   retire(handle: NativeHandle, errorResponse: Buffer): void;
   terminate(handle: NativeHandle, errorResponse: Buffer): void;
   scanFrames(chunks: Buffer[], fromClient: boolean): NativeScan;
-  listen(listenFd: number, figures: Float64Array, tlsOn: boolean, onLogin: (kind: 'accepted' | 'login', ...args: unknown[]) => void): NativeListenerHandle;
+  listen(listenFd: number, figures: Float64Array, tlsOn: boolean, onLogin: (kind: 'accepted' | 'login' | 'brief', ...args: unknown[]) => void, brief: boolean): NativeListenerHandle;
   unlisten(listener: NativeListenerHandle): void;
   learn(listener: NativeListenerHandle, id: number, startupPacket: Buffer, welcome: Buffer, pool: NativePoolHandle): void;
   forget(listener: NativeListenerHandle, id: number): void;
@@ -156,6 +156,11 @@ export interface NativeLoginEvents {
   /** A connection for JavaScript to log in, with what the client sent so far. */
   accepted(fd: number, held: Buffer): void;
   loggedIn(login: NativeLoginReport): void;
+  /**
+   * Native logins that ended before they were reported (`brief` listeners only), `clients` of the
+   * learned login `learnedId`: their counters added up (Counter; LastQueryAt the latest).
+   */
+  brief(learnedId: number, clients: number, counters: Float64Array): void;
 }
 
 /** What the native frame scanner made of a stream (its unit test compares it with FrameScanner's). */
@@ -334,18 +339,30 @@ export class NativeForwarder {
    * The thread accepts on the listening socket from now on (a duplicate of `listenFd`) and logs in
    * the clients whose startup packet it learned (`learn`); `figures` as LoginFigure.
    */
-  listen(listenFd: number, figures: Float64Array, tlsOn: boolean, events: NativeLoginEvents): NativeListenerHandle {
-    return this.binding.listen(listenFd, figures, tlsOn, (kind, ...args) => {
-      try {
-        if (kind === 'accepted') events.accepted(args[0] as number, args[1] as Buffer);
-        else {
-          const [threadId, learnedId, handle, counters, cancelKey, address] = args as [number, number, NativeHandle, Float64Array, Buffer, string];
-          events.loggedIn({ threadId, learnedId, handle, counters, cancelKey, address });
+  /**
+   * `brief`: a native login that ends before the thread has reported it (within its report window,
+   * about 1 ms) is never reported on its own, only counted in `events.brief`; for when no line is
+   * logged per client.
+   */
+  listen(listenFd: number, figures: Float64Array, tlsOn: boolean, events: NativeLoginEvents, brief: boolean): NativeListenerHandle {
+    return this.binding.listen(
+      listenFd,
+      figures,
+      tlsOn,
+      (kind, ...args) => {
+        try {
+          if (kind === 'accepted') events.accepted(args[0] as number, args[1] as Buffer);
+          else if (kind === 'brief') events.brief(args[0] as number, args[1] as number, args[2] as Float64Array);
+          else {
+            const [threadId, learnedId, handle, counters, cancelKey, address] = args as [number, number, NativeHandle, Float64Array, Buffer, string];
+            events.loggedIn({ threadId, learnedId, handle, counters, cancelKey, address });
+          }
+        } catch (error) {
+          process.emitWarning(`tandem: failure while taking a connection from the native listener: ${(error as Error).message}`);
         }
-      } catch (error) {
-        process.emitWarning(`tandem: failure while taking a connection from the native listener: ${(error as Error).message}`);
-      }
-    });
+      },
+      brief,
+    );
   }
 
   /** No more accepting; connections whose startup packet was being read come to `accepted`. */

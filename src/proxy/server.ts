@@ -16,7 +16,7 @@ import { Catalogs, type RetiredVersion } from './catalog.js';
 import { formatHostPort, type HostPort, type ProxyOptions } from './config.js';
 import { HeartbeatLoop } from './heartbeat.js';
 import { ProxyMetrics } from './metrics.js';
-import { selectForwarder, type NativeForwarder } from './native.js';
+import { Counter, selectForwarder, type NativeForwarder } from './native.js';
 import type { ErrorFields } from './protocol/messages.js';
 import { describeCloseReason } from './session/close-reason.js';
 import { Session, type SessionContext } from './session/session.js';
@@ -314,6 +314,13 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
         session.retire(retiredMessages.get(`${learned.database}\0${version}`) ?? `version "${version}" of database "${learned.database}" has been retired`);
       }
     },
+    brief: (learned, clients, counters) => {
+      metrics.connection('established', clients);
+      const used = { bytesIn: counters[Counter.BytesIn] ?? 0, bytesOut: counters[Counter.BytesOut] ?? 0, queries: counters[Counter.Queries] ?? 0, lastQueryAt: counters[Counter.LastQueryAt] ?? 0 };
+      ledger.addEnded(learned.database, learned.version?.versionSchema, used);
+      adminSource?.briefEnded(learned.database, learned.version?.versionSchema ?? '', counters);
+      learned.pool.visited();
+    },
   };
   /** The client listener's address, once bound. */
   let address: HostPort | undefined;
@@ -397,7 +404,8 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
   address = { host: bound.address, port: bound.port };
   if (nativeLogins) {
     // The thread accepts from here, on its duplicate of the socket, which stays listening when Node closes its own.
-    nativeLogins.listen(listeningDescriptor(server), options.maxClientConn, Boolean(secureContext), nativeLoginHooks);
+    // With no line per client to log, a client gone before the thread reports it is only counted.
+    nativeLogins.listen(listeningDescriptor(server), options.maxClientConn, Boolean(secureContext), nativeLoginHooks, !logger.isLevelEnabled('info'));
     server.close();
   }
 

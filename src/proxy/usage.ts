@@ -54,12 +54,20 @@ export class UsageLedger {
   /** Folds an ended session into the totals. */
   remove(session: SessionUsage): void {
     if (!this.live.delete(session)) return;
-    this.endedBytesIn += session.bytesIn;
-    this.endedBytesOut += session.bytesOut;
-    if (session.database === undefined || !session.established) return;
-    const entry = this.entry(this.ended, session.database, session.versionSchema ?? '');
-    entry.queries += session.queries;
-    entry.lastQueryAt = Math.max(entry.lastQueryAt, session.lastQueryAt);
+    this.addEnded(session.established ? session.database : undefined, session.versionSchema, session);
+  }
+
+  /**
+   * Adds what ended sessions used to the totals (brief native logins come only this way, added up);
+   * `database` undefined: their bytes alone (sessions that never logged in).
+   */
+  addEnded(database: string | undefined, versionSchema: string | undefined, used: Pick<SessionUsage, 'bytesIn' | 'bytesOut' | 'queries' | 'lastQueryAt'>): void {
+    this.endedBytesIn += used.bytesIn;
+    this.endedBytesOut += used.bytesOut;
+    if (database === undefined) return;
+    const entry = this.entry(this.ended, database, versionSchema ?? '');
+    entry.queries += used.queries;
+    entry.lastQueryAt = Math.max(entry.lastQueryAt, used.lastQueryAt);
   }
 
   get size(): number {

@@ -5,6 +5,7 @@
 import type { Catalogs } from '../catalog.js';
 import type { ReadonlyChurnSet } from '../churn.js';
 import type { PoolingOptions } from '../config.js';
+import { Counter } from '../native.js';
 import type { ProxyPooling } from '../pooling.js';
 import { nativeConnectionIds } from '../session/native-pooled.js';
 import type { Session } from '../session/session.js';
@@ -32,6 +33,8 @@ export interface ProxySourceDeps {
 /** The console's source, told when a session ends so that SHOW STATS keeps counting what it did. */
 export interface ProxyAdminSource extends AdminSource {
   sessionEnded(session: Session): void;
+  /** Brief native logins of a database and version ended: their counters added up (Counter). */
+  briefEnded(database: string, version: string, counters: Float64Array): void;
 }
 
 type StatsTotals = { database: string; version: string; total: AdminStatsFigures };
@@ -45,11 +48,12 @@ export function proxyAdminSource(deps: ProxySourceDeps): ProxyAdminSource {
   const pooledSessions = () => [...sessions].flatMap((session) => (session.pooled ? [{ session, pooled: session.pooled }] : []));
   /** SHOW STATS per database and version, of the pooled clients that have ended. */
   const endedStats = new Map<string, StatsTotals>();
-  const statsOf = (rows: Map<string, StatsTotals>, session: Session): StatsTotals => {
-    const id = `${session.database}\0${session.versionSchema ?? ''}`;
+  const statsOf = (rows: Map<string, StatsTotals>, session: Session): StatsTotals => rowOf(rows, session.database ?? '', session.versionSchema ?? '');
+  const rowOf = (rows: Map<string, StatsTotals>, database: string, version: string): StatsTotals => {
+    const id = `${database}\0${version}`;
     let row = rows.get(id);
     if (!row) {
-      row = { database: session.database ?? '', version: session.versionSchema ?? '', total: zeroFigures() };
+      row = { database, version, total: zeroFigures() };
       rows.set(id, row);
     }
     return row;
@@ -179,6 +183,18 @@ export function proxyAdminSource(deps: ProxySourceDeps): ProxyAdminSource {
     sessionEnded(session: Session): void {
       const pooled = session.poolUse;
       if (pooled) addFigures(statsOf(endedStats, session).total, session, pooled);
+    },
+    briefEnded(database: string, version: string, counters: Float64Array): void {
+      const total = rowOf(endedStats, database, version).total;
+      const figure = (slot: number) => counters[slot] ?? 0;
+      total.serverAssignmentCount += figure(Counter.Transactions);
+      total.xactCount += figure(Counter.Transactions);
+      total.queryCount += figure(Counter.Queries);
+      total.received += figure(Counter.BytesIn);
+      total.sent += figure(Counter.BytesOut);
+      total.xactTimeUs += Math.round(figure(Counter.HeldMicros));
+      total.queryTimeUs += Math.round(figure(Counter.RequestMicros));
+      total.waitTimeUs += Math.round(figure(Counter.WaitedMicros));
     },
     versions(): AdminVersionRow[] {
       const live = new Map(catalogs.all().map((catalog) => [catalog.database, new Set(catalog.cached().map((v) => v.versionSchema))]));

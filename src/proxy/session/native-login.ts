@@ -44,6 +44,8 @@ export interface NativeLoginHooks {
   accepted(fd: number, held: Buffer): void;
   /** The thread logged a client in with `learned`. */
   loggedIn(learned: LearnedLogin, login: NativeLoginReport): void;
+  /** `clients` logged in with `learned` ended before they were reported: their counters added up (Counter). */
+  brief(learned: LearnedLogin, clients: number, counters: Float64Array): void;
 }
 
 /**
@@ -65,22 +67,41 @@ export class NativeLogins {
   private readonly byPacket = new Map<string, LearnedLogin>();
   private readonly byId = new Map<number, LearnedLogin>();
   private nextId = 1;
+  /** Native logins that ended before they were reported (listen's `brief`). */
+  private briefClients = 0;
   private listener: NativeListenerHandle | undefined;
   private listening = false;
 
   constructor(private readonly forwarder: NativeForwarder) {}
 
-  /** The thread takes over accepting on `listenFd`. */
-  listen(listenFd: number, maxClientConn: number, tlsOn: boolean, hooks: NativeLoginHooks): void {
+  /**
+   * The thread takes over accepting on `listenFd`. `brief`: no line is logged per client, so a client
+   * that ends before its login is reported (within about 1 ms) is only counted, in `hooks.brief`.
+   */
+  listen(listenFd: number, maxClientConn: number, tlsOn: boolean, hooks: NativeLoginHooks, brief: boolean): void {
     this.figures[LoginFigure.MaxClients] = maxClientConn;
-    this.listener = this.forwarder.listen(listenFd, this.figures, tlsOn, {
-      accepted: hooks.accepted,
-      loggedIn: (login) => {
-        this.figures[LoginFigure.Seen] = (this.figures[LoginFigure.Seen] ?? 0) + 1;
-        const learned = this.byId.get(login.learnedId);
-        if (learned) hooks.loggedIn(learned, login);
+    this.listener = this.forwarder.listen(
+      listenFd,
+      this.figures,
+      tlsOn,
+      {
+        accepted: hooks.accepted,
+        loggedIn: (login) => {
+          this.figures[LoginFigure.Seen] = (this.figures[LoginFigure.Seen] ?? 0) + 1;
+          const learned = this.byId.get(login.learnedId);
+          if (learned) hooks.loggedIn(learned, login);
+        },
+        brief: (learnedId, clients, counters) => {
+          // Seen, and so is each one's end: their places were given back.
+          this.figures[LoginFigure.Seen] = (this.figures[LoginFigure.Seen] ?? 0) + clients;
+          this.figures[LoginFigure.EndsSeen] = (this.figures[LoginFigure.EndsSeen] ?? 0) + clients;
+          this.briefClients += clients;
+          const learned = this.byId.get(learnedId);
+          if (learned) hooks.brief(learned, clients, counters);
+        },
       },
-    });
+      brief,
+    );
     this.listening = true;
   }
 
@@ -161,10 +182,10 @@ export class NativeLogins {
   }
 
   /** For /metrics and /status. */
-  counts(): { logins: number; fallbacks: Record<string, number> } {
+  counts(): { logins: number; brief: number; fallbacks: Record<string, number> } {
     const fallbacks: Record<string, number> = {};
     NATIVE_LOGIN_FALLBACKS.forEach((reason, i) => (fallbacks[reason] = this.figures[LoginFigure.Fallbacks + i] ?? 0));
-    return { logins: this.figures[LoginFigure.NativeTotal] ?? 0, fallbacks };
+    return { logins: this.figures[LoginFigure.NativeTotal] ?? 0, brief: this.briefClients, fallbacks };
   }
 
   private forgetWhere(test: (learned: LearnedLogin) => boolean): void {

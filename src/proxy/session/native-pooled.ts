@@ -190,6 +190,8 @@ export class NativePool {
   /** Its sessions as JavaScript knows them (a native login counts once reported). */
   private sessions = 0;
   private idleTimer: NodeJS.Timeout | undefined;
+  /** performance.now() when brief clients were last counted in (visited). */
+  private visitedAt = -Infinity;
   /** Closed: no client joins it, and after `closed` no command names its handle. */
   private closing = false;
 
@@ -227,11 +229,20 @@ export class NativePool {
     if (this.sessions === 0) this.armIdle();
   }
 
-  /** With no session for as long as an idle server connection is kept, the pool closes. */
-  private armIdle(): void {
+  /** Clients came and went without a session of their own (brief native logins): the pool is in use. */
+  visited(): void {
+    this.visitedAt = performance.now();
+  }
+
+  /** With no session (nor brief client) for as long as an idle server connection is kept, the pool closes. */
+  private armIdle(idleMs = this.ctx.pools.serverIdleTimeoutMs || IDLE_POOL_DEFAULT_MS): void {
     if (this.closing) return;
-    const idleMs = this.ctx.pools.serverIdleTimeoutMs || IDLE_POOL_DEFAULT_MS;
-    this.idleTimer = setTimeout(() => this.registry.close(this), idleMs).unref();
+    this.idleTimer = setTimeout(() => {
+      const full = this.ctx.pools.serverIdleTimeoutMs || IDLE_POOL_DEFAULT_MS;
+      const since = performance.now() - this.visitedAt;
+      if (since < full) this.armIdle(full - since);
+      else this.registry.close(this);
+    }, idleMs).unref();
   }
 
   /** NativePools.close: the thread frees it once no session, link or want is left. */

@@ -12,7 +12,7 @@ import pg from 'pg';
 import postgres from 'postgres';
 import { usePostgres } from '../../support/harness.js';
 import { selectForwarder } from '../../../src/proxy/native.js';
-import { TWO_SHAPES, connectThrough, createUsersTable, databaseOf, selfSignedCertificate, simulateVersions, startTestProxy, versionSchemaOf, type TestProxy } from '../support.js';
+import { TWO_SHAPES, capturedLogger, connectThrough, createUsersTable, databaseOf, selfSignedCertificate, simulateVersions, startTestProxy, versionSchemaOf, type TestProxy } from '../support.js';
 import { poolingOptions, sleepCancelled } from './support.js';
 
 const db = usePostgres();
@@ -26,6 +26,11 @@ async function counts(proxy: TestProxy): Promise<{ logins: number; fallbacks: Re
   const fallbacks: Record<string, number> = {};
   for (const match of body.matchAll(/^tandem_proxy_native_login_fallbacks_total\{reason="(\w+)"\} (\d+)/gm)) fallbacks[match[1]!] = Number(match[2]);
   return { logins, fallbacks };
+}
+
+/** Clients logged in so far (tandem_proxy_connections_total{result="established"}). */
+async function established(proxy: TestProxy): Promise<number> {
+  return Number(/^tandem_proxy_connections_total\{result="established"\} (\d+)/m.exec((await proxy.metrics.text()).body)?.[1] ?? 0);
 }
 
 /** Client sessions the proxy has open now (its gauge, summed over versions). */
@@ -83,8 +88,9 @@ describe.skipIf(!nativeBuilt)('native logins', () => {
     const after = await counts(proxy);
     expect(after.logins).toBe(8);
     expect(after.fallbacks.unlearned).toBe(4);
-    // Every native client was logged and counted as a client: established connections are all of them.
-    expect(/tandem_proxy_connections_total\{result="established"\} (\d+)/.exec((await proxy.metrics.text()).body)?.[1]).toBe('12');
+    // Every native client was logged and counted as a client: established connections are all of them
+    // (the last ones once the thread has reported them, within its report window).
+    await expect.poll(async () => established(proxy)).toBe(12);
   });
 
   it('cancels the query of a natively logged-in client, and counts it in SHOW CLIENTS and /status', async () => {
@@ -289,6 +295,46 @@ describe.skipIf(!nativeBuilt)('native logins', () => {
   it('refuses to start without what the thread needs to log clients in alone', async () => {
     await expect(startTestProxy(db.url, { nativeLogin: true, pooling: poolingOptions({ authType: 'md5', authFile: '/dev/null' }) })).rejects.toThrow(/--native-login on needs --auth-type trust/);
     await expect(startTestProxy(db.url, { nativeLogin: true })).rejects.toThrow(/--pool-mode transaction/);
+  });
+
+  it('counts the clients that end before the thread reports them only in the totals, when no line is logged per client', async () => {
+    await createUsersTable(db.url);
+    const database = databaseOf(db.url);
+    // The test proxies log nothing: a native client gone before its login is reported is only counted.
+    const proxy = await nativeProxy({ adminUsers: ['postgres'], adminDatabase: 'tandem' });
+    const url = proxy.url(database);
+    const brief = async () => Number(/^tandem_proxy_native_brief_clients_total (\d+)/m.exec((await proxy.metrics.text()).body)?.[1] ?? 0);
+    await once(url, 'SELECT 1');
+    const clients = 40;
+    for (let i = 0; i < clients; i++) expect(await once(url, 'SELECT count(*)::int AS n FROM users')).toEqual([{ n: 2 }]);
+    // Reported within the thread's report window (20 ms here).
+    await expect.poll(async () => established(proxy)).toBe(clients + 1);
+    expect(proxy.status().clients).toBe(0);
+    expect((await counts(proxy)).logins).toBe(clients);
+    // Most of them (each lives a few ms), yet every one counts below.
+    expect(await brief()).toBeGreaterThan(0);
+    expect(Object.values(proxy.status().databases[database]?.clients ?? {}).reduce((sum, used) => sum + used.queries, 0)).toBe(clients + 1);
+    const admin = await connectThrough(proxy.url('tandem'));
+    try {
+      const stats = (await admin.query('SHOW STATS')).rows.find((row: { database: string }) => row.database === database);
+      expect(stats).toMatchObject({ total_xact_count: String(clients + 1), total_query_count: String(clients + 1) });
+      expect(Number(stats.total_received)).toBeGreaterThan(clients * 30);
+      expect(Number(stats.total_sent)).toBeGreaterThan(clients * 30);
+    } finally {
+      await admin.end();
+    }
+  });
+
+  it('reports every native client on its own when a line is logged per client', async () => {
+    const database = databaseOf(db.url);
+    const { logger, lines } = capturedLogger('info');
+    const proxy = await nativeProxy({ logger });
+    const url = proxy.url(database);
+    for (let i = 0; i < 11; i++) await once(url, 'SELECT 1');
+    await expect.poll(() => lines.filter((line) => line.msg === 'client disconnected').length).toBe(11);
+    expect(lines.filter((line) => line.msg === 'client connected')).toHaveLength(11);
+    expect((await counts(proxy)).logins).toBe(10);
+    expect(/^tandem_proxy_native_brief_clients_total (\d+)/m.exec((await proxy.metrics.text()).body)?.[1]).toBe('0');
   });
 
   const pgbench = spawnSync('pgbench', ['--version']).status === 0;
