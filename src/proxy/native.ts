@@ -181,6 +181,15 @@ interface SocketHandle {
   writeQueueSize?: number;
 }
 
+/**
+ * A session id as a key of the handler maps: JavaScript's ids are positive, the thread's own
+ * (native logins) negative; both become array indices (even, odd), which V8 files without making a
+ * string of each (churn.ts).
+ */
+function slotOf(id: number): number {
+  return id >= 0 ? id * 2 : -id * 2 - 1;
+}
+
 export class NativeForwarder {
   private readonly ends = new ChurnMap<number, (end: NativeEnd) => void>();
   private readonly searchPaths = new ChurnMap<number, (value: string) => void>();
@@ -214,8 +223,8 @@ export class NativeForwarder {
     if (clientFd === undefined || serverFd === undefined) return undefined;
     // Throws when the descriptors cannot be duplicated (EMFILE): the caller forwards in Node.
     const handle = this.binding.start(id, clientFd, serverFd, counters, rest.toClient, rest.toServer);
-    this.ends.set(id, onEnd);
-    this.searchPaths.set(id, onSearchPath);
+    this.ends.set(slotOf(id), onEnd);
+    this.searchPaths.set(slotOf(id), onSearchPath);
     letGo(client);
     letGo(server);
     return handle;
@@ -250,8 +259,8 @@ export class NativeForwarder {
     const clientFd = idleDescriptor(client);
     if (clientFd === undefined) return undefined;
     const handle = this.binding.startPooled(id, clientFd, counters, held, pool);
-    this.ends.set(id, onEnd);
-    this.parameterReports.set(id, onParameter);
+    this.ends.set(slotOf(id), onEnd);
+    this.parameterReports.set(slotOf(id), onParameter);
     letGo(client);
     return handle;
   }
@@ -308,10 +317,10 @@ export class NativeForwarder {
   }
 
   private readonly onEnd = (id: number, reason: NativeEndReason, detail: string, explained: boolean, pooled: NativePooledEnd | undefined): void => {
-    const handler = this.ends.get(id);
-    this.ends.delete(id);
-    this.searchPaths.delete(id);
-    this.parameterReports.delete(id);
+    const handler = this.ends.get(slotOf(id));
+    this.ends.delete(slotOf(id));
+    this.searchPaths.delete(slotOf(id));
+    this.parameterReports.delete(slotOf(id));
     // An exception must not escape into the addon's callback.
     try {
       handler?.(pooled ? { reason, detail, explained, pooled } : { reason, detail, explained });
@@ -322,7 +331,7 @@ export class NativeForwarder {
 
   private readonly onPooled = (kind: 'want' | 'returned' | 'parameter' | 'closed', id: number, a?: number | string, b?: string, c?: boolean | number, d?: Buffer): void => {
     try {
-      if (kind === 'parameter') this.parameterReports.get(id)?.(a as string, b as string, c as number);
+      if (kind === 'parameter') this.parameterReports.get(slotOf(id))?.(a as string, b as string, c as number);
       else if (kind === 'want') this.poolEvents.get(id)?.want();
       else if (kind === 'closed') {
         const events = this.poolEvents.get(id);
@@ -381,8 +390,8 @@ export class NativeForwarder {
 
   /** A natively logged-in session's reports (its end, its server's parameters) go to these handlers. */
   adopt(threadId: number, onParameter: (name: string, value: string, serverId: number) => void, onEnd: (end: NativeEnd) => void): void {
-    this.ends.set(threadId, onEnd);
-    this.parameterReports.set(threadId, onParameter);
+    this.ends.set(slotOf(threadId), onEnd);
+    this.parameterReports.set(slotOf(threadId), onParameter);
   }
 
   /** The native frame scanner alone, over `chunks` as one stream: for its unit test. */
@@ -392,7 +401,7 @@ export class NativeForwarder {
 
   private readonly onSearchPath = (id: number, value: string): void => {
     try {
-      this.searchPaths.get(id)?.(value);
+      this.searchPaths.get(slotOf(id))?.(value);
     } catch (error) {
       process.emitWarning(`tandem: failure while taking a natively forwarded session's search_path: ${(error as Error).message}`);
     }
