@@ -2140,9 +2140,12 @@ static int advance(forwarder *f, session *s) {
         s->ready_len = at + 1 + length;
         break;
       case MESSAGE_TERMINATE:
-        /* The client leaves: what it had not finished is dropped, its link is settled. */
+        /* The client leaves: what it had not finished is dropped, its link is settled. Its socket is
+           closed at once unless replies are still queued for it (as PgBouncer does: a client that sent
+           Terminate reads nothing more, and a shutdown and a read until its end of stream cost three
+           system calls and a wake-up per connection with a connection per transaction). */
         s->client_terminated = 1;
-        end_session(f, s, END_CLIENT_CLOSED, 0, NULL, CLOSE_AFTER, NULL, 0, CLOSE_NOW, NULL, 0);
+        end_session(f, s, END_CLIENT_CLOSED, 0, NULL, has_out(&s->client) ? CLOSE_AFTER : CLOSE_NOW, NULL, 0, CLOSE_NOW, NULL, 0);
         return 0;
       case MESSAGE_JAVASCRIPT:
         s->handing = 1;
