@@ -8,7 +8,7 @@
  * current puts there, every table after it is reachable from it until the next full collection, and
  * each holds the sessions that were live when it was replaced. So with a connection per transaction
  * every ended session survived its minor collections and was promoted: about 2 KB per connection, 12 to
- * 16 µs of garbage collection each (bench/README.md, "Where -C's time goes"). A dictionary object
+ * 16 µs of garbage collection each (bench/README.md, Pooling, "What kept them alive"). A dictionary object
  * replaces its storage without such a link, and a deleted entry lets go of its value at once.
  */
 

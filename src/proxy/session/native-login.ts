@@ -76,7 +76,8 @@ export class NativeLogins {
 
   /**
    * The thread takes over accepting on `listenFd`. `brief`: no line is logged per client, so a client
-   * that ends before its login is reported (within about 1 ms) is only counted, in `hooks.brief`.
+   * that ends before its login is reported (the thread's reports wait up to 20 ms then) is only
+   * counted, in `hooks.brief`.
    */
   listen(listenFd: number, maxClientConn: number, tlsOn: boolean, hooks: NativeLoginHooks, brief: boolean): void {
     this.figures[LoginFigure.MaxClients] = maxClientConn;
