@@ -315,6 +315,7 @@ typedef struct report {
      (REPORT_LOGIN: the cancel key; the detail holds the client's address, and pool_id the learned login's id;
      REPORT_BRIEF: the clients' counters added up, COUNTERS doubles, length the number of clients, pool_id as for REPORT_LOGIN). */
   int fd;
+  char local[INET6_ADDRSTRLEN + 8]; /* REPORT_LOGIN: the proxy's end of the connection, "" if unknown (flush_reports) */
   /* END_HANDED_BACK: those bytes; REPORT_PARAMETER: the ParameterStatus body. */
   char *bytes;
   size_t length;
@@ -502,10 +503,27 @@ static int64_t monotonic_us(void) {
   return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
 }
 
+static void format_address(const struct sockaddr_storage *address, char *into, size_t size);
+
+/*
+ * A native login's report, as it goes out: the proxy's end of the client's connection (SHOW CLIENTS'
+ * local_addr), read only now, so that a brief client (fold_brief) costs no system call for it.
+ */
+static void add_local_address(report *r) {
+  struct sockaddr_storage local;
+  socklen_t length = sizeof local;
+  if (r->session->client.fd >= 0 && getsockname(r->session->client.fd, (struct sockaddr *)&local, &length) == 0) {
+    format_address(&local, r->local, sizeof r->local);
+  }
+}
+
 /* Hands the outbox to JavaScript (one call of the thread-safe function for the batch, in order). */
 static void flush_reports(forwarder *f) {
   report *batch = f->outbox;
   if (!batch) return;
+  for (report *r = batch; r; r = r->next) {
+    if (r->kind == REPORT_LOGIN) add_local_address(r);
+  }
   f->outbox = f->outbox_tail = NULL;
   f->batches++;
   if (napi_call_threadsafe_function(f->on_end, batch, napi_tsfn_nonblocking) != napi_ok) free_reports(batch);
@@ -2783,6 +2801,21 @@ static void to_javascript(forwarder *f, pending *p, int reason) {
   post(f, r);
 }
 
+/* "host:port" of an IPv4 or IPv6 socket address, as Node's remoteAddress and remotePort give them; "" for another family. */
+static void format_address(const struct sockaddr_storage *address, char *into, size_t size) {
+  char host[INET6_ADDRSTRLEN];
+  into[0] = 0;
+  if (address->ss_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)address;
+    inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+    snprintf(into, size, "%s:%u", host, ntohs(in->sin_port));
+  } else if (address->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)address;
+    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+    snprintf(into, size, "%s:%u", host, ntohs(in6->sin6_port));
+  }
+}
+
 static uint32_t read_be32(const char *at) {
   return read_length((const uint8_t *)at);
 }
@@ -2976,18 +3009,7 @@ static void accept_clients(forwarder *f, listener *l) {
     p->listener = l;
     p->length = 0;
     p->deadline = now_ms(CLOCK_MONOTONIC) + PENDING_WAIT_MS;
-    p->address[0] = 0;
-    if (address.ss_family == AF_INET) {
-      struct sockaddr_in *in = (struct sockaddr_in *)&address;
-      char host[INET_ADDRSTRLEN];
-      inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-      snprintf(p->address, sizeof p->address, "%s:%u", host, ntohs(in->sin_port));
-    } else if (address.ss_family == AF_INET6) {
-      struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&address;
-      char host[INET6_ADDRSTRLEN];
-      inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-      snprintf(p->address, sizeof p->address, "%s:%u", host, ntohs(in6->sin6_port));
-    }
+    format_address(&address, p->address, sizeof p->address);
     p->next = NULL;
     p->prev = f->pending_tail;
     if (f->pending_tail) f->pending_tail->next = p;
@@ -3304,11 +3326,11 @@ static void free_counters(napi_env env, void *data, void *hint) {
 /*
  * On the JS thread, what the listener brought: onLogin('accepted', fd, bytes) for a connection
  * JavaScript logs in (bytes: what it sent so far), onLogin('login', id, learnedId, handle, counters,
- * cancelKey, address) for a native login (a pooled session the thread forwards; its end comes to onEnd),
+ * cancelKey, address, localAddress) for a native login (a pooled session the thread forwards; its end comes to onEnd),
  * onLogin('brief', learnedId, clients, counters) for native logins that ended unreported (fold_brief).
  */
 static void call_on_login(napi_env env, forwarder *f, report *r) {
-  napi_value callback, undefined, args[7];
+  napi_value callback, undefined, args[8];
   listener *l = r->listener;
   int have = l && l->on_login && napi_get_reference_value(env, l->on_login, &callback) == napi_ok && callback;
   napi_get_undefined(env, &undefined);
@@ -3354,7 +3376,8 @@ static void call_on_login(napi_env env, forwarder *f, report *r) {
   args[4] = counters;
   napi_create_buffer_copy(env, 8, r->bytes, NULL, &args[5]);
   napi_create_string_utf8(env, r->detail, NAPI_AUTO_LENGTH, &args[6]);
-  napi_call_function(env, undefined, callback, 7, args, NULL);
+  napi_create_string_utf8(env, r->local, NAPI_AUTO_LENGTH, &args[7]);
+  napi_call_function(env, undefined, callback, 8, args, NULL);
 }
 
 /* A pooled session's END_HANDED_BACK: what JavaScript takes over (the client, its bytes, the connection it held). */

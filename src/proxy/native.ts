@@ -148,7 +148,9 @@ export interface NativeLoginReport {
   handle: NativeHandle;
   counters: Float64Array;
   cancelKey: Buffer;
+  /** The client's end of the connection, "host:port", and the proxy's ('' when unknown). */
   address: string;
+  localAddress: string;
 }
 
 /** What the thread's listener brings to JavaScript. */
@@ -363,8 +365,8 @@ export class NativeForwarder {
           if (kind === 'accepted') events.accepted(args[0] as number, args[1] as Buffer);
           else if (kind === 'brief') events.brief(args[0] as number, args[1] as number, args[2] as Float64Array);
           else {
-            const [threadId, learnedId, handle, counters, cancelKey, address] = args as [number, number, NativeHandle, Float64Array, Buffer, string];
-            events.loggedIn({ threadId, learnedId, handle, counters, cancelKey, address });
+            const [threadId, learnedId, handle, counters, cancelKey, address, localAddress] = args as [number, number, NativeHandle, Float64Array, Buffer, string, string];
+            events.loggedIn({ threadId, learnedId, handle, counters, cancelKey, address, localAddress });
           }
         } catch (error) {
           process.emitWarning(`tandem: failure while taking a connection from the native listener: ${(error as Error).message}`);

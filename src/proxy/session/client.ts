@@ -49,10 +49,17 @@ export class ClientConnection {
     private readonly secureContext: tls.SecureContext | undefined,
     private readonly listeners: ClientListeners,
     address?: string,
+    /** The proxy's end, "host:port", for a client the thread logged in ('' or undefined: unknown). */
+    localAddress?: string,
   ) {
     if (!socket) {
       this.current = NO_SOCKET;
       this.address = address ?? 'unknown';
+      const colon = localAddress?.lastIndexOf(':') ?? -1;
+      if (localAddress && colon > 0) {
+        this.localAddress = localAddress.slice(0, colon);
+        this.localPort = Number(localAddress.slice(colon + 1)) || 0;
+      }
       this.firstChunk = false;
       return;
     }

@@ -173,7 +173,7 @@ export class Session implements SessionUsage {
     native?: { learned: LearnedLogin; login: NativeLoginReport },
   ) {
     const listeners = { data: this.onClientData, error: this.onClientError, close: this.onClientClose, notPostgresql: this.onNotPostgresql };
-    this.client = new ClientConnection(socket, ctx.tls, listeners, native?.login.address);
+    this.client = new ClientConnection(socket, ctx.tls, listeners, native?.login.address, native?.login.localAddress);
     this.clientAddress = this.client.address;
     this.counters = native?.login.counters ?? new Float64Array(COUNTER_SLOTS);
     if (native) {

@@ -106,6 +106,8 @@ describe.skipIf(!nativeBuilt)('native logins', () => {
       // The admin console's login is JavaScript's (not learned: another packet, and never taught).
       const clients = (await admin.query('SHOW CLIENTS')).rows.filter((row: { database: string }) => row.database === database);
       expect(clients).toHaveLength(2);
+      // The proxy's end of each connection, as for a client logged in by Node.
+      for (const row of clients) expect(row).toMatchObject({ local_addr: '127.0.0.1', local_port: proxy.port, addr: '127.0.0.1' });
       expect(proxy.status().clients).toBe(3);
       expect(proxy.status().databases[database]?.clients['']?.clients ?? Object.values(proxy.status().databases[database]?.clients ?? {})[0]?.clients).toBe(2);
       expect(await sleepCancelled(db, sleeper, proxy.url(database))).toMatchObject({ code: '57014' });
