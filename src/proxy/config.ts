@@ -123,6 +123,16 @@ export function parseOnOff(text: string, flag: string): boolean {
   return value === 'on';
 }
 
+/**
+ * A `host:port` the proxy itself wrote (a client's address, the native thread's local address), split
+ * at its last colon, an IPv6 host's brackets dropped; no port: the whole text is the host, port 0.
+ */
+export function splitHostPort(text: string): HostPort {
+  const colon = text.lastIndexOf(':');
+  if (colon < 0) return { host: text, port: 0 };
+  return { host: text.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(text.slice(colon + 1)) || 0 };
+}
+
 export function formatHostPort(address: HostPort): string {
   return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
 }

@@ -319,10 +319,11 @@ export class NativeForwarder {
   }
 
   private readonly onEnd = (id: number, reason: NativeEndReason, detail: string, explained: boolean, pooled: NativePooledEnd | undefined): void => {
-    const handler = this.ends.get(slotOf(id));
-    this.ends.delete(slotOf(id));
-    this.searchPaths.delete(slotOf(id));
-    this.parameterReports.delete(slotOf(id));
+    const slot = slotOf(id);
+    const handler = this.ends.get(slot);
+    this.ends.delete(slot);
+    this.searchPaths.delete(slot);
+    this.parameterReports.delete(slot);
     // An exception must not escape into the addon's callback.
     try {
       handler?.(pooled ? { reason, detail, explained, pooled } : { reason, detail, explained });

@@ -4,7 +4,7 @@
  */
 import type { Catalogs } from '../catalog.js';
 import type { ReadonlyChurnSet } from '../churn.js';
-import type { PoolingOptions } from '../config.js';
+import { splitHostPort, type PoolingOptions } from '../config.js';
 import { Counter } from '../native.js';
 import type { ProxyPooling } from '../pooling.js';
 import { nativeConnectionIds } from '../session/native-pooled.js';
@@ -70,10 +70,6 @@ export function proxyAdminSource(deps: ProxySourceDeps): ProxyAdminSource {
   };
   // Performance-clock times of the pool (openedAt, changedAt) as wall-clock dates.
   const wallClock = (at: number) => new Date(Date.now() - (performance.now() - at));
-  const address = (text: string) => {
-    const colon = text.lastIndexOf(':');
-    return { addr: text.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(text.slice(colon + 1)) || 0 };
-  };
   const upstreamAddress = 'socketPath' in deps.upstream ? { addr: 'unix', port: 0 } : { addr: (deps.upstream as { host: string }).host, port: (deps.upstream as { port: number }).port };
 
   return {
@@ -100,7 +96,7 @@ export function proxyAdminSource(deps: ProxySourceDeps): ProxyAdminSource {
     },
     clients(): AdminClientRow[] {
       return pooledSessions().map(({ session, pooled }) => {
-        const { addr, port } = address(session.clientAddress);
+        const { host: addr, port } = splitHostPort(session.clientAddress);
         const { localAddress, localPort, tls } = session.clientSocket;
         const server = pooled.server;
         return {

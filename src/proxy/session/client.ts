@@ -5,6 +5,7 @@
 import net from 'node:net';
 import type tls from 'node:tls';
 import { encodeErrorResponse, type ErrorFields } from '../protocol/messages.js';
+import { splitHostPort } from '../config.js';
 import { ALPN_POSTGRESQL, TLS_HANDSHAKE_BYTE, acceptDirectTls, acceptTls } from '../tls.js';
 
 /** How long a client that was sent a FATAL error may take to hang up before the socket is destroyed. */
@@ -55,11 +56,7 @@ export class ClientConnection {
     if (!socket) {
       this.current = NO_SOCKET;
       this.address = address ?? 'unknown';
-      const colon = localAddress?.lastIndexOf(':') ?? -1;
-      if (localAddress && colon > 0) {
-        this.localAddress = localAddress.slice(0, colon);
-        this.localPort = Number(localAddress.slice(colon + 1)) || 0;
-      }
+      if (localAddress) ({ host: this.localAddress, port: this.localPort } = splitHostPort(localAddress));
       this.firstChunk = false;
       return;
     }
