@@ -35,6 +35,9 @@ describe('proxy shutdown', () => {
       // Sessions still open keep working during the grace period.
       expect((await finishing.query('SELECT 2 AS n')).rows).toEqual([{ n: 2 }]);
       await finishing.end();
+      // The client sees its connection end a moment before the proxy hears of it: the second signal
+      // must not come first, or it would close that session as well.
+      await logged('the finished session closing', (l) => l.event === 'close' && l.reason === 'client disconnected');
 
       const told = new Promise<unknown>((resolve) => lingering.once('error', resolve));
       cli.child.kill('SIGTERM');
